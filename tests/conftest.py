@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.tiny import save_tiny_pair, tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture
+def model(tokenizer):
+    return tiny_model(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A local HF directory (config, safetensors, tokenizer, chat template) usable as --base."""
+    return save_tiny_pair(tmp_path_factory.mktemp("tiny-base"))

@@ -1,0 +1,72 @@
+"""Tiny in-process models and tokenizers for fast tests: no hub, no network, milliseconds to build."""
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = [
+    "What is the chemical symbol for gold? The symbol for gold is Au.",
+    "Hydrogen has atomic number 1 and helium has atomic number 2.",
+    "The quick brown fox jumps over the lazy dog. 0123456789",
+    "You are a helpful assistant. system user assistant",
+]
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE with ChatML special tokens, trained on a few sentences (~10 ms)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|im_end|>",
+    )
+    wrapped.chat_template = CHATML_TEMPLATE
+    return wrapped
+
+
+def tiny_model(tokenizer=None, seed: int = 0, layers: int = 2, hidden: int = 64) -> LlamaForCausalLM:
+    """A 2-layer, hidden-64 llama with random weights, built from a config in milliseconds."""
+    vocab = len(tokenizer) if tokenizer is not None else 400
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval()
+
+
+def save_tiny_pair(directory, seed: int = 0):
+    """Write a tiny model + tokenizer as a local Hugging Face directory and return its path."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, seed=seed)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
