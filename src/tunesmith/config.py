@@ -1,0 +1,149 @@
+"""Typed, layered, strict run configuration: defaults → YAML → CLI overrides.
+
+Unknown keys are an error that names the nearest valid key, so a typo is never silently dropped.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunesmith.models.resolve import DEFAULT_BASE
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message says where and what to do."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Strict):
+    base: str = Field(DEFAULT_BASE, description="Embedded model name, local HF directory, run directory or hub id.")
+    attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="Attention kernel (packing uses a 4D mask with either).")
+
+
+class DataConfig(Strict):
+    train: Path | None = Field(None, description="Training file: chat/instruction JSONL, or raw text (.txt / JSONL with `text`).")
+    valid: Path | None = Field(None, description="Validation file in the same format; loss is reported on it.")
+    max_length: int = Field(1024, ge=8, description="Tokens per example; longer examples are truncated (data check warns).")
+    packing: bool = Field(True, description="Pack short examples into one sequence with a block-diagonal mask.")
+    skip_invalid: bool = Field(False, description="Train on the valid rows and report the skipped ones, instead of refusing.")
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names to adapt, or all linear layers but the output head.")
+
+
+class TrainConfig(Strict):
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters (default) or full finetune.")
+    epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Examples per optimizer step (the effective batch).")
+    micro_batch_size: int | None = Field(None, ge=1, description="Examples per forward pass; smaller than batch_size means gradient accumulation. None = batch_size.")
+    warmup_ratio: float = Field(0.05, ge=0, le=1, description="Fraction of steps with linear warm-up.")
+    scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
+    seed: int = Field(42, description="Seeds data order, initialisation and dropout.")
+    bf16: bool | None = Field(None, description="bf16 autocast; None = on where the hardware supports it (AMX/AVX512-BF16 CPUs, bf16 GPUs).")
+    log_every: int = Field(5, ge=1, description="Steps between metrics.jsonl lines.")
+    eval_every: int | None = Field(None, ge=1, description="Steps between validation-loss evaluations; None = each epoch end.")
+    save_every: int = Field(50, ge=1, description="Steps between checkpoints (also at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
+
+
+class RunConfig(Strict):
+    """Everything a run needs; saved resolved as DIR/config.yaml."""
+
+    out: Path = Field(Path("runs/latest"), description="Run directory: checkpoints, metrics, adapter, merged model.")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _micro_batch_divides(self) -> "RunConfig":
+        micro = self.train.micro_batch_size
+        if micro is not None and micro > self.train.batch_size:
+            raise ValueError(f"train.micro_batch_size ({micro}) exceeds train.batch_size ({self.train.batch_size})")
+        return self
+
+
+def nearest_key(key: str, model: type[BaseModel]) -> str | None:
+    matches = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def _field_model(root: type[BaseModel], path: tuple) -> type[BaseModel]:
+    model = root
+    for part in path:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            break
+    return model
+
+
+def explain(error: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            parent = _field_model(RunConfig, tuple(item["loc"][:-1]))
+            guess = nearest_key(str(item["loc"][-1]), parent)
+            hint = f" — did you mean {guess!r}?" if guess else f" — valid keys: {', '.join(parent.model_fields)}"
+            lines.append(f"{source}: unknown key {location!r}{hint}")
+        else:
+            lines.append(f"{source}: {location}: {item['msg']}")
+    return ConfigError("\n".join(lines))
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then overrides given as dotted keys ({"train.lr": 1e-3})."""
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, lora, train)")
+    nested: dict = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(deep_merge(raw, nested))
+    except ValidationError as exc:
+        raise explain(exc, str(path) if path else "config") from None
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,25 @@
+"""One forward pass that returns the summed loss over trained tokens of a batch."""
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from tunesmith.train.loss import trained_token_loss_sum
+from tunesmith.train.packing import ModelBatch
+
+
+def causal_lm_of(model) -> PreTrainedModel:
+    """The transformers causal LM inside a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def batch_loss_sum(model, batch: ModelBatch, loss_chunk: int = 1024) -> torch.Tensor:
+    """Sum of token cross-entropies over the batch's trained positions (not yet normalised)."""
+    causal_lm = causal_lm_of(model)
+    hidden = causal_lm.get_decoder()(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        use_cache=False,
+    ).last_hidden_state  # (R, T, H)
+    return trained_token_loss_sum(hidden, batch.targets, causal_lm.get_output_embeddings(), chunk=loss_chunk)

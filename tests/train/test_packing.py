@@ -1,0 +1,71 @@
+import torch
+
+from tunesmith.data.render import IGNORE_INDEX, TokenizedExample, render_chat
+from tunesmith.train.forward import batch_loss_sum
+from tunesmith.train.packing import collate, pack_rows
+
+
+def examples(tokenizer):
+    chats = [
+        [{"role": "user", "content": "What is the symbol for gold?"}, {"role": "assistant", "content": "Au."}],
+        [{"role": "user", "content": "Hydrogen?"}, {"role": "assistant", "content": "Atomic number 1."}],
+        [{"role": "user", "content": "The quick brown fox"}, {"role": "assistant", "content": "jumps over the lazy dog."}],
+    ]
+    return [render_chat(tokenizer, chat, max_length=512) for chat in chats]
+
+
+def test_pack_rows_fills_rows_without_exceeding_max_length():
+    rows = pack_rows([5, 3, 4, 2, 6], max_length=8)
+    assert sorted(i for row in rows for i in row) == [0, 1, 2, 3, 4]
+    assert all(sum([5, 3, 4, 2, 6][i] for i in row) <= 8 for row in rows)
+    assert len(rows) == 3
+
+
+def test_packed_logits_equal_unpacked(tokenizer, model):
+    batch = examples(tokenizer)
+    packed = collate(batch, tokenizer.pad_token_id, max_length=512, packing=True)
+    assert packed.input_ids.shape[0] == 1  # all three share one row
+    decoder = model.get_decoder()
+    with torch.no_grad():
+        packed_hidden = decoder(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+                                position_ids=packed.position_ids).last_hidden_state[0]
+        offset = 0
+        for example in sorted(batch, key=lambda e: -len(e.input_ids)):  # pack order: longest first
+            alone = decoder(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
+            n = len(example.input_ids)
+            assert torch.allclose(packed_hidden[offset : offset + n], alone, atol=1e-4)
+            offset += n
+
+
+def test_packed_loss_equals_padded_loss(tokenizer, model):
+    batch = examples(tokenizer)
+    packed = collate(batch, tokenizer.pad_token_id, max_length=512, packing=True)
+    padded = collate(batch, tokenizer.pad_token_id, max_length=512, packing=False)
+    assert padded.input_ids.shape[0] == 3
+    assert packed.num_trained == padded.num_trained == sum(e.num_trained for e in batch)
+    with torch.no_grad():
+        assert torch.allclose(batch_loss_sum(model, packed), batch_loss_sum(model, padded), atol=1e-4)
+
+
+def test_targets_never_cross_example_boundaries():
+    # raw text trains every token: the first token of the second example must not be a target of the first
+    a = TokenizedExample([5, 6, 7], [5, 6, 7])
+    b = TokenizedExample([8, 9], [8, 9])
+    packed = collate([a, b], pad_id=0, max_length=8, packing=True)
+    assert packed.targets[0].tolist() == [6, 7, IGNORE_INDEX, 9, IGNORE_INDEX]
+    assert packed.position_ids[0].tolist() == [0, 1, 2, 0, 1]
+
+
+def test_chunked_loss_and_gradients_equal_plain_cross_entropy(tokenizer, model):
+    batch = collate(examples(tokenizer), tokenizer.pad_token_id, max_length=512, packing=False)
+    plain_model, chunked_model = model, type(model)(model.config)
+    chunked_model.load_state_dict(model.state_dict())
+    logits = plain_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         position_ids=batch.position_ids).logits
+    plain = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), reduction="sum")
+    plain.backward()
+    chunked = batch_loss_sum(chunked_model, batch, loss_chunk=2)  # many chunks, recomputed in backward
+    chunked.backward()
+    assert torch.allclose(plain, chunked, atol=1e-4)
+    for (name, p), q in zip(plain_model.named_parameters(), chunked_model.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5), name
