@@ -1,0 +1,123 @@
+import json
+
+import pytest
+
+from tunesmith.data.formats import RowError, load_file
+
+GOOD_CHAT = {"messages": [{"role": "user", "content": "Symbol of gold?"}, {"role": "assistant", "content": "Au."}]}
+
+
+def write_jsonl(path, rows):
+    """Rows are dicts (dumped as JSON) or raw strings (written as they are)."""
+    path.write_text("\n".join(row if isinstance(row, str) else json.dumps(row) for row in rows) + "\n")
+    return path
+
+
+def chat(*turns, **extra):
+    return {"messages": [{"role": role, "content": content} for role, content in turns], **extra}
+
+
+def test_valid_chat_loads_with_lines_and_drops_name(tmp_path):
+    row = chat(("system", "Be brief."), ("user", "Gold?"), ("assistant", "Au."))
+    row["messages"][2].update(name="helper", weight=1)
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [GOOD_CHAT, "", "   ", row]))
+    assert loaded.errors == []
+    assert (loaded.kind, loaded.format, loaded.rows) == ("chat", "chat", 2)
+    assert [record.line for record in loaded.records] == [1, 4]
+    assert loaded.records[1].messages[2] == {"role": "assistant", "content": "Au.", "weight": 1}
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ('{"messages": [', "", "invalid JSON"),
+        ("[1, 2]", "", "not an object"),
+        ({}, "messages", "missing key 'messages'"),
+        ({"messages": "hi"}, "messages", "expected a list"),
+        (chat(("user", "a"), ("bot", "b")), "messages[1].role", "unknown role 'bot'"),
+        (chat(("user", "a"), ("assistant", "  \n")), "messages[1].content", "empty content"),
+        ({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "b"}]}, "messages[0].content", "expected a string"),
+        (chat(("user", "a")), "messages", "no assistant turn"),
+        (chat(("assistant", "a"), ("user", "b"), ("assistant", "c")), "messages[0].role", "assistant turn before any user turn"),
+        (chat(("user", "a"), ("system", "s"), ("assistant", "c")), "messages[1].role", "system message is not first"),
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 0.5}]}, "messages[1].weight", "weight must be 0 or 1"),
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": True}]}, "messages[1].weight", "weight must be 0 or 1"),
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 0}]}, "messages", "nothing is trained"),
+        ({"messages": [{"role": "user", "contnet": "a"}, {"role": "assistant", "content": "b"}]}, "messages[0].contnet", "unknown key 'contnet'"),
+    ],
+)
+def test_each_error_kind_is_reported_at_its_line_and_field(tmp_path, row, field, message):
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [GOOD_CHAT, GOOD_CHAT, row, GOOD_CHAT]))
+    assert [record.line for record in loaded.records] == [1, 2, 4]
+    matching = [error for error in loaded.errors if error.line == 3 and error.field == field and message in error.message]
+    assert matching, loaded.errors
+    assert all(error.hint for error in loaded.errors)
+
+
+def test_unknown_key_suggests_nearest_and_is_not_also_missing(tmp_path):
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [GOOD_CHAT, {"mesages": GOOD_CHAT["messages"]}]))
+    assert len(loaded.errors) == 1
+    assert loaded.errors[0].field == "mesages" and "did you mean 'messages'" in loaded.errors[0].hint
+
+
+def test_all_errors_in_a_file_are_collected(tmp_path):
+    rows = [GOOD_CHAT, "not json", chat(("user", "a"), ("bot", "b")), GOOD_CHAT, "[]", {"messages": 5}]
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", rows))
+    assert sorted({error.line for error in loaded.errors}) == [2, 3, 5, 6]
+    assert [record.line for record in loaded.records] == [1, 4]
+    assert loaded.rows == 6
+
+
+def test_row_error_reads_as_file_line_field_message_hint():
+    error = RowError("train.jsonl", 12, "messages[1].role", "unknown role 'bot'", "use one of system, user, assistant")
+    assert str(error) == "train.jsonl:12: messages[1].role: unknown role 'bot' — use one of system, user, assistant"
+    assert str(RowError("x.jsonl", 0, "", "file is empty", "add rows")) == "x.jsonl: file is empty — add rows"
+
+
+def test_instruction_rows_become_chats(tmp_path):
+    rows = [
+        {"instruction": "Translate.", "input": "bonjour", "output": "hello"},
+        {"instruction": "Name a noble gas.", "input": "", "output": "Neon."},
+        {"instruction": "Say hi.", "output": "Hi."},
+    ]
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", rows))
+    assert loaded.errors == [] and (loaded.kind, loaded.format) == ("chat", "instruction")
+    assert loaded.records[0].messages == [
+        {"role": "user", "content": "Translate.\n\nbonjour"},
+        {"role": "assistant", "content": "hello"},
+    ]
+    assert loaded.records[1].messages[0]["content"] == "Name a noble gas."
+
+
+def test_majority_format_wins_and_other_rows_are_errors(tmp_path):
+    rows = [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"}, GOOD_CHAT, {"instruction": "e", "outptu": "f"}]
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", rows))
+    assert loaded.format == "instruction"
+    assert {(e.line, e.field) for e in loaded.errors} == {(3, ""), (4, "outptu")}
+    assert "chat format" in loaded.errors[0].message
+
+
+def test_text_file_splits_documents_on_blank_lines(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("First doc line one.\nline two.\n\n\n  \nSecond doc.\n\nThird.\n")
+    loaded = load_file(path)
+    assert loaded.errors == [] and loaded.kind == "text"
+    assert [(r.line, r.text) for r in loaded.records] == [(1, "First doc line one.\nline two."), (6, "Second doc."), (8, "Third.")]
+
+
+def test_text_jsonl_rows(tmp_path):
+    loaded = load_file(write_jsonl(tmp_path / "corpus.jsonl", [{"text": "one"}, {"text": ""}, {"text": 7}]))
+    assert loaded.kind == "text" and [r.text for r in loaded.records] == ["one"]
+    assert [(e.line, e.field) for e in loaded.errors] == [(2, "text"), (3, "text")]
+
+
+def test_missing_empty_and_non_utf8_files(tmp_path):
+    missing = load_file(tmp_path / "nope.jsonl")
+    assert missing.errors[0].message == "file not found"
+    (tmp_path / "empty.jsonl").write_text("\n  \n")
+    assert load_file(tmp_path / "empty.jsonl").errors[0].message == "file is empty"
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(GOOD_CHAT).encode() + b"\n" + '{"text": "café"}'.encode("latin-1") + b"\n")
+    loaded = load_file(path)
+    assert [(e.line, "UTF-8" in e.message) for e in loaded.errors] == [(2, True)]
+    assert len(loaded.records) == 1
