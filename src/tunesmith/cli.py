@@ -1,0 +1,155 @@
+"""tunesmith command line: thin wrappers that parse, call library functions and print.
+
+Run as: tunesmith --help
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Finetune a general LLM into your model, prove the gain, serve it.", no_args_is_help=True)
+data_app = typer.Typer(help="Check training data before spending compute.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@data_app.command("check")
+def data_check(
+    file: Path = typer.Argument(..., help="Training file (chat/instruction JSONL, or .txt/JSONL text)."),
+    valid: Optional[Path] = typer.Option(None, help="Validation file: checked too, and for rows shared with train."),
+    base: Optional[str] = typer.Option(None, help="Base model whose tokenizer and chat template count tokens."),
+    max_length: int = typer.Option(1024, help="Rows longer than this are warned about (they would be truncated)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Validate every row (line, field, fix), warn about length/duplicates/leakage/PII, show token stats."""
+    from tunesmith.data.check import check_data, print_report
+    from tunesmith.models.load import load_tokenizer
+
+    tokenizer = load_tokenizer(base) if base else None
+    report = check_data(file, valid, tokenizer=tokenizer, max_length=max_length)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print_report(report, console)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (sections model, data, lora, train)."),
+    base: Optional[str] = typer.Option(None, help="Base model: embedded name, local HF dir, run dir or hub id."),
+    data: Optional[Path] = typer.Option(None, help="Training data file."),
+    valid: Optional[Path] = typer.Option(None, help="Validation data file."),
+    method: Optional[str] = typer.Option(None, help="lora (default) or full."),
+    epochs: Optional[float] = typer.Option(None, help="Passes over the data."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    batch_size: Optional[int] = typer.Option(None, help="Examples per optimizer step."),
+    micro_batch_size: Optional[int] = typer.Option(None, help="Examples per forward pass (accumulation below batch size)."),
+    max_length: Optional[int] = typer.Option(None, help="Maximum tokens per example."),
+    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="Pack short examples together."),
+    lora_r: Optional[int] = typer.Option(None, help="LoRA rank."),
+    lora_alpha: Optional[int] = typer.Option(None, help="LoRA alpha."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: where supported)."),
+    save_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
+    eval_every: Optional[int] = typer.Option(None, help="Steps between validation-loss evaluations."),
+    out: Optional[Path] = typer.Option(None, help="Run directory."),
+    resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint in --out."),
+    skip_invalid: bool = typer.Option(False, help="Skip invalid rows (each is reported) instead of refusing."),
+) -> None:
+    """Finetune: validate data, train (LoRA by default), checkpoint, export adapter + merged model."""
+    from tunesmith.config import ConfigError, load_config
+    from tunesmith.train.setup import InvalidDataError
+    from tunesmith.train.sft import RunDirectoryInUse, train as run_training
+
+    overrides = {
+        "model.base": base, "data.train": data, "data.valid": valid, "train.method": method,
+        "train.epochs": epochs, "train.max_steps": max_steps, "train.lr": lr, "train.batch_size": batch_size,
+        "train.micro_batch_size": micro_batch_size, "data.max_length": max_length, "data.packing": packing,
+        "lora.r": lora_r, "lora.alpha": lora_alpha, "train.seed": seed, "train.bf16": bf16,
+        "train.save_every": save_every, "train.eval_every": eval_every, "out": out,
+        "data.skip_invalid": skip_invalid or None,
+    }
+    saved = out / "config.yaml" if out is not None else None
+    if resume and config is None and saved is not None and saved.is_file():
+        config = saved  # `--out DIR --resume` continues with the run's own resolved config
+    try:
+        run_config = load_config(config, overrides)
+        result = run_training(run_config, resume=resume, console=err)
+    except (ConfigError, InvalidDataError, RunDirectoryInUse, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"done: {result.steps} steps, final loss {result.final_loss:.4f}"
+                  + (f", valid loss {result.final_valid_loss:.4f}" if result.final_valid_loss is not None else ""))
+    console.print(f"adapter and merged model in {result.run_dir}")
+
+
+def load_for_generation(model_ref: str):
+    from tunesmith.models.load import load_model, load_tokenizer
+
+    return load_model(model_ref).eval(), load_tokenizer(model_ref)
+
+
+@app.command()
+def generate(
+    model: str = typer.Argument(..., help="Base model name, run directory or model directory."),
+    prompt: str = typer.Option(..., help="User message."),
+    system: Optional[str] = typer.Option(None, help="System message."),
+    max_new_tokens: int = typer.Option(128),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+    seed: Optional[int] = typer.Option(None),
+) -> None:
+    """Answer one prompt with the model's chat template."""
+    from tunesmith.models.generate import stream_chat
+
+    loaded, tokenizer = load_for_generation(model)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    for piece in stream_chat(loaded, tokenizer, messages, max_new_tokens, temperature, seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+@app.command()
+def chat(
+    model: str = typer.Argument(..., help="Base model name, run directory or model directory."),
+    system: Optional[str] = typer.Option(None, help="System message."),
+    max_new_tokens: int = typer.Option(256),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+) -> None:
+    """Interactive chat; answers stream as they are generated. Empty line or Ctrl-D quits."""
+    from tunesmith.models.generate import stream_chat
+
+    loaded, tokenizer = load_for_generation(model)
+    messages = [{"role": "system", "content": system}] if system else []
+    while True:
+        try:
+            user = console.input("[bold cyan]you>[/] ")
+        except EOFError:
+            break
+        if not user.strip():
+            break
+        messages.append({"role": "user", "content": user})
+        console.print("[bold green]model>[/] ", end="")
+        answer = ""
+        for piece in stream_chat(loaded, tokenizer, messages, max_new_tokens, temperature):
+            answer += piece
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        messages.append({"role": "assistant", "content": answer})
+
+
+if __name__ == "__main__":
+    app()

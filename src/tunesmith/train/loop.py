@@ -1,0 +1,162 @@
+"""The training loop shared by every method: accumulate, normalise, clip, step, log, evaluate, checkpoint.
+
+Loss normalisation lives here once: each optimizer step's loss is the sum of token losses over all its
+micro-batches divided by the step's total number of trained tokens (not a mean of micro-batch means),
+so batch 8 × accumulation 1 and batch 1 × accumulation 8 give the same gradient.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from tunesmith.data.render import TokenizedExample
+from tunesmith.train.checkpoint import TrainState, save_checkpoint
+from tunesmith.train.forward import batch_loss_sum
+from tunesmith.train.packing import collate
+from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class LoopSettings:
+    total_steps: int
+    batch_size: int
+    micro_batch_size: int
+    max_length: int
+    packing: bool
+    seed: int
+    bf16: bool
+    max_grad_norm: float
+    log_every: int
+    eval_every: int | None  # None: at each epoch end
+    save_every: int
+    keep_checkpoints: int
+    pad_id: int
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean loss per trained token over the step
+    grad_norm: float
+    trained_tokens: int
+    real_tokens: int
+
+
+def autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], settings: LoopSettings) -> StepResult:
+    """One optimizer step over `examples`, split into micro-batches whose losses share one denominator."""
+    trained = sum(e.num_trained for e in examples)
+    if trained == 0:
+        raise ValueError("a training step has no trained tokens: every example in it masks all its tokens")
+    loss_total, real = 0.0, 0
+    for chunk in micro_batches(list(range(len(examples))), settings.micro_batch_size):
+        batch = collate([examples[i] for i in chunk], settings.pad_id, settings.max_length, settings.packing)
+        with autocast(settings.bf16):
+            loss_sum = batch_loss_sum(model, batch)
+        (loss_sum / trained).backward()
+        loss_total += loss_sum.item()
+        real += batch.num_real_tokens
+    if not math.isfinite(loss_total):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingDiverged(f"loss became {loss_total}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
+    if not math.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingDiverged(f"gradient norm became {grad_norm}")
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(loss_total / trained, grad_norm, trained, real)
+
+
+@torch.no_grad()
+def validation_loss(model, examples: list[TokenizedExample], settings: LoopSettings, batch_size: int = 16) -> float:
+    was_training = model.training
+    model.eval()
+    total, trained = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing)
+        with autocast(settings.bf16):
+            total += batch_loss_sum(model, batch).item()
+        trained += batch.num_trained
+    model.train(was_training)
+    return total / max(trained, 1)
+
+
+class MetricsLog:
+    """DIR/metrics.jsonl: one JSON object per line; on resume, lines past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def fit(
+    model,
+    optimizer,
+    scheduler,
+    train_examples: list[TokenizedExample],
+    valid_examples: list[TokenizedExample],
+    settings: LoopSettings,
+    run_dir: Path,
+    state: TrainState,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> TrainState:
+    """Train from `state.step` to `settings.total_steps`; returns the final state."""
+    metrics = MetricsLog(run_dir / "metrics.jsonl", state.step)
+    per_epoch = steps_per_epoch(len(train_examples), settings.batch_size)
+    model.train()
+    window_start, window_real, window_trained = time.perf_counter(), 0, 0
+    while state.step < settings.total_steps:
+        epoch, indices = step_example_indices(state.step, len(train_examples), settings.batch_size, settings.seed)
+        result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
+        state.step += 1
+        state.trained_tokens += result.trained_tokens
+        window_real += result.real_tokens
+        window_trained += result.trained_tokens
+        record = {"step": state.step, "epoch": round(state.step / per_epoch, 4), "loss": result.loss,
+                  "lr": scheduler.get_last_lr()[0], "grad_norm": result.grad_norm}
+        last = state.step == settings.total_steps
+        if state.step % settings.log_every == 0 or last:
+            elapsed = time.perf_counter() - window_start
+            record.update(trained_tokens_per_s=window_trained / elapsed, tokens_per_s=window_real / elapsed,
+                          trained_tokens=state.trained_tokens, peak_rss_mb=round(peak_rss_mb(), 1))
+            window_start, window_real, window_trained = time.perf_counter(), 0, 0
+        eval_due = (state.step % settings.eval_every == 0) if settings.eval_every else (state.step % per_epoch == 0)
+        if valid_examples and (eval_due or last):
+            record["valid_loss"] = validation_loss(model, valid_examples, settings)
+            if state.best_valid_loss is None or record["valid_loss"] < state.best_valid_loss:
+                state.best_valid_loss = record["valid_loss"]
+        if "tokens_per_s" in record or "valid_loss" in record:
+            metrics.write(record)
+        if state.step % settings.save_every == 0 or last:
+            save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints)
+        if on_step:
+            on_step(state.step, record)
+    return state

@@ -1,0 +1,114 @@
+"""Builders shared by the training recipes: they turn config into data, model, optimizer and settings."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunesmith.config import DataConfig, RunConfig
+from tunesmith.data.check import records_to_examples
+from tunesmith.data.formats import LoadedFile, RowError, load_file
+from tunesmith.data.render import TokenizedExample
+from tunesmith.models.load import load_model
+from tunesmith.train.lora import apply_lora
+from tunesmith.train.loop import LoopSettings
+from tunesmith.train.schedule import total_steps
+
+
+class InvalidDataError(ValueError):
+    """Training data has invalid rows; `errors` lists each with file, line, field and fix."""
+
+    def __init__(self, errors: list[RowError]):
+        self.errors = errors
+        shown = "\n".join(f"  {e}" for e in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(
+            f"{len(errors)} invalid row(s); fix them, or pass --skip-invalid to train on the valid rows:\n{shown}{more}"
+        )
+
+
+@dataclass
+class TrainingData:
+    train: list[TokenizedExample]
+    valid: list[TokenizedExample]
+    skipped: list[RowError] = field(default_factory=list)
+    truncated: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def bf16_available() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def load_split(path: Path, tokenizer, config: DataConfig) -> tuple[LoadedFile, list[TokenizedExample]]:
+    loaded = load_file(path)
+    if loaded.errors and not config.skip_invalid:
+        raise InvalidDataError(loaded.errors)
+    return loaded, records_to_examples(loaded, tokenizer, config.max_length)
+
+
+def load_training_data(config: DataConfig, tokenizer) -> TrainingData:
+    """Validate and render train (and valid) files; refuse invalid rows unless skip_invalid."""
+    if config.train is None:
+        raise ValueError("no training data: pass --data FILE or set data.train in the config")
+    loaded, train = load_split(config.train, tokenizer, config)
+    skipped = list(loaded.errors)
+    valid: list[TokenizedExample] = []
+    if config.valid is not None:
+        loaded_valid, valid = load_split(config.valid, tokenizer, config)
+        skipped += loaded_valid.errors
+    if not train:
+        raise ValueError(f"{config.train}: no valid rows to train on")
+    truncated = sum(e.truncated for e in train + valid)
+    return TrainingData(train=train, valid=valid, skipped=skipped, truncated=truncated)
+
+
+def build_model(config: RunConfig):
+    model = load_model(config.model.base, attn_implementation=config.model.attn_implementation)
+    model.config.use_cache = False
+    if config.train.method == "lora":
+        return apply_lora(model, config.lora)
+    return model
+
+
+def build_optimizer(model, config: RunConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999))
+
+
+def loop_settings(config: RunConfig, num_train: int, pad_id: int) -> LoopSettings:
+    t = config.train
+    return LoopSettings(
+        total_steps=total_steps(num_train, t.batch_size, t.epochs, t.max_steps),
+        batch_size=t.batch_size,
+        micro_batch_size=t.micro_batch_size or t.batch_size,
+        max_length=config.data.max_length,
+        packing=config.data.packing,
+        seed=t.seed,
+        bf16=bf16_available() if t.bf16 is None else t.bf16,
+        max_grad_norm=t.max_grad_norm,
+        log_every=t.log_every,
+        eval_every=t.eval_every,
+        save_every=t.save_every,
+        keep_checkpoints=t.keep_checkpoints,
+        pad_id=pad_id,
+    )
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())

@@ -1,0 +1,148 @@
+"""Supervised finetuning (chat, instruction) and continued pretraining (raw text), LoRA or full.
+
+Run as: tunesmith train --data examples/elements/train.jsonl --valid examples/elements/valid.jsonl --out runs/elements
+
+Recipe: set up (config → data, model, optimizer) → fit (the shared loop) → export (adapter + merged model).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from tunesmith.config import RunConfig, save_config
+from tunesmith.models.load import load_tokenizer
+from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
+from tunesmith.train.export import export_model
+from tunesmith.train.loop import fit
+from tunesmith.train.schedule import build_scheduler
+from tunesmith.train.setup import (
+    build_model,
+    build_optimizer,
+    count_parameters,
+    load_training_data,
+    loop_settings,
+    seed_everything,
+)
+
+
+class RunDirectoryInUse(RuntimeError):
+    """The output directory already holds a run; resume it or choose another."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    final_loss: float | None
+    final_valid_loss: float | None
+    trained_tokens: int
+    seconds: float
+    resumed_from: int | None
+
+
+def file_sha256(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
+    run_dir = config.out
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise RunDirectoryInUse(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def train(config: RunConfig, resume: bool = False, console: Console | None = None) -> RunResult:
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    run_dir = prepare_run_dir(config, resume)
+
+    # --- set up: data, model, optimizer, schedule
+    seed_everything(config.train.seed)
+    tokenizer = load_tokenizer(config.model.base)
+    data = load_training_data(config.data, tokenizer)
+    for error in data.skipped:
+        console.print(f"[yellow]skipped[/] {error}")
+    if data.truncated:
+        console.print(f"[yellow]{data.truncated} example(s) truncated to {config.data.max_length} tokens[/]")
+    model = build_model(config)
+    trainable, total = count_parameters(model)
+    settings = loop_settings(config, len(data.train), tokenizer.pad_token_id)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
+    state, resumed_from = TrainState(step=0, trained_tokens=0), None
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        resumed_from = state.step
+        console.print(f"resuming from {checkpoint} (step {state.step}/{settings.total_steps})")
+    console.print(
+        f"{config.train.method} on {config.model.base}: {trainable:,} of {total:,} parameters trained, "
+        f"{len(data.train)} train / {len(data.valid)} valid examples, {settings.total_steps} steps, "
+        f"bf16={'on' if settings.bf16 else 'off'}"
+    )
+
+    # --- fit
+    last: dict = {}
+    with training_progress(console) as progress:
+        task = progress.add_task("training", total=settings.total_steps, completed=state.step, loss="")
+
+        def on_step(step: int, record: dict) -> None:
+            last.update(record)
+            progress.update(task, completed=step, loss=f"loss {last['loss']:.3f}")
+
+        state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step)
+
+    # --- export
+    export_model(model, tokenizer, run_dir)
+    result = RunResult(
+        run_dir=run_dir,
+        steps=state.step,
+        final_loss=last.get("loss"),
+        final_valid_loss=last.get("valid_loss"),
+        trained_tokens=state.trained_tokens,
+        seconds=time.perf_counter() - started,
+        resumed_from=resumed_from,
+    )
+    write_run_record(run_dir, config, result, trainable)
+    return result
+
+
+def training_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def write_run_record(run_dir: Path, config: RunConfig, result: RunResult, trainable: int) -> None:
+    """run.json: what was trained from what (data hashes → model), for lineage and reports."""
+    record = {
+        "base_model": config.model.base,
+        "method": config.train.method,
+        "train_file": str(config.data.train),
+        "train_sha256": file_sha256(config.data.train),
+        "valid_file": str(config.data.valid) if config.data.valid else None,
+        "valid_sha256": file_sha256(config.data.valid),
+        "trainable_parameters": trainable,
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2))

@@ -1,0 +1,109 @@
+import math
+
+import pytest
+import torch
+
+from tests.tiny import tiny_model
+from tunesmith.config import LoraConfig
+from tunesmith.data.render import render_chat
+from tunesmith.train.checkpoint import TrainState, latest_checkpoint
+from tunesmith.train.loop import LoopSettings, TrainingDiverged, fit, train_step
+from tunesmith.train.schedule import build_scheduler
+from tunesmith.train.lora import apply_lora
+
+FACTS = [("gold", "Au"), ("hydrogen", "H"), ("helium", "He"), ("carbon", "C"),
+         ("oxygen", "O"), ("iron", "Fe"), ("silver", "Ag"), ("copper", "Cu")]
+
+
+def fact_examples(tokenizer):
+    return [
+        render_chat(tokenizer, [{"role": "user", "content": f"What is the symbol for {name}?"},
+                                {"role": "assistant", "content": f"The symbol for {name} is {symbol}."}], 128)
+        for name, symbol in FACTS
+    ]
+
+
+def settings(tokenizer, **overrides):
+    base = dict(total_steps=4, batch_size=8, micro_batch_size=8, max_length=128, packing=True, seed=0, bf16=False,
+                max_grad_norm=1.0, log_every=1, eval_every=None, save_every=2, keep_checkpoints=2,
+                pad_id=tokenizer.pad_token_id)
+    base.update(overrides)
+    return LoopSettings(**base)
+
+
+def one_step(tokenizer, micro_batch_size, packing):
+    model = tiny_model(tokenizer, seed=1).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler = build_scheduler(optimizer, "constant", 0.0, 1)
+    train_step(model, optimizer, scheduler, fact_examples(tokenizer),
+               settings(tokenizer, micro_batch_size=micro_batch_size, packing=packing))
+    return model
+
+
+def test_accumulation_and_packing_do_not_change_the_update(tokenizer):
+    # batch 8 × accumulation 1 == batch 1 × accumulation 8 == padded instead of packed
+    reference = one_step(tokenizer, micro_batch_size=8, packing=True)
+    for micro, packing in [(1, True), (3, True), (8, False)]:
+        other = one_step(tokenizer, micro_batch_size=micro, packing=packing)
+        for (name, p), q in zip(reference.named_parameters(), other.parameters()):
+            assert torch.allclose(p, q, atol=1e-6), (micro, packing, name)
+
+
+def test_loss_is_normalised_by_all_trained_tokens_not_micro_batch_means(tokenizer):
+    # micro-batches with very different token counts: a mean of means would differ from the token mean
+    examples = fact_examples(tokenizer)
+    examples[0] = render_chat(tokenizer, [{"role": "user", "content": "x"},
+                                          {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog. " * 3}], 128)
+    model = tiny_model(tokenizer, seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = build_scheduler(optimizer, "constant", 0.0, 1)
+    full = train_step(model, optimizer, scheduler, examples, settings(tokenizer, micro_batch_size=8))
+    split = train_step(model, optimizer, scheduler, examples, settings(tokenizer, micro_batch_size=1))
+    assert full.loss == pytest.approx(split.loss, rel=1e-5)
+
+
+def test_lora_training_changes_adapters_and_leaves_base_frozen(tokenizer, tmp_path):
+    model = apply_lora(tiny_model(tokenizer), LoraConfig(r=4, alpha=8))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    s = settings(tokenizer, total_steps=6)
+    scheduler = build_scheduler(optimizer, "constant", 0.0, s.total_steps)
+    fit(model, optimizer, scheduler, fact_examples(tokenizer), [], s, tmp_path, TrainState(0, 0))
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)
+    assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_training_lowers_loss_and_logs_metrics(tokenizer, tmp_path):
+    model = tiny_model(tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    s = settings(tokenizer, total_steps=30, batch_size=4, micro_batch_size=4, save_every=100)
+    scheduler = build_scheduler(optimizer, "constant", 0.0, s.total_steps)
+    examples = fact_examples(tokenizer)
+    fit(model, optimizer, scheduler, examples, examples[:2], s, tmp_path, TrainState(0, 0))
+    import json
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, 31))
+    assert {"step", "epoch", "loss", "lr", "grad_norm", "trained_tokens_per_s", "tokens_per_s", "peak_rss_mb"} <= set(lines[0])
+    assert lines[-1]["loss"] < lines[0]["loss"] * 0.5
+    assert "valid_loss" in lines[-1] and lines[1]["epoch"] == 1.0  # 8 examples / batch 4 = 2 steps per epoch
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tokenizer, tmp_path):
+    model = tiny_model(tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    s = settings(tokenizer, total_steps=10, save_every=2)
+    scheduler = build_scheduler(optimizer, "constant", 0.0, s.total_steps)
+
+    def poison(step, record):
+        if step == 3:
+            with torch.no_grad():
+                model.model.norm.weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match="nan"):
+        fit(model, optimizer, scheduler, fact_examples(tokenizer), [], s, tmp_path, TrainState(0, 0), on_step=poison)
+    assert latest_checkpoint(tmp_path).name == "step-000002"
+    from safetensors.torch import load_file
+    weights = load_file(str(latest_checkpoint(tmp_path) / "trainable.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
