@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.tiny import save_tiny_pair, tiny_model, tiny_tokenizer
+
+# Tiny models gain nothing from threads, and OpenMP threads thrash when another process holds the cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
