@@ -1,0 +1,160 @@
+import json
+import random
+import time
+
+from rich.console import Console
+
+from tunesmith.data.check import DataReport, check_data, near_duplicate_clusters, print_report, records_to_examples
+from tunesmith.data.formats import load_file
+from tunesmith.data.render import IGNORE_INDEX
+
+GOLD = [{"role": "user", "content": "Symbol of gold?"}, {"role": "assistant", "content": "Au."}]
+PARAGRAPH = (
+    "The periodic table arranges the chemical elements by atomic number, electron configuration and recurring "
+    "chemical properties; elements in the same column share similar behaviour, and rows are called periods "
+    "while columns are called groups, which is why chemists can predict how an unknown element behaves."
+)
+LONG_QUESTION = "Hydrogen has atomic number 1 and helium has atomic number 2; which element has atomic number 3 and what is its symbol?"
+
+
+def chat(user, assistant):
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    return path
+
+
+def chat_length(tokenizer, messages):
+    return len(tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"])
+
+
+def test_clean_file_is_ok_with_summary(tmp_path):
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", [{"messages": GOLD}, chat("Symbol of iron?", "Fe.")]))
+    assert report.ok and report.errors == [] and report.warnings == []
+    summary = report.files[0]
+    assert (summary.role, summary.kind, summary.format, summary.rows, summary.valid_rows) == ("train", "chat", "chat", 2, 2)
+
+
+def test_errors_from_both_files_are_reported_and_make_it_not_ok(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"messages": GOLD}, "{broken", {"messages": [{"role": "bot", "content": "x"}]}])
+    valid = write_jsonl(tmp_path / "valid.jsonl", [{"messages": GOLD[:1]}])
+    report = check_data(train, valid)
+    assert not report.ok
+    located = {(e["file"].rsplit("/", 1)[-1], e["line"], e["field"]) for e in report.errors}
+    assert {("train.jsonl", 2, ""), ("train.jsonl", 3, "messages[0].role"), ("valid.jsonl", 1, "messages")} <= located
+    assert report.files[1].valid_rows == 0
+
+
+def test_token_stats_and_trained_tokens_on_a_hand_checked_file(tmp_path, tokenizer):
+    rows = [{"messages": GOLD}, chat(LONG_QUESTION, "Lithium, Li."), chat("Symbol of iron?", "Fe.")]
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows), tokenizer=tokenizer, max_length=512)
+    # ChatML with the default system prompt: 36 tokens, of which "Au" "." "<|im_end|>" are trained
+    assert chat_length(tokenizer, GOLD) == 36
+    lengths = sorted(chat_length(tokenizer, row["messages"]) for row in rows)
+    stats = report.token_stats[0]
+    assert (stats.count, stats.min, stats.median, stats.p95, stats.max) == (3, lengths[0], lengths[1], lengths[2], lengths[2])
+    trained = sum(len(tokenizer(row["messages"][1]["content"] + "<|im_end|>", add_special_tokens=False)["input_ids"]) for row in rows)
+    assert stats.trained_tokens == trained and stats.truncated_rows == 0
+    assert report.preview.line == 1
+    assert report.preview.text.endswith("user\nSymbol of gold?<|im_end|>\n<|im_start|>assistant\n[[Au.<|im_end|>]]\n")
+
+
+def test_text_file_stats_count_every_token_as_trained(tmp_path, tokenizer):
+    path = tmp_path / "corpus.txt"
+    path.write_text("The quick brown fox jumps over the lazy dog.\n\nHydrogen has atomic number 1.\n")
+    report = check_data(path, tokenizer=tokenizer, max_length=512)
+    stats = report.token_stats[0]
+    # 10 tokens + EOS, and 7 tokens + EOS (checked by hand with the tiny tokenizer)
+    first = len(tokenizer("The quick brown fox jumps over the lazy dog.")["input_ids"]) + 1
+    second = len(tokenizer("Hydrogen has atomic number 1.")["input_ids"]) + 1
+    assert first == 11
+    assert (stats.count, stats.min, stats.max, stats.trained_tokens) == (2, min(first, second), max(first, second), first + second)
+    assert report.files[0].kind == "text"
+
+
+def test_long_rows_are_warned_with_line_numbers(tmp_path, tokenizer):
+    rows = [{"messages": GOLD}, chat(LONG_QUESTION * 3, "Li."), chat("Symbol of iron?", "Fe."), chat(LONG_QUESTION * 2, "Li.")]
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows), tokenizer=tokenizer, max_length=64)
+    (warning,) = [w for w in report.warnings if w.kind == "long_rows"]
+    assert [location.line for location in warning.locations] == [2, 4]
+    assert "will be truncated" in warning.message and "lines 2, 4" in warning.message
+    assert report.token_stats[0].truncated_rows == 2 and report.ok
+
+
+def test_exact_and_near_duplicates_are_warned(tmp_path):
+    rows = [
+        chat("Explain the periodic table.", PARAGRAPH),
+        {"messages": GOLD},
+        chat("  symbol OF gold? ", "Au."),  # same once case and whitespace are normalised
+        chat("Explain the periodic table.", PARAGRAPH.replace("chemists", "students")),
+        chat("Symbol of iron?", "Fe."),
+    ]
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows))
+    kinds = {w.kind: [loc.line for loc in w.locations] for w in report.warnings}
+    assert kinds == {"duplicate": [2, 3], "near_duplicate": [1, 4]}
+    assert report.ok
+
+
+def test_leakage_between_train_and_valid_names_both_lines(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [chat("Symbol of iron?", "Fe."), {"messages": GOLD}, chat("Explain the table.", PARAGRAPH)])
+    valid = write_jsonl(tmp_path / "valid.jsonl", [chat("Explain the table!", PARAGRAPH + " Thanks!"), {"messages": GOLD}])
+    report = check_data(train, valid)
+    by_kind = {w.kind: w for w in report.warnings}
+    assert set(by_kind) == {"leakage", "near_leakage"}
+    assert [(loc.file.rsplit("/", 1)[-1], loc.line) for loc in by_kind["leakage"].locations] == [("train.jsonl", 2), ("valid.jsonl", 2)]
+    assert [(loc.file.rsplit("/", 1)[-1], loc.line) for loc in by_kind["near_leakage"].locations] == [("train.jsonl", 3), ("valid.jsonl", 1)]
+
+
+def test_pii_is_reported_with_masked_snippets(tmp_path):
+    rows = [chat("Mail me at jane.doe@example.com please", "Sure."), {"messages": GOLD}, chat("My card is 4111 1111 1111 1111", "Noted.")]
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows))
+    assert [(p.line, p.kind) for p in report.pii] == [(1, "email"), (3, "credit_card")]
+    assert "[EMAIL]" in report.pii[0].snippet and "jane" not in report.pii[0].snippet
+    assert report.ok
+
+
+def test_report_json_round_trips(tmp_path, tokenizer):
+    rows = [{"messages": GOLD}, {"messages": GOLD}, "not json", chat("ip 10.0.0.1", "ok")]
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows), tokenizer=tokenizer)
+    dumped = json.loads(report.model_dump_json())
+    assert dumped["ok"] is False and dumped["errors"][0]["line"] == 3
+    again = DataReport.model_validate_json(report.model_dump_json())
+    assert again == report and not again.ok
+
+
+def test_print_report_lists_errors_and_caps_long_lists(tmp_path, tokenizer):
+    rows = [{"messages": GOLD}] + ["{bad"] * 25
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows), tokenizer=tokenizer)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    output = console.export_text()
+    assert "train.jsonl:2: invalid JSON" in output and "— write one JSON object per line" in output
+    assert "train.jsonl:21:" in output and "train.jsonl:22:" not in output
+    assert "5 more not shown" in output
+    assert "[[Au.<|im_end|>]]" not in output  # markers become highlighting
+    assert "Au.<|im_end|>" in output and "25 errors" in output
+
+
+def test_records_to_examples(tmp_path, tokenizer):
+    chats = records_to_examples(load_file(write_jsonl(tmp_path / "train.jsonl", [{"messages": GOLD}])), tokenizer, 512)
+    trained = [t for t, label in zip(chats[0].input_ids, chats[0].labels) if label != IGNORE_INDEX]
+    assert len(chats) == 1 and tokenizer.decode(trained) == "Au.<|im_end|>"
+    text_path = tmp_path / "corpus.txt"
+    text_path.write_text("The quick brown fox jumps over the lazy dog.\n\nHydrogen.\n")
+    chunks = records_to_examples(load_file(text_path), tokenizer, max_length=4)
+    assert [len(chunk.input_ids) for chunk in chunks[:3]] == [4, 4, 3]  # 11 tokens in chunks of 4
+    assert all(chunk.labels == chunk.input_ids for chunk in chunks)
+
+
+def test_near_duplicates_scale_linearly():
+    rng = random.Random(0)
+    contents = [" ".join(f"w{rng.randrange(3000)}" for _ in range(40)) for _ in range(5000)]
+    words = contents[100].split()
+    contents.append(" ".join(words[:20] + ["changed"] + words[21:]))
+    started = time.perf_counter()
+    clusters = near_duplicate_clusters(contents)
+    assert [sorted(members) for members, _ in clusters] == [[100, 5000]]
+    assert 0.8 <= clusters[0][1] < 1.0
+    assert time.perf_counter() - started < 2.0
