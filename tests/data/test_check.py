@@ -133,8 +133,7 @@ def test_print_report_lists_errors_and_caps_long_lists(tmp_path, tokenizer):
     assert "train.jsonl:2: invalid JSON" in output and "— write one JSON object per line" in output
     assert "train.jsonl:21:" in output and "train.jsonl:22:" not in output
     assert "5 more not shown" in output
-    assert "[[Au.<|im_end|>]]" not in output  # markers become highlighting
-    assert "Au.<|im_end|>" in output and "25 errors" in output
+    assert "assistant\n[[Au.<|im_end|>]]" in output and "25 errors" in output
 
 
 def test_records_to_examples(tmp_path, tokenizer):

@@ -275,9 +275,10 @@ def _print_capped(console: Console, title: str, lines: list[str], style: str) ->
 
 
 def _marked_preview(preview: str) -> Text:
+    """Keep the [[...]] markers (they survive copying and plain terminals) and highlight what they enclose."""
     text = Text()
     for index, part in enumerate(preview.replace("]]", "[[").split("[[")):
-        text.append(part, style="bold green" if index % 2 else "")
+        text.append(f"[[{part}]]" if index % 2 else part, style="bold green" if index % 2 else "")
     return text
 
 
