@@ -1,0 +1,119 @@
+"""The SQLite database behind the registry: schema, one connection shared by threads, ids and clock.
+
+Every row that a user can see carries `owner` (an API key id); queries always filter on it, so
+another key's object is simply not found. Rows keep an implicit increasing `rowid`, which orders
+lists and pagination (`after=ID`) without trusting clocks.
+"""
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, secret_sha256 TEXT UNIQUE NOT NULL, name TEXT, created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, filename TEXT NOT NULL, purpose TEXT NOT NULL,
+    bytes INTEGER NOT NULL, created_at INTEGER NOT NULL, report TEXT, deleted_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL, model TEXT NOT NULL,
+    training_file TEXT NOT NULL, validation_file TEXT, hyperparameters TEXT NOT NULL, suffix TEXT,
+    seed INTEGER NOT NULL, status TEXT NOT NULL, fine_tuned_model TEXT, trained_tokens INTEGER,
+    error TEXT, finished_at INTEGER, metadata TEXT
+);
+CREATE TABLE IF NOT EXISTS job_events (
+    id TEXT PRIMARY KEY, job_id TEXT NOT NULL, created_at INTEGER NOT NULL, level TEXT NOT NULL,
+    type TEXT NOT NULL, message TEXT NOT NULL, data TEXT, dedupe TEXT UNIQUE
+);
+CREATE TABLE IF NOT EXISTS job_checkpoints (
+    id TEXT PRIMARY KEY, job_id TEXT NOT NULL, created_at INTEGER NOT NULL, step INTEGER NOT NULL,
+    metrics TEXT NOT NULL, model_id TEXT NOT NULL, UNIQUE (job_id, step)
+);
+CREATE TABLE IF NOT EXISTS models (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, job_id TEXT NOT NULL, base TEXT NOT NULL,
+    run_dir TEXT NOT NULL, created_at INTEGER NOT NULL, deleted_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    object_id TEXT NOT NULL, detail TEXT
+);
+CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
+CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner);
+"""
+
+
+class Database:
+    """One SQLite connection used from several threads; `transaction()` serialises multi-statement changes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self.connection.row_factory = sqlite3.Row
+        self.lock = threading.RLock()
+        with self.lock:
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives SIGKILL
+            self.connection.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.connection.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: tuple = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        """Run one statement in its own transaction; returns the number of changed rows."""
+        with self.lock:
+            return self.connection.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        with self.lock:
+            self.connection.close()
+
+
+def new_id(prefix: str) -> str:
+    """`file-…`, `ftjob-…`: a prefix and 24 random hex digits, safe to use inside a path we build."""
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def page(db: Database, table: str, where: str, params: tuple, after: str | None, limit: int,
+         newest_first: bool = True) -> tuple[list[sqlite3.Row], bool]:
+    """Rows of `table` matching `where`, ordered by insertion, starting after the row with id `after`.
+
+    Returns (rows, has_more). An `after` id that does not match the filter yields an empty page.
+    """
+    order, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+    cursor_sql = ""
+    if after is not None:
+        cursor_sql = f" AND rowid {compare} (SELECT rowid FROM {table} WHERE id = ? AND {where})"
+        params = params + (after,) + params
+    rows = db.query(f"SELECT * FROM {table} WHERE {where}{cursor_sql} ORDER BY rowid {order} LIMIT ?",
+                    params + (limit + 1,))
+    return rows[:limit], len(rows) > limit

@@ -1,0 +1,77 @@
+"""Uploaded files: metadata rows plus content stored under a path built from our own random id only.
+
+The uploaded filename is kept as metadata and never touches the filesystem.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.registry import audit
+from tunesmith.registry.db import Database, new_id, now, page
+
+FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
+
+
+@dataclass
+class FileRecord:
+    id: str
+    owner: str
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: int
+    report: dict | None
+
+
+def new_file_id() -> str:
+    return new_id("file")
+
+
+def blob_path(root: Path, file_id: str) -> Path:
+    """Where a file's content lives; refuses anything that is not one of our ids (no traversal, no names)."""
+    if not FILE_ID.match(file_id):
+        raise ValueError(f"not a file id: {file_id!r}")
+    return root / file_id
+
+
+def _record(row) -> FileRecord:
+    data = dict(row)
+    data.pop("deleted_at")
+    data["report"] = json.loads(data["report"]) if data["report"] else None
+    return FileRecord(**data)
+
+
+def add_file(db: Database, file_id: str, owner: str, filename: str, purpose: str, size: int,
+             report: dict | None) -> FileRecord:
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, report) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (file_id, owner, filename, purpose, size, now(), json.dumps(report) if report else None))
+        audit.record(tx, owner, "file.uploaded", file_id, filename=filename, bytes=size)
+    return get_file(db, owner, file_id)
+
+
+def get_file(db: Database, owner: str, file_id: str) -> FileRecord | None:
+    row = db.query_one("SELECT * FROM files WHERE id = ? AND owner = ? AND deleted_at IS NULL", (file_id, owner))
+    return _record(row) if row else None
+
+
+def list_files(db: Database, owner: str, purpose: str | None = None, after: str | None = None,
+               limit: int = 10000) -> tuple[list[FileRecord], bool]:
+    where, params = "owner = ? AND deleted_at IS NULL", (owner,)
+    if purpose is not None:
+        where, params = where + " AND purpose = ?", params + (purpose,)
+    rows, more = page(db, "files", where, params, after, limit)
+    return [_record(r) for r in rows], more
+
+
+def delete_file(db: Database, owner: str, file_id: str) -> bool:
+    """Marks the row deleted (the caller removes the content); False when the key has no such file."""
+    with db.transaction() as tx:
+        changed = tx.execute("UPDATE files SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+                             (now(), file_id, owner)).rowcount
+        if changed:
+            audit.record(tx, owner, "file.deleted", file_id)
+    return bool(changed)

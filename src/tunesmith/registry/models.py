@@ -1,0 +1,55 @@
+"""Fine-tuned models: one per succeeded job, owned by the job's key, pointing at the job's run directory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunesmith.registry import audit
+from tunesmith.registry.db import Database, now
+
+
+@dataclass
+class FineTunedModel:
+    id: str
+    owner: str
+    job_id: str
+    base: str
+    run_dir: str
+    created_at: int
+
+
+def fine_tuned_model_id(base: str, suffix: str | None, job_id: str) -> str:
+    """`ft:BASE:SUFFIX:JOB`, like OpenAI's ids; JOB is the random part of the job id."""
+    return f"ft:{base}:{suffix or ''}:{job_id.removeprefix('ftjob-')}"
+
+
+def _model(row) -> FineTunedModel:
+    data = dict(row)
+    data.pop("deleted_at")
+    return FineTunedModel(**data)
+
+
+def add_model(tx, model_id: str, owner: str, job_id: str, base: str, run_dir: str) -> None:
+    """Inside the transaction that marks the job succeeded, so a job never succeeds without its model."""
+    tx.execute("INSERT OR IGNORE INTO models (id, owner, job_id, base, run_dir, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+               (model_id, owner, job_id, base, run_dir, now()))
+    audit.record(tx, owner, "model.created", model_id, job_id=job_id)
+
+
+def get_model(db: Database, owner: str, model_id: str) -> FineTunedModel | None:
+    row = db.query_one("SELECT * FROM models WHERE id = ? AND owner = ? AND deleted_at IS NULL", (model_id, owner))
+    return _model(row) if row else None
+
+
+def list_models(db: Database, owner: str) -> list[FineTunedModel]:
+    rows = db.query("SELECT * FROM models WHERE owner = ? AND deleted_at IS NULL ORDER BY rowid", (owner,))
+    return [_model(r) for r in rows]
+
+
+def delete_model(db: Database, owner: str, model_id: str) -> bool:
+    """Hides the model from the API; the run directory (weights, adapter) stays on disk."""
+    with db.transaction() as tx:
+        changed = tx.execute("UPDATE models SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+                             (now(), model_id, owner)).rowcount
+        if changed:
+            audit.record(tx, owner, "model.deleted", model_id)
+    return bool(changed)
