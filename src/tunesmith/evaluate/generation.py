@@ -44,7 +44,6 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return input_ids, attention_mask
 
 
-@torch.inference_mode()
 def generate_answers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -58,6 +57,29 @@ def generate_answers(
 
     `autocast_dtype=torch.bfloat16` runs the forward passes under CPU/GPU autocast (weights unchanged).
     """
+    rows = generate_token_ids(model, tokenizer, prompts, max_new_tokens, batch_size, progress, autocast_dtype)
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in rows]
+
+
+def until_stop(row: list[int], stops: list[int]) -> list[int]:
+    """Generated ids through the first stop token (padding after it dropped)."""
+    for position, token in enumerate(row):
+        if token in stops:
+            return row[: position + 1]
+    return row
+
+
+@torch.inference_mode()
+def generate_token_ids(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[dict]],
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    progress: bool = True,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[list[int]]:
+    """Greedy new token ids per prompt, in input order, through the first stop token (which is counted)."""
     if not prompts:
         return []
     stops = stop_token_ids(tokenizer)
@@ -72,7 +94,7 @@ def generate_answers(
     autocast = (
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
     )
-    answers: list[str] = [""] * len(prompts)
+    generated: list[list[int]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     try:
@@ -84,10 +106,10 @@ def generate_answers(
                 )
             new_tokens = output[:, input_ids.shape[1] :]  # (B, <= max_new_tokens)
             for i, row in zip(batch, new_tokens.tolist()):
-                answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+                generated[i] = until_stop(row, stops)
     finally:
         model.train(was_training)
-    return answers
+    return generated
 
 
 @dataclass
