@@ -23,7 +23,8 @@ class TokenizedExample:
 
     @property
     def num_trained(self) -> int:
-        return sum(label != IGNORE_INDEX for label in self.labels)
+        """Tokens that are prediction targets: the first token has no prefix to be predicted from."""
+        return sum(label != IGNORE_INDEX for label in self.labels[1:])
 
 
 def trained_char_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
