@@ -14,6 +14,8 @@ from rich.console import Console
 app = typer.Typer(help="Finetune a general LLM into your model, prove the gain, serve it.", no_args_is_help=True)
 data_app = typer.Typer(help="Check training data before spending compute.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+keys_app = typer.Typer(help="API keys for `tunesmith serve`.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 
@@ -164,6 +166,42 @@ def chat(
             sys.stdout.flush()
         sys.stdout.write("\n")
         messages.append({"role": "assistant", "content": answer})
+
+
+@app.command()
+def serve(
+    home: Path = typer.Option(..., help="Directory for the database, uploaded files and job runs."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    base: Optional[list[str]] = typer.Option(None, help="Base model to serve and fine-tune (repeatable); default the embedded one."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file (default HOME/tunesmith.sqlite)."),
+    max_upload_mb: float = typer.Option(512, help="Uploads larger than this are refused with 413."),
+    checkpoint_every: int = typer.Option(50, help="Training steps between a job's checkpoints."),
+) -> None:
+    """OpenAI-compatible API: files, fine-tuning jobs (trained by a worker), models, chat completions."""
+    from tunesmith.serve.app import run_server
+    from tunesmith.serve.settings import ServeSettings
+
+    overrides = {"bases": base} if base else {}
+    settings = ServeSettings(home=home, database=database, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                             checkpoint_every=checkpoint_every, **overrides)
+    run_server(settings, host, port)
+
+
+@keys_app.command("create")
+def keys_create(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    name: Optional[str] = typer.Option(None, help="A label to recognise the key by."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Create an API key; the secret is printed once, as the last line."""
+    from tunesmith.registry.keys import create_key
+    from tunesmith.serve.app import open_registry
+    from tunesmith.serve.settings import ServeSettings
+
+    key_id, secret = create_key(open_registry(ServeSettings(home=home, database=database)), name)
+    err.print(f"created {key_id}; send it as 'Authorization: Bearer KEY' (shown only now):")
+    print(secret)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def test_files_are_invisible_to_other_keys_and_blob_paths_refuse_names(db, tmp_p
     assert files.list_files(db, b)[0] == []
     assert not files.delete_file(db, b, file_id) and files.delete_file(db, a, file_id)
     assert files.get_file(db, a, file_id) is None
-    assert files.blob_path(tmp_path, file_id) == tmp_path / file_id
+    assert files.blob_path(tmp_path, file_id, "../../a.TXT") == tmp_path / f"{file_id}.txt"
+    assert files.blob_path(tmp_path, file_id, "x/../y.sh") == tmp_path / f"{file_id}.jsonl"
     for bad in ["../etc/passwd", "file-../../x", "train.jsonl", file_id + "/.."]:
         with pytest.raises(ValueError):
             files.blob_path(tmp_path, bad)

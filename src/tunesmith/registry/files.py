@@ -30,11 +30,12 @@ def new_file_id() -> str:
     return new_id("file")
 
 
-def blob_path(root: Path, file_id: str) -> Path:
-    """Where a file's content lives; refuses anything that is not one of our ids (no traversal, no names)."""
+def blob_path(root: Path, file_id: str, filename: str = "") -> Path:
+    """Where a file's content lives: our id plus a suffix from a fixed list (the data loader reads `.txt`
+    as raw text, anything else as JSONL). Refuses anything that is not one of our ids."""
     if not FILE_ID.match(file_id):
         raise ValueError(f"not a file id: {file_id!r}")
-    return root / file_id
+    return root / (file_id + (".txt" if filename.lower().endswith(".txt") else ".jsonl"))
 
 
 def _record(row) -> FileRecord:

@@ -129,3 +129,11 @@ def insert_event(tx, job_id: str, message: str, level: str = "info", type: str =
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (new_id("ftevent"), job_id, now(), level, type, message, json.dumps(data) if data else None, dedupe),
     )
+
+
+def unfinished_jobs_using(db: Database, owner: str, file_id: str) -> list[str]:
+    """Ids of the key's unfinished jobs that train or validate on `file_id` (a resumed job rereads it)."""
+    marks = ", ".join("?" for _ in TERMINAL)
+    rows = db.query(f"SELECT id FROM jobs WHERE owner = ? AND ? IN (training_file, validation_file)"
+                    f" AND status NOT IN ({marks})", (owner, file_id, *TERMINAL))
+    return [r["id"] for r in rows]

@@ -1,0 +1,52 @@
+"""The FastAPI application: OpenAI-compatible routes, the registry, the model pool and the job worker.
+
+Run as: tunesmith serve --home ~/.tunesmith --base smollm2-135m-instruct --port 8000
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tunesmith.registry.db import Database
+from tunesmith.serve.errors import install_error_handlers
+from tunesmith.serve.model_pool import ModelPool
+from tunesmith.serve.routes import completions, files, jobs, models
+from tunesmith.serve.settings import ServeSettings
+from tunesmith.serve.worker import JobWorker
+
+
+def open_registry(settings: ServeSettings) -> Database:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return Database(settings.database_path)
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    db = open_registry(settings)
+    worker = JobWorker(db, settings) if settings.run_jobs else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if worker is not None:
+            worker.start()
+        yield
+        if worker is not None:
+            worker.close()
+
+    app = FastAPI(title="tunesmith", version="0.1.0", lifespan=lifespan)
+    app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models)
+    install_error_handlers(app)
+    for module in (files, jobs, models, completions):
+        app.include_router(module.router)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+def run_server(settings: ServeSettings, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -1,0 +1,55 @@
+"""OpenAI's error shape, {"error": {"message", "type", "param", "code"}}, for every failure the API returns."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger("tunesmith.serve")
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+               422: "invalid_request_error", 500: "server_error"}
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+
+def not_found(kind: str, object_id: str, param: str | None = None) -> APIError:
+    """The same answer whether the object never existed or belongs to another key."""
+    return APIError(404, f"No such {kind}: {object_id}", param=param, code=f"{kind.replace(' ', '_')}_not_found")
+
+
+def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"),
+                      "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError):
+        return error_response(exc.status, exc.message, exc.param, exc.code)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
+        param = ".".join(location) or None
+        return error_response(400, f"Invalid value for {param or 'request'}: {first['msg']}", param, "invalid_value")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, f"The server had an error processing the request ({type(exc).__name__}).")

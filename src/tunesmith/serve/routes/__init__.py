@@ -1,0 +1,1 @@
+"""OpenAI-shaped endpoints, one module per resource."""

@@ -1,0 +1,154 @@
+"""/v1/chat/completions and /v1/completions, streaming (SSE) or not, for base and fine-tuned models."""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Iterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from tunesmith.evaluate.generation import render_prompts
+from tunesmith.serve.auth import api_key
+from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
+from tunesmith.serve.errors import APIError
+from tunesmith.serve.model_pool import LoadedModel
+from tunesmith.serve.routes.models import served_model_ref
+
+router = APIRouter(prefix="/v1")
+
+
+class Message(BaseModel):
+    role: str
+    content: str | list[dict] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: only text parts carry meaning here
+            return "".join(part.get("text", "") for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class Sampling(BaseModel):
+    model: str
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=16)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def params(self, default_max_tokens: int) -> SamplingParams:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stop) > 4:
+            raise APIError(400, "At most 4 stop sequences are allowed.", param="stop")
+        return SamplingParams(max_new_tokens=self.max_tokens or default_max_tokens,
+                              temperature=1.0 if self.temperature is None else self.temperature,
+                              top_p=1.0 if self.top_p is None else self.top_p, stop=stop, n=self.n, seed=self.seed)
+
+
+class ChatRequest(Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str]
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
+
+
+def load(request: Request, key: str, model_id: str) -> LoadedModel:
+    return request.app.state.pool.get(model_id, served_model_ref(request, key, model_id))
+
+
+def check_context(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams) -> None:
+    limit = getattr(loaded.model.config, "max_position_embeddings", None)
+    if limit is not None and len(prompt_ids) + params.max_new_tokens > limit:
+        raise APIError(400, f"This model's maximum context length is {limit} tokens; the prompt has "
+                            f"{len(prompt_ids)} and {params.max_new_tokens} more were requested.",
+                       param="messages", code="context_length_exceeded")
+
+
+def usage_object(usage: Usage) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def sse(payload: dict | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+
+
+@router.post("/chat/completions")
+def chat_completions(request: Request, body: ChatRequest, key: str = Depends(api_key)):
+    settings = request.app.state.settings
+    body.max_tokens = body.max_completion_tokens or body.max_tokens
+    params = body.params(settings.default_max_tokens)
+    loaded = load(request, key, body.model)
+    prompt_ids = render_prompts(loaded.tokenizer, [[{"role": m.role, "content": m.text()} for m in body.messages]])[0]
+    check_context(loaded, prompt_ids, params)
+    head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
+            "system_fingerprint": None}
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return StreamingResponse(chat_stream(loaded, prompt_ids, params, head, include_usage),
+                                 media_type="text/event-stream")
+    answers, usage = complete(loaded.model, loaded.tokenizer, prompt_ids, params, loaded.lock)
+    choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(answers)]
+    return {**head, "object": "chat.completion", "choices": choices, "usage": usage_object(usage)}
+
+
+def chat_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict,
+                include_usage: bool) -> Iterator[str]:
+    head = {**head, "object": "chat.completion.chunk"}
+
+    def chunk(index: int, delta: dict, finish_reason: str | None) -> str:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return sse({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
+
+    for index in range(params.n):
+        yield chunk(index, {"role": "assistant", "content": ""}, None)
+    usage = Usage()
+    for delta in generate_deltas(loaded.model, loaded.tokenizer, prompt_ids, params, usage, loaded.lock):
+        if delta.text:
+            yield chunk(delta.index, {"content": delta.text}, None)
+        if delta.finish_reason:
+            yield chunk(delta.index, {}, delta.finish_reason)
+    if include_usage:
+        yield sse({**head, "choices": [], "usage": usage_object(usage)})
+    yield sse("[DONE]")
+
+
+@router.post("/completions")
+def completions(request: Request, body: CompletionRequest, key: str = Depends(api_key)):
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise APIError(400, "Send one prompt per request (a list of prompts is not supported yet).", param="prompt")
+    params = body.params(request.app.state.settings.default_max_tokens)
+    loaded = load(request, key, body.model)
+    prompt_ids = loaded.tokenizer(prompts[0], add_special_tokens=False)["input_ids"]
+    if not prompt_ids:
+        raise APIError(400, "The prompt is empty.", param="prompt")
+    check_context(loaded, prompt_ids, params)
+    head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
+            "model": body.model, "system_fingerprint": None}
+    if body.stream:
+        return StreamingResponse(completion_stream(loaded, prompt_ids, params, head), media_type="text/event-stream")
+    answers, usage = complete(loaded.model, loaded.tokenizer, prompt_ids, params, loaded.lock)
+    choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}
+               for i, (text, reason) in enumerate(answers)]
+    return {**head, "choices": choices, "usage": usage_object(usage)}
+
+
+def completion_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict) -> Iterator[str]:
+    for delta in generate_deltas(loaded.model, loaded.tokenizer, prompt_ids, params, Usage(), loaded.lock):
+        choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
+        yield sse({**head, "choices": [choice]})
+    yield sse("[DONE]")

@@ -1,0 +1,117 @@
+"""/v1/files: upload (validated by the data check, size-capped), list, retrieve, content, delete."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from starlette.datastructures import UploadFile
+
+from tunesmith.data.check import check_data
+from tunesmith.registry import files
+from tunesmith.registry.jobs import unfinished_jobs_using
+from tunesmith.serve.auth import api_key
+from tunesmith.serve.errors import APIError, not_found
+from tunesmith.serve.shapes import file_object, list_object
+
+router = APIRouter(prefix="/v1/files")
+PURPOSES = {"fine-tune"}
+MULTIPART_OVERHEAD = 64 * 1024  # headers and the purpose field around the file itself
+CHUNK = 1 << 20
+
+
+def too_large(limit: int) -> APIError:
+    return APIError(413, f"File too large: the limit is {limit} bytes.", param="file", code="file_too_large")
+
+
+async def save_upload(upload: UploadFile, target: Path, limit: int) -> int:
+    """Copy to `target`, refusing (and removing) it past `limit` bytes; returns the size."""
+    size = 0
+    with open(target, "wb") as handle:
+        while chunk := await upload.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                handle.close()
+                target.unlink()
+                raise too_large(limit)
+            handle.write(chunk)
+    return size
+
+
+def row_errors_message(filename: str, errors: list[dict]) -> str:
+    lines = [f"line {e['line']}, {e['field']}: {e['message']}" + (f" ({e['hint']})" if e.get("hint") else "")
+             for e in errors[:20]]
+    more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
+    return f"Invalid file {filename}: {len(errors)} invalid row(s):\n" + "\n".join(lines) + more
+
+
+@router.post("")
+async def upload_file(request: Request, key: str = Depends(api_key)):
+    settings = request.app.state.settings
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise too_large(limit)  # before reading the body at all
+    form = await request.form(max_files=1, max_fields=8)
+    purpose, upload = form.get("purpose"), form.get("file")
+    if purpose not in PURPOSES:
+        raise APIError(400, f"Invalid purpose {purpose!r}: expected one of {sorted(PURPOSES)}.", param="purpose")
+    if not isinstance(upload, UploadFile):
+        raise APIError(400, "Missing file: send it as the multipart field 'file'.", param="file")
+    filename = os.path.basename(upload.filename or "") or "upload.jsonl"
+    file_id = files.new_file_id()
+    settings.files_dir.mkdir(parents=True, exist_ok=True)
+    target = files.blob_path(settings.files_dir, file_id, filename)
+    staging = target.with_name(f".part-{target.name}")
+    size = await save_upload(upload, staging, limit)
+    report = await run_in_threadpool(check_data, staging)
+    if not report.ok:
+        staging.unlink()
+        errors = [{**e, "file": filename} for e in report.errors]
+        raise APIError(400, row_errors_message(filename, errors), param="file", code="invalid_file")
+    os.replace(staging, target)
+    # the stored report names the file as the user did, not by our storage path
+    summary = json.loads(report.model_dump_json(exclude={"preview"}).replace(json.dumps(str(staging))[1:-1],
+                                                                            json.dumps(filename)[1:-1]))
+    return file_object(files.add_file(request.app.state.db, file_id, key, filename, purpose, size, summary))
+
+
+@router.get("")
+def list_files(request: Request, purpose: str | None = None, after: str | None = None, limit: int = 10000,
+               key: str = Depends(api_key)):
+    records, more = files.list_files(request.app.state.db, key, purpose, after, max(1, min(limit, 10000)))
+    return list_object([file_object(r) for r in records], more)
+
+
+def owned_file(request: Request, key: str, file_id: str) -> files.FileRecord:
+    record = files.get_file(request.app.state.db, key, file_id)
+    if record is None:
+        raise not_found("file", file_id, param="file_id")
+    return record
+
+
+@router.get("/{file_id}")
+def retrieve_file(request: Request, file_id: str, key: str = Depends(api_key)):
+    return file_object(owned_file(request, key, file_id))
+
+
+@router.get("/{file_id}/content")
+def file_content(request: Request, file_id: str, key: str = Depends(api_key)):
+    record = owned_file(request, key, file_id)
+    path = files.blob_path(request.app.state.settings.files_dir, record.id, record.filename)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.delete("/{file_id}")
+def delete_file(request: Request, file_id: str, key: str = Depends(api_key)):
+    record = owned_file(request, key, file_id)
+    db = request.app.state.db
+    if users := unfinished_jobs_using(db, key, file_id):
+        raise APIError(409, f"File {file_id} is used by unfinished job(s) {', '.join(users)}; cancel them first.",
+                       param="file_id", code="file_in_use")
+    files.delete_file(db, key, file_id)
+    files.blob_path(request.app.state.settings.files_dir, record.id, record.filename).unlink(missing_ok=True)
+    return {"id": file_id, "object": "file", "deleted": True}

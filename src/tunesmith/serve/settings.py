@@ -1,0 +1,43 @@
+"""Server settings: where state lives, which base models are served, limits."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tunesmith.models.resolve import DEFAULT_BASE, EMBEDDED_MODELS
+
+
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    home: Path = Field(description="Holds the database (unless `database` is set), uploaded files and job runs.")
+    database: Path | None = Field(None, description="SQLite file; None = HOME/tunesmith.sqlite.")
+    bases: list[str] = Field([DEFAULT_BASE], description="Base models served and fine-tunable: embedded name, local HF dir or hub id.")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Uploads larger than this get 413.")
+    checkpoint_every: int = Field(50, ge=1, description="Optimizer steps between a job's checkpoints (and at the end).")
+    default_max_tokens: int = Field(256, ge=1, description="Completion length when a request sets none.")
+    max_loaded_models: int = Field(4, ge=1, description="Models kept in memory for inference (least recently used is dropped).")
+    run_jobs: bool = Field(True, description="Start the job worker with the server (tests of the API alone turn it off).")
+    poll_seconds: float = Field(0.5, gt=0, description="How often the job worker looks at the queue and at a running job.")
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.home / "tunesmith.sqlite"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    def base_models(self) -> dict[str, str]:
+        """API model id → model reference. A local directory is served under its folder name."""
+        served = {}
+        for ref in self.bases:
+            path = Path(ref).expanduser()
+            model_id = ref if ref in EMBEDDED_MODELS or not path.is_dir() else path.resolve().name
+            served[model_id] = str(path.resolve()) if path.is_dir() else ref
+        return served

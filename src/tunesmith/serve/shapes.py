@@ -1,0 +1,51 @@
+"""Registry records → the JSON objects OpenAI's API returns (what the `openai` package parses)."""
+from __future__ import annotations
+
+from tunesmith.registry.files import FileRecord
+from tunesmith.registry.job_events import Checkpoint, Event
+from tunesmith.registry.jobs import Job
+from tunesmith.registry.models import FineTunedModel
+
+
+def file_object(record: FileRecord) -> dict:
+    return {"id": record.id, "object": "file", "bytes": record.bytes, "created_at": record.created_at,
+            "filename": record.filename, "purpose": record.purpose, "status": "processed", "status_details": None}
+
+
+def list_object(data: list[dict], has_more: bool = False) -> dict:
+    body = {"object": "list", "data": data, "has_more": has_more}
+    if data:
+        body.update(first_id=data[0].get("id"), last_id=data[-1].get("id"))
+    return body
+
+
+def job_object(job: Job) -> dict:
+    hyper = job.hyperparameters
+    return {
+        "id": job.id, "object": "fine_tuning.job", "created_at": job.created_at, "model": job.model,
+        "status": job.status, "training_file": job.training_file, "validation_file": job.validation_file,
+        "hyperparameters": hyper, "seed": job.seed, "fine_tuned_model": job.fine_tuned_model,
+        "finished_at": job.finished_at, "trained_tokens": job.trained_tokens, "error": job.error,
+        "result_files": [], "organization_id": job.owner, "estimated_finish": None, "integrations": [],
+        "metadata": job.metadata, "user_provided_suffix": job.suffix,
+        "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+    }
+
+
+def event_object(event: Event) -> dict:
+    return {"id": event.id, "object": "fine_tuning.job.event", "created_at": event.created_at,
+            "level": event.level, "message": event.message, "type": event.type, "data": event.data or {}}
+
+
+def checkpoint_object(checkpoint: Checkpoint) -> dict:
+    return {"id": checkpoint.id, "object": "fine_tuning.job.checkpoint", "created_at": checkpoint.created_at,
+            "fine_tuned_model_checkpoint": checkpoint.model_id, "fine_tuning_job_id": checkpoint.job_id,
+            "step_number": checkpoint.step, "metrics": checkpoint.metrics}
+
+
+def model_object(model_id: str, created: int = 0, owned_by: str = "tunesmith") -> dict:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+
+
+def fine_tuned_model_object(model: FineTunedModel) -> dict:
+    return model_object(model.id, model.created_at, owned_by=model.owner)

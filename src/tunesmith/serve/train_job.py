@@ -1,0 +1,54 @@
+"""One fine-tuning job's training, in its own process, started and watched by the job worker.
+
+Run as: python -m tunesmith.serve.train_job HOME/jobs/ftjob-…   (the worker does this)
+
+It always resumes: a job restarted after a crash, a SIGKILL of the server or a pause continues from
+its newest complete checkpoint. It dies with the server (Linux parent-death signal) and holds a lock
+on the job directory, so a restarted server never trains the same run twice at once.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    expected = os.environ.get("TUNESMITH_WORKER_PID")
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the job directory lock still prevents double training
+        return
+    if expected is not None and os.getppid() != int(expected):
+        sys.exit(1)  # the server died before the signal was armed
+
+
+def main(job_dir: Path) -> int:
+    die_with_parent()
+    from rich.console import Console
+
+    from tunesmith.config import load_config
+    from tunesmith.train.setup import InvalidDataError
+    from tunesmith.train.sft import train
+
+    with open(job_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for an orphan of a killed server to finish dying
+        try:
+            train(load_config(job_dir / "job.yaml"), resume=True, console=Console(stderr=True, width=120))
+        except Exception as exc:
+            traceback.print_exc()
+            code = "invalid_training_file" if isinstance(exc, InvalidDataError) else "training_failed"
+            (job_dir / "error.json").write_text(json.dumps({"code": code, "message": str(exc)}))
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))

@@ -1,0 +1,244 @@
+"""The job worker: a supervisor thread in the server that trains queued jobs, one at a time, each in
+its own process (`train_job`), never in a request handler.
+
+Each poll it validates new jobs' files, follows the running job (metrics → events, checkpoints →
+checkpoint rows, trained tokens), stops it when the user cancelled or paused it, and records how it
+ended. A job still marked running when the worker starts was interrupted (server killed): it is
+started again and continues from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunesmith.config import load_config, save_config
+from tunesmith.data.check import check_data
+from tunesmith.registry import files, job_events, jobs, models
+from tunesmith.registry.db import Database
+from tunesmith.serve.settings import ServeSettings
+from tunesmith.train.checkpoint import complete_checkpoints, latest_checkpoint
+
+log = logging.getLogger("tunesmith.worker")
+JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
+KEEP_CHECKPOINTS = 3  # like OpenAI, a job offers its last three checkpoints
+BASE_LR = 2e-4  # learning_rate_multiplier scales this (the config's LoRA default)
+
+
+@dataclass
+class RunningJob:
+    job_id: str
+    job_dir: Path
+    process: subprocess.Popen
+    recorded_step: int = 0
+    checkpoints: set[int] = field(default_factory=set)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.job_dir / "run"
+
+
+def job_dir(settings: ServeSettings, job_id: str) -> Path:
+    if not JOB_ID.match(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return settings.jobs_dir / job_id
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # the line being written right now
+            break
+    return records
+
+
+class JobWorker:
+    def __init__(self, db: Database, settings: ServeSettings):
+        self.db, self.settings = db, settings
+        self.current: RunningJob | None = None
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.loop, name="tunesmith-job-worker", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and the training process; the job stays `running` and resumes on the next start."""
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join()
+        if self.current is not None:
+            stop_process(self.current.process)
+            self.current = None
+
+    def loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep serving: one bad job must not stop the queue
+                log.exception("job worker error")
+            self.stopping.wait(self.settings.poll_seconds)
+
+    def tick(self) -> None:
+        for job in jobs.jobs_in(self.db, ("validating_files",)):
+            self.validate(job)
+        if self.current is not None:
+            self.follow()
+        if self.current is None:
+            waiting = jobs.jobs_in(self.db, ("running",)) + jobs.jobs_in(self.db, ("queued",))
+            if waiting:
+                self.launch(waiting[0])
+
+    # --- validating_files → queued | failed
+    def file_path(self, owner: str, file_id: str | None) -> Path | None:
+        if file_id is None:
+            return None
+        record = files.get_file(self.db, owner, file_id)
+        if record is None:
+            raise FileNotFoundError(f"file {file_id} was deleted")
+        return files.blob_path(self.settings.files_dir, record.id, record.filename)
+
+    def validate(self, job: jobs.Job) -> None:
+        try:
+            train_path = self.file_path(job.owner, job.training_file)
+            report = check_data(train_path, self.file_path(job.owner, job.validation_file))
+            problem = None if report.ok else f"{len(report.errors)} invalid row(s), first: {report.errors[0]['message']}"
+        except FileNotFoundError as exc:
+            problem = str(exc)
+        try:
+            if problem:
+                self.fail(job.id, "invalid_training_file", f"Training or validation file invalid: {problem}", "training_file")
+            else:
+                jobs.transition(self.db, job.id, "queued", "worker", "Files validated; job queued")
+        except jobs.InvalidTransition:
+            pass  # cancelled meanwhile
+
+    # --- queued | interrupted running → running, in a training process
+    def run_config(self, job: jobs.Job, directory: Path):
+        bases = self.settings.base_models()
+        if job.model not in bases:
+            raise ValueError(f"base model {job.model} is no longer served (start the server with --base {job.model})")
+        hyper = job.hyperparameters
+        return load_config(overrides={
+            "model.base": bases[job.model], "data.train": self.file_path(job.owner, job.training_file),
+            "data.valid": self.file_path(job.owner, job.validation_file), "out": directory / "run",
+            "train.epochs": hyper["n_epochs"], "train.batch_size": hyper["batch_size"],
+            "train.lr": BASE_LR * hyper["learning_rate_multiplier"], "train.seed": job.seed,
+            "train.save_every": self.settings.checkpoint_every, "train.log_every": 1,
+            "train.keep_checkpoints": KEEP_CHECKPOINTS,
+        })
+
+    def launch(self, job: jobs.Job) -> None:
+        directory = job_dir(self.settings, job.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            if not (directory / "job.yaml").is_file():  # written once: a resumed run keeps its exact config
+                save_config(self.run_config(job, directory), directory / "job.yaml")
+            if job.status == "queued":
+                jobs.transition(self.db, job.id, "running", "worker", "Fine-tuning job started")
+        except (ValueError, FileNotFoundError) as exc:
+            self.fail(job.id, "invalid_request", str(exc))
+            return
+        except jobs.InvalidTransition:
+            return  # cancelled or paused between polls
+        checkpoint = latest_checkpoint(directory / "run")
+        if checkpoint is not None:
+            job_events.add_event(self.db, job.id, f"Resuming from checkpoint at step {int(checkpoint.name.split('-')[1])}")
+        (directory / "error.json").unlink(missing_ok=True)
+        with open(directory / "train.log", "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tunesmith.serve.train_job", str(directory)], stdout=log_file,
+                stderr=subprocess.STDOUT, env={**os.environ, "TUNESMITH_WORKER_PID": str(os.getpid())},
+            )
+        self.current = RunningJob(job.id, directory, process)
+
+    # --- running → succeeded | failed, or stopped for cancel/pause
+    def follow(self) -> None:
+        current = self.current
+        self.record_progress(current)
+        job = jobs.get_job(self.db, current.job_id)
+        if job.status != "running":  # the user cancelled or paused it
+            stop_process(current.process)
+            self.current = None
+            return
+        code = current.process.poll()
+        if code is None:
+            return
+        self.current = None
+        self.record_progress(current)
+        try:
+            if code == 0:
+                self.succeed(job, current.run_dir)
+            else:
+                error = read_error(current.job_dir)
+                self.fail(job.id, error["code"], error["message"])
+        except jobs.InvalidTransition:
+            pass  # cancelled just as it ended: the user's choice stands
+
+    def record_progress(self, current: RunningJob) -> None:
+        metrics = read_metrics(current.run_dir / "metrics.jsonl")
+        for record in metrics:
+            if record["step"] <= current.recorded_step:
+                continue
+            data = {"step": record["step"], "train_loss": record["loss"], "epoch": record.get("epoch")}
+            message = f"Step {record['step']}: training loss={record['loss']:.4f}"
+            if "valid_loss" in record:
+                data["valid_loss"] = record["valid_loss"]
+                message += f", validation loss={record['valid_loss']:.4f}"
+            job_events.add_event(self.db, current.job_id, message, type="metrics", data=data,
+                                 dedupe=f"{current.job_id}:step:{record['step']}")
+            current.recorded_step = record["step"]
+        if metrics and "trained_tokens" in metrics[-1]:
+            jobs.update_progress(self.db, current.job_id, metrics[-1]["trained_tokens"])
+        by_step = {r["step"]: r for r in metrics}
+        job = jobs.get_job(self.db, current.job_id)
+        for path in complete_checkpoints(current.run_dir):
+            step = int(path.name.split("-")[1])
+            if step in current.checkpoints or step not in by_step:
+                continue
+            valid = [r["valid_loss"] for r in metrics if r["step"] <= step and "valid_loss" in r]
+            checkpoint_metrics = {"step": step, "train_loss": by_step[step]["loss"],
+                                  **({"valid_loss": valid[-1]} if valid else {})}
+            model_id = f"{models.fine_tuned_model_id(job.model, job.suffix, job.id)}:ckpt-step-{step}"
+            job_events.add_checkpoint(self.db, current.job_id, step, checkpoint_metrics, model_id)
+            current.checkpoints.add(step)
+
+    def succeed(self, job: jobs.Job, run_dir: Path) -> None:
+        record = json.loads((run_dir / "run.json").read_text())
+        model_id = models.fine_tuned_model_id(job.model, job.suffix, job.id)
+        jobs.transition(self.db, job.id, "succeeded", "worker", "The job has successfully completed",
+                        fine_tuned_model=model_id, trained_tokens=record["trained_tokens"],
+                        also=lambda tx: models.add_model(tx, model_id, job.owner, job.id, job.model, str(run_dir)))
+
+    def fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
+        jobs.transition(self.db, job_id, "failed", "worker", f"Job failed: {message}",
+                        error={"code": code, "message": message, "param": param})
+
+
+def read_error(directory: Path) -> dict:
+    path = directory / "error.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    tail = (directory / "train.log").read_text(errors="replace")[-2000:] if (directory / "train.log").is_file() else ""
+    return {"code": "training_failed", "message": f"the training process exited unexpectedly: {tail.strip()[-500:]}"}
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
