@@ -52,6 +52,8 @@ def test_job_state_machine_allows_the_documented_moves_only(db):
     assert job.finished_at is not None and job.trained_tokens == 10
     with pytest.raises(jobs.InvalidTransition, match="succeeded"):
         jobs.transition(db, job.id, "cancelled", owner)
+    with pytest.raises(jobs.InvalidTransition):  # resume means paused → queued only
+        jobs.transition(db, make_job(db, owner).id, "queued", owner, only_from={"paused"})
     failed = jobs.transition(db, make_job(db, owner).id, "failed", "worker", error={"code": "x", "message": "bad"})
     assert failed.error == {"code": "x", "message": "bad"}
 

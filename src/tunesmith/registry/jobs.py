@@ -93,16 +93,19 @@ def jobs_in(db: Database, statuses: tuple[str, ...]) -> list[Job]:
 
 
 def transition(db: Database, job_id: str, wanted: str, actor: str, message: str | None = None,
-               also: Callable[[sqlite3.Connection], None] | None = None, **fields) -> Job:
+               also: Callable[[sqlite3.Connection], None] | None = None, only_from: set[str] | None = None,
+               **fields) -> Job:
     """Move a job to `wanted` if its current state allows it, setting `fields` (fine_tuned_model, error, ...).
 
     `also(tx)` runs in the same transaction (e.g. registering the fine-tuned model on success).
+    `only_from` narrows the allowed current states (resume: paused → queued, not validating_files → queued).
     """
     with db.transaction() as tx:
         row = tx.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise KeyError(job_id)
-        if wanted not in TRANSITIONS.get(row["status"], set()):
+        allowed = wanted in TRANSITIONS.get(row["status"], set()) and (only_from is None or row["status"] in only_from)
+        if not allowed:
             raise InvalidTransition(job_id, row["status"], wanted)
         if wanted in TERMINAL:
             fields["finished_at"] = now()

@@ -93,15 +93,18 @@ def retrieve_job(request: Request, job_id: str, key: str = Depends(api_key)):
     return job_object(owned_job(request, key, job_id))
 
 
-USER_ACTIONS = {"cancel": ("cancelled", "Job cancelled by the user"), "pause": ("paused", "Job paused by the user"),
-                "resume": ("queued", "Job resumed by the user")}
+USER_ACTIONS = {  # action → (new status, event message, states it may come from; None = any the state machine allows)
+    "cancel": ("cancelled", "Job cancelled by the user", None),
+    "pause": ("paused", "Job paused by the user", None),
+    "resume": ("queued", "Job resumed by the user", {"paused"}),
+}
 
 
 def change_status(request: Request, key: str, job_id: str, action: str) -> dict:
     owned_job(request, key, job_id)
-    wanted, message = USER_ACTIONS[action]
+    wanted, message, only_from = USER_ACTIONS[action]
     try:
-        return job_object(jobs.transition(request.app.state.db, job_id, wanted, key, message))
+        return job_object(jobs.transition(request.app.state.db, job_id, wanted, key, message, only_from=only_from))
     except jobs.InvalidTransition as exc:
         raise APIError(409, f"Cannot {action} job {job_id}: it is {exc.current}.",
                        param="fine_tuning_job_id", code="invalid_state") from None

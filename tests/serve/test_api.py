@@ -1,0 +1,97 @@
+"""The API in-process (no job worker): error shapes and codes, auth, upload cap, path safety, state changes."""
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.serve.server import write_chat_file
+from tunesmith.registry import keys
+from tunesmith.serve.app import create_app
+from tunesmith.serve.settings import ServeSettings
+
+
+@pytest.fixture
+def api(tmp_path, tiny_model_dir):
+    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], max_upload_bytes=4000, run_jobs=False)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        client.key = lambda: {"Authorization": f"Bearer {keys.create_key(app.state.db)[1]}"}
+        yield client
+
+
+def upload(api, headers, path, name="train.jsonl"):
+    return api.post("/v1/files", headers=headers, data={"purpose": "fine-tune"}, files={"file": (name, path.read_bytes())})
+
+
+def assert_error(response, status, param=None):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    if param is not None:
+        assert error["param"] == param
+    return error
+
+
+def test_requests_without_a_valid_key_get_401(api):
+    assert assert_error(api.get("/v1/models"), 401)["type"] == "authentication_error"
+    assert_error(api.get("/v1/models", headers={"Authorization": "Bearer nope"}), 401)
+    assert api.get("/v1/models", headers=api.key()).status_code == 200
+
+
+def test_upload_over_the_cap_is_413_and_leaves_nothing(api, tmp_path):
+    headers = api.key()
+    big = tmp_path / "big.jsonl"
+    big.write_text(write_chat_file(tmp_path / "rows.jsonl").read_text() * 20)
+    assert_error(upload(api, headers, big), 413, "file")
+    assert api.get("/v1/files", headers=headers).json()["data"] == []
+    assert not any((tmp_path / "home" / "files").glob("*"))
+
+
+def test_invalid_rows_are_rejected_with_their_line_and_purpose_is_checked(api, tmp_path):
+    headers = api.key()
+    path = tmp_path / "bad.jsonl"
+    path.write_text(write_chat_file(tmp_path / "rows.jsonl").read_text() + '{"messages": "nope"}\n')
+    assert "line 11" in assert_error(upload(api, headers, path), 400, "file")["message"]
+    good = write_chat_file(tmp_path / "ok.jsonl")
+    response = api.post("/v1/files", headers=headers, data={"purpose": "assistants"}, files={"file": ("a", b"{}")})
+    assert_error(response, 400, "purpose")
+    stored = upload(api, headers, good, name="../../etc/passwd").json()
+    assert stored["filename"] == "passwd"
+    assert [p.name for p in (tmp_path / "home" / "files").iterdir()] == [stored["id"] + ".jsonl"]
+
+
+def test_ids_are_never_paths_and_other_keys_get_404(api, tmp_path):
+    alice, bob = api.key(), api.key()
+    file_id = upload(api, alice, write_chat_file(tmp_path / "t.jsonl")).json()["id"]
+    for path in ["/v1/files/..%2F..%2Ftunesmith.sqlite/content", "/v1/files/../tunesmith.sqlite",
+                 f"/v1/files/{file_id}/content"]:
+        assert api.get(path, headers=bob).status_code == 404
+    assert api.get(f"/v1/files/{file_id}/content", headers=alice).content == (tmp_path / "t.jsonl").read_bytes()
+
+
+def test_job_state_changes_and_409s(api, tmp_path, tiny_model_dir):
+    headers = api.key()
+    file_id = upload(api, headers, write_chat_file(tmp_path / "t.jsonl")).json()["id"]
+    body = {"model": tiny_model_dir.name, "training_file": file_id}
+    assert_error(api.post("/v1/fine_tuning/jobs", headers=headers, json={**body, "model": "gpt-9"}), 404, "model")
+    assert_error(api.post("/v1/fine_tuning/jobs", headers=headers, json={**body, "suffix": "a b"}), 400, "suffix")
+    bad_method = {**body, "method": {"type": "dpo"}}
+    assert_error(api.post("/v1/fine_tuning/jobs", headers=headers, json=bad_method), 400)
+    job = api.post("/v1/fine_tuning/jobs", headers=headers, json=body).json()
+    assert job["hyperparameters"] == {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
+    assert_error(api.post(f"/v1/fine_tuning/jobs/{job['id']}/resume", headers=headers), 409)
+    assert_error(api.delete(f"/v1/files/{file_id}", headers=headers), 409)  # an unfinished job needs it
+    assert api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=headers).json()["status"] == "cancelled"
+    assert_error(api.post(f"/v1/fine_tuning/jobs/{job['id']}/pause", headers=headers), 409)
+    assert api.delete(f"/v1/files/{file_id}", headers=headers).json()["deleted"]
+    events = api.get(f"/v1/fine_tuning/jobs/{job['id']}/events", headers=headers).json()["data"]
+    assert [e["message"] for e in events][0] == "Job cancelled by the user"
+
+
+def test_bad_sampling_parameters_are_400_and_base_models_cannot_be_deleted(api, tiny_model_dir):
+    headers = api.key()
+    chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}]}
+    assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, "temperature": 3}), 400, "temperature")
+    assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, "stop": list("abcde")}), 400, "stop")
+    assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, "model": "nope"}), 404, "model")
+    too_long = {**chat, "max_tokens": 10_000}
+    assert assert_error(api.post("/v1/chat/completions", headers=headers, json=too_long), 400)["code"] == "context_length_exceeded"
+    assert_error(api.delete(f"/v1/models/{tiny_model_dir.name}", headers=headers), 403)
