@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from pathlib import Path
 from typing import Iterator
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from tunesmith.evaluate.generation import render_prompts
+from tunesmith.registry import models
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
 from tunesmith.serve.errors import APIError
@@ -65,7 +67,13 @@ class CompletionRequest(Sampling):
 
 
 def load(request: Request, key: str, model_id: str) -> LoadedModel:
-    return request.app.state.pool.get(model_id, served_model_ref(request, key, model_id))
+    """A LoRA fine-tune whose base is served runs as an adapter on that base; anything else as its own model."""
+    ref, pool, bases = served_model_ref(request, key, model_id), request.app.state.pool, request.app.state.settings.base_models()
+    tuned = None if model_id in bases else models.get_model(request.app.state.db, key, model_id)
+    adapter = Path(ref) / "adapter"
+    if tuned is not None and tuned.base in bases and (adapter / "adapter_config.json").is_file():
+        return pool.get_adapter(tuned.base, bases[tuned.base], model_id, adapter)
+    return pool.get(model_id, ref)
 
 
 def check_context(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams) -> None:
