@@ -70,8 +70,12 @@ def train(
     out: Optional[Path] = typer.Option(None, help="Run directory."),
     resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint in --out."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows (each is reported) instead of refusing."),
+    nproc: int = typer.Option(1, help="Data-parallel processes on this machine (started with torchrun)."),
+    stop_after: Optional[int] = typer.Option(None, help="Checkpoint and stop after this step; continue later with --resume."),
 ) -> None:
     """Finetune: validate data, train (LoRA by default), checkpoint, export adapter + merged model."""
+    if nproc > 1:
+        raise typer.Exit(relaunch_with_torchrun(nproc))
     from tunesmith.config import ConfigError, load_config
     from tunesmith.train.setup import InvalidDataError
     from tunesmith.train.sft import RunDirectoryInUse, train as run_training
@@ -89,9 +93,13 @@ def train(
         config = saved  # `--out DIR --resume` continues with the run's own resolved config
     try:
         run_config = load_config(config, overrides)
-        result = run_training(run_config, resume=resume, console=err)
+        result = run_training(run_config, resume=resume, console=err, stop_after=stop_after)
     except (ConfigError, InvalidDataError, RunDirectoryInUse, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if not result.finished:
+        console.print(f"stopped after step {result.steps} with a checkpoint; continue with: "
+                      f"tunesmith train --out {result.run_dir} --resume")
+        return
     console.print(f"done: {result.steps} steps, final loss {result.final_loss:.4f}"
                   + (f", valid loss {result.final_valid_loss:.4f}" if result.final_valid_loss is not None else ""))
     console.print(f"adapter and merged model in {result.run_dir}")
@@ -110,6 +118,19 @@ def demo(
     console.print(gain_table(result))
     console.print(f"finetuned model: {result.run_dir / 'model'}  (try: tunesmith chat {result.run_dir})")
     console.print(f"per-question answers: {result.run_dir / 'demo_eval.json'}; total {result.seconds / 60:.1f} min")
+
+
+def relaunch_with_torchrun(nproc: int) -> int:
+    """Run this same `train` command in `nproc` processes (gloo on CPU, nccl on GPU) and wait for them."""
+    import subprocess
+
+    args = sys.argv[1:]
+    start = args.index("train")
+    rest = [a for i, a in enumerate(args[start + 1 :]) if not (a.startswith("--nproc") or
+            (i > 0 and args[start + i] == "--nproc"))]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "tunesmith.cli", "train", *rest]
+    return subprocess.call(command)
 
 
 def load_for_generation(model_ref: str):

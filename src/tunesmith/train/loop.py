@@ -19,6 +19,7 @@ import torch
 
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.checkpoint import TrainState, save_checkpoint
+from tunesmith.train.distributed import World
 from tunesmith.train.forward import batch_loss_sum
 from tunesmith.train.packing import collate
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
@@ -43,6 +44,7 @@ class LoopSettings:
     save_every: int
     keep_checkpoints: int
     pad_id: int
+    world: World = World()
 
 
 @dataclass
@@ -62,22 +64,29 @@ def peak_rss_mb() -> float:
 
 
 def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], settings: LoopSettings) -> StepResult:
-    """One optimizer step over `examples`, split into micro-batches whose losses share one denominator."""
-    trained = sum(e.num_trained for e in examples)
+    """One optimizer step over `examples`, split into micro-batches whose losses share one denominator.
+
+    Under data parallelism each rank takes its shard of `examples`; the denominator stays global.
+    """
+    world = settings.world
+    trained = sum(e.num_trained for e in examples)  # global: every rank sees the whole step's examples
     if trained == 0:
         raise ValueError("a training step has no trained tokens: every example in it masks all its tokens")
+    local = world.shard(examples)
     loss_total, real = 0.0, 0
-    for chunk in micro_batches(list(range(len(examples))), settings.micro_batch_size):
-        batch = collate([examples[i] for i in chunk], settings.pad_id, settings.max_length, settings.packing)
+    for chunk in micro_batches(list(range(len(local))), settings.micro_batch_size):
+        batch = collate([local[i] for i in chunk], settings.pad_id, settings.max_length, settings.packing)
         with autocast(settings.bf16):
             loss_sum = batch_loss_sum(model, batch)
         (loss_sum / trained).backward()
         loss_total += loss_sum.item()
         real += batch.num_real_tokens
+    params = [p for p in model.parameters() if p.requires_grad]
+    world.sum_gradients(params)
+    loss_total, real = world.sum(loss_total), int(world.sum(real))
     if not math.isfinite(loss_total):
         optimizer.zero_grad(set_to_none=True)
         raise TrainingDiverged(f"loss became {loss_total}")
-    params = [p for p in model.parameters() if p.requires_grad]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
     if not math.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
@@ -93,14 +102,15 @@ def validation_loss(model, examples: list[TokenizedExample], settings: LoopSetti
     was_training = model.training
     model.eval()
     total, trained = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
+    local = settings.world.shard(examples)
+    for start in range(0, len(local), batch_size):
+        chunk = local[start : start + batch_size]
         batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing)
         with autocast(settings.bf16):
             total += batch_loss_sum(model, batch).item()
         trained += batch.num_trained
     model.train(was_training)
-    return total / max(trained, 1)
+    return settings.world.sum(total) / max(settings.world.sum(trained), 1)
 
 
 class MetricsLog:
@@ -127,13 +137,16 @@ def fit(
     run_dir: Path,
     state: TrainState,
     on_step: Callable[[int, dict], None] | None = None,
+    stop_after: int | None = None,
 ) -> TrainState:
-    """Train from `state.step` to `settings.total_steps`; returns the final state."""
-    metrics = MetricsLog(run_dir / "metrics.jsonl", state.step)
+    """Train from `state.step` to `settings.total_steps` (or to `stop_after`, checkpointed); returns the state."""
+    main = settings.world.is_main
+    metrics = MetricsLog(run_dir / "metrics.jsonl", state.step) if main else None
     per_epoch = steps_per_epoch(len(train_examples), settings.batch_size)
     model.train()
     window_start, window_real, window_trained = time.perf_counter(), 0, 0
-    while state.step < settings.total_steps:
+    end = settings.total_steps if stop_after is None else min(stop_after, settings.total_steps)
+    while state.step < end:
         epoch, indices = step_example_indices(state.step, len(train_examples), settings.batch_size, settings.seed)
         result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
         state.step += 1
@@ -142,7 +155,7 @@ def fit(
         window_trained += result.trained_tokens
         record = {"step": state.step, "epoch": round(state.step / per_epoch, 4), "loss": result.loss,
                   "lr": scheduler.get_last_lr()[0], "grad_norm": result.grad_norm}
-        last = state.step == settings.total_steps
+        last = state.step == end
         if state.step % settings.log_every == 0 or last:
             elapsed = time.perf_counter() - window_start
             record.update(trained_tokens_per_s=window_trained / elapsed, tokens_per_s=window_real / elapsed,
@@ -153,10 +166,12 @@ def fit(
             record["valid_loss"] = validation_loss(model, valid_examples, settings)
             if state.best_valid_loss is None or record["valid_loss"] < state.best_valid_loss:
                 state.best_valid_loss = record["valid_loss"]
-        if "tokens_per_s" in record or "valid_loss" in record:
+        if main and ("tokens_per_s" in record or "valid_loss" in record):
             metrics.write(record)
         if state.step % settings.save_every == 0 or last:
-            save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints)
+            if main:  # weights and optimizer state are identical on every rank
+                save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints)
+            settings.world.barrier()
         if on_step:
             on_step(state.step, record)
     return state

@@ -13,6 +13,7 @@ from tunesmith.data.check import records_to_examples
 from tunesmith.data.formats import LoadedFile, RowError, load_file
 from tunesmith.data.render import TokenizedExample
 from tunesmith.models.load import load_model
+from tunesmith.train.distributed import World
 from tunesmith.train.lora import apply_lora
 from tunesmith.train.loop import LoopSettings
 from tunesmith.train.schedule import total_steps
@@ -90,7 +91,7 @@ def build_optimizer(model, config: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999))
 
 
-def loop_settings(config: RunConfig, num_train: int, pad_id: int) -> LoopSettings:
+def loop_settings(config: RunConfig, num_train: int, pad_id: int, world: World = World()) -> LoopSettings:
     t = config.train
     return LoopSettings(
         total_steps=total_steps(num_train, t.batch_size, t.epochs, t.max_steps),
@@ -106,6 +107,7 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int) -> LoopSetting
         save_every=t.save_every,
         keep_checkpoints=t.keep_checkpoints,
         pad_id=pad_id,
+        world=world,
     )
 
 

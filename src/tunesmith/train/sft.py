@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from tunesmith.config import RunConfig, save_config
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
+from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.loop import fit
 from tunesmith.train.schedule import build_scheduler
@@ -44,6 +45,7 @@ class RunResult:
     trained_tokens: int
     seconds: float
     resumed_from: int | None
+    finished: bool = True
 
 
 def file_sha256(path: Path | None) -> str | None:
@@ -65,10 +67,16 @@ def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
     return run_dir
 
 
-def train(config: RunConfig, resume: bool = False, console: Console | None = None) -> RunResult:
+def train(config: RunConfig, resume: bool = False, console: Console | None = None,
+          stop_after: int | None = None) -> RunResult:
+    """Run the recipe. `stop_after` pauses after that step with a checkpoint (resume later); no export then."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    run_dir = prepare_run_dir(config, resume)
+    world = init_world()
+    if not world.is_main:
+        console = Console(stderr=True, quiet=True)
+    run_dir = prepare_run_dir(config, resume) if world.is_main else config.out
+    world.barrier()
 
     # --- set up: data, model, optimizer, schedule
     seed_everything(config.train.seed)
@@ -80,7 +88,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         console.print(f"[yellow]{data.truncated} example(s) truncated to {config.data.max_length} tokens[/]")
     model = build_model(config)
     trainable, total = count_parameters(model)
-    settings = loop_settings(config, len(data.train), tokenizer.pad_token_id)
+    settings = loop_settings(config, len(data.train), tokenizer.pad_token_id, world)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
     state, resumed_from = TrainState(step=0, trained_tokens=0), None
@@ -92,22 +100,25 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     console.print(
         f"{config.train.method} on {config.model.base}: {trainable:,} of {total:,} parameters trained, "
         f"{len(data.train)} train / {len(data.valid)} valid examples, {settings.total_steps} steps, "
-        f"bf16={'on' if settings.bf16 else 'off'}"
+        f"bf16={'on' if settings.bf16 else 'off'}" + (f", {world.size} processes" if world.size > 1 else "")
     )
 
     # --- fit
     last: dict = {}
-    with training_progress(console) as progress:
+    with training_progress(console, disable=not world.is_main) as progress:
         task = progress.add_task("training", total=settings.total_steps, completed=state.step, loss="")
 
         def on_step(step: int, record: dict) -> None:
             last.update(record)
             progress.update(task, completed=step, loss=f"loss {last['loss']:.3f}")
 
-        state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step)
+        state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step, stop_after)
+    finished = state.step >= settings.total_steps
 
-    # --- export
-    export_model(model, tokenizer, run_dir)
+    # --- export (one writer; the other ranks hold identical weights)
+    if world.is_main and finished:
+        export_model(model, tokenizer, run_dir)
+    world.barrier()
     result = RunResult(
         run_dir=run_dir,
         steps=state.step,
@@ -116,12 +127,14 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         trained_tokens=state.trained_tokens,
         seconds=time.perf_counter() - started,
         resumed_from=resumed_from,
+        finished=finished,
     )
-    write_run_record(run_dir, config, result, trainable)
+    if world.is_main:
+        write_run_record(run_dir, config, result, trainable)
     return result
 
 
-def training_progress(console: Console) -> Progress:
+def training_progress(console: Console, disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -130,6 +143,7 @@ def training_progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
+        disable=disable,
     )
 
 
