@@ -124,10 +124,15 @@ def relaunch_with_torchrun(nproc: int) -> int:
     """Run this same `train` command in `nproc` processes (gloo on CPU, nccl on GPU) and wait for them."""
     import subprocess
 
-    args = sys.argv[1:]
-    start = args.index("train")
-    rest = [a for i, a in enumerate(args[start + 1 :]) if not (a.startswith("--nproc") or
-            (i > 0 and args[start + i] == "--nproc"))]
+    args = sys.argv[sys.argv.index("train") + 1 :]
+    rest, skip = [], False
+    for arg in args:  # drop "--nproc N" / "--nproc=N": each child runs as one process of the group
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            rest.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "tunesmith.cli", "train", *rest]
     return subprocess.call(command)

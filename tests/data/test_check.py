@@ -158,3 +158,10 @@ def test_near_duplicates_scale_linearly():
     assert [sorted(members) for members, _ in clusters] == [[100, 5000]]
     assert 0.8 <= clusters[0][1] < 1.0
     assert time.perf_counter() - started < 2.0
+
+
+def test_file_whose_rows_are_all_short_or_invalid_is_reported_not_crashed(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"oops": 1}\n')
+    report = check_data(path)
+    assert not report.ok and {e["line"] for e in report.errors} == {1, 2}

@@ -368,7 +368,8 @@ def shingle_sets(contents: list[str]) -> ShingleSets:
     # One sort for (row, hash) order and per-row uniqueness: the row in the high bits, the hash in the rest.
     hash_bits = np.uint64(64 - max(1, len(rows).bit_length()))
     keys = np.sort((owners[:-2][within_row] << hash_bits) | (hashes[within_row] >> (np.uint64(64) - hash_bits)))
-    keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
+    if len(keys):  # no row with 3+ words leaves nothing to deduplicate
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
     row_of_key = (keys >> hash_bits).astype(np.int64)
     starts = np.searchsorted(row_of_key, np.arange(len(rows)))
     ends = np.r_[starts[1:], len(keys)].astype(starts.dtype)
