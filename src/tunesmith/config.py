@@ -53,6 +53,7 @@ class TrainConfig(Strict):
     scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
+    activation_checkpointing: bool = Field(False, description="Recompute layer activations in backward: less memory, ~30% more compute.")
     seed: int = Field(42, description="Seeds data order, initialisation and dropout.")
     bf16: bool | None = Field(None, description="bf16 autocast; None = on where the hardware supports it (AMX/AVX512-BF16 CPUs, bf16 GPUs).")
     log_every: int = Field(5, ge=1, description="Steps between metrics.jsonl lines.")

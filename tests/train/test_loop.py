@@ -107,3 +107,45 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tokenize
     from safetensors.torch import load_file
     weights = load_file(str(latest_checkpoint(tmp_path) / "trainable.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_out_of_memory_halves_the_micro_batch_and_keeps_the_update(tokenizer, tmp_path, monkeypatch):
+    import tunesmith.train.loop as loop
+
+    def train(micro, fail_above=None):
+        model = tiny_model(tokenizer, seed=1).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        s = settings(tokenizer, total_steps=2, micro_batch_size=micro, packing=False, save_every=100)
+        scheduler = build_scheduler(optimizer, "constant", 0.0, s.total_steps)
+        real = loop.batch_loss_sum
+
+        def limited(model, batch, **kw):
+            if fail_above and batch.input_ids.shape[0] > fail_above:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return real(model, batch, **kw)
+
+        monkeypatch.setattr(loop, "batch_loss_sum", limited)
+        (tmp_path / str(micro)).mkdir()
+        fit(model, optimizer, scheduler, fact_examples(tokenizer), [], s, tmp_path / str(micro), TrainState(0, 0))
+        return model, s
+
+    reference, _ = train(micro=2)
+    recovered, s = train(micro=8, fail_above=2)
+    assert s.micro_batch_size == 2 and s.batch_size == 8
+    for p, q in zip(reference.parameters(), recovered.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tokenizer):
+    from tunesmith.train.forward import batch_loss_sum
+    from tunesmith.train.packing import collate
+
+    batch = collate(fact_examples(tokenizer), tokenizer.pad_token_id, 128, packing=True)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model(tokenizer, seed=2).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        batch_loss_sum(model, batch).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))

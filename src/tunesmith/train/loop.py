@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,9 @@ from tunesmith.train.distributed import World
 from tunesmith.train.forward import batch_loss_sum
 from tunesmith.train.packing import collate
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
+
+
+log = logging.getLogger("tunesmith.train")
 
 
 class TrainingDiverged(RuntimeError):
@@ -127,6 +131,22 @@ class MetricsLog:
             handle.write(json.dumps(record) + "\n")
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    message = str(exc).lower()
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in message or "not enough memory" in message
+
+
+def halve_micro_batch(optimizer, settings: LoopSettings, exc: BaseException) -> None:
+    """Out of memory: accumulate over twice as many, half-size micro-batches (same examples per step)."""
+    optimizer.zero_grad(set_to_none=True)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    old = settings.micro_batch_size
+    settings.micro_batch_size = max(1, old // 2)
+    log.warning("out of memory (%s): micro-batch %d -> %d, global batch stays %d",
+                str(exc).splitlines()[0][:120], old, settings.micro_batch_size, settings.batch_size)
+
+
 def fit(
     model,
     optimizer,
@@ -148,13 +168,20 @@ def fit(
     end = settings.total_steps if stop_after is None else min(stop_after, settings.total_steps)
     while state.step < end:
         epoch, indices = step_example_indices(state.step, len(train_examples), settings.batch_size, settings.seed)
-        result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
+        try:
+            result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc) or settings.micro_batch_size == 1:
+                raise
+            halve_micro_batch(optimizer, settings, exc)
+            continue  # retry the same step: nothing was applied, and the global batch is unchanged
         state.step += 1
         state.trained_tokens += result.trained_tokens
         window_real += result.real_tokens
         window_trained += result.trained_tokens
         record = {"step": state.step, "epoch": round(state.step / per_epoch, 4), "loss": result.loss,
-                  "lr": scheduler.get_last_lr()[0], "grad_norm": result.grad_norm}
+                  "lr": scheduler.get_last_lr()[0], "grad_norm": result.grad_norm,
+                  "micro_batch_size": settings.micro_batch_size}
         last = state.step == end
         if state.step % settings.log_every == 0 or last:
             elapsed = time.perf_counter() - window_start

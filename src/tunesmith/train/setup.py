@@ -77,6 +77,8 @@ def load_training_data(config: DataConfig, tokenizer) -> TrainingData:
 def build_model(config: RunConfig):
     model = load_model(config.model.base, attn_implementation=config.model.attn_implementation)
     model.config.use_cache = False
+    if config.train.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.train.method == "lora":
         return apply_lora(model, config.lora)
     return model
