@@ -53,3 +53,9 @@ def test_unknown_config_key_is_an_error_with_a_suggestion(tmp_path):
 def test_generate_answers_from_a_run_or_model_directory(tiny_model_dir):
     result = runner.invoke(app, ["generate", str(tiny_model_dir), "--prompt", "hi", "--max-new-tokens", "3"])
     assert result.exit_code == 0, result.output
+
+
+def test_chat_streams_answers_until_an_empty_line(tiny_model_dir):
+    result = runner.invoke(app, ["chat", str(tiny_model_dir), "--max-new-tokens", "3"], input="hi\nand again\n\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("model>") == 2
