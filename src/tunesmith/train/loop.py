@@ -164,10 +164,11 @@ def fit(
     metrics = MetricsLog(run_dir / "metrics.jsonl", state.step) if main else None
     per_epoch = steps_per_epoch(len(train_examples), settings.batch_size)
     model.train()
-    window_start, window_real, window_trained = time.perf_counter(), 0, 0
+    window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
     end = settings.total_steps if stop_after is None else min(stop_after, settings.total_steps)
     while state.step < end:
         epoch, indices = step_example_indices(state.step, len(train_examples), settings.batch_size, settings.seed)
+        step_started = time.perf_counter()
         try:
             result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
         except (MemoryError, RuntimeError) as exc:
@@ -175,6 +176,7 @@ def fit(
                 raise
             halve_micro_batch(optimizer, settings, exc)
             continue  # retry the same step: nothing was applied, and the global batch is unchanged
+        window_seconds += time.perf_counter() - step_started
         state.step += 1
         state.trained_tokens += result.trained_tokens
         window_real += result.real_tokens
@@ -187,7 +189,7 @@ def fit(
             elapsed = time.perf_counter() - window_start
             record.update(trained_tokens_per_s=window_trained / elapsed, tokens_per_s=window_real / elapsed,
                           trained_tokens=state.trained_tokens, peak_rss_mb=round(peak_rss_mb(), 1))
-            window_start, window_real, window_trained = time.perf_counter(), 0, 0
+            window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
         eval_due = (state.step % settings.eval_every == 0) if settings.eval_every else (state.step % per_epoch == 0)
         if valid_examples and (eval_due or last):
             record["valid_loss"] = validation_loss(model, valid_examples, settings)
