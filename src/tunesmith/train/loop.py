@@ -186,10 +186,10 @@ def fit(
                   "micro_batch_size": settings.micro_batch_size}
         last = state.step == end
         if state.step % settings.log_every == 0 or last:
-            elapsed = time.perf_counter() - window_start
-            record.update(trained_tokens_per_s=window_trained / elapsed, tokens_per_s=window_real / elapsed,
+            record.update(trained_tokens_per_s=window_trained / window_seconds,
+                          tokens_per_s=window_real / window_seconds,
                           trained_tokens=state.trained_tokens, peak_rss_mb=round(peak_rss_mb(), 1))
-            window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
+            window_seconds, window_real, window_trained = 0.0, 0, 0
         eval_due = (state.step % settings.eval_every == 0) if settings.eval_every else (state.step % per_epoch == 0)
         if valid_examples and (eval_due or last):
             record["valid_loss"] = validation_loss(model, valid_examples, settings)
