@@ -1,0 +1,152 @@
+// tunesmith web UI: plain JS over the JSON API; the key lives in localStorage and goes out as a Bearer header.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+let selectedJob = null;
+
+function esc(text) { const d = document.createElement("div"); d.textContent = text == null ? "" : String(text); return d.innerHTML; }
+
+async function api(path, options = {}) {
+  const headers = { Authorization: "Bearer " + (localStorage.getItem("tunesmith-key") || ""), ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
+  const body = await response.json();
+  if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
+  return body;
+}
+
+async function allEvents(jobId) {  // oldest first
+  let events = [], after = "";
+  for (;;) {
+    const page = await api(`/v1/fine_tuning/jobs/${jobId}/events?limit=1000` + (after ? `&after=${after}` : ""));
+    events = events.concat(page.data);
+    if (!page.has_more || !page.data.length) return events.reverse();
+    after = page.data[page.data.length - 1].id;
+  }
+}
+
+function drawLossCurve(svg, points) {  // points: [{step, train_loss, valid_loss?}]
+  const W = 640, H = 260, L = 50, B = 30, T = 10, R = 10;
+  const losses = points.flatMap((p) => [p.train_loss, p.valid_loss]).filter((v) => v != null);
+  svg.dataset.points = points.length;
+  if (!points.length) { svg.innerHTML = `<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no metrics yet</text>`; return; }
+  const maxStep = Math.max(...points.map((p) => p.step), 1), lo = Math.min(...losses), hi = Math.max(...losses);
+  const x = (s) => L + (W - L - R) * (maxStep === 1 ? 0.5 : (s - 1) / (maxStep - 1));
+  const y = (v) => T + (H - T - B) * (hi === lo ? 0.5 : (hi - v) / (hi - lo));
+  const line = (key) => points.filter((p) => p[key] != null).map((p) => `${x(p.step).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
+  svg.innerHTML = `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#888"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#888"/>
+    <text x="${L - 4}" y="${T + 10}" text-anchor="end" font-size="11">${hi.toFixed(3)}</text>
+    <text x="${L - 4}" y="${H - B}" text-anchor="end" font-size="11">${lo.toFixed(3)}</text>
+    <text x="${W - R}" y="${H - 8}" text-anchor="end" font-size="11">step ${maxStep}</text>
+    <polyline class="train" fill="none" stroke="#1f6fd1" stroke-width="2" points="${line("train_loss")}"/>
+    <polyline class="valid" fill="none" stroke="#d1741f" stroke-width="2" stroke-dasharray="5 3" points="${line("valid_loss")}"/>
+    <text x="${W - 120}" y="${T + 12}" font-size="12" fill="#1f6fd1">train loss</text>
+    <text x="${W - 120}" y="${T + 28}" font-size="12" fill="#d1741f">valid loss</text>`;
+}
+
+function renderEvaluation(report) {
+  const gates = (report.gates || []).map((g) => `<li class="${g.passed ? "pass" : "fail"}">${esc(g.message)}</li>`).join("");
+  const rows = (report.tasks || []).flatMap((t) => Object.keys(t.candidate.metrics).map((m) =>
+    `<tr><td>${esc(t.name)}</td><td>${esc(m)}</td><td>${esc(t.baseline.metrics[m])}</td><td>${esc(t.candidate.metrics[m])}</td><td>${esc(t.delta[m])}</td></tr>`)).join("");
+  return `<p class="${report.passed ? "pass" : "fail"}">${report.passed ? "PASSED" : "FAILED"}</p><ul>${gates}</ul>
+    <table><tr><th>Task</th><th>Metric</th><th>Baseline</th><th>Candidate</th><th>Change</th></tr>${rows}</table>`;
+}
+
+async function showJob(jobId) {
+  const job = await api(`/v1/fine_tuning/jobs/${jobId}`);
+  $("job-detail").hidden = false;
+  $("job-title").textContent = `${job.id} — ${job.status}`;
+  const events = await allEvents(jobId);
+  drawLossCurve($("loss-curve"), events.filter((e) => e.type === "metrics").map((e) => e.data));
+  $("events").innerHTML = events.map((e) => `<li>${esc(e.message)}</li>`).join("");
+  try { $("evaluation").innerHTML = renderEvaluation(await api(`/ui/api/jobs/${jobId}/evaluation`)); }
+  catch (err) { $("evaluation").textContent = "No evaluation report for this job."; }
+  return job;
+}
+
+async function refreshJobs() {
+  const page = await api("/v1/fine_tuning/jobs?limit=100");
+  $("jobs").querySelector("tbody").innerHTML = page.data.map((j) => `<tr class="clickable" data-job="${esc(j.id)}">
+    <td>${esc(j.id)}</td><td>${esc(j.model)}</td><td><span class="status status-${esc(j.status)}">${esc(j.status)}</span></td>
+    <td>${esc(j.fine_tuned_model || "")}</td><td>${esc(j.trained_tokens ?? "")}</td></tr>`).join("");
+  if (selectedJob) {
+    const job = page.data.find((j) => j.id === selectedJob);
+    if (job && (!TERMINAL.has(job.status) || $("loss-curve").dataset.job !== job.id + job.status)) {
+      await showJob(selectedJob);
+      $("loss-curve").dataset.job = job.id + job.status;
+    }
+  }
+}
+
+function renderCheck(check) {
+  const r = check.report || {};
+  const list = (items, f) => items && items.length ? `<ul>${items.map((i) => `<li>${esc(f(i))}</li>`).join("")}</ul>` : "<p>none</p>";
+  return `<h3>Data check: ${esc(check.filename)}</h3>
+    ${list(r.files, (f) => `${f.role}: ${f.rows} rows, ${f.valid_rows} valid (${f.kind}, ${f.format})`)}
+    <h4>Errors</h4>${list(r.errors, (e) => `line ${e.line}, ${e.field}: ${e.message}`)}
+    <h4>Warnings</h4>${list(r.warnings, (w) => w.message)}
+    <h4>PII</h4>${list(r.pii, (p) => `line ${p.line}: ${p.kind} — ${p.snippet}`)}
+    <h4>Tokens</h4>${list(r.token_stats, (t) => `${t.count} rows, median ${t.median}, max ${t.max}, trained ${t.trained_tokens}`)}`;
+}
+
+async function refreshFiles() {
+  const page = await api("/v1/files");
+  $("files").querySelector("tbody").innerHTML = page.data.map((f) =>
+    `<tr class="clickable" data-file="${esc(f.id)}"><td>${esc(f.id)}</td><td>${esc(f.filename)}</td><td>${f.bytes}</td></tr>`).join("");
+}
+
+async function refreshModels() {
+  const models = (await api("/v1/models")).data.map((m) => m.id);
+  const options = (ids) => ids.map((id) => `<option value="${esc(id)}">${esc(id)}</option>`).join("");
+  $("base-model").innerHTML = options(models.filter((id) => !id.startsWith("ft:")));
+  $("tuned-model").innerHTML = options(models.filter((id) => id.startsWith("ft:")).concat(models.filter((id) => !id.startsWith("ft:"))));
+}
+
+async function ask(model, target) {
+  target.textContent = "…";
+  try {
+    const answer = await api("/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: $("prompt").value }], temperature: 0,
+        max_tokens: Number($("max-tokens").value) || 32 }) });
+    target.textContent = answer.choices[0].message.content;
+  } catch (err) { target.textContent = "Error: " + err.message; }
+  target.dataset.done = "1";
+}
+
+function show(view) {
+  for (const name of ["jobs", "files", "playground"]) $(`${name}-view`).hidden = name !== view;
+  const loaders = { jobs: refreshJobs, files: refreshFiles, playground: refreshModels };
+  if (localStorage.getItem("tunesmith-key")) loaders[view]().catch((err) => { $("key-state").textContent = err.message; });
+}
+
+function route() { show((location.hash || "#jobs").slice(1).split("/")[0] || "jobs"); }
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  localStorage.setItem("tunesmith-key", $("api-key").value.trim());
+  $("api-key").value = "";
+  $("key-state").textContent = "key saved";
+  route();
+});
+$("jobs").addEventListener("click", (event) => {
+  const row = event.target.closest("tr[data-job]");
+  if (row) { selectedJob = row.dataset.job; $("loss-curve").dataset.job = ""; refreshJobs(); }
+});
+$("files").addEventListener("click", async (event) => {
+  const row = event.target.closest("tr[data-file]");
+  if (row) $("file-check").innerHTML = renderCheck(await api(`/ui/api/files/${row.dataset.file}/check`));
+});
+$("upload-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(); form.append("purpose", "fine-tune"); form.append("file", $("upload").files[0]);
+  $("upload-error").textContent = "";
+  try { await api("/v1/files", { method: "POST", body: form }); refreshFiles(); }
+  catch (err) { $("upload-error").textContent = err.message; }
+});
+$("send").addEventListener("click", () => {
+  ask($("base-model").value, $("answer-base"));
+  ask($("tuned-model").value, $("answer-tuned"));
+});
+window.addEventListener("hashchange", route);
+if (localStorage.getItem("tunesmith-key")) $("key-state").textContent = "key saved";
+route();
+setInterval(() => { if (!$("jobs-view").hidden && localStorage.getItem("tunesmith-key")) refreshJobs().catch(() => {}); }, 2000);

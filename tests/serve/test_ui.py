@@ -1,0 +1,76 @@
+"""The web UI in headless Debian chromium (Playwright, executablePath /usr/bin/chromium; see scripts/setup.sh)."""
+import json
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.serve.server import FACTS, create_key, free_port, start_server, wait_for, write_chat_file
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def server(tmp_path, tiny_model_dir):
+    port = free_port()
+    process = start_server(tmp_path / "home", tiny_model_dir, port)
+    yield f"http://127.0.0.1:{port}", tmp_path / "home"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, tiny_model_dir):
+    url, home = server
+    key = create_key(home)
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    train = http.post("/v1/files", data={"purpose": "fine-tune"},
+                      files={"file": ("train.jsonl", write_chat_file(tmp_path / "t.jsonl").read_bytes())}).json()
+    valid = http.post("/v1/files", data={"purpose": "fine-tune"},
+                      files={"file": ("valid.jsonl", write_chat_file(tmp_path / "v.jsonl", FACTS[:3]).read_bytes())}).json()
+    job = http.post("/v1/fine_tuning/jobs", json={"model": tiny_model_dir.name, "training_file": train["id"],
+                                                  "validation_file": valid["id"], "suffix": "ui",
+                                                  "hyperparameters": {"n_epochs": 2, "batch_size": 4}}).json()
+    job = wait_for(lambda: (j := http.get(f"/v1/fine_tuning/jobs/{job['id']}").json())["status"]
+                   in {"succeeded", "failed", "cancelled"} and j)
+    assert job["status"] == "succeeded"
+    report = {"passed": True, "gates": [{"passed": True, "message": "qa accuracy 0.9 >= 0.5"}],
+              "tasks": [{"name": "qa", "baseline": {"metrics": {"accuracy": 0.1}},
+                         "candidate": {"metrics": {"accuracy": 0.9}}, "delta": {"accuracy": 0.8}}]}
+    (home / "jobs" / job["id"] / "run" / "eval").mkdir(parents=True)
+    (home / "jobs" / job["id"] / "run" / "eval" / "report.json").write_text(json.dumps(report))
+    assert httpx.get(f"{url}/ui/api/jobs/{job['id']}/evaluation").status_code == 401
+
+    requests = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(f"{url}/ui")
+        page.fill("#api-key", key)
+        page.click("#save-key")
+        row = page.locator(f"tr[data-job='{job['id']}']")
+        row.wait_for()
+        assert row.locator(".status").inner_text() == "succeeded"
+        row.click()
+        page.wait_for_selector("#loss-curve[data-points='6']")
+        assert page.locator("#loss-curve polyline.train").get_attribute("points").count(",") == 6
+        page.locator("#evaluation .pass", has_text="PASSED").wait_for()
+        page.screenshot(path=str(tmp_path / "jobs.png"), full_page=True)
+
+        page.goto(f"{url}/ui#files")  # the key stays in localStorage
+        page.locator(f"tr[data-file='{train['id']}']").click()
+        page.locator("#file-check", has_text="train: 10 rows, 10 valid").wait_for()
+        page.screenshot(path=str(tmp_path / "files.png"), full_page=True)
+
+        page.goto(f"{url}/ui#playground")
+        page.locator(f"#tuned-model option[value='{job['fine_tuned_model']}']").wait_for(state="attached")
+        page.click("#send")
+        page.wait_for_selector("#answer-base[data-done]")
+        page.wait_for_selector("#answer-tuned[data-done]")
+        for side in ("#answer-base", "#answer-tuned"):
+            text = page.inner_text(side)
+            assert text and text != "…" and not text.startswith("Error"), text
+        page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+        browser.close()
+    assert all(u.startswith(url) for u in requests), [u for u in requests if not u.startswith(url)]
