@@ -68,9 +68,13 @@ def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, 
         page.click("#send")
         page.wait_for_selector("#answer-base[data-done]")
         page.wait_for_selector("#answer-tuned[data-done]")
-        for side in ("#answer-base", "#answer-tuned"):
-            text = page.inner_text(side)
-            assert text and text != "…" and not text.startswith("Error"), text
+        # the tiny untrained model answers with newlines, so compare with what the API itself returns
+        for side, model in (("#answer-base", tiny_model_dir.name), ("#answer-tuned", job["fine_tuned_model"])):
+            expected = http.post("/v1/chat/completions", json={
+                "model": model, "temperature": 0, "max_tokens": 32,
+                "messages": [{"role": "user", "content": "What is the symbol for gold?"}]}).json()
+            text = page.text_content(side)
+            assert text and text == expected["choices"][0]["message"]["content"], text
         page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
         browser.close()
     assert all(u.startswith(url) for u in requests), [u for u in requests if not u.startswith(url)]
