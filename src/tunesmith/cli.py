@@ -230,5 +230,35 @@ def keys_create(
     print(secret)
 
 
+@app.command("eval")
+def eval_suite(
+    model: str = typer.Option(..., help="Candidate: run directory, model directory or model name."),
+    suite: Path = typer.Option(..., help="Suite YAML (tasks and gates)."),
+    out: Path = typer.Option(..., help="Report directory: report.json, report.md, report.html."),
+    baseline: Optional[str] = typer.Option(None, help="Baseline model (default: the run's base model)."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N items of each task (a quick look)."),
+) -> None:
+    """Run a suite on candidate and baseline, write the reports, exit 1 when a gate fails.
+
+    Run as: tunesmith eval --model runs/elements-demo --suite examples/suites/elements.yaml --out runs/elements-demo/eval
+    """
+    from tunesmith.evaluate.report import write_reports
+    from tunesmith.evaluate.runner import run_eval
+    from tunesmith.evaluate.suite import SuiteError
+    from tunesmith.models.resolve import ModelNotFoundError
+
+    try:
+        result = run_eval(model, suite, baseline, limit, console=err)
+    except (SuiteError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    paths = write_reports(result, out)
+    for gate in result.gates:
+        console.print(("[green]" if gate.passed else "[bold red]") + gate.describe(), markup=True, highlight=False)
+    console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})")
+    if not result.passed:
+        failed = [gate for gate in result.gates if not gate.passed]
+        fail(f"{len(failed)} gate(s) failed: " + "; ".join(gate.describe() for gate in failed))
+
+
 if __name__ == "__main__":
     app()

@@ -28,7 +28,7 @@ class GateResult:
         verdict = "passed" if self.passed else "FAILED"
         comparison = {"min_gain": ">=", "max_forgetting": "<=", "min": ">=", "max": "<="}[self.condition]
         versus = f" (baseline {self.baseline:.4g} -> candidate {self.candidate:.4g})" if self.baseline is not None else ""
-        return (f"gate {self.metric} {self.condition} {verdict}: measured {self.measured * scale:.4g}{unit} "
+        return (f"gate {self.metric} {self.condition} {verdict}: measured {self.measured * scale + 0.0:.4g}{unit} "
                 f"{comparison} threshold {self.threshold * scale:.4g}{unit} required{versus}")
 
     def to_dict(self) -> dict:

@@ -1,0 +1,93 @@
+"""`tunesmith eval` end to end on tiny models: reports written, hashes recorded, gates decide the exit code."""
+import json
+import re
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.tiny import save_tiny_pair
+from tunesmith.cli import app
+
+SUITE = {
+    "name": "tiny",
+    "decoding": {"max_new_tokens": 4, "batch_size": 4},
+    "tasks": [
+        {"kind": "qa", "name": "facts", "data": "qa.jsonl"},
+        {"kind": "multiple_choice", "name": "mc", "data": "mc.jsonl"},
+        {"kind": "classification", "name": "sentiment", "data": "cls.jsonl", "labels": ["pos", "neg"]},
+        {"kind": "loss", "name": "held_out", "data": "valid.jsonl", "max_length": 64},
+        {"kind": "general", "name": "general", "text": "general.txt", "prompts": "prompts.jsonl"},
+        {"kind": "speed", "name": "speed", "prompts": "prompts.jsonl", "requests": 2, "max_new_tokens": 3},
+    ],
+    "gates": [
+        {"metric": "general.perplexity", "max": 1e9},
+        {"metric": "facts.accuracy", "max_forgetting": 1.0},
+    ],
+}
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("eval")
+    jsonl(root / "qa.jsonl", [{"id": "q1", "question": "Gold?", "answer": "Au"}, {"id": "q2", "question": "One?", "answer": "1"}])
+    jsonl(root / "mc.jsonl", [{"id": "m1", "question": "Gold?", "choices": ["Au", "Ag"], "answer": 0}])
+    jsonl(root / "cls.jsonl", [{"id": "c1", "text": "great", "label": "pos"}, {"id": "c2", "text": "bad", "label": "neg"}])
+    jsonl(root / "valid.jsonl", [{"messages": [{"role": "user", "content": "Gold?"}, {"role": "assistant", "content": "Au"}]}])
+    (root / "general.txt").write_text("The quick brown fox jumps over the lazy dog.\n\nHydrogen has atomic number 1.\n")
+    jsonl(root / "prompts.jsonl", [{"id": "p1", "prompt": "Hello"}, {"id": "p2", "prompt": "Gold?"}])
+    (root / "suite.yaml").write_text(yaml.safe_dump(SUITE))
+    run = root / "run"  # a finished tunesmith run: merged model, run.json naming its base, metrics log
+    save_tiny_pair(run / "model", seed=1)
+    (run / "run.json").write_text(json.dumps({"base_model": str(tiny_model_dir)}))
+    (run / "config.yaml").write_text("train: {lr: 0.001}\n")
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "loss": 3 - 0.1 * s} | ({"valid_loss": 3.1 - 0.1 * s} if s % 2 == 0 else {})) + "\n"
+        for s in range(1, 7)))
+    return root
+
+
+def test_eval_writes_json_markdown_and_self_contained_html(workspace, tiny_model_dir):
+    out = workspace / "report"
+    result = CliRunner().invoke(app, ["eval", "--model", str(workspace / "run"), "--suite",
+                                      str(workspace / "suite.yaml"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed"] and report["baseline"]["ref"] == str(tiny_model_dir)
+    assert report["candidate"]["sha256"] != report["baseline"]["sha256"]
+    assert report["candidate"]["config"] == {"train": {"lr": 0.001}}
+    assert len(report["data_sha256"]) == 6  # prompts.jsonl serves two tasks and len(report["suite"]["sha256"]) == 64
+    tasks = {task["name"]: task for task in report["tasks"]}
+    assert set(tasks) == {"facts", "mc", "held_out", "sentiment", "general", "speed"}
+    assert tasks["general"]["baseline"]["metrics"]["agreement"] == 1.0
+    assert [item["id"] for item in tasks["facts"]["items"]] and tasks["facts"]["items"][0]["baseline"] is not None
+    assert tasks["sentiment"]["candidate"]["details"]["confusion"]["columns"] == ["pos", "neg", "(none)"]
+    page = (out / "report.html").read_text()
+    images = re.findall(r'<img src="([^"]*)"', page)
+    assert len(images) == 3  # loss curves, metric bars, confusion matrix
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page
+    assert "training and validation loss" in page and "Sample generations" in page
+    assert "| facts | accuracy |" in (out / "report.md").read_text()
+
+
+def test_a_failing_gate_exits_nonzero_naming_gate_threshold_and_value(workspace, tiny_model_dir):
+    suite = dict(SUITE, gates=[{"metric": "held_out.perplexity", "max": 1.5}, {"metric": "general.agreement", "min": 0.0}])
+    (workspace / "failing.yaml").write_text(yaml.safe_dump(suite))
+    result = CliRunner().invoke(app, ["eval", "--model", str(workspace / "run"), "--baseline", str(tiny_model_dir),
+                                      "--suite", str(workspace / "failing.yaml"), "--out", str(workspace / "fail")])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert re.search(r"held_out\.perplexity max FAILED: measured [\d.e+]+ <= threshold 1\.5 required", output)
+    assert "1 gate(s) failed" in output
+    assert not json.loads((workspace / "fail" / "report.json").read_text())["passed"]
+
+
+def test_eval_without_a_baseline_for_a_plain_model_dir_says_what_to_pass(workspace, tiny_model_dir):
+    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_model_dir), "--suite", str(workspace / "suite.yaml"),
+                                      "--out", str(workspace / "none")])
+    assert result.exit_code == 1 and "pass --baseline" in " ".join(result.output.split())
