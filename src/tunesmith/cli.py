@@ -120,6 +120,33 @@ def demo(
     console.print(f"per-question answers: {result.run_dir / 'demo_eval.json'}; total {result.seconds / 60:.1f} min")
 
 
+@app.command()
+def estimate(
+    config: Path = typer.Argument(..., help="YAML config of the run to estimate."),
+    hardware: str = typer.Option("cpu", help="cpu (this machine) or a GPU: t4, l4, a10g, a100-40, a100-80, h100, h200."),
+    price_per_hour: Optional[float] = typer.Option(None, help="Price of the hardware in USD per hour, for the cost row."),
+    probe: bool = typer.Option(False, help="Run a few real training steps here to measure speed and peak memory."),
+    mfu: Optional[float] = typer.Option(None, help="GPU: fraction of peak FLOP/s reached (default 0.30)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
+) -> None:
+    """Predict peak memory, time and cost of a run, next to full finetuning and pretraining from scratch."""
+    import json
+
+    from tunesmith.config import ConfigError, load_config
+    from tunesmith.train.estimate import estimate_config
+    from tunesmith.train.estimate_table import estimate_table
+    from tunesmith.train.setup import InvalidDataError
+
+    try:
+        result = estimate_config(load_config(config), hardware, price_per_hour, probe=probe, mfu=mfu)
+    except (ConfigError, InvalidDataError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        console.print(estimate_table(result))
+
+
 def relaunch_with_torchrun(nproc: int) -> int:
     """Run this same `train` command in `nproc` processes (gloo on CPU, nccl on GPU) and wait for them."""
     import subprocess

@@ -1,0 +1,77 @@
+"""Calibrate the estimate on this machine: a few real training steps on the run's own data and config.
+
+Run as: tunesmith estimate examples/elements/demo.yaml --probe
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tunesmith.config import RunConfig
+from tunesmith.data.render import TokenizedExample
+from tunesmith.train.cost_model import MicroBatchShape, Method, ModelShape, activation_bytes, micro_batch_flops
+from tunesmith.train.loop import peak_rss_mb, train_step
+from tunesmith.train.schedule import build_scheduler, step_example_indices
+from tunesmith.train.setup import build_model, build_optimizer, loop_settings, seed_everything
+
+
+@dataclass
+class ProbeResult:
+    steps: int  # measured steps (after the warm-up)
+    warmup_steps: int
+    seconds: float  # wall time of the measured steps
+    flops: float  # modelled FLOPs of the measured steps
+    real_tokens: int
+    peak_rss_bytes: float  # process peak after warm-up and measured steps
+    model_load_seconds: float
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.flops / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.real_tokens / self.seconds
+
+
+def largest_step(plan: list[list[MicroBatchShape]], shape: ModelShape, method: Method, bf16: bool) -> int:
+    """The step whose micro-batch keeps the most activations: warming up on it makes the peak RSS representative."""
+    return max(range(len(plan)), key=lambda s: max(activation_bytes(mb, shape, method, bf16) for mb in plan[s]))
+
+
+def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, plan: list[list[MicroBatchShape]],
+              shape: ModelShape, method: Method, steps: int = 3, warmup: int = 1) -> ProbeResult:
+    """Train `warmup` steps (the largest first), then time `steps` steps of the run's own order; weights are discarded."""
+    seed_everything(config.train.seed)
+    started = time.perf_counter()
+    model = build_model(config)
+    model_load_seconds = time.perf_counter() - started
+    settings = loop_settings(config, len(train), pad_id)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
+    model.train()
+    biggest = largest_step(plan, shape, method, settings.bf16)
+    warm = [biggest] + [s for s in range(len(plan)) if s != biggest][: warmup - 1]
+    measured = [s for s in range(len(plan)) if s not in warm][:steps] or warm[:1]
+
+    def examples_of(step: int) -> list[TokenizedExample]:
+        return [train[i] for i in step_example_indices(step, len(train), settings.batch_size, settings.seed)[1]]
+
+    for step in warm:
+        train_step(model, optimizer, scheduler, examples_of(step), settings)
+    seconds, real = 0.0, 0
+    for step in measured:
+        begun = time.perf_counter()
+        result = train_step(model, optimizer, scheduler, examples_of(step), settings)
+        seconds += time.perf_counter() - begun
+        real += result.real_tokens
+    flops = sum(micro_batch_flops(mb, shape, method) for step in measured for mb in plan[step])
+    return ProbeResult(
+        steps=len(measured),
+        warmup_steps=len(warm),
+        seconds=seconds,
+        flops=flops,
+        real_tokens=real,
+        peak_rss_bytes=peak_rss_mb() * 2**20,
+        model_load_seconds=model_load_seconds,
+    )

@@ -1,0 +1,162 @@
+"""`tunesmith estimate`: FLOP and memory arithmetic on known shapes, the GPU table, the probe, the CLI."""
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.tiny import tiny_model
+from tests.train.test_sft_run import FACTS, write_chat_file
+from tunesmith.cli import app
+from tunesmith.config import load_config
+from tunesmith.data.render import TokenizedExample
+from tunesmith.train.cost_model import (
+    LOSS_CHUNK,
+    MicroBatchShape,
+    Method,
+    activation_bytes,
+    allocator_growth,
+    micro_batch_flops,
+    micro_batch_shape,
+    model_shape_of,
+    read_model_shape,
+    static_memory,
+)
+from tunesmith.train.estimate import count_evaluations, estimate_config
+from tunesmith.train.hardware import GIB, UnknownHardwareError, lookup_hardware
+from tunesmith.train.lora import apply_lora
+from tunesmith.train.packing import collate
+from tunesmith.train.setup import count_parameters
+
+runner = CliRunner()
+
+# tests/tiny.py: hidden 64, intermediate 128, 2 layers, 4 heads of 16, 2 kv heads (k, v: 64 -> 32)
+LAYER_LINEAR = 64 * 64 + 64 * 32 + 64 * 32 + 64 * 64 + 3 * 64 * 128
+
+
+@pytest.fixture
+def shape(tokenizer):
+    return model_shape_of(tiny_model(tokenizer))
+
+
+def estimate_yaml(tmp_path, tiny_model_dir, **train) -> str:
+    config = {"model": {"base": str(tiny_model_dir)},
+              "data": {"train": str(write_chat_file(tmp_path / "train.jsonl", FACTS * 2)),
+                       "valid": str(write_chat_file(tmp_path / "valid.jsonl", FACTS[:3])), "max_length": 64},
+              "lora": {"r": 4}, "train": {"batch_size": 4, "epochs": 2, **train}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_model_shape_counts_linear_head_and_lora_parameters(shape, tokenizer):
+    model = tiny_model(tokenizer)
+    assert (shape.hidden, shape.intermediate, shape.layers, shape.q_dim) == (64, 128, 2, 64)
+    assert shape.linear_params == 2 * LAYER_LINEAR
+    assert shape.head_params == len(tokenizer) * 64
+    assert shape.total_params == sum(p.numel() for p in model.parameters())  # tied head counted once
+    peft_model = apply_lora(model, load_config(overrides={"lora.r": 4}).lora)
+    assert shape.lora_params(4, "all-linear") == count_parameters(peft_model)[0]
+    assert shape.lora_params(4, ["q_proj", "v_proj"]) == 2 * 4 * ((64 + 64) + (64 + 32))
+
+
+def test_meta_device_shape_equals_loaded_shape(tiny_model_dir, shape):
+    assert read_model_shape(tiny_model_dir) == shape
+
+
+def test_micro_batch_shape_matches_collate():
+    examples = [TokenizedExample(list(range(n)), [-100] * (n // 2) + list(range(n - n // 2))) for n in (5, 9, 3, 12, 7)]
+    for packing in (True, False):
+        batch = collate(examples, 0, 16, packing)
+        mb = micro_batch_shape(examples, 16, packing)
+        assert (mb.rows, mb.width) == tuple(batch.input_ids.shape)
+        assert (mb.real_tokens, mb.trained_tokens) == (batch.num_real_tokens, batch.num_trained)
+
+
+def test_flops_on_a_known_shape(shape):
+    mb = MicroBatchShape(rows=2, width=10, real_tokens=18, trained_tokens=6)
+    linear = 2 * 2 * LAYER_LINEAR * 20  # 2 FLOPs per multiply-add, 2 layers, 20 positions (padding included)
+    attention = 4 * 2 * 64 * 2 * 10**2  # QKᵀ and AV: 4·T²·q_dim per row and layer
+    head = 2 * shape.head_params * 6  # output head on trained positions only
+    assert micro_batch_flops(mb, shape, Method("eval")) == linear + attention + head
+    assert micro_batch_flops(mb, shape, Method("full")) == 3 * (linear + attention + head)
+    adapters = 2 * 4 * sum(i + o for _, i, o in shape.linears) * 20
+    lora = Method("lora", lora_r=4, lora_targets=shape.linears)
+    assert micro_batch_flops(mb, shape, lora) == 2 * linear + 3 * attention + 3 * adapters + 2 * head
+    long = MicroBatchShape(rows=8, width=200, real_tokens=1600, trained_tokens=LOSS_CHUNK + 1)
+    recompute = 2 * shape.head_params * (LOSS_CHUNK + 1)
+    assert micro_batch_flops(long, shape, Method("full")) - 3 * micro_batch_flops(long, shape, Method("eval")) == recompute
+
+
+def test_memory_on_a_known_shape(shape):
+    mb = MicroBatchShape(rows=1, width=10, real_tokens=10, trained_tokens=4)
+    per_position = 2 * (4 * 128 + 6 * 64 + 4 * 64) + 16 * 64  # bf16 casts, MLP, attention; 4 fp32 norm tensors
+    expected = (per_position * 10 + 2 * 10**2) * 2 + 4 * shape.vocab * 10
+    assert activation_bytes(mb, shape, Method("full"), bf16=True) == expected
+    parts = static_memory(shape, trainable=shape.total_params, bf16=True)
+    assert parts["weights (fp32)"] == 4 * shape.total_params
+    assert parts["gradients (fp32)"] + parts["AdamW moments"] == 12 * shape.total_params
+    assert static_memory(shape, trainable=10, bf16=False)["bf16 weight casts"] == 0
+    assert allocator_growth(100.0, 30, already=30) == 0 < allocator_growth(100.0, 30) < allocator_growth(100.0, 300)
+    assert allocator_growth(100.0, 10**12) == pytest.approx(300.0)  # capped
+
+
+def test_gpu_table_and_unknown_hardware():
+    h100 = lookup_hardware("H100")
+    assert (h100.peak_flops, h100.memory_bytes, h100.kind) == (989e12, 80 * GIB, "gpu")
+    assert h100.achieved_flops == pytest.approx(989e12 * 0.30)
+    assert lookup_hardware("a100-40", mfu=0.5).achieved_flops == pytest.approx(156e12)
+    assert lookup_hardware("h200").memory_bytes == 141 * GIB
+    assert lookup_hardware("cpu", measured_flops=1e9).achieved_flops == 1e9
+    with pytest.raises(UnknownHardwareError) as error:
+        lookup_hardware("v100")
+    assert all(name in str(error.value) for name in ("cpu", "t4", "l4", "a10g", "a100-80", "h100", "h200"))
+
+
+def test_count_evaluations():
+    assert count_evaluations(30, per_epoch=186, eval_every=50) == 1  # only after the last step
+    assert count_evaluations(100, per_epoch=186, eval_every=50) == 2
+    assert count_evaluations(6, per_epoch=3, eval_every=None) == 2
+
+
+def test_lora_is_cheaper_than_full_which_is_cheaper_than_pretraining(tmp_path, tiny_model_dir):
+    estimate = estimate_config(load_config(estimate_yaml(tmp_path, tiny_model_dir)), "h100", price_per_hour=3.0)
+    lora, full, pretrain = estimate.scenarios
+    assert (lora.method, full.method, pretrain.method) == ("lora", "full", "pretrain")
+    assert lora.trainable < full.trainable == pretrain.trainable
+    assert lora.flops < full.flops < pretrain.flops
+    assert lora.peak_memory_bytes < full.peak_memory_bytes
+    assert 0 < lora.train_seconds < full.train_seconds < pretrain.train_seconds
+    assert lora.train_seconds < lora.total_seconds  # + data and model loading, validation, checkpoints, export
+    assert 0 < lora.cost < full.cost and pretrain.cost > 0
+    assert pretrain.tokens == 20 * full.trainable
+    assert estimate.epoch_tokens > 0 and lora.steps == 2 * estimate.steps_per_epoch
+
+
+def test_probe_runs_real_steps_and_calibrates_the_cpu(tmp_path, tiny_model_dir):
+    estimate = estimate_config(load_config(estimate_yaml(tmp_path, tiny_model_dir)), "cpu", probe=True)
+    assert estimate.probe["steps"] >= 1 and estimate.probe["tokens_per_s"] > 0 and estimate.probe["flops_per_s"] > 0
+    assert estimate.hardware.achieved_flops == estimate.probe["flops_per_s"]
+    assert estimate.scenarios[0].measured_memory and estimate.scenarios[0].peak_memory_bytes >= estimate.probe["peak_rss_bytes"]
+    with pytest.raises(ValueError, match="--hardware cpu"):
+        estimate_config(load_config(estimate_yaml(tmp_path, tiny_model_dir)), "h100", probe=True)
+
+
+@pytest.mark.parametrize("hardware", ["cpu", "h100"])
+def test_cli_prints_a_table(tmp_path, tiny_model_dir, hardware):
+    result = runner.invoke(app, ["estimate", estimate_yaml(tmp_path, tiny_model_dir), "--hardware", hardware,
+                                 "--price-per-hour", "2"])
+    assert result.exit_code == 0, result.output
+    for text in ("peak memory", "total time", "LoRA", "full", "pretrain", "$"):
+        assert text in result.stdout
+
+
+def test_cli_json_and_unknown_hardware(tmp_path, tiny_model_dir):
+    config = estimate_yaml(tmp_path, tiny_model_dir, method="full")
+    result = runner.invoke(app, ["estimate", config, "--hardware", "l4", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [s["method"] for s in report["scenarios"]] == ["full", "pretrain"]
+    assert report["hardware"]["name"] == "l4" and report["scenarios"][0]["peak_memory_bytes"] > 0
+    result = runner.invoke(app, ["estimate", config, "--hardware", "tpu"])
+    assert result.exit_code == 1 and "h100" in result.stderr
