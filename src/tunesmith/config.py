@@ -62,6 +62,12 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
 
 
+class EvalConfig(Strict):
+    suite: Path | None = Field(None, description="Evaluation suite YAML (tasks and gates); with it, a finished run is evaluated against its base model and DIR/eval/report.html written.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N items of each task (a quick look); None = all.")
+    fail_on_gate: bool = Field(True, description="Exit non-zero when a gate fails (the trained model is kept either way).")
+
+
 class RunConfig(Strict):
     """Everything a run needs; saved resolved as DIR/config.yaml."""
 
@@ -70,6 +76,7 @@ class RunConfig(Strict):
     data: DataConfig = DataConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def _micro_batch_divides(self) -> "RunConfig":
@@ -130,7 +137,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, lora, train)")
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, lora, train, eval)")
     nested: dict = {}
     for dotted, value in (overrides or {}).items():
         if value is None:
