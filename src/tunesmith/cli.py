@@ -4,6 +4,7 @@ Run as: tunesmith --help
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -77,6 +78,8 @@ def train(
     if nproc > 1:
         raise typer.Exit(relaunch_with_torchrun(nproc))
     from tunesmith.config import ConfigError, load_config
+    from tunesmith.evaluate.after_training import check_eval_suite
+    from tunesmith.evaluate.suite import SuiteError
     from tunesmith.train.setup import InvalidDataError
     from tunesmith.train.sft import RunDirectoryInUse, train as run_training
 
@@ -93,8 +96,9 @@ def train(
         config = saved  # `--out DIR --resume` continues with the run's own resolved config
     try:
         run_config = load_config(config, overrides)
+        check_eval_suite(run_config)  # a broken suite fails now, not after the training it was meant to judge
         result = run_training(run_config, resume=resume, console=err, stop_after=stop_after)
-    except (ConfigError, InvalidDataError, RunDirectoryInUse, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, SuiteError, InvalidDataError, RunDirectoryInUse, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if not result.finished:
         console.print(f"stopped after step {result.steps} with a checkpoint; continue with: "
@@ -103,6 +107,21 @@ def train(
     console.print(f"done: {result.steps} steps, final loss {result.final_loss:.4f}"
                   + (f", valid loss {result.final_valid_loss:.4f}" if result.final_valid_loss is not None else ""))
     console.print(f"adapter and merged model in {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process evaluates
+        evaluate_finished_run(run_config, result.run_dir)
+
+
+def evaluate_finished_run(run_config, run_dir: Path) -> None:
+    """The config's `eval:` suite, base model vs the run; exit 1 on a failed gate unless told otherwise."""
+    from tunesmith.evaluate.after_training import evaluate_run, failed_gates_message, print_gates
+
+    evaluation = evaluate_run(run_config, run_dir, err)
+    if evaluation is None:
+        return
+    print_gates(evaluation.result.gates, console)
+    console.print(f"evaluation report: {evaluation.reports['html']}")
+    if not evaluation.passed and run_config.eval.fail_on_gate:
+        fail(failed_gates_message(evaluation.result.gates) + f" (the model is kept in {run_dir})")
 
 
 @app.command()
@@ -111,13 +130,19 @@ def demo(
     eval_limit: Optional[int] = typer.Option(None, help="Evaluate on the first N held-out questions only."),
     max_steps: Optional[int] = typer.Option(None, help="Cap training steps (for a quick look)."),
 ) -> None:
-    """Finetune the embedded SmolLM2-135M-Instruct on element facts and show the held-out gain."""
+    """Finetune the embedded SmolLM2-135M-Instruct on element facts, prove the held-out gain, write a report."""
     from tunesmith.demo import gain_table, run_demo
+    from tunesmith.evaluate.after_training import failed_gates_message, print_gates
 
     result = run_demo(out, err, eval_limit=eval_limit, overrides={"train.max_steps": max_steps})
     console.print(gain_table(result))
+    gates = result.evaluation.result.gates
+    print_gates(gates, console)
     console.print(f"finetuned model: {result.run_dir / 'model'}  (try: tunesmith chat {result.run_dir})")
-    console.print(f"per-question answers: {result.run_dir / 'demo_eval.json'}; total {result.seconds / 60:.1f} min")
+    console.print(f"report: {result.evaluation.reports['html']}  (open it in a browser); "
+                  f"total {result.seconds / 60:.1f} min")
+    if not result.evaluation.passed:
+        fail(failed_gates_message(gates))
 
 
 @app.command()
@@ -269,6 +294,7 @@ def eval_suite(
 
     Run as: tunesmith eval --model runs/elements-demo --suite examples/suites/elements.yaml --out runs/elements-demo/eval
     """
+    from tunesmith.evaluate.after_training import failed_gates_message, print_gates
     from tunesmith.evaluate.report import write_reports
     from tunesmith.evaluate.runner import run_eval
     from tunesmith.evaluate.suite import SuiteError
@@ -279,12 +305,10 @@ def eval_suite(
     except (SuiteError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     paths = write_reports(result, out)
-    for gate in result.gates:
-        console.print(("[green]" if gate.passed else "[bold red]") + gate.describe(), markup=True, highlight=False)
+    print_gates(result.gates, console)
     console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})")
     if not result.passed:
-        failed = [gate for gate in result.gates if not gate.passed]
-        fail(f"{len(failed)} gate(s) failed: " + "; ".join(gate.describe() for gate in failed))
+        fail(failed_gates_message(result.gates))
 
 
 if __name__ == "__main__":
