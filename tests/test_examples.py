@@ -1,0 +1,38 @@
+"""Every YAML shipped under examples/ loads with the strict schema of its kind, and the files it names exist."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunesmith.config import load_config
+from tunesmith.evaluate.suite import load_suite
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "examples").rglob("*.yaml"))
+
+
+def kind_of(raw: dict) -> str:
+    if "tasks" in raw:
+        return "suite"
+    if raw.keys() & {"model", "data", "lora", "train", "eval", "out"}:
+        return "run"
+    return "unknown"
+
+
+def test_examples_ship_run_configs_and_suites():
+    kinds = {kind_of(yaml.safe_load(path.read_text())) for path in SHIPPED}
+    assert {"run", "suite"} <= kinds
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "examples")))
+def test_shipped_yaml_is_valid(path, monkeypatch):
+    raw = yaml.safe_load(path.read_text())
+    kind = kind_of(raw)
+    if kind == "suite":
+        load_suite(path)  # resolves and checks its data files relative to the suite
+        return
+    assert kind == "run", f"{path}: unknown kind of YAML; teach tests/test_examples.py to validate it"
+    monkeypatch.chdir(REPO)  # run configs name files relative to the repository root, as the README runs them
+    config = load_config(path)
+    for named in (config.data.train, config.data.valid, config.eval.suite):
+        assert named is None or Path(named).is_file(), f"{path} names {named}, which does not exist"
