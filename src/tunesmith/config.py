@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -102,18 +102,23 @@ def _field_model(root: type[BaseModel], path: tuple) -> type[BaseModel]:
     return model
 
 
-def explain(error: ValidationError, source: str) -> ConfigError:
+def validation_message(error: ValidationError, source: str, model_at: Callable[[tuple], type[BaseModel]]) -> str:
+    """One line per problem: where, what; an unknown key names the nearest valid key of the model owning it."""
     lines = []
     for item in error.errors():
         location = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
-            parent = _field_model(RunConfig, tuple(item["loc"][:-1]))
+            parent = model_at(tuple(item["loc"][:-1]))
             guess = nearest_key(str(item["loc"][-1]), parent)
             hint = f" — did you mean {guess!r}?" if guess else f" — valid keys: {', '.join(parent.model_fields)}"
             lines.append(f"{source}: unknown key {location!r}{hint}")
         else:
             lines.append(f"{source}: {location}: {item['msg']}")
-    return ConfigError("\n".join(lines))
+    return "\n".join(lines)
+
+
+def explain(error: ValidationError, source: str) -> ConfigError:
+    return ConfigError(validation_message(error, source, lambda loc: _field_model(RunConfig, loc)))
 
 
 def deep_merge(base: dict, update: dict) -> dict:

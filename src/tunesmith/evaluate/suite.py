@@ -6,7 +6,6 @@ are errors that say what to write instead.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -14,6 +13,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tunesmith.config import validation_message
 from tunesmith.evaluate.matching import METHODS
 
 TaskName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Unique name; gates say `name.metric`.")]
@@ -183,7 +183,7 @@ def load_suite(path: Path) -> Suite:
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
-        raise SuiteError(explain(exc, str(path))) from None
+        raise SuiteError(validation_message(exc, str(path), _model_at)) from None
     for task in suite.tasks:
         for field, value in list(task.__dict__.items()):
             if isinstance(value, Path) and not value.is_absolute():
@@ -192,20 +192,6 @@ def load_suite(path: Path) -> Suite:
     if missing:
         raise SuiteError(f"{path}: data file(s) not found: {', '.join(missing)}")
     return suite
-
-
-def explain(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
-            model = _model_at(item["loc"][:-1])
-            guess = difflib.get_close_matches(str(item["loc"][-1]), list(model.model_fields), n=1, cutoff=0.5)
-            hint = f" — did you mean {guess[0]!r}?" if guess else f" — valid keys: {', '.join(model.model_fields)}"
-            lines.append(f"{source}: unknown key {location!r}{hint}")
-        else:
-            lines.append(f"{source}: {location}: {item['msg']}")
-    return "\n".join(lines)
 
 
 def _model_at(loc: tuple) -> type[BaseModel]:
