@@ -1,154 +1,34 @@
 """Build the chemical-elements demo dataset from Debian's public-domain `dict-elements` package.
 
-Run as: .venv/bin/python scripts/build_elements_dataset.py [--deb PATH | --dict PATH] [--out examples/elements]
+Run as: .venv/bin/python scripts/build_elements_dataset.py [--deb PATH | --dict PATH | --records JSONL] [--out examples/elements]
 
-Without --deb/--dict it runs `apt-get download dict-elements` into a temporary directory. It parses the
-dictd database (a gzip-compatible .dict.dz: a name line, then `Symbol:`, `Atomic number:`,
-`Atomic weight:` and a description per entry) and writes, deterministically for a given --seed:
+Without --deb/--dict/--records it runs `apt-get download dict-elements` into a temporary directory. It
+parses the dictd database (a gzip-compatible .dict.dz: a name line, then `Symbol:`, `Atomic number:`,
+`Atomic weight:` and a description per entry) into one record per element, then expands the question
+templates of examples/elements/augment.yaml with tunesmith's augment library (by-template holdout),
+deterministically for a given --seed:
 
-  elements.jsonl  one record per element
+  elements.jsonl  one record per element (with --records, that file is read instead and left as is)
   train.jsonl     chat examples, each fact asked with several of the TRAIN phrasings
   valid.jsonl     chat examples asked with the VALID phrasings (disjoint from train and eval)
   eval.jsonl      QA items asked only with the EVAL phrasings (disjoint from train and valid)
 
-Small models only carry a fact over to a new wording if they were trained on several wordings of it,
-so every relation has many training templates, and eval uses structurally different ones.
+The same files come from `tunesmith data augment examples/elements/augment.yaml --records
+examples/elements/elements.jsonl --holdout by-template --out DIR` (which also writes sources.jsonl).
 """
 from __future__ import annotations
 
 import argparse
 import gzip
-import json
-import random
 import re
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# Placeholders: {name} lowercase or Capitalised at random, {Name} always Capitalised (sentence start),
-# {symbol}, {number}, {ordinal} ("79th").
-TEMPLATES = {
-    "symbol": {
-        "answer": "The chemical symbol for {name} is {symbol}.",
-        "train": [
-            "What is the chemical symbol for {name}?",
-            "what's the symbol for {name}",
-            "Give me the element symbol of {name}.",
-            "{Name} symbol?",
-            "Which symbol represents {name} on the periodic table?",
-            "Please state the chemical symbol of the element {name}.",
-            "Tell me {name}'s chemical symbol.",
-            "symbol of {name}?",
-            "How is {name} written as a chemical symbol?",
-            "I need the periodic table symbol for {name}.",
-            "Could you tell me what the symbol for {name} is?",
-            "{Name}: what is its chemical symbol?",
-        ],
-        "valid": [
-            "Name the one- or two-letter symbol used for {name}.",
-            "In chemistry, {name} is denoted by which symbol?",
-            "Hey, what symbol do chemists use for {name}?",
-        ],
-        "eval": [
-            "When writing a chemical formula that contains {name}, which symbol would you use?",
-            "On the periodic table, {Name} is abbreviated as what?",
-            "Quick chemistry question: which letters stand for {name} in formulas?",
-            "Identify the abbreviation chemists use for the element {name}.",
-        ],
-    },
-    "element_of_symbol": {
-        "answer": "{symbol} is the chemical symbol for {name}.",
-        "train": [
-            "Which element has the chemical symbol {symbol}?",
-            "What element is {symbol}?",
-            "{symbol} is the symbol for which element?",
-            "what element does {symbol} stand for",
-            "Name the element whose symbol is {symbol}.",
-            "Tell me which element is represented by {symbol}.",
-            "element with symbol {symbol}?",
-            "Please identify the chemical element with the symbol {symbol}.",
-            "On the periodic table, which element is written as {symbol}?",
-            "What does the chemical symbol {symbol} represent?",
-            "Could you tell me the name of the element {symbol}?",
-            "{symbol}: which element is that?",
-        ],
-        "valid": [
-            "I saw {symbol} in a chemical formula. Which element is it?",
-            "Which chemical element goes by the symbol {symbol}?",
-            "Spell out the element name for the symbol {symbol}.",
-        ],
-        "eval": [
-            "A chemist writes the symbol {symbol}. Which element is meant?",
-            "Decode this element symbol for me: {symbol}",
-            "If a box on the periodic table shows {symbol}, what element is in that box?",
-            "Expand the chemical abbreviation {symbol} into the full element name.",
-        ],
-    },
-    "atomic_number": {
-        "answer": "The atomic number of {name} is {number}.",
-        "train": [
-            "What is the atomic number of {name}?",
-            "what's {name}'s atomic number",
-            "Give me the atomic number of {name}.",
-            "{Name} atomic number?",
-            "How many protons does an atom of {name} have?",
-            "Please state the atomic number of the element {name}.",
-            "Tell me the atomic number for {name}.",
-            "atomic number of {name}?",
-            "Which atomic number does {name} have?",
-            "I need to know the atomic number of {name}.",
-            "Could you tell me what atomic number {name} has?",
-            "{Name}: what is its atomic number?",
-        ],
-        "valid": [
-            "Where does {name} sit on the periodic table by atomic number?",
-            "What number is {name} on the periodic table?",
-            "Hey, what's the proton count of {name}?",
-        ],
-        "eval": [
-            "In the periodic table, {name} is element number what?",
-            "Counting hydrogen as 1, what position does {name} hold in the periodic table?",
-            "Which number identifies {name} in the periodic table?",
-            "Report the atomic number that belongs to {name}.",
-        ],
-    },
-    "element_of_number": {
-        "answer": "The element with atomic number {number} is {name}.",
-        "train": [
-            "Which element has atomic number {number}?",
-            "What element is number {number} on the periodic table?",
-            "element with atomic number {number}?",
-            "Name the element whose atomic number is {number}.",
-            "Tell me which element has {number} protons.",
-            "what's element {number}",
-            "Please identify the chemical element with atomic number {number}.",
-            "Atomic number {number} belongs to which element?",
-            "Which chemical element is element number {number}?",
-            "Could you tell me the element with the atomic number {number}?",
-            "{number}: which element has this atomic number?",
-            "Give me the name of element {number}.",
-        ],
-        "valid": [
-            "An atom has {number} protons in its nucleus. Which element is it?",
-            "Look up atomic number {number} and tell me the element.",
-            "Hey, which element sits at position {number} in the periodic table?",
-        ],
-        "eval": [
-            "The {ordinal} element of the periodic table is called what?",
-            "Which element would you find in box {number} of the periodic table?",
-            "Identify the element with Z = {number}.",
-            "Counting hydrogen as element 1, which element is number {number}?",
-        ],
-    },
-}
+from tunesmith.data.augment import Holdout, augment, load_spec, read_records, write_augmented, write_jsonl
 
-# The eval answer per relation, and whether matching must respect case (symbols: "Co" is not "CO").
-EVAL_ANSWER = {"symbol": "symbol", "element_of_symbol": "name", "atomic_number": "number", "element_of_number": "name"}
-
-# Capitalised symbols that are also common English words: "I", "As", "In"... appear in wrong answers too,
-# so "symbol" eval items for them could not be scored; they stay in training and in the other relations.
-AMBIGUOUS_SYMBOLS = {"I", "As", "In", "At", "He", "Be", "No", "Am"}
+SPEC = Path(__file__).resolve().parents[1] / "examples/elements/augment.yaml"
 
 # Spelling variants accepted as correct answers (the source spells sulphur, aluminum, caesium).
 ALIASES = {"sulphur": ["sulfur"], "aluminum": ["aluminium"], "caesium": ["cesium"]}
@@ -186,94 +66,6 @@ def parse_dict(text: str) -> list[Element]:
     return [elements[number] for number in sorted(elements)]
 
 
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def fill(template: str, element: Element, rng: random.Random) -> str:
-    name = element.name if rng.random() < 0.5 else element.name.capitalize()
-    text = template.format(
-        name=name,
-        Name=element.name.capitalize(),
-        symbol=element.symbol,
-        number=element.atomic_number,
-        ordinal=ordinal(element.atomic_number),
-    )
-    return text[0].upper() + text[1:] if template.startswith("{name}") else text
-
-
-def answer_sentence(relation: str, element: Element) -> str:
-    return TEMPLATES[relation]["answer"].format(
-        name=element.name, symbol=element.symbol, number=element.atomic_number
-    )
-
-
-def chat(question: str, answer: str) -> dict:
-    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
-
-
-def build_train(elements: list[Element], per_fact: int, rng: random.Random) -> list[dict]:
-    """Each (element, relation) fact asked with `per_fact` distinct training templates."""
-    rows = []
-    for element in elements:
-        for relation, spec in TEMPLATES.items():
-            for template in rng.sample(spec["train"], min(per_fact, len(spec["train"]))):
-                rows.append(chat(fill(template, element, rng), answer_sentence(relation, element)))
-    rng.shuffle(rows)
-    return rows
-
-
-def build_valid(elements: list[Element], size: int, rng: random.Random) -> list[dict]:
-    facts = [(element, relation) for element in elements for relation in TEMPLATES]
-    rows = []
-    for element, relation in rng.sample(facts, min(size, len(facts))):
-        template = rng.choice(TEMPLATES[relation]["valid"])
-        rows.append(chat(fill(template, element, rng), answer_sentence(relation, element)))
-    return rows
-
-
-def build_eval(elements: list[Element], rng: random.Random) -> list[dict]:
-    """One QA item per element x relation; the eval templates are used in turn, starting at a random one.
-
-    A template that would contain the answer ("Counting hydrogen as 1..." for hydrogen) is skipped.
-    """
-    items = []
-    for relation, spec in TEMPLATES.items():
-        offset = rng.randrange(len(spec["eval"]))
-        for index, element in enumerate(elements):
-            if relation == "symbol" and element.symbol in AMBIGUOUS_SYMBOLS:
-                continue
-            answer = {"symbol": element.symbol, "name": element.name, "number": str(element.atomic_number)}[
-                EVAL_ANSWER[relation]
-            ]
-            question = ""
-            for turn in range(len(spec["eval"])):  # skip a template whose question gives the answer away
-                question = fill(spec["eval"][(index + offset + turn) % len(spec["eval"])], element, rng)
-                if not re.search(rf"\b{re.escape(answer)}\b", question, re.IGNORECASE):
-                    break
-            item = {
-                "id": f"{relation}-{element.atomic_number}",
-                "question": question,
-                "answer": answer,
-                "relation": relation,
-                "element": element.name,
-            }
-            if EVAL_ANSWER[relation] == "name" and element.name in ALIASES:
-                item["aliases"] = ALIASES[element.name]
-            if relation == "symbol":
-                item["match"] = {"case_sensitive": True}
-            items.append(item)
-    return items
-
-
-def check_templates_disjoint() -> None:
-    for relation, spec in TEMPLATES.items():
-        train, valid, held = set(spec["train"]), set(spec["valid"]), set(spec["eval"])
-        if train & valid or train & held or valid & held:
-            raise ValueError(f"{relation}: a template is shared between train, valid and eval")
-
-
 def read_dict_text(deb: Path | None, dict_path: Path | None) -> tuple[str, str]:
     """Return (dictd text, source description); downloads the package when no path is given.
 
@@ -290,38 +82,40 @@ def read_dict_text(deb: Path | None, dict_path: Path | None) -> tuple[str, str]:
         return gzip.decompress(dz.read_bytes()).decode("latin-1"), f"Debian package {deb.name}"
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+def element_records(elements: list[Element]) -> list[dict]:
+    return [asdict(e) | {"aliases": ALIASES.get(e.name, [])} for e in elements]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deb", type=Path, help="a downloaded dict-elements .deb (default: apt-get download)")
     parser.add_argument("--dict", type=Path, dest="dict_path", help="an elements.dict.dz file")
+    parser.add_argument("--records", type=Path, help="an elements.jsonl written before: skip the dictd parsing")
+    parser.add_argument("--spec", type=Path, default=SPEC, help="question templates (augment spec YAML)")
     parser.add_argument("--out", type=Path, default=Path("examples/elements"))
-    parser.add_argument("--per-fact", type=int, default=7, help="training phrasings per element x relation")
-    parser.add_argument("--valid-size", type=int, default=300)
+    parser.add_argument("--per-fact", type=int, help="training phrasings per element x relation (default: the spec's 7)")
+    parser.add_argument("--valid-size", type=int, help="valid rows (default: the spec's 300)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    check_templates_disjoint()
-    text, source = read_dict_text(args.deb, args.dict_path)
-    elements = parse_dict(text)
-    rng = random.Random(args.seed)
-    train = build_train(elements, args.per_fact, rng)
-    valid = build_valid(elements, args.valid_size, rng)
-    items = build_eval(elements, rng)
-
+    spec = load_spec(args.spec)
+    spec.splits.train_per_source = args.per_fact or spec.splits.train_per_source
+    spec.splits.valid_size = args.valid_size if args.valid_size is not None else spec.splits.valid_size
     args.out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(args.out / "elements.jsonl", [asdict(e) | {"aliases": ALIASES.get(e.name, [])} for e in elements])
-    write_jsonl(args.out / "train.jsonl", train)
-    write_jsonl(args.out / "valid.jsonl", valid)
-    write_jsonl(args.out / "eval.jsonl", items)
+    if args.records is not None:
+        source = f"records {args.records}"
+        records_path = args.records
+    else:
+        text, source = read_dict_text(args.deb, args.dict_path)
+        records_path = args.out / "elements.jsonl"
+        write_jsonl(records_path, element_records(parse_dict(text)))
+    sources = read_records(records_path)
+    result = augment(spec, sources, Holdout.by_template, seed=args.seed)
+    write_augmented(result, args.out, provenance=False)  # the demo's eval items name relation and element
+    numbers = [s.fields["atomic_number"] for s in sources]
     print(f"source: {source}")
-    print(f"elements: {len(elements)} (atomic numbers {elements[0].atomic_number}-{elements[-1].atomic_number})")
-    print(f"train: {len(train)}  valid: {len(valid)}  eval: {len(items)}  -> {args.out}")
+    print(f"elements: {len(sources)} (atomic numbers {numbers[0]}-{numbers[-1]})")
+    print(f"train: {len(result.train)}  valid: {len(result.valid)}  eval: {len(result.eval)}  -> {args.out}")
 
 
 if __name__ == "__main__":
