@@ -22,268 +22,21 @@ a fixed order (source partition, train, valid, eval).
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import random
 import re
-import string
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from tunesmith.data.augment_spec import (
+    SPLITS, AugmentError, AugmentSpec, Holdout, Relation, load_spec, template_fields,
+)
+from tunesmith.data.sources import Source, read_passages, read_records
 
-from tunesmith.config import validation_message
-
-SPLITS = ("train", "valid", "eval")
-
-
-class AugmentError(ValueError):
-    """A spec or input problem, worded for the person running the command."""
-
-
-class Holdout(str, Enum):
-    by_source = "by-source"
-    by_template = "by-template"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class Placeholder(Strict):
-    """How a `{placeholder}` is filled; a placeholder not declared is the record field of the same name."""
-
-    field: str = Field(description="Record field (or passage field) the value comes from.")
-    case: Literal["as_is", "capitalize", "random"] = Field(
-        "as_is", description="capitalize: first letter upper-cased; random: as written or capitalised, "
-        "drawn once per question (answers always use the value as written).")
-    format: Literal["plain", "ordinal"] = Field("plain", description="ordinal: 79 -> '79th'.")
-
-
-class Relation(Strict):
-    """One kind of fact: an answer template and the question templates that ask for it."""
-
-    answer: str = Field(description="Answer template of train/valid chat rows, e.g. 'The symbol for {name} is {symbol}.'")
-    train: list[str] = Field([], description="Question templates used only for training.")
-    valid: list[str] = Field([], description="Question templates used only for validation.")
-    eval: list[str] = Field([], description="Question templates used only for evaluation.")
-    questions: list[str] = Field([], description="Templates split by `splits.template_fractions` instead.")
-    eval_answer: str | None = Field(None, description="Placeholder whose value an eval item expects; "
-                                    "default: the whole answer sentence.")
-    case_sensitive: bool = Field(False, description="Eval items match case-sensitively ('Co' is not 'CO').")
-    eval_aliases: str | None = Field(None, description="Record field listing other accepted eval answers.")
-    eval_skip: list[str] = Field([], description="Answer values too ambiguous to score ('I', 'As'): no eval item.")
-
-    @model_validator(mode="after")
-    def _one_way_of_splitting(self) -> "Relation":
-        explicit = self.train or self.valid or self.eval
-        if explicit and self.questions:
-            raise ValueError("give either train/valid/eval template lists or one `questions` list, not both")
-        if not explicit and not self.questions:
-            raise ValueError("no question templates: add train/valid/eval lists or a `questions` list")
-        shared = (set(self.train) & set(self.valid)) | (set(self.train) & set(self.eval)) | (set(self.valid) & set(self.eval))
-        if shared:
-            raise ValueError(f"template in more than one split: {sorted(shared)[0]!r}")
-        return self
-
-
-class TemplateFractions(Strict):
-    valid: float = Field(0.2, ge=0, le=1)
-    eval: float = Field(0.2, ge=0, le=1)
-
-
-class Splits(Strict):
-    train_per_source: int | None = Field(None, ge=1, description="Training phrasings per source x relation (default all).")
-    valid_size: int | None = Field(None, ge=0, description="Valid rows sampled from all facts (default one per fact).")
-    template_fractions: TemplateFractions = Field(default_factory=TemplateFractions,
-                                                  description="Share of a `questions` list held out per split.")
-
-
-class EvalItems(Strict):
-    id: str = Field("{relation}-{source_index}", description="Template of an eval item's id.")
-    fields: dict[str, str] = Field({}, description="Extra item keys: key -> placeholder, e.g. {element: name}.")
-
-
-class PassageSplitting(Strict):
-    max_chars: int = Field(1200, ge=80, description="Longest passage; longer sections split at paragraphs, then sentences.")
-
-
-class AugmentSpec(Strict):
-    placeholders: dict[str, Placeholder] = Field({}, description="Placeholders that are not plain record fields.")
-    relations: dict[str, Relation] = Field(description="Kinds of fact, by name.")
-    splits: Splits = Field(default_factory=Splits)
-    eval_items: EvalItems = Field(default_factory=EvalItems)
-    passages: PassageSplitting = Field(default_factory=PassageSplitting)
-
-    @model_validator(mode="after")
-    def _templates_parse(self) -> "AugmentSpec":
-        for name, relation in self.relations.items():
-            for template in [relation.answer, *relation.train, *relation.valid, *relation.eval, *relation.questions]:
-                try:
-                    template_fields(template)
-                except ValueError as exc:
-                    raise ValueError(f"relations.{name}: template {template!r}: {exc}") from None
-        return self
-
-
-def _model_at(loc: tuple) -> type[BaseModel]:
-    """The model that owns the keys at `loc` (for naming the nearest valid key of a typo)."""
-    if len(loc) == 2 and loc[0] in ("relations", "placeholders"):
-        return Relation if loc[0] == "relations" else Placeholder
-    model: type[BaseModel] = AugmentSpec
-    for part in loc:
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            break
-        model = annotation
-    return model
-
-
-def load_spec(path: Path) -> AugmentSpec:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise AugmentError(f"spec file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise AugmentError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise AugmentError(f"{path}: the top level must be a mapping with `relations`")
-    try:
-        return AugmentSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise AugmentError(validation_message(exc, str(path), _model_at)) from None
-
-
-def template_fields(template: str) -> set[str]:
-    """Placeholder names in a template; ValueError for unbalanced braces."""
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-
-
-# ---------------------------------------------------------------- sources
-
-
-@dataclass
-class Source:
-    fields: dict[str, Any]
-    origin: dict  # {"file", "row"} for a record; {"file", "passage", "heading", "sha"} for a passage
-
-
-def read_records(path: Path) -> list[Source]:
-    """Rows of a CSV (header row names the fields) or JSONL file; `row` is the 1-based data row."""
-    path = Path(path)
-    if not path.is_file():
-        raise AugmentError(f"records file {path} not found")
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    elif path.suffix in (".jsonl", ".json"):
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise AugmentError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
-                if not isinstance(row, dict):
-                    raise AugmentError(f"{path}:{number}: a record must be a JSON object")
-                rows.append(row)
-    else:
-        raise AugmentError(f"{path}: records must be .csv or .jsonl")
-    return [Source(row, {"file": path.name, "row": index}) for index, row in enumerate(rows, start=1)]
-
-
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def read_passages(path: Path, max_chars: int = 1200) -> list[Source]:
-    """Split a text or markdown file into passages, each a source with these fields:
-
-    document (the first `# ` title, else the file name), heading (the section's heading path, else the
-    document), text, opening (first sentence) and rest (the text after it).
-
-    Useful relations over them: "What does {document} say about {heading}?" -> "{text}" teaches a passage
-    under several topic phrasings; "Continue this passage from {document}: {opening}" -> "{rest}" teaches
-    recall from a cue. "Summarise this passage" is deliberately absent: with no reference summary, the
-    only available answer is the passage itself, which would teach recitation under a summary request.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AugmentError(f"document {path} not found")
-    sections = _sections(path.read_text(encoding="utf-8"))
-    titles = [heads[0] for heads, _ in sections if heads and heads[0][0] == 1]
-    document = titles[0][1] if titles else path.stem.replace("_", " ").replace("-", " ")
-    sources = []
-    for heads, paragraphs in sections:
-        heading = " > ".join(text for _, text in heads) or document
-        for text in _pack(paragraphs, max_chars):
-            opening, _, rest = text.partition(_first_sentence_end(text))
-            sources.append(Source(
-                {"document": document, "heading": heading, "text": text, "opening": opening.strip(), "rest": rest.strip()},
-                {"file": path.name, "passage": len(sources) + 1, "heading": heading,
-                 "sha": hashlib.sha256(text.encode()).hexdigest()[:12]},
-            ))
-    return sources
-
-
-def _first_sentence_end(text: str) -> str:
-    match = _SENTENCE_END.search(text)
-    return match.group(0) if match else "\0"  # no sentence break: everything is the opening
-
-
-def _sections(text: str) -> list[tuple[list[tuple[int, str]], list[str]]]:
-    """(heading path [(level, text)], paragraphs) per section; `#` lines inside code fences are not headings."""
-    sections: list[tuple[list[tuple[int, str]], list[str]]] = [([], [])]
-    heads: list[tuple[int, str]] = []
-    paragraph: list[str] = []
-    fenced = False
-    for line in [*text.splitlines(), ""]:
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-        match = None if fenced else _HEADING.match(line)
-        if match or (not line.strip() and not fenced):
-            if paragraph:
-                sections[-1][1].append("\n".join(paragraph).strip())
-                paragraph = []
-            if match:
-                level = len(match.group(1))
-                heads = [head for head in heads if head[0] < level] + [(level, match.group(2))]
-                sections.append((list(heads), []))
-            continue
-        paragraph.append(line)
-    return [(heads, paragraphs) for heads, paragraphs in sections if paragraphs]
-
-
-def _pack(paragraphs: list[str], max_chars: int) -> list[str]:
-    """Join consecutive paragraphs up to max_chars; an oversized paragraph is cut at sentences, then words."""
-    pieces = []
-    for paragraph in paragraphs:
-        pieces += [paragraph] if len(paragraph) <= max_chars else _cut(paragraph, max_chars)
-    passages: list[str] = []
-    for piece in pieces:
-        if passages and len(passages[-1]) + 2 + len(piece) <= max_chars:
-            passages[-1] += "\n\n" + piece
-        else:
-            passages.append(piece)
-    return passages
-
-
-def _cut(paragraph: str, max_chars: int) -> list[str]:
-    words = []
-    for sentence in _SENTENCE_END.split(paragraph):
-        words += [sentence] if len(sentence) <= max_chars else sentence.split()
-    chunks: list[str] = []
-    for word in words:
-        if chunks and len(chunks[-1]) + 1 + len(word) <= max_chars:
-            chunks[-1] += " " + word
-        else:
-            chunks.append(word[:max_chars])
-    return chunks
+__all__ = ["AugmentError", "AugmentSpec", "Holdout", "Source", "augment", "augment_files", "load_spec",
+           "read_passages", "read_records", "write_augmented"]
 
 
 # ---------------------------------------------------------------- phrasings
@@ -416,7 +169,7 @@ class Augmented:
 def augment(spec: AugmentSpec, sources: list[Source], holdout: Holdout | str = Holdout.by_source,
             holdout_fraction: float = 0.2, seed: int = 0, plan: Plan | None = None) -> Augmented:
     """Train chat rows, valid chat rows and eval QA items for every source x relation, deduplicated."""
-    holdout = Holdout(holdout)
+    holdout = parse_holdout(holdout)
     rng = random.Random(seed)
     plan = plan if plan is not None else plan_phrasings(spec, seed)
     filler = Filler(spec)
@@ -431,6 +184,13 @@ def augment(spec: AugmentSpec, sources: list[Source], holdout: Holdout | str = H
         eval=eval_examples(spec, plan, filler, eval_sources, rng),
     )
     return deduplicate(result)
+
+
+def parse_holdout(holdout: Holdout | str) -> Holdout:
+    try:
+        return Holdout(holdout)
+    except ValueError:
+        raise AugmentError(f"holdout must be one of {', '.join(h.value for h in Holdout)}, got {holdout!r}") from None
 
 
 def partition_sources(sources: list[Source], fraction: float, rng: random.Random) -> tuple[list[Source], ...]:
@@ -582,12 +342,11 @@ class AugmentSummary:
     rejected_paraphrases: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
-def summarise(result: Augmented, sources: list[Source], out: Path) -> AugmentSummary:
-    by_relation: dict[str, dict[str, int]] = {}
+def summarise(result: Augmented, relations: list[str], sources: list[Source], out: Path) -> AugmentSummary:
+    by_relation = {relation: dict.fromkeys(SPLITS, 0) for relation in relations}
     for split in SPLITS:
         for example in result.split(split):
-            counts = by_relation.setdefault(example.relation, dict.fromkeys(SPLITS, 0))
-            counts[split] += 1
+            by_relation[example.relation][split] += 1
     return AugmentSummary(
         out=out, sources=len(sources),
         rows={split: len(result.split(split)) for split in SPLITS},
@@ -604,7 +363,7 @@ def augment_files(spec_path: Path, records: list[Path], documents: list[Path], o
     """The whole command: read spec and sources, optionally paraphrase templates, expand, write, summarise."""
     from tunesmith.data.paraphrase import add_paraphrases, model_generator
 
-    spec = load_spec(spec_path)
+    spec, holdout = load_spec(spec_path), parse_holdout(holdout)
     if not records and not documents:
         raise AugmentError("give at least one --records or --documents file")
     sources = [s for path in records for s in read_records(path)]
@@ -618,7 +377,7 @@ def augment_files(spec_path: Path, records: list[Path], documents: list[Path], o
         rejected = Counter(rejection.reason for rejection in rejections)
     result = augment(spec, sources, holdout, holdout_fraction, seed, plan)
     write_augmented(result, Path(out))
-    summary = summarise(result, sources, Path(out))
+    summary = summarise(result, list(spec.relations), sources, Path(out))
     summary.model_phrasings = sum(p.origin == "model" for splits in plan.values() for ps in splits.values() for p in ps)
     summary.rejected_paraphrases = dict(rejected)
     return summary
