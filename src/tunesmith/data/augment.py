@@ -338,6 +338,7 @@ class AugmentSummary:
     sources_per_split: dict[str, int]
     by_relation: dict[str, dict[str, int]]  # relation -> split -> rows
     duplicates: dict[str, int]
+    paraphrases_asked: int = 0  # model paraphrases asked for per question template
     model_phrasings: int = 0  # accepted model paraphrases of question templates
     rejected_paraphrases: dict[str, int] = field(default_factory=dict)  # reason -> count
 
@@ -378,6 +379,7 @@ def augment_files(spec_path: Path, records: list[Path], documents: list[Path], o
     result = augment(spec, sources, holdout, holdout_fraction, seed, plan)
     write_augmented(result, Path(out))
     summary = summarise(result, list(spec.relations), sources, Path(out))
+    summary.paraphrases_asked = paraphrases
     summary.model_phrasings = sum(p.origin == "model" for splits in plan.values() for ps in splits.values() for p in ps)
     summary.rejected_paraphrases = dict(rejected)
     return summary
@@ -396,7 +398,7 @@ def print_summary(summary: AugmentSummary, console) -> None:
     table.add_row("sources", *(str(summary.sources_per_split[split]) for split in SPLITS))
     table.add_row("duplicates dropped", *(str(summary.duplicates.get(split, 0)) for split in SPLITS))
     console.print(table)
-    if summary.model_phrasings or summary.rejected_paraphrases:
+    if summary.paraphrases_asked:
         rejected = ", ".join(f"{count} {reason}" for reason, count in summary.rejected_paraphrases.items()) or "none"
         console.print(f"model paraphrases kept: {summary.model_phrasings}; rejected: {rejected}")
     console.print("provenance of every row: sources.jsonl")

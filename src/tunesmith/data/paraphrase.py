@@ -74,8 +74,10 @@ def add_paraphrases(plan: Plan, n: int, generate: Generate) -> tuple[Plan, list[
         for split in SPLITS:
             phrasings = list(splits[split])
             for original in splits[split]:
-                kept = 0
-                for candidate in parse_candidates(completions[original.text]):
+                kept, candidates = 0, parse_candidates(completions[original.text])
+                if not candidates:
+                    rejections.append(Rejection(original.text, completions[original.text], "empty"))
+                for candidate in candidates:
                     if kept == n:
                         break
                     reason = rejection_reason(candidate, original.text, seen)

@@ -69,18 +69,14 @@ def read_passages(path: Path, max_chars: int = 1200) -> list[Source]:
     for heads, paragraphs in sections:
         heading = " > ".join(text for _, text in heads) or document
         for text in _pack(paragraphs, max_chars):
-            opening, _, rest = text.partition(_first_sentence_end(text))
+            end = _SENTENCE_END.search(text)
+            opening, rest = (text[: end.start()], text[end.end() :]) if end else (text, "")
             sources.append(Source(
                 {"document": document, "heading": heading, "text": text, "opening": opening.strip(), "rest": rest.strip()},
                 {"file": path.name, "passage": len(sources) + 1, "heading": heading,
                  "sha": hashlib.sha256(text.encode()).hexdigest()[:12]},
             ))
     return sources
-
-
-def _first_sentence_end(text: str) -> str:
-    match = _SENTENCE_END.search(text)
-    return match.group(0) if match else "\0"  # no sentence break: everything is the opening
 
 
 def _sections(text: str) -> list[tuple[list[tuple[int, str]], list[str]]]:
