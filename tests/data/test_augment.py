@@ -156,6 +156,12 @@ def test_missing_values_skip_the_fact_not_the_row(tmp_path):
         ("capital", "A"): 3, ("capital", "B"): 3, ("continent", "B"): 2}
 
 
+def test_a_placeholder_naming_no_field_is_an_error(workspace):
+    spec = load_spec_from({"relations": {"capital": {"answer": "{capital}", "train": ["Capital of {contry}?"]}}})
+    with pytest.raises(AugmentError, match=r"relations.capital: \{contry\} names no field .*capital, continent, name"):
+        augment(spec, read_records(workspace / "countries.csv"), Holdout.by_template)
+
+
 def test_spec_is_strict_and_names_the_nearest_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"relations": {"capital": {"answr": "x", "train": ["q {a}"]}}}))

@@ -122,11 +122,30 @@ class Filler:
 
     def complete(self, relation: Relation, plan: dict[str, list[Phrasing]], source: Source) -> bool:
         """Whether the source has a value for every placeholder the relation uses (else the fact is skipped)."""
-        names = template_fields(relation.answer) | ({relation.eval_answer} if relation.eval_answer else set())
-        for phrasings in plan.values():
-            for phrasing in phrasings:
-                names |= template_fields(phrasing.text)
-        return all(self.raw(name, source) not in (None, "", []) for name in names)
+        return all(self.raw(name, source) not in (None, "", []) for name in relation_placeholders(relation, plan))
+
+
+def relation_placeholders(relation: Relation, plan: dict[str, list[Phrasing]]) -> set[str]:
+    names = template_fields(relation.answer) | ({relation.eval_answer} if relation.eval_answer else set())
+    for phrasings in plan.values():
+        for phrasing in phrasings:
+            names |= template_fields(phrasing.text)
+    return names
+
+
+def check_placeholders(spec: AugmentSpec, plan: Plan, sources: list[Source]) -> None:
+    """A placeholder that names no field of any source is a typo, not a missing value: say so."""
+    fields = {key for source in sources for key in source.fields}
+    wanted = {(f"relations.{name}", placeholder) for name, relation in spec.relations.items()
+              for placeholder in relation_placeholders(relation, plan[name])}
+    wanted |= {("eval_items", p) for p in template_fields(spec.eval_items.id) - {"relation", "source_index"}}
+    wanted |= {("eval_items.fields", p) for p in spec.eval_items.fields.values()}
+    for where, placeholder in sorted(wanted):
+        declared = spec.placeholders.get(placeholder)
+        field_name = declared.field if declared else placeholder
+        if field_name not in fields:
+            raise AugmentError(f"{where}: {{{placeholder}}} names no field of the sources "
+                               f"(fields: {', '.join(sorted(fields)) or 'none'})")
 
 
 # ---------------------------------------------------------------- expansion
@@ -172,6 +191,7 @@ def augment(spec: AugmentSpec, sources: list[Source], holdout: Holdout | str = H
     holdout = parse_holdout(holdout)
     rng = random.Random(seed)
     plan = plan if plan is not None else plan_phrasings(spec, seed)
+    check_placeholders(spec, plan, sources)
     filler = Filler(spec)
     if holdout is Holdout.by_template:
         train_sources = valid_sources = eval_sources = sources

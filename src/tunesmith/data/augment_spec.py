@@ -80,7 +80,8 @@ class Splits(Strict):
 
 
 class EvalItems(Strict):
-    id: str = Field("{relation}-{source_index}", description="Template of an eval item's id.")
+    id: str = Field("{relation}-{source_index}", description="Template of an eval item's id: {relation}, "
+                    "{source_index} (1-based among the eval sources) or any placeholder, e.g. '{relation}-{number}'.")
     fields: dict[str, str] = Field({}, description="Extra item keys: key -> placeholder, e.g. {element: name}.")
 
 
