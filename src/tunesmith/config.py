@@ -60,6 +60,7 @@ class TrainConfig(Strict):
     eval_every: int | None = Field(None, ge=1, description="Steps between validation-loss evaluations; None = each epoch end.")
     save_every: int = Field(50, ge=1, description="Steps between checkpoints (also at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
+    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed) or fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device). Ignored by a 1-process run.")
 
 
 class EvalConfig(Strict):

@@ -2,6 +2,11 @@
 
 A checkpoint is written into a hidden temporary directory and renamed into place, so a crash at any
 moment leaves either the previous complete checkpoints or a new complete one, never a half-written one.
+
+Checkpoints hold whole tensors keyed by parameter name, whatever the strategy and world size: under FSDP
+the shards are gathered to rank 0 for saving (torch.distributed.checkpoint.state_dict, full state dicts
+offloaded to CPU), and a loaded checkpoint is re-sharded by each rank. A checkpoint from 2 FSDP processes
+resumes on 1 process, under DDP, or on 4 FSDP processes, and the other way round.
 """
 from __future__ import annotations
 
@@ -15,6 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 STATE_FILE = "state.json"
 
@@ -26,21 +38,39 @@ class TrainState:
     best_valid_loss: float | None = None
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on rank 0 when sharded
+
+
+def trainable_names(model: torch.nn.Module) -> list[str]:
     """Parameters that training changes (LoRA weights, or all for a full finetune); tied weights once."""
-    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainState, keep: int) -> Path:
+def gather_trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Whole trainable tensors on CPU. Collective when sharded: every rank calls, rank 0 gets them, others {}."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    full = get_model_state_dict(model, options=options)
+    if not full:  # a rank other than 0 under FSDP
+        return {}
+    return {name: full[name].contiguous() for name in trainable_names(model)}
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainState, keep: int,
+                    writer: bool = True) -> Path:
+    """Every rank calls this (gathering shards is collective); only the `writer` rank writes files."""
+    weights = gather_trainable_state(model)
+    optim = get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)  # keyed by parameter name
     root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:06d}"
+    if not writer:
+        return final
+    root.mkdir(parents=True, exist_ok=True)
     staging = root / f".tmp-step-{state.step:06d}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
-    save_file(trainable_state(model), str(staging / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optim.pt")
+    save_file(weights, str(staging / "trainable.safetensors"))
+    torch.save({"optimizer": optim, "scheduler": scheduler.state_dict()}, staging / "optim.pt")
     torch.save(
         {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
         staging / "rng.pt",
@@ -72,17 +102,21 @@ def prune_checkpoints(root: Path, keep: int) -> None:
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
+    """Every rank loads the whole tensors; under FSDP each keeps its own shard."""
     weights = load_file(str(path / "trainable.safetensors"))
-    expected = set(trainable_state(model))
+    expected = set(trainable_names(model))
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights))[:3], sorted(set(weights) - expected)[:3]
         raise ValueError(
             f"checkpoint {path} does not match this model/method (missing {missing}, unexpected {extra}); "
             "resume with the same base model and method, or start a new --out directory."
         )
-    model.load_state_dict(weights, strict=False)
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
     optim = torch.load(path / "optim.pt", weights_only=False)
-    optimizer.load_state_dict(optim["optimizer"])
+    if all(isinstance(key, int) for key in optim["optimizer"]["state"]):  # written before name-keyed states
+        optimizer.load_state_dict(optim["optimizer"])
+    else:
+        set_optimizer_state_dict(model, optimizer, optim["optimizer"], options=StateDictOptions(full_state_dict=True))
     scheduler.load_state_dict(optim["scheduler"])
     rng = torch.load(path / "rng.pt", weights_only=False)
     torch.set_rng_state(rng["torch"])

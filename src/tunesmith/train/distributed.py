@@ -4,6 +4,9 @@ Every rank holds the same weights and optimizer state. A step's examples are spl
 rank's loss is divided by the step's GLOBAL trained-token count (every rank can compute it: the data
 order is a pure function of the seed), and gradients are summed across ranks — so N processes compute
 exactly the gradient one process would, and checkpoints do not depend on the world size.
+
+With `strategy="fsdp"` the ranks instead hold shards of the weights (sharding.py); the data split and the
+global denominator stay the same, and FSDP's reduce-scatter sums the gradients in backward.
 """
 from __future__ import annotations
 
@@ -18,6 +21,12 @@ import torch.distributed as dist
 class World:
     rank: int = 0
     size: int = 1
+    strategy: str = "ddp"  # TrainConfig.distributed
+
+    @property
+    def sharded(self) -> bool:
+        """Parameters are FSDP shards: every rank must join every forward (they all-gather together)."""
+        return self.strategy == "fsdp" and self.size > 1
 
     @property
     def is_main(self) -> bool:
@@ -34,7 +43,7 @@ class World:
         return tensor.item()
 
     def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        if self.size == 1:
+        if self.size == 1 or self.sharded:  # FSDP's reduce-scatter already summed them in backward
             return
         for p in params:
             if p.grad is None:  # a rank whose shard of a short last batch was empty
@@ -52,11 +61,11 @@ class World:
             dist.barrier()
 
 
-def init_world() -> World:
+def init_world(strategy: str = "ddp") -> World:
     """Join the process group when launched with WORLD_SIZE > 1 (torchrun / accelerate launch set it)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
-        return World()
+        return World(strategy=strategy)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return World(rank=dist.get_rank(), size=dist.get_world_size())
+    return World(rank=dist.get_rank(), size=dist.get_world_size(), strategy=strategy)

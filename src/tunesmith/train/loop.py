@@ -24,6 +24,7 @@ from tunesmith.train.distributed import World
 from tunesmith.train.forward import batch_loss_sum
 from tunesmith.train.packing import collate
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
+from tunesmith.train.sharding import full_value, is_sharded, sharded_loss_sum
 
 
 log = logging.getLogger("tunesmith.train")
@@ -67,6 +68,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def model_loss_sum(model, batch) -> torch.Tensor:
+    """Summed trained-token loss of a batch, for a plain or an FSDP-sharded model."""
+    return sharded_loss_sum(model, batch) if is_sharded(model) else batch_loss_sum(model, batch)
+
+
+def local_batches(examples: list[TokenizedExample], world: World, size: int) -> list[tuple[list[TokenizedExample], float]]:
+    """This rank's share of `examples` in batches of `size`, each with its loss weight (1, or 0 for a filler).
+
+    Sharded ranks gather parameters together in every forward, so each must run the same number of
+    batches: a rank whose share is shorter runs 0-weighted fillers (no gradient; it joins the collectives).
+    """
+    local = world.shard(examples)
+    batches = [([local[i] for i in chunk], 1.0) for chunk in micro_batches(list(range(len(local))), size)]
+    if world.sharded:
+        most = math.ceil(math.ceil(len(examples) / world.size) / size)  # rank 0 holds the longest share
+        batches += [([examples[0]], 0.0)] * (most - len(batches))
+    return batches
+
+
 def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], settings: LoopSettings) -> StepResult:
     """One optimizer step over `examples`, split into micro-batches whose losses share one denominator.
 
@@ -76,22 +96,21 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
     trained = sum(e.num_trained for e in examples)  # global: every rank sees the whole step's examples
     if trained == 0:
         raise ValueError("a training step has no trained tokens: every example in it masks all its tokens")
-    local = world.shard(examples)
     loss_total, real = 0.0, 0
-    for chunk in micro_batches(list(range(len(local))), settings.micro_batch_size):
-        batch = collate([local[i] for i in chunk], settings.pad_id, settings.max_length, settings.packing)
+    for chunk, weight in local_batches(examples, world, settings.micro_batch_size):
+        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing)
         with autocast(settings.bf16):
-            loss_sum = batch_loss_sum(model, batch)
+            loss_sum = model_loss_sum(model, batch) * weight
         (loss_sum / trained).backward()
         loss_total += loss_sum.item()
-        real += batch.num_real_tokens
+        real += batch.num_real_tokens * int(weight)
     params = [p for p in model.parameters() if p.requires_grad]
     world.sum_gradients(params)
     loss_total, real = world.sum(loss_total), int(world.sum(real))
     if not math.isfinite(loss_total):
         optimizer.zero_grad(set_to_none=True)
         raise TrainingDiverged(f"loss became {loss_total}")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
+    grad_norm = full_value(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)).item()
     if not math.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
         raise TrainingDiverged(f"gradient norm became {grad_norm}")
@@ -106,13 +125,11 @@ def validation_loss(model, examples: list[TokenizedExample], settings: LoopSetti
     was_training = model.training
     model.eval()
     total, trained = 0.0, 0
-    local = settings.world.shard(examples)
-    for start in range(0, len(local), batch_size):
-        chunk = local[start : start + batch_size]
+    for chunk, weight in local_batches(examples, settings.world, batch_size):
         batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing)
         with autocast(settings.bf16):
-            total += batch_loss_sum(model, batch).item()
-        trained += batch.num_trained
+            total += model_loss_sum(model, batch).item() * weight
+        trained += batch.num_trained * int(weight)
     model.train(was_training)
     return settings.world.sum(total) / max(settings.world.sum(trained), 1)
 
@@ -172,8 +189,8 @@ def fit(
         try:
             result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
         except (MemoryError, RuntimeError) as exc:
-            if not is_out_of_memory(exc) or settings.micro_batch_size == 1:
-                raise
+            if not is_out_of_memory(exc) or settings.micro_batch_size == 1 or settings.world.sharded:
+                raise  # sharded ranks cannot change their micro-batches alone: they run in lockstep
             halve_micro_batch(optimizer, settings, exc)
             continue  # retry the same step: nothing was applied, and the global batch is unchanged
         window_seconds += time.perf_counter() - step_started
@@ -197,9 +214,8 @@ def fit(
                 state.best_valid_loss = record["valid_loss"]
         if main and ("tokens_per_s" in record or "valid_loss" in record):
             metrics.write(record)
-        if state.step % settings.save_every == 0 or last:
-            if main:  # weights and optimizer state are identical on every rank
-                save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints)
+        if state.step % settings.save_every == 0 or last:  # every rank joins (FSDP gathers shards); main writes
+            save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints, writer=main)
             settings.world.barrier()
         if on_step:
             on_step(state.step, record)

@@ -21,6 +21,7 @@ from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_check
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.loop import fit
+from tunesmith.train.sharding import shard_model, unsharded_for_export
 from tunesmith.train.schedule import build_scheduler
 from tunesmith.train.setup import (
     build_model,
@@ -72,7 +73,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     """Run the recipe. `stop_after` pauses after that step with a checkpoint (resume later); no export then."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    world = init_world()
+    world = init_world(config.train.distributed)
     if not world.is_main:
         console = Console(stderr=True, quiet=True)
     run_dir = prepare_run_dir(config, resume) if world.is_main else config.out
@@ -87,6 +88,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     if data.truncated:
         console.print(f"[yellow]{data.truncated} example(s) truncated to {config.data.max_length} tokens[/]")
     model = build_model(config)
+    if world.sharded:
+        shard_model(model, world)  # before the optimizer: it must hold the shards
     trainable, total = count_parameters(model)
     settings = loop_settings(config, len(data.train), tokenizer.pad_token_id, world)
     optimizer = build_optimizer(model, config)
@@ -100,7 +103,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     console.print(
         f"{config.train.method} on {config.model.base}: {trainable:,} of {total:,} parameters trained, "
         f"{len(data.train)} train / {len(data.valid)} valid examples, {settings.total_steps} steps, "
-        f"bf16={'on' if settings.bf16 else 'off'}" + (f", {world.size} processes" if world.size > 1 else "")
+        f"bf16={'on' if settings.bf16 else 'off'}"
+        + (f", {world.size} processes ({world.strategy})" if world.size > 1 else "")
     )
 
     # --- fit
@@ -115,9 +119,11 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step, stop_after)
     finished = state.step >= settings.total_steps
 
-    # --- export (one writer; the other ranks hold identical weights)
-    if world.is_main and finished:
-        export_model(model, tokenizer, run_dir)
+    # --- export (one writer: rank 0; FSDP shards are gathered to it first)
+    if finished:
+        exported = unsharded_for_export(model, lambda: build_model(config), world)
+        if world.is_main:
+            export_model(exported, tokenizer, run_dir)
     world.barrier()
     result = RunResult(
         run_dir=run_dir,
