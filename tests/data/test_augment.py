@@ -253,7 +253,8 @@ def test_paraphrase_candidates_are_filtered():
     assert rejection_reason("Capital of {country", template, seen) == "malformed"
     assert rejection_reason("  ", template, seen) == "empty"
     assert rejection_reason("Which city is {country}'s capital?", template, seen) is None
-    assert parse_candidates('1. "First {x}?"\n\n2) Second {x}?\n- Third {x}?') == ["First {x}?", "Second {x}?", "Third {x}?"]
+    assert parse_candidates('1. "First {x}?"\n\n2) Second {x}?\n- Third {x}?\nQuestion: Fourth {x}?\nQuick {x}?') == [
+        "First {x}?", "Second {x}?", "Third {x}?", "Fourth {x}?", "Quick {x}?"]
 
 
 def test_paraphrases_join_their_templates_split_and_are_marked_as_model_written(workspace):

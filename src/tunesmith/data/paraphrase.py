@@ -26,6 +26,7 @@ PROMPT = (
     "Question: {template}"
 )
 _LIST_MARKER = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
+_LABEL = re.compile(r"^(?:question|q|paraphrase|rewrite|rewritten question)\s*\d*\s*[:.)-]\s*", re.IGNORECASE)  # echoed prompt label
 
 
 @dataclass
@@ -42,8 +43,8 @@ def paraphrase_prompt(template: str, n: int) -> list[dict]:
 
 
 def parse_candidates(completion: str) -> list[str]:
-    """One candidate per non-blank line, list markers ("1.", "-") and surrounding quotes removed."""
-    lines = (_LIST_MARKER.sub("", line).strip().strip('"“”').strip() for line in completion.splitlines())
+    """One candidate per non-blank line; list markers ("1.", "-"), labels ("Question:") and quotes removed."""
+    lines = (_LABEL.sub("", _LIST_MARKER.sub("", line)).strip().strip('"“”').strip() for line in completion.splitlines())
     return [line for line in lines if line]
 
 
