@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from tunesmith.config import load_config
+from tunesmith.data.augment_spec import load_spec
 from tunesmith.evaluate.suite import load_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,6 +15,8 @@ SHIPPED = sorted((REPO / "examples").rglob("*.yaml"))
 def kind_of(raw: dict) -> str:
     if "tasks" in raw:
         return "suite"
+    if "relations" in raw:
+        return "augment"
     if raw.keys() & {"model", "data", "lora", "train", "eval", "out"}:
         return "run"
     return "unknown"
@@ -21,7 +24,7 @@ def kind_of(raw: dict) -> str:
 
 def test_examples_ship_run_configs_and_suites():
     kinds = {kind_of(yaml.safe_load(path.read_text())) for path in SHIPPED}
-    assert {"run", "suite"} <= kinds
+    assert {"run", "suite", "augment"} <= kinds
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "examples")))
@@ -30,6 +33,9 @@ def test_shipped_yaml_is_valid(path, monkeypatch):
     kind = kind_of(raw)
     if kind == "suite":
         load_suite(path)  # resolves and checks its data files relative to the suite
+        return
+    if kind == "augment":
+        load_spec(path)  # a `tunesmith data augment` template spec
         return
     assert kind == "run", f"{path}: unknown kind of YAML; teach tests/test_examples.py to validate it"
     monkeypatch.chdir(REPO)  # run configs name files relative to the repository root, as the README runs them

@@ -48,6 +48,32 @@ def data_check(
         raise typer.Exit(1)
 
 
+@data_app.command("augment")
+def data_augment(
+    spec: Path = typer.Argument(..., help="Augment spec YAML: relations with answer and question templates."),
+    records: Optional[list[Path]] = typer.Option(None, "--records", help="CSV or JSONL records (repeatable)."),
+    documents: Optional[list[Path]] = typer.Option(None, "--documents", help="Text/markdown split into passages (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Directory for train/valid/eval.jsonl and sources.jsonl."),
+    holdout: str = typer.Option("by-source", help="by-source: some sources only in valid/eval; by-template: phrasings held out."),
+    holdout_fraction: float = typer.Option(0.2, help="Share of sources held out (by-source)."),
+    seed: int = typer.Option(0, help="Same seed, same files."),
+    paraphrase: int = typer.Option(0, help="Model paraphrases per question template (0: none)."),
+    paraphrase_model: str = typer.Option("smollm2-135m-instruct", help="Model that writes the paraphrases."),
+) -> None:
+    """Turn records and documents into many phrasings of each fact: train/valid chat rows and eval QA items.
+
+    Run as: tunesmith data augment SPEC.yaml --records FILE.csv --out DIR [--holdout by-template] [--paraphrase 3]
+    """
+    from tunesmith.data.augment import AugmentError, augment_files, print_summary
+
+    try:
+        summary = augment_files(spec, records or [], documents or [], out, holdout, holdout_fraction, seed,
+                                paraphrase, paraphrase_model)
+    except (AugmentError, ValueError) as exc:
+        fail(str(exc))
+    print_summary(summary, console)
+
+
 @app.command()
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config (sections model, data, lora, train)."),
