@@ -1,10 +1,9 @@
 """Generation engine on the tiny model: stop strings, n choices, finish reasons, streaming == joined."""
-import threading
-
 import pytest
 
 from tunesmith.evaluate.generation import render_prompts
 from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
+from tunesmith.serve.model_pool import BatchSlot, Shared
 
 
 @pytest.fixture
@@ -12,8 +11,12 @@ def prompt(tokenizer):
     return render_prompts(tokenizer, [[{"role": "user", "content": "What is the symbol for gold?"}]])[0]
 
 
+def slot_for(model, tokenizer) -> BatchSlot:
+    return BatchSlot(Shared(model, tokenizer).batcher, None)
+
+
 def run(model, tokenizer, prompt, **params):
-    return complete(model, tokenizer, prompt, SamplingParams(**params), threading.Lock())
+    return complete(model, tokenizer, prompt, SamplingParams(**params), slot_for(model, tokenizer))
 
 
 def test_max_tokens_ends_with_length_and_usage_counts(model, tokenizer, prompt):
@@ -39,8 +42,9 @@ def test_stop_string_cuts_the_text_before_it(model, tokenizer, prompt):
 
 def test_streamed_deltas_join_to_the_complete_answer(model, tokenizer, prompt):
     params = SamplingParams(max_new_tokens=10, temperature=1.0, n=2, seed=9)
-    deltas = list(generate_deltas(model, tokenizer, prompt, params, Usage(), threading.Lock()))
+    slot = slot_for(model, tokenizer)
+    deltas = list(generate_deltas(model, tokenizer, prompt, params, Usage(), slot))
     joined = ["".join(d.text for d in deltas if d.index == i) for i in range(2)]
-    answers, _ = complete(model, tokenizer, prompt, params, threading.Lock())
+    answers, _ = complete(model, tokenizer, prompt, params, slot)
     assert joined == [text for text, _ in answers]
     assert sorted(d.index for d in deltas if d.finish_reason) == [0, 1]  # one finish per choice

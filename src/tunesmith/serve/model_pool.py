@@ -1,8 +1,9 @@
 """Models loaded for inference, shared by requests: loaded once, least recently used dropped past a limit.
 
 LoRA fine-tunes are served as adapters over their base model: the base is loaded once, each
-fine-tune adds only its adapter weights (peft multi-adapter), and a request activates its adapter
-(or disables all of them, for the base) while it holds the base model's lock.
+fine-tune adds only its adapter weights (peft multi-adapter). Each loaded model has one batcher;
+requests for the base and for any of its adapters are decoded in the same batches, every row
+naming its adapter (peft mixed-adapter inference).
 """
 from __future__ import annotations
 
@@ -14,46 +15,45 @@ from pathlib import Path
 from peft import PeftModel
 
 from tunesmith.models.load import load_model, load_tokenizer
+from tunesmith.serve.batcher import Batcher
+from tunesmith.serve.engine import SamplingParams, Usage
+from tunesmith.serve.running_batch import GenerationRequest
+
+
+@dataclass(eq=False)
+class Shared:
+    """A loaded model, its tokenizer, and the batcher thread that runs every request for it."""
+
+    model: object
+    tokenizer: object
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held by the batcher for each step
+    batcher: Batcher = field(init=False)
+
+    def __post_init__(self):
+        self.batcher = Batcher(self)
 
 
 @dataclass
-class Shared:
-    model: object
-    tokenizer: object
-    lock: threading.Lock = field(default_factory=threading.Lock)
+class BatchSlot:
+    """Where one request runs: its model's batcher, with its adapter (None = the plain base)."""
 
+    batcher: Batcher
+    adapter: str | None
 
-class ActiveAdapter:
-    """A lock for generating with one adapter (None = the plain base) on a shared model."""
-
-    def __init__(self, shared: Shared, adapter: str | None):
-        self.shared, self.adapter, self.disabled = shared, adapter, None
-
-    def __enter__(self):
-        self.shared.lock.acquire()
-        model = self.shared.model
-        if isinstance(model, PeftModel):
-            if self.adapter is None:
-                self.disabled = model.disable_adapter()
-                self.disabled.__enter__()
-            else:
-                model.set_adapter(self.adapter)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            if self.disabled is not None:
-                self.disabled.__exit__(*exc)
-                self.disabled = None
-        finally:
-            self.shared.lock.release()
+    def submit(self, prompt_ids: list[int], params: SamplingParams, usage: Usage) -> GenerationRequest:
+        return self.batcher.submit(prompt_ids, params, self.adapter, usage)
 
 
 @dataclass
 class LoadedModel:
     model: object
     tokenizer: object
-    lock: ActiveAdapter  # `with lock:` = exclusive use of the model with the right adapter active
+    slot: BatchSlot  # pass to engine.complete / generate_deltas
+
+    @property
+    def lock(self) -> BatchSlot:
+        """The name this had when requests took turns on the model (tests/serve/test_model_pool.py uses it)."""
+        return self.slot
 
 
 class ModelPool:
@@ -76,18 +76,18 @@ class ModelPool:
         """`ref` is what `load_model` takes: a base reference, or a run directory (merged weights)."""
         with self.lock:
             shared = self.shared(model_id, ref)
-        return LoadedModel(shared.model, shared.tokenizer, ActiveAdapter(shared, None))
+        return LoadedModel(shared.model, shared.tokenizer, BatchSlot(shared.batcher, None))
 
     def get_adapter(self, base_id: str, base_ref: str, adapter_name: str, adapter_dir: Path) -> LoadedModel:
         """A LoRA fine-tune as an adapter on its (shared) base model."""
         with self.lock:
             shared = self.shared(base_id, base_ref)
-            with shared.lock:  # wrapping/adding changes the module tree: not while a request generates
+            with shared.lock:  # wrapping/adding changes the module tree: between decoding steps
                 if not isinstance(shared.model, PeftModel):
                     shared.model = PeftModel.from_pretrained(shared.model, adapter_dir, adapter_name=adapter_name).eval()
                 elif adapter_name not in shared.model.peft_config:
                     shared.model.load_adapter(adapter_dir, adapter_name=adapter_name)
-        return LoadedModel(shared.model, shared.tokenizer, ActiveAdapter(shared, adapter_name))
+        return LoadedModel(shared.model, shared.tokenizer, BatchSlot(shared.batcher, adapter_name))
 
     def drop(self, model_id: str) -> None:
         """Forget a model, or unload a deleted fine-tune's adapter from whichever base holds it."""

@@ -1,0 +1,102 @@
+"""One thread per loaded model that serves all its requests together (continuous batching).
+
+Requests queue up while the model is busy. Between decoding steps the thread takes everything waiting,
+prefills it and adds its rows to the running batch (`RunningBatch`), then runs one step for all rows;
+rows finish on their own (end of turn, stop string, max tokens) and leave. A request for a LoRA fine-tune
+runs in the same batch as the base and other adapters (peft mixed-adapter inference).
+
+The thread holds the model's lock for each step, so the pool can add an adapter between steps. It exits
+after a while without work and starts again on the next request.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from tunesmith.evaluate.generation import stop_token_ids
+from tunesmith.serve.engine import SamplingParams, Usage
+from tunesmith.serve.running_batch import GenerationRequest, RunningBatch
+
+
+@dataclass
+class BatchStats:
+    """What the batcher ran: for tests and for seeing batching work."""
+
+    admitted: list[int] = field(default_factory=list)  # requests admitted together, per admission
+    steps: int = 0  # decoding steps
+    largest_batch: int = 0  # most rows decoded in one step
+
+
+class Batcher:
+    def __init__(self, shared, collect_s: float = 0.01, idle_exit_s: float = 30.0):
+        """`shared` has .model (read at every step: the pool may wrap it for adapters), .tokenizer and .lock."""
+        self.shared, self.collect_s, self.idle_exit_s = shared, collect_s, idle_exit_s
+        self.end_ids = set(stop_token_ids(shared.tokenizer))
+        self.pending: queue.Queue[GenerationRequest] = queue.Queue()
+        self.stats = BatchStats()
+        self.thread: threading.Thread | None = None
+        self.thread_lock = threading.Lock()  # guards starting and stopping the thread
+        self.waiting = 0  # submitted, not yet admitted
+        self.held: list[GenerationRequest] = []  # taken off the queue to wake the thread, admitted first
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, usage: Usage) -> GenerationRequest:
+        request = GenerationRequest(prompt_ids, params, adapter, usage)
+        with self.thread_lock:
+            self.waiting += 1
+            self.pending.put(request)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.run, name="tunesmith-batcher", daemon=True)
+                self.thread.start()
+        return request
+
+    def take_pending(self) -> list[GenerationRequest]:
+        taken, self.held = self.held, []
+        while True:
+            try:
+                request = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            taken.append(request)
+        with self.thread_lock:
+            self.waiting -= len(taken)
+        return [request for request in taken if not request.cancelled.is_set()]
+
+    def wait_for_work(self) -> bool:
+        """Block until a request arrives (then give its neighbours `collect_s` to arrive); False = idle, exit."""
+        try:
+            first = self.pending.get(timeout=self.idle_exit_s)
+        except queue.Empty:
+            with self.thread_lock:
+                if self.pending.empty():
+                    self.thread = None
+                    return False
+            return True
+        self.held.append(first)
+        time.sleep(self.collect_s)
+        return True
+
+    def run(self) -> None:
+        batch = RunningBatch(self.shared.tokenizer, self.end_ids)
+        torch.set_grad_enabled(False)
+        while True:
+            if not batch and not self.wait_for_work():
+                return
+            with self.shared.lock, torch.inference_mode():
+                model, new = self.shared.model, []
+                try:
+                    new = self.take_pending()  # taken under the lock: whatever queued while the model was busy
+                    if new:
+                        self.stats.admitted.append(len(new))
+                        batch.admit(model, new)
+                    if batch:
+                        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+                        self.stats.steps += 1
+                        batch.step(model)
+                except BaseException as error:  # every request in the batch gets it
+                    for request in new:
+                        request.fail(error)
+                    batch.fail(error)

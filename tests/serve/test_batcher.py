@@ -1,0 +1,197 @@
+"""Continuous batching on the tiny model: a request's answer does not depend on what it shares a batch with.
+
+Requests are put in one batch deterministically by holding the model's lock (the batcher takes it for
+every step) while they are submitted: all of them are waiting when the batcher next looks.
+"""
+import threading
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from tunesmith.evaluate.generation import render_prompts, stop_token_ids
+from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
+from tunesmith.serve.model_pool import BatchSlot, Shared
+
+QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
+             "Name the helium atomic number, please, and the one for hydrogen too."]
+
+
+@pytest.fixture
+def prompts(tokenizer):
+    return render_prompts(tokenizer, [[{"role": "user", "content": q}] for q in QUESTIONS])
+
+
+@pytest.fixture
+def shared(model, tokenizer):
+    return Shared(model, tokenizer)
+
+
+def collect(request) -> tuple[list[tuple[str, str]], Usage]:
+    """Drain a submitted request: [(text, finish_reason)] per choice."""
+    n = request.params.n
+    texts, reasons = [""] * n, [None] * n
+    while (item := request.out.get(timeout=60)) is not None:
+        assert not isinstance(item, BaseException), item
+        texts[item.index] += item.text
+        reasons[item.index] = item.finish_reason or reasons[item.index]
+    return list(zip(texts, reasons)), request.usage
+
+
+def alone(shared, prompt, params, adapter=None):
+    """The request served by itself: a fresh batcher, nothing else in its batch."""
+    return complete(shared.model, shared.tokenizer, prompt, params, BatchSlot(Shared(shared.model, shared.tokenizer).batcher, adapter))
+
+
+def together(shared, jobs):
+    """Submit (prompt, params, adapter) jobs so that they are admitted in one batch; their answers."""
+    with shared.lock:
+        requests = [shared.batcher.submit(prompt, params, adapter, Usage()) for prompt, params, adapter in jobs]
+    return [collect(request) for request in requests]
+
+
+def hf_greedy(model, tokenizer, prompt, max_new_tokens):
+    """Reference: transformers' own generate, one prompt, greedy."""
+    output = model.generate(input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                            max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_token_ids(tokenizer),
+                            pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(output[0, len(prompt):], skip_special_tokens=True)
+
+
+def test_greedy_rows_of_one_batch_match_transformers_generate_alone(shared, model, tokenizer, prompts):
+    lengths = [12, 3, 20, 7]  # rows leave the batch at different steps
+    answers = together(shared, [(p, SamplingParams(max_new_tokens=m, temperature=0), None) for p, m in zip(prompts, lengths)])
+    assert shared.batcher.stats.admitted == [4] and shared.batcher.stats.largest_batch == 4
+    for prompt, m, (((text, reason),), usage) in zip(prompts, lengths, answers):
+        assert text == hf_greedy(model, tokenizer, prompt, m)
+        assert usage.prompt_tokens == len(prompt) and 1 <= usage.completion_tokens <= m
+        assert reason == "stop" or usage.completion_tokens == m
+
+
+def test_each_row_keeps_its_own_max_tokens_stop_and_seed(shared, prompts):
+    sampled = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=7, n=2)
+    (full, _), = alone(shared, prompts[2], SamplingParams(max_new_tokens=16, temperature=1.0, seed=3))[0]
+    stop = full.strip()[4:6]
+    assert stop, full
+    jobs = [(prompts[0], SamplingParams(max_new_tokens=3, temperature=0), None),
+            (prompts[1], sampled, None),
+            (prompts[2], SamplingParams(max_new_tokens=16, temperature=1.0, seed=3, stop=[stop]), None),
+            (prompts[3], SamplingParams(max_new_tokens=16, temperature=0.7, seed=11), None)]
+    batched = together(shared, jobs)
+    for (prompt, params, _), answer in zip(jobs, batched):
+        assert answer[0] == alone(shared, prompt, params)[0]
+    (short, reason), = batched[0][0]
+    assert batched[0][1].completion_tokens <= 3 and (reason == "length") == (batched[0][1].completion_tokens == 3)
+    assert len({text for text, _ in batched[1][0]}) == 2  # n=2 from one seeded generator: two different draws
+    (cut, reason), = batched[2][0]
+    assert reason == "stop" and stop not in cut and full.startswith(cut)
+
+
+def test_tiny_top_p_samples_the_greedy_token(shared, prompts):
+    greedy = alone(shared, prompts[0], SamplingParams(max_new_tokens=8, temperature=0))[0]
+    nucleus_of_one = alone(shared, prompts[0], SamplingParams(max_new_tokens=8, temperature=1.5, top_p=1e-6, seed=1))[0]
+    assert nucleus_of_one == greedy
+
+
+def lora_model(model, tokenizer):
+    """The tiny model with two LoRA adapters of random non-zero weights, "a" and "b"."""
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    peft = get_peft_model(model, config, adapter_name="a")
+    peft.add_adapter("b", config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    return peft.eval()
+
+
+def test_base_and_two_adapters_in_one_batch_each_get_their_own_answer(model, tokenizer, prompts):
+    peft = lora_model(model, tokenizer)
+    expected = {}
+    with peft.disable_adapter():
+        expected[None] = hf_greedy(peft, tokenizer, prompts[0], 10)
+    for name in ("a", "b"):
+        peft.set_adapter(name)
+        expected[name] = hf_greedy(peft, tokenizer, prompts[0], 10)
+    assert len(set(expected.values())) == 3  # the adapters really change the answer
+    shared = Shared(peft, tokenizer)
+    order = ["b", None, "a", "b"]
+    answers = together(shared, [(prompts[0], SamplingParams(max_new_tokens=10, temperature=0), a) for a in order])
+    assert [answer[0][0][0] for answer in answers] == [expected[a] for a in order]
+    assert shared.batcher.stats.admitted == [4]
+
+
+def wait_until(predicate):
+    for _ in range(6000):
+        if predicate():
+            return
+        threading.Event().wait(0.01)
+    raise TimeoutError
+
+
+def in_threads(shared, calls):
+    """Run each call in its own thread while the model is busy; release it once all of them have submitted."""
+    results = [None] * len(calls)
+
+    def run(i):
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    with shared.lock:
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: shared.batcher.waiting == len(calls))
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_requests_from_several_threads_run_as_one_batch(shared, prompts):
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    slot = BatchSlot(shared.batcher, None)
+    calls = [lambda p=p: complete(shared.model, shared.tokenizer, p, params, slot) for p in prompts]
+    results = in_threads(shared, calls)
+    assert shared.batcher.stats.admitted == [4] and shared.batcher.stats.largest_batch == 4
+    assert shared.batcher.stats.steps <= 6  # 4 requests × ≤6 tokens decoded in ≤6 steps, not 24
+    assert [r[0] for r in results] == [alone(shared, p, params)[0] for p in prompts]
+
+
+def test_streamed_deltas_in_a_busy_batch_join_to_the_answer_alone(shared, prompts):
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=4, n=2)
+    slot = BatchSlot(shared.batcher, None)
+    other = SamplingParams(max_new_tokens=9, temperature=0)
+    calls = [lambda: list(generate_deltas(shared.model, shared.tokenizer, prompts[0], params, Usage(), slot)),
+             lambda: complete(shared.model, shared.tokenizer, prompts[1], other, slot),
+             lambda: complete(shared.model, shared.tokenizer, prompts[2], other, slot)]
+    deltas = in_threads(shared, calls)[0]
+    assert shared.batcher.stats.admitted == [3]
+    joined = ["".join(d.text for d in deltas if d.index == i) for i in range(2)]
+    assert joined == [text for text, _ in alone(shared, prompts[0], params)[0]]
+    assert sorted(d.index for d in deltas if d.finish_reason) == [0, 1]  # one finish per choice
+
+
+def test_a_request_joins_a_running_batch_between_steps(shared, model, tokenizer, prompts):
+    long = SamplingParams(max_new_tokens=40, temperature=0)
+    assert alone(shared, prompts[2], long)[0][0][1] == "length"  # it really runs 40 steps
+    first = shared.batcher.submit(prompts[2], long, None, Usage())
+    head = first.out.get(timeout=60)  # it is generating
+    with shared.lock:  # at most one more step passes before the next request is seen
+        second = shared.batcher.submit(prompts[0], SamplingParams(max_new_tokens=8, temperature=0), None, Usage())
+    (rest, _), = collect(first)[0]
+    (joined, _), = collect(second)[0]
+    assert shared.batcher.stats.admitted == [1, 1] and shared.batcher.stats.largest_batch == 2
+    assert head.text + rest == hf_greedy(model, tokenizer, prompts[2], 40)
+    assert joined == hf_greedy(model, tokenizer, prompts[0], 8)
+
+
+def test_a_client_that_leaves_frees_its_rows_and_the_others_finish(shared, model, tokenizer, prompts):
+    slot = BatchSlot(shared.batcher, None)
+    long = SamplingParams(max_new_tokens=40, temperature=0)
+    other = shared.batcher.submit(prompts[0], SamplingParams(max_new_tokens=30, temperature=0), None, Usage())
+    stream = generate_deltas(shared.model, shared.tokenizer, prompts[2], long, Usage(), slot)
+    next(stream)
+    stream.close()  # the client went away
+    (text, _), = collect(other)[0]
+    assert text == hf_greedy(model, tokenizer, prompts[0], 30)
+    wait_until(lambda: shared.batcher.stats.steps and not shared.batcher.pending.qsize())
