@@ -60,7 +60,14 @@ class TrainConfig(Strict):
     eval_every: int | None = Field(None, ge=1, description="Steps between validation-loss evaluations; None = each epoch end.")
     save_every: int = Field(50, ge=1, description="Steps between checkpoints (also at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
-    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed) or fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device). Ignored by a 1-process run.")
+    distributed: Literal["ddp", "fsdp", "deepspeed"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed), fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device) or deepspeed (ZeRO through accelerate with train.deepspeed_config; needs the deepspeed package). A 1-process run ignores ddp and fsdp.")
+    deepspeed_config: Path | None = Field(None, description="DeepSpeed JSON config passed through to accelerate; required with distributed: deepspeed.")
+
+    @model_validator(mode="after")
+    def _deepspeed_needs_config(self) -> "TrainConfig":
+        if self.distributed == "deepspeed" and self.deepspeed_config is None:
+            raise ValueError("train.distributed is deepspeed but train.deepspeed_config is not set: give the path of a DeepSpeed JSON config")
+        return self
 
 
 class EvalConfig(Strict):

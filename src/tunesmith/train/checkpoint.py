@@ -28,6 +28,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from tunesmith.train.deepspeed import gather_engine_state, is_deepspeed, load_engine_state, save_engine_state
+
 STATE_FILE = "state.json"
 
 
@@ -48,27 +50,34 @@ def trainable_names(model: torch.nn.Module) -> list[str]:
 
 def gather_trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Whole trainable tensors on CPU. Collective when sharded: every rank calls, rank 0 gets them, others {}."""
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-    full = get_model_state_dict(model, options=options)
-    if not full:  # a rank other than 0 under FSDP
+    if is_deepspeed(model):
+        full, names = gather_engine_state(model), trainable_names(model.module)
+    else:
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        full, names = get_model_state_dict(model, options=options), trainable_names(model)
+    if not full:  # a rank other than 0
         return {}
-    return {name: full[name].contiguous() for name in trainable_names(model)}
+    return {name: full[name].contiguous() for name in names}
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainState, keep: int,
                     writer: bool = True) -> Path:
     """Every rank calls this (gathering shards is collective); only the `writer` rank writes files."""
     weights = gather_trainable_state(model)
-    optim = get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)  # keyed by parameter name
+    engine = is_deepspeed(model)  # DeepSpeed's optimizer state is ZeRO-partitioned: it saves its own
+    optim = None if engine else get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)  # name-keyed
     root = run_dir / "checkpoints"
-    final = root / f"step-{state.step:06d}"
+    final, staging = root / f"step-{state.step:06d}", root / f".tmp-step-{state.step:06d}"
+    if writer:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+    if engine:  # every rank writes its partition into the staging directory the writer just made
+        torch.distributed.barrier()
+        save_engine_state(model, staging)
+        torch.distributed.barrier()
     if not writer:
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".tmp-step-{state.step:06d}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
     save_file(weights, str(staging / "trainable.safetensors"))
     torch.save({"optimizer": optim, "scheduler": scheduler.state_dict()}, staging / "optim.pt")
     torch.save(
@@ -103,6 +112,19 @@ def prune_checkpoints(root: Path, keep: int) -> None:
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
     """Every rank loads the whole tensors; under FSDP each keeps its own shard."""
+    if is_deepspeed(model):
+        load_engine_state(model, path)
+    else:
+        load_weights_and_optimizer(path, model, optimizer)
+    scheduler.load_state_dict(torch.load(path / "optim.pt", weights_only=False)["scheduler"])
+    rng = torch.load(path / "rng.pt", weights_only=False)
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    return TrainState(**json.loads((path / STATE_FILE).read_text()))
+
+
+def load_weights_and_optimizer(path: Path, model, optimizer) -> None:
     weights = load_file(str(path / "trainable.safetensors"))
     expected = set(trainable_names(model))
     if set(weights) != expected:
@@ -112,14 +134,11 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
             "resume with the same base model and method, or start a new --out directory."
         )
     set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
-    optim = torch.load(path / "optim.pt", weights_only=False)
-    if all(isinstance(key, int) for key in optim["optimizer"]["state"]):  # written before name-keyed states
-        optimizer.load_state_dict(optim["optimizer"])
+    optim = torch.load(path / "optim.pt", weights_only=False)["optimizer"]
+    if optim is None:
+        raise ValueError(f"checkpoint {path} was written by a DeepSpeed run: resume it with train.distributed: deepspeed "
+                         "and the same number of processes")
+    if all(isinstance(key, int) for key in optim["state"]):  # written before name-keyed states
+        optimizer.load_state_dict(optim)
     else:
-        set_optimizer_state_dict(model, optimizer, optim["optimizer"], options=StateDictOptions(full_state_dict=True))
-    scheduler.load_state_dict(optim["scheduler"])
-    rng = torch.load(path / "rng.pt", weights_only=False)
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    return TrainState(**json.loads((path / STATE_FILE).read_text()))
+        set_optimizer_state_dict(model, optimizer, optim, options=StateDictOptions(full_state_dict=True))

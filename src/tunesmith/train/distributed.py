@@ -6,7 +6,8 @@ order is a pure function of the seed), and gradients are summed across ranks —
 exactly the gradient one process would, and checkpoints do not depend on the world size.
 
 With `strategy="fsdp"` the ranks instead hold shards of the weights (sharding.py); the data split and the
-global denominator stay the same, and FSDP's reduce-scatter sums the gradients in backward.
+global denominator stay the same, and FSDP's reduce-scatter sums the gradients in backward. With
+`strategy="deepspeed"` the DeepSpeed engine reduces them (deepspeed.py).
 """
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class World:
         return self.strategy == "fsdp" and self.size > 1
 
     @property
+    def lockstep(self) -> bool:
+        """Ranks run collectives inside every forward/backward (FSDP, DeepSpeed): equal micro-batch counts."""
+        return self.strategy != "ddp" and self.size > 1
+
+    @property
     def is_main(self) -> bool:
         return self.rank == 0
 
@@ -43,7 +49,7 @@ class World:
         return tensor.item()
 
     def sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        if self.size == 1 or self.sharded:  # FSDP's reduce-scatter already summed them in backward
+        if self.size == 1 or self.strategy != "ddp":  # FSDP's reduce-scatter / DeepSpeed's engine did it
             return
         for p in params:
             if p.grad is None:  # a rank whose shard of a short last batch was empty

@@ -24,6 +24,7 @@ from tunesmith.train.distributed import World
 from tunesmith.train.forward import batch_loss_sum
 from tunesmith.train.packing import collate
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
+from tunesmith.train.deepspeed import engine_backward, engine_loss_sum, engine_update, is_deepspeed
 from tunesmith.train.sharding import full_value, is_sharded, sharded_loss_sum
 
 
@@ -69,19 +70,21 @@ def peak_rss_mb() -> float:
 
 
 def model_loss_sum(model, batch) -> torch.Tensor:
-    """Summed trained-token loss of a batch, for a plain or an FSDP-sharded model."""
-    return sharded_loss_sum(model, batch) if is_sharded(model) else batch_loss_sum(model, batch)
+    """Summed trained-token loss of a batch, for a plain model, an FSDP-sharded one or a DeepSpeed engine."""
+    if is_sharded(model):
+        return sharded_loss_sum(model, batch)
+    return engine_loss_sum(model, batch) if is_deepspeed(model) else batch_loss_sum(model, batch)
 
 
 def local_batches(examples: list[TokenizedExample], world: World, size: int) -> list[tuple[list[TokenizedExample], float]]:
     """This rank's share of `examples` in batches of `size`, each with its loss weight (1, or 0 for a filler).
 
-    Sharded ranks gather parameters together in every forward, so each must run the same number of
+    FSDP/DeepSpeed ranks run collectives in every forward and backward, so each must run the same number of
     batches: a rank whose share is shorter runs 0-weighted fillers (no gradient; it joins the collectives).
     """
     local = world.shard(examples)
     batches = [([local[i] for i in chunk], 1.0) for chunk in micro_batches(list(range(len(local))), size)]
-    if world.sharded:
+    if world.lockstep:
         most = math.ceil(math.ceil(len(examples) / world.size) / size)  # rank 0 holds the longest share
         batches += [([examples[0]], 0.0)] * (most - len(batches))
     return batches
@@ -97,11 +100,15 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
     if trained == 0:
         raise ValueError("a training step has no trained tokens: every example in it masks all its tokens")
     loss_total, real = 0.0, 0
-    for chunk, weight in local_batches(examples, world, settings.micro_batch_size):
+    batches = local_batches(examples, world, settings.micro_batch_size)
+    for index, (chunk, weight) in enumerate(batches):
         batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing)
         with autocast(settings.bf16):
             loss_sum = model_loss_sum(model, batch) * weight
-        (loss_sum / trained).backward()
+        if is_deepspeed(model):
+            engine_backward(model, loss_sum / trained, closes_step=index == len(batches) - 1, world_size=world.size)
+        else:
+            (loss_sum / trained).backward()
         loss_total += loss_sum.item()
         real += batch.num_real_tokens * int(weight)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -110,11 +117,14 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
     if not math.isfinite(loss_total):
         optimizer.zero_grad(set_to_none=True)
         raise TrainingDiverged(f"loss became {loss_total}")
-    grad_norm = full_value(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)).item()
-    if not math.isfinite(grad_norm):
-        optimizer.zero_grad(set_to_none=True)
-        raise TrainingDiverged(f"gradient norm became {grad_norm}")
-    optimizer.step()
+    if is_deepspeed(model):
+        grad_norm = engine_update(model)  # DeepSpeed clips (gradient_clipping), steps and zeroes itself
+    else:
+        grad_norm = full_value(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)).item()
+        if not math.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(f"gradient norm became {grad_norm}")
+        optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(loss_total / trained, grad_norm, trained, real)
@@ -189,7 +199,7 @@ def fit(
         try:
             result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
         except (MemoryError, RuntimeError) as exc:
-            if not is_out_of_memory(exc) or settings.micro_batch_size == 1 or settings.world.sharded:
+            if not is_out_of_memory(exc) or settings.micro_batch_size == 1 or settings.world.lockstep:
                 raise  # sharded ranks cannot change their micro-batches alone: they run in lockstep
             halve_micro_batch(optimizer, settings, exc)
             continue  # retry the same step: nothing was applied, and the global batch is unchanged

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from tunesmith.config import RunConfig, save_config
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
+from tunesmith.train.deepspeed import check_deepspeed, deepspeed_config, prepare_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.loop import fit
@@ -73,6 +74,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     """Run the recipe. `stop_after` pauses after that step with a checkpoint (resume later); no export then."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    uses_deepspeed = config.train.distributed == "deepspeed"
+    deepspeed_json = check_deepspeed(config.train.deepspeed_config) if uses_deepspeed else None  # fail before loading
     world = init_world(config.train.distributed)
     if not world.is_main:
         console = Console(stderr=True, quiet=True)
@@ -94,6 +97,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     settings = loop_settings(config, len(data.train), tokenizer.pad_token_id, world)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
+    if uses_deepspeed:  # the engine takes over model and optimizer; the schedule keeps driving the optimizer's lr
+        model, optimizer = prepare_deepspeed(model, optimizer, deepspeed_config(
+            deepspeed_json, settings.batch_size, settings.micro_batch_size, settings.max_grad_norm, world.size))
     state, resumed_from = TrainState(step=0, trained_tokens=0), None
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if checkpoint is not None:

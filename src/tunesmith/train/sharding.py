@@ -23,6 +23,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forwar
 from torch.distributed.tensor import DTensor
 
 from tunesmith.train.checkpoint import gather_trainable_state
+from tunesmith.train.deepspeed import is_deepspeed
 from tunesmith.train.distributed import World
 from tunesmith.train.forward import batch_loss_sum, causal_lm_of
 
@@ -67,10 +68,10 @@ def full_value(tensor: torch.Tensor) -> torch.Tensor:
 def unsharded_for_export(model: torch.nn.Module, build: Callable[[], torch.nn.Module], world: World):
     """On rank 0, a plain model holding the trained weights; None elsewhere. Collective under FSDP.
 
-    Sharded weights are gathered to rank 0 and loaded into a fresh `build()` (the base model plus
-    adapters): export and merging need whole tensors. Without sharding rank 0's model is used as is.
+    Sharded weights (FSDP, DeepSpeed) are gathered to rank 0 and loaded into a fresh `build()` (the base
+    model plus adapters): export and merging need whole tensors. Otherwise rank 0's model is used as is.
     """
-    if not is_sharded(model):
+    if not (is_sharded(model) or is_deepspeed(model)):
         return model if world.is_main else None
     weights = gather_trainable_state(model)  # every rank joins the all-gathers; rank 0 receives
     if not world.is_main:

@@ -1,0 +1,132 @@
+"""DeepSpeed (ZeRO) through accelerate: the run's DeepSpeed JSON is passed through DeepSpeedPlugin(hf_ds_config=...).
+
+The loop stays ours: each rank divides its loss by the step's GLOBAL trained-token count, exactly as under
+ddp and fsdp. DeepSpeed averages gradients over the ranks and divides the loss by its accumulation steps,
+so the loss handed to the engine is multiplied back by both, and the engine is told which micro-batch
+closes the step (its clipping, optimizer and zero-grad run then). Batch sizes, accumulation and clipping
+come from the tunesmith config; the JSON supplies the rest (ZeRO stage, offload, bf16, ...).
+
+Checkpoints are DeepSpeed's own (ZeRO-partitioned) states in step-N/deepspeed/, so a DeepSpeed run resumes
+with the same strategy and world size; the exported model is gathered whole on rank 0 like the others.
+Not exercised by the test-suite (no deepspeed package, no GPU on the test machine): `check_deepspeed`
+and `deepspeed_config` are, and a missing package or config fails before any model is loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from tunesmith.train.forward import batch_loss_sum
+
+SET_BY_TUNESMITH = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size", "gradient_clipping")
+CHECKPOINT_DIR = "deepspeed"
+
+
+class DeepSpeedSetupError(ValueError):
+    """DeepSpeed was asked for but cannot run; the message says what to install or fix."""
+
+
+def check_deepspeed(config_path: Path | None) -> dict:
+    """The parsed DeepSpeed JSON, or a DeepSpeedSetupError saying what is missing. Cheap: no model is loaded."""
+    if importlib.util.find_spec("deepspeed") is None:
+        raise DeepSpeedSetupError(
+            "train.distributed is deepspeed but the deepspeed package is not installed: `pip install deepspeed` "
+            "(it needs a CUDA toolkit), or use train.distributed: fsdp, which needs nothing beyond torch"
+        )
+    if config_path is None or not Path(config_path).is_file():
+        raise DeepSpeedSetupError(f"train.deepspeed_config {config_path} not found: give the path of a DeepSpeed JSON config")
+    try:
+        parsed = json.loads(Path(config_path).read_text())
+    except json.JSONDecodeError as exc:
+        raise DeepSpeedSetupError(f"train.deepspeed_config {config_path} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise DeepSpeedSetupError(f"train.deepspeed_config {config_path}: the top level must be a JSON object")
+    return parsed
+
+
+def deepspeed_config(user: dict, batch_size: int, micro_batch_size: int, max_grad_norm: float, world_size: int) -> dict:
+    """The user's JSON with the batch geometry and clipping of the tunesmith config filled in.
+
+    A value the JSON sets to something else is an error: two sources for one setting would silently disagree.
+    """
+    per_rank = math.ceil(batch_size / world_size)
+    accumulation = math.ceil(per_rank / micro_batch_size)
+    for key in ("optimizer", "scheduler"):
+        if key in user:
+            raise DeepSpeedSetupError(
+                f"the DeepSpeed config has an {key!r} section, but tunesmith builds AdamW and the learning-rate "
+                f"schedule from train.lr, train.weight_decay, train.scheduler and train.warmup_ratio: remove it"
+            )
+    ours = {"train_micro_batch_size_per_gpu": micro_batch_size, "gradient_accumulation_steps": accumulation,
+            "train_batch_size": micro_batch_size * accumulation * world_size, "gradient_clipping": max_grad_norm}
+    for key in SET_BY_TUNESMITH:
+        if user.get(key, "auto") not in ("auto", ours[key]):
+            raise DeepSpeedSetupError(
+                f"the DeepSpeed config sets {key}={user[key]!r} but tunesmith derives {ours[key]!r} from train.batch_size, "
+                "train.micro_batch_size and train.max_grad_norm: set it to \"auto\" or remove it"
+            )
+    zero = {**user.get("zero_optimization", {}), "stage3_gather_16bit_weights_on_model_save": True}  # whole export
+    return {**user, **ours, "zero_optimization": zero}
+
+
+def prepare_deepspeed(model, optimizer, config: dict):
+    """(engine, optimizer) from accelerate's deepspeed.initialize.
+
+    The scheduler stays outside: it sets the learning rate of the wrapped torch optimizer's param groups,
+    which ZeRO steps; accelerate's scheduler wrapper would step it once per process.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin
+
+    accelerator = Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config))
+    return accelerator.prepare(model, optimizer)
+
+
+def is_deepspeed(model) -> bool:
+    return type(model).__name__ == "DeepSpeedEngine"
+
+
+def engine_loss_sum(engine, batch) -> torch.Tensor:
+    """forward.batch_loss_sum on the engine's device (the engine moved the model there)."""
+    moved = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(engine.device)
+                                          for f in dataclasses.fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)})
+    return batch_loss_sum(engine.module, moved)
+
+
+def engine_backward(engine, loss: torch.Tensor, closes_step: bool, world_size: int) -> None:
+    """Backward of a globally normalised loss: undo DeepSpeed's division by accumulation steps and ranks."""
+    engine.set_gradient_accumulation_boundary(is_boundary=closes_step)
+    engine.backward(loss * engine.gradient_accumulation_steps() * world_size)
+
+
+def engine_update(engine) -> float:
+    """Clip, step the optimizer and zero the gradients (DeepSpeed does all three); returns the gradient norm."""
+    engine.step()
+    norm = engine.get_global_grad_norm()
+    return float(norm.item() if hasattr(norm, "item") else norm)
+
+
+def save_engine_state(engine, checkpoint_dir: Path) -> None:
+    """Collective: every rank writes its ZeRO partition."""
+    engine.save_checkpoint(str(checkpoint_dir / CHECKPOINT_DIR), tag="state")
+
+
+def load_engine_state(engine, checkpoint_dir: Path) -> None:
+    found = checkpoint_dir / CHECKPOINT_DIR
+    if not found.is_dir():
+        raise DeepSpeedSetupError(f"{checkpoint_dir} was not written by a DeepSpeed run: resume it with the strategy that wrote it")
+    engine.load_checkpoint(str(found), tag="state", load_lr_scheduler_states=False)
+
+
+def gather_engine_state(engine) -> dict[str, torch.Tensor]:
+    """The whole model state on CPU, on rank 0 (ZeRO-3 partitions gathered: collective); as accelerate's get_state_dict."""
+    if engine.zero_optimization_stage() == 3:
+        full = engine._zero3_consolidated_16bit_state_dict()  # needs stage3_gather_16bit_weights_on_model_save
+    else:
+        full = engine.module.state_dict() if torch.distributed.get_rank() == 0 else {}
+    return {name: tensor.detach().cpu() for name, tensor in (full or {}).items()}
