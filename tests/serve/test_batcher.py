@@ -195,3 +195,14 @@ def test_a_client_that_leaves_frees_its_rows_and_the_others_finish(shared, model
     (text, _), = collect(other)[0]
     assert text == hf_greedy(model, tokenizer, prompts[0], 30)
     wait_until(lambda: shared.batcher.stats.steps and not shared.batcher.pending.qsize())
+
+
+def test_requests_beyond_max_rows_wait_for_room_and_then_run(model, tokenizer, prompts):
+    shared = Shared(model, tokenizer)
+    shared.batcher.max_rows = 3
+    jobs = [(p, SamplingParams(max_new_tokens=5, temperature=0, n=2), None) for p in prompts[:3]]
+    answers = together(shared, jobs)
+    assert shared.batcher.stats.admitted[0] == 1 and shared.batcher.stats.largest_batch <= 3
+    assert sum(shared.batcher.stats.admitted) == 3
+    for (prompt, params, _), answer in zip(jobs, answers):
+        assert answer[0] == alone(shared, prompt, params)[0]

@@ -32,9 +32,13 @@ class BatchStats:
 
 
 class Batcher:
-    def __init__(self, shared, collect_s: float = 0.01, idle_exit_s: float = 30.0):
-        """`shared` has .model (read at every step: the pool may wrap it for adapters), .tokenizer and .lock."""
-        self.shared, self.collect_s, self.idle_exit_s = shared, collect_s, idle_exit_s
+    def __init__(self, shared, max_rows: int = 64, collect_s: float = 0.01, idle_exit_s: float = 30.0):
+        """`shared` has .model (read at every step: the pool may wrap it for adapters), .tokenizer and .lock.
+
+        max_rows: most rows (choices) decoded together; collect_s: how long an idle batcher waits for the
+        neighbours of a first request; idle_exit_s: how long the thread lives without work.
+        """
+        self.shared, self.max_rows, self.collect_s, self.idle_exit_s = shared, max_rows, collect_s, idle_exit_s
         self.end_ids = set(stop_token_ids(shared.tokenizer))
         self.pending: queue.Queue[GenerationRequest] = queue.Queue()
         self.stats = BatchStats()
@@ -53,17 +57,28 @@ class Batcher:
                 self.thread.start()
         return request
 
-    def take_pending(self) -> list[GenerationRequest]:
-        taken, self.held = self.held, []
+    def take_pending(self, room: int) -> list[GenerationRequest]:
+        """Waiting requests, oldest first, as many as fit in `room` more rows; the rest wait for rows to leave.
+
+        A request asking for more rows than `max_rows` still runs, alone, when the batch is empty.
+        """
+        queued, self.held, taken = self.held, [], []
         while True:
             try:
-                request = self.pending.get_nowait()
+                queued.append(self.pending.get_nowait())
             except queue.Empty:
                 break
-            taken.append(request)
+        live = [request for request in queued if not request.cancelled.is_set()]
+        for request in live:
+            fits = request.params.n <= room or (room == self.max_rows and not taken)  # oversized: alone
+            if self.held or not fits:
+                self.held.append(request)  # keep arrival order: nothing overtakes a request that did not fit
+            else:
+                taken.append(request)
+                room -= request.params.n
         with self.thread_lock:
-            self.waiting -= len(taken)
-        return [request for request in taken if not request.cancelled.is_set()]
+            self.waiting -= len(queued) - len(self.held)
+        return taken
 
     def wait_for_work(self) -> bool:
         """Block until a request arrives (then give its neighbours `collect_s` to arrive); False = idle, exit."""
@@ -83,12 +98,12 @@ class Batcher:
         batch = RunningBatch(self.shared.tokenizer, self.end_ids)
         torch.set_grad_enabled(False)
         while True:
-            if not batch and not self.wait_for_work():
+            if not batch and not self.held and not self.wait_for_work():
                 return
             with self.shared.lock, torch.inference_mode():
                 model, new = self.shared.model, []
                 try:
-                    new = self.take_pending()  # taken under the lock: whatever queued while the model was busy
+                    new = self.take_pending(self.max_rows - len(batch))  # under the lock: all that queued meanwhile
                     if new:
                         self.stats.admitted.append(len(new))
                         batch.admit(model, new)
