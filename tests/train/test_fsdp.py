@@ -52,3 +52,30 @@ def test_fsdp_checkpoint_resumes_across_world_sizes(tiny_model_dir, tmp_path, fi
     resumed = run_train("--out", str(tmp_path / "moved"), "--resume", nproc=second)
     assert "resuming from" in resumed.stderr
     assert losses(tmp_path / "moved")[8] == pytest.approx(losses(tmp_path / "reference")[8], abs=1e-4)
+
+
+def test_checkpoints_with_index_keyed_optimizer_state_still_resume(tokenizer, tmp_path):
+    """Checkpoints written before name-keyed (strategy-independent) optimizer states load as before."""
+    from tests.tiny import tiny_model
+    from tests.train.test_loop import fact_examples, settings
+    from tunesmith.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+    from tunesmith.train.loop import train_step
+    from tunesmith.train.schedule import build_scheduler
+
+    def setup():
+        model = tiny_model(tokenizer, seed=1).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        return model, optimizer, build_scheduler(optimizer, "linear", 0.0, 4)
+
+    examples, s = fact_examples(tokenizer), settings(tokenizer, micro_batch_size=4)
+    model, optimizer, scheduler = setup()
+    train_step(model, optimizer, scheduler, examples, s)
+    path = save_checkpoint(tmp_path, model, optimizer, scheduler, TrainState(1, 0), keep=2)
+    saved = torch.load(path / "optim.pt", weights_only=False)
+    torch.save({**saved, "optimizer": optimizer.state_dict()}, path / "optim.pt")  # the older, index-keyed form
+    resumed, resumed_optimizer, resumed_scheduler = setup()
+    load_checkpoint(path, resumed, resumed_optimizer, resumed_scheduler)
+    train_step(model, optimizer, scheduler, examples, s)
+    train_step(resumed, resumed_optimizer, resumed_scheduler, examples, s)
+    for p, q in zip(model.parameters(), resumed.parameters()):
+        torch.testing.assert_close(q, p, atol=0, rtol=0)
