@@ -12,9 +12,23 @@ from peft import LoraConfig, get_peft_model
 from tunesmith.evaluate.generation import render_prompts, stop_token_ids
 from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
 from tunesmith.serve.model_pool import BatchSlot, Shared
+from tests.tiny import tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
              "Name the helium atomic number, please, and the one for hydrogen too."]
+
+
+@pytest.fixture
+def model(tokenizer):
+    """The tiny llama with its matrices redrawn at std 0.2: at the default init every prompt's greedy answer is
+    the same run of newlines, which would hide a row reading another row's cache or positions."""
+    model = tiny_model(tokenizer)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    return model
 
 
 @pytest.fixture
@@ -59,13 +73,14 @@ def hf_greedy(model, tokenizer, prompt, max_new_tokens):
 
 
 def test_greedy_rows_of_one_batch_match_transformers_generate_alone(shared, model, tokenizer, prompts):
-    lengths = [12, 3, 20, 7]  # rows leave the batch at different steps
-    answers = together(shared, [(p, SamplingParams(max_new_tokens=m, temperature=0), None) for p, m in zip(prompts, lengths)])
-    assert shared.batcher.stats.admitted == [4] and shared.batcher.stats.largest_batch == 4
-    for prompt, m, (((text, reason),), usage) in zip(prompts, lengths, answers):
-        assert text == hf_greedy(model, tokenizer, prompt, m)
-        assert usage.prompt_tokens == len(prompt) and 1 <= usage.completion_tokens <= m
-        assert reason == "stop" or usage.completion_tokens == m
+    lengths, ns = [12, 3, 20, 7], [1, 1, 2, 1]  # rows leave the batch at different steps; n=2 shares one prefill
+    jobs = [(p, SamplingParams(max_new_tokens=m, temperature=0, n=n), None) for p, m, n in zip(prompts, lengths, ns)]
+    answers = together(shared, jobs)
+    assert shared.batcher.stats.admitted == [4] and shared.batcher.stats.largest_batch == 5
+    for prompt, m, n, (choices, usage) in zip(prompts, lengths, ns, answers):
+        assert [text for text, _ in choices] == [hf_greedy(model, tokenizer, prompt, m)] * n
+        assert usage.prompt_tokens == len(prompt) and n <= usage.completion_tokens <= m * n
+        assert all(reason == "stop" for _, reason in choices) or usage.completion_tokens == m * n
 
 
 def test_each_row_keeps_its_own_max_tokens_stop_and_seed(shared, prompts):

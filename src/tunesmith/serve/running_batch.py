@@ -121,11 +121,16 @@ class RunningBatch:
     def admit(self, model, requests: list[GenerationRequest]) -> None:
         """Prefill new requests (all their rows at once), choose their first tokens and join the running batch."""
         rows = [Row(r, i, self.tokenizer, self.end_ids) for r in requests for i in range(r.params.n)]
-        input_ids, mask = left_pad([row.request.prompt_ids for row in rows], self.pad_id)  # (b, T)
+        firsts = [row for row in rows if row.index == 0]  # one prefill per request, shared by its n rows
+        input_ids, mask = left_pad([row.request.prompt_ids for row in firsts], self.pad_id)  # (r, T)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                       use_cache=True, logits_to_keep=1, **adapter_arguments(model, rows)).logits[:, -1]  # (b, V)
+                       use_cache=True, logits_to_keep=1, **adapter_arguments(model, firsts)).logits[:, -1]  # (r, V)
+        request_of_row = torch.tensor([i for i, request in enumerate(requests) for _ in range(request.params.n)])
+        if len(rows) > len(requests):  # copy each request's cache, mask and logits to its n rows: (b, ...)
+            cache.batch_select_indices(request_of_row)
+            mask, logits = mask[request_of_row], logits[request_of_row]
         self.join(rows, cache, mask)
         self.advance(rows, choose_for_rows(logits, rows), first=len(self.rows) - len(rows))
 
