@@ -20,11 +20,11 @@ import torch
 
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.checkpoint import TrainState, save_checkpoint
+from tunesmith.train.deepspeed import engine_backward, engine_loss_sum, engine_update, is_deepspeed
 from tunesmith.train.distributed import World
 from tunesmith.train.forward import batch_loss_sum
 from tunesmith.train.packing import collate
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
-from tunesmith.train.deepspeed import engine_backward, engine_loss_sum, engine_update, is_deepspeed
 from tunesmith.train.sharding import full_value, is_sharded, sharded_loss_sum
 
 
@@ -200,7 +200,7 @@ def fit(
             result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
         except (MemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc) or settings.micro_batch_size == 1 or settings.world.lockstep:
-                raise  # sharded ranks cannot change their micro-batches alone: they run in lockstep
+                raise  # FSDP/DeepSpeed ranks cannot change their micro-batches alone: they run in lockstep
             halve_micro_batch(optimizer, settings, exc)
             continue  # retry the same step: nothing was applied, and the global batch is unchanged
         window_seconds += time.perf_counter() - step_started
