@@ -98,6 +98,8 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint in --out."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows (each is reported) instead of refusing."),
     nproc: int = typer.Option(1, help="Data-parallel processes on this machine (started with torchrun)."),
+    distributed: Optional[str] = typer.Option(None, help="ddp (default), fsdp or deepspeed: how --nproc processes share the run."),
+    deepspeed_config: Optional[Path] = typer.Option(None, help="DeepSpeed JSON (with --distributed deepspeed)."),
     stop_after: Optional[int] = typer.Option(None, help="Checkpoint and stop after this step; continue later with --resume."),
 ) -> None:
     """Finetune: validate data, train (LoRA by default), checkpoint, export adapter + merged model."""
@@ -115,7 +117,8 @@ def train(
         "train.micro_batch_size": micro_batch_size, "data.max_length": max_length, "data.packing": packing,
         "lora.r": lora_r, "lora.alpha": lora_alpha, "train.seed": seed, "train.bf16": bf16,
         "train.save_every": save_every, "train.eval_every": eval_every, "out": out,
-        "data.skip_invalid": skip_invalid or None,
+        "data.skip_invalid": skip_invalid or None, "train.distributed": distributed,
+        "train.deepspeed_config": deepspeed_config,
     }
     saved = out / "config.yaml" if out is not None else None
     if resume and config is None and saved is not None and saved.is_file():
