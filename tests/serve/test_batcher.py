@@ -3,6 +3,7 @@
 Requests are put in one batch deterministically by holding the model's lock (the batcher takes it for
 every step) while they are submitted: all of them are waiting when the batcher next looks.
 """
+import json
 import threading
 
 import pytest
@@ -221,3 +222,37 @@ def test_requests_beyond_max_rows_wait_for_room_and_then_run(model, tokenizer, p
     assert sum(shared.batcher.stats.admitted) == 3
     for (prompt, params, _), answer in zip(jobs, answers):
         assert answer[0] == alone(shared, prompt, params)[0]
+
+
+def test_concurrent_api_requests_share_one_batch_and_answer_as_if_alone(tmp_path, tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    from tunesmith.registry import keys
+    from tunesmith.serve.app import create_app
+    from tunesmith.serve.settings import ServeSettings
+
+    app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False))
+    base = tiny_model_dir.name
+    chat = lambda q, **extra: {"model": base, "messages": [{"role": "user", "content": q}], "temperature": 0,
+                               "max_tokens": 6, **extra}
+    with TestClient(app) as client:
+        headers = {"Authorization": f"Bearer {keys.create_key(app.state.db)[1]}"}
+        post = lambda path, body: client.post(path, json=body, headers=headers)
+        calls = [lambda: post("/v1/chat/completions", chat(QUESTIONS[0])).json(),
+                 lambda: post("/v1/chat/completions", chat(QUESTIONS[1], n=2)).json(),
+                 lambda: post("/v1/chat/completions", chat(QUESTIONS[0], stream=True)).text,
+                 lambda: post("/v1/completions", {"model": base, "prompt": "The symbol for gold", "max_tokens": 4,
+                                                  "temperature": 0}).json()]
+        alone = [call() for call in calls]  # also loads the model
+        shared = app.state.pool.loaded[base]
+        together = in_threads(shared, calls)
+    assert shared.batcher.stats.admitted[-1] == 4 and shared.batcher.stats.largest_batch >= 5
+    for a, b in zip(alone, together):
+        if isinstance(a, dict):
+            for key in ("id", "created"):
+                a.pop(key), b.pop(key)
+    assert together[:2] + together[3:] == alone[:2] + alone[3:]
+    assert together[0]["object"] == "chat.completion" and [c["index"] for c in together[1]["choices"]] == [0, 1]
+    content = lambda sse: "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+                                  for line in sse.splitlines() if line.startswith("data: {"))
+    assert content(together[2]) == content(alone[2]) == together[0]["choices"][0]["message"]["content"]

@@ -119,7 +119,7 @@ class RunningBatch:
         return len(self.rows)
 
     def admit(self, model, requests: list[GenerationRequest]) -> None:
-        """Prefill new requests (all their rows at once), choose their first tokens and join the running batch."""
+        """Prefill new requests together, choose their rows' first tokens and join the running batch."""
         rows = [Row(r, i, self.tokenizer, self.end_ids) for r in requests for i in range(r.params.n)]
         firsts = [row for row in rows if row.index == 0]  # one prefill per request, shared by its n rows
         input_ids, mask = left_pad([row.request.prompt_ids for row in firsts], self.pad_id)  # (r, T)
@@ -156,7 +156,7 @@ class RunningBatch:
         input_ids = torch.tensor(self.next_tokens).unsqueeze(1)  # (B, 1)
         self.mask = F.pad(self.mask, (0, 1), value=1)  # (B, S + 1)
         logits = model(input_ids=input_ids, attention_mask=self.mask, position_ids=self.positions.unsqueeze(1),
-                       cache=self.cache, use_cache=True, **adapter_arguments(model, self.rows)).logits[:, -1]
+                       cache=self.cache, use_cache=True, **adapter_arguments(model, self.rows)).logits[:, -1]  # (B, V)
         self.positions = self.positions + 1
         self.advance(self.rows, choose_for_rows(logits, self.rows), first=0)
 
