@@ -96,7 +96,7 @@ def run_tunesmith(prompts: list[str], max_tokens: int) -> dict:
                 thread.join()
             seconds = time.perf_counter() - started
             batcher = app.state.pool.loaded[BASE].batcher
-            stats = {"admissions": batcher.stats.admitted[1:], "largest_batch": batcher.stats.largest_batch}
+            stats = {"admissions": list(batcher.stats.admitted)[1:], "largest_batch": batcher.stats.largest_batch}
         finally:
             server.should_exit = True
     tokens = sum(answer["usage"]["completion_tokens"] for answer in answers)

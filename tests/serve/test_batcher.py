@@ -77,7 +77,7 @@ def test_greedy_rows_of_one_batch_match_transformers_generate_alone(shared, mode
     lengths, ns = [12, 3, 20, 7], [1, 1, 2, 1]  # rows leave the batch at different steps; n=2 shares one prefill
     jobs = [(p, SamplingParams(max_new_tokens=m, temperature=0, n=n), None) for p, m, n in zip(prompts, lengths, ns)]
     answers = together(shared, jobs)
-    assert shared.batcher.stats.admitted == [4] and shared.batcher.stats.largest_batch == 5
+    assert list(shared.batcher.stats.admitted) == [4] and shared.batcher.stats.largest_batch == 5
     for prompt, m, n, (choices, usage) in zip(prompts, lengths, ns, answers):
         assert [text for text, _ in choices] == [hf_greedy(model, tokenizer, prompt, m)] * n
         assert usage.prompt_tokens == len(prompt) and n <= usage.completion_tokens <= m * n
@@ -135,7 +135,7 @@ def test_base_and_two_adapters_in_one_batch_each_get_their_own_answer(model, tok
     order = ["b", None, "a", "b"]
     answers = together(shared, [(prompts[0], SamplingParams(max_new_tokens=10, temperature=0), a) for a in order])
     assert [answer[0][0][0] for answer in answers] == [expected[a] for a in order]
-    assert shared.batcher.stats.admitted == [4]
+    assert list(shared.batcher.stats.admitted) == [4]
 
 
 def wait_until(predicate):
@@ -168,7 +168,7 @@ def test_requests_from_several_threads_run_as_one_batch(shared, prompts):
     slot = BatchSlot(shared.batcher, None)
     calls = [lambda p=p: complete(shared.model, shared.tokenizer, p, params, slot) for p in prompts]
     results = in_threads(shared, calls)
-    assert shared.batcher.stats.admitted == [4] and shared.batcher.stats.largest_batch == 4
+    assert list(shared.batcher.stats.admitted) == [4] and shared.batcher.stats.largest_batch == 4
     assert shared.batcher.stats.steps <= 6  # 4 requests × ≤6 tokens decoded in ≤6 steps, not 24
     assert [r[0] for r in results] == [alone(shared, p, params)[0] for p in prompts]
 
@@ -181,7 +181,7 @@ def test_streamed_deltas_in_a_busy_batch_join_to_the_answer_alone(shared, prompt
              lambda: complete(shared.model, shared.tokenizer, prompts[1], other, slot),
              lambda: complete(shared.model, shared.tokenizer, prompts[2], other, slot)]
     deltas = in_threads(shared, calls)[0]
-    assert shared.batcher.stats.admitted == [3]
+    assert list(shared.batcher.stats.admitted) == [3]
     joined = ["".join(d.text for d in deltas if d.index == i) for i in range(2)]
     assert joined == [text for text, _ in alone(shared, prompts[0], params)[0]]
     assert sorted(d.index for d in deltas if d.finish_reason) == [0, 1]  # one finish per choice
@@ -196,7 +196,7 @@ def test_a_request_joins_a_running_batch_between_steps(shared, model, tokenizer,
         second = shared.batcher.submit(prompts[0], SamplingParams(max_new_tokens=8, temperature=0), None, Usage())
     (rest, _), = collect(first)[0]
     (joined, _), = collect(second)[0]
-    assert shared.batcher.stats.admitted == [1, 1] and shared.batcher.stats.largest_batch == 2
+    assert list(shared.batcher.stats.admitted) == [1, 1] and shared.batcher.stats.largest_batch == 2
     assert head.text + rest == hf_greedy(model, tokenizer, prompts[2], 40)
     assert joined == hf_greedy(model, tokenizer, prompts[0], 8)
 

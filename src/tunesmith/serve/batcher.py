@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +27,7 @@ from tunesmith.serve.running_batch import GenerationRequest, RunningBatch
 class BatchStats:
     """What the batcher ran: for tests and for seeing batching work."""
 
-    admitted: list[int] = field(default_factory=list)  # requests admitted together, per admission
+    admitted: deque[int] = field(default_factory=lambda: deque(maxlen=1024))  # requests admitted together, latest admissions
     steps: int = 0  # decoding steps
     largest_batch: int = 0  # most rows decoded in one step
 
