@@ -284,9 +284,15 @@ def serve(
     database: Optional[Path] = typer.Option(None, help="SQLite file (default HOME/tunesmith.sqlite)."),
     max_upload_mb: float = typer.Option(512, help="Uploads larger than this are refused with 413."),
     checkpoint_every: int = typer.Option(50, help="Training steps between a job's checkpoints."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for inference (default: half the cores, since "
+                                          "the job worker trains on the rest; more threads than free cores thrash)."),
 ) -> None:
     """OpenAI-compatible API: files, fine-tuning jobs (trained by a worker), models, chat completions."""
+    import torch
+
     from tunesmith.serve.app import run_server
+
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) // 2))
     from tunesmith.serve.settings import ServeSettings
 
     overrides = {"bases": base} if base else {}

@@ -24,6 +24,6 @@ def test_destructive_full_finetune_trips_the_forgetting_gate(tmp_path, monkeypat
     gates = {gate["metric"]: gate for gate in report["gates"]}
     assert not gates["general.perplexity"]["passed"], gates
     general = next(task for task in report["tasks"] if task["name"] == "general")
-    assert general["candidate"]["metrics"]["perplexity"] > 1.15 * general["baseline"]["metrics"]["perplexity"]
+    assert general["candidate"]["metrics"]["perplexity"] > 1.40 * general["baseline"]["metrics"]["perplexity"]
     assert "general.perplexity max_forgetting FAILED" in " ".join(result.output.split())
     assert (tmp_path / "run" / "model" / "config.json").is_file()  # the model is kept for inspection
