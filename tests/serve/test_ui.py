@@ -44,6 +44,8 @@ def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, 
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.on("request", lambda r: requests.append(r.url))
+        chats = []  # the playground's completion requests: it must ask for a streamed answer
+        page.on("request", lambda r: chats.append(json.loads(r.post_data)) if r.url.endswith("/v1/chat/completions") else None)
         page.goto(f"{url}/ui")
         page.fill("#api-key", key)
         page.click("#save-key")
@@ -73,6 +75,7 @@ def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, 
                 "messages": [{"role": "user", "content": "What is the symbol for gold?"}]}).json()
             text = page.text_content(side)
             assert text and text == expected["choices"][0]["message"]["content"], text
+        assert len(chats) == 2 and all(chat["stream"] for chat in chats), chats
         page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
         browser.close()
     assert all(u.startswith(url) for u in requests), [u for u in requests if not u.startswith(url)]

@@ -101,13 +101,35 @@ async function refreshModels() {
   $("tuned-model").innerHTML = options(models.filter((id) => id.startsWith("ft:")).concat(models.filter((id) => !id.startsWith("ft:"))));
 }
 
-async function ask(model, target) {
+async function ask(model, target) {  // streamed: the answer grows as the server sends its SSE chunks
   target.textContent = "…";
   try {
-    const answer = await api("/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" },
+    const response = await fetch("/v1/chat/completions", { method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + (localStorage.getItem("tunesmith-key") || "") },
       body: JSON.stringify({ model, messages: [{ role: "user", content: $("prompt").value }], temperature: 0,
-        max_tokens: Number($("max-tokens").value) || 32 }) });
-    target.textContent = answer.choices[0].message.content;
+        max_tokens: Number($("max-tokens").value) || 32, stream: true }) });
+    if (!response.ok) {
+      const body = await response.json();
+      throw new Error((body.error && body.error.message) || response.statusText);
+    }
+    const reader = response.body.getReader(), decoder = new TextDecoder();
+    let buffered = "", text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += decoder.decode(value, { stream: true });
+      const events = buffered.split("\n\n");
+      buffered = events.pop();  // an incomplete event waits for the next chunk
+      for (const event of events) {
+        const data = event.replace(/^data: /, "");
+        if (!data || data === "[DONE]") continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        text += (chunk.choices[0] && chunk.choices[0].delta.content) || "";
+        target.textContent = text;
+      }
+    }
+    target.textContent = text;
   } catch (err) { target.textContent = "Error: " + err.message; }
   target.dataset.done = "1";
 }
