@@ -23,6 +23,7 @@ class World:
     rank: int = 0
     size: int = 1
     strategy: str = "ddp"  # TrainConfig.distributed
+    device: str = "cpu"  # where this rank trains: "cpu", or its local GPU "cuda:LOCAL_RANK"
 
     @property
     def sharded(self) -> bool:
@@ -44,7 +45,7 @@ class World:
     def sum(self, value: float) -> float:
         if self.size == 1:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64)
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)  # nccl reduces GPU tensors only
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.item()
 
@@ -67,11 +68,20 @@ class World:
             dist.barrier()
 
 
+def training_device() -> str:
+    """This process's GPU (LOCAL_RANK picks it among the node's GPUs) when there is one, else the CPU."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local)
+    return f"cuda:{local}"
+
+
 def init_world(strategy: str = "ddp") -> World:
     """Join the process group when launched with WORLD_SIZE > 1 (torchrun / accelerate launch set it)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size, device = int(os.environ.get("WORLD_SIZE", "1")), training_device()
     if size == 1:
-        return World(strategy=strategy)
+        return World(strategy=strategy, device=device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return World(rank=dist.get_rank(), size=dist.get_world_size(), strategy=strategy)
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return World(rank=dist.get_rank(), size=dist.get_world_size(), strategy=strategy, device=device)

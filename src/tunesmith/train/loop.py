@@ -61,8 +61,9 @@ class StepResult:
     real_tokens: int
 
 
-def autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+def autocast(enabled: bool, device: str = "cpu"):
+    """bf16 autocast over fp32 weights on the device's type (cpu: AMX/AVX512-BF16; cuda)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def peak_rss_mb() -> float:
@@ -102,8 +103,8 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
     loss_total, real = 0.0, 0
     batches = local_batches(examples, world, settings.micro_batch_size)
     for index, (chunk, weight) in enumerate(batches):
-        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing)
-        with autocast(settings.bf16):
+        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(settings.world.device)
+        with autocast(settings.bf16, settings.world.device):
             loss_sum = model_loss_sum(model, batch) * weight
         if is_deepspeed(model):
             engine_backward(model, loss_sum / trained, closes_step=index == len(batches) - 1, world_size=world.size)
@@ -136,8 +137,8 @@ def validation_loss(model, examples: list[TokenizedExample], settings: LoopSetti
     model.eval()
     total, trained = 0.0, 0
     for chunk, weight in local_batches(examples, settings.world, batch_size):
-        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing)
-        with autocast(settings.bf16):
+        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(settings.world.device)
+        with autocast(settings.bf16, settings.world.device):
             total += model_loss_sum(model, batch).item() * weight
         trained += batch.num_trained * int(weight)
     model.train(was_training)

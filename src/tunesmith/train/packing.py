@@ -6,7 +6,7 @@ attending to each other (measured: logits differ by ~23), the explicit mask does
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -20,6 +20,11 @@ class ModelBatch:
     position_ids: torch.Tensor  # (R, T) restarting at 0 for every example
     attention_mask: torch.Tensor  # (R, 1, T, T) bool, True = may attend
     num_real_tokens: int  # tokens of real examples (padding excluded)
+
+    def to(self, device: torch.device | str) -> "ModelBatch":
+        """The same batch on `device` (itself when already there)."""
+        return replace(self, input_ids=self.input_ids.to(device), targets=self.targets.to(device),
+                       position_ids=self.position_ids.to(device), attention_mask=self.attention_mask.to(device))
 
     @property
     def num_trained(self) -> int:

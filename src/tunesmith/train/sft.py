@@ -90,7 +90,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         console.print(f"[yellow]skipped[/] {error}")
     if data.truncated:
         console.print(f"[yellow]{data.truncated} example(s) truncated to {config.data.max_length} tokens[/]")
-    model = build_model(config)
+    model = build_model(config).to(world.device)  # this rank's GPU, or the CPU
     if world.sharded:
         shard_model(model, world)  # before the optimizer: it must hold the shards
     trainable, total = count_parameters(model)
