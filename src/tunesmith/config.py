@@ -99,7 +99,8 @@ def nearest_key(key: str, model: type[BaseModel]) -> str | None:
     return matches[0] if matches else None
 
 
-def _field_model(root: type[BaseModel], path: tuple) -> type[BaseModel]:
+def field_model(root: type[BaseModel], path: tuple) -> type[BaseModel]:
+    """The nested model that owns the keys at `path` (as far as the path names nested models)."""
     model = root
     for part in path:
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
@@ -126,7 +127,22 @@ def validation_message(error: ValidationError, source: str, model_at: Callable[[
 
 
 def explain(error: ValidationError, source: str) -> ConfigError:
-    return ConfigError(validation_message(error, source, lambda loc: _field_model(RunConfig, loc)))
+    return ConfigError(validation_message(error, source, lambda loc: field_model(RunConfig, loc)))
+
+
+def read_yaml_mapping(path: Path, error: type[Exception], what: str, expected: str, empty_ok: bool = False) -> dict:
+    """A YAML file whose top level is a mapping; otherwise `error` naming the file and what to fix."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
+    if raw is None and empty_ok:
+        return {}
+    if not isinstance(raw, dict):
+        raise error(f"{path}: the top level must be a mapping {expected}")
+    return raw
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -143,14 +159,8 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     """Defaults, then the YAML file, then overrides given as dotted keys ({"train.lr": 1e-3})."""
     raw: dict = {}
     if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, lora, train, eval)")
+        raw = read_yaml_mapping(path, ConfigError, "config file", "of sections (model, data, lora, train, eval)",
+                                empty_ok=True)
     nested: dict = {}
     for dotted, value in (overrides or {}).items():
         if value is None:

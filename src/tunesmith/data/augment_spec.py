@@ -9,10 +9,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tunesmith.config import validation_message
+from tunesmith.config import field_model, read_yaml_mapping, validation_message
 
 SPLITS = ("train", "valid", "eval")
 
@@ -111,24 +110,11 @@ def _model_at(loc: tuple) -> type[BaseModel]:
     """The model that owns the keys at `loc` (for naming the nearest valid key of a typo)."""
     if len(loc) == 2 and loc[0] in ("relations", "placeholders"):
         return Relation if loc[0] == "relations" else Placeholder
-    model: type[BaseModel] = AugmentSpec
-    for part in loc:
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            break
-        model = annotation
-    return model
+    return field_model(AugmentSpec, loc)
 
 
 def load_spec(path: Path) -> AugmentSpec:
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise AugmentError(f"spec file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise AugmentError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise AugmentError(f"{path}: the top level must be a mapping with `relations`")
+    raw = read_yaml_mapping(path, AugmentError, "spec file", "with `relations`")
     try:
         return AugmentSpec.model_validate(raw)
     except ValidationError as exc:

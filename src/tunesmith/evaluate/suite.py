@@ -10,10 +10,9 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tunesmith.config import validation_message
+from tunesmith.config import read_yaml_mapping, validation_message
 from tunesmith.evaluate.matching import METHODS
 
 TaskName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Unique name; gates say `name.metric`.")]
@@ -172,14 +171,7 @@ def metric_direction(kind: str, metric: str) -> int:
 def load_suite(path: Path) -> Suite:
     """Parse and validate a suite file; relative data paths become relative to its directory."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SuiteError(f"suite file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SuiteError(f"{path}: the top level must be a mapping with name, tasks and gates")
+    raw = read_yaml_mapping(path, SuiteError, "suite file", "with name, tasks and gates")
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as exc:
