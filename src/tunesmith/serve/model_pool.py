@@ -50,11 +50,6 @@ class LoadedModel:
     tokenizer: object
     slot: BatchSlot  # pass to engine.complete / generate_deltas
 
-    @property
-    def lock(self) -> BatchSlot:
-        """The name this had when requests took turns on the model (tests/serve/test_model_pool.py uses it)."""
-        return self.slot
-
 
 class ModelPool:
     def __init__(self, max_loaded: int):
