@@ -55,7 +55,7 @@ def collect(request) -> tuple[list[tuple[str, str]], Usage]:
 
 def alone(shared, prompt, params, adapter=None):
     """The request served by itself: a fresh batcher, nothing else in its batch."""
-    return complete(shared.model, shared.tokenizer, prompt, params, BatchSlot(Shared(shared.model, shared.tokenizer).batcher, adapter))
+    return complete(prompt, params, BatchSlot(Shared(shared.model, shared.tokenizer).batcher, adapter))
 
 
 def together(shared, jobs):
@@ -166,7 +166,7 @@ def in_threads(shared, calls):
 def test_requests_from_several_threads_run_as_one_batch(shared, prompts):
     params = SamplingParams(max_new_tokens=6, temperature=0)
     slot = BatchSlot(shared.batcher, None)
-    calls = [lambda p=p: complete(shared.model, shared.tokenizer, p, params, slot) for p in prompts]
+    calls = [lambda p=p: complete(p, params, slot) for p in prompts]
     results = in_threads(shared, calls)
     assert list(shared.batcher.stats.admitted) == [4] and shared.batcher.stats.largest_batch == 4
     assert shared.batcher.stats.steps <= 6  # 4 requests × ≤6 tokens decoded in ≤6 steps, not 24
@@ -177,9 +177,9 @@ def test_streamed_deltas_in_a_busy_batch_join_to_the_answer_alone(shared, prompt
     params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=4, n=2)
     slot = BatchSlot(shared.batcher, None)
     other = SamplingParams(max_new_tokens=9, temperature=0)
-    calls = [lambda: list(generate_deltas(shared.model, shared.tokenizer, prompts[0], params, Usage(), slot)),
-             lambda: complete(shared.model, shared.tokenizer, prompts[1], other, slot),
-             lambda: complete(shared.model, shared.tokenizer, prompts[2], other, slot)]
+    calls = [lambda: list(generate_deltas(prompts[0], params, Usage(), slot)),
+             lambda: complete(prompts[1], other, slot),
+             lambda: complete(prompts[2], other, slot)]
     deltas = in_threads(shared, calls)[0]
     assert list(shared.batcher.stats.admitted) == [3]
     joined = ["".join(d.text for d in deltas if d.index == i) for i in range(2)]
@@ -205,7 +205,7 @@ def test_a_client_that_leaves_frees_its_rows_and_the_others_finish(shared, model
     slot = BatchSlot(shared.batcher, None)
     long = SamplingParams(max_new_tokens=40, temperature=0)
     other = shared.batcher.submit(prompts[0], SamplingParams(max_new_tokens=30, temperature=0), None, Usage())
-    stream = generate_deltas(shared.model, shared.tokenizer, prompts[2], long, Usage(), slot)
+    stream = generate_deltas(prompts[2], long, Usage(), slot)
     next(stream)
     stream.close()  # the client went away
     (text, _), = collect(other)[0]

@@ -16,7 +16,7 @@ def slot_for(model, tokenizer) -> BatchSlot:
 
 
 def run(model, tokenizer, prompt, **params):
-    return complete(model, tokenizer, prompt, SamplingParams(**params), slot_for(model, tokenizer))
+    return complete(prompt, SamplingParams(**params), slot_for(model, tokenizer))
 
 
 def test_max_tokens_ends_with_length_and_usage_counts(model, tokenizer, prompt):
@@ -43,8 +43,8 @@ def test_stop_string_cuts_the_text_before_it(model, tokenizer, prompt):
 def test_streamed_deltas_join_to_the_complete_answer(model, tokenizer, prompt):
     params = SamplingParams(max_new_tokens=10, temperature=1.0, n=2, seed=9)
     slot = slot_for(model, tokenizer)
-    deltas = list(generate_deltas(model, tokenizer, prompt, params, Usage(), slot))
+    deltas = list(generate_deltas(prompt, params, Usage(), slot))
     joined = ["".join(d.text for d in deltas if d.index == i) for i in range(2)]
-    answers, _ = complete(model, tokenizer, prompt, params, slot)
+    answers, _ = complete(prompt, params, slot)
     assert joined == [text for text, _ in answers]
     assert sorted(d.index for d in deltas if d.finish_reason) == [0, 1]  # one finish per choice

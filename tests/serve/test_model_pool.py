@@ -26,7 +26,7 @@ def finetune_like_run(base_dir, run_dir, seed):
 
 def answer(loaded, prompt):
     params = SamplingParams(max_new_tokens=6, temperature=0)
-    return complete(loaded.model, loaded.tokenizer, prompt, params, loaded.slot)[0][0][0]
+    return complete(prompt, params, loaded.slot)[0][0][0]
 
 
 def test_adapters_share_one_base_and_match_their_merged_models(tiny_model_dir, tmp_path):

@@ -78,12 +78,11 @@ class ChoiceText:
         return delta
 
 
-def generate_deltas(model, tokenizer, prompt_ids: list[int], params: SamplingParams, usage: Usage,
-                    slot) -> Iterator[Delta]:
+def generate_deltas(prompt_ids: list[int], params: SamplingParams, usage: Usage, slot) -> Iterator[Delta]:
     """Yield deltas for every choice as tokens are generated; every choice ends with one finish_reason.
 
     `slot` (a `BatchSlot` from the model pool) is where the request runs: its model's batcher, with the
-    request's adapter. `model` and `tokenizer` are the ones that slot serves. `usage` is filled in as
+    request's adapter. `usage` is filled in as
     tokens arrive. Leaving the loop early (client gone) takes the request's rows out of the batch.
     """
     request = slot.submit(prompt_ids, params, usage)
@@ -96,11 +95,11 @@ def generate_deltas(model, tokenizer, prompt_ids: list[int], params: SamplingPar
         request.cancelled.set()
 
 
-def complete(model, tokenizer, prompt_ids: list[int], params: SamplingParams, slot) -> tuple[list[tuple[str, str]], Usage]:
+def complete(prompt_ids: list[int], params: SamplingParams, slot) -> tuple[list[tuple[str, str]], Usage]:
     """[(text, finish_reason)] per choice, and the token usage."""
     usage = Usage()
     texts, reasons = [""] * params.n, ["length"] * params.n
-    for delta in generate_deltas(model, tokenizer, prompt_ids, params, usage, slot):
+    for delta in generate_deltas(prompt_ids, params, usage, slot):
         texts[delta.index] += delta.text
         if delta.finish_reason:
             reasons[delta.index] = delta.finish_reason

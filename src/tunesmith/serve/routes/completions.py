@@ -107,7 +107,7 @@ def chat_completions(request: Request, body: ChatRequest, key: str = Depends(api
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return StreamingResponse(chat_stream(loaded, prompt_ids, params, head, include_usage),
                                  media_type="text/event-stream")
-    answers, usage = complete(loaded.model, loaded.tokenizer, prompt_ids, params, loaded.slot)
+    answers, usage = complete(prompt_ids, params, loaded.slot)
     choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
                 "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(answers)]
     return {**head, "object": "chat.completion", "choices": choices, "usage": usage_object(usage)}
@@ -124,7 +124,7 @@ def chat_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingPara
     for index in range(params.n):
         yield chunk(index, {"role": "assistant", "content": ""}, None)
     usage = Usage()
-    for delta in generate_deltas(loaded.model, loaded.tokenizer, prompt_ids, params, usage, loaded.slot):
+    for delta in generate_deltas(prompt_ids, params, usage, loaded.slot):
         if delta.text:
             yield chunk(delta.index, {"content": delta.text}, None)
         if delta.finish_reason:
@@ -149,14 +149,14 @@ def completions(request: Request, body: CompletionRequest, key: str = Depends(ap
             "model": body.model, "system_fingerprint": None}
     if body.stream:
         return StreamingResponse(completion_stream(loaded, prompt_ids, params, head), media_type="text/event-stream")
-    answers, usage = complete(loaded.model, loaded.tokenizer, prompt_ids, params, loaded.slot)
+    answers, usage = complete(prompt_ids, params, loaded.slot)
     choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}
                for i, (text, reason) in enumerate(answers)]
     return {**head, "choices": choices, "usage": usage_object(usage)}
 
 
 def completion_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict) -> Iterator[str]:
-    for delta in generate_deltas(loaded.model, loaded.tokenizer, prompt_ids, params, Usage(), loaded.slot):
+    for delta in generate_deltas(prompt_ids, params, Usage(), loaded.slot):
         choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
         yield sse({**head, "choices": [choice]})
     yield sse("[DONE]")
