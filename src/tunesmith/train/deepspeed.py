@@ -13,7 +13,6 @@ and `deepspeed_config` are, and a missing package or config fails before any mod
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import math
@@ -93,9 +92,7 @@ def is_deepspeed(model) -> bool:
 
 def engine_loss_sum(engine, batch) -> torch.Tensor:
     """forward.batch_loss_sum on the engine's device (the engine moved the model there)."""
-    moved = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(engine.device)
-                                          for f in dataclasses.fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)})
-    return batch_loss_sum(engine.module, moved)
+    return batch_loss_sum(engine.module, batch.to(engine.device))
 
 
 def engine_backward(engine, loss: torch.Tensor, closes_step: bool, world_size: int) -> None:
