@@ -291,10 +291,9 @@ def serve(
     import torch
 
     from tunesmith.serve.app import run_server
-
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) // 2))
     from tunesmith.serve.settings import ServeSettings
 
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) // 2))
     overrides = {"bases": base} if base else {}
     settings = ServeSettings(home=home, database=database, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                              checkpoint_every=checkpoint_every, **overrides)
