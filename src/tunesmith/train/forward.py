@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-from tunesmith.train.loss import trained_token_loss_sum
+from tunesmith.train.loss import LOSS_CHUNK, trained_token_loss_sum
 from tunesmith.train.packing import ModelBatch
 
 
@@ -13,7 +13,7 @@ def causal_lm_of(model) -> PreTrainedModel:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def batch_loss_sum(model, batch: ModelBatch, loss_chunk: int = 1024) -> torch.Tensor:
+def batch_loss_sum(model, batch: ModelBatch, loss_chunk: int = LOSS_CHUNK) -> torch.Tensor:
     """Sum of token cross-entropies over the batch's trained positions (not yet normalised)."""
     causal_lm = causal_lm_of(model)
     hidden = causal_lm.get_decoder()(

@@ -11,12 +11,16 @@ from torch.utils.checkpoint import checkpoint
 
 from tunesmith.data.render import IGNORE_INDEX
 
+# Trained positions whose logits are computed at once: one (LOSS_CHUNK, V) block is the loss's peak memory.
+# The cost estimator (tunesmith.estimate.cost_model) models this same chunk; change it here only.
+LOSS_CHUNK = 1024
+
 
 def trained_token_loss_sum(
     hidden: torch.Tensor,  # (R, T, H) final hidden states
     targets: torch.Tensor,  # (R, T) next-token ids, IGNORE_INDEX where not trained
     output_head: torch.nn.Module,  # H -> V
-    chunk: int = 1024,
+    chunk: int = LOSS_CHUNK,
 ) -> torch.Tensor:
     keep = targets != IGNORE_INDEX
     selected = hidden[keep]  # (N, H)
