@@ -187,8 +187,8 @@ def estimate(
     import json
 
     from tunesmith.config import ConfigError, load_config
-    from tunesmith.train.estimate import estimate_config
-    from tunesmith.train.estimate_table import estimate_table
+    from tunesmith.estimate.estimate import estimate_config
+    from tunesmith.estimate.table import estimate_table
     from tunesmith.train.setup import InvalidDataError
 
     try:

@@ -13,9 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from tunesmith.config import RunConfig
-from tunesmith.models.load import load_tokenizer
-from tunesmith.models.resolve import resolve_model_dir
-from tunesmith.train.cost_model import (
+from tunesmith.estimate.cost_model import (
     MicroBatchShape,
     Method,
     ModelShape,
@@ -27,7 +25,9 @@ from tunesmith.train.cost_model import (
     read_model_shape,
     static_memory,
 )
-from tunesmith.train.hardware import GPU_RUNTIME_BYTES, Hardware, lookup_hardware
+from tunesmith.estimate.hardware import GPU_RUNTIME_BYTES, Hardware, lookup_hardware
+from tunesmith.models.load import load_tokenizer
+from tunesmith.models.resolve import resolve_model_dir
 from tunesmith.train.schedule import steps_per_epoch, total_steps
 from tunesmith.train.setup import bf16_available, load_training_data
 
@@ -211,7 +211,7 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
 
     probed = None
     if probe:
-        from tunesmith.train.probe import run_probe
+        from tunesmith.estimate.probe import run_probe
 
         probed = run_probe(config, data.train, tokenizer.pad_token_id, plan[:steps], shape, method,
                            steps=probe_steps, warmup=probe_warmup)

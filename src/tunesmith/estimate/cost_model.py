@@ -4,7 +4,7 @@ Run as: library code; `tunesmith estimate examples/elements/demo.yaml` prints wh
 
 Everything here is a pure function of shapes: no weights are loaded. The counts follow what tunesmith's loop
 does: packed (or padded) rows of the micro-batch through the decoder, the output head only on trained
-positions in chunks of 1024, LoRA adapters on frozen weights or a full finetune, bf16 autocast over fp32 weights.
+positions in chunks of LOSS_CHUNK (train/loss.py), LoRA adapters on frozen weights or a full finetune, bf16 autocast over fp32 weights.
 """
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from tunesmith.data.render import TokenizedExample
+from tunesmith.train.loss import LOSS_CHUNK
 from tunesmith.train.packing import pack_rows
 from tunesmith.train.schedule import micro_batches, step_example_indices
-
-LOSS_CHUNK = 1024  # rows of (chunk, V) logits at a time: tunesmith.train.loss.trained_token_loss_sum
 
 # Growth of a CPU process's peak RSS with the number of steps: glibc keeps the freed activation blocks of
 # differently shaped batches fragmented, so RSS climbs for hundreds of steps. Measured on this machine

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from tunesmith.config import RunConfig
 from tunesmith.data.render import TokenizedExample
-from tunesmith.train.cost_model import MicroBatchShape, Method, ModelShape, activation_bytes, micro_batch_flops
+from tunesmith.estimate.cost_model import MicroBatchShape, Method, ModelShape, activation_bytes, micro_batch_flops
 from tunesmith.train.loop import peak_rss_mb, train_step
 from tunesmith.train.schedule import build_scheduler, step_example_indices
 from tunesmith.train.setup import build_model, build_optimizer, loop_settings, seed_everything

@@ -10,8 +10,7 @@ from tests.train.test_sft_run import FACTS, write_chat_file
 from tunesmith.cli import app
 from tunesmith.config import load_config
 from tunesmith.data.render import TokenizedExample
-from tunesmith.train.cost_model import (
-    LOSS_CHUNK,
+from tunesmith.estimate.cost_model import (
     MicroBatchShape,
     Method,
     activation_bytes,
@@ -22,9 +21,10 @@ from tunesmith.train.cost_model import (
     read_model_shape,
     static_memory,
 )
-from tunesmith.train.estimate import count_evaluations, estimate_config
-from tunesmith.train.hardware import GIB, UnknownHardwareError, lookup_hardware
+from tunesmith.estimate.estimate import count_evaluations, estimate_config
+from tunesmith.estimate.hardware import GIB, UnknownHardwareError, lookup_hardware
 from tunesmith.train.lora import apply_lora
+from tunesmith.train.loss import LOSS_CHUNK
 from tunesmith.train.packing import collate
 from tunesmith.train.setup import count_parameters
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from tunesmith.train.estimate import Estimate
+from tunesmith.estimate.estimate import Estimate
 
 
 def format_duration(seconds: float) -> str:
