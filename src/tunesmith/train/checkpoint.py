@@ -33,6 +33,10 @@ from tunesmith.train.deepspeed import gather_engine_state, is_deepspeed, load_en
 STATE_FILE = "state.json"
 
 
+class CheckpointMismatchError(ValueError):
+    """The checkpoint was written by another model, method or strategy than the run resuming it; the message says which."""
+
+
 @dataclass
 class TrainState:
     step: int  # optimizer steps completed
@@ -129,14 +133,14 @@ def load_weights_and_optimizer(path: Path, model, optimizer) -> None:
     expected = set(trainable_names(model))
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights))[:3], sorted(set(weights) - expected)[:3]
-        raise ValueError(
+        raise CheckpointMismatchError(
             f"checkpoint {path} does not match this model/method (missing {missing}, unexpected {extra}); "
             "resume with the same base model and method, or start a new --out directory."
         )
     set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
     optim = torch.load(path / "optim.pt", weights_only=False)["optimizer"]
     if optim is None:
-        raise ValueError(f"checkpoint {path} was written by a DeepSpeed run: resume it with train.distributed: deepspeed "
+        raise CheckpointMismatchError(f"checkpoint {path} was written by a DeepSpeed run: resume it with train.distributed: deepspeed "
                          "and the same number of processes")
     if all(isinstance(key, int) for key in optim["state"]):  # written before name-keyed states
         optimizer.load_state_dict(optim)

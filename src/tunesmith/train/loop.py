@@ -35,6 +35,10 @@ class TrainingDiverged(RuntimeError):
     """Loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
+class NoTrainedTokensError(ValueError):
+    """Every example of a step masks all its tokens, so the step's loss has no denominator."""
+
+
 @dataclass
 class LoopSettings:
     total_steps: int
@@ -99,7 +103,7 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
     world = settings.world
     trained = sum(e.num_trained for e in examples)  # global: every rank sees the whole step's examples
     if trained == 0:
-        raise ValueError("a training step has no trained tokens: every example in it masks all its tokens")
+        raise NoTrainedTokensError("a training step has no trained tokens: every example in it masks all its tokens")
     loss_total, real = 0.0, 0
     batches = local_batches(examples, world, settings.micro_batch_size)
     for index, (chunk, weight) in enumerate(batches):
