@@ -35,7 +35,8 @@ def data_check(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Validate every row (line, field, fix), warn about length/duplicates/leakage/PII, show token stats."""
-    from tunesmith.data.check import check_data, print_report
+    from tunesmith.cli_render import print_data_report
+    from tunesmith.data.check import check_data
     from tunesmith.models.load import load_tokenizer
 
     tokenizer = load_tokenizer(base) if base else None
@@ -43,7 +44,7 @@ def data_check(
     if as_json:
         print(report.model_dump_json(indent=2))
     else:
-        print_report(report, console)
+        print_data_report(report, console)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -64,14 +65,15 @@ def data_augment(
 
     Run as: tunesmith data augment SPEC.yaml --records FILE.csv --out DIR [--holdout by-template] [--paraphrase 3]
     """
-    from tunesmith.data.augment import AugmentError, augment_files, print_summary
+    from tunesmith.cli_render import print_augment_summary
+    from tunesmith.data.augment import AugmentError, augment_files
 
     try:
         summary = augment_files(spec, records or [], documents or [], out, holdout, holdout_fraction, seed,
                                 paraphrase, paraphrase_model)
     except (AugmentError, ValueError) as exc:
         fail(str(exc))
-    print_summary(summary, console)
+    print_augment_summary(summary, console)
 
 
 @app.command()

@@ -9,12 +9,13 @@ from typer.testing import CliRunner
 
 from tunesmith.cli import app
 from tunesmith.data.augment import (
-    AugmentError, Holdout, augment, augment_files, load_spec, plan_phrasings, read_passages, read_records,
-    write_augmented,
+    AugmentError, Holdout, augment, augment_files, load_spec, read_passages, read_records, write_augmented,
 )
 from tunesmith.data.formats import load_file
 from tunesmith.data.paraphrase import add_paraphrases, parse_candidates, rejection_reason
-from tunesmith.evaluate.generation import generate_answers, stop_token_ids
+from tunesmith.data.phrasings import plan_phrasings
+from tunesmith.models.chat import stop_token_ids
+from tunesmith.models.generate import generate_answers
 
 REPO = Path(__file__).resolve().parents[2]
 ELEMENTS = REPO / "examples/elements"

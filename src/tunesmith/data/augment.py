@@ -16,7 +16,7 @@ Holdout decides what evaluation has not seen:
 
 Chat rows may only carry `messages` (formats.py rejects other keys), so where each example came from
 (source row or passage, relation, template, spec or model phrasing) is written to `sources.jsonl`,
-one row per example, keyed by split and line. Examples are deduplicated on normalised question and
+one row per example, keyed by split and line. Examples are deduplicated on normalized question and
 answer, across splits too. Output is deterministic for a seed: one `random.Random(seed)` is drawn in
 a fixed order (source partition, train, valid, eval).
 """
@@ -28,50 +28,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from tunesmith.data.augment_spec import (
     SPLITS, AugmentError, AugmentSpec, Holdout, Relation, load_spec, template_fields,
 )
+from tunesmith.data.paraphrase import add_paraphrases, model_generator
+from tunesmith.data.phrasings import Phrasing, Plan, normalize_wording, plan_phrasings, pooled
 from tunesmith.data.sources import Source, read_passages, read_records
 
 __all__ = ["AugmentError", "AugmentSpec", "Holdout", "Source", "augment", "augment_files", "load_spec",
            "read_passages", "read_records", "write_augmented"]
-
-
-# ---------------------------------------------------------------- phrasings
-
-
-@dataclass(frozen=True)
-class Phrasing:
-    text: str
-    origin: Literal["spec", "model"] = "spec"
-    paraphrase_of: str | None = None
-
-
-Plan = dict[str, dict[str, list[Phrasing]]]  # relation -> split -> question phrasings
-
-
-def plan_phrasings(spec: AugmentSpec, seed: int) -> Plan:
-    """Each relation's templates per split; a `questions` list is split by fraction, seeded per relation."""
-    plan: Plan = {}
-    for name, relation in spec.relations.items():
-        if relation.questions:
-            shuffled = list(relation.questions)
-            random.Random(f"{seed}:{name}").shuffle(shuffled)
-            fractions = spec.splits.template_fractions
-            n_valid, n_eval = round(fractions.valid * len(shuffled)), round(fractions.eval * len(shuffled))
-            lists = {"valid": shuffled[:n_valid], "eval": shuffled[n_valid : n_valid + n_eval],
-                     "train": shuffled[n_valid + n_eval :]}
-        else:
-            lists = {"train": relation.train, "valid": relation.valid, "eval": relation.eval}
-        plan[name] = {split: [Phrasing(text) for text in lists[split]] for split in SPLITS}
-    return plan
-
-
-def pooled(plan: Plan) -> Plan:
-    """Every phrasing of a relation in every split (by-source holdout: phrasings are not the held-out axis)."""
-    return {name: {split: [p for s in SPLITS for p in splits[s]] for split in SPLITS} for name, splits in plan.items()}
 
 
 # ---------------------------------------------------------------- filling
@@ -310,19 +277,14 @@ def eval_item(spec: AugmentSpec, filler: Filler, name: str, relation: Relation, 
     return item
 
 
-def normalise(text: str) -> str:
-    """Casefolded words (braces kept, so placeholders stay distinct), punctuation and spacing dropped."""
-    return " ".join(re.sub(r"[^\w\s{}]", " ", text.casefold()).split())
-
-
 def deduplicate(result: Augmented) -> Augmented:
-    """Drop rows whose normalised (question, answer) appeared before, in this split or an earlier one."""
+    """Drop rows whose normalized (question, answer) appeared before, in this split or an earlier one."""
     seen: set[tuple[str, str]] = set()
     kept = {}
     for split in SPLITS:
         kept[split] = []
         for example in result.split(split):
-            key = (normalise(example.question), normalise(example.answer))
+            key = (normalize_wording(example.question), normalize_wording(example.answer))
             if key in seen:
                 result.duplicates[split] += 1
                 continue
@@ -382,8 +344,6 @@ def augment_files(spec_path: Path, records: list[Path], documents: list[Path], o
                   paraphrases: int = 0, paraphrase_model: str = "smollm2-135m-instruct",
                   generate: Callable[[list[list[dict]]], list[str]] | None = None) -> AugmentSummary:
     """The whole command: read spec and sources, optionally paraphrase templates, expand, write, summarise."""
-    from tunesmith.data.paraphrase import add_paraphrases, model_generator
-
     spec, holdout = load_spec(spec_path), parse_holdout(holdout)
     if not records and not documents:
         raise AugmentError("give at least one --records or --documents file")
@@ -403,22 +363,3 @@ def augment_files(spec_path: Path, records: list[Path], documents: list[Path], o
     summary.model_phrasings = sum(p.origin == "model" for splits in plan.values() for ps in splits.values() for p in ps)
     summary.rejected_paraphrases = dict(rejected)
     return summary
-
-
-def print_summary(summary: AugmentSummary, console) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"augmented {summary.sources} sources -> {summary.out}")
-    table.add_column("relation")
-    for split in SPLITS:
-        table.add_column(split, justify="right")
-    for relation, counts in summary.by_relation.items():
-        table.add_row(relation, *(str(counts[split]) for split in SPLITS))
-    table.add_row("[bold]rows[/]", *(f"[bold]{summary.rows[split]}[/]" for split in SPLITS))
-    table.add_row("sources", *(str(summary.sources_per_split[split]) for split in SPLITS))
-    table.add_row("duplicates dropped", *(str(summary.duplicates.get(split, 0)) for split in SPLITS))
-    console.print(table)
-    if summary.paraphrases_asked:
-        rejected = ", ".join(f"{count} {reason}" for reason, count in summary.rejected_paraphrases.items()) or "none"
-        console.print(f"model paraphrases kept: {summary.model_phrasings}; rejected: {rejected}")
-    console.print("provenance of every row: sources.jsonl")

@@ -3,9 +3,9 @@
 Run as: library code; `tunesmith data augment SPEC.yaml --records FILE --out DIR --paraphrase 3` uses it.
 
 Each template is sent once, asking for N rewrites one per line, so a batch of greedy generations
-(`evaluate.generation.generate_answers`) yields every paraphrase deterministically without sampling
+(`models.generate.generate_answers`) yields every paraphrase deterministically without sampling
 seeds. A candidate is kept only if it is non-empty, parses as a template, has exactly the original's
-placeholders (a lost `{name}` would make a question about nothing) and is not a normalised duplicate
+placeholders (a lost `{name}` would make a question about nothing) and is not a normalized duplicate
 of any template of the same relation (a paraphrase equal to an eval template would leak it into
 training). A kept paraphrase joins the split of the template it rewrites, so by-template holdout stays
 disjoint, and is marked `origin="model"` so sources.jsonl records that a model wrote it.
@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from tunesmith.data.augment import SPLITS, Phrasing, Plan, normalise, template_fields
+from tunesmith.data.augment_spec import SPLITS, template_fields
+from tunesmith.data.phrasings import Phrasing, Plan, normalize_wording
 
 Generate = Callable[[list[list[dict]]], list[str]]  # chat prompts -> one completion each, in order
 
@@ -49,7 +50,7 @@ def parse_candidates(completion: str) -> list[str]:
 
 
 def rejection_reason(candidate: str, template: str, seen: set[str]) -> str | None:
-    """Why a candidate can't be used as a paraphrase of `template` (None: keep it); `seen` holds normalised texts."""
+    """Why a candidate can't be used as a paraphrase of `template` (None: keep it); `seen` holds normalized texts."""
     if not candidate.strip():
         return "empty"
     try:
@@ -58,7 +59,7 @@ def rejection_reason(candidate: str, template: str, seen: set[str]) -> str | Non
         return "malformed"
     if fields != template_fields(template) or re.search(r"\{[^{}]*[!:][^{}]*\}", candidate):
         return "placeholders differ"
-    if normalise(candidate) in seen:
+    if normalize_wording(candidate) in seen:
         return "duplicate"
     return None
 
@@ -70,7 +71,7 @@ def add_paraphrases(plan: Plan, n: int, generate: Generate) -> tuple[Plan, list[
     rejections: list[Rejection] = []
     extended: Plan = {}
     for relation, splits in plan.items():
-        seen = {normalise(p.text) for phrasings in splits.values() for p in phrasings}
+        seen = {normalize_wording(p.text) for phrasings in splits.values() for p in phrasings}
         extended[relation] = {}
         for split in SPLITS:
             phrasings = list(splits[split])
@@ -85,7 +86,7 @@ def add_paraphrases(plan: Plan, n: int, generate: Generate) -> tuple[Plan, list[
                     if reason:
                         rejections.append(Rejection(original.text, candidate, reason))
                         continue
-                    seen.add(normalise(candidate))
+                    seen.add(normalize_wording(candidate))
                     phrasings.append(Phrasing(candidate, "model", original.text))
                     kept += 1
             extended[relation][split] = phrasings
@@ -94,7 +95,7 @@ def add_paraphrases(plan: Plan, n: int, generate: Generate) -> tuple[Plan, list[
 
 def model_generator(model_ref: str, batch_size: int = 16, max_new_tokens: int = 160) -> Generate:
     """Batched greedy chat completions from a model reference (embedded name, local dir, hub id)."""
-    from tunesmith.evaluate.generation import generate_answers
+    from tunesmith.models.generate import generate_answers
     from tunesmith.models.load import load_model, load_tokenizer
 
     tokenizer, model = load_tokenizer(model_ref), load_model(model_ref)

@@ -1,0 +1,93 @@
+"""Rich rendering of what the `tunesmith data` commands return: the data-check report, the augment summary.
+
+Run as: library code for cli.py; `tunesmith data check FILE` and `tunesmith data augment SPEC.yaml ...` print with it.
+
+Library modules return data and never print: training and evaluation import the data package, and
+printing there would pull rich tables into every run. The CLI renders what they return, here.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tunesmith.data.augment_spec import SPLITS
+from tunesmith.data.formats import RowError
+
+if TYPE_CHECKING:
+    from tunesmith.data.augment import AugmentSummary
+    from tunesmith.data.check import DataReport
+
+SHOWN = 20  # entries printed per section of a data report; the rest are counted
+
+
+def print_data_report(report: DataReport, console: Console) -> None:
+    console.print(_files_table(report))
+    if report.token_stats:
+        console.print(_token_table(report))
+    _print_capped(console, "Errors", [str(RowError(**error)) for error in report.errors], "bold red")
+    _print_capped(console, "Warnings", [f"{w.kind}: {w.message}" for w in report.warnings], "yellow")
+    _print_capped(console, "Possible personal data", [f"{p.file}:{p.line}: {p.kind}: {p.snippet}" for p in report.pii], "magenta")
+    if report.preview is not None:
+        console.print(Text(f"\nPreview ({report.preview.file}:{report.preview.line}), trained tokens in [[...]]:", style="bold"))
+        console.print(_marked_preview(report.preview.text))
+    if report.ok:
+        console.print(Text("\nOK: no errors", style="bold green"))
+    else:
+        console.print(Text(f"\n{len(report.errors)} errors: fix them before training", style="bold red"))
+
+
+def _files_table(report: DataReport) -> Table:
+    table = Table(title="Data files")
+    for column in ("role", "path", "format", "rows", "valid rows"):
+        table.add_column(column, justify="right" if "rows" in column else "left")
+    for summary in report.files:
+        table.add_row(summary.role, Text(summary.path), summary.format, str(summary.rows), str(summary.valid_rows))
+    return table
+
+
+def _token_table(report: DataReport) -> Table:
+    table = Table(title=f"Tokens per row (max_length {report.max_length})")
+    for column in ("file", "rows", "min", "median", "p95", "max", "trained tokens", "truncated"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for stats in report.token_stats:
+        numbers = (stats.count, stats.min, f"{stats.median:g}", stats.p95, stats.max, stats.trained_tokens, stats.truncated_rows)
+        table.add_row(Text(stats.file), *map(str, numbers))
+    return table
+
+
+def _print_capped(console: Console, title: str, lines: list[str], style: str) -> None:
+    if not lines:
+        return
+    console.print(Text(f"\n{title} ({len(lines)})", style=style))
+    for line in lines[:SHOWN]:
+        console.print(Text(f"  {line}"), soft_wrap=True)
+    if len(lines) > SHOWN:
+        console.print(Text(f"  … {len(lines) - SHOWN} more not shown (all are in the JSON report)", style="dim"))
+
+
+def _marked_preview(preview: str) -> Text:
+    """Keep the [[...]] markers (they survive copying and plain terminals) and highlight what they enclose."""
+    text = Text()
+    for index, part in enumerate(preview.replace("]]", "[[").split("[[")):
+        text.append(f"[[{part}]]" if index % 2 else part, style="bold green" if index % 2 else "")
+    return text
+
+
+def print_augment_summary(summary: AugmentSummary, console: Console) -> None:
+    table = Table(title=f"augmented {summary.sources} sources -> {summary.out}")
+    table.add_column("relation")
+    for split in SPLITS:
+        table.add_column(split, justify="right")
+    for relation, counts in summary.by_relation.items():
+        table.add_row(relation, *(str(counts[split]) for split in SPLITS))
+    table.add_row("[bold]rows[/]", *(f"[bold]{summary.rows[split]}[/]" for split in SPLITS))
+    table.add_row("sources", *(str(summary.sources_per_split[split]) for split in SPLITS))
+    table.add_row("duplicates dropped", *(str(summary.duplicates.get(split, 0)) for split in SPLITS))
+    console.print(table)
+    if summary.paraphrases_asked:
+        rejected = ", ".join(f"{count} {reason}" for reason, count in summary.rejected_paraphrases.items()) or "none"
+        console.print(f"model paraphrases kept: {summary.model_phrasings}; rejected: {rejected}")
+    console.print("provenance of every row: sources.jsonl")
