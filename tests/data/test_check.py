@@ -1,12 +1,6 @@
 import json
-import random
-import time
 
-from rich.console import Console
-
-from tunesmith.data.check import DataReport, check_data, near_duplicate_clusters, print_report, records_to_examples
-from tunesmith.data.formats import load_file
-from tunesmith.data.render import IGNORE_INDEX
+from tunesmith.data.check import DataReport, check_data
 
 GOLD = [{"role": "user", "content": "Symbol of gold?"}, {"role": "assistant", "content": "Au."}]
 PARAGRAPH = (
@@ -123,41 +117,6 @@ def test_report_json_round_trips(tmp_path, tokenizer):
     assert dumped["ok"] is False and dumped["errors"][0]["line"] == 3
     again = DataReport.model_validate_json(report.model_dump_json())
     assert again == report and not again.ok
-
-
-def test_print_report_lists_errors_and_caps_long_lists(tmp_path, tokenizer):
-    rows = [{"messages": GOLD}] + ["{bad"] * 25
-    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows), tokenizer=tokenizer)
-    console = Console(record=True, width=200)
-    print_report(report, console)
-    output = console.export_text()
-    assert "train.jsonl:2: invalid JSON" in output and "— write one JSON object per line" in output
-    assert "train.jsonl:21:" in output and "train.jsonl:22:" not in output
-    assert "5 more not shown" in output
-    assert "assistant\n[[Au.<|im_end|>]]" in output and "25 errors" in output
-
-
-def test_records_to_examples(tmp_path, tokenizer):
-    chats = records_to_examples(load_file(write_jsonl(tmp_path / "train.jsonl", [{"messages": GOLD}])), tokenizer, 512)
-    trained = [t for t, label in zip(chats[0].input_ids, chats[0].labels) if label != IGNORE_INDEX]
-    assert len(chats) == 1 and tokenizer.decode(trained) == "Au.<|im_end|>"
-    text_path = tmp_path / "corpus.txt"
-    text_path.write_text("The quick brown fox jumps over the lazy dog.\n\nHydrogen.\n")
-    chunks = records_to_examples(load_file(text_path), tokenizer, max_length=4)
-    assert [len(chunk.input_ids) for chunk in chunks[:3]] == [4, 4, 3]  # 11 tokens in chunks of 4
-    assert all(chunk.labels == chunk.input_ids for chunk in chunks)
-
-
-def test_near_duplicates_scale_linearly():
-    rng = random.Random(0)
-    contents = [" ".join(f"w{rng.randrange(3000)}" for _ in range(40)) for _ in range(5000)]
-    words = contents[100].split()
-    contents.append(" ".join(words[:20] + ["changed"] + words[21:]))
-    started = time.perf_counter()
-    clusters = near_duplicate_clusters(contents)
-    assert [sorted(members) for members, _ in clusters] == [[100, 5000]]
-    assert 0.8 <= clusters[0][1] < 1.0
-    assert time.perf_counter() - started < 2.0
 
 
 def test_file_whose_rows_are_all_short_or_invalid_is_reported_not_crashed(tmp_path):

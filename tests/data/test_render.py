@@ -1,4 +1,7 @@
-from tunesmith.data.render import IGNORE_INDEX, format_trained_tokens, render_chat, render_text
+import json
+
+from tunesmith.data.formats import load_file
+from tunesmith.data.render import IGNORE_INDEX, format_trained_tokens, records_to_examples, render_chat, render_text
 
 
 def chat(*turns):
@@ -41,3 +44,16 @@ def test_raw_text_trains_every_token_and_ends_with_eos(tokenizer):
     assert len(chunks) == 1
     assert chunks[0].labels == chunks[0].input_ids
     assert chunks[0].input_ids[-1] == tokenizer.eos_token_id
+
+
+def test_records_to_examples(tmp_path, tokenizer):
+    chat_path = tmp_path / "train.jsonl"
+    chat_path.write_text(json.dumps({"messages": chat(("user", "Symbol of gold?"), ("assistant", "Au."))}) + "\n")
+    chats = records_to_examples(load_file(chat_path), tokenizer, 512)
+    trained = [t for t, label in zip(chats[0].input_ids, chats[0].labels) if label != IGNORE_INDEX]
+    assert len(chats) == 1 and tokenizer.decode(trained) == "Au.<|im_end|>"
+    text_path = tmp_path / "corpus.txt"
+    text_path.write_text("The quick brown fox jumps over the lazy dog.\n\nHydrogen.\n")
+    chunks = records_to_examples(load_file(text_path), tokenizer, max_length=4)
+    assert [len(chunk.input_ids) for chunk in chunks[:3]] == [4, 4, 3]  # 11 tokens in chunks of 4
+    assert all(chunk.labels == chunk.input_ids for chunk in chunks)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from tunesmith.data.formats import LoadedFile
+
 IGNORE_INDEX = -100
 
 
@@ -66,6 +68,17 @@ def render_text(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) 
     ids = tokenizer(text, add_special_tokens=True)["input_ids"] + [tokenizer.eos_token_id]
     chunks = [ids[i : i + max_length] for i in range(0, len(ids), max_length)]
     return [TokenizedExample(list(chunk), list(chunk)) for chunk in chunks if len(chunk) > 1]
+
+
+def records_to_examples(loaded: LoadedFile, tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[TokenizedExample]:
+    """Training examples for the valid records of a file: one per chat, one or more chunks per text."""
+    examples = []
+    for record in loaded.records:
+        if record.kind == "chat":
+            examples.append(render_chat(tokenizer, record.messages, max_length))
+        else:
+            examples.extend(render_text(tokenizer, record.text, max_length))
+    return examples
 
 
 def truncate(example: TokenizedExample, max_length: int) -> TokenizedExample:

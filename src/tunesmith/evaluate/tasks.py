@@ -16,8 +16,8 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from tunesmith.data.check import records_to_examples
 from tunesmith.data.formats import load_file
+from tunesmith.data.render import records_to_examples
 from tunesmith.evaluate.classification import classification_metrics, read_label
 from tunesmith.evaluate.generation import evaluate_qa, generate_answers, generate_token_ids
 from tunesmith.evaluate.likelihood import choice_scores, example_loss_sums, mean_loss, pad_id

@@ -9,9 +9,8 @@ import numpy as np
 import torch
 
 from tunesmith.config import DataConfig, RunConfig
-from tunesmith.data.check import records_to_examples
 from tunesmith.data.formats import LoadedFile, RowError, load_file
-from tunesmith.data.render import TokenizedExample
+from tunesmith.data.render import TokenizedExample, records_to_examples
 from tunesmith.models.load import load_model
 from tunesmith.train.distributed import World
 from tunesmith.train.lora import apply_lora
