@@ -1,1 +1,3 @@
-"""Base model resolution: the embedded default, a local Hugging Face directory, or a hub id."""
+"""models: base models and what every caller needs to run one — find it, load it, prompt it, generate.
+
+resolve (name, directory, hub id) → load (model, tokenizer) → chat (prompt and stop ids) → generate."""

@@ -1,1 +1,3 @@
-"""Registry: API keys, files, fine-tuning jobs, fine-tuned models and the audit log, in one SQLite database."""
+"""registry: what the server remembers, in one SQLite database (db.py), every row owned by an API key.
+
+API keys, uploaded files, fine-tuning jobs and their events, fine-tuned models, and the append-only audit log."""

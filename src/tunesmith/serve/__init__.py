@@ -1,1 +1,3 @@
-"""serve: OpenAI-compatible API (files, fine-tuning jobs, models, completions), generation engine, job worker."""
+"""serve: the OpenAI-compatible API (app, routes/) and its web UI (ui/), for base and fine-tuned models.
+
+Requests share a model by continuous batching (batcher, engine, model_pool); jobs train in their own processes."""
