@@ -1,0 +1,80 @@
+"""Find person names: spaCy's named-entity recogniser where a spaCy pipeline is installed, else cue rules.
+
+A name has no checksum, so a regex cannot tell "Grace Hopper" from "Grace Notes"; a trained recogniser
+can, and spaCy is the maintained one that runs offline on CPU. It is an optional dependency: spaCy and an
+English pipeline (`pip install spacy` and `python -m spacy download en_core_web_sm`, or a wheel of it).
+Without one, `CueNames` finds only names that a cue introduces — a title (`Dr. Ada Lovelace`), a
+salutation (`Dear Ada Lovelace,`) or a self-introduction (`my name is Ada Lovelace`) — and misses bare
+names; `benchmarks/pii_redaction.py` measures both.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import Protocol
+
+from tunesmith.data.pii import PiiFinding
+
+DEFAULT_NER_MODEL = "en_core_web_sm"
+KIND = "person_name"
+_NAME_WORD = r"[A-Z](?:'[A-Z])?[a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"  # Ada, O'Brien, McDonald, Smith-Jones
+_NAME = rf"{_NAME_WORD}(?: (?:[A-Z]\. )?{_NAME_WORD}){{0,2}}"
+_CUED_NAME = re.compile(
+    rf"\b(?:(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame)\.? "  # a title: one word is enough (Dr. Smith)
+    rf"|(?:[Dd]ear|[Mm]y name is|[Nn]ame:|[Ss]igned,?|[Rr]egards,|[Ss]incerely,|[Tt]hanks,)\s+(?=\S+ [A-Z]))"  # two words
+    rf"(?P<name>{_NAME})"
+)
+
+
+class MissingNerModel(RuntimeError):
+    """A named spaCy pipeline is not installed."""
+
+
+class NameDetector(Protocol):
+    description: str  # for reports: which detector found the names
+
+    def find(self, text: str) -> list[PiiFinding]: ...
+
+
+class SpacyNames:
+    """PERSON entities from a spaCy pipeline; only the tokeniser and recogniser run (the parser is not needed)."""
+
+    def __init__(self, model: str = DEFAULT_NER_MODEL):
+        import spacy
+
+        self.nlp = spacy.load(model, disable=["tagger", "parser", "senter", "attribute_ruler", "lemmatizer"])
+        self.description = f"spaCy {spacy.__version__} NER ({model} {self.nlp.meta.get('version', '?')})"
+
+    def find(self, text: str) -> list[PiiFinding]:
+        findings = []
+        for entity in self.nlp(text).ents:
+            if entity.label_ == "PERSON" and any(char.isupper() for char in entity.text):
+                span = entity.text.removesuffix("'s").removesuffix("’s")
+                findings.append(PiiFinding(KIND, entity.start_char, entity.start_char + len(span), span))
+        return findings
+
+
+class CueNames:
+    """Names after a title, salutation or self-introduction: precise, but blind to a bare name in a sentence."""
+
+    description = "cue rules (title, salutation, 'my name is'); no NER model installed"
+
+    def find(self, text: str) -> list[PiiFinding]:
+        return [PiiFinding(KIND, m.start("name"), m.end("name"), m.group("name")) for m in _CUED_NAME.finditer(text)]
+
+
+def ner_model_installed(model: str = DEFAULT_NER_MODEL) -> bool:
+    return importlib.util.find_spec("spacy") is not None and importlib.util.find_spec(model) is not None
+
+
+def name_detector(model: str | None = None) -> NameDetector:
+    """`model=None`: spaCy with the default English pipeline when installed, else the cue rules.
+
+    A model asked for by name must be installed: silently falling back would hide a drop in recall.
+    """
+    if model is None:
+        return SpacyNames() if ner_model_installed() else CueNames()
+    if not ner_model_installed(model):
+        raise MissingNerModel(f"NER model '{model}' is not installed — pip install 'spacy>=3.8,<3.9', then "
+                              f"python -m spacy download {model} (or pip install its wheel)")
+    return SpacyNames(model)
