@@ -10,9 +10,10 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from tunesmith.evaluate.generation import render_prompts, stop_token_ids
-from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
-from tunesmith.serve.model_pool import BatchSlot, Shared
+from tunesmith.models.chat import render_prompts, stop_token_ids
+from tunesmith.serve.batcher import BatchSlot, complete, generate_deltas
+from tunesmith.serve.model_pool import ServedModel
+from tunesmith.serve.requests import SamplingParams, Usage
 from tests.tiny import tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
@@ -39,7 +40,7 @@ def prompts(tokenizer):
 
 @pytest.fixture
 def shared(model, tokenizer):
-    return Shared(model, tokenizer)
+    return ServedModel(model, tokenizer)
 
 
 def collect(request) -> tuple[list[tuple[str, str]], Usage]:
@@ -55,7 +56,7 @@ def collect(request) -> tuple[list[tuple[str, str]], Usage]:
 
 def alone(shared, prompt, params, adapter=None):
     """The request served by itself: a fresh batcher, nothing else in its batch."""
-    return complete(prompt, params, BatchSlot(Shared(shared.model, shared.tokenizer).batcher, adapter))
+    return complete(prompt, params, BatchSlot(ServedModel(shared.model, shared.tokenizer).batcher, adapter))
 
 
 def together(shared, jobs):
@@ -131,7 +132,7 @@ def test_base_and_two_adapters_in_one_batch_each_get_their_own_answer(model, tok
         peft.set_adapter(name)
         expected[name] = hf_greedy(peft, tokenizer, prompts[0], 10)
     assert len(set(expected.values())) == 3  # the adapters really change the answer
-    shared = Shared(peft, tokenizer)
+    shared = ServedModel(peft, tokenizer)
     order = ["b", None, "a", "b"]
     answers = together(shared, [(prompts[0], SamplingParams(max_new_tokens=10, temperature=0), a) for a in order])
     assert [answer[0][0][0] for answer in answers] == [expected[a] for a in order]
@@ -214,7 +215,7 @@ def test_a_client_that_leaves_frees_its_rows_and_the_others_finish(shared, model
 
 
 def test_requests_beyond_max_rows_wait_for_room_and_then_run(model, tokenizer, prompts):
-    shared = Shared(model, tokenizer)
+    shared = ServedModel(model, tokenizer)
     shared.batcher.max_rows = 3
     jobs = [(p, SamplingParams(max_new_tokens=5, temperature=0, n=2), None) for p in prompts[:3]]
     answers = together(shared, jobs)

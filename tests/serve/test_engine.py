@@ -1,9 +1,10 @@
 """Generation engine on the tiny model: stop strings, n choices, finish reasons, streaming == joined."""
 import pytest
 
-from tunesmith.evaluate.generation import render_prompts
-from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
-from tunesmith.serve.model_pool import BatchSlot, Shared
+from tunesmith.models.chat import render_prompts
+from tunesmith.serve.batcher import BatchSlot, complete, generate_deltas
+from tunesmith.serve.model_pool import ServedModel
+from tunesmith.serve.requests import SamplingParams, Usage
 
 
 @pytest.fixture
@@ -12,7 +13,7 @@ def prompt(tokenizer):
 
 
 def slot_for(model, tokenizer) -> BatchSlot:
-    return BatchSlot(Shared(model, tokenizer).batcher, None)
+    return BatchSlot(ServedModel(model, tokenizer).batcher, None)
 
 
 def run(model, tokenizer, prompt, **params):

@@ -5,9 +5,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith.config import LoraConfig
-from tunesmith.evaluate.generation import render_prompts
-from tunesmith.serve.engine import SamplingParams, complete
+from tunesmith.models.chat import render_prompts
+from tunesmith.serve.batcher import complete
 from tunesmith.serve.model_pool import ModelPool
+from tunesmith.serve.requests import SamplingParams
 from tunesmith.train.export import export_model
 from tunesmith.train.lora import apply_lora
 

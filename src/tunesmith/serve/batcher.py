@@ -1,9 +1,11 @@
-"""One thread per loaded model that serves all its requests together (continuous batching).
+"""The scheduler: one thread per loaded model that runs all its requests together (continuous batching).
 
-Requests queue up while the model is busy. Between decoding steps the thread takes everything waiting,
-prefills it and adds its rows to the running batch (`RunningBatch`), then runs one step for all rows;
-rows finish on their own (end of turn, stop string, max tokens) and leave. A request for a LoRA fine-tune
-runs in the same batch as the base and other adapters (peft mixed-adapter inference).
+A route calls `complete` or `generate_deltas` with the request's `BatchSlot` (its model's batcher and its
+LoRA adapter); the request queues while the model is busy. Between decoding steps the thread takes
+everything waiting, has the engine (serve/engine.py, `RunningBatch`) prefill it and add its rows to the
+running batch, then runs one step for all rows; rows finish on their own (end of turn, stop string, max
+tokens) and leave. A request for a LoRA fine-tune runs in the same batch as the base and other adapters
+(peft mixed-adapter inference).
 
 The thread holds the model's lock for each step, so the pool can add an adapter between steps. It exits
 after a while without work and starts again on the next request.
@@ -15,12 +17,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 
-from tunesmith.evaluate.generation import stop_token_ids
-from tunesmith.serve.engine import SamplingParams, Usage
-from tunesmith.serve.running_batch import GenerationRequest, RunningBatch
+from tunesmith.models.chat import stop_token_ids
+from tunesmith.serve.engine import RunningBatch
+from tunesmith.serve.requests import Delta, GenerationRequest, SamplingParams, Usage
 
 
 @dataclass
@@ -33,14 +36,15 @@ class BatchStats:
 
 
 class Batcher:
-    def __init__(self, shared, max_rows: int = 64, collect_s: float = 0.01, idle_exit_s: float = 30.0):
-        """`shared` has .model (read at every step: the pool may wrap it for adapters), .tokenizer and .lock.
+    def __init__(self, served, max_rows: int = 64, collect_s: float = 0.01, idle_exit_s: float = 30.0):
+        """`served` (a model_pool.ServedModel) has .model (read at every step: the pool may wrap it for
+        adapters), .tokenizer and .lock.
 
         max_rows: most rows (choices) decoded together; collect_s: how long an idle batcher waits for the
         neighbours of a first request; idle_exit_s: how long the thread lives without work.
         """
-        self.shared, self.max_rows, self.collect_s, self.idle_exit_s = shared, max_rows, collect_s, idle_exit_s
-        self.end_ids = set(stop_token_ids(shared.tokenizer))
+        self.served, self.max_rows, self.collect_s, self.idle_exit_s = served, max_rows, collect_s, idle_exit_s
+        self.end_ids = set(stop_token_ids(served.tokenizer))
         self.pending: queue.Queue[GenerationRequest] = queue.Queue()
         self.stats = BatchStats()
         self.thread: threading.Thread | None = None
@@ -96,13 +100,13 @@ class Batcher:
         return True
 
     def run(self) -> None:
-        batch = RunningBatch(self.shared.tokenizer, self.end_ids)
+        batch = RunningBatch(self.served.tokenizer, self.end_ids)
         torch.set_grad_enabled(False)
         while True:
             if not batch and not self.held and not self.wait_for_work():
                 return
-            with self.shared.lock, torch.inference_mode():
-                model, new = self.shared.model, []
+            with self.served.lock, torch.inference_mode():
+                model, new = self.served.model, []
                 try:
                     new = self.take_pending(self.max_rows - len(batch))  # under the lock: all that queued meanwhile
                     if new:
@@ -116,3 +120,41 @@ class Batcher:
                     for request in new:
                         request.fail(error)
                     batch.fail(error)
+
+
+@dataclass
+class BatchSlot:
+    """Where one request runs: its model's batcher, with its adapter (None = the plain base)."""
+
+    batcher: Batcher
+    adapter: str | None
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, usage: Usage) -> GenerationRequest:
+        return self.batcher.submit(prompt_ids, params, self.adapter, usage)
+
+
+def generate_deltas(prompt_ids: list[int], params: SamplingParams, usage: Usage, slot: BatchSlot) -> Iterator[Delta]:
+    """Yield deltas for every choice as tokens are generated; every choice ends with one finish_reason.
+
+    One code path serves streaming and non-streaming requests (`complete` joins these deltas). `usage` is
+    filled in as tokens arrive. Leaving the loop early (client gone) takes the request's rows out of the batch.
+    """
+    request = slot.submit(prompt_ids, params, usage)
+    try:
+        while (item := request.out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        request.cancelled.set()
+
+
+def complete(prompt_ids: list[int], params: SamplingParams, slot: BatchSlot) -> tuple[list[tuple[str, str]], Usage]:
+    """[(text, finish_reason)] per choice, and the token usage."""
+    usage = Usage()
+    texts, reasons = [""] * params.n, ["length"] * params.n
+    for delta in generate_deltas(prompt_ids, params, usage, slot):
+        texts[delta.index] += delta.text
+        if delta.finish_reason:
+            reasons[delta.index] = delta.finish_reason
+    return list(zip(texts, reasons)), usage

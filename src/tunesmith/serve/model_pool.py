@@ -15,13 +15,11 @@ from pathlib import Path
 from peft import PeftModel
 
 from tunesmith.models.load import load_model, load_tokenizer
-from tunesmith.serve.batcher import Batcher
-from tunesmith.serve.engine import SamplingParams, Usage
-from tunesmith.serve.running_batch import GenerationRequest
+from tunesmith.serve.batcher import Batcher, BatchSlot
 
 
 @dataclass(eq=False)
-class Shared:
+class ServedModel:
     """A loaded model, its tokenizer, and the batcher thread that runs every request for it."""
 
     model: object
@@ -34,34 +32,25 @@ class Shared:
 
 
 @dataclass
-class BatchSlot:
-    """Where one request runs: its model's batcher, with its adapter (None = the plain base)."""
-
-    batcher: Batcher
-    adapter: str | None
-
-    def submit(self, prompt_ids: list[int], params: SamplingParams, usage: Usage) -> GenerationRequest:
-        return self.batcher.submit(prompt_ids, params, self.adapter, usage)
-
-
-@dataclass
 class LoadedModel:
+    """What a route gets for one model id: the model (for its context length), its tokenizer, its slot."""
+
     model: object
     tokenizer: object
-    slot: BatchSlot  # pass to engine.complete / generate_deltas
+    slot: BatchSlot  # pass to batcher.complete / generate_deltas
 
 
 class ModelPool:
     def __init__(self, max_loaded: int):
         self.max_loaded = max_loaded
-        self.loaded: OrderedDict[str, Shared] = OrderedDict()
+        self.loaded: OrderedDict[str, ServedModel] = OrderedDict()
         self.lock = threading.Lock()
 
-    def shared(self, model_id: str, ref: str) -> Shared:
+    def served(self, model_id: str, ref: str) -> ServedModel:
         """Load under the pool lock, so two requests never load the same model twice."""
         if model_id not in self.loaded:
             model = load_model(ref).eval()
-            self.loaded[model_id] = Shared(model, load_tokenizer(ref))
+            self.loaded[model_id] = ServedModel(model, load_tokenizer(ref))
             while len(self.loaded) > self.max_loaded:
                 self.loaded.popitem(last=False)
         self.loaded.move_to_end(model_id)
@@ -70,25 +59,25 @@ class ModelPool:
     def get(self, model_id: str, ref: str) -> LoadedModel:
         """`ref` is what `load_model` takes: a base reference, or a run directory (merged weights)."""
         with self.lock:
-            shared = self.shared(model_id, ref)
-        return LoadedModel(shared.model, shared.tokenizer, BatchSlot(shared.batcher, None))
+            served = self.served(model_id, ref)
+        return LoadedModel(served.model, served.tokenizer, BatchSlot(served.batcher, None))
 
     def get_adapter(self, base_id: str, base_ref: str, adapter_name: str, adapter_dir: Path) -> LoadedModel:
         """A LoRA fine-tune as an adapter on its (shared) base model."""
         with self.lock:
-            shared = self.shared(base_id, base_ref)
-            with shared.lock:  # wrapping/adding changes the module tree: between decoding steps
-                if not isinstance(shared.model, PeftModel):
-                    shared.model = PeftModel.from_pretrained(shared.model, adapter_dir, adapter_name=adapter_name).eval()
-                elif adapter_name not in shared.model.peft_config:
-                    shared.model.load_adapter(adapter_dir, adapter_name=adapter_name)
-        return LoadedModel(shared.model, shared.tokenizer, BatchSlot(shared.batcher, adapter_name))
+            served = self.served(base_id, base_ref)
+            with served.lock:  # wrapping/adding changes the module tree: between decoding steps
+                if not isinstance(served.model, PeftModel):
+                    served.model = PeftModel.from_pretrained(served.model, adapter_dir, adapter_name=adapter_name).eval()
+                elif adapter_name not in served.model.peft_config:
+                    served.model.load_adapter(adapter_dir, adapter_name=adapter_name)
+        return LoadedModel(served.model, served.tokenizer, BatchSlot(served.batcher, adapter_name))
 
     def drop(self, model_id: str) -> None:
         """Forget a model, or unload a deleted fine-tune's adapter from whichever base holds it."""
         with self.lock:
             self.loaded.pop(model_id, None)
-            for shared in self.loaded.values():
-                if isinstance(shared.model, PeftModel) and model_id in shared.model.peft_config:
-                    with shared.lock:
-                        shared.model.delete_adapter(model_id)
+            for served in self.loaded.values():
+                if isinstance(served.model, PeftModel) and model_id in served.model.peft_config:
+                    with served.lock:
+                        served.model.delete_adapter(model_id)

@@ -11,12 +11,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from tunesmith.evaluate.generation import render_prompts
+from tunesmith.models.chat import render_prompts
 from tunesmith.registry import models
 from tunesmith.serve.auth import api_key
-from tunesmith.serve.engine import SamplingParams, Usage, complete, generate_deltas
+from tunesmith.serve.batcher import complete, generate_deltas
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.model_pool import LoadedModel
+from tunesmith.serve.requests import SamplingParams, Usage
 from tunesmith.serve.routes.models import served_model_ref
 
 router = APIRouter(prefix="/v1")

@@ -1,0 +1,70 @@
+"""What one generation request carries between the HTTP route and the batcher thread, and what comes back.
+
+A route builds `SamplingParams` from the API body and submits the prompt's token ids; the batcher turns
+that into a `GenerationRequest`, whose `out` queue the route reads: `Delta`s (text per choice as it
+becomes safe to send), then None when every choice has finished, or the exception that stopped the batch.
+`Usage` is filled in by the decoding thread as tokens arrive.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 1.0  # OpenAI's default; 0 = greedy
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    seed: int | None = None
+
+
+@dataclass
+class Delta:
+    index: int  # which of the n choices
+    text: str
+    finish_reason: str | None = None  # "stop" (end of turn or a stop string) | "length"
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(eq=False)
+class GenerationRequest:
+    """One API request: its n choices become n rows. `out` receives Delta items, then None (done) or an exception."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None  # None = the plain base model
+    usage: Usage
+    out: queue.Queue = field(default_factory=queue.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    rows_left: int = 0
+    generator: torch.Generator | None = None  # shared by the request's rows when sampling
+
+    def __post_init__(self):
+        self.rows_left = self.params.n
+        self.usage.prompt_tokens = len(self.prompt_ids)
+        if self.params.temperature > 0:
+            self.generator = torch.Generator()
+            if self.params.seed is None:
+                self.generator.seed()  # a fresh random seed
+            else:
+                self.generator.manual_seed(self.params.seed)
+
+    def fail(self, error: BaseException) -> None:
+        if self.rows_left:  # not already finished or failed
+            self.rows_left = 0
+            self.out.put(error)
