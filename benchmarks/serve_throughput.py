@@ -108,7 +108,7 @@ def run_sequential(prompts: list[str], max_tokens: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunesmith.evaluate.generation import stop_token_ids
+    from tunesmith.models.chat import stop_token_ids
     from tunesmith.models.resolve import resolve_model_dir
 
     model_dir = resolve_model_dir(BASE)

@@ -23,3 +23,15 @@ def model(tokenizer):
 def tiny_model_dir(tmp_path_factory):
     """A local HF directory (config, safetensors, tokenizer, chat template) usable as --base."""
     return save_tiny_pair(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture
+def talkative_model(model):
+    """The tiny model with larger random weights (it otherwise says "\\n" to every prompt), in float64
+    so that left padding cannot flip a greedy argmax through rounding."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.normal_(0, 0.3)
+    return model.double()

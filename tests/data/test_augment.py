@@ -14,7 +14,8 @@ from tunesmith.data.augment import (
 from tunesmith.data.formats import load_file
 from tunesmith.data.paraphrase import add_paraphrases, parse_candidates, rejection_reason
 from tunesmith.data.phrasings import plan_phrasings
-from tunesmith.evaluate.generation import generate_answers, stop_token_ids
+from tunesmith.models.chat import stop_token_ids
+from tunesmith.models.generate import generate_answers
 
 REPO = Path(__file__).resolve().parents[2]
 ELEMENTS = REPO / "examples/elements"

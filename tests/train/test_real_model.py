@@ -31,8 +31,8 @@ def test_lora_steps_on_the_embedded_model_lower_validation_loss(tmp_path):
     assert len(valid_losses) == 2 and valid_losses[-1] < valid_losses[0]
     assert result.steps == 4 and lines[-1]["tokens_per_s"] > 0
     from tunesmith.cli import load_for_generation
-    from tunesmith.models.generate import complete_chat
+    from tunesmith.models.generate import stream_chat
 
     model, tokenizer = load_for_generation(str(tmp_path / "run"))
-    answer = complete_chat(model, tokenizer, [{"role": "user", "content": "What is the chemical symbol for gold?"}], 16)
+    answer = "".join(stream_chat(model, tokenizer, [{"role": "user", "content": "What is the chemical symbol for gold?"}], 16))
     assert answer.strip()

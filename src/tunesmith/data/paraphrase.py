@@ -3,7 +3,7 @@
 Run as: library code; `tunesmith data augment SPEC.yaml --records FILE --out DIR --paraphrase 3` uses it.
 
 Each template is sent once, asking for N rewrites one per line, so a batch of greedy generations
-(`evaluate.generation.generate_answers`) yields every paraphrase deterministically without sampling
+(`models.generate.generate_answers`) yields every paraphrase deterministically without sampling
 seeds. A candidate is kept only if it is non-empty, parses as a template, has exactly the original's
 placeholders (a lost `{name}` would make a question about nothing) and is not a normalized duplicate
 of any template of the same relation (a paraphrase equal to an eval template would leak it into
@@ -95,7 +95,7 @@ def add_paraphrases(plan: Plan, n: int, generate: Generate) -> tuple[Plan, list[
 
 def model_generator(model_ref: str, batch_size: int = 16, max_new_tokens: int = 160) -> Generate:
     """Batched greedy chat completions from a model reference (embedded name, local dir, hub id)."""
-    from tunesmith.evaluate.generation import generate_answers
+    from tunesmith.models.generate import generate_answers
     from tunesmith.models.load import load_model, load_tokenizer
 
     tokenizer, model = load_tokenizer(model_ref), load_model(model_ref)

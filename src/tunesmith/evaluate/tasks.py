@@ -19,12 +19,13 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data.formats import load_file
 from tunesmith.data.render import records_to_examples
 from tunesmith.evaluate.classification import classification_metrics, read_label
-from tunesmith.evaluate.generation import evaluate_qa, generate_answers, generate_token_ids
+from tunesmith.evaluate.generation import evaluate_qa
 from tunesmith.evaluate.likelihood import choice_scores, example_loss_sums, mean_loss, pad_id
 from tunesmith.evaluate.matching import normalize_text
 from tunesmith.evaluate.suite import (
     ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, QATask, SpeedTask, Task,
 )
+from tunesmith.models.generate import generate_answers, generate_token_ids
 
 
 @dataclass
