@@ -67,13 +67,51 @@ def data_augment(
     """
     from tunesmith.cli_render import print_augment_summary
     from tunesmith.data.augment import AugmentError, augment_files
+    from tunesmith.models.load import ChatTemplateError
+    from tunesmith.models.resolve import ModelNotFoundError
 
     try:
         summary = augment_files(spec, records or [], documents or [], out, holdout, holdout_fraction, seed,
                                 paraphrase, paraphrase_model)
-    except (AugmentError, ValueError) as exc:
+    except (AugmentError, ChatTemplateError, ModelNotFoundError) as exc:
         fail(str(exc))
     print_augment_summary(summary, console)
+
+
+@data_app.command("redact")
+def data_redact(
+    source: Path = typer.Argument(..., help="File to redact: chat/instruction/text JSONL, or plain text."),
+    out: Path = typer.Argument(..., help="Where the redacted copy goes (never the input)."),
+    ner_model: Optional[str] = typer.Option(None, help="spaCy pipeline for person names (default: en_core_web_sm if installed)."),
+    no_ner: bool = typer.Option(False, "--no-ner", help="Find names by cue rules only (titles, salutations)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Replace emails, phones, cards, IBANs, IPs, national ids, addresses and names with <KIND_N> placeholders.
+
+    Run as: tunesmith data redact examples/elements/train.jsonl runs/train.redacted.jsonl
+    """
+    from tunesmith.data.person_names import CueNames, MissingNerModel, name_detector
+    from tunesmith.data.redact import RedactionError, redact_file
+
+    try:
+        report = redact_file(source, out, CueNames() if no_ner else name_detector(ner_model))
+    except (RedactionError, MissingNerModel) as exc:
+        fail(str(exc))
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    total = sum(report.counts.values())
+    console.print(f"{total} value(s) redacted in {report.rows_changed} of {report.rows} rows → {report.output}",
+                  soft_wrap=True)
+    console.print(f"names: {report.name_detector}")
+    for kind, count in sorted(report.counts.items()):
+        console.print(f"  {kind}: {count} ({report.distinct[kind]} distinct)")
+    for redaction in report.redactions[:20]:
+        where = f"{report.source}:{redaction.line}" + (f": {redaction.field}" if redaction.field else "")
+        console.print(f"  {where}: {redaction.kind} → {redaction.placeholder}", markup=False, highlight=False,
+                      soft_wrap=True)
+    if len(report.redactions) > 20:
+        console.print(f"  … {len(report.redactions) - 20} more (--json lists all)")
 
 
 @app.command()
@@ -110,7 +148,12 @@ def train(
     from tunesmith.config import ConfigError, load_config
     from tunesmith.evaluate.after_training import check_eval_suite
     from tunesmith.evaluate.suite import SuiteError
-    from tunesmith.train.setup import InvalidDataError
+    from tunesmith.models.load import ChatTemplateError
+    from tunesmith.models.resolve import ModelNotFoundError
+    from tunesmith.train.checkpoint import CheckpointMismatchError
+    from tunesmith.train.deepspeed import DeepSpeedSetupError
+    from tunesmith.train.loop import NoTrainedTokensError
+    from tunesmith.train.setup import InvalidDataError, NoTrainingDataError
     from tunesmith.train.sft import RunDirectoryInUse, train as run_training
 
     overrides = {
@@ -129,7 +172,8 @@ def train(
         run_config = load_config(config, overrides)
         check_eval_suite(run_config)  # a broken suite fails now, not after the training it was meant to judge
         result = run_training(run_config, resume=resume, console=err, stop_after=stop_after)
-    except (ConfigError, SuiteError, InvalidDataError, RunDirectoryInUse, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, SuiteError, InvalidDataError, NoTrainingDataError, ChatTemplateError, ModelNotFoundError,
+            RunDirectoryInUse, CheckpointMismatchError, DeepSpeedSetupError, NoTrainedTokensError) as exc:
         fail(str(exc))
     if not result.finished:
         console.print(f"stopped after step {result.steps} with a checkpoint; continue with: "
@@ -190,12 +234,17 @@ def estimate(
 
     from tunesmith.config import ConfigError, load_config
     from tunesmith.estimate.estimate import estimate_config
+    from tunesmith.estimate.hardware import HardwareError
     from tunesmith.estimate.table import estimate_table
-    from tunesmith.train.setup import InvalidDataError
+    from tunesmith.models.load import ChatTemplateError
+    from tunesmith.models.resolve import ModelNotFoundError
+    from tunesmith.train.loop import NoTrainedTokensError
+    from tunesmith.train.setup import InvalidDataError, NoTrainingDataError
 
     try:
         result = estimate_config(load_config(config), hardware, price_per_hour, probe=probe, mfu=mfu)
-    except (ConfigError, InvalidDataError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, InvalidDataError, NoTrainingDataError, ChatTemplateError, ModelNotFoundError, HardwareError,
+            NoTrainedTokensError) as exc:
         fail(str(exc))
     if as_json:
         print(json.dumps(result.to_json(), indent=2, default=str))
@@ -332,13 +381,14 @@ def eval_suite(
     """
     from tunesmith.evaluate.after_training import failed_gates_message, print_gates
     from tunesmith.evaluate.report import write_reports
-    from tunesmith.evaluate.runner import run_eval
+    from tunesmith.evaluate.runner import NoBaselineError, run_eval
     from tunesmith.evaluate.suite import SuiteError
+    from tunesmith.models.load import ChatTemplateError
     from tunesmith.models.resolve import ModelNotFoundError
 
     try:
         result = run_eval(model, suite, baseline, limit, console=err)
-    except (SuiteError, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+    except (SuiteError, NoBaselineError, ModelNotFoundError, ChatTemplateError) as exc:
         fail(str(exc))
     paths = write_reports(result, out)
     print_gates(result.gates, console)

@@ -48,7 +48,7 @@ def test_checksums_reject_invalid_numbers():
 
 
 def test_cue_rules_find_introduced_names_only():
-    text = "Dear Maria Gonzalez, my name is Sean O'Brien; Dr. McDonald agreed. Grace Hopper wrote code."
+    text = "Dear Maria Gonzalez, my name is Sean O'Brien; Dr. McDonald agreed. Grace Hopper wrote code. I am Very"
     assert [f.text for f in NAMES.find(text)] == ["Maria Gonzalez", "Sean O'Brien", "McDonald"]
 
 
@@ -129,3 +129,19 @@ def test_a_named_ner_model_that_is_missing_is_an_error_not_a_fallback():
 def test_spacy_finds_bare_names():
     found = SpacyNames().find("Yesterday Grace Hopper met Alan Turing's sister.")
     assert [f.text for f in found] == ["Grace Hopper", "Alan Turing"]
+
+
+def test_cli_redacts_and_lists_findings_by_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    source = tmp_path / "train.jsonl"
+    source.write_text(json.dumps(chat("I am Priya Raman, mail priya@example.com", "Hello.")) + "\n")
+    result = CliRunner().invoke(app, ["data", "redact", str(source), str(tmp_path / "out.jsonl"), "--no-ner"])
+    assert result.exit_code == 0, result.output
+    assert "2 value(s) redacted in 1 of 1 rows" in result.output
+    assert "train.jsonl:1: messages[0].content: email → <EMAIL_1>" in result.output
+    assert "priya@" not in result.output and "priya@" not in (tmp_path / "out.jsonl").read_text()
+    missing = CliRunner().invoke(app, ["data", "redact", str(source), str(tmp_path / "x.jsonl"), "--ner-model", "nope"])
+    assert missing.exit_code == 1 and not (tmp_path / "x.jsonl").exists()

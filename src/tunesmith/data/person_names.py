@@ -4,7 +4,7 @@ A name has no checksum, so a regex cannot tell "Grace Hopper" from "Grace Notes"
 can, and spaCy is the maintained one that runs offline on CPU. It is an optional dependency: spaCy and an
 English pipeline (`pip install spacy` and `python -m spacy download en_core_web_sm`, or a wheel of it).
 Without one, `CueNames` finds only names that a cue introduces — a title (`Dr. Ada Lovelace`), a
-salutation (`Dear Ada Lovelace,`) or a self-introduction (`my name is Ada Lovelace`) — and misses bare
+salutation (`Dear Ada Lovelace,`) or a self-introduction (`I am Ada Lovelace`) — and misses bare
 names; `benchmarks/pii_redaction.py` measures both.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ _NAME_WORD = r"[A-Z](?:'[A-Z])?[a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"  # Ada, 
 _NAME = rf"{_NAME_WORD}(?: (?:[A-Z]\. )?{_NAME_WORD}){{0,2}}"
 _CUED_NAME = re.compile(
     rf"\b(?:(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame)\.? "  # a title: one word is enough (Dr. Smith)
-    rf"|(?:[Dd]ear|[Mm]y name is|[Nn]ame:|[Ss]igned,?|[Rr]egards,|[Ss]incerely,|[Tt]hanks,)\s+(?=\S+ [A-Z]))"  # two words
+    rf"|(?:[Dd]ear|[Mm]y name is|I am|I'm|[Nn]ame:|[Ss]igned,?|[Rr]egards,|[Ss]incerely,|[Tt]hanks,)\s+(?=\S+ [A-Z]))"  # two words
     rf"(?P<name>{_NAME})"
 )
 
@@ -57,7 +57,7 @@ class SpacyNames:
 class CueNames:
     """Names after a title, salutation or self-introduction: precise, but blind to a bare name in a sentence."""
 
-    description = "cue rules (title, salutation, 'my name is'); no NER model installed"
+    description = "cue rules (title, salutation, 'my name is'); no NER model in use"
 
     def find(self, text: str) -> list[PiiFinding]:
         return [PiiFinding(KIND, m.start("name"), m.end("name"), m.group("name")) for m in _CUED_NAME.finditer(text)]
