@@ -1,0 +1,120 @@
+"""Preference losses (DPO sigmoid, IPO) from the log-probabilities of each pair's two answers.
+
+A pair's answers are scored by the summed log-probability of their trained tokens (the answer through its
+end-of-turn token) under the policy and under the reference model. With log-ratios
+rho = log pi(y|x) - log pi_ref(y|x) and the implicit reward r = beta * rho, per pair, as TRL's
+`DPOTrainer._compute_loss` (trl 1.16, reverse-KL divergence, no label smoothing) computes them:
+
+    sigmoid:  -log sigmoid(beta * (rho_chosen - rho_rejected))
+    ipo:      (rho_chosen / n_chosen - rho_rejected / n_rejected - 1 / (2 beta))^2,   n = trained tokens
+
+(TRL divides IPO's log-ratios by the answer length; its comment says the IPO authors confirmed this.)
+Losses are returned per pair: a step's loss is their sum over its micro-batches divided by the step's
+number of pairs, which for one micro-batch is TRL's batch mean.
+
+Log-probabilities come from `trained_token_loss_sum`, the chunked output head on trained positions only,
+called once per example with the other examples' targets masked: each trained position meets the head
+once, as in supervised training, and the cross-entropy math lives only there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from tunesmith.data.render import IGNORE_INDEX
+from tunesmith.train.forward import causal_lm_of
+from tunesmith.train.loss import trained_token_loss_sum
+from tunesmith.train.packing import ModelBatch, pack_rows
+
+
+@dataclass
+class ChosenRejected:
+    """One value per pair for its preferred (chosen) and its non-preferred (rejected) answer."""
+
+    chosen: torch.Tensor  # (P,)
+    rejected: torch.Tensor  # (P,)
+
+    @classmethod
+    def split(cls, per_example: torch.Tensor) -> "ChosenRejected":
+        """(2P,) values laid out as [chosen of every pair..., rejected of every pair...] (TRL's batch order)."""
+        chosen, rejected = per_example.chunk(2)
+        return cls(chosen, rejected)
+
+
+def example_index(lengths: list[int], max_length: int, packing: bool) -> torch.Tensor:
+    """(R, T) index of the example at each position of `packing.collate` over examples of these lengths; -1 on padding.
+
+    Mirrors collate's layout (the same `pack_rows` when packing, one example a row otherwise).
+    """
+    rows = pack_rows(lengths, max_length) if packing else [[i] for i in range(len(lengths))]
+    width = max(sum(lengths[i] for i in row) for row in rows)
+    index = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        start = 0
+        for i in row:
+            index[r, start : start + lengths[i]] = i
+            start += lengths[i]
+    return index
+
+
+def example_logps(
+    hidden: torch.Tensor,  # (R, T, H) final hidden states, or (R, T, V) logits with output_head=torch.nn.Identity()
+    targets: torch.Tensor,  # (R, T) next-token ids, IGNORE_INDEX where not trained
+    index: torch.Tensor,  # (R, T) example at each position (see `example_index`); others are ignored
+    num_examples: int,
+    output_head: torch.nn.Module,  # H -> V
+) -> torch.Tensor:  # (E,) summed log-probability of each example's trained targets
+    sums = [trained_token_loss_sum(hidden, targets.masked_fill(index != e, IGNORE_INDEX), output_head) for e in range(num_examples)]
+    return -torch.stack(sums)
+
+
+def batch_example_logps(model, batch: ModelBatch, index: torch.Tensor, num_examples: int) -> torch.Tensor:
+    """(E,) summed log-probabilities of each example's trained tokens: one decoder pass, then the head per example."""
+    causal_lm = causal_lm_of(model)
+    hidden = causal_lm.get_decoder()(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        use_cache=False,
+    ).last_hidden_state  # (R, T, H)
+    return example_logps(hidden, batch.targets, index.to(hidden.device), num_examples, causal_lm.get_output_embeddings())
+
+
+def log_ratios(policy: ChosenRejected, reference: ChosenRejected) -> ChosenRejected:
+    """log pi(y|x) - log pi_ref(y|x) per answer; the reference carries no gradient."""
+    return ChosenRejected(policy.chosen - reference.chosen.detach(), policy.rejected - reference.rejected.detach())
+
+
+def dpo_sigmoid_loss(policy: ChosenRejected, reference: ChosenRejected, beta: float) -> torch.Tensor:  # (P,)
+    ratios = log_ratios(policy, reference)
+    return -F.logsigmoid(beta * (ratios.chosen - ratios.rejected))
+
+
+def ipo_loss(policy: ChosenRejected, reference: ChosenRejected, beta: float, trained_tokens: ChosenRejected) -> torch.Tensor:  # (P,)
+    """IPO on per-token log-ratios: the squared loss would otherwise grow with the answers' lengths."""
+    ratios = log_ratios(policy, reference)
+    delta = ratios.chosen / trained_tokens.chosen.clamp(min=1) - ratios.rejected / trained_tokens.rejected.clamp(min=1)
+    return (delta - 1 / (2 * beta)) ** 2
+
+
+def implicit_rewards(policy: ChosenRejected, reference: ChosenRejected, beta: float) -> ChosenRejected:
+    """beta * log-ratio per answer, detached: what the metrics and the `preference` eval report."""
+    ratios = log_ratios(policy, reference)
+    return ChosenRejected(beta * ratios.chosen.detach(), beta * ratios.rejected.detach())
+
+
+def reward_metrics(rewards: ChosenRejected, policy: ChosenRejected) -> dict[str, float]:
+    """Means over the pairs given (pass all of a step's pairs, not micro-batch means).
+
+    TRL logs the same values as `rewards/accuracies` and `rewards/margins`.
+    """
+    return {
+        "rewards/chosen": rewards.chosen.mean().item(),
+        "rewards/rejected": rewards.rejected.mean().item(),
+        "rewards/accuracy": (rewards.chosen > rewards.rejected).float().mean().item(),
+        "rewards/margin": (rewards.chosen - rewards.rejected).mean().item(),
+        "logps/chosen": policy.chosen.detach().mean().item(),
+        "logps/rejected": policy.rejected.detach().mean().item(),
+    }
