@@ -1,12 +1,12 @@
 import pytest
 
-from tunesmith.evaluate.matching import contains_answer, exact, match, normalize_text, normalized, numeric, regex
+from tunesmith.evaluate.matching import contains_answer, exact, match, normalize_answer, normalized, numeric, regex
 
 
 def test_normalize_drops_case_punctuation_articles_and_keeps_decimals():
-    assert normalize_text("  The symbol is **Au**!  ") == "symbol is au"
-    assert normalize_text("An atomic weight of 26.98, or 1,000 g.") == "atomic weight of 26.98 or 1000 g"
-    assert normalize_text("The Au", case_sensitive=True) == "Au"
+    assert normalize_answer("  The symbol is **Au**!  ") == "symbol is au"
+    assert normalize_answer("An atomic weight of 26.98, or 1,000 g.") == "atomic weight of 26.98 or 1000 g"
+    assert normalize_answer("The Au", case_sensitive=True) == "Au"
 
 
 def test_exact_and_normalized():

@@ -6,17 +6,17 @@ answer naming no class is `(none)`, which is always wrong and counts in the conf
 """
 from __future__ import annotations
 
-from tunesmith.evaluate.matching import normalize_text
+from tunesmith.evaluate.matching import normalize_answer
 
 NO_LABEL = "(none)"
 
 
 def read_label(prediction: str, labels: list[str]) -> str:
-    words = normalize_text(prediction).split()
+    words = normalize_answer(prediction).split()
     best, best_position = NO_LABEL, len(words) + 1
     # Longer labels first, so "very positive" wins over "positive" at the same position.
-    for label in sorted(labels, key=lambda name: -len(normalize_text(name).split())):
-        target = normalize_text(label).split()
+    for label in sorted(labels, key=lambda name: -len(normalize_answer(name).split())):
+        target = normalize_answer(label).split()
         for position in range(len(words) - len(target) + 1):
             if words[position : position + len(target)] == target:
                 if position < best_position:

@@ -16,11 +16,12 @@ _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:,\d{3})*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def normalize_text(text: str, case_sensitive: bool = False) -> str:
+def normalize_answer(text: str, case_sensitive: bool = False) -> str:
     """Casefold (unless case_sensitive), drop punctuation and articles, collapse whitespace.
 
     Decimal points inside numbers survive ("26.98" stays one token) and thousands separators
-    vanish ("1,000" -> "1000"), so numbers keep their value.
+    vanish ("1,000" -> "1000"), so numbers keep their value. This compares answers (the SQuAD
+    normalization, plus numbers); `data.phrasings.normalize_wording` compares question wordings.
     """
     if not case_sensitive:
         text = text.casefold()
@@ -35,13 +36,13 @@ def exact(prediction: str, answer: str) -> bool:
 
 
 def normalized(prediction: str, answer: str, case_sensitive: bool = False) -> bool:
-    return normalize_text(prediction, case_sensitive) == normalize_text(answer, case_sensitive)
+    return normalize_answer(prediction, case_sensitive) == normalize_answer(answer, case_sensitive)
 
 
 def contains_answer(prediction: str, answer: str, case_sensitive: bool = False) -> bool:
     """The normalised answer appears in the normalised prediction as a whole run of tokens."""
-    target = normalize_text(answer, case_sensitive).split()
-    words = normalize_text(prediction, case_sensitive).split()
+    target = normalize_answer(answer, case_sensitive).split()
+    words = normalize_answer(prediction, case_sensitive).split()
     if not target:
         return False
     width = len(target)

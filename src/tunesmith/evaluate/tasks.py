@@ -21,7 +21,7 @@ from tunesmith.data.render import records_to_examples
 from tunesmith.evaluate.classification import classification_metrics, read_label
 from tunesmith.evaluate.generation import evaluate_qa
 from tunesmith.evaluate.likelihood import choice_scores, example_loss_sums, mean_loss, pad_id
-from tunesmith.evaluate.matching import normalize_text
+from tunesmith.evaluate.matching import normalize_answer
 from tunesmith.evaluate.suite import (
     ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, QATask, SpeedTask, Task,
 )
@@ -133,7 +133,7 @@ def run_loss(task: LossTask, model, tokenizer, decoding: Decoding, progress: boo
 
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD-style overlap of normalised words; 1.0 when both are empty."""
-    ours, theirs = normalize_text(prediction).split(), normalize_text(reference).split()
+    ours, theirs = normalize_answer(prediction).split(), normalize_answer(reference).split()
     if not ours or not theirs:
         return float(ours == theirs)
     common = sum((Counter(ours) & Counter(theirs)).values())
