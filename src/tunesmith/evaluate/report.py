@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 import transformers
 
+from tunesmith.data.hashing import file_sha256
 from tunesmith.evaluate.runner import EvalResult
-from tunesmith.evaluate.suite import KIND_METRICS, file_sha256
+from tunesmith.evaluate.suite import KIND_METRICS
 from tunesmith.evaluate.tasks import TaskRun
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
+from tunesmith.data.hashing import file_sha256
 from tunesmith.evaluate.gates import GateResult, check_gates
-from tunesmith.evaluate.suite import Suite, file_sha256, load_suite
+from tunesmith.evaluate.suite import Suite, load_suite
 from tunesmith.evaluate.tasks import TaskRun, run_task
 from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.models.resolve import resolve_model_dir

@@ -6,7 +6,6 @@ are errors that say what to write instead.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -196,10 +195,3 @@ def _model_at(loc: tuple) -> type[BaseModel]:
         return Decoding
     return Suite
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

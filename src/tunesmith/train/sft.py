@@ -6,7 +6,6 @@ Recipe: set up (config → data, model, optimizer) → fit (the shared loop) →
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tunesmith.config import RunConfig, save_config
+from tunesmith.data.hashing import file_sha256
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
 from tunesmith.train.deepspeed import check_deepspeed, deepspeed_config, prepare_deepspeed
@@ -48,16 +48,6 @@ class RunResult:
     seconds: float
     resumed_from: int | None
     finished: bool = True
-
-
-def file_sha256(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
@@ -165,9 +155,9 @@ def write_run_record(run_dir: Path, config: RunConfig, result: RunResult, traina
         "base_model": config.model.base,
         "method": config.train.method,
         "train_file": str(config.data.train),
-        "train_sha256": file_sha256(config.data.train),
+        "train_sha256": file_sha256(config.data.train) if config.data.train else None,
         "valid_file": str(config.data.valid) if config.data.valid else None,
-        "valid_sha256": file_sha256(config.data.valid),
+        "valid_sha256": file_sha256(config.data.valid) if config.data.valid else None,
         "trainable_parameters": trainable,
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
     }
