@@ -59,3 +59,32 @@ def test_chat_streams_answers_until_an_empty_line(tiny_model_dir):
     result = runner.invoke(app, ["chat", str(tiny_model_dir), "--max-new-tokens", "3"], input="hi\nand again\n\n")
     assert result.exit_code == 0, result.output
     assert result.stdout.count("model>") == 2
+
+
+def test_train_with_a_missing_base_model_says_which_and_exits_1(tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", [GOOD, GOOD])
+    missing = tmp_path / "no-such-model"
+    result = runner.invoke(app, ["train", "--base", str(missing), "--data", str(data), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "error:" in result.stderr and "no-such-model" in result.stderr
+
+
+def test_lora_targets_that_name_no_module_are_a_config_error(tmp_path, tiny_model_dir):
+    data = write_rows(tmp_path / "train.jsonl", [GOOD, GOOD])
+    config = tmp_path / "run.yaml"
+    config.write_text("lora:\n  target_modules: [qproj]\n")
+    result = runner.invoke(app, ["train", str(config), "--base", str(tiny_model_dir), "--data", str(data),
+                                 "--out", str(tmp_path / "run"), "--max-steps", "1"])
+    assert result.exit_code == 1
+    assert "lora.target_modules" in result.stderr and "q_proj" in result.stderr
+
+
+def test_a_bug_inside_training_surfaces_as_a_traceback_not_a_one_line_error(tmp_path, tiny_model_dir, monkeypatch):
+    def broken_training(*args, **kwargs):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr("tunesmith.train.sft.train", broken_training)
+    data = write_rows(tmp_path / "train.jsonl", [GOOD, GOOD])
+    result = runner.invoke(app, ["train", "--base", str(tiny_model_dir), "--data", str(data),
+                                 "--out", str(tmp_path / "run")])
+    assert type(result.exception) is ValueError and "error:" not in result.stderr

@@ -160,3 +160,5 @@ def test_cli_json_and_unknown_hardware(tmp_path, tiny_model_dir):
     assert report["hardware"]["name"] == "l4" and report["scenarios"][0]["peak_memory_bytes"] > 0
     result = runner.invoke(app, ["estimate", config, "--hardware", "tpu"])
     assert result.exit_code == 1 and "h100" in result.stderr
+    result = runner.invoke(app, ["estimate", config, "--hardware", "h100", "--probe"])
+    assert result.exit_code == 1 and "--hardware cpu" in result.stderr

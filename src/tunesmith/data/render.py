@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.formats import LoadedFile
+from tunesmith.models.load import ChatTemplateError
 
 IGNORE_INDEX = -100
 
@@ -44,7 +45,7 @@ def trained_char_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict])
         prompt = tokenizer.apply_chat_template(plain[:i], tokenize=False, add_generation_prompt=True)
         through = tokenizer.apply_chat_template(plain[: i + 1], tokenize=False)
         if not text.startswith(through) or not through.startswith(prompt):
-            raise ValueError(
+            raise ChatTemplateError(
                 "the chat template does not render conversations as growing prefixes; "
                 "tunesmith cannot tell which tokens belong to the assistant"
             )

@@ -25,7 +25,7 @@ from tunesmith.estimate.cost_model import (
     read_model_shape,
     static_memory,
 )
-from tunesmith.estimate.hardware import GPU_RUNTIME_BYTES, Hardware, lookup_hardware
+from tunesmith.estimate.hardware import GPU_RUNTIME_BYTES, Hardware, HardwareError, lookup_hardware
 from tunesmith.models.load import load_tokenizer
 from tunesmith.models.resolve import resolve_model_dir
 from tunesmith.train.schedule import steps_per_epoch, total_steps
@@ -190,7 +190,7 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
                     probe_warmup: int = 2) -> Estimate:
     lookup_hardware(hardware_name, mfu)  # fail on an unknown name before any slow work
     if probe and hardware_name.lower() != "cpu":
-        raise ValueError("--probe measures this machine; use it with --hardware cpu")
+        raise HardwareError("--probe measures this machine; use it with --hardware cpu")
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model.base)
     data = load_training_data(config.data, tokenizer)

@@ -22,7 +22,11 @@ DEFAULT_GPU_MFU = 0.30
 GPU_RUNTIME_BYTES = int(0.75 * GIB)
 
 
-class UnknownHardwareError(ValueError):
+class HardwareError(ValueError):
+    """The run cannot be estimated on the --hardware asked for; the message says what to pass instead."""
+
+
+class UnknownHardwareError(HardwareError):
     """The --hardware name is not in the table; the message lists the names."""
 
 

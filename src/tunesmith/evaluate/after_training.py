@@ -31,7 +31,7 @@ class RunEvaluation:
 
 
 def check_eval_suite(config: RunConfig) -> Suite | None:
-    """Load and validate the configured suite (raises SuiteError / FileNotFoundError with the reason)."""
+    """Load and validate the configured suite (raises SuiteError with the reason)."""
     if config.eval.suite is None:
         return None
     return load_suite(config.eval.suite)

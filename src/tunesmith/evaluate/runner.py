@@ -27,6 +27,10 @@ from tunesmith.models.resolve import resolve_model_dir
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
+class NoBaselineError(ValueError):
+    """No --baseline was given and the candidate is not a run whose run.json names its base model."""
+
+
 @dataclass
 class ModelInfo:
     ref: str
@@ -62,10 +66,10 @@ def is_run_dir(ref: str) -> bool:
 def default_baseline(model_ref: str) -> str:
     """The base model a tunesmith run was trained from."""
     if not is_run_dir(model_ref):
-        raise ValueError(f"{model_ref} is not a tunesmith run directory (no run.json): pass --baseline")
+        raise NoBaselineError(f"{model_ref} is not a tunesmith run directory (no run.json): pass --baseline")
     base = json.loads((Path(model_ref) / "run.json").read_text()).get("base_model")
     if not base:
-        raise ValueError(f"{model_ref}/run.json names no base_model: pass --baseline")
+        raise NoBaselineError(f"{model_ref}/run.json names no base_model: pass --baseline")
     return str(base)
 
 

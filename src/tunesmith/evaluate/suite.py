@@ -20,7 +20,7 @@ Limit = Annotated[int | None, Field(None, ge=1, description="Use only the first 
 
 
 class SuiteError(ValueError):
-    """A suite file is invalid; the message says where and what to do."""
+    """A suite file, or a task data file it names, is invalid; the message says where and what to do."""
 
 
 class Strict(BaseModel):

@@ -23,7 +23,7 @@ from tunesmith.evaluate.generation import evaluate_qa
 from tunesmith.evaluate.likelihood import choice_scores, example_loss_sums, mean_loss, pad_id
 from tunesmith.evaluate.matching import normalize_answer
 from tunesmith.evaluate.suite import (
-    ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, QATask, SpeedTask, Task,
+    ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, QATask, SpeedTask, SuiteError, Task,
 )
 from tunesmith.models.generate import generate_answers, generate_token_ids
 
@@ -43,7 +43,7 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
+                raise SuiteError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
     return rows[:limit] if limit else rows
 
 
@@ -51,7 +51,7 @@ def require_keys(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
     for number, row in enumerate(rows, start=1):
         missing = [key for key in keys if key not in row]
         if missing:
-            raise ValueError(f"{path}: item {number} lacks {', '.join(missing)} (needs {', '.join(keys)})")
+            raise SuiteError(f"{path}: item {number} lacks {', '.join(missing)} (needs {', '.join(keys)})")
 
 
 def chat_prompt(decoding: Decoding, content: str) -> list[dict]:
@@ -104,7 +104,7 @@ def run_classification(task: ClassifyTask, model, tokenizer, decoding: Decoding,
     require_keys(task.data, items, ("text", "label"))
     unknown = sorted({item["label"] for item in items} - set(task.labels))
     if unknown:
-        raise ValueError(f"{task.data}: labels {unknown} are not among the task's labels {task.labels}")
+        raise SuiteError(f"{task.data}: labels {unknown} are not among the task's labels {task.labels}")
     prompts = [task.template.replace("{text}", item["text"]) for item in items]
     answers = generate_answers(model, tokenizer, [chat_prompt(decoding, p) for p in prompts],
                                decoding.max_new_tokens, decoding.batch_size, progress)
@@ -120,7 +120,7 @@ def run_classification(task: ClassifyTask, model, tokenizer, decoding: Decoding,
 def file_loss(path: Path, tokenizer, model, max_length: int, batch_size: int, limit: int | None) -> dict:
     loaded = load_file(path)
     if loaded.errors:
-        raise ValueError(f"{path}: {len(loaded.errors)} invalid rows, first: {loaded.errors[0]}")
+        raise SuiteError(f"{path}: {len(loaded.errors)} invalid rows, first: {loaded.errors[0]}")
     loaded.records = loaded.records[:limit] if limit else loaded.records
     examples = records_to_examples(loaded, tokenizer, max_length)
     return mean_loss(example_loss_sums(model, examples, pad_id(tokenizer), batch_size))

@@ -30,6 +30,10 @@ class InvalidDataError(ValueError):
         )
 
 
+class NoTrainingDataError(ValueError):
+    """Nothing to train on: no training file is configured, or none of its rows is valid."""
+
+
 @dataclass
 class TrainingData:
     train: list[TokenizedExample]
@@ -60,7 +64,7 @@ def load_split(path: Path, tokenizer, config: DataConfig) -> tuple[LoadedFile, l
 def load_training_data(config: DataConfig, tokenizer) -> TrainingData:
     """Validate and render train (and valid) files; refuse invalid rows unless skip_invalid."""
     if config.train is None:
-        raise ValueError("no training data: pass --data FILE or set data.train in the config")
+        raise NoTrainingDataError("no training data: pass --data FILE or set data.train in the config")
     loaded, train = load_split(config.train, tokenizer, config)
     skipped = list(loaded.errors)
     valid: list[TokenizedExample] = []
@@ -68,7 +72,7 @@ def load_training_data(config: DataConfig, tokenizer) -> TrainingData:
         loaded_valid, valid = load_split(config.valid, tokenizer, config)
         skipped += loaded_valid.errors
     if not train:
-        raise ValueError(f"{config.train}: no valid rows to train on")
+        raise NoTrainingDataError(f"{config.train}: no valid rows to train on")
     truncated = sum(e.truncated for e in train + valid)
     return TrainingData(train=train, valid=valid, skipped=skipped, truncated=truncated)
 
