@@ -9,6 +9,7 @@ this CPU). The same arithmetic is repeated for a full finetune and for Chinchill
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -78,8 +79,6 @@ def current_rss_bytes() -> float:
     """Resident memory of this process now (Linux /proc; elsewhere the peak so far)."""
     try:
         with open("/proc/self/statm") as handle:
-            import os
-
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         from tunesmith.train.loop import peak_rss_mb
