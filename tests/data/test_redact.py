@@ -3,7 +3,14 @@ import json
 
 import pytest
 
-from tunesmith.data.person_names import CueNames, MissingNerModel, SpacyNames, name_detector, ner_model_installed
+from tunesmith.data.person_names import (
+    CueNames,
+    MissingNerModel,
+    SpacyNames,
+    name_detector,
+    names_from_entities,
+    ner_model_installed,
+)
 from tunesmith.data.pii import find_pii, iban_valid, luhn_valid, nino_valid
 from tunesmith.data.redact import RedactionError, find_personal_data, redact_file
 
@@ -18,6 +25,9 @@ NAMES = CueNames()
         ("nino AB 12 34 56 C ok", "nino", "AB 12 34 56 C"),
         ("host 2001:db8:85a3::8a2e:370:7334.", "ipv6", "2001:db8:85a3::8a2e:370:7334"),
         ("mapped ::ffff:192.0.2.1 ok", "ipv6", "::ffff:192.0.2.1"),
+        ("call 020 7946 0958 now", "phone", "020 7946 0958"),
+        ("call 06 12 34 56 78.", "phone", "06 12 34 56 78"),
+        ("call (01632) 960123 now", "phone", "(01632) 960123"),
         ("at 221B Baker Street, London NW1 6XE today", "street_address", "221B Baker Street, London NW1 6XE"),
         ("to 350 West 57th St., Apt 4B, New York, NY 10019 now", "street_address",
          "350 West 57th St., Apt 4B, New York, NY 10019"),
@@ -34,6 +44,7 @@ def test_new_kinds_are_found(text, kind, found):
         "Meet at 12:30:45 by the MAC 00:1A:2B:3C:4D:5E; ::1 is loopback.",
         "In 1911 Albert and Charles Boni printed it; the Road to Ruin has 3 Chapters.",
         "Call +44 123 45 6789, not an SSN.",
+        "On 01.02.2024 and 01 02 2024, v0.12.3, ISBN 0 19 852663 6.",
     ],
 )
 def test_new_decoys_are_not_pii(decoy):
@@ -50,6 +61,13 @@ def test_checksums_reject_invalid_numbers():
 def test_cue_rules_find_introduced_names_only():
     text = "Dear Maria Gonzalez, my name is Sean O'Brien; Dr. McDonald agreed. Grace Hopper wrote code. I am Very"
     assert [f.text for f in NAMES.find(text)] == ["Maria Gonzalez", "Sean O'Brien", "McDonald"]
+
+
+def test_only_full_names_among_person_entities_count():
+    text = "Li is lithium. Ask Pieter de Vries's team, Nickel Smith or Regards, Ada Lovelace"
+    entities = [("PERSON", 0, 2), ("PERSON", 19, 36), ("GPE", 44, 56), ("PERSON", 69, 81)]
+    found = names_from_entities(text, entities, NAMES.find(text))
+    assert [f.text for f in found] == ["Pieter de Vries", "Ada Lovelace"]  # lone "Li" dropped, cue and entity merged
 
 
 def test_a_checked_kind_wins_over_an_overlapping_name():

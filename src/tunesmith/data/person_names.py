@@ -18,12 +18,21 @@ from tunesmith.data.pii import PiiFinding
 DEFAULT_NER_MODEL = "en_core_web_sm"
 KIND = "person_name"
 _NAME_WORD = r"[A-Z](?:'[A-Z])?[a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"  # Ada, O'Brien, McDonald, Smith-Jones
-_NAME = rf"{_NAME_WORD}(?: (?:[A-Z]\. )?{_NAME_WORD}){{0,2}}"
+_PARTICLES = {"de", "da", "di", "del", "della", "van", "von", "der", "den", "la", "le", "bin", "ibn", "al", "el"}
+_PARTICLE = "(?:" + "|".join(sorted(_PARTICLES)) + ") "
+_NAME = rf"{_NAME_WORD}(?: (?:[A-Z]\. |{_PARTICLE})?{_NAME_WORD}){{0,2}}"  # Ada K. Lovelace, Pieter de Vries
 _CUED_NAME = re.compile(
     rf"\b(?:(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame)\.? "  # a title: one word is enough (Dr. Smith)
-    rf"|(?:[Dd]ear|[Mm]y name is|I am|I'm|[Nn]ame:|[Ss]igned,?|[Rr]egards,|[Ss]incerely,|[Tt]hanks,)\s+(?=\S+ [A-Z]))"  # two words
+    rf"|(?:[Dd]ear|[Mm]y name is|I am|I'm|[Nn]ame:|[Ss]igned,?|[Rr]egards,|[Ss]incerely,|[Tt]hanks,)\s+(?=\S+ (?:{_PARTICLE})?[A-Z]))"  # two words
     rf"(?P<name>{_NAME})"
 )
+
+
+def _full_name(span: str) -> bool:
+    """Two or more words on one line, each capitalised except name particles (`Pieter de Vries`)."""
+    words = span.split(" ")
+    return ("\n" not in span and len(words) >= 2 and words[0][:1].isupper() and words[-1][:1].isupper()
+            and all(word[:1].isupper() or word in _PARTICLES for word in words))
 
 
 class MissingNerModel(RuntimeError):
@@ -37,21 +46,35 @@ class NameDetector(Protocol):
 
 
 class SpacyNames:
-    """PERSON entities from a spaCy pipeline; only the tokeniser and recogniser run (the parser is not needed)."""
+    """PERSON entities from a spaCy pipeline, plus the cue rules' names (the recogniser misses `Regards, Ada`).
+
+    A PERSON entity counts only as two or more capitalised words (particles such as `de` or `van` allowed):
+    on the demo's chemistry chat en_core_web_sm calls element symbols and names people ("Li", "Nickel",
+    hundreds of times), and a lone capitalised word is as often a place or a thing as a person.
+    Only the tokeniser and recogniser run; the parser and tagger are not needed.
+    """
 
     def __init__(self, model: str = DEFAULT_NER_MODEL):
         import spacy
 
         self.nlp = spacy.load(model, disable=["tagger", "parser", "senter", "attribute_ruler", "lemmatizer"])
-        self.description = f"spaCy {spacy.__version__} NER ({model} {self.nlp.meta.get('version', '?')})"
+        self.cues = CueNames()
+        self.description = f"spaCy {spacy.__version__} NER ({model} {self.nlp.meta.get('version', '?')}) + cue rules"
 
     def find(self, text: str) -> list[PiiFinding]:
-        findings = []
-        for entity in self.nlp(text).ents:
-            if entity.label_ == "PERSON" and any(char.isupper() for char in entity.text):
-                span = entity.text.removesuffix("'s").removesuffix("’s")
-                findings.append(PiiFinding(KIND, entity.start_char, entity.start_char + len(span), span))
-        return findings
+        entities = [(e.label_, e.start_char, e.end_char) for e in self.nlp(text).ents]
+        return names_from_entities(text, entities, self.cues.find(text))
+
+
+def names_from_entities(text: str, entities: list[tuple[str, int, int]], cued: list[PiiFinding]) -> list[PiiFinding]:
+    """The cued names, plus each (label, start, end) PERSON entity that is a full name and overlaps none."""
+    findings = list(cued)
+    for label, start, end in entities:
+        span = text[start:end].removesuffix("'s").removesuffix("’s")
+        end = start + len(span)
+        if label == "PERSON" and _full_name(span) and all(end <= f.start or f.end <= start for f in findings):
+            findings.append(PiiFinding(KIND, start, end, span))
+    return sorted(findings, key=lambda finding: finding.start)
 
 
 class CueNames:

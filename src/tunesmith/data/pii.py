@@ -1,6 +1,6 @@
 """Find and redact personal data in training text: regexes find candidates, checksums and ranges confirm them.
 
-Kinds: email, phone (international `+CC ...` and US formats), credit card (Luhn), US SSN (dashed or
+Kinds: email, phone (international `+CC ...`, US, and national formats with a trunk 0), credit card (Luhn), US SSN (dashed or
 spaced, valid area/group/serial), UK National Insurance number (allocated prefixes), IPv4 (octets 0-255),
 IPv6 (parsed by `ipaddress`), IBAN (mod-97) and street address (house number, capitalised street name,
 street-type word, then optional unit, city, US state + ZIP or UK postcode). Bare digit runs are never
@@ -38,6 +38,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "phone": re.compile(
         r"(?<![\w+])\+\d{1,3}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){2,6}(?!\d)"  # international: +44 20 7946 0958
         r"|(?<![\w+(])(?:1[ .-]?)?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .-])[2-9]\d{2}[ .-]\d{4}(?![\d-])"  # US: (555) 234-5678
+        r"|(?<![\w+.(-])(?:\(0\d{1,4}\)|0\d{1,4})(?:[ .-]\d{2,8}){1,4}(?![\w-]|\.\d)"  # trunk 0: 020 7946 0958, 06 12 34 56 78
     ),
     "street_address": re.compile(_STREET_ADDRESS),
 }
