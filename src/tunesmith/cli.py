@@ -17,6 +17,8 @@ data_app = typer.Typer(help="Check training data before spending compute.", no_a
 app.add_typer(data_app, name="data")
 keys_app = typer.Typer(help="API keys for `tunesmith serve`.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="The registry's tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 
@@ -365,6 +367,71 @@ def keys_create(
     key_id, secret = create_key(open_registry(ServeSettings(home=home, database=database)), name)
     err.print(f"created {key_id}; send it as 'Authorization: Bearer KEY' (shown only now):")
     print(secret)
+
+
+def open_existing_registry(home: Path, database: Optional[Path]):
+    """The server's database, never a new empty one: verifying a mistyped --home must not pass."""
+    from tunesmith.registry.db import Database
+    from tunesmith.serve.settings import ServeSettings
+
+    path = ServeSettings(home=home, database=database).database_path
+    if not path.is_file():
+        fail(f"{path}: no registry database — pass the server's --home (and --database if it uses one)")
+    return Database(path)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+    head: Optional[str] = typer.Option(None, help="SEQ:HASH kept from an earlier export: catches a rewritten log."),
+) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first edited, deleted or moved entry.
+
+    Run as: tunesmith audit verify --home ~/.tunesmith
+    """
+    from tunesmith.registry import audit
+
+    db = open_existing_registry(home, database)
+    problems = audit.verify_chain(db, known_head=head)
+    for problem in problems[1:20]:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    if problems:
+        fail(f"{problems[0]} ({len(problems)} problem(s) in all)")
+    count = db.query_one("SELECT COUNT(*) AS n FROM audit_log")["n"]
+    console.print(f"{count} entries, chain intact; head {audit.head(db)}", soft_wrap=True, highlight=False)
+
+
+@audit_app.command("export")
+def audit_export(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+    since: Optional[str] = typer.Option(None, help="ISO time (UTC unless it has an offset): entries at or after it."),
+    format: str = typer.Option("jsonl", help="jsonl or csv."),
+    out: Optional[Path] = typer.Option(None, help="Write here instead of standard output."),
+) -> None:
+    """Write audit entries with their hash links, oldest first; the head to keep goes to standard error.
+
+    Run as: tunesmith audit export --home ~/.tunesmith --since 2026-01-01 --format csv --out audit.csv
+    """
+    import datetime
+
+    from tunesmith.registry import audit
+
+    if format not in ("jsonl", "csv"):
+        fail(f"--format: unknown format '{format}' — use jsonl or csv")
+    try:
+        start = datetime.datetime.fromisoformat(since) if since else None
+    except ValueError:
+        fail(f"--since: '{since}' is not an ISO time — write e.g. 2026-01-31 or 2026-01-31T12:00:00+01:00")
+    db = open_existing_registry(home, database)
+    text = audit.export(db, start, format)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+    err.print(f"head {audit.head(db)} — keep it to check this log later: tunesmith audit verify --head SEQ:HASH",
+              soft_wrap=True, highlight=False)
 
 
 @app.command("eval")

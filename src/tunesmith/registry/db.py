@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from tunesmith.registry.audit_chain import migrate_audit_log
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, secret_sha256 TEXT UNIQUE NOT NULL, name TEXT, created_at INTEGER NOT NULL,
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS models (
 );
 CREATE TABLE IF NOT EXISTS audit_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-    object_id TEXT NOT NULL, detail TEXT
+    object_id TEXT NOT NULL, detail TEXT, outcome TEXT NOT NULL DEFAULT 'ok', prev_hash TEXT, hash TEXT
 );
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
@@ -64,6 +66,7 @@ class Database:
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives SIGKILL
             self.connection.executescript(SCHEMA)
+            migrate_audit_log(self.connection)  # databases made before the audit log was hash-chained
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
