@@ -1,0 +1,242 @@
+"""The model card: a Hugging Face README.md for an exported model, generated from its run directory alone.
+
+Sources, all written by the run: config.yaml (the resolved config), run.json (data files and their
+SHA-256, steps, tokens, time), metrics.jsonl (the loss curve) and, once the run has been evaluated,
+eval/report.json (baseline vs candidate per task, gates). The training data is re-read for its row
+counts and a PII scan only while its SHA-256 still matches run.json. Nothing is typed by a person: the
+same run gives the same card, so write it after export and again after evaluation.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+import tunesmith
+from tunesmith.data.formats import load_file
+from tunesmith.data.hashing import file_sha256
+from tunesmith.data.pii import find_pii
+
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_\d+>")  # what `tunesmith data redact` writes
+METHOD_NAMES = {"lora": "LoRA finetune", "full": "full finetune"}
+HYPERPARAMETERS = {"lora": ("r", "alpha", "dropout", "target_modules"),
+                   "train": ("epochs", "max_steps", "lr", "batch_size", "micro_batch_size", "warmup_ratio",
+                             "scheduler", "weight_decay", "max_grad_norm", "seed", "distributed"),
+                   "data": ("max_length", "packing")}
+
+
+@dataclass
+class DataFacts:
+    role: str  # train or valid
+    path: str
+    sha256: str | None
+    present: bool  # the file is still there with the recorded SHA-256
+    format: str | None = None
+    rows: int | None = None
+    valid_rows: int | None = None
+    pii: dict[str, int] | None = None  # kind → findings of tunesmith.data.pii's rules
+    placeholders: int | None = None  # values redacted before training
+
+
+@dataclass
+class RunFacts:
+    run_dir: Path
+    config: dict
+    run: dict
+    metrics: list[dict]
+    report: dict | None
+    data: list[DataFacts]
+
+
+def write_model_card(run_dir: str | Path, model_dir: str | Path | None = None) -> Path:
+    """Write MODEL_DIR/README.md (default RUN_DIR/model) and return its path."""
+    run_dir = Path(run_dir)
+    path = Path(model_dir or run_dir / "model") / "README.md"
+    path.write_text(model_card(read_run_facts(run_dir)))
+    return path
+
+
+def read_run_facts(run_dir: Path) -> RunFacts:
+    run = json.loads((run_dir / "run.json").read_text())
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    report_path = run_dir / "eval" / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else None
+    data = [data_facts(role, run.get(f"{role}_file"), run.get(f"{role}_sha256"))
+            for role in ("train", "valid") if run.get(f"{role}_file")]
+    return RunFacts(run_dir, config or {}, run, read_metrics(run_dir / "metrics.jsonl"), report, data)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def data_facts(role: str, path: str, sha256: str | None) -> DataFacts:
+    """Row counts and a PII scan of a training file, if it is still the file the run read."""
+    file = Path(path)
+    if not file.is_file() or sha256 is None or file_sha256(file) != sha256:
+        return DataFacts(role, path, sha256, present=False)
+    loaded = load_file(file)
+    texts = [record.text if record.kind == "text" else "\n".join(m["content"] for m in record.messages)
+             for record in loaded.records]
+    pii = Counter(finding.kind for text in texts for finding in find_pii(text))
+    placeholders = sum(len(PLACEHOLDER.findall(text)) for text in texts)
+    return DataFacts(role, path, sha256, True, loaded.format, loaded.rows, len(loaded.records), dict(pii), placeholders)
+
+
+def model_card(facts: RunFacts) -> str:
+    sections = [front_matter(facts), f"# {facts.run_dir.name}", generated_note(facts), intended_use(facts),
+                training_data(facts), training_procedure(facts), evaluation(facts), limitations(facts)]
+    return "\n\n".join(sections) + "\n"
+
+
+def front_matter(facts: RunFacts) -> str:
+    meta = {"base_model": facts.run.get("base_model"), "license": base_license(facts.run.get("base_model")),
+            "library_name": "transformers", "pipeline_tag": "text-generation",
+            "tags": ["tunesmith", facts.run.get("method", "finetuned")],
+            "datasets": [f"sha256:{d.sha256}" for d in facts.data if d.sha256]}
+    if facts.report is not None:
+        meta["model-index"] = [{"name": facts.run_dir.name, "results": model_index_results(facts.report)}]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---"
+
+
+def base_license(base: str | None) -> str:
+    """The `license:` of a local base model's own card; `other` (see the card's text) when none is found."""
+    readme = Path(base) / "README.md" if base else None
+    if readme is not None and readme.is_file():
+        match = re.match(r"---\n(.*?)\n---", readme.read_text(), re.S)
+        if match and isinstance(meta := yaml.safe_load(match.group(1)), dict) and meta.get("license"):
+            return str(meta["license"])
+    return "other"
+
+
+def model_index_results(report: dict) -> list[dict]:
+    """One result per task: the candidate's metrics, each named with the baseline's value beside it."""
+    results = []
+    for task in report["tasks"]:
+        metrics = [{"type": metric, "value": value, "name": f"{metric} (base model: {_number(task['baseline']['metrics'].get(metric))})",
+                    "verified": False} for metric, value in task["candidate"]["metrics"].items() if value is not None]
+        results.append({"task": {"type": "text-generation", "name": f"{task['kind']}: {task['name']}"},
+                        "dataset": {"name": task["name"], "type": f"tunesmith-suite/{report['suite']['name']}"},
+                        "metrics": metrics})
+    return results
+
+
+def generated_note(facts: RunFacts) -> str:
+    return (f"This card was generated by tunesmith {tunesmith.__version__} from the run directory "
+            f"`{facts.run_dir}` (config.yaml, run.json, metrics.jsonl{', eval/report.json' if facts.report else ''}). "
+            "Do not edit it by hand: write it again from the run.")
+
+
+def intended_use(facts: RunFacts) -> str:
+    train = next((d for d in facts.data if d.role == "train"), None)
+    shape = f"{train.valid_rows} {train.format} rows of `{train.path}`" if train and train.present else \
+        f"`{facts.run.get('train_file')}`"
+    tasks = ", ".join(f"{t['name']} ({t['kind']})" for t in facts.report["tasks"]) if facts.report else None
+    lines = ["## Intended use", "",
+             f"A {METHOD_NAMES.get(facts.run.get('method'), 'finetuned')} of `{facts.run.get('base_model')}` on {shape}: it is meant "
+             "for prompts like those rows, answered in their style."]
+    lines.append(f"It was measured on: {tasks}; use beyond those tasks is unmeasured." if tasks else
+                 "It has not been evaluated yet; nothing beyond the training loss has been measured.")
+    return "\n".join(lines)
+
+
+def training_data(facts: RunFacts) -> str:
+    lines = ["## Training data", "", "| role | file | sha256 | format | rows (valid) | PII findings | redacted values |",
+             "|---|---|---|---|---:|---|---:|"]
+    for d in facts.data:
+        if not d.present:
+            lines.append(f"| {d.role} | `{d.path}` | `{d.sha256}` | not re-read: the file is gone or changed since training | | | |")
+            continue
+        pii = ", ".join(f"{kind} {count}" for kind, count in sorted(d.pii.items())) or "none found"
+        lines.append(f"| {d.role} | `{d.path}` | `{d.sha256}` | {d.format} | {d.rows} ({d.valid_rows}) | {pii} | {d.placeholders} |")
+    lines += ["", "PII findings come from tunesmith's rule-based scan (emails, phones, cards, IBANs, national ids, IP "
+              "and street addresses; no person names); redacted values count `tunesmith data redact` placeholders."]
+    return "\n".join(lines)
+
+
+def training_procedure(facts: RunFacts) -> str:
+    run, config = facts.run, facts.config
+    lines = ["## Training procedure", "",
+             f"- method: {run.get('method')}, base model `{run.get('base_model')}`, "
+             f"{_number(run.get('trainable_parameters'))} trainable parameters",
+             f"- {run.get('steps')} optimizer steps, {_number(run.get('trained_tokens'))} trained tokens, "
+             f"{_duration(run.get('seconds'))}" + (f", resumed from step {run['resumed_from']}" if run.get("resumed_from") else ""),
+             f"- hardware: {run.get('hardware') or 'not recorded in run.json'}"]
+    losses = [m for m in facts.metrics if m.get("loss") is not None]
+    if losses:
+        lines.append(f"- training loss {_number(losses[0]['loss'])} (step {losses[0].get('step')}) → "
+                     f"{_number(losses[-1]['loss'])} (step {losses[-1].get('step')})"
+                     + (f"; final validation loss {_number(run['final_valid_loss'])}" if run.get("final_valid_loss") is not None else ""))
+    lines += ["", "| hyperparameter | value |", "|---|---|"]
+    for section, names in HYPERPARAMETERS.items():
+        if section == "lora" and run.get("method") != "lora":
+            continue
+        values = config.get(section) or {}
+        lines += [f"| {section}.{name} | {values[name]} |" for name in names if values.get(name) is not None]
+    return "\n".join(lines)
+
+
+def evaluation(facts: RunFacts) -> str:
+    report = facts.report
+    if report is None:
+        return ("## Evaluation\n\nNot evaluated: the run has no eval/report.json "
+                "(`tunesmith eval --model RUN --suite SUITE --out RUN/eval`, then write the card again).")
+    lines = ["## Evaluation", "",
+             f"Suite `{report['suite']['name']}` (sha256 `{report['suite']['sha256']}`), base model before vs this "
+             f"model after, same prompts and decoding; {'all gates passed' if report['passed'] else 'a gate FAILED'}.",
+             "", "| task | metric | base model | this model | change |", "|---|---|---:|---:|---:|"]
+    for task in report["tasks"]:
+        for metric, value in task["candidate"]["metrics"].items():
+            lines.append(f"| {task['name']} | {metric} | {_number(task['baseline']['metrics'].get(metric))} | "
+                         f"{_number(value)} | {_signed(task['delta'].get(metric))} |")
+    general = [t for t in report["tasks"] if t["kind"] == "general"]
+    lines += ["", "### Forgetting check", ""]
+    lines += [f"- {t['name']}: " + ", ".join(f"{metric} {_number(t['baseline']['metrics'].get(metric))} → {_number(value)}"
+                                             for metric, value in t["candidate"]["metrics"].items()) for t in general] \
+        or ["- no general-ability task in the suite: forgetting was not measured"]
+    lines += ["", "### Gates", ""]
+    lines += [f"- {'passed' if gate['passed'] else 'FAILED'}: {gate['message']}" for gate in report["gates"]] or ["- none"]
+    return "\n".join(lines)
+
+
+def limitations(facts: RunFacts) -> str:
+    lines = ["## Limitations", "",
+             f"- It inherits the limitations and biases of `{facts.run.get('base_model')}`; see that model's card."]
+    train = next((d for d in facts.data if d.role == "train"), None)
+    if train and train.present:
+        lines.append(f"- It learned from {train.valid_rows} rows; outside their topic expect the base model's behaviour at best.")
+        found = sum(train.pii.values())
+        lines.append(f"- The PII scan found {found} value(s) in the training data; the model may repeat them." if found else
+                     "- The rule-based PII scan found nothing; person names are not covered by it.")
+    if facts.report is None:
+        lines.append("- Not evaluated: its quality and any forgetting are unmeasured.")
+    else:
+        failed = [gate["message"] for gate in facts.report["gates"] if not gate["passed"]]
+        lines += [f"- Failed gate: {message}" for message in failed]
+        lines.append("- Only the tasks in the evaluation above were measured.")
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _signed(value) -> str:
+    return "n/a" if value is None else f"{value:+.4g}"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "time not recorded"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s of wall time" if minutes else f"{rest} s of wall time"
