@@ -153,7 +153,8 @@ class DeepSpeedEngine(torch.nn.Module):
 def test_loop_drives_a_deepspeed_engine_to_the_same_update(tokenizer):
     from tests.train.test_loop import fact_examples, settings
     from tests.tiny import tiny_model
-    from tunesmith.train.deepspeed import deepspeed_config
+    from tunesmith.train.deepspeed import DeepSpeedStrategy, deepspeed_config
+    from tunesmith.train.distributed import World
     from tunesmith.train.loop import train_step
     from tunesmith.train.schedule import build_scheduler
 
@@ -164,6 +165,7 @@ def test_loop_drives_a_deepspeed_engine_to_the_same_update(tokenizer):
         s = settings(tokenizer, micro_batch_size=3, max_grad_norm=0.5)
         if engine:
             model = DeepSpeedEngine(model, optimizer, deepspeed_config({}, s.batch_size, 3, 0.5, world_size=1))
+            s.strategy = DeepSpeedStrategy(World(strategy="deepspeed"), config={})
         result = train_step(model, optimizer, scheduler, fact_examples(tokenizer), s)
         return getattr(model, "module", model), result, scheduler.get_last_lr()[0]
 

@@ -70,11 +70,11 @@ def test_checkpoints_with_index_keyed_optimizer_state_still_resume(tokenizer, tm
     examples, s = fact_examples(tokenizer), settings(tokenizer, micro_batch_size=4)
     model, optimizer, scheduler = setup()
     train_step(model, optimizer, scheduler, examples, s)
-    path = save_checkpoint(tmp_path, model, optimizer, scheduler, TrainState(1, 0), keep=2)
+    path = save_checkpoint(tmp_path, model, optimizer, scheduler, TrainState(1, 0), keep=2, strategy=s.strategy)
     saved = torch.load(path / "optim.pt", weights_only=False)
     torch.save({**saved, "optimizer": optimizer.state_dict()}, path / "optim.pt")  # the older, index-keyed form
     resumed, resumed_optimizer, resumed_scheduler = setup()
-    load_checkpoint(path, resumed, resumed_optimizer, resumed_scheduler)
+    load_checkpoint(path, resumed, resumed_optimizer, resumed_scheduler, s.strategy)
     train_step(model, optimizer, scheduler, examples, s)
     train_step(resumed, resumed_optimizer, resumed_scheduler, examples, s)
     for p, q in zip(model.parameters(), resumed.parameters()):

@@ -7,6 +7,9 @@ Checkpoints hold whole tensors keyed by parameter name, whatever the strategy an
 the shards are gathered to rank 0 for saving (torch.distributed.checkpoint.state_dict, full state dicts
 offloaded to CPU), and a loaded checkpoint is re-sharded by each rank. A checkpoint from 2 FSDP processes
 resumes on 1 process, under DDP, or on 4 FSDP processes, and the other way round.
+
+What differs by strategy (how the state is gathered, what only each rank holds, how it is loaded back) is
+the strategy's (strategy.py); the torch-state functions here serve single process, DDP and FSDP alike.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from tunesmith.train.deepspeed import gather_engine_state, is_deepspeed, load_engine_state, save_engine_state
+from tunesmith.train.strategy import Strategy
 
 STATE_FILE = "state.json"
 
@@ -52,34 +55,34 @@ def trainable_names(model: torch.nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
+def trainable_of(full: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+    """The trainable entries of a gathered whole state dict; {} on the ranks that received nothing."""
+    return {name: full[name].contiguous() for name in names} if full else {}
+
+
 def gather_trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Whole trainable tensors on CPU. Collective when sharded: every rank calls, rank 0 gets them, others {}."""
-    if is_deepspeed(model):
-        full, names = gather_engine_state(model), trainable_names(model.module)
-    else:
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-        full, names = get_model_state_dict(model, options=options), trainable_names(model)
-    if not full:  # a rank other than 0
-        return {}
-    return {name: full[name].contiguous() for name in names}
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    return trainable_of(get_model_state_dict(model, options=options), trainable_names(model))
+
+
+def gather_torch_state(model: torch.nn.Module, optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Whole trainable weights and the name-keyed optimizer state, on rank 0 (collective when sharded)."""
+    return gather_trainable_state(model), get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainState, keep: int,
-                    writer: bool = True) -> Path:
-    """Every rank calls this (gathering shards is collective); only the `writer` rank writes files."""
-    weights = gather_trainable_state(model)
-    engine = is_deepspeed(model)  # DeepSpeed's optimizer state is ZeRO-partitioned: it saves its own
-    optim = None if engine else get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)  # name-keyed
+                    strategy: Strategy) -> Path:
+    """Every rank calls this (gathering shards is collective); only the main rank writes files."""
+    weights, optim = strategy.gather_state(model, optimizer)
+    writer = strategy.world.is_main
     root = run_dir / "checkpoints"
     final, staging = root / f"step-{state.step:06d}", root / f".tmp-step-{state.step:06d}"
     if writer:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-    if engine:  # every rank writes its partition into the staging directory the writer just made
-        torch.distributed.barrier()
-        save_engine_state(model, staging)
-        torch.distributed.barrier()
+    strategy.save_partitions(model, staging)  # every rank, into the staging directory the writer just made
     if not writer:
         return final
     save_file(weights, str(staging / "trainable.safetensors"))
@@ -114,12 +117,9 @@ def prune_checkpoints(root: Path, keep: int) -> None:
         shutil.rmtree(old)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
+def load_checkpoint(path: Path, model, optimizer, scheduler, strategy: Strategy) -> TrainState:
     """Every rank loads the whole tensors; under FSDP each keeps its own shard."""
-    if is_deepspeed(model):
-        load_engine_state(model, path)
-    else:
-        load_weights_and_optimizer(path, model, optimizer)
+    strategy.load_state(model, optimizer, path)
     scheduler.load_state_dict(torch.load(path / "optim.pt", weights_only=False)["scheduler"])
     rng = torch.load(path / "rng.pt", weights_only=False)
     torch.set_rng_state(rng["torch"])
@@ -128,7 +128,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
     return TrainState(**json.loads((path / STATE_FILE).read_text()))
 
 
-def load_weights_and_optimizer(path: Path, model, optimizer) -> None:
+def load_torch_state(path: Path, model, optimizer) -> None:
+    """Name-keyed weights and optimizer state into a torch model (whole, or re-sharded by FSDP)."""
     weights = load_file(str(path / "trainable.safetensors"))
     expected = set(trainable_names(model))
     if set(weights) != expected:

@@ -3,6 +3,9 @@
 Loss normalisation lives here once: each optimizer step's loss is the sum of token losses over all its
 micro-batches divided by the step's total number of trained tokens (not a mean of micro-batch means),
 so batch 8 × accumulation 1 and batch 1 × accumulation 8 give the same gradient.
+
+How the ranks share the model (one process, DDP, FSDP, DeepSpeed) is `settings.strategy`'s business
+(strategy.py): the step below is the same recipe under each, and never asks which strategy it runs.
 """
 from __future__ import annotations
 
@@ -20,19 +23,13 @@ import torch
 
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.checkpoint import TrainState, save_checkpoint
-from tunesmith.train.deepspeed import engine_backward, engine_loss_sum, engine_update, is_deepspeed
-from tunesmith.train.distributed import World
-from tunesmith.train.forward import batch_loss_sum
+from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.packing import collate
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
-from tunesmith.train.sharding import full_value, is_sharded, sharded_loss_sum
+from tunesmith.train.strategy import Strategy, TrainingDiverged
 
 
 log = logging.getLogger("tunesmith.train")
-
-
-class TrainingDiverged(RuntimeError):
-    """Loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
 class NoTrainedTokensError(ValueError):
@@ -54,7 +51,7 @@ class LoopSettings:
     save_every: int
     keep_checkpoints: int
     pad_id: int
-    world: World = World()
+    strategy: Strategy = DataParallelStrategy()  # one process unless the recipe builds another (setup.build_strategy)
 
 
 @dataclass
@@ -74,22 +71,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def model_loss_sum(model, batch) -> torch.Tensor:
-    """Summed trained-token loss of a batch, for a plain model, an FSDP-sharded one or a DeepSpeed engine."""
-    if is_sharded(model):
-        return sharded_loss_sum(model, batch)
-    return engine_loss_sum(model, batch) if is_deepspeed(model) else batch_loss_sum(model, batch)
-
-
-def local_batches(examples: list[TokenizedExample], world: World, size: int) -> list[tuple[list[TokenizedExample], float]]:
+def local_batches(examples: list[TokenizedExample], strategy: Strategy,
+                  size: int) -> list[tuple[list[TokenizedExample], float]]:
     """This rank's share of `examples` in batches of `size`, each with its loss weight (1, or 0 for a filler).
 
-    FSDP/DeepSpeed ranks run collectives in every forward and backward, so each must run the same number of
-    batches: a rank whose share is shorter runs 0-weighted fillers (no gradient; it joins the collectives).
+    Under a lockstep strategy (FSDP, DeepSpeed) ranks run collectives in every forward and backward, so each
+    must run the same number of batches: a rank whose share is shorter runs 0-weighted fillers (no gradient;
+    it joins the collectives).
     """
+    world = strategy.world
     local = world.shard(examples)
     batches = [([local[i] for i in chunk], 1.0) for chunk in micro_batches(list(range(len(local))), size)]
-    if world.lockstep:
+    if strategy.lockstep:
         most = math.ceil(math.ceil(len(examples) / world.size) / size)  # rank 0 holds the longest share
         batches += [([examples[0]], 0.0)] * (most - len(batches))
     return batches
@@ -100,36 +93,25 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
 
     Under data parallelism each rank takes its shard of `examples`; the denominator stays global.
     """
-    world = settings.world
+    strategy, world = settings.strategy, settings.strategy.world
     trained = sum(e.num_trained for e in examples)  # global: every rank sees the whole step's examples
     if trained == 0:
         raise NoTrainedTokensError("a training step has no trained tokens: every example in it masks all its tokens")
     loss_total, real = 0.0, 0
-    batches = local_batches(examples, world, settings.micro_batch_size)
+    batches = local_batches(examples, strategy, settings.micro_batch_size)
     for index, (chunk, weight) in enumerate(batches):
-        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(settings.world.device)
-        with autocast(settings.bf16, settings.world.device):
-            loss_sum = model_loss_sum(model, batch) * weight
-        if is_deepspeed(model):
-            engine_backward(model, loss_sum / trained, closes_step=index == len(batches) - 1, world_size=world.size)
-        else:
-            (loss_sum / trained).backward()
+        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(world.device)
+        with autocast(settings.bf16, world.device):
+            loss_sum = strategy.loss_sum(model, batch) * weight
+        strategy.backward(model, loss_sum / trained, closes_step=index == len(batches) - 1)
         loss_total += loss_sum.item()
         real += batch.num_real_tokens * int(weight)
-    params = [p for p in model.parameters() if p.requires_grad]
-    world.sum_gradients(params)
+    strategy.sum_gradients(model)
     loss_total, real = world.sum(loss_total), int(world.sum(real))
     if not math.isfinite(loss_total):
         optimizer.zero_grad(set_to_none=True)
         raise TrainingDiverged(f"loss became {loss_total}")
-    if is_deepspeed(model):
-        grad_norm = engine_update(model)  # DeepSpeed clips (gradient_clipping), steps and zeroes itself
-    else:
-        grad_norm = full_value(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)).item()
-        if not math.isfinite(grad_norm):
-            optimizer.zero_grad(set_to_none=True)
-            raise TrainingDiverged(f"gradient norm became {grad_norm}")
-        optimizer.step()
+    grad_norm = strategy.clip_and_step(model, optimizer, settings.max_grad_norm)  # raises on a NaN/inf norm
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(loss_total / trained, grad_norm, trained, real)
@@ -139,14 +121,15 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
 def validation_loss(model, examples: list[TokenizedExample], settings: LoopSettings, batch_size: int = 16) -> float:
     was_training = model.training
     model.eval()
+    strategy, world = settings.strategy, settings.strategy.world
     total, trained = 0.0, 0
-    for chunk, weight in local_batches(examples, settings.world, batch_size):
-        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(settings.world.device)
-        with autocast(settings.bf16, settings.world.device):
-            total += model_loss_sum(model, batch).item() * weight
+    for chunk, weight in local_batches(examples, strategy, batch_size):
+        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(world.device)
+        with autocast(settings.bf16, world.device):
+            total += strategy.loss_sum(model, batch).item() * weight
         trained += batch.num_trained * int(weight)
     model.train(was_training)
-    return settings.world.sum(total) / max(settings.world.sum(trained), 1)
+    return world.sum(total) / max(world.sum(trained), 1)
 
 
 class MetricsLog:
@@ -192,8 +175,8 @@ def fit(
     stop_after: int | None = None,
 ) -> TrainState:
     """Train from `state.step` to `settings.total_steps` (or to `stop_after`, checkpointed); returns the state."""
-    main = settings.world.is_main
-    metrics = MetricsLog(run_dir / "metrics.jsonl", state.step) if main else None
+    strategy, world = settings.strategy, settings.strategy.world
+    metrics = MetricsLog(run_dir / "metrics.jsonl", state.step) if world.is_main else None
     per_epoch = steps_per_epoch(len(train_examples), settings.batch_size)
     model.train()
     window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
@@ -204,7 +187,7 @@ def fit(
         try:
             result = train_step(model, optimizer, scheduler, [train_examples[i] for i in indices], settings)
         except (MemoryError, RuntimeError) as exc:
-            if not is_out_of_memory(exc) or settings.micro_batch_size == 1 or settings.world.lockstep:
+            if not is_out_of_memory(exc) or settings.micro_batch_size == 1 or strategy.lockstep:
                 raise  # FSDP/DeepSpeed ranks cannot change their micro-batches alone: they run in lockstep
             halve_micro_batch(optimizer, settings, exc)
             continue  # retry the same step: nothing was applied, and the global batch is unchanged
@@ -227,11 +210,11 @@ def fit(
             record["valid_loss"] = validation_loss(model, valid_examples, settings)
             if state.best_valid_loss is None or record["valid_loss"] < state.best_valid_loss:
                 state.best_valid_loss = record["valid_loss"]
-        if main and ("tokens_per_s" in record or "valid_loss" in record):
+        if metrics is not None and ("tokens_per_s" in record or "valid_loss" in record):
             metrics.write(record)
         if state.step % settings.save_every == 0 or last:  # every rank joins (FSDP gathers shards); main writes
-            save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints, writer=main)
-            settings.world.barrier()
+            save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints, strategy)
+            world.barrier()
         if on_step:
             on_step(state.step, record)
     return state

@@ -12,10 +12,14 @@ from tunesmith.config import DataConfig, RunConfig
 from tunesmith.data.formats import LoadedFile, RowError, load_file
 from tunesmith.data.render import TokenizedExample, records_to_examples
 from tunesmith.models.load import load_model
+from tunesmith.train.data_parallel import DataParallelStrategy
+from tunesmith.train.deepspeed import DeepSpeedStrategy
 from tunesmith.train.distributed import World
 from tunesmith.train.lora import apply_lora
 from tunesmith.train.loop import LoopSettings
 from tunesmith.train.schedule import total_steps
+from tunesmith.train.sharding import FSDPStrategy
+from tunesmith.train.strategy import Strategy
 
 
 class InvalidDataError(ValueError):
@@ -96,7 +100,20 @@ def build_optimizer(model, config: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999))
 
 
-def loop_settings(config: RunConfig, num_train: int, pad_id: int, world: World = World()) -> LoopSettings:
+def build_strategy(world: World, deepspeed_json: dict | None) -> Strategy:
+    """The strategy `world.strategy` names (train.distributed); one process trains alone under ddp and fsdp.
+
+    `deepspeed_json` is the run's checked DeepSpeed config (deepspeed.check_deepspeed) when it asks for deepspeed.
+    """
+    if world.strategy == "deepspeed":
+        return DeepSpeedStrategy(world, deepspeed_json)
+    if world.strategy == "fsdp" and world.size > 1:
+        return FSDPStrategy(world)
+    return DataParallelStrategy(world)
+
+
+def loop_settings(config: RunConfig, num_train: int, pad_id: int,
+                  strategy: Strategy = DataParallelStrategy()) -> LoopSettings:
     t = config.train
     return LoopSettings(
         total_steps=total_steps(num_train, t.batch_size, t.epochs, t.max_steps),
@@ -112,7 +129,7 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int, world: World =
         save_every=t.save_every,
         keep_checkpoints=t.keep_checkpoints,
         pad_id=pad_id,
-        world=world,
+        strategy=strategy,
     )
 
 

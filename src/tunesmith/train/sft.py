@@ -18,15 +18,15 @@ from tunesmith.config import RunConfig, save_config
 from tunesmith.data.hashing import file_sha256
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
-from tunesmith.train.deepspeed import check_deepspeed, deepspeed_config, prepare_deepspeed
+from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.loop import fit
-from tunesmith.train.sharding import shard_model, unsharded_for_export
 from tunesmith.train.schedule import build_scheduler
 from tunesmith.train.setup import (
     build_model,
     build_optimizer,
+    build_strategy,
     count_parameters,
     load_training_data,
     loop_settings,
@@ -67,6 +67,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     uses_deepspeed = config.train.distributed == "deepspeed"
     deepspeed_json = check_deepspeed(config.train.deepspeed_config) if uses_deepspeed else None  # fail before loading
     world = init_world(config.train.distributed)
+    strategy = build_strategy(world, deepspeed_json)
     if not world.is_main:
         console = Console(stderr=True, quiet=True)
     run_dir = prepare_run_dir(config, resume) if world.is_main else config.out
@@ -80,20 +81,17 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         console.print(f"[yellow]skipped[/] {error}")
     if data.truncated:
         console.print(f"[yellow]{data.truncated} example(s) truncated to {config.data.max_length} tokens[/]")
-    model = build_model(config).to(world.device)  # this rank's GPU, or the CPU
-    if world.sharded:
-        shard_model(model, world)  # before the optimizer: it must hold the shards
+    model = strategy.shard(build_model(config).to(world.device))  # this rank's GPU, or the CPU; FSDP shards it
     trainable, total = count_parameters(model)
-    settings = loop_settings(config, len(data.train), tokenizer.pad_token_id, world)
-    optimizer = build_optimizer(model, config)
+    settings = loop_settings(config, len(data.train), tokenizer.pad_token_id, strategy)
+    optimizer = build_optimizer(model, config)  # after shard: it must hold the shards
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
-    if uses_deepspeed:  # the engine takes over model and optimizer; the schedule keeps driving the optimizer's lr
-        model, optimizer = prepare_deepspeed(model, optimizer, deepspeed_config(
-            deepspeed_json, settings.batch_size, settings.micro_batch_size, settings.max_grad_norm, world.size))
+    # DeepSpeed's engine takes over model and optimizer here; the schedule keeps driving the optimizer's lr
+    model, optimizer = strategy.wrap(model, optimizer, settings)
     state, resumed_from = TrainState(step=0, trained_tokens=0), None
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler, strategy)
         resumed_from = state.step
         console.print(f"resuming from {checkpoint} (step {state.step}/{settings.total_steps})")
     console.print(
@@ -117,7 +115,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
 
     # --- export (one writer: rank 0; FSDP shards are gathered to it first)
     if finished:
-        exported = unsharded_for_export(model, lambda: build_model(config), world)
+        exported = strategy.plain_model(model, lambda: build_model(config))
         if world.is_main:
             export_model(exported, tokenizer, run_dir)
     world.barrier()

@@ -1,8 +1,10 @@
 """FSDP: each decoder layer and the root model sharded across the ranks with torch's FSDP2 `fully_shard`.
 
+`FSDPStrategy` is the training strategy (strategy.py) of a run with train.distributed: fsdp on 2+ processes.
+
 Parameters, gradients and AdamW state live as DTensor shards (1/N per rank); a layer's full weights exist
 only while it runs. The data split and the loss normalisation are those of data parallelism
-(distributed.py): each rank divides by the step's GLOBAL trained-token count, so the gradients must be
+(data_parallel.py): each rank divides by the step's GLOBAL trained-token count, so the gradients must be
 summed, not averaged — the gradient divide factor is 1 and the reduce-scatter uses plain SUM (gloo has
 no PREMUL_SUM) — and fsdp, ddp and one process compute the same step.
 
@@ -15,6 +17,8 @@ alike, so the path tested here is the path that runs there; torchrun or `acceler
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -22,10 +26,11 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor
 
-from tunesmith.train.checkpoint import gather_trainable_state
-from tunesmith.train.deepspeed import is_deepspeed
+from tunesmith.train.checkpoint import gather_torch_state, gather_trainable_state, load_torch_state
 from tunesmith.train.distributed import World
 from tunesmith.train.forward import batch_loss_sum, causal_lm_of
+from tunesmith.train.packing import ModelBatch
+from tunesmith.train.strategy import plain_model_on_main, step_unless_diverged, trainable_parameters
 
 LOSS_METHOD = "trained_loss_sum"
 
@@ -51,31 +56,46 @@ def shard_model(model: torch.nn.Module, world: World) -> torch.nn.Module:
     return model
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
-    return isinstance(model, FSDPModule)
-
-
-def sharded_loss_sum(model: torch.nn.Module, batch) -> torch.Tensor:
-    """forward.batch_loss_sum of a sharded model, run where FSDP gathers the root's parameters."""
-    return getattr(model, LOSS_METHOD)(batch)
-
-
 def full_value(tensor: torch.Tensor) -> torch.Tensor:
     """A DTensor's global value (e.g. the gradient norm over all shards); a plain tensor unchanged."""
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
-def unsharded_for_export(model: torch.nn.Module, build: Callable[[], torch.nn.Module], world: World):
-    """On rank 0, a plain model holding the trained weights; None elsewhere. Collective under FSDP.
+@dataclass(frozen=True)
+class FSDPStrategy:
+    world: World
 
-    Sharded weights (FSDP, DeepSpeed) are gathered to rank 0 and loaded into a fresh `build()` (the base
-    model plus adapters): export and merging need whole tensors. Otherwise rank 0's model is used as is.
-    """
-    if not (is_sharded(model) or is_deepspeed(model)):
-        return model if world.is_main else None
-    weights = gather_trainable_state(model)  # every rank joins the all-gathers; rank 0 receives
-    if not world.is_main:
-        return None
-    plain = build()
-    plain.load_state_dict(weights, strict=False)
-    return plain
+    @property
+    def lockstep(self) -> bool:
+        return True  # every forward all-gathers, every backward reduce-scatters: all ranks take part
+
+    def shard(self, model: torch.nn.Module) -> torch.nn.Module:
+        return shard_model(model, self.world)
+
+    def wrap(self, model, optimizer, settings):
+        return model, optimizer
+
+    def loss_sum(self, model, batch: ModelBatch) -> torch.Tensor:
+        return getattr(model, LOSS_METHOD)(batch)  # where FSDP gathers the root's parameters around it
+
+    def backward(self, model, loss: torch.Tensor, closes_step: bool) -> None:
+        loss.backward()
+
+    def sum_gradients(self, model) -> None:
+        return  # FSDP's reduce-scatter summed them in backward
+
+    def clip_and_step(self, model, optimizer, max_norm: float) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), max_norm)
+        return step_unless_diverged(full_value(norm).item(), optimizer)
+
+    def gather_state(self, model, optimizer) -> tuple[dict[str, torch.Tensor], dict | None]:
+        return gather_torch_state(model, optimizer)  # the shards gathered to whole tensors on rank 0
+
+    def save_partitions(self, model, staging: Path) -> None:
+        return  # gather_state holds everything: no checkpoint depends on the world size
+
+    def load_state(self, model, optimizer, checkpoint: Path) -> None:
+        load_torch_state(checkpoint, model, optimizer)  # each rank keeps its shard of the whole tensors
+
+    def plain_model(self, model, build: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:
+        return plain_model_on_main(gather_trainable_state(model), build, self.world)
