@@ -10,7 +10,6 @@ How the ranks share the model (one process, DDP, FSDP, DeepSpeed) is `settings.s
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import resource
@@ -24,6 +23,7 @@ import torch
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.checkpoint import TrainState, save_checkpoint
 from tunesmith.train.data_parallel import DataParallelStrategy
+from tunesmith.train.metrics import METRICS_FILE, MetricsLog
 from tunesmith.train.packing import collate
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
 from tunesmith.train.strategy import Strategy, TrainingDiverged
@@ -132,20 +132,6 @@ def validation_loss(model, examples: list[TokenizedExample], settings: LoopSetti
     return world.sum(total) / max(world.sum(trained), 1)
 
 
-class MetricsLog:
-    """DIR/metrics.jsonl: one JSON object per line; on resume, lines past the checkpoint are dropped."""
-
-    def __init__(self, path: Path, resume_step: int):
-        self.path = path
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, record: dict) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-
 def is_out_of_memory(exc: BaseException) -> bool:
     message = str(exc).lower()
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in message or "not enough memory" in message
@@ -176,7 +162,7 @@ def fit(
 ) -> TrainState:
     """Train from `state.step` to `settings.total_steps` (or to `stop_after`, checkpointed); returns the state."""
     strategy, world = settings.strategy, settings.strategy.world
-    metrics = MetricsLog(run_dir / "metrics.jsonl", state.step) if world.is_main else None
+    metrics = MetricsLog(run_dir / METRICS_FILE, state.step) if world.is_main else None
     per_epoch = steps_per_epoch(len(train_examples), settings.batch_size)
     model.train()
     window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
