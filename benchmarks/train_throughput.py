@@ -114,9 +114,10 @@ def tunesmith_config(settings: dict, train: Path, valid: Path, packing: bool) ->
 
 def tunesmith_loop_figures(metrics_path: Path) -> dict:
     """Sum metrics.jsonl's logging windows back into loop seconds and real tokens."""
+    from tunesmith.train.metrics import read_metrics
+
     seconds, real_tokens, previous_trained, valid_loss, peak = 0.0, 0.0, 0, None, None
-    for line in metrics_path.read_text().splitlines():
-        record = json.loads(line)
+    for record in read_metrics(metrics_path):
         if "tokens_per_s" in record:
             window = (record["trained_tokens"] - previous_trained) / record["trained_tokens_per_s"]
             seconds += window

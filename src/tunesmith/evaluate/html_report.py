@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tunesmith.train.metrics import read_metrics  # noqa: E402
+
 SAMPLES_PER_TASK = 12
 BASE_COLOUR, CAND_COLOUR = "#9aa5b1", "#2b6cb0"
 
@@ -36,12 +38,6 @@ def png_data_uri(figure) -> str:
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def read_metrics_log(path: Path | None) -> list[dict]:
-    if path is None or not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def loss_curve_plot(records: list[dict]) -> str | None:
@@ -160,7 +156,7 @@ def html_report(report: dict, metrics_log: Path | None = None) -> str:
     parts.append(f"<tr><th>suite</th><td>{escape(report['suite']['path'])}</td>"
                  f"<td><code>{escape(report['suite']['sha256'])}</code></td></tr></table>")
     parts += ["<h2>Gates</h2>", gates_table(report["gates"])]
-    curve = loss_curve_plot(read_metrics_log(metrics_log))
+    curve = loss_curve_plot(read_metrics(metrics_log) if metrics_log else [])
     if curve:
         parts += ["<h2>Training</h2>", figure_html(curve, "training and validation loss")]
     parts += ["<h2>Baseline vs candidate</h2>", figure_html(metric_bars_plot(report["tasks"]), "metrics per task"),

@@ -20,6 +20,7 @@ from tunesmith.data.hashing import file_sha256
 from tunesmith.evaluate.runner import EvalResult
 from tunesmith.evaluate.suite import KIND_METRICS
 from tunesmith.evaluate.tasks import TaskRun
+from tunesmith.train.metrics import METRICS_FILE
 
 
 def side_by_side(baseline: TaskRun, candidate: TaskRun) -> list[dict]:
@@ -134,6 +135,6 @@ def write_reports(result: EvalResult, out_dir: Path) -> dict[str, Path]:
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
     paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     paths["md"].write_text(markdown(report))
-    metrics_log = Path(result.candidate.run_dir) / "metrics.jsonl" if result.candidate.run_dir else None
+    metrics_log = Path(result.candidate.run_dir) / METRICS_FILE if result.candidate.run_dir else None
     paths["html"].write_text(html_report(report, metrics_log))
     return paths

@@ -24,6 +24,7 @@ from tunesmith.registry import files, job_events, jobs, models
 from tunesmith.registry.db import Database
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.train.checkpoint import complete_checkpoints, latest_checkpoint
+from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 log = logging.getLogger("tunesmith.worker")
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
@@ -48,18 +49,6 @@ def job_dir(settings: ServeSettings, job_id: str) -> Path:
     if not JOB_ID.match(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
     return settings.jobs_dir / job_id
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # the line being written right now
-            break
-    return records
 
 
 class JobWorker:
@@ -187,7 +176,7 @@ class JobWorker:
             pass  # cancelled just as it ended: the user's choice stands
 
     def record_progress(self, current: RunningJob) -> None:
-        metrics = read_metrics(current.run_dir / "metrics.jsonl")
+        metrics = read_metrics(current.run_dir / METRICS_FILE)  # the line being written is left for the next poll
         for record in metrics:
             if record["step"] <= current.recorded_step:
                 continue
