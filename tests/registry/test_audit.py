@@ -137,3 +137,13 @@ def test_cli_verify_names_the_first_broken_entry_and_export_writes_a_format(db, 
     assert broken.exit_code == 1 and "audit_log entry 3: deleted" in broken.output
     missing = runner.invoke(app, ["audit", "verify", "--home", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "no registry database" in missing.output
+
+
+def test_an_exported_time_passed_back_as_since_includes_its_entry(tmp_path, monkeypatch):
+    db = Database(tmp_path / "times.sqlite")
+    for at in (1764000000.1234567, 1764000000.9999996, 1764000001.0000004):  # round up, across a second, down
+        monkeypatch.setattr(audit.time, "time", lambda at=at: at)
+        audit.append(db, "os:ci", "file.deleted", f"file-{at}")
+    for row in map(json.loads, audit.export(db).splitlines()):
+        since = datetime.datetime.fromisoformat(row["time"])
+        assert json.loads(audit.export(db, since=since).splitlines()[0])["seq"] == row["seq"]

@@ -62,6 +62,8 @@ class SpacyNames:
         self.description = f"spaCy {spacy.__version__} NER ({model} {self.nlp.meta.get('version', '?')}) + cue rules"
 
     def find(self, text: str) -> list[PiiFinding]:
+        # spaCy refuses texts over max_length to bound the parser's memory; only the recogniser runs here
+        self.nlp.max_length = max(self.nlp.max_length, len(text) + 1)
         entities = [(e.label_, e.start_char, e.end_char) for e in self.nlp(text).ents]
         return names_from_entities(text, entities, self.cues.find(text))
 

@@ -12,6 +12,7 @@ import datetime
 import getpass
 import io
 import json
+import math
 import os
 import sqlite3
 import time
@@ -21,6 +22,8 @@ from typing import Literal
 from tunesmith.registry.audit_chain import GENESIS, entry_hash, last_hash
 from tunesmith.registry.db import Database
 
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+MICROSECOND = datetime.timedelta(microseconds=1)
 EXPORT_COLUMNS = ("seq", "time", "actor", "action", "object_id", "outcome", "detail", "prev_hash", "hash")
 
 
@@ -136,8 +139,9 @@ def _range(first: int, last: int) -> str:
 def export(db: Database, since: datetime.datetime | None = None, format: Literal["jsonl", "csv"] = "jsonl") -> str:
     """Entries at or after `since` (naive times are UTC), oldest first, with their links so a reader can
     re-check the chain without the database."""
-    cutoff = _as_utc(since).timestamp() if since is not None else float("-inf")
-    rows = [_export_row(row) for row in db.query("SELECT * FROM audit_log WHERE at >= ? ORDER BY seq", (cutoff,))]
+    cutoff = (_as_utc(since) - EPOCH) // MICROSECOND if since is not None else None
+    rows = [_export_row(row) for row in db.query("SELECT * FROM audit_log ORDER BY seq")
+            if cutoff is None or _micros(row["at"]) >= cutoff]
     if format == "jsonl":
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if format == "csv":
@@ -153,8 +157,14 @@ def _as_utc(moment: datetime.datetime) -> datetime.datetime:
     return moment.replace(tzinfo=datetime.timezone.utc) if moment.tzinfo is None else moment
 
 
+def _micros(at: float) -> int:
+    """Whole microseconds since the epoch, rounded down: the exported time and the `since` filter agree, so
+    an exported entry's own time, passed back as `since`, includes it."""
+    return math.floor(at * 1_000_000)
+
+
 def _export_row(row: sqlite3.Row) -> dict:
-    moment = datetime.datetime.fromtimestamp(row["at"], datetime.timezone.utc)
+    moment = EPOCH + _micros(row["at"]) * MICROSECOND
     return {"seq": row["seq"], "time": moment.isoformat(timespec="microseconds"), "actor": row["actor"],
             "action": row["action"], "object_id": row["object_id"], "outcome": row["outcome"],
             "detail": json.loads(row["detail"]) if row["detail"] else {}, "prev_hash": row["prev_hash"],
