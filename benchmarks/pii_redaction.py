@@ -112,6 +112,7 @@ def make_phone(rng: random.Random) -> tuple[str, str]:
         "fr_international": "+33 6 " + " ".join(digits(rng, 2) for _ in range(4)),
         "de_international": f"+49 30 {digits(rng, 8)}", "uk_national": f"020 {digits(rng, 4)} {digits(rng, 4)}",
         "fr_national": "06 " + " ".join(digits(rng, 2) for _ in range(4)), "de_national": f"030 {digits(rng, 8)}",
+        "us_spaced": f"{area} {exchange} {line}", "uk_plus_trunk": f"+44 (0)20 {digits(rng, 4)} {digits(rng, 4)}",
     }
     style = rng.choice(list(formats))
     return formats[style], style
@@ -120,7 +121,8 @@ def make_phone(rng: random.Random) -> tuple[str, str]:
 def make_ssn(rng: random.Random) -> tuple[str, str]:
     area = rng.choice([n for n in range(1, 900) if n != 666])
     value = f"{area:03d}", f"{rng.randint(1, 99):02d}", f"{rng.randint(1, 9999):04d}"
-    return ("-".join(value), "dashed") if rng.random() < 0.75 else (" ".join(value), "spaced")
+    style = rng.choice(["dashed", "dashed", "spaced", "plain"])  # plain nine digits: not detected (any number)
+    return {"dashed": "-", "spaced": " ", "plain": ""}[style].join(value), style
 
 
 def make_nino(rng: random.Random) -> tuple[str, str]:
@@ -141,7 +143,9 @@ def make_ipv6(rng: random.Random) -> tuple[str, str]:
 
 def make_address(rng: random.Random) -> tuple[str, str]:
     street = f"{rng.randint(1, 9999)} {rng.choice(STREETS)} {rng.choice(STREET_TYPES)}"
-    style = rng.choice(["street_only", "us_full", "uk_full"])
+    style = rng.choice(["street_only", "us_full", "uk_full", "continental"])
+    if style == "continental":  # street before number, as in most of Europe: not detected
+        return f"{rng.choice(['Hauptstraße', 'Rue de Rivoli', 'Via Roma', 'Kerkstraat'])} {rng.randint(1, 200)}, {digits(rng, 5)} {rng.choice(['Berlin', 'Paris', 'Roma'])}", style
     if style == "us_full":
         city, state = rng.choice(CITIES_US)
         return f"{street}, {city}, {state} {digits(rng, 5)}", style
@@ -223,7 +227,7 @@ def measure_seeded(names: NameDetector, corpora: dict[str, list[str]], seeds: in
     return {kind: {"seeds": t["seeds"], "recall": round(t["found"] / t["seeds"], 3),
                    "redacted": round(t["redacted"] / t["seeds"], 3),
                    "false_positives_seeded": t["false_positives_seeded"],
-                   "recall_by_format": {f: round(c["found"] / c["seeds"], 3) for f, c in sorted(by_format[kind].items())}}
+                   "found_by_format": {f: f"{c['found']}/{c['seeds']}" for f, c in sorted(by_format[kind].items())}}
             for kind, t in tally.items() if t["seeds"]}
 
 
