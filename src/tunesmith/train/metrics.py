@@ -2,38 +2,37 @@
 
 Whoever reads the file may meet a half-written last line: the trainer is writing it right now (the job
 worker follows a running job), or the trainer was killed mid-write (a resumed run, a report on it). That
-line is not a record yet, so `read_metrics` drops it, and a resumed run rewrites the file without it. A
-line that does not parse anywhere else means the file was damaged: that is an error naming the line.
+line is not a record yet, so `read_metrics` drops it, and a resumed run rewrites the file without it.
+An earlier line that does not parse means the file was changed after training wrote it: it is dropped
+with a warning naming the line, so that neither a resume, nor a report, nor a job's progress stops over
+the loss curve.
 """
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 METRICS_FILE = "metrics.jsonl"
 
-
-class DamagedMetricsError(ValueError):
-    """A line of metrics.jsonl before the last does not parse: the file was changed outside training."""
+log = logging.getLogger("tunesmith.train")
 
 
 def read_metrics(path: Path) -> list[dict]:
     """The records of a metrics.jsonl, in order; [] when there is no file yet; a torn last line is dropped."""
     if not path.is_file():
         return []
-    lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    lines = path.read_text().splitlines()
     records = []
-    for index, (number, line) in enumerate(lines):
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            record = json.loads(line)
+            records.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            if index == len(lines) - 1:
-                break  # the line being written, or cut short by a kill
-            raise DamagedMetricsError(
-                f"{path}:{number}: not valid JSON ({exc.msg}) — the file was damaged after training wrote it; "
-                "delete the line, or the file (only the training curve is lost)"
-            ) from None
-        records.append(record)
+            if number < len(lines):  # the last line is the one being written, or cut short by a kill
+                log.warning("%s:%d: not valid JSON (%s), skipped — the file was changed after training wrote it; "
+                            "delete the line to silence this", path, number, exc.msg)
     return records
 
 
