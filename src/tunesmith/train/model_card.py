@@ -20,6 +20,7 @@ import tunesmith
 from tunesmith.data.formats import load_file
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii import find_pii
+from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_\d+>")  # what `tunesmith data redact` writes
 METHOD_NAMES = {"lora": "LoRA finetune", "full": "full finetune"}
@@ -67,13 +68,7 @@ def read_run_facts(run_dir: Path) -> RunFacts:
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
     data = [data_facts(role, run.get(f"{role}_file"), run.get(f"{role}_sha256"))
             for role in ("train", "valid") if run.get(f"{role}_file")]
-    return RunFacts(run_dir, config or {}, run, read_metrics(run_dir / "metrics.jsonl"), report, data)
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return RunFacts(run_dir, config or {}, run, read_metrics(run_dir / METRICS_FILE), report, data)
 
 
 def data_facts(role: str, path: str, sha256: str | None) -> DataFacts:
