@@ -1,5 +1,8 @@
 """One process, or data parallelism (DDP): every rank holds the whole model and the whole optimizer state.
 
+`DataParallelStrategy` is the training strategy (strategy.py) of train.distributed: ddp, and of any 1-process
+run but a DeepSpeed one.
+
 A step's examples are split across ranks; each rank's loss is divided by the step's GLOBAL trained-token
 count, and after the step's last backward the gradients are summed across ranks (one all-reduce of all of
 them, not DDP's per-bucket averaging) — so N processes compute exactly the gradient one process would.
