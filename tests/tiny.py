@@ -70,3 +70,35 @@ def save_tiny_pair(directory, seed: int = 0):
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tiny_classifier_model(tokenizer, labels: list[str], seed: int = 0, multi_label: bool = True):
+    """A 2-layer, hidden-64 LlamaForSequenceClassification with one output per label, random weights."""
+    from transformers import LlamaForSequenceClassification
+
+    config = tiny_model(tokenizer).config
+    config.num_labels = len(labels)
+    config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model = LlamaForSequenceClassification(config)
+        model.score.weight.normal_(0, 1.0)  # a spread of scores, not all ~0.5
+    return model.eval()
+
+
+def save_tiny_classifier(directory, labels: list[str] | None = None, thresholds: dict[str, float] | None = None):
+    """Write a tiny moderation classifier directory (models/classifier.py format) and return its path.
+
+    Labels default to OpenAI's 13 moderation categories, each mapped to itself, every threshold 0.5.
+    """
+    from tunesmith.data.labels import MODERATION_CATEGORIES
+    from tunesmith.models.classifier import save_classifier
+
+    labels = list(labels or MODERATION_CATEGORIES)
+    tokenizer = tiny_tokenizer()
+    return save_classifier(
+        directory, tiny_classifier_model(tokenizer, labels), tokenizer, labels,
+        thresholds=thresholds if thresholds is not None else {label: 0.5 for label in labels},
+        category_map={label: [label] if label in MODERATION_CATEGORIES else [] for label in labels},
+        target_fpr=0.05, base_model="tiny",
+    )
