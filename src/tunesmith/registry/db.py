@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     object_id TEXT NOT NULL, detail TEXT, outcome TEXT NOT NULL DEFAULT 'ok', prev_hash TEXT, hash TEXT
 );
+CREATE TABLE IF NOT EXISTS guards (
+    model TEXT NOT NULL, owner TEXT NOT NULL, moderation_model TEXT NOT NULL, screen_input INTEGER NOT NULL,
+    screen_output INTEGER NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (model, owner)
+);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
 CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner);

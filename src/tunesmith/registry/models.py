@@ -40,6 +40,12 @@ def get_model(db: Database, owner: str, model_id: str) -> FineTunedModel | None:
     return _model(row) if row else None
 
 
+def find_model(db: Database, model_id: str) -> FineTunedModel | None:
+    """Any key's model, for an operator's setting that names one (a guard's moderation model)."""
+    row = db.query_one("SELECT * FROM models WHERE id = ? AND deleted_at IS NULL", (model_id,))
+    return _model(row) if row else None
+
+
 def list_models(db: Database, owner: str) -> list[FineTunedModel]:
     rows = db.query("SELECT * FROM models WHERE owner = ? AND deleted_at IS NULL ORDER BY rowid", (owner,))
     return [_model(r) for r in rows]
