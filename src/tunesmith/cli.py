@@ -120,6 +120,8 @@ def data_redact(
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config (sections model, data, lora, train)."),
     base: Optional[str] = typer.Option(None, help="Base model: embedded name, local HF dir, run dir or hub id."),
+    from_run: Optional[Path] = typer.Option(None, "--from", help="Continue from this finished run (its adapter, or "
+                                            "its merged weights for a full finetune); the base follows it."),
     data: Optional[Path] = typer.Option(None, help="Training data file."),
     valid: Optional[Path] = typer.Option(None, help="Validation data file."),
     method: Optional[str] = typer.Option(None, help="lora (default) or full."),
@@ -159,7 +161,7 @@ def train(
     from tunesmith.train.sft import RunDirectoryInUse, train as run_training
 
     overrides = {
-        "model.base": base, "data.train": data, "data.valid": valid, "train.method": method,
+        "model.base": base, "model.parent.run": from_run, "data.train": data, "data.valid": valid, "train.method": method,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.lr": lr, "train.batch_size": batch_size,
         "train.micro_batch_size": micro_batch_size, "data.max_length": max_length, "data.packing": packing,
         "lora.r": lora_r, "lora.alpha": lora_alpha, "train.seed": seed, "train.bf16": bf16,

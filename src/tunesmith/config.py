@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.models.resolve import DEFAULT_BASE
 
@@ -22,9 +22,44 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class ParentConfig(Strict):
+    """A previous run to continue from (`tunesmith train --from RUN`): continued finetuning, not a fresh start.
+
+    Which forgetting control the defaults use, and what chose it, is said in train/parent.py.
+    """
+
+    run: Path = Field(..., description="The parent's run directory (run.json, config.yaml, model/, and adapter/ for LoRA).")
+    adapter: Literal["continue", "stack"] = Field("continue", description="A LoRA run from a LoRA parent: keep training the parent's adapter (continue), or train a new adapter on the parent's merged weights, exported as one adapter of both ranks over the shared base (stack). Runs from or to a full finetune start from the parent's merged weights.")
+    anchor: float = Field(0.0, ge=0, description="Pull towards the parent's weights after every step, θ -= lr·anchor·(θ − θ_parent) (L2 towards the parent, decoupled like AdamW's weight decay); 0 = off.")
+
+
 class ModelConfig(Strict):
-    base: str = Field(DEFAULT_BASE, description="Embedded model name, local HF directory, run directory or hub id.")
+    base: str = Field(DEFAULT_BASE, description="Embedded model name, local HF directory, run directory or hub id. With model.parent it defaults to the parent's.")
     attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="Attention kernel (packing uses a 4D mask with either).")
+    parent: ParentConfig | None = Field(None, description="Continue from a previous run (a run directory, or {run, adapter, anchor}); None = start from model.base.")
+
+    @field_validator("parent", mode="before")
+    @classmethod
+    def _run_directory_alone(cls, value: Any) -> Any:
+        return {"run": value} if isinstance(value, (str, Path)) else value
+
+
+class ReplayConfig(Strict):
+    """Earlier training data and/or general text mixed into every step of a continued run, against forgetting.
+
+    Each step draws round(share × batch_size) of its examples (at least one) from the replay sources present,
+    alternating between them; which ones is a function of (seed, step), so a resumed run replays the same.
+    """
+
+    share: float = Field(0.2, gt=0, lt=1, description="Fraction of each step's examples drawn from replay.")
+    from_parent: bool = Field(True, description="Replay the training files of the parent and every earlier ancestor, as their run.json records them (each must still match its recorded sha256).")
+    general_text: Path | None = Field(None, description="Plain text (.txt, blank-line separated documents) or JSONL {text}: general language to keep, chunked to data.max_length.")
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> "ReplayConfig":
+        if not self.from_parent and self.general_text is None:
+            raise ValueError("data.replay replays nothing: set from_parent: true or a general_text file")
+        return self
 
 
 class DataConfig(Strict):
@@ -33,7 +68,7 @@ class DataConfig(Strict):
     max_length: int = Field(1024, ge=8, description="Tokens per example; longer examples are truncated (data check warns).")
     packing: bool = Field(True, description="Pack short examples into one sequence with a block-diagonal mask.")
     skip_invalid: bool = Field(False, description="Train on the valid rows and report the skipped ones, instead of refusing.")
-    pii: Literal["refuse", "redact", "allow"] = Field("refuse", description="Personal data (emails, phones, cards, IBANs, national ids, IP and street addresses) in the train/valid files: refuse to train, listing each by line (default: no shipped example has any, and nothing personal reaches a model unasked); redact into RUN_DIR/redacted/ and train on that copy (names too where a detector is installed); or allow.")
+    replay: ReplayConfig | None = Field(None, description="Mix earlier data and/or general text into each step (continued runs); None = train on data.train alone.")
 
 
 class LoraConfig(Strict):
@@ -75,6 +110,8 @@ class EvalConfig(Strict):
     suite: Path | None = Field(None, description="Evaluation suite YAML (tasks and gates); with it, a finished run is evaluated against its base model and DIR/eval/report.html written.")
     limit: int | None = Field(None, ge=1, description="Use only the first N items of each task (a quick look); None = all.")
     fail_on_gate: bool = Field(True, description="Exit non-zero when a gate fails (the trained model is kept either way).")
+    max_points_lost: float = Field(2.0, ge=0, description="A run with model.parent must keep the suites of all its ancestors: each accuracy-like score may fall at most this many points below the best an ancestor reached, each loss or perplexity may rise at most this many percent above it.")
+    retired: list[str] = Field(default_factory=list, description="`SUITE.TASK` of ancestor suites whose facts this run changes on purpose (corrections): reported, not gated.")
 
 
 class RunConfig(Strict):
@@ -86,6 +123,35 @@ class RunConfig(Strict):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _inherit_from_parent(self) -> "RunConfig":
+        """model.base, and lora when the parent's adapter is continued, default to the parent's; a clash is an error.
+
+        A parent not trained yet (an example config naming a run still to come) is left to build_model to refuse.
+        """
+        parent = self.model.parent
+        if self.data.replay is not None and self.data.replay.from_parent and parent is None:
+            raise ValueError("data.replay.from_parent needs model.parent (the run whose data to replay)")
+        if parent is None or not (parent.run / "config.yaml").is_file():
+            return self
+        saved = read_yaml_mapping(parent.run / "config.yaml", ConfigError, "parent config", "of sections")
+        adapters = saved.get("train", {}).get("method") == "lora" and self.train.method == "lora"
+        base = saved["model"]["base"] if adapters else str(parent.run)  # else: the parent's merged weights
+        if "base" not in self.model.model_fields_set:
+            self.model.base = base
+        elif self.model.base != base:
+            raise ValueError(f"model.base is {self.model.base!r} but this run starts from {base!r} (model.parent "
+                             f"{parent.run}) — drop model.base, it follows the parent")
+        if adapters and parent.adapter == "continue":
+            inherited = LoraConfig.model_validate(saved.get("lora", {}))
+            if "lora" not in self.model_fields_set:
+                self.lora = inherited
+            elif (self.lora.r, self.lora.alpha, self.lora.target_modules) != (inherited.r, inherited.alpha, inherited.target_modules):
+                raise ValueError(f"lora (r {self.lora.r}, alpha {self.lora.alpha}) differs from the parent adapter's "
+                                 f"(r {inherited.r}, alpha {inherited.alpha}) that this run continues — drop the lora "
+                                 "section, or set model.parent.adapter: stack to train a new adapter")
+        return self
 
     @model_validator(mode="after")
     def _micro_batch_divides(self) -> "RunConfig":
@@ -105,10 +171,10 @@ def field_model(root: type[BaseModel], path: tuple) -> type[BaseModel]:
     model = root
     for part in path:
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
+        nested = [t for t in (annotation, *get_args(annotation)) if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not nested:  # a plain field, or a section that may be None (`ParentConfig | None`) is still a section
             break
+        model = nested[0]
     return model
 
 
@@ -123,7 +189,8 @@ def validation_message(error: ValidationError, source: str, model_at: Callable[[
             hint = f" — did you mean {guess!r}?" if guess else f" — valid keys: {', '.join(parent.model_fields)}"
             lines.append(f"{source}: unknown key {location!r}{hint}")
         else:
-            lines.append(f"{source}: {location}: {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")  # a validator's own sentence says where
+            lines.append(f"{source}: {location}: {message}" if location else f"{source}: {message}")
     return "\n".join(lines)
 
 

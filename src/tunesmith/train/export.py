@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from tunesmith.train.forward import causal_lm_of
+from tunesmith.train.parent import stack_adapters
 
 
 def atomic_directory_write(target: Path, write) -> Path:
@@ -19,13 +20,20 @@ def atomic_directory_write(target: Path, write) -> Path:
     return target
 
 
-def export_model(model, tokenizer, run_dir: Path) -> Path:
+def export_model(model, tokenizer, run_dir: Path, stack_on: Path | None = None) -> Path:
     """Save DIR/adapter (LoRA runs) and DIR/model (merged weights + tokenizer + chat template).
 
     Merging folds the adapter into the base weights in place; call this once, after training.
+    `stack_on`: the parent adapter a stacked run trained on top of; DIR/adapter then holds both as one
+    adapter over the shared base (parent.stack_adapters), while DIR/model merges both either way.
     """
     if hasattr(model, "peft_config"):
-        atomic_directory_write(run_dir / "adapter", model.save_pretrained)
+        def write_adapter(directory: Path) -> None:
+            model.save_pretrained(directory)
+            if stack_on is not None:
+                stack_adapters(stack_on, directory)
+
+        atomic_directory_write(run_dir / "adapter", write_adapter)
         model = model.merge_and_unload()
     merged = causal_lm_of(model)
     merged.config.use_cache = True

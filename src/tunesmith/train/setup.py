@@ -16,7 +16,10 @@ from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.deepspeed import DeepSpeedStrategy
 from tunesmith.train.distributed import World
 from tunesmith.train.lora import apply_lora
+from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.loop import LoopSettings
+from tunesmith.train.parent import anchor_to_parent, build_from_parent
+from tunesmith.train.replay import ReplayPool
 from tunesmith.train.schedule import total_steps
 from tunesmith.train.sharding import FSDPStrategy
 from tunesmith.train.strategy import Strategy
@@ -82,12 +85,17 @@ def load_training_data(config: DataConfig, tokenizer) -> TrainingData:
 
 
 def build_model(config: RunConfig):
-    model = load_model(config.model.base, attn_implementation=config.model.attn_implementation)
-    model.config.use_cache = False
+    """The model a run trains: the base (LoRA-wrapped or whole), or with model.parent the parent's (parent.py)."""
+    if config.model.parent is not None:
+        model = build_from_parent(config)
+    else:
+        model = load_model(config.model.base, attn_implementation=config.model.attn_implementation)
+        if config.train.method == "lora":
+            model = apply_lora(model, config.lora)
+    causal_lm = causal_lm_of(model)
+    causal_lm.config.use_cache = False
     if config.train.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if config.train.method == "lora":
-        return apply_lora(model, config.lora)
+        causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
@@ -97,7 +105,10 @@ def build_optimizer(model, config: RunConfig) -> torch.optim.Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999))
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999))
+    if config.model.parent is not None and config.model.parent.anchor > 0:
+        anchor_to_parent(optimizer, config.model.parent.anchor)  # before a checkpoint loads: anchors to the parent
+    return optimizer
 
 
 def build_strategy(world: World, deepspeed_json: dict | None) -> Strategy:
@@ -113,10 +124,11 @@ def build_strategy(world: World, deepspeed_json: dict | None) -> Strategy:
 
 
 def loop_settings(config: RunConfig, num_train: int, pad_id: int,
-                  strategy: Strategy = DataParallelStrategy()) -> LoopSettings:
+                  strategy: Strategy = DataParallelStrategy(), replay: ReplayPool | None = None) -> LoopSettings:
     t = config.train
+    new_per_step = t.batch_size - (replay.per_step if replay is not None else 0)  # epochs count new examples only
     return LoopSettings(
-        total_steps=total_steps(num_train, t.batch_size, t.epochs, t.max_steps),
+        total_steps=total_steps(num_train, new_per_step, t.epochs, t.max_steps),
         batch_size=t.batch_size,
         micro_batch_size=t.micro_batch_size or t.batch_size,
         max_length=config.data.max_length,
@@ -130,6 +142,7 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int,
         keep_checkpoints=t.keep_checkpoints,
         pad_id=pad_id,
         strategy=strategy,
+        replay=replay,
     )
 
 

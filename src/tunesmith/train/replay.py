@@ -1,0 +1,109 @@
+"""Replay: earlier training data and general text mixed into every step of a continued run (`data.replay`).
+
+Each optimizer step of `batch_size` examples takes `per_step` = round(share × batch_size) (at least one) from
+the replay sources and the rest from the new data, so epochs over the new data count only its examples.
+The replay slots alternate between the sources present (earlier data, general text) — a pool of 20 text
+chunks is not drowned by 3,000 earlier chat rows — and which example fills a slot is drawn from a generator
+seeded by (seed, step): a resumed run replays exactly what the uninterrupted one would have.
+
+Earlier data is found through the lineage: the training file of the parent and of every earlier ancestor,
+as each run.json records it (path and sha256). A file that changed since is refused rather than replayed
+as something the ancestor never saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tunesmith.config import ConfigError, DataConfig, ReplayConfig, RunConfig
+from tunesmith.data.formats import load_file
+from tunesmith.data.hashing import file_sha256
+from tunesmith.data.render import TokenizedExample, records_to_examples
+from tunesmith.train.parent import ancestors
+
+
+@dataclass
+class ReplaySource:
+    name: str  # "earlier" or "general"
+    files: list[dict]  # {path, sha256, run_dir?}: what was read, for run.json
+    examples: list[TokenizedExample]
+
+
+@dataclass
+class ReplayPool:
+    share: float
+    per_step: int
+    sources: list[ReplaySource] = field(default_factory=list)
+
+    def step_examples(self, step: int, seed: int) -> list[TokenizedExample]:
+        """The replayed examples of 0-based optimizer step `step`: a pure function of (seed, step)."""
+        return [self.sources[s].examples[i] for s, i in replay_slots(step, seed, self.per_step,
+                                                                     [len(src.examples) for src in self.sources])]
+
+    def record(self) -> dict:
+        """run.json's `replay`: what was mixed in, pinned by sha256."""
+        return {"share": self.share, "per_step": self.per_step,
+                "sources": [{"name": s.name, "files": s.files, "examples": len(s.examples)} for s in self.sources]}
+
+
+def replay_slots(step: int, seed: int, count: int, sizes: list[int]) -> list[tuple[int, int]]:
+    """(source, example index) for each of a step's `count` replay slots; sources alternate, starting at step % n."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)  # unlike epoch_order's stream
+    slots = []
+    for k in range(count):
+        source = (step + k) % len(sizes)
+        slots.append((source, int(torch.randint(sizes[source], (1,), generator=generator))))
+    return slots
+
+
+def replay_per_step(share: float, batch_size: int) -> int:
+    """Replayed examples per step: round(share × batch), at least 1, leaving at least 1 new example."""
+    if batch_size < 2:
+        raise ConfigError("data.replay needs train.batch_size of at least 2: one new and one replayed example per step")
+    return min(batch_size - 1, max(1, round(share * batch_size)))
+
+
+def earlier_training_files(parent_run: Path) -> list[dict]:
+    """Each ancestor's training file (nearest ancestor first), once per content, checked against its sha256."""
+    files, seen = [], set()
+    for ancestor in ancestors(parent_run):
+        path, recorded = ancestor.record.get("train_file"), ancestor.record.get("train_sha256")
+        if not path or not recorded or recorded in seen:
+            continue
+        if not Path(path).is_file() or file_sha256(Path(path)) != recorded:
+            raise ConfigError(f"data.replay: {path} (the training file of {ancestor.run_dir}) is missing or changed "
+                              f"since that run (sha256 {recorded[:12]}…) — restore it, or set data.replay.from_parent: false")
+        seen.add(recorded)
+        files.append({"path": path, "sha256": recorded, "run_dir": str(ancestor.run_dir)})
+    return files
+
+
+def read_examples(path: Path, tokenizer, data: DataConfig) -> list[TokenizedExample]:
+    loaded = load_file(path)
+    if loaded.errors and not data.skip_invalid:
+        raise ConfigError(f"data.replay: {loaded.errors[0]} ({len(loaded.errors)} invalid row(s) in all)")
+    return records_to_examples(loaded, tokenizer, data.max_length)
+
+
+def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
+    """The run's replay pool, or None when `data.replay` is not set."""
+    replay: ReplayConfig | None = config.data.replay
+    if replay is None:
+        return None
+    sources = []
+    if replay.from_parent:
+        files = earlier_training_files(config.model.parent.run)
+        examples = [e for f in files for e in read_examples(Path(f["path"]), tokenizer, config.data)]
+        if examples:
+            sources.append(ReplaySource("earlier", files, examples))
+    if replay.general_text is not None:
+        examples = read_examples(replay.general_text, tokenizer, config.data)
+        sources.append(ReplaySource("general", [{"path": str(replay.general_text),
+                                                 "sha256": file_sha256(replay.general_text)}], examples))
+    sources = [s for s in sources if s.examples]
+    if not sources:
+        raise ConfigError("data.replay: nothing to replay — the ancestors record no training file and no "
+                          "general_text is set")
+    return ReplayPool(replay.share, replay_per_step(replay.share, config.train.batch_size), sources)

@@ -1,0 +1,118 @@
+"""Continued finetuning on the tiny model: start from a parent run, stack adapters, anchor, replay earlier data."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from tests.train.test_sft_run import FACTS, write_chat_file
+from tunesmith.config import ConfigError, load_config
+from tunesmith.train.replay import replay_per_step, replay_slots
+from tunesmith.train.setup import build_model
+from tunesmith.train.sft import train
+
+NEW_FACTS = [("zinc", "Zn"), ("nickel", "Ni"), ("sodium", "Na"), ("neon", "Ne"), ("argon", "Ar"), ("boron", "B")]
+
+
+def first_run(tiny_model_dir, tmp_path, method="lora", **overrides):
+    config = load_config(overrides={"model.base": str(tiny_model_dir), "out": tmp_path / "v1",
+                                    "data.train": write_chat_file(tmp_path / "old.jsonl"), "train.method": method,
+                                    "train.batch_size": 4, "train.lr": 1e-2, "train.max_steps": 3, "lora.r": 4,
+                                    "train.bf16": False, **overrides})
+    train(config)
+    return tmp_path / "v1"
+
+
+def update_config(tmp_path, parent: Path, **overrides):
+    return load_config(overrides={"model.parent.run": parent, "out": tmp_path / "v2",
+                                  "data.train": write_chat_file(tmp_path / "new.jsonl", NEW_FACTS),
+                                  "train.batch_size": 4, "train.lr": 1e-2, "train.max_steps": 3,
+                                  "train.bf16": False, **overrides})
+
+
+def lora_weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_" in k}
+
+
+def test_update_inherits_base_and_adapter_shape_and_continues_the_parent_adapter(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    config = update_config(tmp_path, parent)
+    assert config.model.base == str(tiny_model_dir) and config.lora.r == 4  # from the parent's config.yaml
+    start = lora_weights(build_model(config))
+    saved = load_file(str(parent / "adapter" / "adapter_model.safetensors"))
+    assert len(start) == len(saved) > 0
+    assert all(torch.equal(start[k.replace("lora_A.weight", "lora_A.default.weight")
+                                 .replace("lora_B.weight", "lora_B.default.weight")], v) for k, v in saved.items())
+    train(config)
+    record = json.loads((tmp_path / "v2" / "run.json").read_text())
+    assert record["parent"]["run_dir"] == str(parent.resolve()) and record["parent"]["adapter"] == "continue"
+    assert len(record["parent"]["run_json_sha256"]) == 64 and len(record["parent"]["model_sha256"]) == 64
+    trained = load_file(str(tmp_path / "v2" / "adapter" / "adapter_model.safetensors"))
+    assert trained.keys() == saved.keys() and any(not torch.equal(trained[k], saved[k]) for k in saved)
+
+
+def test_an_update_that_contradicts_the_parent_is_refused(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    with pytest.raises(ConfigError, match="model.base .* follows the parent"):
+        update_config(tmp_path, parent, **{"model.base": "smollm2-135m-instruct"})
+    with pytest.raises(ConfigError, match="differs from the parent adapter"):
+        update_config(tmp_path, parent, **{"lora.r": 8})
+    with pytest.raises(ConfigError, match="not a finished tunesmith run"):
+        build_model(update_config(tmp_path, tmp_path / "nowhere", **{"model.base": str(tiny_model_dir)}))
+
+
+def test_stacked_adapter_exports_as_one_adapter_over_the_base_with_merged_parity(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    train(update_config(tmp_path, parent, **{"model.parent.adapter": "stack", "lora.r": 2, "lora.alpha": 8}))
+    adapter = tmp_path / "v2" / "adapter"
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 6  # 4 (parent) + 2 (new)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    served = PeftModel.from_pretrained(base, adapter).eval()  # what serving loads: one adapter on the base
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "v2" / "model").eval()
+    ids = torch.tensor([[5, 17, 42, 99, 3, 250]])
+    with torch.no_grad():
+        assert torch.allclose(served(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+
+
+def test_an_anchor_of_one_over_lr_holds_the_weights_at_the_parent(tiny_model_dir, tmp_path):
+    """θ -= lr·anchor·(θ − θ_parent) with lr·anchor = 1 puts θ back on the parent after every step."""
+    parent = first_run(tiny_model_dir, tmp_path, method="full")
+    config = update_config(tmp_path, parent, **{"train.method": "full", "train.scheduler": "constant",
+                                                "train.warmup_ratio": 0, "model.parent.anchor": 100.0})
+    assert config.model.base == str(parent)  # a full finetune starts from the parent's merged weights
+    train(config)
+    before = AutoModelForCausalLM.from_pretrained(parent / "model").state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "v2" / "model").state_dict()
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+
+
+def test_replay_mixes_the_ancestors_data_into_each_step_and_records_it(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    general = tmp_path / "general.txt"
+    general.write_text("The quick brown fox jumps over the lazy dog.\n\nHydrogen has atomic number 1.\n")
+    config = update_config(tmp_path, parent, **{"data.replay.share": 0.5, "data.replay.general_text": general,
+                                                 "train.max_steps": None, "train.epochs": 1})
+    result = train(config)
+    assert result.steps == 3  # 6 new examples, 2 new + 2 replayed per step
+    replay = json.loads((tmp_path / "v2" / "run.json").read_text())["replay"]
+    assert replay["per_step"] == 2 and [s["name"] for s in replay["sources"]] == ["earlier", "general"]
+    assert replay["sources"][0]["files"][0]["path"] == str(tmp_path / "old.jsonl")
+    assert load_config(tmp_path / "v2" / "config.yaml").data.replay.share == 0.5
+
+
+def test_replay_slots_alternate_sources_and_are_a_function_of_seed_and_step():
+    slots = replay_slots(step=3, seed=42, count=4, sizes=[100, 5])
+    assert [source for source, _ in slots] == [1, 0, 1, 0] and all(i < 5 for s, i in slots if s == 1)
+    assert slots == replay_slots(step=3, seed=42, count=4, sizes=[100, 5])
+    assert slots != replay_slots(step=4, seed=42, count=4, sizes=[100, 5])
+    assert replay_per_step(0.2, 16) == 3 and replay_per_step(0.01, 8) == 1 and replay_per_step(0.9, 4) == 3
+
+
+def test_replay_refuses_an_earlier_file_that_changed(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    write_chat_file(tmp_path / "old.jsonl", FACTS[:4])  # edited after v1 trained on it
+    with pytest.raises(ConfigError, match="missing or changed since that run"):
+        train(update_config(tmp_path, parent, **{"data.replay.share": 0.25}))
