@@ -19,6 +19,8 @@ keys_app = typer.Typer(help="API keys for `tunesmith serve`.", no_args_is_help=T
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The registry's tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+guard_app = typer.Typer(help="Moderation guards on served models (operator settings).", no_args_is_help=True)
+app.add_typer(guard_app, name="guard")
 console = Console()
 err = Console(stderr=True)
 
@@ -341,8 +343,12 @@ def serve(
     checkpoint_every: int = typer.Option(50, help="Training steps between a job's checkpoints."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for inference (default: half the cores, since "
                                           "the job worker trains on the rest; more threads than free cores thrash)."),
+    moderation_model: Optional[Path] = typer.Option(None, help="Classifier directory served as omni-moderation-latest."),
+    guard: Optional[str] = typer.Option(None, help="Screen every model's input, output or both with --moderation-model "
+                                        "(registry guards, `tunesmith guard set`, take precedence)."),
+    audit_flagged_text: bool = typer.Option(False, help="Keep flagged texts in the audit log (default: categories and scores)."),
 ) -> None:
-    """OpenAI-compatible API: files, fine-tuning jobs (trained by a worker), models, chat completions."""
+    """OpenAI-compatible API: files, fine-tuning jobs (trained by a worker), models, chat completions, moderations."""
     import torch
 
     from tunesmith.serve.app import run_server
@@ -350,8 +356,13 @@ def serve(
 
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) // 2))
     overrides = {"bases": base} if base else {}
+    if guard is not None:
+        if moderation_model is None:
+            fail("--guard: screens with the default moderation model — pass --moderation-model DIR too")
+        overrides["guard"] = default_guard(guard)
     settings = ServeSettings(home=home, database=database, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                             checkpoint_every=checkpoint_every, **overrides)
+                             checkpoint_every=checkpoint_every, moderation_model=moderation_model,
+                             audit_flagged_text=audit_flagged_text, **overrides)
     run_server(settings, host, port)
 
 
@@ -434,6 +445,87 @@ def audit_export(
         out.write_text(text)
     err.print(f"head {audit.head(db)} — keep it to check this log later: tunesmith audit verify --head SEQ:HASH",
               soft_wrap=True, highlight=False)
+
+
+SCREENS = {"input": (True, False), "output": (False, True), "both": (True, True)}
+
+
+def screen_flags(screen: str) -> tuple[bool, bool]:
+    if screen not in SCREENS:
+        fail(f"--screen/--guard: '{screen}' is not one of {', '.join(SCREENS)}")
+    return SCREENS[screen]
+
+
+def default_guard(screen: str):
+    from tunesmith.registry.guards import Guard
+    from tunesmith.serve.moderation import ALIASES
+
+    return Guard(ALIASES[0], *screen_flags(screen))
+
+
+@guard_app.command("set")
+def guard_set(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    moderation_model: str = typer.Option(..., help="An ft: classification model id, omni-moderation-latest (the "
+                                         "server's --moderation-model) or a classifier directory."),
+    model: str = typer.Option("*", help="The served model to guard; * = every model."),
+    key: str = typer.Option("*", help="The API key id (key-...) whose requests are screened; * = every key."),
+    screen: str = typer.Option("both", help="input, output or both."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Screen a model's prompts and/or answers with a moderation model; takes effect on the next request.
+
+    Run as: tunesmith guard set --home ~/.tunesmith --model ft:base:x:abc --moderation-model ft:base:mod:def
+    """
+    from tunesmith.registry import audit, guards
+    from tunesmith.serve.errors import APIError
+    from tunesmith.serve.moderation import ALIASES, moderation_model_dir
+    from tunesmith.serve.settings import ServeSettings
+
+    db = open_existing_registry(home, database)
+    if key != guards.ANY and db.query_one("SELECT id FROM api_keys WHERE id = ?", (key,)) is None:
+        fail(f"--key: no API key {key} — give the key-... id that `tunesmith keys create` printed, or * for every key")
+    if moderation_model not in ALIASES:
+        try:
+            moderation_model = str(moderation_model_dir(db, ServeSettings(home=home), moderation_model, owner=None))
+        except APIError as exc:
+            fail(f"--moderation-model: {exc.message}")
+    guards.set_guard(db, audit.os_actor(), guards.Guard(moderation_model, *screen_flags(screen), model=model, owner=key))
+    console.print(f"guard set: {model} for key {key} screened ({screen}) by {moderation_model}", highlight=False)
+
+
+@guard_app.command("list")
+def guard_list(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """The guards in the registry, one per line: model, key, screen, moderation model.
+
+    Run as: tunesmith guard list --home ~/.tunesmith
+    """
+    from tunesmith.registry import guards
+
+    for guard in guards.list_guards(open_existing_registry(home, database)):
+        screen = next(name for name, flags in SCREENS.items() if flags == (guard.screen_input, guard.screen_output))
+        print(f"{guard.model}\t{guard.owner}\t{screen}\t{guard.moderation_model}")  # tab-separated, for scripts
+
+
+@guard_app.command("remove")
+def guard_remove(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    model: str = typer.Option("*", help="The guarded model, as given to `guard set`."),
+    key: str = typer.Option("*", help="The key id, as given to `guard set`."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Remove one guard (the server's --guard default, if any, then covers that model).
+
+    Run as: tunesmith guard remove --home ~/.tunesmith --model ft:base:x:abc
+    """
+    from tunesmith.registry import audit, guards
+
+    if not guards.remove_guard(open_existing_registry(home, database), audit.os_actor(), model, key):
+        fail(f"no guard for model {model} and key {key} — see `tunesmith guard list`")
+    console.print(f"guard removed: {model} for key {key}", highlight=False)
 
 
 @app.command("eval")
