@@ -149,12 +149,17 @@ def generate_deltas(prompt_ids: list[int], params: SamplingParams, usage: Usage,
         request.cancelled.set()
 
 
-def complete(prompt_ids: list[int], params: SamplingParams, slot: BatchSlot) -> tuple[list[tuple[str, str]], Usage]:
-    """[(text, finish_reason)] per choice, and the token usage."""
-    usage = Usage()
-    texts, reasons = [""] * params.n, ["length"] * params.n
-    for delta in generate_deltas(prompt_ids, params, usage, slot):
+def join_deltas(deltas: Iterator[Delta], n: int) -> list[tuple[str, str]]:
+    """[(text, finish_reason)] per choice, from the deltas of `n` choices."""
+    texts, reasons = [""] * n, ["length"] * n
+    for delta in deltas:
         texts[delta.index] += delta.text
         if delta.finish_reason:
             reasons[delta.index] = delta.finish_reason
-    return list(zip(texts, reasons)), usage
+    return list(zip(texts, reasons))
+
+
+def complete(prompt_ids: list[int], params: SamplingParams, slot: BatchSlot) -> tuple[list[tuple[str, str]], Usage]:
+    """[(text, finish_reason)] per choice, and the token usage."""
+    usage = Usage()
+    return join_deltas(generate_deltas(prompt_ids, params, usage, slot), params.n), usage

@@ -6,6 +6,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunesmith.models.resolve import DEFAULT_BASE, EMBEDDED_MODELS
+from tunesmith.registry.guards import Guard
 
 
 class ServeSettings(BaseModel):
@@ -20,6 +21,14 @@ class ServeSettings(BaseModel):
     max_loaded_models: int = Field(4, ge=1, description="Models kept in memory for inference (least recently used is dropped).")
     run_jobs: bool = Field(True, description="Start the job worker with the server (tests of the API alone turn it off).")
     poll_seconds: float = Field(0.5, gt=0, description="How often the job worker looks at the queue and at a running job.")
+    moderation_model: Path | None = Field(None, description="Classifier directory served as omni-moderation-latest "
+                                          "(and text-moderation-latest): the default moderation model.")
+    guard: Guard | None = Field(None, description="Screens every served model for every key that no registry guard "
+                                "(tunesmith guard set) covers; None = only registry guards screen.")
+    screen_every_chars: int = Field(200, ge=1, description="A guarded answer is screened at each sentence end and at "
+                                    "least every this many characters; text reaches the client only once screened.")
+    audit_flagged_text: bool = Field(False, description="Write the flagged text itself into the audit log "
+                                     "(by default a flag records only its categories and scores).")
 
     @property
     def database_path(self) -> Path:

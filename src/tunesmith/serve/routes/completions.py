@@ -1,4 +1,7 @@
-"""/v1/chat/completions and /v1/completions, streaming (SSE) or not, for base and fine-tuned models."""
+"""/v1/chat/completions and /v1/completions, streaming (SSE) or not, for base and fine-tuned models.
+
+A guarded model (serve/guard.py) has its prompt screened before generation and its answer as it is generated.
+"""
 from __future__ import annotations
 
 import json
@@ -12,12 +15,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from tunesmith.models.chat import render_prompts
+from tunesmith.models.classifier import is_classifier_dir
 from tunesmith.registry import models
 from tunesmith.serve.auth import api_key
-from tunesmith.serve.batcher import complete, generate_deltas
+from tunesmith.serve.batcher import generate_deltas, join_deltas
 from tunesmith.serve.errors import APIError
+from tunesmith.serve.guard import Screen, screen_for
 from tunesmith.serve.model_pool import LoadedModel
-from tunesmith.serve.requests import SamplingParams, Usage
+from tunesmith.serve.requests import Delta, SamplingParams, Usage
 from tunesmith.serve.routes.models import served_model_ref
 
 router = APIRouter(prefix="/v1")
@@ -71,6 +76,9 @@ def load(request: Request, key: str, model_id: str) -> LoadedModel:
     """A LoRA fine-tune whose base is served runs as an adapter on that base; anything else as its own model."""
     ref, pool, bases = served_model_ref(request, key, model_id), request.app.state.pool, request.app.state.settings.base_models()
     tuned = None if model_id in bases else models.get_model(request.app.state.db, key, model_id)
+    if is_classifier_dir(ref) or is_classifier_dir(Path(ref) / "model"):
+        raise APIError(400, f"The model {model_id} is a moderation model: send its inputs to /v1/moderations.",
+                       param="model", code="invalid_model")
     adapter = Path(ref) / "adapter"
     if tuned is not None and tuned.base in bases and (adapter / "adapter_config.json").is_file():
         return pool.get_adapter(tuned.base, bases[tuned.base], model_id, adapter)
@@ -83,6 +91,13 @@ def check_context(loaded: LoadedModel, prompt_ids: list[int], params: SamplingPa
         raise APIError(400, f"This model's maximum context length is {limit} tokens; the prompt has "
                             f"{len(prompt_ids)} and {params.max_new_tokens} more were requested.",
                        param="messages", code="context_length_exceeded")
+
+
+def answer_deltas(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, usage: Usage,
+                  screen: Screen | None) -> Iterator[Delta]:
+    """The choices' deltas as generated, or as released by the guard's output screen."""
+    deltas = generate_deltas(prompt_ids, params, usage, loaded.slot)
+    return deltas if screen is None else screen.screen_deltas(deltas, params.n)
 
 
 def usage_object(usage: Usage) -> dict:
@@ -104,18 +119,22 @@ def chat_completions(request: Request, body: ChatRequest, key: str = Depends(api
     check_context(loaded, prompt_ids, params)
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
             "system_fingerprint": None}
+    screen = screen_for(request, key, body.model, head["id"])
+    if screen is not None:
+        screen.check_prompt([m.text() for m in body.messages], param="messages")
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(chat_stream(loaded, prompt_ids, params, head, include_usage),
+        return StreamingResponse(chat_stream(loaded, prompt_ids, params, head, include_usage, screen),
                                  media_type="text/event-stream")
-    answers, usage = complete(prompt_ids, params, loaded.slot)
+    usage = Usage()
+    answers = join_deltas(answer_deltas(loaded, prompt_ids, params, usage, screen), params.n)
     choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
                 "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(answers)]
     return {**head, "object": "chat.completion", "choices": choices, "usage": usage_object(usage)}
 
 
 def chat_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict,
-                include_usage: bool) -> Iterator[str]:
+                include_usage: bool, screen: Screen | None) -> Iterator[str]:
     head = {**head, "object": "chat.completion.chunk"}
 
     def chunk(index: int, delta: dict, finish_reason: str | None) -> str:
@@ -125,7 +144,7 @@ def chat_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingPara
     for index in range(params.n):
         yield chunk(index, {"role": "assistant", "content": ""}, None)
     usage = Usage()
-    for delta in generate_deltas(prompt_ids, params, usage, loaded.slot):
+    for delta in answer_deltas(loaded, prompt_ids, params, usage, screen):
         if delta.text:
             yield chunk(delta.index, {"content": delta.text}, None)
         if delta.finish_reason:
@@ -148,16 +167,22 @@ def completions(request: Request, body: CompletionRequest, key: str = Depends(ap
     check_context(loaded, prompt_ids, params)
     head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
             "model": body.model, "system_fingerprint": None}
+    screen = screen_for(request, key, body.model, head["id"])
+    if screen is not None:
+        screen.check_prompt(prompts, param="prompt")
     if body.stream:
-        return StreamingResponse(completion_stream(loaded, prompt_ids, params, head), media_type="text/event-stream")
-    answers, usage = complete(prompt_ids, params, loaded.slot)
+        return StreamingResponse(completion_stream(loaded, prompt_ids, params, head, screen),
+                                 media_type="text/event-stream")
+    usage = Usage()
+    answers = join_deltas(answer_deltas(loaded, prompt_ids, params, usage, screen), params.n)
     choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}
                for i, (text, reason) in enumerate(answers)]
     return {**head, "choices": choices, "usage": usage_object(usage)}
 
 
-def completion_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict) -> Iterator[str]:
-    for delta in generate_deltas(prompt_ids, params, Usage(), loaded.slot):
+def completion_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict,
+                      screen: Screen | None) -> Iterator[str]:
+    for delta in answer_deltas(loaded, prompt_ids, params, Usage(), screen):
         choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
         yield sse({**head, "choices": [choice]})
     yield sse("[DONE]")
