@@ -110,21 +110,21 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tokenize
 
 
 def test_out_of_memory_halves_the_micro_batch_and_keeps_the_update(tokenizer, tmp_path, monkeypatch):
-    import tunesmith.train.data_parallel as data_parallel
+    import tunesmith.train.objective as objective  # where supervised training's loss is called
 
     def train(micro, fail_above=None):
         model = tiny_model(tokenizer, seed=1).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         s = settings(tokenizer, total_steps=2, micro_batch_size=micro, packing=False, save_every=100)
         scheduler = build_scheduler(optimizer, "constant", 0.0, s.total_steps)
-        real = data_parallel.batch_loss_sum
+        real = objective.batch_loss_sum
 
         def limited(model, batch, **kw):
             if fail_above and batch.input_ids.shape[0] > fail_above:
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return real(model, batch, **kw)
 
-        monkeypatch.setattr(data_parallel, "batch_loss_sum", limited)
+        monkeypatch.setattr(objective, "batch_loss_sum", limited)
         (tmp_path / str(micro)).mkdir()
         fit(model, optimizer, scheduler, fact_examples(tokenizer), [], s, tmp_path / str(micro), TrainState(0, 0))
         return model, s

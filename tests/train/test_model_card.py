@@ -26,7 +26,8 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     rows[1]["messages"][0]["content"] += " (from <EMAIL_1>)"  # one value redacted before training
     (root / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     config = load_config(overrides={"model.base": str(tiny_model_dir), "data.train": root / "train.jsonl",
-                                    "out": root / "run", "train.max_steps": 2, "train.batch_size": 2, "lora.r": 4})
+                                    "out": root / "run", "train.max_steps": 2, "train.batch_size": 2, "lora.r": 4,
+                                    "data.pii": "allow"})  # trained as it is: the card must report the email
     train(config)
     return root
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from tunesmith.data.pii import PiiFinding, find_pii
 from tunesmith.data.person_names import NameDetector, name_detector
 
-CONTENT_KEYS = ("content", "text", "instruction", "input", "output")
+CONTENT_KEYS = ("content", "text", "instruction", "input", "output", "prompt", "chosen", "rejected")  # + TRL preference rows
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
@@ -101,6 +101,13 @@ def redact_file(source: str | Path, output: str | Path, names: NameDetector | No
     source, output = Path(source), Path(output)
     if output.resolve() == source.resolve():
         raise RedactionError(f"{output}: output is the input file — write the redacted copy elsewhere")
+    redacted, report = redact_content(source, names)
+    _write_atomically(output, redacted)
+    return report.model_copy(update={"output": str(output)})
+
+
+def redact_content(source: Path, names: NameDetector | None = None) -> tuple[str, RedactionReport]:
+    """The redacted text of `source` and its report (`output` empty: nothing is written)."""
     names = names or name_detector()
     try:
         content = source.read_text(encoding="utf-8")
@@ -113,9 +120,8 @@ def redact_file(source: str | Path, output: str | Path, names: NameDetector | No
     else:
         redacted, redactions, rows, changed = _redact_paragraphs(content, names, placeholders)
         file_format = "text"
-    _write_atomically(output, redacted)
-    return RedactionReport(
-        source=str(source), output=str(output), format=file_format, rows=rows, rows_changed=changed,
+    return redacted, RedactionReport(
+        source=str(source), output="", format=file_format, rows=rows, rows_changed=changed,
         name_detector=names.description, counts=dict(Counter(r.kind for r in redactions)),
         distinct=dict(placeholders.per_kind), redactions=redactions,
     )

@@ -18,8 +18,7 @@ import torch.distributed as dist
 
 from tunesmith.train.checkpoint import gather_torch_state, load_torch_state
 from tunesmith.train.distributed import World
-from tunesmith.train.forward import batch_loss_sum
-from tunesmith.train.packing import ModelBatch
+from tunesmith.train.objective import Batch, Objective
 from tunesmith.train.strategy import step_unless_diverged, trainable_parameters
 
 
@@ -37,8 +36,8 @@ class DataParallelStrategy:
     def wrap(self, model, optimizer, settings):
         return model, optimizer
 
-    def loss_sum(self, model, batch: ModelBatch) -> torch.Tensor:
-        return batch_loss_sum(model, batch)
+    def loss_sum(self, model, objective: Objective, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return objective.loss_sum(model, batch)
 
     def backward(self, model, loss: torch.Tensor, closes_step: bool) -> None:
         loss.backward()

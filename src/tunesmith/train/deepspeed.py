@@ -26,8 +26,7 @@ import torch
 
 from tunesmith.train.checkpoint import trainable_names, trainable_of
 from tunesmith.train.distributed import World
-from tunesmith.train.forward import batch_loss_sum
-from tunesmith.train.packing import ModelBatch
+from tunesmith.train.objective import Batch, Objective
 from tunesmith.train.strategy import plain_model_on_main
 
 SET_BY_TUNESMITH = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size", "gradient_clipping")
@@ -112,8 +111,8 @@ class DeepSpeedStrategy:
         return prepare_deepspeed(model, optimizer, deepspeed_config(
             self.config, settings.batch_size, settings.micro_batch_size, settings.max_grad_norm, self.world.size))
 
-    def loss_sum(self, engine, batch: ModelBatch) -> torch.Tensor:
-        return batch_loss_sum(engine.module, batch.to(engine.device))  # the engine moved the model there
+    def loss_sum(self, engine, objective: Objective, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return objective.loss_sum(engine.module, batch.to(engine.device))  # the engine moved the model there
 
     def backward(self, engine, loss: torch.Tensor, closes_step: bool) -> None:
         """Undo DeepSpeed's division by accumulation steps and ranks: `loss` is globally normalised already."""

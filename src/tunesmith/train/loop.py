@@ -2,7 +2,9 @@
 
 Loss normalisation lives here once: each optimizer step's loss is the sum of token losses over all its
 micro-batches divided by the step's total number of trained tokens (not a mean of micro-batch means),
-so batch 8 × accumulation 1 and batch 1 × accumulation 8 give the same gradient.
+so batch 8 × accumulation 1 and batch 1 × accumulation 8 give the same gradient. A method other than
+supervised finetuning counts other units (DPO: pairs): `settings.objective` (objective.py) says what one
+example counts, collates batches and sums their loss; the normalisation stays here.
 
 How the ranks share the model (one process, DDP, FSDP, DeepSpeed) is `settings.strategy`'s business
 (strategy.py): the step below is the same recipe under each, and never asks which strategy it runs.
@@ -14,17 +16,16 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from tunesmith.data.render import TokenizedExample
 from tunesmith.train.checkpoint import TrainState, save_checkpoint
 from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.metrics import METRICS_FILE, MetricsLog
-from tunesmith.train.packing import collate
+from tunesmith.train.objective import Objective, TokenObjective
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
 from tunesmith.train.replay import ReplayPool
 from tunesmith.train.strategy import Strategy, TrainingDiverged
@@ -53,6 +54,7 @@ class LoopSettings:
     keep_checkpoints: int
     pad_id: int
     strategy: Strategy = DataParallelStrategy()  # one process unless the recipe builds another (setup.build_strategy)
+    objective: Objective = TokenObjective()  # supervised next-token loss unless the recipe trains another method
     replay: ReplayPool | None = None  # earlier data / general text mixed into each step (data.replay)
 
     @property
@@ -63,10 +65,11 @@ class LoopSettings:
 
 @dataclass
 class StepResult:
-    loss: float  # mean loss per trained token over the step
+    loss: float  # mean loss per unit over the step (per trained token for SFT, per pair for DPO)
     grad_norm: float
     trained_tokens: int
     real_tokens: int
+    metrics: dict[str, float] = field(default_factory=dict)  # the objective's metrics, means over the step's units
 
 
 def autocast(enabled: bool, device: str = "cpu"):
@@ -78,8 +81,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def local_batches(examples: list[TokenizedExample], strategy: Strategy,
-                  size: int) -> list[tuple[list[TokenizedExample], float]]:
+def local_batches(examples: list, strategy: Strategy, size: int) -> list[tuple[list, float]]:
     """This rank's share of `examples` in batches of `size`, each with its loss weight (1, or 0 for a filler).
 
     Under a lockstep strategy (FSDP, DeepSpeed) ranks run collectives in every forward and backward, so each
@@ -95,24 +97,27 @@ def local_batches(examples: list[TokenizedExample], strategy: Strategy,
     return batches
 
 
-def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], settings: LoopSettings) -> StepResult:
+def train_step(model, optimizer, scheduler, examples: list, settings: LoopSettings) -> StepResult:
     """One optimizer step over `examples`, split into micro-batches whose losses share one denominator.
 
     Under data parallelism each rank takes its shard of `examples`; the denominator stays global.
     """
-    strategy, world = settings.strategy, settings.strategy.world
-    trained = sum(e.num_trained for e in examples)  # global: every rank sees the whole step's examples
-    if trained == 0:
+    strategy, world, objective = settings.strategy, settings.strategy.world, settings.objective
+    units = sum(objective.denominator(e) for e in examples)  # global: every rank sees the whole step's examples
+    if units == 0:
         raise NoTrainedTokensError("a training step has no trained tokens: every example in it masks all its tokens")
-    loss_total, real = 0.0, 0
+    loss_total, real, sums = 0.0, 0, dict.fromkeys(objective.metric_names, 0.0)
     batches = local_batches(examples, strategy, settings.micro_batch_size)
     for index, (chunk, weight) in enumerate(batches):
-        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(world.device)
+        batch = objective.collate(chunk, settings).to(world.device)
         with autocast(settings.bf16, world.device):
-            loss_sum = strategy.loss_sum(model, batch) * weight
-        strategy.backward(model, loss_sum / trained, closes_step=index == len(batches) - 1)
+            loss_sum, metric_sums = strategy.loss_sum(model, objective, batch)
+            loss_sum = loss_sum * weight
+        strategy.backward(model, loss_sum / units, closes_step=index == len(batches) - 1)
         loss_total += loss_sum.item()
         real += batch.num_real_tokens * int(weight)
+        for name in sums:
+            sums[name] += float(metric_sums[name]) * weight
     strategy.sum_gradients(model)
     loss_total, real = world.sum(loss_total), int(world.sum(real))
     if not math.isfinite(loss_total):
@@ -121,22 +126,29 @@ def train_step(model, optimizer, scheduler, examples: list[TokenizedExample], se
     grad_norm = strategy.clip_and_step(model, optimizer, settings.max_grad_norm)  # raises on a NaN/inf norm
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss_total / trained, grad_norm, trained, real)
+    trained = sum(objective.trained_tokens(e) for e in examples)
+    metrics = {name: world.sum(total) / units for name, total in sums.items()}
+    return StepResult(loss_total / units, grad_norm, trained, real, metrics)
 
 
 @torch.no_grad()
-def validation_loss(model, examples: list[TokenizedExample], settings: LoopSettings, batch_size: int = 16) -> float:
+def validation_metrics(model, examples: list, settings: LoopSettings, batch_size: int = 16) -> dict[str, float]:
+    """{"valid_loss": mean loss per unit over `examples`, "valid_<metric>": the objective's metrics, same means}."""
     was_training = model.training
     model.eval()
-    strategy, world = settings.strategy, settings.strategy.world
-    total, trained = 0.0, 0
+    strategy, world, objective = settings.strategy, settings.strategy.world, settings.objective
+    total, units, sums = 0.0, 0, dict.fromkeys(objective.metric_names, 0.0)
     for chunk, weight in local_batches(examples, strategy, batch_size):
-        batch = collate(chunk, settings.pad_id, settings.max_length, settings.packing).to(world.device)
+        batch = objective.collate(chunk, settings).to(world.device)
         with autocast(settings.bf16, world.device):
-            total += strategy.loss_sum(model, batch).item() * weight
-        trained += batch.num_trained * int(weight)
+            loss_sum, metric_sums = strategy.loss_sum(model, objective, batch)
+        total += loss_sum.item() * weight
+        units += sum(objective.denominator(e) for e in chunk) * int(weight)
+        for name in sums:
+            sums[name] += float(metric_sums[name]) * weight
     model.train(was_training)
-    return world.sum(total) / max(world.sum(trained), 1)
+    units = max(world.sum(units), 1)
+    return {"valid_loss": world.sum(total) / units, **{f"valid_{name}": world.sum(v) / units for name, v in sums.items()}}
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -159,8 +171,8 @@ def fit(
     model,
     optimizer,
     scheduler,
-    train_examples: list[TokenizedExample],
-    valid_examples: list[TokenizedExample],
+    train_examples: list,
+    valid_examples: list,
     settings: LoopSettings,
     run_dir: Path,
     state: TrainState,
@@ -193,7 +205,7 @@ def fit(
         window_real += result.real_tokens
         window_trained += result.trained_tokens
         record = {"step": state.step, "epoch": round(state.step / per_epoch, 4), "loss": result.loss,
-                  "lr": scheduler.get_last_lr()[0], "grad_norm": result.grad_norm,
+                  **result.metrics, "lr": scheduler.get_last_lr()[0], "grad_norm": result.grad_norm,
                   "micro_batch_size": settings.micro_batch_size}
         last = state.step == end
         if state.step % settings.log_every == 0 or last:
@@ -203,7 +215,7 @@ def fit(
             window_seconds, window_real, window_trained = 0.0, 0, 0
         eval_due = (state.step % settings.eval_every == 0) if settings.eval_every else (state.step % per_epoch == 0)
         if valid_examples and (eval_due or last):
-            record["valid_loss"] = validation_loss(model, valid_examples, settings)
+            record.update(validation_metrics(model, valid_examples, settings))
             if state.best_valid_loss is None or record["valid_loss"] < state.best_valid_loss:
                 state.best_valid_loss = record["valid_loss"]
         if metrics is not None and ("tokens_per_s" in record or "valid_loss" in record):

@@ -1,8 +1,9 @@
 """The model card: a Hugging Face README.md for an exported model, generated from its run directory alone.
 
 Sources, all written by the run: config.yaml (the resolved config), run.json (data files and their
-SHA-256, steps, tokens, time), metrics.jsonl (the loss curve) and, once the run has been evaluated,
-eval/report.json (baseline vs candidate per task, gates). The training data is re-read for its row
+SHA-256, steps, tokens, time, machine), metrics.jsonl (the loss curve) and, once the run has been
+evaluated, the newest report.json that run.json's `evaluations` names (else eval/report.json): baseline
+vs candidate per task, gates. The training data is re-read for its row
 counts and a PII scan only while its SHA-256 still matches run.json. Nothing is typed by a person: the
 same run gives the same card, so write it after export and again after evaluation.
 """
@@ -64,11 +65,28 @@ def write_model_card(run_dir: str | Path, model_dir: str | Path | None = None) -
 def read_run_facts(run_dir: Path) -> RunFacts:
     run = json.loads((run_dir / "run.json").read_text())
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    report_path = run_dir / "eval" / "report.json"
+    report_path = latest_report(run_dir, run)
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
     data = [data_facts(role, run.get(f"{role}_file"), run.get(f"{role}_sha256"))
             for role in ("train", "valid") if run.get(f"{role}_file")]
     return RunFacts(run_dir, config or {}, run, read_metrics(run_dir / METRICS_FILE), report, data)
+
+
+def latest_report(run_dir: Path, run: dict) -> Path:
+    """The newest evaluation recorded in run.json (`run_record.add_evaluation`), else the default place."""
+    evaluations = run.get("evaluations") or []
+    if not evaluations:
+        return run_dir / "eval" / "report.json"
+    path = Path(evaluations[-1]["reports"]["json"]["path"])
+    return path if path.is_absolute() else run_dir / path
+
+
+def hardware(run: dict) -> str:
+    machine = run.get("machine")
+    if not machine:
+        return run.get("hardware") or "not recorded in run.json"
+    gpus = ", ".join(machine["gpus"]) if machine.get("gpus") else "no GPU"
+    return f"{machine['cpu']} ({machine['cpu_count']} cores), {gpus}, {machine['world_size']} process(es)"
 
 
 def data_facts(role: str, path: str, sha256: str | None) -> DataFacts:
@@ -162,7 +180,13 @@ def training_procedure(facts: RunFacts) -> str:
              f"{_number(run.get('trainable_parameters'))} trainable parameters",
              f"- {run.get('steps')} optimizer steps, {_number(run.get('trained_tokens'))} trained tokens, "
              f"{_duration(run.get('seconds'))}" + (f", resumed from step {run['resumed_from']}" if run.get("resumed_from") else ""),
-             f"- hardware: {run.get('hardware') or 'not recorded in run.json'}"]
+             f"- hardware: {hardware(run)}"]
+    if run.get("started_at"):
+        lines.append(f"- started {run['started_at']} by {run.get('started_by')}, finished {run.get('finished_at')}; "
+                     f"tunesmith {run.get('tunesmith_version')} at revision {run.get('code_revision') or 'unknown'}; "
+                     f"base weights sha256 `{run.get('base_model_sha256')}`")
+    if run.get("parent"):
+        lines.append(f"- continued from the run `{run['parent']['run_dir']}` (`tunesmith lineage` shows the chain)")
     losses = [m for m in facts.metrics if m.get("loss") is not None]
     if losses:
         lines.append(f"- training loss {_number(losses[0]['loss'])} (step {losses[0].get('step')}) → "

@@ -2,11 +2,11 @@
 
 Run as: tunesmith train --data examples/elements/train.jsonl --valid examples/elements/valid.jsonl --out runs/elements
 
-Recipe: set up (config → data, model, optimizer) → fit (the shared loop) → export (adapter + merged model).
+Recipe: set up (config → personal-data policy, data, model, optimizer) → fit (the shared loop) → export
+(adapter + merged model) → run.json and the model card (run_record.py).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tunesmith.config import RunConfig, save_config
-from tunesmith.data.hashing import file_sha256
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
 from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.loop import fit
+from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
 from tunesmith.train.replay import ReplayPool, load_replay
 from tunesmith.train.schedule import build_scheduler
@@ -62,10 +62,13 @@ def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
 
 
 def train(config: RunConfig, resume: bool = False, console: Console | None = None,
-          stop_after: int | None = None) -> RunResult:
-    """Run the recipe. `stop_after` pauses after that step with a checkpoint (resume later); no export then."""
+          stop_after: int | None = None, started_by: str | None = None) -> RunResult:
+    """Run the recipe. `stop_after` pauses after that step with a checkpoint (resume later); no export then.
+
+    `started_by` goes into run.json: the API key id when the server's worker trains, else the OS user.
+    """
     console = console or Console(stderr=True)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), utc_now()
     uses_deepspeed = config.train.distributed == "deepspeed"
     deepspeed_json = check_deepspeed(config.train.deepspeed_config) if uses_deepspeed else None  # fail before loading
     world = init_world(config.train.distributed)
@@ -73,12 +76,14 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     if not world.is_main:
         console = Console(stderr=True, quiet=True)
     run_dir = prepare_run_dir(config, resume) if world.is_main else config.out
+    # data.pii: refuse, or redact into RUN_DIR/redacted/ (written by the main process before any rank reads)
+    data_config, pii = guard_personal_data(config, run_dir, scan=world.is_main)
     world.barrier()
 
     # --- set up: data, model, optimizer, schedule
     seed_everything(config.train.seed)
     tokenizer = load_tokenizer(config.model.base)
-    data = load_training_data(config.data, tokenizer)
+    data = load_training_data(data_config.data, tokenizer)
     for error in data.skipped:
         console.print(f"[yellow]skipped[/] {error}")
     if data.truncated:
@@ -133,7 +138,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         finished=finished,
     )
     if world.is_main:
-        write_run_record(run_dir, config, result, trainable, replay)
+        write_run_record(run_dir, config, {**asdict(result), "trainable_parameters": trainable},
+                         started_at=started_at, world_size=world.size, pii=pii, started_by=started_by,
+                         parent=parent_record(config), extra={"replay": replay.record() if replay is not None else None})
     return result
 
 
@@ -149,20 +156,3 @@ def training_progress(console: Console, disable: bool = False) -> Progress:
         disable=disable,
     )
 
-
-def write_run_record(run_dir: Path, config: RunConfig, result: RunResult, trainable: int,
-                     replay: ReplayPool | None = None) -> None:
-    """run.json: what was trained from what (data hashes → model), for lineage and reports."""
-    record = {
-        "base_model": config.model.base,
-        "method": config.train.method,
-        "train_file": str(config.data.train),
-        "train_sha256": file_sha256(config.data.train) if config.data.train else None,
-        "valid_file": str(config.data.valid) if config.data.valid else None,
-        "valid_sha256": file_sha256(config.data.valid) if config.data.valid else None,
-        "trainable_parameters": trainable,
-        "parent": parent_record(config),  # the run this one continued (lineage), or None
-        "replay": replay.record() if replay is not None else None,
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
-    }
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))

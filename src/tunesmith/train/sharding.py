@@ -28,11 +28,16 @@ from torch.distributed.tensor import DTensor
 
 from tunesmith.train.checkpoint import gather_torch_state, gather_trainable_state, load_torch_state
 from tunesmith.train.distributed import World
-from tunesmith.train.forward import batch_loss_sum, causal_lm_of
-from tunesmith.train.packing import ModelBatch
+from tunesmith.train.forward import causal_lm_of
+from tunesmith.train.objective import Batch, Objective
 from tunesmith.train.strategy import plain_model_on_main, step_unless_diverged, trainable_parameters
 
-LOSS_METHOD = "trained_loss_sum"
+LOSS_METHOD = "objective_loss_sum"
+
+
+def objective_loss_sum(model, objective: Objective, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The objective's loss on `model`: bound to the sharded model as LOSS_METHOD so FSDP gathers around it."""
+    return objective.loss_sum(model, batch)
 
 
 def shard_model(model: torch.nn.Module, world: World) -> torch.nn.Module:
@@ -45,9 +50,9 @@ def shard_model(model: torch.nn.Module, world: World) -> torch.nn.Module:
     for layer in causal_lm_of(model).get_decoder().layers:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)  # tied embedding/head weights stay together in the root group
-    # The loss runs the decoder and the head separately (loss.py never builds full logits), so it is not
-    # `forward`; registering it makes FSDP gather the root's parameters around it.
-    setattr(model, LOSS_METHOD, types.MethodType(batch_loss_sum, model))
+    # An objective runs the decoder and the head separately (loss.py never builds full logits), so its loss
+    # is not `forward`; registering it makes FSDP gather the root's parameters around it.
+    setattr(model, LOSS_METHOD, types.MethodType(objective_loss_sum, model))
     register_fsdp_forward_method(model, LOSS_METHOD)
     for module in model.modules():
         if isinstance(module, FSDPModule):
@@ -75,8 +80,8 @@ class FSDPStrategy:
     def wrap(self, model, optimizer, settings):
         return model, optimizer
 
-    def loss_sum(self, model, batch: ModelBatch) -> torch.Tensor:
-        return getattr(model, LOSS_METHOD)(batch)  # where FSDP gathers the root's parameters around it
+    def loss_sum(self, model, objective: Objective, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return getattr(model, LOSS_METHOD)(objective, batch)  # where FSDP gathers the root's parameters around it
 
     def backward(self, model, loss: torch.Tensor, closes_step: bool) -> None:
         loss.backward()

@@ -5,6 +5,8 @@ clip and step → schedule (loop.py) — but the model may be whole on each rank
 by FSDP (sharding.py) or driven by a DeepSpeed engine (deepspeed.py). Each strategy is one class in its
 own module that does, its own way, the few things that differ: the loss sum of a batch, backward, the
 gradient reduction, clipping and stepping, and gathering, saving and loading the state a checkpoint holds.
+What the loss is belongs to the method's objective (objective.py); the strategy only runs it where the
+model's parameters are whole (the model itself, FSDP's registered method, DeepSpeed's engine.module).
 They share no base class (no implementation inheritance in training code); `Strategy` is the protocol they
 meet, and what two of them do alike is a plain function here. `setup.build_strategy` picks one per run,
 from `World.strategy`; a new strategy is one new class and one line there.
@@ -19,19 +21,24 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable, Protocol
 
 import torch
 
 from tunesmith.train.distributed import World
-from tunesmith.train.packing import ModelBatch
-
-if TYPE_CHECKING:  # loop.py imports this module
-    from tunesmith.train.loop import LoopSettings
+from tunesmith.train.objective import Batch, Objective
 
 
 class TrainingDiverged(RuntimeError):
     """Loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+class StepGeometry(Protocol):
+    """What `wrap` reads of the loop's settings (loop.LoopSettings has it; loop.py imports this module)."""
+
+    batch_size: int
+    micro_batch_size: int
+    max_grad_norm: float
 
 
 class Strategy(Protocol):
@@ -46,11 +53,11 @@ class Strategy(Protocol):
     def shard(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model the optimizer is built over (called before building it: FSDP shards here)."""
 
-    def wrap(self, model, optimizer: torch.optim.Optimizer, settings: LoopSettings):
+    def wrap(self, model, optimizer: torch.optim.Optimizer, settings: StepGeometry):
         """(model, optimizer) the loop trains (called after the schedule is built: DeepSpeed's engine takes over)."""
 
-    def loss_sum(self, model, batch: ModelBatch) -> torch.Tensor:
-        """Summed trained-token loss of a batch (forward.batch_loss_sum, run where this strategy needs it)."""
+    def loss_sum(self, model, objective: Objective, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`objective.loss_sum` of a batch (summed loss, summed metrics), run where this strategy needs it."""
 
     def backward(self, model, loss: torch.Tensor, closes_step: bool) -> None:
         """Backward of a loss already divided by the step's GLOBAL trained-token count."""

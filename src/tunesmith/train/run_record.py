@@ -1,0 +1,163 @@
+"""RUN_DIR/run.json, the lineage record every training recipe writes, and the model card beside the model.
+
+Run as: library code; sft.py (and every other recipe) calls `guard_personal_data` before reading its data
+and `write_run_record` after export, evaluation calls `add_evaluation`.
+
+A record answers an auditor's questions from the run directory alone: which base weights (name and
+SHA-256), which parent run it continued, which data files (SHA-256 and rows; for a redacted file also the
+file it was redacted from), the resolved config, the tunesmith version and git revision, the machine,
+when it started and ended, who started it (an API key id when the server's worker trains, else `os:USER`)
+and every evaluation of it with the SHA-256 of each report. `registry/lineage.py` walks these records.
+The flat keys `train_file`/`train_sha256`/`valid_file`/`valid_sha256` stay for older readers.
+
+The parent key is `parent: {"run_dir": ..., ...}`: recipes that continue a run pass it; a run whose
+`model.base` is itself a run directory gets it without asking.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import tunesmith
+from tunesmith.config import RunConfig
+from tunesmith.data.formats import load_file
+from tunesmith.data.hashing import file_sha256
+from tunesmith.data.pii_policy import PiiOutcome, apply_pii_policy
+from tunesmith.models.resolve import ModelNotFoundError
+from tunesmith.train.model_card import write_model_card
+from tunesmith.train.provenance import base_weights_sha256, code_revision, machine, os_user
+
+RUN_RECORD = "run.json"
+REDACTED_DIR = "redacted"  # RUN_DIR/redacted/: the copies a `data.pii: redact` run trains on
+PII_REMEDY = ("set data.pii: redact to train on a redacted copy (or run tunesmith data redact IN OUT), "
+              "or data.pii: allow if this data may be trained on as it is")
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_run_record(run_dir: str | Path) -> dict:
+    return json.loads((Path(run_dir) / RUN_RECORD).read_text())
+
+
+def guard_personal_data(config: RunConfig, run_dir: Path, scan: bool = True) -> tuple[RunConfig, dict[str, PiiOutcome]]:
+    """Apply `data.pii` to the train and valid files: the config to train with (redacted copies under
+    `redact`), and each role's outcome. Raises PersonalDataRefused under `refuse`.
+
+    `scan=False` (the other processes of a distributed run) only names the copies the main process writes.
+    """
+    targets = {role: run_dir / REDACTED_DIR / f"{role}{Path(path).suffix or '.jsonl'}"
+               for role in ("train", "valid") if (path := getattr(config.data, role)) is not None}
+    outcomes = {role: apply_pii_policy(Path(getattr(config.data, role)), config.data.pii, target, PII_REMEDY)
+                for role, target in targets.items()} if scan else {}
+    if config.data.pii != "redact":
+        return config, outcomes
+    return config.model_copy(update={"data": config.data.model_copy(update=targets)}), outcomes
+
+
+def parent_of(base: str) -> dict | None:
+    """The run a `model.base` that is a run directory continues, or None for a plain base model."""
+    path = Path(base).expanduser()
+    record = path / RUN_RECORD
+    if not record.is_file():
+        return None
+    return {"run_dir": str(path.resolve()), "run_json_sha256": file_sha256(record)}
+
+
+def write_run_record(run_dir: Path, config: RunConfig, result: dict, *, started_at: str, world_size: int,
+                     data_files: dict[str, Path] | None = None, pii: dict[str, PiiOutcome] | None = None,
+                     parent: dict | None = None, started_by: str | None = None, extra: dict | None = None) -> dict:
+    """Write RUN_DIR/run.json and, when the run exported a model, RUN_DIR/model/README.md (the model card).
+
+    `config` is the resolved config as the user gave it (data paths before redaction); `data_files` maps a
+    role to the file actually trained on (default: the config's train and valid, or their redacted copies).
+    `result` holds the recipe's figures (steps, losses, trained_tokens, seconds, resumed_from, finished, ...);
+    `parent` is `train.parent.parent_record` for a continued run; `extra` holds a recipe's own keys (`replay`).
+    A resumed run keeps the start time and evaluations of the record it continues.
+    """
+    run_dir = Path(run_dir)
+    previous = read_run_record(run_dir) if (run_dir / RUN_RECORD).is_file() else {}
+    pii = pii or {}
+    files = data_files or {role: pii[role].path if role in pii else getattr(config.data, role)
+                           for role in ("train", "valid") if getattr(config.data, role) is not None}
+    data = [_data_entry(role, Path(path), pii.get(role), getattr(config.data, role, None))
+            for role, path in files.items()]
+    flat = {}  # the keys older readers (the model card's first version, the evaluator) look for
+    for role in ("train", "valid"):
+        entry = next((e for e in data if e["role"] == role), None)
+        flat[f"{role}_file"], flat[f"{role}_sha256"] = (entry["path"], entry["sha256"]) if entry else (None, None)
+    record = {
+        "base_model": config.model.base,
+        "base_model_sha256": _base_sha256(config.model.base),
+        "parent": parent if parent is not None else parent_of(config.model.base),
+        "method": config.train.method,
+        **flat,
+        "data": data,
+        "config": config.model_dump(mode="json"),
+        "tunesmith_version": tunesmith.__version__,
+        "code_revision": code_revision(),
+        "machine": machine(world_size),
+        "started_at": previous.get("started_at", started_at) if result.get("resumed_from") else started_at,
+        "finished_at": utc_now(),
+        "started_by": started_by or os_user(),
+        "evaluations": previous.get("evaluations", []),
+        **(extra or {}),
+        **{key: (str(value) if isinstance(value, Path) else value) for key, value in result.items()},
+    }
+    _write_json(run_dir / RUN_RECORD, record)
+    if result.get("finished", True) and (run_dir / "model" / "config.json").is_file():
+        write_model_card(run_dir)
+    return record
+
+
+def add_evaluation(run_dir: str | Path, reports: dict[str, Path]) -> dict:
+    """Record an evaluation (its suite, verdict and each report's path and SHA-256) and rewrite the model card.
+
+    `reports` maps json/md/html to the written files. An evaluation written again to the same place
+    replaces its earlier entry: those files, and so their digests, are gone.
+    """
+    run_dir = Path(run_dir)
+    record = read_run_record(run_dir)
+    report = json.loads(Path(reports["json"]).read_text())
+    entry = {"at": utc_now(), "suite": report["suite"]["name"], "suite_sha256": report["suite"].get("sha256"),
+             "passed": report["passed"],
+             "reports": {kind: {"path": _relative(Path(path), run_dir), "sha256": file_sha256(Path(path))}
+                         for kind, path in sorted(reports.items())}}
+    kept = [e for e in record.get("evaluations", []) if e["reports"]["json"]["path"] != entry["reports"]["json"]["path"]]
+    record["evaluations"] = kept + [entry]
+    _write_json(run_dir / RUN_RECORD, record)
+    if (run_dir / "model" / "config.json").is_file():
+        write_model_card(run_dir)
+    return entry
+
+
+def _data_entry(role: str, path: Path, outcome: PiiOutcome | None, given: Path | None) -> dict:
+    entry = {"role": role, "path": str(path), "sha256": file_sha256(path), "rows": load_file(path).rows}
+    if outcome is not None:
+        entry["pii"] = outcome.summary()
+    if given is not None and Path(given) != path:  # trained on a redacted copy of the file the user named
+        entry["source"] = {"path": str(given), "sha256": file_sha256(Path(given))}
+    return entry
+
+
+def _base_sha256(base: str) -> str | None:
+    try:
+        return base_weights_sha256(base)
+    except ModelNotFoundError:  # a hub id no longer reachable: the run happened, its digest is unknown
+        return None
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _write_json(path: Path, record: dict) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(record, indent=2))
+    os.replace(staging, path)  # a reader (the worker, lineage) never sees half a record
