@@ -160,6 +160,7 @@ def train(
     from tunesmith.train.deepspeed import DeepSpeedSetupError
     from tunesmith.train.loop import NoTrainedTokensError
     from tunesmith.train.setup import InvalidDataError, NoTrainingDataError
+    from tunesmith.data.pii_policy import PersonalDataRefused
     from tunesmith.train.sft import RunDirectoryInUse, train as run_training
 
     overrides = {
@@ -179,7 +180,8 @@ def train(
         check_eval_suite(run_config)  # a broken suite fails now, not after the training it was meant to judge
         result = run_training(run_config, resume=resume, console=err, stop_after=stop_after)
     except (ConfigError, SuiteError, InvalidDataError, NoTrainingDataError, ChatTemplateError, ModelNotFoundError,
-            RunDirectoryInUse, CheckpointMismatchError, DeepSpeedSetupError, NoTrainedTokensError) as exc:
+            RunDirectoryInUse, CheckpointMismatchError, DeepSpeedSetupError, NoTrainedTokensError,
+            PersonalDataRefused) as exc:
         fail(str(exc))
     if not result.finished:
         console.print(f"stopped after step {result.steps} with a checkpoint; continue with: "
@@ -538,10 +540,11 @@ def eval_suite(
 ) -> None:
     """Run a suite on candidate and baseline, write the reports, exit 1 when a gate fails.
 
+    A run directory as --model also gets the reports in its run.json (with their SHA-256) and a new model card.
+
     Run as: tunesmith eval --model runs/elements-demo --suite examples/suites/elements.yaml --out runs/elements-demo/eval
     """
-    from tunesmith.evaluate.after_training import failed_gates_message, print_gates
-    from tunesmith.evaluate.report import write_reports
+    from tunesmith.evaluate.after_training import failed_gates_message, print_gates, write_recorded_reports
     from tunesmith.evaluate.runner import NoBaselineError, run_eval
     from tunesmith.evaluate.suite import SuiteError
     from tunesmith.models.load import ChatTemplateError
@@ -551,7 +554,7 @@ def eval_suite(
         result = run_eval(model, suite, baseline, limit, console=err)
     except (SuiteError, NoBaselineError, ModelNotFoundError, ChatTemplateError) as exc:
         fail(str(exc))
-    paths = write_reports(result, out)
+    paths = write_recorded_reports(result, model, out)
     print_gates(result.gates, console)
     console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})")
     if not result.passed:

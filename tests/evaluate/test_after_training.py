@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from tests.evaluate.conftest import SUITE, jsonl
 from tunesmith.cli import app
+from tunesmith.data.hashing import file_sha256
 
 FACTS = [("What is the symbol for gold?", "Au"), ("What is the symbol for iron?", "Fe"),
          ("What is the symbol for tin?", "Sn"), ("What is the symbol for lead?", "Pb")]
@@ -36,6 +37,10 @@ def test_training_with_an_eval_section_writes_the_report_in_the_run(workspace, t
     assert {task["name"] for task in report["tasks"]} == {t["name"] for t in SUITE["tasks"]}
     assert "training and validation loss" in (out / "eval" / "report.html").read_text()
     assert "evaluation report:" in result.stdout and "general.perplexity max passed" in " ".join(result.stdout.split())
+    [entry] = json.loads((out / "run.json").read_text())["evaluations"]  # recorded with the report's hash
+    assert entry["reports"]["json"] == {"path": "eval/report.json", "sha256": file_sha256(out / "eval" / "report.json")}
+    card = (out / "model" / "README.md").read_text()  # the model card now holds the real numbers
+    assert "model-index" in card and "all gates passed" in card
 
 
 def test_a_failed_gate_after_training_exits_1_and_keeps_the_model(workspace, tiny_model_dir):

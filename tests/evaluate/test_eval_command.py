@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from tests.evaluate.conftest import SUITE
 from tunesmith.cli import app
+from tunesmith.data.hashing import file_sha256
 
 
 def test_eval_writes_json_markdown_and_self_contained_html(workspace, tiny_model_dir):
@@ -31,6 +32,12 @@ def test_eval_writes_json_markdown_and_self_contained_html(workspace, tiny_model
     assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page
     assert "training and validation loss" in page and "Sample generations" in page
     assert "| facts | accuracy |" in (out / "report.md").read_text()
+    # the candidate is a run: the reports are in its lineage record, and its model card carries the numbers
+    evaluations = json.loads((workspace / "run" / "run.json").read_text())["evaluations"]
+    [entry] = [e for e in evaluations if e["reports"]["json"]["path"] == str((out / "report.json").resolve())]
+    assert entry["reports"]["html"]["sha256"] == file_sha256(out / "report.html") and entry["suite"] == "tiny"
+    card = (workspace / "run" / "model" / "README.md").read_text()
+    assert "model-index" in card and "| facts | accuracy |" in card
 
 
 def test_a_failing_gate_exits_nonzero_naming_gate_threshold_and_value(workspace, tiny_model_dir):

@@ -4,7 +4,9 @@ Run as: tunesmith train CONFIG.yaml   (with an `eval:` section; the demo config 
 
 The suite is checked before training starts, so a typo in it never costs a training run. After training
 the base model (the baseline, i.e. "before") and the run's model ("after") answer the same prompts with
-the same decoding; the reports land in RUN_DIR/eval/ (report.json, report.md, report.html).
+the same decoding; the reports land in RUN_DIR/eval/ (report.json, report.md, report.html), are recorded
+with their SHA-256 in RUN_DIR/run.json, and the model card (RUN_DIR/model/README.md) is written again with
+the numbers.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from rich.console import Console
 from tunesmith.config import RunConfig
 from tunesmith.evaluate.gates import GateResult
 from tunesmith.evaluate.report import write_reports
-from tunesmith.evaluate.runner import EvalResult, run_eval
+from tunesmith.evaluate.runner import EvalResult, is_run_dir, run_eval
 from tunesmith.evaluate.suite import Suite, load_suite
+from tunesmith.train.run_record import add_evaluation
 
 
 @dataclass
@@ -44,7 +47,15 @@ def evaluate_run(config: RunConfig, run_dir: Path, console: Console) -> RunEvalu
     console.print(f"[bold]evaluating[/] {run_dir} against {config.model.base} on {config.eval.suite}")
     result = run_eval(str(run_dir), config.eval.suite, baseline_ref=config.model.base, limit=config.eval.limit,
                       console=console)
-    return RunEvaluation(result, write_reports(result, Path(run_dir) / "eval"))
+    return RunEvaluation(result, write_recorded_reports(result, str(run_dir), Path(run_dir) / "eval"))
+
+
+def write_recorded_reports(result: EvalResult, candidate_ref: str, out: Path) -> dict[str, Path]:
+    """Write the reports; when the candidate is a run directory, add them to its run.json and model card."""
+    paths = write_reports(result, out)
+    if is_run_dir(candidate_ref):
+        add_evaluation(candidate_ref, paths)
+    return paths
 
 
 def print_gates(gates: list[GateResult], console: Console) -> None:
