@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.config import load_config, save_config
-from tunesmith.data.check import check_data
 from tunesmith.registry import files, job_events, jobs, models
 from tunesmith.registry.db import Database
 from tunesmith.serve.settings import ServeSettings
+from tunesmith.serve.training_file import check_training_file
 from tunesmith.train.checkpoint import complete_checkpoints, latest_checkpoint
 from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
@@ -101,7 +101,7 @@ class JobWorker:
     def validate(self, job: jobs.Job) -> None:
         try:
             train_path = self.file_path(job.owner, job.training_file)
-            report = check_data(train_path, self.file_path(job.owner, job.validation_file))
+            report = check_training_file(train_path, self.file_path(job.owner, job.validation_file))
             problem = None if report.ok else f"{len(report.errors)} invalid row(s), first: {report.errors[0]['message']}"
         except FileNotFoundError as exc:
             problem = str(exc)

@@ -1,4 +1,4 @@
-"""/v1/files: upload (validated by the data check, size-capped), list, retrieve, content, delete."""
+"""/v1/files: upload (validated by the data check, or as classification rows; size-capped), list, retrieve, content, delete."""
 from __future__ import annotations
 
 import json
@@ -10,12 +10,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
-from tunesmith.data.check import check_data
 from tunesmith.registry import files
 from tunesmith.registry.jobs import unfinished_jobs_using
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.shapes import file_object, list_object
+from tunesmith.serve.training_file import check_training_file
 
 router = APIRouter(prefix="/v1/files")
 PURPOSES = {"fine-tune"}
@@ -67,7 +67,7 @@ async def upload_file(request: Request, key: str = Depends(api_key)):
     target = files.blob_path(settings.files_dir, file_id, filename)
     staging = target.with_name(f".part-{target.name}")
     size = await save_upload(upload, staging, limit)
-    report = await run_in_threadpool(check_data, staging)
+    report = await run_in_threadpool(check_training_file, staging)  # supervised or classification rows
     if not report.ok:
         staging.unlink()
         errors = [{**e, "file": filename} for e in report.errors]
