@@ -79,8 +79,18 @@ class LoraConfig(Strict):
     target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names to adapt, or all linear layers but the output head.")
 
 
+class DpoConfig(Strict):
+    """Preference tuning (train.method: dpo): pairs of a preferred and a non-preferred answer to one prompt."""
+
+    beta: float = Field(0.1, gt=0, description="How far the model may move from the reference: the implicit reward is beta × log(π/π_ref); smaller lets it move further.")
+    loss: Literal["sigmoid", "ipo"] = Field("sigmoid", description="sigmoid: DPO's −log σ(β × reward margin); ipo: IPO's squared loss on per-token log-ratios.")
+    sft_weight: float = Field(0.0, ge=0, description="Adds this × the preferred answer's supervised loss (per token, averaged per pair), as RPO does: ranking alone need not change what the model writes.")
+    reference: Literal["auto", "precomputed"] = Field("auto", description="The reference model's log-probs: auto = the same weights with the LoRA adapters disabled while the run's adapter starts at zero (no second copy), else precomputed; precomputed = computed once before training into DIR/reference_logps.safetensors and reused on resume.")
+
+
 class TrainConfig(Strict):
-    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters (default) or full finetune.")
+    method: Literal["lora", "full", "dpo"] = Field("lora", description="lora / full: supervised finetuning of LoRA adapters (default) or of all weights; dpo: preference tuning on preferred / non-preferred pairs (the dpo section), of the weights train.weights names.")
+    weights: Literal["lora", "full"] | None = Field(None, description="Which weights a dpo run trains: LoRA adapters (None, the default) or all; supervised runs say it in train.method.")
     epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
@@ -99,6 +109,18 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     distributed: Literal["ddp", "fsdp", "deepspeed"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed), fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device) or deepspeed (ZeRO through accelerate with train.deepspeed_config; needs the deepspeed package). A 1-process run ignores ddp and fsdp.")
     deepspeed_config: Path | None = Field(None, description="DeepSpeed JSON config passed through to accelerate; required with distributed: deepspeed.")
+
+    @property
+    def uses_lora(self) -> bool:
+        """LoRA adapters train (method lora, or dpo without weights: full), not all weights."""
+        return self.method == "lora" or (self.method == "dpo" and self.weights != "full")
+
+    @model_validator(mode="after")
+    def _weights_only_with_dpo(self) -> "TrainConfig":
+        if self.weights is not None and self.method != "dpo":
+            raise ValueError(f"train.weights is for method dpo; a supervised run names its weights in train.method — "
+                             f"drop train.weights, or set train.method: {self.weights}")
+        return self
 
     @model_validator(mode="after")
     def _deepspeed_needs_config(self) -> "TrainConfig":
@@ -123,6 +145,7 @@ class RunConfig(Strict):
     data: DataConfig = DataConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
+    dpo: DpoConfig = DpoConfig()
     eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")

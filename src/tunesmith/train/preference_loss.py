@@ -105,16 +105,21 @@ def implicit_rewards(policy: ChosenRejected, reference: ChosenRejected, beta: fl
     return ChosenRejected(beta * ratios.chosen.detach(), beta * ratios.rejected.detach())
 
 
+def pair_reward_values(rewards: ChosenRejected, policy: ChosenRejected) -> dict[str, torch.Tensor]:
+    """(P,) per pair: each reward, whether the chosen answer wins, the margin, each answer's log-prob."""
+    return {
+        "rewards/chosen": rewards.chosen,
+        "rewards/rejected": rewards.rejected,
+        "rewards/accuracy": (rewards.chosen > rewards.rejected).double(),  # 0.4, not float32 0.40000001
+        "rewards/margin": rewards.chosen - rewards.rejected,
+        "logps/chosen": policy.chosen.detach(),
+        "logps/rejected": policy.rejected.detach(),
+    }
+
+
 def reward_metrics(rewards: ChosenRejected, policy: ChosenRejected) -> dict[str, float]:
     """Means over the pairs given (pass all of a step's pairs, not micro-batch means).
 
     TRL logs the same values as `rewards/accuracies` and `rewards/margins`.
     """
-    return {
-        "rewards/chosen": rewards.chosen.mean().item(),
-        "rewards/rejected": rewards.rejected.mean().item(),
-        "rewards/accuracy": (rewards.chosen > rewards.rejected).float().mean().item(),
-        "rewards/margin": (rewards.chosen - rewards.rejected).mean().item(),
-        "logps/chosen": policy.chosen.detach().mean().item(),
-        "logps/rejected": policy.rejected.detach().mean().item(),
-    }
+    return {name: values.mean().item() for name, values in pair_reward_values(rewards, policy).items()}

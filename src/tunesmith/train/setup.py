@@ -90,7 +90,7 @@ def build_model(config: RunConfig):
         model = build_from_parent(config)
     else:
         model = load_model(config.model.base, attn_implementation=config.model.attn_implementation)
-        if config.train.method == "lora":
+        if config.train.uses_lora:
             model = apply_lora(model, config.lora)
     causal_lm = causal_lm_of(model)
     causal_lm.config.use_cache = False
