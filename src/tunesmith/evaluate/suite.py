@@ -101,10 +101,41 @@ class SpeedTask(Strict):
     max_new_tokens: int = Field(64, ge=1, description="Tokens generated per request.")
 
 
-Task = Annotated[Union[QATask, ChoiceTask, ClassifyTask, LossTask, GeneralTask, SpeedTask], Field(discriminator="kind")]
+class PreferenceTask(Strict):
+    """Held-out preference pairs ranked by the implicit DPO reward, beta * (log pi(y|x) - log pi_base(y|x)).
+
+    The reference model is the evaluation's baseline, so the baseline scores 0 on every answer
+    (accuracy 0: only strict wins count, as in TRL). Items: OpenAI preference JSONL or TRL prompt/chosen/rejected.
+    """
+
+    kind: Literal["preference"]
+    name: TaskName
+    data: DataPath
+    beta: float = Field(0.1, gt=0, description="Scale of the implicit reward; use the training run's dpo.beta.")
+    max_length: int = Field(512, ge=8, description="Tokens per prompt + answer; longer sides are truncated.")
+    limit: Limit = None
+
+
+class StyleTask(Strict):
+    """Share of the model's greedy answers that a style judge assigns to `label` (e.g. the brand's voice).
+
+    The judge (TF-IDF + logistic regression) is trained at evaluation time on `texts`, the same way for
+    baseline and candidate; its cross-validated accuracy on those texts is reported as `judge_accuracy`.
+    """
+
+    kind: Literal["style"]
+    name: TaskName
+    prompts: DataPath = Field(..., description="JSONL {id, prompt, optional reference}: held-out prompts the model answers.")
+    texts: DataPath = Field(..., description="JSONL {text, label}: labelled texts that train the judge (none of them prompts' answers).")
+    label: str = Field("brand", description="The label whose share of the answers is measured; every other label is 'not it'.")
+    limit: Limit = None
+
+
+Task = Annotated[Union[QATask, ChoiceTask, ClassifyTask, LossTask, GeneralTask, SpeedTask, PreferenceTask, StyleTask],
+                 Field(discriminator="kind")]
 TASK_TYPES: dict[str, type[BaseModel]] = {
     "qa": QATask, "multiple_choice": ChoiceTask, "classification": ClassifyTask,
-    "loss": LossTask, "general": GeneralTask, "speed": SpeedTask,
+    "loss": LossTask, "general": GeneralTask, "speed": SpeedTask, "preference": PreferenceTask, "style": StyleTask,
 }
 
 # +1: higher is better, -1: lower is better. Gates may name only these.
@@ -115,6 +146,8 @@ KIND_METRICS: dict[str, dict[str, int]] = {
     "loss": {"loss": -1, "perplexity": -1},
     "general": {"loss": -1, "perplexity": -1, "agreement": 1, "exact_agreement": 1},
     "speed": {"latency_ms_p50": -1, "latency_ms_p95": -1, "tokens_per_s": 1, "batch_tokens_per_s": 1},
+    "preference": {"reward_accuracy": 1, "margin": 1},
+    "style": {"share": 1, "judge_accuracy": 1},
 }
 
 

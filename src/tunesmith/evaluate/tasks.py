@@ -1,8 +1,9 @@
 """Run one suite task on one model: metrics (flat numbers gates can name), details, and per-item rows.
 
 Every kind takes the same `Decoding`, so candidate and baseline see identical prompts and settings.
-The `general` kind compares the model's answers with a reference run's (the baseline's); without a
-reference (the baseline itself) agreement is 1 by definition.
+Two kinds compare with a reference run (the baseline's): `general` the model's answers, where without a
+reference (the baseline itself) agreement is 1 by definition, and `preference` the log-probabilities
+that implicit rewards are measured against, where without one every reward is 0.
 """
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from tunesmith.evaluate.classification import classification_metrics, read_label
 from tunesmith.evaluate.generation import evaluate_qa
 from tunesmith.evaluate.likelihood import choice_scores, example_loss_sums, mean_loss, pad_id
 from tunesmith.evaluate.matching import normalize_answer
+from tunesmith.evaluate.preference import load_pairs, pair_logps, preference_rows, preference_scores, reference_logps
+from tunesmith.evaluate.style import target_probabilities, train_judge
 from tunesmith.evaluate.suite import (
-    ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, QATask, SpeedTask, SuiteError, Task,
+    ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, PreferenceTask, QATask, SpeedTask, StyleTask,
+    SuiteError, Task,
 )
 from tunesmith.models.generate import generate_answers, generate_token_ids
 
@@ -62,8 +66,8 @@ def chat_prompt(decoding: Decoding, content: str) -> list[dict]:
 def run_task(task: Task, model, tokenizer: PreTrainedTokenizerBase, decoding: Decoding,
              reference: TaskRun | None = None, progress: bool = False) -> TaskRun:
     start = time.perf_counter()
-    if task.kind == "general":
-        result = run_general(task, model, tokenizer, decoding, reference, progress)
+    if task.kind in COMPARED:
+        result = COMPARED[task.kind](task, model, tokenizer, decoding, reference, progress)
     else:
         result = RUNNERS[task.kind](task, model, tokenizer, decoding, progress)
     result.seconds = time.perf_counter() - start
@@ -186,5 +190,38 @@ def run_speed(task: SpeedTask, model, tokenizer, decoding: Decoding, progress: b
     return TaskRun(metrics, {"requests": len(prompts), "generated_tokens": tokens, "batch_size": decoding.batch_size})
 
 
+def run_preference(task: PreferenceTask, model, tokenizer, decoding: Decoding, reference: TaskRun | None,
+                   progress: bool) -> TaskRun:
+    pairs = load_pairs(task.data, task.limit)
+    policy = pair_logps(model, tokenizer, pairs, task.data, task.max_length, decoding.batch_size)
+    base = reference_logps(reference.rows, len(pairs)) if reference is not None else policy
+    metrics, rewards = preference_scores(policy, base, task.beta)
+    rows = preference_rows(pairs, policy, rewards)
+    return TaskRun(metrics, {"n": len(rows), "beta": task.beta,
+                             "reference": "baseline" if reference is not None else "itself"}, rows)
+
+
+def run_style(task: StyleTask, model, tokenizer, decoding: Decoding, progress: bool) -> TaskRun:
+    texts = read_jsonl(task.texts)
+    require_keys(task.texts, texts, ("text", "label"))
+    is_target = [item["label"] == task.label for item in texts]
+    if all(is_target) or not any(is_target):
+        raise SuiteError(f"{task.texts}: the judge needs texts labelled {task.label!r} and texts labelled otherwise "
+                         f"(labels found: {sorted({item['label'] for item in texts})})")
+    judge = train_judge([item["text"] for item in texts], is_target)
+    items = read_jsonl(task.prompts, task.limit)
+    require_keys(task.prompts, items, ("prompt",))
+    answers = generate_answers(model, tokenizer, [chat_prompt(decoding, item["prompt"]) for item in items],
+                               decoding.max_new_tokens, decoding.batch_size, progress)
+    probabilities = target_probabilities(judge, answers)
+    rows = [{"id": item.get("id", i), "prompt": item["prompt"], "reference": item.get("reference"),
+             "prediction": answer, "probability": round(p, 4), "correct": p > 0.5}
+            for i, (item, answer, p) in enumerate(zip(items, answers, probabilities))]
+    share = statistics.fmean(row["correct"] for row in rows) if rows else 0.0
+    return TaskRun({"share": share, "judge_accuracy": judge.accuracy},
+                   {"n": len(rows), "label": task.label, "judge_texts": len(texts)}, rows)
+
+
 RUNNERS = {"qa": run_qa, "multiple_choice": run_choice, "classification": run_classification,
-           "loss": run_loss, "speed": run_speed}
+           "loss": run_loss, "speed": run_speed, "style": run_style}
+COMPARED = {"general": run_general, "preference": run_preference}  # these take the reference run too
