@@ -92,7 +92,7 @@ class Screen:
                     released = self.screen_chunk(delta.index, choice)
                     if released is None:
                         yield Delta(delta.index, "", "content_filter")
-                    elif released or delta.finish_reason:
+                    else:
                         yield Delta(delta.index, released, delta.finish_reason)
                 elif delta.finish_reason:
                     yield Delta(delta.index, "", delta.finish_reason)
