@@ -1,0 +1,15 @@
+"""Which recipe trains a run: one entry file per train.method, picked here once for every caller.
+
+The CLI and the server's job worker call `train_run`; a new method is one recipe module and one line here.
+"""
+from __future__ import annotations
+
+from tunesmith.config import RunConfig
+from tunesmith.train import dpo, sft
+from tunesmith.train.sft import RunResult
+
+
+def train_run(config: RunConfig, **options) -> RunResult:
+    """Run `config` with its method's recipe; `options` are the recipes' shared keywords (resume, console, ...)."""
+    recipe = dpo.train if config.train.method == "dpo" else sft.train  # lora / full: supervised finetuning
+    return recipe(config, **options)
