@@ -32,7 +32,7 @@ def fail(message: str, code: int = 1) -> None:
 
 @data_app.command("check")
 def data_check(
-    file: Path = typer.Argument(..., help="Training file (chat/instruction JSONL, or .txt/JSONL text)."),
+    file: Path = typer.Argument(..., help="Training file (chat/instruction JSONL, .txt/JSONL text, or preference pairs for DPO)."),
     valid: Optional[Path] = typer.Option(None, help="Validation file: checked too, and for rows shared with train."),
     base: Optional[str] = typer.Option(None, help="Base model whose tokenizer and chat template count tokens."),
     max_length: int = typer.Option(1024, help="Rows longer than this are warned about (they would be truncated)."),

@@ -44,17 +44,19 @@ def _files_table(report: DataReport) -> Table:
     for column in ("role", "path", "format", "rows", "valid rows"):
         table.add_column(column, justify="right" if "rows" in column else "left")
     for summary in report.files:
-        table.add_row(summary.role, Text(summary.path), summary.format, str(summary.rows), str(summary.valid_rows))
+        row_format = f"preference ({summary.format})" if summary.kind == "preference" else summary.format
+        table.add_row(summary.role, Text(summary.path), row_format, str(summary.rows), str(summary.valid_rows))
     return table
 
 
 def _token_table(report: DataReport) -> Table:
-    table = Table(title=f"Tokens per row (max_length {report.max_length})")
-    for column in ("file", "rows", "min", "median", "p95", "max", "trained tokens", "truncated"):
-        table.add_column(column, justify="left" if column == "file" else "right")
+    pairs = any(stats.part != "row" for stats in report.token_stats)  # preference files: prompt, chosen, rejected, pair
+    table = Table(title=f"Tokens per {'pair part' if pairs else 'row'} (max_length {report.max_length})")
+    for column in ("file", *(["part"] if pairs else []), "rows", "min", "median", "p95", "max", "trained tokens", "truncated"):
+        table.add_column(column, justify="left" if column in ("file", "part") else "right")
     for stats in report.token_stats:
         numbers = (stats.count, stats.min, f"{stats.median:g}", stats.p95, stats.max, stats.trained_tokens, stats.truncated_rows)
-        table.add_row(Text(stats.file), *map(str, numbers))
+        table.add_row(Text(stats.file), *([stats.part] if pairs else []), *map(str, numbers))
     return table
 
 

@@ -4,9 +4,14 @@ Errors (from `formats.load_file`) make the data unusable; warnings (truncated ro
 duplicates, train/valid leakage) and PII findings are for a person to judge. With a tokenizer the
 report adds token statistics and a preview of one rendered example with its trained tokens marked.
 Duplicates are found by duplicates.py; the CLI prints the report (cli_render.py).
+
+Preference files (DPO pairs, data/preference.py) get the same report: their rows validated by
+`load_preferences`, token statistics for prompt, preferred and non-preferred answer, whole pairs
+repeated within a file, prompts shared between train and valid, and both trained sides of one pair.
 """
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from dataclasses import asdict
@@ -20,14 +25,15 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data.duplicates import exact_groups, near_duplicate_clusters, normalize_record_content
 from tunesmith.data.formats import LoadedFile, Record, RowError, load_file
 from tunesmith.data.pii import find_pii, masked_snippets
+from tunesmith.data.preference import LoadedPreferences, PreferencePair, load_preferences, pair_token_lengths, render_pair
 from tunesmith.data.render import TokenizedExample, format_trained_tokens, render_chat, render_text, truncate
 
 
 class FileSummary(BaseModel):
     role: Literal["train", "valid"]
     path: str
-    kind: Literal["chat", "text"]
-    format: str
+    kind: Literal["chat", "text", "preference"]
+    format: str  # chat, instruction or text; openai or trl for preference pairs
     rows: int
     valid_rows: int
 
@@ -52,19 +58,20 @@ class PiiEntry(BaseModel):
 
 class TokenStats(BaseModel):
     file: str
+    part: Literal["row", "prompt", "chosen", "rejected", "pair"] = "row"  # preference files: one line per part
     count: int
     min: int
     median: float
     p95: int  # nearest-rank 95th percentile
     max: int
     trained_tokens: int  # tokens with a label, after truncation to max_length
-    truncated_rows: int
+    truncated_rows: int  # preference files: pairs whose longer side exceeds max_length, on the `pair` line
 
 
 class Preview(BaseModel):
     file: str
     line: int
-    text: str  # rendered example, trained tokens wrapped in [[...]]
+    text: str  # rendered example, trained tokens wrapped in [[...]]; for a pair both sides, each under its name
 
 
 class DataReport(BaseModel):
@@ -88,13 +95,18 @@ def check_data(
     tokenizer: PreTrainedTokenizerBase | None = None,
     max_length: int = 2048,
 ) -> DataReport:
-    loaded = {"train": load_file(train_path)}
-    if valid_path is not None:
+    """The report for the training file's kind: preference pairs, or chat/instruction/text rows."""
+    if is_preference_file(train_path):
+        return check_preferences(train_path, valid_path, tokenizer, max_length)
+    loaded, mixed = {"train": load_file(train_path)}, []
+    if valid_path is not None and is_preference_file(valid_path):
+        mixed = _mixed_kinds(valid_path, "preference pairs", "supervised rows")
+    elif valid_path is not None:
         loaded["valid"] = load_file(valid_path)
     report = DataReport(
         max_length=max_length,
         files=[_summary(role, file) for role, file in loaded.items()],
-        errors=[asdict(error) for file in loaded.values() for error in file.errors],
+        errors=[asdict(error) for file in loaded.values() for error in file.errors] + mixed,
         warnings=_duplicate_warnings(list(loaded.values())),
         pii=[entry for file in loaded.values() for entry in _pii_entries(file)],
         token_stats=[],
@@ -112,11 +124,15 @@ def _summary(role: Literal["train", "valid"], file: LoadedFile) -> FileSummary:
 def _duplicate_warnings(files: list[LoadedFile]) -> list[DataWarning]:
     """Exact and near duplicates within each file, and rows shared between train and valid (leakage)."""
     items = [(index, record.line, normalize_record_content(record)) for index, file in enumerate(files) for record in file.records]
-    names = [str(file.path) for file in files]
+    return _content_warnings(items, [str(file.path) for file in files], "identical content")
+
+
+def _content_warnings(items: list[tuple[int, int, str]], names: list[str], identical: str) -> list[DataWarning]:
+    """`items` are (file index, line, normalized content): exact and near duplicates, within files and across."""
     groups = exact_groups([content for _, _, content in items])
     warnings = []
     for group in groups:
-        warnings += _group_warnings([items[i][:2] for i in group], names, "duplicate", "leakage", "identical content")
+        warnings += _group_warnings([items[i][:2] for i in group], names, "duplicate", "leakage", identical)
     first_of_each = [group[0] for group in groups] + _singletons(len(items), groups)
     clusters = near_duplicate_clusters([items[i][2] for i in first_of_each])
     for cluster, similarity in clusters:
@@ -195,10 +211,11 @@ def _render_record(record: Record, tokenizer: PreTrainedTokenizerBase, max_lengt
     return sum(len(chunk.input_ids) for chunk in chunks), chunks
 
 
-def _token_stats(name: str, lengths: list[int], trained: int, truncated_rows: int) -> TokenStats:
+def _token_stats(name: str, lengths: list[int], trained: int, truncated_rows: int, part: str = "row") -> TokenStats:
     ordered = sorted(lengths)
     return TokenStats(
         file=name,
+        part=part,
         count=len(ordered),
         min=ordered[0],
         median=statistics.median(ordered),
@@ -207,3 +224,119 @@ def _token_stats(name: str, lengths: list[int], trained: int, truncated_rows: in
         trained_tokens=trained,
         truncated_rows=truncated_rows,
     )
+
+
+# --- preference pairs (DPO)
+
+PREFERENCE_ONLY_KEYS = ("preferred_output", "non_preferred_output", "chosen", "rejected")
+
+
+def is_preference_file(path: str | Path) -> bool:
+    """True when the first row that parses as a JSON object is a preference pair (answer keys, or an `input` object).
+
+    Instruction rows also have `input`, but as a string; an unreadable file is not one (load_file reports it).
+    """
+    if not Path(path).is_file():
+        return False
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except ValueError:  # a bad row: validation reports it; the kind comes from the next good one
+                continue
+            if isinstance(row, dict):
+                return any(key in row for key in PREFERENCE_ONLY_KEYS) or isinstance(row.get("input"), dict)
+    return False
+
+
+def check_preferences(
+    train_path: str | Path,
+    valid_path: str | Path | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    max_length: int = 2048,
+) -> DataReport:
+    loaded = {"train": load_preferences(train_path)}
+    mixed = []
+    if valid_path is not None:
+        if is_preference_file(valid_path) or not Path(valid_path).is_file():
+            loaded["valid"] = load_preferences(valid_path)
+        else:
+            mixed = _mixed_kinds(valid_path, "supervised rows", "preference pairs")
+    files = list(loaded.values())
+    report = DataReport(
+        max_length=max_length,
+        files=[FileSummary(role=role, path=str(file.path), kind="preference", format=file.format, rows=file.rows,
+                           valid_rows=len(file.pairs)) for role, file in loaded.items()],
+        errors=[asdict(error) for file in files for error in file.errors] + mixed,
+        warnings=_pair_warnings(files),
+        pii=[entry for file in files for entry in _pair_pii(file)],
+        token_stats=[],
+    )
+    if tokenizer is not None:
+        for file in files:
+            _add_pair_token_stats(report, file, tokenizer, max_length)
+    return report
+
+
+def _mixed_kinds(valid_path: str | Path, found: str, expected: str) -> list[dict]:
+    error = RowError(str(valid_path), 0, "", f"the validation file has {found}, the training file {expected}",
+                     "validate with rows of the same kind as training")
+    return [asdict(error)]
+
+
+def _prompt_text(pair: PreferencePair) -> str:
+    return " ".join("\n".join(f"{m['role']}: {m['content']}" for m in pair.prompt).lower().split())
+
+
+def _pair_warnings(files: list[LoadedPreferences]) -> list[DataWarning]:
+    """Whole pairs repeated within a file; prompts shared between train and valid, exactly or nearly.
+
+    One prompt with several pairs in one file is ordinary DPO data (different answers to rank), so
+    prompts alone are compared only across files: a valid prompt seen in training measures nothing.
+    """
+    names = [str(file.path) for file in files]
+    pairs = [(index, pair) for index, file in enumerate(files) for pair in file.pairs]
+    by_prompt = [(index, pair.line, _prompt_text(pair)) for index, pair in pairs]
+    whole = [(index, pair.line, f"{_prompt_text(pair)}\n{pair.chosen}\n{pair.rejected}") for index, pair in pairs]
+    warnings = [w for w in _content_warnings(whole, names, "identical pairs") if w.kind == "duplicate"]
+    return warnings + [w for w in _content_warnings(by_prompt, names, "the same prompt") if w.kind in ("leakage", "near_leakage")]
+
+
+def _pair_pii(file: LoadedPreferences) -> list[PiiEntry]:
+    entries = []
+    for pair in file.pairs:
+        text = "\n".join([*(m["content"] for m in pair.prompt), pair.chosen, pair.rejected])
+        findings = find_pii(text)
+        for finding, snippet in zip(findings, masked_snippets(text, findings)):
+            entries.append(PiiEntry(file=str(file.path), line=pair.line, kind=finding.kind, snippet=snippet))
+    return entries
+
+
+def _add_pair_token_stats(report: DataReport, file: LoadedPreferences, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+    """Lengths before truncation per part; trained tokens of each side after it; the first pair as the preview."""
+    name = str(file.path)
+    parts: dict[str, list[int]] = {"prompt": [], "chosen": [], "rejected": [], "pair": []}
+    trained, long_lines = dict.fromkeys(parts, 0), []
+    for pair in file.pairs:
+        try:
+            lengths, rendered = pair_token_lengths(tokenizer, pair), render_pair(tokenizer, pair, max_length)
+        except ValueError as error:
+            report.errors.append(asdict(RowError(name, pair.line, "", f"cannot render: {error}", "use a base model with a standard chat template")))
+            continue
+        for part in parts:
+            parts[part].append(lengths.longest if part == "pair" else getattr(lengths, part))
+        trained["chosen"] += rendered.chosen.num_trained
+        trained["rejected"] += rendered.rejected.num_trained
+        trained["pair"] += rendered.chosen.num_trained + rendered.rejected.num_trained
+        if lengths.longest > max_length:
+            long_lines.append(pair.line)
+        if report.preview is None:
+            sides = (format_trained_tokens(tokenizer, rendered.chosen), format_trained_tokens(tokenizer, rendered.rejected))
+            report.preview = Preview(file=name, line=pair.line, text=f"preferred:\n{sides[0]}\nnon-preferred:\n{sides[1]}")
+    if long_lines:
+        message = f"{len(long_lines)} pairs in {name} have a side longer than {max_length} tokens and will be truncated: lines {_lines(long_lines)}"
+        report.warnings.append(DataWarning(kind="long_rows", message=message, locations=[Location(file=name, line=line) for line in long_lines]))
+    if parts["pair"]:
+        for part, lengths in parts.items():
+            truncated = len(long_lines) if part == "pair" else 0
+            report.token_stats.append(_token_stats(name, lengths, trained[part], truncated, part))
