@@ -32,7 +32,7 @@ def fail(message: str, code: int = 1) -> None:
 
 @data_app.command("check")
 def data_check(
-    file: Path = typer.Argument(..., help="Training file (chat/instruction JSONL, .txt/JSONL text, or preference pairs for DPO)."),
+    file: Path = typer.Argument(..., help="Training file (chat/instruction JSONL, or .txt/JSONL text)."),
     valid: Optional[Path] = typer.Option(None, help="Validation file: checked too, and for rows shared with train."),
     base: Optional[str] = typer.Option(None, help="Base model whose tokenizer and chat template count tokens."),
     max_length: int = typer.Option(1024, help="Rows longer than this are warned about (they would be truncated)."),
@@ -126,7 +126,7 @@ def train(
                                             "its merged weights for a full finetune); the base follows it."),
     data: Optional[Path] = typer.Option(None, help="Training data file."),
     valid: Optional[Path] = typer.Option(None, help="Validation data file."),
-    method: Optional[str] = typer.Option(None, help="lora (default) or full: supervised finetuning; dpo: preference pairs (config section dpo)."),
+    method: Optional[str] = typer.Option(None, help="lora (default) or full."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
@@ -161,8 +161,7 @@ def train(
     from tunesmith.train.loop import NoTrainedTokensError
     from tunesmith.train.setup import InvalidDataError, NoTrainingDataError
     from tunesmith.data.pii_policy import PersonalDataRefused
-    from tunesmith.train.recipes import train_run as run_training
-    from tunesmith.train.sft import RunDirectoryInUse
+    from tunesmith.train.sft import RunDirectoryInUse, train as run_training
 
     overrides = {
         "model.base": base, "model.parent.run": from_run, "data.train": data, "data.valid": valid, "train.method": method,
@@ -369,20 +368,73 @@ def serve(
     run_server(settings, host, port)
 
 
+PII_HELP = ("What an upload with personal data gets: refuse (400 listing each finding by line), redact (the "
+            "redacted copy is stored) or allow.")
+
+
+def check_pii_policy(policy: str) -> str:
+    from tunesmith.data.pii_policy import PII_POLICIES
+
+    if policy not in PII_POLICIES:
+        fail(f"--pii: unknown policy '{policy}' — use one of {', '.join(PII_POLICIES)}")
+    return policy
+
+
 @keys_app.command("create")
 def keys_create(
     home: Path = typer.Option(..., help="The server's --home directory."),
     name: Optional[str] = typer.Option(None, help="A label to recognise the key by."),
     database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+    pii: str = typer.Option("refuse", help=PII_HELP),
 ) -> None:
     """Create an API key; the secret is printed once, as the last line."""
+    from tunesmith.registry.audit import os_actor
     from tunesmith.registry.keys import create_key
     from tunesmith.serve.app import open_registry
     from tunesmith.serve.settings import ServeSettings
 
-    key_id, secret = create_key(open_registry(ServeSettings(home=home, database=database)), name)
-    err.print(f"created {key_id}; send it as 'Authorization: Bearer KEY' (shown only now):")
+    db = open_registry(ServeSettings(home=home, database=database))
+    key_id, secret = create_key(db, name, check_pii_policy(pii), actor=os_actor())
+    err.print(f"created {key_id} (uploads with personal data: {pii}); send it as 'Authorization: Bearer KEY' "
+              "(shown only now):")
     print(secret)
+
+
+@keys_app.command("pii")
+def keys_pii(
+    key_id: str = typer.Argument(..., help="The key's id (key-…), as `keys create` printed it."),
+    policy: str = typer.Argument(..., help=PII_HELP),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Set what the key's uploads with personal data get (audited).
+
+    Run as: tunesmith keys pii key-… redact --home ~/.tunesmith
+    """
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.keys import set_pii_policy
+
+    if not set_pii_policy(open_existing_registry(home, database), key_id, check_pii_policy(policy), os_actor()):
+        fail(f"{key_id}: no such key, or it was revoked — `tunesmith audit export` lists the keys created")
+    console.print(f"{key_id}: uploads with personal data now get {policy}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: str = typer.Argument(..., help="The key's id (key-…)."),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Revoke a key at once: its requests get 401 from now on (audited).
+
+    Run as: tunesmith keys revoke key-… --home ~/.tunesmith
+    """
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.keys import revoke_key
+
+    if not revoke_key(open_existing_registry(home, database), key_id, actor=os_actor()):
+        fail(f"{key_id}: no such key, or it is already revoked")
+    console.print(f"revoked {key_id}")
 
 
 def open_existing_registry(home: Path, database: Optional[Path]):
@@ -529,6 +581,97 @@ def guard_remove(
     if not guards.remove_guard(open_existing_registry(home, database), audit.os_actor(), model, key):
         fail(f"no guard for model {model} and key {key} — see `tunesmith guard list`")
     console.print(f"guard removed: {model} for key {key}", highlight=False)
+
+
+def lineage_sources(runs: Path, home: Optional[Path], database: Optional[Path]):
+    """(run directories to search, the registry or None, run dir → model id, sha256 → file id)."""
+    from tunesmith.registry.lineage import find_run_dirs, registry_file_ids, registry_names
+    from tunesmith.serve.settings import ServeSettings
+
+    db = open_existing_registry(home, database) if home is not None else None
+    roots = [runs] + ([ServeSettings(home=home, database=database).jobs_dir] if home is not None else [])
+    names = registry_names(db) if db is not None else {}
+    return find_run_dirs(roots), db, names, registry_file_ids(db) if db is not None else {}
+
+
+@app.command("lineage")
+def lineage_command(
+    model: Optional[str] = typer.Argument(None, help="A run directory (or its model/ directory), or with --home a model id."),
+    data: Optional[str] = typer.Option(None, "--data", help="A data file, or its sha256 (8+ hex digits): list the models trained on it."),
+    runs: Path = typer.Option(Path("runs"), help="Directory searched (recursively) for run directories."),
+    home: Optional[Path] = typer.Option(None, help="A server's --home: its models by id, and its job runs, too."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What made a model (base → parents → model, with data and evaluations), or every model a data file made.
+
+    Run as: tunesmith lineage runs/elements-demo   |   tunesmith lineage --data examples/elements/train.jsonl
+    """
+    import json
+
+    from tunesmith.cli_render import print_lineage, print_trained_on
+    from tunesmith.registry.lineage import LineageError, data_digest, lineage, run_dir_of, trained_on
+    from tunesmith.registry.models import find_model
+
+    if (model is None) == (data is None):
+        fail("pass a MODEL to see what made it, or --data FILE_OR_HASH to see what it made (not both)")
+    run_dirs, db, names, file_ids = lineage_sources(runs, home, database)
+    try:
+        if data is not None:
+            digest = data_digest(data)
+            found = [item.to_json() for item in trained_on(digest, run_dirs, names)]
+            if as_json:
+                print(json.dumps({"sha256": digest, "trained_models": found}, indent=2))
+            else:
+                print_trained_on(digest, found, console)
+            return
+        registered = find_model(db, model) if db is not None and not Path(model).exists() else None
+        tree = lineage(run_dir_of(registered.run_dir if registered else model), names, file_ids).to_json()
+    except LineageError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(tree, indent=2))
+    else:
+        print_lineage(tree, console)
+
+
+@app.command()
+def erase(
+    data: str = typer.Option(..., "--data", help="The data file, or its sha256 (8+ hex digits)."),
+    delete_models: bool = typer.Option(False, "--delete-models", help="Also delete every model trained on it."),
+    runs: Path = typer.Option(Path("runs"), help="Directory searched (recursively) for run directories."),
+    home: Optional[Path] = typer.Option(None, help="A server's --home: its stored copies and models too (audited)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Delete a data file and its recorded copies; list (or with --delete-models delete) the models made from it,
+    directly or through a parent.
+
+    Run as: tunesmith erase --data people.jsonl --runs runs --home ~/.tunesmith [--delete-models]
+    """
+    import json
+
+    from tunesmith.cli_render import print_erasure
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.erasure import ErasureBlocked, erase_data
+    from tunesmith.registry.files import all_files
+    from tunesmith.registry.lineage import LineageError, data_digest
+    from tunesmith.serve.settings import ServeSettings
+
+    run_dirs, db, names, _ = lineage_sources(runs, home, database)
+    try:
+        digest = data_digest(data)
+        stored = [f for f in all_files(db) if (f.sha256 or "").startswith(digest)] if db is not None else []
+        files_dir = ServeSettings(home=home, database=database).files_dir if home is not None else None
+        local = Path(data) if Path(data).is_file() else None
+        report = erase_data(digest, run_dirs, actor=os_actor(), names=names, db=db, stored=stored,
+                            files_dir=files_dir, local_file=local, delete_models=delete_models)
+    except (LineageError, ErasureBlocked) as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print_erasure(report.to_json(), console)
 
 
 @app.command("eval")

@@ -1,6 +1,8 @@
-"""Rich rendering of what the `tunesmith data` commands return: the data-check report, the augment summary.
+"""Rich rendering of what the `tunesmith data` commands return (the data-check report, the augment summary)
+and of lineage: the tree of a model, the models made from a data file, an erasure.
 
-Run as: library code for cli.py; `tunesmith data check FILE` and `tunesmith data augment SPEC.yaml ...` print with it.
+Run as: library code for cli.py; `tunesmith data check FILE`, `tunesmith data augment SPEC.yaml ...`,
+`tunesmith lineage MODEL` and `tunesmith erase --data FILE` print with it.
 
 Library modules return data and never print: training and evaluation import the data package, and
 printing there would pull rich tables into every run. The CLI renders what they return, here.
@@ -93,3 +95,60 @@ def print_augment_summary(summary: AugmentSummary, console: Console) -> None:
         rejected = ", ".join(f"{count} {reason}" for reason, count in summary.rejected_paraphrases.items()) or "none"
         console.print(f"model paraphrases kept: {summary.model_phrasings}; rejected: {rejected}")
     console.print("provenance of every row: sources.jsonl")
+
+
+def print_lineage(lineage: dict, console: Console) -> None:
+    """base → each ancestor → the model, each run with its data files and evaluations (a `Lineage.to_json()`).
+
+    Lines are never wrapped or cropped: a path or digest broken over two lines cannot be copied.
+    """
+    lines = [f"base {lineage['base_model']}  weights sha256 {_short(lineage['base_model_sha256'])}"]
+    for depth, run in enumerate(lineage["chain"]):
+        pad = "   " * depth
+        name = run["run_dir"] + (f"  ({run['model']})" if run["model"] else "")
+        when = f"{run['started_at'] or '?'} by {run['started_by'] or '?'}"
+        code = f"tunesmith {run['tunesmith_version'] or '?'} @ {(run['code_revision'] or 'unknown')[:12]}"
+        lines.append(f"{pad}└─ {name} · {run['method']} · {when} · {code}")
+        for data in run["data"]:
+            source = f" (redacted from {data['source']['path']}, sha256 {_short(data['source']['sha256'])})" \
+                if data.get("source") else ""
+            rows = f"{data['rows']} rows, " if data.get("rows") is not None else ""
+            file_id = f" [{data['file_id']}]" if data.get("file_id") else ""
+            lines.append(f"{pad}   data {data['role']}: {data['path']}{file_id} ({rows}sha256 {_short(data['sha256'])}){source}")
+        for evaluation in run["evaluations"]:
+            report = evaluation["reports"]["json"]
+            verdict = "passed" if evaluation["passed"] else "FAILED"
+            lines.append(f"{pad}   eval {evaluation['suite']}: {verdict} · {report['path']} sha256 {_short(report['sha256'])}")
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def print_trained_on(digest: str, trained: list[dict], console: Console) -> None:
+    """The models made from one data file (`TrainedOn.to_json()` each)."""
+    if not trained:
+        console.print(f"no model under the searched directories was trained on sha256 {digest}")
+        return
+    table = Table(title=f"models trained on sha256 {_short(digest)}")
+    for column in ("model", "run directory", "how"):
+        table.add_column(column, overflow="fold")
+    for item in trained:
+        how = item["how"] + (f" ({item['via_run_dir']})" if item["via_run_dir"] else "")
+        table.add_row(item["model"] or "", item["run_dir"], how)
+    console.print(table)
+
+
+def print_erasure(report: dict, console: Console) -> None:
+    """What `tunesmith erase` deleted and which models were made from the data (`ErasureReport.to_json()`)."""
+    for path in report["deleted_files"]:
+        console.print(f"deleted {path}", markup=False, highlight=False, soft_wrap=True)
+    if not report["deleted_files"]:
+        console.print("no copy of the data was found to delete", markup=False)
+    print_trained_on(report["sha256"], report["trained_models"], console)
+    for model in report["deleted_models"]:
+        console.print(f"deleted model {model}", markup=False, highlight=False, soft_wrap=True)
+    if report["trained_models"] and not report["deleted_models"]:
+        console.print("retrain these models without the data, or run again with --delete-models", markup=False)
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "unknown"

@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS guards (
     model TEXT NOT NULL, owner TEXT NOT NULL, moderation_model TEXT NOT NULL, screen_input INTEGER NOT NULL,
     screen_output INTEGER NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (model, owner)
 );
+CREATE TABLE IF NOT EXISTS model_versions (
+    owner TEXT NOT NULL, name TEXT NOT NULL, number INTEGER NOT NULL, parent INTEGER,
+    run_dir TEXT NOT NULL, base TEXT NOT NULL, passed INTEGER NOT NULL, evaluation TEXT NOT NULL,
+    config TEXT NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (owner, name, number)
+);
+CREATE TABLE IF NOT EXISTS model_promotions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
+    number INTEGER NOT NULL, at INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
 CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner);
@@ -71,6 +80,7 @@ class Database:
             self.connection.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives SIGKILL
             self.connection.executescript(SCHEMA)
             migrate_audit_log(self.connection)  # databases made before the audit log was hash-chained
+            add_missing_columns(self.connection)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -99,6 +109,25 @@ class Database:
     def close(self) -> None:
         with self.lock:
             self.connection.close()
+
+
+ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the first release of the schema
+    ("files", "sha256"): "TEXT",  # the stored content's digest: lineage and erasure find models by it
+    ("api_keys", "pii_policy"): "TEXT NOT NULL DEFAULT 'refuse'",  # what an upload with personal data gets
+    ("jobs", "integrations"): "TEXT",  # the job's OpenAI `integrations`, as sent
+}
+
+
+def add_missing_columns(connection: sqlite3.Connection) -> None:
+    """ALTER TABLE ... ADD COLUMN for each added column a database lacks (every new database, and old ones)."""
+    for (table, column), declaration in ADDED_COLUMNS.items():
+        present = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            try:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            except sqlite3.OperationalError as error:  # another process added it between our look and our change
+                if "duplicate column" not in str(error):
+                    raise
 
 
 def new_id(prefix: str) -> str:

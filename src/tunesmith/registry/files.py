@@ -24,6 +24,7 @@ class FileRecord:
     bytes: int
     created_at: int
     report: dict | None
+    sha256: str | None  # of the stored content (None for files stored before digests were kept)
 
 
 def new_file_id() -> str:
@@ -46,11 +47,13 @@ def _record(row) -> FileRecord:
 
 
 def add_file(db: Database, file_id: str, owner: str, filename: str, purpose: str, size: int,
-             report: dict | None) -> FileRecord:
+             report: dict | None, sha256: str | None = None, **detail) -> FileRecord:
+    """`detail` goes into the audit entry (e.g. what the PII policy did)."""
     with db.transaction() as tx:
-        tx.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, report) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (file_id, owner, filename, purpose, size, now(), json.dumps(report) if report else None))
-        audit.record(tx, owner, "file.uploaded", file_id, filename=filename, bytes=size)
+        tx.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, report, sha256)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (file_id, owner, filename, purpose, size, now(), json.dumps(report) if report else None, sha256))
+        audit.record(tx, owner, "file.uploaded", file_id, filename=filename, bytes=size, sha256=sha256, **detail)
     return get_file(db, owner, file_id)
 
 
@@ -68,11 +71,26 @@ def list_files(db: Database, owner: str, purpose: str | None = None, after: str 
     return [_record(r) for r in rows], more
 
 
-def delete_file(db: Database, owner: str, file_id: str) -> bool:
-    """Marks the row deleted (the caller removes the content); False when the key has no such file."""
+def all_files(db: Database, owner: str | None = None) -> list[FileRecord]:
+    """One key's files, or every key's (the operator's lineage and erasure), oldest first."""
+    where, params = ("owner = ? AND deleted_at IS NULL", (owner,)) if owner else ("deleted_at IS NULL", ())
+    return [_record(r) for r in db.query(f"SELECT * FROM files WHERE {where} ORDER BY rowid", params)]
+
+
+def files_older_than(db: Database, cutoff: int) -> list[FileRecord]:
+    return [_record(r) for r in db.query("SELECT * FROM files WHERE created_at < ? AND deleted_at IS NULL ORDER BY rowid",
+                                         (cutoff,))]
+
+
+def delete_file(db: Database, owner: str, file_id: str, actor: str | None = None, action: str = "file.deleted",
+                **detail) -> bool:
+    """Marks the row deleted (the caller removes the content); False when the key has no such file.
+
+    `actor` defaults to the owner; retention and an operator's erasure act for it and say so in `action`.
+    """
     with db.transaction() as tx:
         changed = tx.execute("UPDATE files SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
                              (now(), file_id, owner)).rowcount
         if changed:
-            audit.record(tx, owner, "file.deleted", file_id)
+            audit.record(tx, actor or owner, action, file_id, **detail)
     return bool(changed)

@@ -48,27 +48,31 @@ class Job:
     error: dict | None
     finished_at: int | None
     metadata: dict | None
+    integrations: list | None  # OpenAI's `integrations` as the client sent them (recorded, see routes/jobs.py)
 
 
 def _job(row) -> Job:
     data = dict(row)
-    for key in ("hyperparameters", "error", "metadata"):
+    for key in ("hyperparameters", "error", "metadata", "integrations"):
         data[key] = json.loads(data[key]) if data[key] else None
     return Job(**data)
 
 
 def create_job(db: Database, owner: str, model: str, training_file: str, validation_file: str | None,
-               hyperparameters: dict, suffix: str | None, seed: int, metadata: dict | None = None) -> Job:
+               hyperparameters: dict, suffix: str | None, seed: int, metadata: dict | None = None,
+               integrations: list | None = None) -> Job:
     job_id = new_id("ftjob")
     with db.transaction() as tx:
         tx.execute(
             "INSERT INTO jobs (id, owner, created_at, model, training_file, validation_file, hyperparameters,"
-            " suffix, seed, status, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?)",
+            " suffix, seed, status, metadata, integrations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?)",
             (job_id, owner, now(), model, training_file, validation_file, json.dumps(hyperparameters), suffix, seed,
-             json.dumps(metadata) if metadata else None),
+             json.dumps(metadata) if metadata else None, json.dumps(integrations) if integrations else None),
         )
         insert_event(tx, job_id, f"Created fine-tuning job: {job_id}")
-        audit.record(tx, owner, "job.created", job_id, model=model, training_file=training_file)
+        audit.record(tx, owner, "job.created", job_id, model=model, training_file=training_file,
+                     **({"validation_file": validation_file} if validation_file else {}),
+                     **({"integrations": [i.get("type") for i in integrations]} if integrations else {}))
     return get_job(db, job_id)
 
 

@@ -51,11 +51,25 @@ def list_models(db: Database, owner: str) -> list[FineTunedModel]:
     return [_model(r) for r in rows]
 
 
-def delete_model(db: Database, owner: str, model_id: str) -> bool:
-    """Hides the model from the API; the run directory (weights, adapter) stays on disk."""
+def all_models(db: Database, owner: str | None = None) -> list[FineTunedModel]:
+    """One key's models, or every key's (the operator's lineage and erasure), oldest first."""
+    if owner is not None:
+        return list_models(db, owner)
+    return [_model(r) for r in db.query("SELECT * FROM models WHERE deleted_at IS NULL ORDER BY rowid")]
+
+
+def models_older_than(db: Database, cutoff: int) -> list[FineTunedModel]:
+    return [_model(r) for r in db.query("SELECT * FROM models WHERE created_at < ? AND deleted_at IS NULL ORDER BY rowid",
+                                        (cutoff,))]
+
+
+def delete_model(db: Database, owner: str, model_id: str, actor: str | None = None, action: str = "model.deleted",
+                 **detail) -> bool:
+    """Hides the model from the API; the run directory (weights, adapter) stays on disk unless the caller
+    removes it (erasure and retention do). `actor` defaults to the owner."""
     with db.transaction() as tx:
         changed = tx.execute("UPDATE models SET deleted_at = ? WHERE id = ? AND owner = ? AND deleted_at IS NULL",
                              (now(), model_id, owner)).rowcount
         if changed:
-            audit.record(tx, owner, "model.deleted", model_id)
+            audit.record(tx, actor or owner, action, model_id, **detail)
     return bool(changed)
