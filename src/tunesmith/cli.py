@@ -32,7 +32,7 @@ def fail(message: str, code: int = 1) -> None:
 
 @data_app.command("check")
 def data_check(
-    file: Path = typer.Argument(..., help="Training file (chat/instruction JSONL, or .txt/JSONL text)."),
+    file: Path = typer.Argument(..., help="Training file (chat/instruction JSONL, .txt/JSONL text, or preference pairs for DPO)."),
     valid: Optional[Path] = typer.Option(None, help="Validation file: checked too, and for rows shared with train."),
     base: Optional[str] = typer.Option(None, help="Base model whose tokenizer and chat template count tokens."),
     max_length: int = typer.Option(1024, help="Rows longer than this are warned about (they would be truncated)."),
@@ -126,7 +126,7 @@ def train(
                                             "its merged weights for a full finetune); the base follows it."),
     data: Optional[Path] = typer.Option(None, help="Training data file."),
     valid: Optional[Path] = typer.Option(None, help="Validation data file."),
-    method: Optional[str] = typer.Option(None, help="lora (default) or full."),
+    method: Optional[str] = typer.Option(None, help="lora (default) or full: supervised finetuning; dpo: preference pairs (config section dpo)."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
@@ -161,7 +161,8 @@ def train(
     from tunesmith.train.loop import NoTrainedTokensError
     from tunesmith.train.setup import InvalidDataError, NoTrainingDataError
     from tunesmith.data.pii_policy import PersonalDataRefused
-    from tunesmith.train.sft import RunDirectoryInUse, train as run_training
+    from tunesmith.train.recipes import train_run as run_training
+    from tunesmith.train.sft import RunDirectoryInUse
 
     overrides = {
         "model.base": base, "model.parent.run": from_run, "data.train": data, "data.valid": valid, "train.method": method,
