@@ -89,8 +89,8 @@ class DpoConfig(Strict):
 
 
 class TrainConfig(Strict):
-    method: Literal["lora", "full", "dpo"] = Field("lora", description="lora / full: supervised finetuning of LoRA adapters (default) or of all weights; dpo: preference tuning on preferred / non-preferred pairs (the dpo section), of the weights train.weights names.")
-    weights: Literal["lora", "full"] | None = Field(None, description="Which weights a dpo run trains: LoRA adapters (None, the default) or all; supervised runs say it in train.method.")
+    method: Literal["lora", "full", "dpo", "classification"] = Field("lora", description="lora / full: supervised finetuning of LoRA adapters (default) or of all weights; dpo: preference tuning on preferred / non-preferred pairs (the dpo section); classification: a label classifier with a head over the base model (the classification section); dpo and classification train the weights train.weights names.")
+    weights: Literal["lora", "full"] | None = Field(None, description="Which weights a dpo or classification run trains: LoRA adapters (None, the default; a classifier's head trains whole) or all; supervised runs say it in train.method.")
     epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
@@ -112,13 +112,13 @@ class TrainConfig(Strict):
 
     @property
     def uses_lora(self) -> bool:
-        """LoRA adapters train (method lora, or dpo without weights: full), not all weights."""
-        return self.method == "lora" or (self.method == "dpo" and self.weights != "full")
+        """LoRA adapters train (method lora, or dpo / classification without weights: full), not all weights."""
+        return self.method == "lora" or (self.method in ("dpo", "classification") and self.weights != "full")
 
     @model_validator(mode="after")
     def _weights_only_with_dpo(self) -> "TrainConfig":
-        if self.weights is not None and self.method != "dpo":
-            raise ValueError(f"train.weights is for method dpo; a supervised run names its weights in train.method — "
+        if self.weights is not None and self.method not in ("dpo", "classification"):
+            raise ValueError(f"train.weights is for method dpo or classification; a supervised run names its weights in train.method — "
                              f"drop train.weights, or set train.method: {self.weights}")
         return self
 
@@ -127,6 +127,16 @@ class TrainConfig(Strict):
         if self.distributed == "deepspeed" and self.deepspeed_config is None:
             raise ValueError("train.distributed is deepspeed but train.deepspeed_config is not set: give the path of a DeepSpeed JSON config")
         return self
+
+
+class ClassificationConfig(Strict):
+    """Classification finetuning (train.method: classification) on {"text", "label"} or {"text", "labels"} rows."""
+
+    labels: list[str] | None = Field(None, description="The classifier's labels, in output order; None = the labels seen in data.train, sorted. List them to keep a label no training row carries (a moderation model's 13 categories).")
+    category_map: dict[str, list[str]] | None = Field(None, description="Which OpenAI moderation categories each label stands for (served by /v1/moderations); None = each label that is an OpenAI category maps to itself, others to none.")
+    class_weights: Literal["balanced", "none"] = Field("balanced", description="Counter imbalance: balanced weighs a label's positive rows by negatives/positives (multi-label) or a class's rows by rows/(classes × its rows) (single-label); none = every row alike.")
+    max_class_weight: float = Field(10.0, ge=1, description="Cap on a balanced class weight, so a label with a handful of rows cannot swamp a step.")
+    target_fpr: float = Field(0.05, gt=0, lt=1, description="Calibration: each label's threshold is the lowest at which at most this share of validation rows without it would be flagged (multi-label: also at most this share of unlabelled rows flagged by any label). Needs data.valid; without it thresholds stay 0.5.")
 
 
 class EvalConfig(Strict):
@@ -146,6 +156,7 @@ class RunConfig(Strict):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     dpo: DpoConfig = DpoConfig()
+    classification: ClassificationConfig = ClassificationConfig()
     eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")

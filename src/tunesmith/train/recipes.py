@@ -5,11 +5,13 @@ The CLI and the server's job worker call `train_run`; a new method is one recipe
 from __future__ import annotations
 
 from tunesmith.config import RunConfig
-from tunesmith.train import dpo, sft
+from tunesmith.train import classify, dpo, sft
 from tunesmith.train.sft import RunResult
+
+RECIPES = {"dpo": dpo.train, "classification": classify.train}  # any other method (lora / full): supervised finetuning
 
 
 def train_run(config: RunConfig, **options) -> RunResult:
     """Run `config` with its method's recipe; `options` are the recipes' shared keywords (resume, console, ...)."""
-    recipe = dpo.train if config.train.method == "dpo" else sft.train  # lora / full: supervised finetuning
+    recipe = RECIPES.get(config.train.method, sft.train)
     return recipe(config, **options)

@@ -1,0 +1,61 @@
+"""The model a classification run trains: the base model's body under a fresh linear head, LoRA or whole.
+
+transformers' `AutoModelForSequenceClassification` builds the architecture from the base model's own
+directory (the embedded GGUF's dequantized copy, a local directory, a run's merged model): the decoder
+keeps the base weights, `score` — a (labels × hidden) linear map of the last real token's hidden state —
+starts random. With LoRA the body gets adapters and the head trains whole (peft `modules_to_save`), so the
+exported model is the base plus a merged adapter plus the head.
+
+Its config names the tokenizer's pad id: transformers pools each row at its last non-pad token.
+"""
+from __future__ import annotations
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
+
+from tunesmith.config import RunConfig
+from tunesmith.models.resolve import resolve_model_dir
+from tunesmith.train.lora import check_target_modules
+
+HEAD = "score"  # the classification head of transformers' decoder ...ForSequenceClassification models
+
+
+def load_classification_tokenizer(base: str) -> PreTrainedTokenizerBase:
+    """The base model's tokenizer with a pad token (its EOS when it has none); no chat template needed."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(base))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_classification_model(config: RunConfig, labels: list[str], multi_label: bool, pad_id: int):
+    """A ...ForSequenceClassification over `config.model.base` with one output per label, LoRA-wrapped or whole."""
+    problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the load report lists `score` as newly initialised: that is the point
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model_dir(config.model.base),
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            problem_type=problem_type,
+            pad_token_id=pad_id,
+            attn_implementation=config.model.attn_implementation,
+            dtype=torch.float32,
+        )
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    model.config.use_cache = False
+    if config.train.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if not config.train.uses_lora:
+        return model
+    check_target_modules(model, config.lora.target_modules)
+    return get_peft_model(model, PeftLoraConfig(
+        r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules, task_type="SEQ_CLS", modules_to_save=[HEAD],
+    ))
