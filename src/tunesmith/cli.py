@@ -344,6 +344,8 @@ def serve(
     database: Optional[Path] = typer.Option(None, help="SQLite file (default HOME/tunesmith.sqlite)."),
     max_upload_mb: float = typer.Option(512, help="Uploads larger than this are refused with 413."),
     checkpoint_every: int = typer.Option(50, help="Training steps between a job's checkpoints."),
+    retention_days: Optional[float] = typer.Option(None, help="Delete uploads, models and failed jobs' runs older "
+                                                   "than this many days (audited); default: keep them."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for inference (default: half the cores, since "
                                           "the job worker trains on the rest; more threads than free cores thrash)."),
     moderation_model: Optional[Path] = typer.Option(None, help="Classifier directory served as omni-moderation-latest."),
@@ -364,7 +366,7 @@ def serve(
             fail("--guard: screens with the default moderation model — pass --moderation-model DIR too")
         overrides["guard"] = default_guard(guard)
     settings = ServeSettings(home=home, database=database, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                             checkpoint_every=checkpoint_every, moderation_model=moderation_model,
+                             checkpoint_every=checkpoint_every, retention_days=retention_days, moderation_model=moderation_model,
                              audit_flagged_text=audit_flagged_text, **overrides)
     run_server(settings, host, port)
 

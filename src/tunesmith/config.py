@@ -109,6 +109,7 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     distributed: Literal["ddp", "fsdp", "deepspeed"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed), fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device) or deepspeed (ZeRO through accelerate with train.deepspeed_config; needs the deepspeed package). A 1-process run ignores ddp and fsdp.")
     deepspeed_config: Path | None = Field(None, description="DeepSpeed JSON config passed through to accelerate; required with distributed: deepspeed.")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field([], description="Also send metrics to TensorBoard (RUN_DIR/tensorboard) and/or MLflow (RUN_DIR/mlruns, or $MLFLOW_TRACKING_URI); needs the tensorboard / mlflow extra.")
 
     @property
     def uses_lora(self) -> bool:

@@ -129,6 +129,13 @@ def update_progress(db: Database, job_id: str, trained_tokens: int) -> None:
     db.execute("UPDATE jobs SET trained_tokens = ? WHERE id = ?", (trained_tokens, job_id))
 
 
+def finished_without_model_before(db: Database, cutoff: int) -> list[Job]:
+    """Failed or cancelled jobs that ended before `cutoff` (retention removes what their runs left)."""
+    rows = db.query("SELECT * FROM jobs WHERE status IN ('failed', 'cancelled') AND finished_at < ? ORDER BY rowid",
+                    (cutoff,))
+    return [_job(r) for r in rows]
+
+
 def insert_event(tx, job_id: str, message: str, level: str = "info", type: str = "message", data: dict | None = None,
            dedupe: str | None = None) -> None:
     tx.execute(

@@ -21,6 +21,7 @@ class ServeSettings(BaseModel):
     max_loaded_models: int = Field(4, ge=1, description="Models kept in memory for inference (least recently used is dropped).")
     run_jobs: bool = Field(True, description="Start the job worker with the server (tests of the API alone turn it off).")
     poll_seconds: float = Field(0.5, gt=0, description="How often the job worker looks at the queue and at a running job.")
+    retention_days: float | None = Field(None, gt=0, description="Uploaded files, fine-tuned models and failed jobs' runs older than this are deleted by the worker (audited as `retention`); None = kept until deleted.")
     moderation_model: Path | None = Field(None, description="Classifier directory served as omni-moderation-latest "
                                           "(and text-moderation-latest): the default moderation model.")
     guard: Guard | None = Field(None, description="Screens every served model for every key that no registry guard "

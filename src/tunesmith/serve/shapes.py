@@ -26,7 +26,7 @@ def job_object(job: Job) -> dict:
         "status": job.status, "training_file": job.training_file, "validation_file": job.validation_file,
         "hyperparameters": hyper, "seed": job.seed, "fine_tuned_model": job.fine_tuned_model,
         "finished_at": job.finished_at, "trained_tokens": job.trained_tokens, "error": job.error,
-        "result_files": [], "organization_id": job.owner, "estimated_finish": None, "integrations": [],
+        "result_files": [], "organization_id": job.owner, "estimated_finish": None, "integrations": job.integrations or [],
         "metadata": job.metadata, "user_provided_suffix": job.suffix,
         "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
     }
@@ -47,5 +47,6 @@ def model_object(model_id: str, created: int = 0, owned_by: str = "tunesmith") -
     return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
 
 
-def fine_tuned_model_object(model: FineTunedModel) -> dict:
-    return model_object(model.id, model.created_at, owned_by=model.owner)
+def fine_tuned_model_object(model: FineTunedModel, lineage: dict | None = None) -> dict:
+    """OpenAI's four fields plus the extension `lineage` (routes/lineage.py; None once the run is gone)."""
+    return model_object(model.id, model.created_at, owned_by=model.owner) | {"lineage": lineage}

@@ -1,6 +1,7 @@
 """One fine-tuning job's training, in its own process, started and watched by the job worker.
 
-Run as: python -m tunesmith.serve.train_job HOME/jobs/ftjob-…   (the worker does this)
+Run as: python -m tunesmith.serve.train_job HOME/jobs/ftjob-… KEY_ID   (the worker does this; the key that
+created the job is recorded in run.json as who started the run)
 
 It always resumes: a job restarted after a crash, a SIGKILL of the server or a pause continues from
 its newest complete checkpoint. It dies with the server (Linux parent-death signal) and holds a lock
@@ -30,7 +31,7 @@ def die_with_parent() -> None:
         sys.exit(1)  # the server died before the signal was armed
 
 
-def main(job_dir: Path) -> int:
+def main(job_dir: Path, started_by: str | None = None) -> int:
     die_with_parent()
     from rich.console import Console
 
@@ -41,7 +42,8 @@ def main(job_dir: Path) -> int:
     with open(job_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for an orphan of a killed server to finish dying
         try:
-            train(load_config(job_dir / "job.yaml"), resume=True, console=Console(stderr=True, width=120))
+            train(load_config(job_dir / "job.yaml"), resume=True, console=Console(stderr=True, width=120),
+                      started_by=started_by)
         except Exception as exc:
             traceback.print_exc()
             code = "invalid_training_file" if isinstance(exc, InvalidDataError) else "training_failed"
@@ -51,4 +53,4 @@ def main(job_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))

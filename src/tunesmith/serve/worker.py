@@ -21,12 +21,14 @@ from pathlib import Path
 from tunesmith.config import load_config, save_config
 from tunesmith.registry import files, job_events, jobs, models
 from tunesmith.registry.db import Database
+from tunesmith.serve.retention import Retention
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.training_file import check_training_file
 from tunesmith.train.checkpoint import complete_checkpoints, latest_checkpoint
 from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 log = logging.getLogger("tunesmith.worker")
+TRACKERS = ("tensorboard", "mlflow")  # job integrations this server runs itself (train.report_to)
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 KEEP_CHECKPOINTS = 3  # like OpenAI, a job offers its last three checkpoints
 BASE_LR = 2e-4  # learning_rate_multiplier scales this (the config's LoRA default)
@@ -57,6 +59,7 @@ class JobWorker:
         self.current: RunningJob | None = None
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        self.retention = Retention(db, settings)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self.loop, name="tunesmith-job-worker", daemon=True)
@@ -80,6 +83,7 @@ class JobWorker:
             self.stopping.wait(self.settings.poll_seconds)
 
     def tick(self) -> None:
+        self.retention.run_if_due()
         for job in jobs.jobs_in(self.db, ("validating_files",)):
             self.validate(job)
         if self.current is not None:
@@ -122,6 +126,8 @@ class JobWorker:
         return load_config(overrides={
             "model.base": bases[job.model], "data.train": self.file_path(job.owner, job.training_file),
             "data.valid": self.file_path(job.owner, job.validation_file), "out": directory / "run",
+            "data.pii": "allow",  # the upload applied the key's policy: the stored file is what may be trained on
+            "train.report_to": [i["type"] for i in job.integrations or [] if i["type"] in TRACKERS],
             "train.epochs": hyper["n_epochs"], "train.batch_size": hyper["batch_size"],
             "train.lr": BASE_LR * hyper["learning_rate_multiplier"], "train.seed": job.seed,
             "train.save_every": self.settings.checkpoint_every, "train.log_every": 1,
@@ -147,7 +153,7 @@ class JobWorker:
         (directory / "error.json").unlink(missing_ok=True)
         with open(directory / "train.log", "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tunesmith.serve.train_job", str(directory)], stdout=log_file,
+                [sys.executable, "-m", "tunesmith.serve.train_job", str(directory), job.owner], stdout=log_file,
                 stderr=subprocess.STDOUT, env={**os.environ, "TUNESMITH_WORKER_PID": str(os.getpid())},
             )
         self.current = RunningJob(job.id, directory, process)

@@ -29,6 +29,7 @@ from tunesmith.train.objective import Objective, TokenObjective
 from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
 from tunesmith.train.replay import ReplayPool
 from tunesmith.train.strategy import Strategy, TrainingDiverged
+from tunesmith.train.trackers import open_trackers
 
 
 log = logging.getLogger("tunesmith.train")
@@ -56,6 +57,7 @@ class LoopSettings:
     strategy: Strategy = DataParallelStrategy()  # one process unless the recipe builds another (setup.build_strategy)
     objective: Objective = TokenObjective()  # supervised next-token loss unless the recipe trains another method
     replay: ReplayPool | None = None  # earlier data / general text mixed into each step (data.replay)
+    report_to: tuple[str, ...] = ()  # trackers that get each metrics.jsonl record too (train.report_to)
 
     @property
     def new_per_step(self) -> int:
@@ -181,7 +183,8 @@ def fit(
 ) -> TrainState:
     """Train from `state.step` to `settings.total_steps` (or to `stop_after`, checkpointed); returns the state."""
     strategy, world = settings.strategy, settings.strategy.world
-    metrics = MetricsLog(run_dir / METRICS_FILE, state.step) if world.is_main else None
+    metrics = MetricsLog(run_dir / METRICS_FILE, state.step, open_trackers(settings.report_to, run_dir, state.step)) \
+        if world.is_main else None
     per_epoch = steps_per_epoch(len(train_examples), settings.new_per_step)
     model.train()
     window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
@@ -225,4 +228,6 @@ def fit(
             world.barrier()
         if on_step:
             on_step(state.step, record)
+    if metrics is not None:
+        metrics.close()
     return state

@@ -13,6 +13,8 @@ import json
 import logging
 from pathlib import Path
 
+from tunesmith.train.trackers import Tracker
+
 METRICS_FILE = "metrics.jsonl"
 
 log = logging.getLogger("tunesmith.train")
@@ -37,10 +39,14 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 class MetricsLog:
-    """Appends records to a run's metrics.jsonl; on resume, records past the checkpoint (and a torn line) are dropped."""
+    """Appends records to a run's metrics.jsonl; on resume, records past the checkpoint (and a torn line) are dropped.
 
-    def __init__(self, path: Path, resume_step: int):
+    `trackers` (TensorBoard, MLflow: trackers.py) get every record written, after the file has it.
+    """
+
+    def __init__(self, path: Path, resume_step: int, trackers: list[Tracker] | None = None):
         self.path = path
+        self.trackers = trackers or []
         if path.exists():
             kept = [record for record in read_metrics(path) if record["step"] <= resume_step]
             path.write_text("".join(json.dumps(record) + "\n" for record in kept))
@@ -48,3 +54,9 @@ class MetricsLog:
     def write(self, record: dict) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+        for tracker in self.trackers:
+            tracker.log(record)
+
+    def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()

@@ -1,8 +1,11 @@
-"""/v1/files: upload (validated by the data check, or as classification rows; size-capped), list, retrieve, content, delete."""
+"""/v1/files: upload (validated by the data check, or as classification rows; size-capped; the key's PII policy
+applied), list, retrieve, content, delete (an erasure: it reports, and with `?delete_models=true` deletes, the
+models made from the file)."""
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
@@ -10,8 +13,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
-from tunesmith.registry import files
+from tunesmith.data.hashing import file_sha256
+from tunesmith.data.pii_policy import PersonalDataRefused, PiiOutcome, apply_pii_policy
+from tunesmith.registry import audit, files, keys
+from tunesmith.registry.erasure import erase_data
 from tunesmith.registry.jobs import unfinished_jobs_using
+from tunesmith.registry.lineage import registry_names
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.shapes import file_object, list_object
@@ -21,6 +28,8 @@ router = APIRouter(prefix="/v1/files")
 PURPOSES = {"fine-tune"}
 MULTIPART_OVERHEAD = 64 * 1024  # headers and the purpose field around the file itself
 CHUNK = 1 << 20
+PII_REMEDY = ("redact it (tunesmith data redact IN OUT) and upload the copy, or ask the operator to set this key's "
+              "policy to redact or allow (tunesmith keys pii KEY_ID redact)")
 
 
 def too_large(limit: int) -> APIError:
@@ -72,11 +81,32 @@ async def upload_file(request: Request, key: str = Depends(api_key)):
         staging.unlink()
         errors = [{**e, "file": filename} for e in report.errors]
         raise APIError(400, row_errors_message(filename, errors), param="file", code="invalid_file")
+    outcome = await apply_key_policy(request, key, file_id, filename, staging)
+    if outcome.policy == "redact":  # the redacted copy is what is stored, checked and served back
+        os.replace(outcome.path, staging)
+        size, report = staging.stat().st_size, await run_in_threadpool(check_training_file, staging)
     os.replace(staging, target)
     # the stored report names the file as the user did, not by our storage path
     summary = json.loads(report.model_dump_json(exclude={"preview"}).replace(json.dumps(str(staging))[1:-1],
                                                                             json.dumps(filename)[1:-1]))
-    return file_object(files.add_file(request.app.state.db, file_id, key, filename, purpose, size, summary))
+    summary["pii_policy"] = outcome.summary()
+    digest = await run_in_threadpool(file_sha256, target)
+    return file_object(files.add_file(request.app.state.db, file_id, key, filename, purpose, size, summary,
+                                      sha256=digest, pii_policy=outcome.policy, pii_findings=outcome.findings))
+
+
+async def apply_key_policy(request: Request, key: str, file_id: str, filename: str, staging: Path) -> PiiOutcome:
+    """The key's PII policy on the staged upload: a refusal is a 400 listing the findings by line (audited)."""
+    db = request.app.state.db
+    policy = keys.pii_policy(db, key)
+    redacted = staging.with_name(f".redacted-{staging.name}")
+    try:
+        return await run_in_threadpool(apply_pii_policy, staging, policy, redacted, PII_REMEDY, filename)
+    except PersonalDataRefused as exc:
+        staging.unlink()
+        audit.append(db, key, "file.upload_refused", file_id, outcome="refused: personal data", filename=filename,
+                     findings=dict(Counter(f.kind for f in exc.findings)))
+        raise APIError(400, str(exc), param="file", code="personal_data") from None
 
 
 @router.get("")
@@ -106,12 +136,23 @@ def file_content(request: Request, file_id: str, key: str = Depends(api_key)):
 
 
 @router.delete("/{file_id}")
-def delete_file(request: Request, file_id: str, key: str = Depends(api_key)):
+def delete_file(request: Request, file_id: str, delete_models: bool = False, key: str = Depends(api_key)):
+    """Erase the file; the answer adds (extension fields) the models trained on its content, directly or
+    through a parent, and those deleted with `?delete_models=true`."""
     record = owned_file(request, key, file_id)
-    db = request.app.state.db
+    db, files_dir = request.app.state.db, request.app.state.settings.files_dir
     if users := unfinished_jobs_using(db, key, file_id):
         raise APIError(409, f"File {file_id} is used by unfinished job(s) {', '.join(users)}; cancel them first.",
                        param="file_id", code="file_in_use")
-    files.delete_file(db, key, file_id)
-    files.blob_path(request.app.state.settings.files_dir, record.id, record.filename).unlink(missing_ok=True)
-    return {"id": file_id, "object": "file", "deleted": True}
+    blob = files.blob_path(files_dir, record.id, record.filename)
+    digest = record.sha256 or (file_sha256(blob) if blob.is_file() else None)  # files stored before digests were kept
+    if digest is None:
+        files.delete_file(db, key, file_id)
+        return {"id": file_id, "object": "file", "deleted": True, "trained_models": [], "deleted_models": []}
+    names = registry_names(db, key)
+    report = erase_data(digest, list(names), actor=key, names=names, db=db, stored=[record], files_dir=files_dir,
+                        delete_models=delete_models)
+    for model_id in report.deleted_models:
+        request.app.state.pool.drop(model_id)
+    return {"id": file_id, "object": "file", "deleted": True,
+            "trained_models": [item.to_json() for item in report.trained], "deleted_models": report.deleted_models}

@@ -15,6 +15,7 @@ from tunesmith.registry import files, job_events, jobs
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
+from tunesmith.train.trackers import tracker_installed
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
 AUTO = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
@@ -36,6 +37,29 @@ class Method(BaseModel):
     supervised: Supervised | None = None
 
 
+class Integration(BaseModel):
+    """OpenAI's `{"type": "wandb", "wandb": {...}}`; the type's own settings are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+INTEGRATIONS = ("wandb", "tensorboard", "mlflow")
+
+
+def checked_integrations(given: list[Integration] | None) -> list[dict] | None:
+    """What the job records. `wandb` (OpenAI's) is recorded only: this server sends nothing out. `tensorboard` and
+    `mlflow` (extensions) are recorded and run by the job itself (train.report_to, into its run directory)."""
+    for index, item in enumerate(given or []):
+        if item.type not in INTEGRATIONS:
+            raise APIError(400, f"integrations[{index}].type: unknown integration {item.type!r} — use one of "
+                                f"{', '.join(INTEGRATIONS)}.", param="integrations")
+        if item.type != "wandb" and not tracker_installed(item.type):
+            raise APIError(400, f"integrations[{index}]: {item.type} is not installed on this server — install "
+                                f"tunesmith[{item.type}] there, or leave it out.", param="integrations")
+    return [item.model_dump() for item in given] if given else None
+
+
 class CreateJob(BaseModel):
     model: str
     training_file: str
@@ -45,7 +69,7 @@ class CreateJob(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     method: Method | None = None
     metadata: dict[str, str] | None = None
-    integrations: list | None = None
+    integrations: list[Integration] | None = None  # recorded on the job; see checked_integrations
 
 
 def resolve_hyperparameters(body: CreateJob) -> dict:
@@ -71,7 +95,8 @@ def create_job(request: Request, body: CreateJob, key: str = Depends(api_key)):
     check_file(request, key, body.validation_file, "validation_file")
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     job = jobs.create_job(request.app.state.db, key, body.model, body.training_file, body.validation_file,
-                          resolve_hyperparameters(body), body.suffix, seed, body.metadata)
+                          resolve_hyperparameters(body), body.suffix, seed, body.metadata,
+                          integrations=checked_integrations(body.integrations))
     return job_object(job)
 
 

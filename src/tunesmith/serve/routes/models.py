@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Request
 
 from tunesmith.registry import models
 from tunesmith.serve.auth import api_key
+from tunesmith.serve.routes.lineage import lineage_field
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.shapes import fine_tuned_model_object, list_object, model_object
 
@@ -26,7 +27,7 @@ def served_model_ref(request: Request, key: str, model_id: str) -> str:
 @router.get("")
 def list_models(request: Request, key: str = Depends(api_key)):
     bases = [model_object(model_id) for model_id in request.app.state.settings.base_models()]
-    tuned = [fine_tuned_model_object(m) for m in models.list_models(request.app.state.db, key)]
+    tuned = [fine_tuned_model_object(m, lineage_field(request, key, m)) for m in models.list_models(request.app.state.db, key)]
     return list_object(bases + tuned)
 
 
@@ -37,7 +38,7 @@ def retrieve_model(request: Request, model_id: str, key: str = Depends(api_key))
     model = models.get_model(request.app.state.db, key, model_id)
     if model is None:
         raise not_found("model", model_id, param="model")
-    return fine_tuned_model_object(model)
+    return fine_tuned_model_object(model, lineage_field(request, key, model))
 
 
 @router.delete("/{model_id:path}")
