@@ -56,6 +56,8 @@ def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, 
         page.wait_for_selector("#loss-curve[data-points='6']")
         assert page.locator("#loss-curve polyline.train").get_attribute("points").count(",") == 6
         page.locator("#evaluation .pass", has_text="PASSED").wait_for()
+        page.locator("#lineage", has_text=f"data train: {train['id']} — 10 rows").wait_for()  # base → the model
+        page.locator("#model-card", has_text="## Training data").wait_for()  # README.md beside the model
         page.screenshot(path=str(tmp_path / "jobs.png"), full_page=True)
 
         page.goto(f"{url}/ui#files")  # the key stays in localStorage

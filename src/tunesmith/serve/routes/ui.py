@@ -51,6 +51,17 @@ def file_check(request: Request, file_id: str, key: str = Depends(api_key)):
     return {"id": record.id, "filename": record.filename, "report": record.report}
 
 
+@router.get("/api/jobs/{job_id}/model-card")
+def job_model_card(request: Request, job_id: str, key: str = Depends(api_key)):
+    """The README.md model card of the job's model (written at export, again after an evaluation), or 404."""
+    if jobs.get_job(request.app.state.db, job_id, owner=key) is None:
+        raise not_found("fine-tuning job", job_id, param="fine_tuning_job_id")
+    card = job_dir(request.app.state.settings, job_id) / "run" / "model" / "README.md"
+    if not card.is_file():
+        raise not_found("model card", job_id, param="fine_tuning_job_id")
+    return {"text": card.read_text()}
+
+
 @router.get("/api/jobs/{job_id}/evaluation")
 def job_evaluation(request: Request, job_id: str, key: str = Depends(api_key)):
     """report.json of an evaluation run on the job's model, or 404 when there is none."""

@@ -51,6 +51,24 @@ function renderEvaluation(report) {
     <table><tr><th>Task</th><th>Metric</th><th>Baseline</th><th>Candidate</th><th>Change</th></tr>${rows}</table>`;
 }
 
+function renderLineage(lineage) {  // base → parents → the model, each with its data files and evaluations
+  const short = (digest) => digest ? digest.slice(0, 12) + "…" : "unknown";
+  const steps = lineage.chain.map((run) => {
+    const data = run.data.map((d) => `<li>data ${esc(d.role)}: ${esc(d.file_id || d.path)} — ${esc(d.rows)} rows, sha256 ${esc(short(d.sha256))}</li>`).join("");
+    const evals = run.evaluations.map((e) => `<li class="${e.passed ? "pass" : "fail"}">eval ${esc(e.suite)}: ${e.passed ? "passed" : "FAILED"}, report sha256 ${esc(short(e.reports.json.sha256))}</li>`).join("");
+    return `<li>${esc(run.model || run.run_dir)} (${esc(run.method)}, started ${esc(run.started_at)} by ${esc(run.started_by)})<ul>${data}${evals}</ul></li>`;
+  }).join("");
+  return `<p>base ${esc(lineage.base_model)} (weights sha256 ${esc(short(lineage.base_model_sha256))})</p><ol class="lineage">${steps}</ol>`;
+}
+
+async function showLineage(jobId, model) {
+  if (!model) { $("lineage").textContent = "No model yet."; $("model-card").textContent = "No model yet."; return; }
+  try { $("lineage").innerHTML = renderLineage(await api(`/v1/models/${encodeURIComponent(model)}/lineage`)); }
+  catch (err) { $("lineage").textContent = "No lineage record: " + err.message; }
+  try { $("model-card").textContent = (await api(`/ui/api/jobs/${jobId}/model-card`)).text; }
+  catch (err) { $("model-card").textContent = "No model card for this job."; }
+}
+
 async function showJob(jobId) {
   const job = await api(`/v1/fine_tuning/jobs/${jobId}`);
   $("job-detail").hidden = false;
@@ -60,6 +78,7 @@ async function showJob(jobId) {
   $("events").innerHTML = events.map((e) => `<li>${esc(e.message)}</li>`).join("");
   try { $("evaluation").innerHTML = renderEvaluation(await api(`/ui/api/jobs/${jobId}/evaluation`)); }
   catch (err) { $("evaluation").textContent = "No evaluation report for this job."; }
+  await showLineage(jobId, job.fine_tuned_model);
   return job;
 }
 
