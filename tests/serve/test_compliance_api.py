@@ -146,3 +146,25 @@ def test_retention_deletes_old_files_and_models_and_audits_it(api, tmp_path, tin
     assert api.get(f"/v1/files/{old['id']}", headers=headers).status_code == 404
     expired = [(e["action"], e["actor"]) for e in audit.entries(api.db) if e["object_id"] in deleted]
     assert ("file.expired", "retention") in expired and ("model.expired", "retention") in expired
+
+
+def test_state_changes_and_refused_ones_are_audited_with_actor_and_outcome(api, tiny_model_dir):
+    owner, headers = api.new_key()
+    file_id = upload(api, headers, write_chat_file_bytes()).json()["id"]
+    job = api.post("/v1/fine_tuning/jobs", headers=headers,
+                   json={"model": tiny_model_dir.name, "training_file": file_id}).json()
+    assert api.delete(f"/v1/files/{file_id}", headers=headers).status_code == 409  # the job still reads it
+    assert api.post(f"/v1/fine_tuning/jobs/{job['id']}/resume", headers=headers).status_code == 409
+    assert api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=headers).status_code == 200
+    assert api.delete(f"/v1/files/{file_id}", headers=headers).status_code == 200
+    trail = [(e["actor"], e["action"], e["object_id"], e["outcome"]) for e in audit.entries(api.db)]
+    assert trail == [
+        (owner, "key.created", owner, "ok"),
+        (owner, "file.uploaded", file_id, "ok"),
+        (owner, "job.created", job["id"], "ok"),
+        (owner, "file.deleted", file_id, "refused: read by unfinished jobs"),
+        (owner, "job.queued", job["id"], "refused: the job is validating_files"),
+        (owner, "job.cancelled", job["id"], "ok"),
+        (owner, "file.deleted", file_id, "ok"),
+    ]
+    assert audit.verify_chain(api.db) == []

@@ -142,6 +142,7 @@ def delete_file(request: Request, file_id: str, delete_models: bool = False, key
     record = owned_file(request, key, file_id)
     db, files_dir = request.app.state.db, request.app.state.settings.files_dir
     if users := unfinished_jobs_using(db, key, file_id):
+        audit.append(db, key, "file.deleted", file_id, outcome="refused: read by unfinished jobs", jobs=users)
         raise APIError(409, f"File {file_id} is used by unfinished job(s) {', '.join(users)}; cancel them first.",
                        param="file_id", code="file_in_use")
     blob = files.blob_path(files_dir, record.id, record.filename)

@@ -11,7 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunesmith.registry import files, job_events, jobs
+from tunesmith.registry import audit, files, job_events, jobs
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
@@ -131,6 +131,7 @@ def change_status(request: Request, key: str, job_id: str, action: str) -> dict:
     try:
         return job_object(jobs.transition(request.app.state.db, job_id, wanted, key, message, only_from=only_from))
     except jobs.InvalidTransition as exc:
+        audit.append(request.app.state.db, key, f"job.{wanted}", job_id, outcome=f"refused: the job is {exc.current}")
         raise APIError(409, f"Cannot {action} job {job_id}: it is {exc.current}.",
                        param="fine_tuning_job_id", code="invalid_state") from None
 
