@@ -137,6 +137,7 @@ class ClassificationConfig(Strict):
     category_map: dict[str, list[str]] | None = Field(None, description="Which OpenAI moderation categories each label stands for (served by /v1/moderations); None = each label that is an OpenAI category maps to itself, others to none.")
     class_weights: Literal["balanced", "none"] = Field("balanced", description="Counter imbalance: balanced weighs a label's positive rows by negatives/positives (multi-label) or a class's rows by rows/(classes × its rows) (single-label); none = every row alike.")
     max_class_weight: float = Field(10.0, ge=1, description="Cap on a balanced class weight, so a label with a handful of rows cannot swamp a step.")
+    layers: int | None = Field(None, ge=1, description="Keep only the first N decoder layers of the base under the head (None = all): a fraction of the compute per text, for training and serving (train/classification_model.py has the measurement).")
     target_fpr: float = Field(0.05, gt=0, lt=1, description="Calibration: each label's threshold is the lowest at which at most this share of validation rows without it would be flagged (multi-label: also at most this share of unlabelled rows flagged by any label). Needs data.valid; without it thresholds stay 0.5.")
 
 

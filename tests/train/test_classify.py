@@ -163,3 +163,15 @@ def test_bad_labels_and_maps_are_named_errors(tiny_model_dir, tmp_path):
     with pytest.raises(ConfigError, match="classification.category_map.metal: weapons not an OpenAI"):
         train_run(run_config(tiny_model_dir, tmp_path, **{"classification.category_map": {"metal": ["weapons"]},
                                                           "out": tmp_path / "y"}))
+
+
+def test_layers_keeps_the_first_decoder_layers_with_the_base_weights(tiny_model_dir, tmp_path):
+    from tunesmith.train.classification_model import build_classification_model
+
+    config = run_config(tiny_model_dir, tmp_path, **{"classification.layers": 1, "train.weights": "full"})
+    model = build_classification_model(config, ["a", "b"], True, 2)
+    base = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    assert len(model.model.layers) == 1 and model.config.num_hidden_layers == 1
+    assert torch.equal(model.model.layers[0].mlp.up_proj.weight, base["model.layers.0.mlp.up_proj.weight"])
+    with pytest.raises(ConfigError, match="classification.layers: 3 but the base model has 2 decoder layers"):
+        build_classification_model(run_config(tiny_model_dir, tmp_path, **{"classification.layers": 3}), ["a"], True, 2)
