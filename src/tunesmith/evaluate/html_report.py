@@ -1,7 +1,8 @@
 """report.html: one self-contained page (plots embedded as base64 PNG, inline CSS, no scripts, no network).
 
 Plots: training/validation loss curves from the run's metrics.jsonl, baseline-vs-candidate bars per
-task metric, and confusion matrices; tables: gates, metrics, sample generations (regressions first).
+task metric, confusion matrices and a classifier's threshold curves; tables: gates, metrics, sample
+generations (regressions first).
 """
 from __future__ import annotations
 
@@ -98,6 +99,36 @@ def confusion_plot(task: dict) -> str:
     return png_data_uri(figure)
 
 
+def threshold_curves_plot(task: dict) -> str:
+    """A classifier's threshold curves (multilabel.threshold_curves): harmful vs harmless on the left, recall per
+    category on the right; the dots mark each side's measured operating point (its calibrated thresholds)."""
+    curves = task["candidate"]["details"]["curves"]
+    thresholds = curves["thresholds"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(thresholds, curves["harmful_recall"], label="harmful recall", color=CAND_COLOUR)
+    left.plot(thresholds, curves["harmless_fpr"], label="harmless flagged", color="#dd6b20")
+    left.plot(thresholds, curves["marked_fpr"], "--", label="marked harmless flagged", color="#c53030")
+    metrics = task["candidate"]["metrics"]
+    for value, colour in ((metrics["harmful_recall"], CAND_COLOUR), (metrics["harmless_fpr"], "#dd6b20"),
+                          (metrics["marked_fpr"], "#c53030")):
+        left.axhline(value, color=colour, alpha=0.25, linewidth=1)
+    left.set_xlabel("one threshold on every category")
+    left.set_ylabel("share of rows")
+    left.set_title(f"{task['name']}: harmful vs harmless (lines: at the calibrated thresholds)", fontsize=9)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    for label, values in curves["per_category"].items():
+        if any(values["recall"]) or any(values["precision"]):
+            right.plot(thresholds, values["recall"], label=label)
+    right.set_xlabel("threshold")
+    right.set_ylabel("recall")
+    right.set_title(f"{task['name']}: recall per category", fontsize=9)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    return png_data_uri(figure)
+
+
 def escape(value) -> str:
     return "" if value is None else html.escape(str(value))
 
@@ -164,6 +195,8 @@ def html_report(report: dict, metrics_log: Path | None = None) -> str:
     for task in report["tasks"]:
         if "confusion" in task["candidate"]["details"]:
             parts.append(figure_html(confusion_plot(task), f"confusion matrix: {task['name']}"))
+        if "curves" in task["candidate"]["details"]:
+            parts.append(figure_html(threshold_curves_plot(task), f"threshold curves: {task['name']}"))
     samples = [samples_table(task) for task in report["tasks"] if task["items"]]
     if samples:
         parts += ["<h2>Sample generations</h2>", *samples]

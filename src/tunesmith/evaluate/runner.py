@@ -21,6 +21,7 @@ from tunesmith.data.hashing import file_sha256
 from tunesmith.evaluate.gates import GateResult, check_gates
 from tunesmith.evaluate.suite import Suite, load_suite
 from tunesmith.evaluate.tasks import TaskRun, run_task
+from tunesmith.models.classifier import is_classifier_dir, load_classifier
 from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.models.resolve import resolve_model_dir
 
@@ -93,9 +94,18 @@ def describe_model(ref: str) -> ModelInfo:
     return info
 
 
+def load_for_eval(ref: str):
+    """(model, tokenizer): a classifier directory (classifier.json) as a `Classifier`, else the causal LM."""
+    directory = resolve_model_dir(ref)
+    if is_classifier_dir(directory):
+        classifier = load_classifier(directory)
+        return classifier, classifier.tokenizer
+    return load_model(ref).eval(), load_tokenizer(ref)
+
+
 def evaluate_model(ref: str, suite: Suite, console: Console, label: str,
                    references: dict[str, TaskRun] | None = None) -> dict[str, TaskRun]:
-    model, tokenizer = load_model(ref).eval(), load_tokenizer(ref)
+    model, tokenizer = load_for_eval(ref)
     runs = {}
     for task in suite.tasks:
         console.print(f"[bold]{label}[/] {task.name} ({task.kind})")

@@ -60,13 +60,19 @@ class ChoiceTask(Strict):
 
 
 class ClassifyTask(Strict):
-    """Classification with the label read from a generated answer. Items: {id, text, label}."""
+    """Classification. Items: {id, text, label} (one class) or {text, labels: [...]} (multi-label; [] = harmless).
+
+    A classifier (a `train.method: classification` run) is scored with its calibrated thresholds; a chat
+    model answers `template` and its labels are read from the answer (multilabel.py says what is measured).
+    """
 
     kind: Literal["classification"]
     name: TaskName
     data: DataPath
     labels: list[str] = Field(..., min_length=2, description="The classes; a prediction naming none of them counts as `(none)`.")
     template: str = Field("{text}", description="User message; `{text}` is replaced by the item's text.")
+    marked_file: DataPath | None = Field(None, description="Multi-label: JSONL of per-item records with `line` (1-based, in data); those matching marked_where are the marked items whose harmless ones give marked_fpr.")
+    marked_where: dict[str, str] = Field(default_factory=dict, description="Key/value pairs a marked_file record must carry, e.g. {split: test, kind: alarming}.")
     limit: Limit = None
 
 
@@ -142,7 +148,8 @@ TASK_TYPES: dict[str, type[BaseModel]] = {
 KIND_METRICS: dict[str, dict[str, int]] = {
     "qa": {"accuracy": 1},
     "multiple_choice": {"accuracy": 1},
-    "classification": {"accuracy": 1, "macro_f1": 1},
+    "classification": {"accuracy": 1, "macro_f1": 1, "harmful_f1": 1, "binary_macro_f1": 1, "harmful_recall": 1,
+                       "harmless_fpr": -1, "marked_fpr": -1},  # all but the first two: multi-label items only
     "loss": {"loss": -1, "perplexity": -1},
     "general": {"loss": -1, "perplexity": -1, "agreement": 1, "exact_agreement": 1},
     "speed": {"latency_ms_p50": -1, "latency_ms_p95": -1, "tokens_per_s": 1, "batch_tokens_per_s": 1},

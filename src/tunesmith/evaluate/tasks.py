@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.formats import load_file
@@ -23,12 +24,16 @@ from tunesmith.evaluate.classification import classification_metrics, read_label
 from tunesmith.evaluate.generation import evaluate_qa
 from tunesmith.evaluate.likelihood import choice_scores, example_loss_sums, mean_loss, pad_id
 from tunesmith.evaluate.matching import normalize_answer
+from tunesmith.evaluate.multilabel import (
+    category_scores, classifier_label_sets, multilabel_metrics, read_labels, threshold_curves,
+)
 from tunesmith.evaluate.preference import load_pairs, pair_logps, preference_rows, preference_scores, reference_logps
 from tunesmith.evaluate.style import target_probabilities, train_judge
 from tunesmith.evaluate.suite import (
     ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, PreferenceTask, QATask, SpeedTask, StyleTask,
     SuiteError, Task,
 )
+from tunesmith.models.classifier import Classifier
 from tunesmith.models.generate import generate_answers, generate_token_ids
 
 
@@ -66,6 +71,9 @@ def chat_prompt(decoding: Decoding, content: str) -> list[dict]:
 def run_task(task: Task, model, tokenizer: PreTrainedTokenizerBase, decoding: Decoding,
              reference: TaskRun | None = None, progress: bool = False) -> TaskRun:
     start = time.perf_counter()
+    if isinstance(model, Classifier) and task.kind != "classification":
+        raise SuiteError(f"task {task.name}: a {task.kind} task needs a generative model, and this model is a "
+                         "classifier — score classifiers with classification tasks only")
     if task.kind in COMPARED:
         result = COMPARED[task.kind](task, model, tokenizer, decoding, reference, progress)
     else:
@@ -105,13 +113,19 @@ def run_choice(task: ChoiceTask, model, tokenizer, decoding: Decoding, progress:
 
 def run_classification(task: ClassifyTask, model, tokenizer, decoding: Decoding, progress: bool) -> TaskRun:
     items = read_jsonl(task.data, task.limit)
+    if items and "labels" in items[0]:
+        return run_multilabel(task, items, model, tokenizer, decoding, progress)
     require_keys(task.data, items, ("text", "label"))
     unknown = sorted({item["label"] for item in items} - set(task.labels))
     if unknown:
         raise SuiteError(f"{task.data}: labels {unknown} are not among the task's labels {task.labels}")
     prompts = [task.template.replace("{text}", item["text"]) for item in items]
-    answers = generate_answers(model, tokenizer, [chat_prompt(decoding, p) for p in prompts],
-                               decoding.max_new_tokens, decoding.batch_size, progress)
+    if isinstance(model, Classifier):
+        scores = model.scores([item["text"] for item in items], decoding.batch_size)  # (N, L)
+        answers = [model.labels[i] for i in scores.argmax(dim=-1).tolist()]
+    else:
+        answers = generate_answers(model, tokenizer, [chat_prompt(decoding, p) for p in prompts],
+                                   decoding.max_new_tokens, decoding.batch_size, progress)
     predicted = [read_label(answer, task.labels) for answer in answers]
     scores = classification_metrics([item["label"] for item in items], predicted, task.labels)
     rows = [{"id": item.get("id", i), "prompt": prompt, "reference": item["label"], "prediction": answer,
@@ -119,6 +133,57 @@ def run_classification(task: ClassifyTask, model, tokenizer, decoding: Decoding,
             for i, (item, prompt, answer, label) in enumerate(zip(items, prompts, answers, predicted))]
     metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
     return TaskRun(metrics, {"per_class": scores["per_class"], "confusion": scores["confusion"], "n": len(rows)}, rows)
+
+
+def run_multilabel(task: ClassifyTask, items: list[dict], model, tokenizer, decoding: Decoding,
+                   progress: bool) -> TaskRun:
+    """Multi-label items ({text, labels}): a classifier's flags at its calibrated thresholds, or the labels a chat
+    model names in its answer; per-category and harmful-vs-harmless scores (multilabel.py), curves for a classifier."""
+    require_keys(task.data, items, ("text", "labels"))
+    unknown = sorted({label for item in items for label in item["labels"]} - set(task.labels))
+    if unknown:
+        raise SuiteError(f"{task.data}: labels {unknown} are not among the task's labels {task.labels}")
+    truths = [set(item["labels"]) for item in items]
+    marked = marked_items(task, len(items))
+    texts = [item["text"] for item in items]
+    curves = None
+    if isinstance(model, Classifier):
+        started = time.perf_counter()
+        scores = model.scores(texts, decoding.batch_size)  # (N, L) in the classifier's label order
+        items_per_second = len(texts) / (time.perf_counter() - started)
+        predictions = classifier_label_sets(model, scores, task.labels)
+        answers = [", ".join(sorted(p)) or "harmless" for p in predictions]
+        mapped = category_scores(model, scores, task.labels)  # (N, task labels)
+        truth = torch.tensor([[float(label in t) for label in task.labels] for t in truths])
+        curves = threshold_curves(mapped, truth, task.labels, marked)
+    else:
+        started = time.perf_counter()
+        prompts = [chat_prompt(decoding, task.template.replace("{text}", text)) for text in texts]
+        answers = generate_answers(model, tokenizer, prompts, decoding.max_new_tokens, decoding.batch_size, progress)
+        items_per_second = len(texts) / (time.perf_counter() - started)
+        predictions = [read_labels(answer, task.labels) for answer in answers]
+    metrics, details = multilabel_metrics(truths, predictions, task.labels, marked)
+    rows = [{"id": item.get("id", i), "prompt": item["text"], "reference": ", ".join(sorted(t)) or "harmless",
+             "prediction": answer, "correct": p == t, "marked": m}
+            for i, (item, t, p, answer, m) in enumerate(zip(items, truths, predictions, answers, marked))]
+    details.update({"n": len(rows), "items_per_second": items_per_second})
+    if curves is not None:
+        details["curves"] = curves
+    return TaskRun(metrics, details, rows)
+
+
+def marked_items(task: ClassifyTask, count: int) -> list[bool]:
+    """Per item (in data order, after `limit`), whether a marked_file record matching marked_where names its line."""
+    if task.marked_file is None:
+        return [False] * count
+    lines = set()
+    for number, record in enumerate(read_jsonl(task.marked_file), start=1):
+        if "line" not in record:
+            raise SuiteError(f"{task.marked_file}:{number}: line: missing — each record names the data line it marks")
+        if all(str(record.get(key)) == value for key, value in task.marked_where.items()):
+            lines.add(int(record["line"]))
+    data_lines = [number for number, text in enumerate(task.data.read_text().splitlines(), start=1) if text.strip()]
+    return [line in lines for line in data_lines[:count]]
 
 
 def file_loss(path: Path, tokenizer, model, max_length: int, batch_size: int, limit: int | None) -> dict:
