@@ -76,7 +76,7 @@ def test_job_state_changes_and_409s(api, tmp_path, tiny_model_dir):
     bad_method = {**body, "method": {"type": "dpo"}}
     assert_error(api.post("/v1/fine_tuning/jobs", headers=headers, json=bad_method), 400)
     job = api.post("/v1/fine_tuning/jobs", headers=headers, json=body).json()
-    assert job["hyperparameters"] == {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
+    assert job["hyperparameters"] == {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}
     assert_error(api.post(f"/v1/fine_tuning/jobs/{job['id']}/resume", headers=headers), 409)
     assert_error(api.delete(f"/v1/files/{file_id}", headers=headers), 409)  # an unfinished job needs it
     assert api.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=headers).json()["status"] == "cancelled"

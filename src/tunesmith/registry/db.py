@@ -115,6 +115,7 @@ ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the fi
     ("files", "sha256"): "TEXT",  # the stored content's digest: lineage and erasure find models by it
     ("api_keys", "pii_policy"): "TEXT NOT NULL DEFAULT 'refuse'",  # what an upload with personal data gets
     ("jobs", "integrations"): "TEXT",  # the job's OpenAI `integrations`, as sent
+    ("jobs", "method"): "TEXT NOT NULL DEFAULT 'supervised'",  # OpenAI's method.type: supervised or dpo
 }
 
 

@@ -39,7 +39,7 @@ class Job:
     model: str
     training_file: str
     validation_file: str | None
-    hyperparameters: dict
+    hyperparameters: dict  # as asked (numbers or "auto") until the job starts, then the numbers it trains with
     suffix: str | None
     seed: int
     status: str
@@ -49,6 +49,7 @@ class Job:
     finished_at: int | None
     metadata: dict | None
     integrations: list | None  # OpenAI's `integrations` as the client sent them (recorded, see routes/jobs.py)
+    method: str  # OpenAI's method.type: supervised or dpo
 
 
 def _job(row) -> Job:
@@ -60,14 +61,15 @@ def _job(row) -> Job:
 
 def create_job(db: Database, owner: str, model: str, training_file: str, validation_file: str | None,
                hyperparameters: dict, suffix: str | None, seed: int, metadata: dict | None = None,
-               integrations: list | None = None) -> Job:
+               integrations: list | None = None, method: str = "supervised") -> Job:
     job_id = new_id("ftjob")
     with db.transaction() as tx:
         tx.execute(
             "INSERT INTO jobs (id, owner, created_at, model, training_file, validation_file, hyperparameters,"
-            " suffix, seed, status, metadata, integrations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?)",
+            " suffix, seed, status, metadata, integrations, method)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?, ?)",
             (job_id, owner, now(), model, training_file, validation_file, json.dumps(hyperparameters), suffix, seed,
-             json.dumps(metadata) if metadata else None, json.dumps(integrations) if integrations else None),
+             json.dumps(metadata) if metadata else None, json.dumps(integrations) if integrations else None, method),
         )
         insert_event(tx, job_id, f"Created fine-tuning job: {job_id}")
         audit.record(tx, owner, "job.created", job_id, model=model, training_file=training_file,
@@ -134,6 +136,11 @@ def finished_without_model_before(db: Database, cutoff: int) -> list[Job]:
     rows = db.query("SELECT * FROM jobs WHERE status IN ('failed', 'cancelled') AND finished_at < ? ORDER BY rowid",
                     (cutoff,))
     return [_job(r) for r in rows]
+
+
+def set_hyperparameters(db: Database, job_id: str, resolved: dict) -> None:
+    """Replace what the client asked ("auto" included) with the numbers the job trains with."""
+    db.execute("UPDATE jobs SET hyperparameters = ? WHERE id = ?", (json.dumps(resolved), job_id))
 
 
 def insert_event(tx, job_id: str, message: str, level: str = "info", type: str = "message", data: dict | None = None,

@@ -5,6 +5,7 @@ from tunesmith.registry.files import FileRecord
 from tunesmith.registry.job_events import Checkpoint, Event
 from tunesmith.registry.jobs import Job
 from tunesmith.registry.models import FineTunedModel
+from tunesmith.serve.hyperparameters import SUPERVISED_KEYS
 
 
 def file_object(record: FileRecord) -> dict:
@@ -20,7 +21,8 @@ def list_object(data: list[dict], has_more: bool = False) -> dict:
 
 
 def job_object(job: Job) -> dict:
-    hyper = job.hyperparameters
+    """`method` carries every hyperparameter of the job's method; the deprecated top-level field the supervised three."""
+    hyper = {name: job.hyperparameters[name] for name in SUPERVISED_KEYS}
     return {
         "id": job.id, "object": "fine_tuning.job", "created_at": job.created_at, "model": job.model,
         "status": job.status, "training_file": job.training_file, "validation_file": job.validation_file,
@@ -28,7 +30,7 @@ def job_object(job: Job) -> dict:
         "finished_at": job.finished_at, "trained_tokens": job.trained_tokens, "error": job.error,
         "result_files": [], "organization_id": job.owner, "estimated_finish": None, "integrations": job.integrations or [],
         "metadata": job.metadata, "user_provided_suffix": job.suffix,
-        "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
+        "method": {"type": job.method, job.method: {"hyperparameters": job.hyperparameters}},
     }
 
 
@@ -50,3 +52,4 @@ def model_object(model_id: str, created: int = 0, owned_by: str = "tunesmith") -
 def fine_tuned_model_object(model: FineTunedModel, lineage: dict | None = None) -> dict:
     """OpenAI's four fields plus the extension `lineage` (routes/lineage.py; None once the run is gone)."""
     return model_object(model.id, model.created_at, owned_by=model.owner) | {"lineage": lineage}
+

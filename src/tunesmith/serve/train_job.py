@@ -36,14 +36,14 @@ def main(job_dir: Path, started_by: str | None = None) -> int:
     from rich.console import Console
 
     from tunesmith.config import load_config
+    from tunesmith.train.recipes import train_run
     from tunesmith.train.setup import InvalidDataError
-    from tunesmith.train.sft import train
 
     with open(job_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for an orphan of a killed server to finish dying
         try:
-            train(load_config(job_dir / "job.yaml"), resume=True, console=Console(stderr=True, width=120),
-                      started_by=started_by)
+            train_run(load_config(job_dir / "job.yaml"), resume=True, console=Console(stderr=True, width=120),
+                          started_by=started_by)
         except Exception as exc:
             traceback.print_exc()
             code = "invalid_training_file" if isinstance(exc, InvalidDataError) else "training_failed"

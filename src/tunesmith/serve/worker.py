@@ -21,6 +21,7 @@ from pathlib import Path
 from tunesmith.config import load_config, save_config
 from tunesmith.registry import files, job_events, jobs, models
 from tunesmith.registry.db import Database
+from tunesmith.serve.hyperparameters import resolve_hyperparameters
 from tunesmith.serve.retention import Retention
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.training_file import check_training_file
@@ -31,7 +32,8 @@ log = logging.getLogger("tunesmith.worker")
 TRACKERS = ("tensorboard", "mlflow")  # job integrations this server runs itself (train.report_to)
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 KEEP_CHECKPOINTS = 3  # like OpenAI, a job offers its last three checkpoints
-BASE_LR = 2e-4  # learning_rate_multiplier scales this (the config's LoRA default)
+BASE_LR = 2e-4  # learning_rate_multiplier scales this (the config's LoRA default), for supervised and DPO jobs
+REWARD_METRICS = ("rewards/accuracy", "rewards/margin", "valid_rewards/accuracy", "valid_rewards/margin")
 
 
 @dataclass
@@ -118,11 +120,11 @@ class JobWorker:
             pass  # cancelled meanwhile
 
     # --- queued | interrupted running → running, in a training process
-    def run_config(self, job: jobs.Job, directory: Path):
+    def run_config(self, job: jobs.Job, hyper: dict, directory: Path):
         bases = self.settings.base_models()
         if job.model not in bases:
             raise ValueError(f"base model {job.model} is no longer served (start the server with --base {job.model})")
-        hyper = job.hyperparameters
+        method = {"train.method": "dpo", "dpo.beta": hyper["beta"]} if job.method == "dpo" else {}
         return load_config(overrides={
             "model.base": bases[job.model], "data.train": self.file_path(job.owner, job.training_file),
             "data.valid": self.file_path(job.owner, job.validation_file), "out": directory / "run",
@@ -131,15 +133,24 @@ class JobWorker:
             "train.epochs": hyper["n_epochs"], "train.batch_size": hyper["batch_size"],
             "train.lr": BASE_LR * hyper["learning_rate_multiplier"], "train.seed": job.seed,
             "train.save_every": self.settings.checkpoint_every, "train.log_every": 1,
-            "train.keep_checkpoints": KEEP_CHECKPOINTS,
+            "train.keep_checkpoints": KEEP_CHECKPOINTS, **method,
         })
+
+    def resolved_hyperparameters(self, job: jobs.Job) -> dict:
+        """"auto" from the training file's size: its valid rows (pairs for DPO), as its upload check counted them."""
+        record = files.get_file(self.db, job.owner, job.training_file)
+        if record is None:
+            raise FileNotFoundError(f"file {job.training_file} was deleted")
+        return resolve_hyperparameters(job.hyperparameters, training_rows(record, self.settings.files_dir))
 
     def launch(self, job: jobs.Job) -> None:
         directory = job_dir(self.settings, job.id)
         directory.mkdir(parents=True, exist_ok=True)
         try:
             if not (directory / "job.yaml").is_file():  # written once: a resumed run keeps its exact config
-                save_config(self.run_config(job, directory), directory / "job.yaml")
+                hyper = self.resolved_hyperparameters(job)
+                save_config(self.run_config(job, hyper, directory), directory / "job.yaml")
+                jobs.set_hyperparameters(self.db, job.id, hyper)  # the job object shows what it trains with
             if job.status == "queued":
                 jobs.transition(self.db, job.id, "running", "worker", "Fine-tuning job started")
         except (ValueError, FileNotFoundError) as exc:
@@ -191,6 +202,9 @@ class JobWorker:
             if "valid_loss" in record:
                 data["valid_loss"] = record["valid_loss"]
                 message += f", validation loss={record['valid_loss']:.4f}"
+            data |= {name: record[name] for name in REWARD_METRICS if name in record}  # DPO runs: the UI plots them
+            if "rewards/accuracy" in record:
+                message += f", reward accuracy={record['rewards/accuracy']:.2f}, margin={record['rewards/margin']:.3f}"
             job_events.add_event(self.db, current.job_id, message, type="metrics", data=data,
                                  dedupe=f"{current.job_id}:step:{record['step']}")
             current.recorded_step = record["step"]
@@ -219,6 +233,14 @@ class JobWorker:
     def fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
         jobs.transition(self.db, job_id, "failed", "worker", f"Job failed: {message}",
                         error={"code": code, "message": message, "param": param})
+
+
+def training_rows(record: files.FileRecord, files_dir: Path) -> int:
+    """Valid rows of an uploaded file, as its upload check counted them (non-blank lines if it stored no count)."""
+    counted = [summary["valid_rows"] for summary in (record.report or {}).get("files", []) if summary["role"] == "train"]
+    if counted:
+        return counted[0]
+    return sum(1 for line in files.blob_path(files_dir, record.id, record.filename).open("rb") if line.strip())
 
 
 def read_error(directory: Path) -> dict:

@@ -1,40 +1,69 @@
 """/v1/fine_tuning/jobs: create, list, retrieve, cancel, pause, resume, events, checkpoints.
 
 The handlers only record intent in the registry; the job worker (another process's supervisor
-thread) does the training and notices cancel/pause between its polls.
+thread) does the training and notices cancel/pause between its polls. A job's method is OpenAI's
+`method: {type: supervised | dpo, <type>: {hyperparameters: {...}}}` (the top-level `hyperparameters`
+still works for supervised jobs); each value is a number or "auto", resolved when the job starts.
 """
 from __future__ import annotations
 
 import secrets
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from tunesmith.data.check import is_preference_file
+from tunesmith.data.preference import load_preferences
 from tunesmith.registry import audit, files, job_events, jobs
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
+from tunesmith.serve.hyperparameters import requested_hyperparameters
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
 from tunesmith.train.trackers import tracker_installed
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
-AUTO = {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 1.0}
 
 
-class Hyperparameters(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    n_epochs: int | Literal["auto"] | None = Field(None, ge=1, le=50)
-    batch_size: int | Literal["auto"] | None = Field(None, ge=1, le=256)
-    learning_rate_multiplier: float | Literal["auto"] | None = Field(None, gt=0, le=100)
 
 
-class Supervised(BaseModel):
+def within(low: float, high: float, low_included: bool = True) -> AfterValidator:
+    """Bounds on the number only ("auto" passes); checked after the union so an error names the field alone."""
+    def check(value):
+        if not isinstance(value, (int, float)):
+            return value
+        if not ((low <= value if low_included else low < value) and value <= high):
+            raise ValueError(f"must be {'>=' if low_included else '>'} {low} and <= {high}, or \"auto\"")
+        return value
+    return AfterValidator(check)
+
+
+class Hyperparameters(Strict):
+    """A supervised job's, as OpenAI takes them: each a number, "auto" or absent (also "auto")."""
+
+    n_epochs: Annotated[int | Literal["auto"] | None, within(1, 50)] = None
+    batch_size: Annotated[int | Literal["auto"] | None, within(1, 256)] = None
+    learning_rate_multiplier: Annotated[float | Literal["auto"] | None, within(0, 100, low_included=False)] = None
+
+
+class DpoHyperparameters(Hyperparameters):
+    beta: Annotated[float | Literal["auto"] | None, within(0, 2, low_included=False)] = None
+
+
+class Supervised(Strict):
     hyperparameters: Hyperparameters | None = None
 
 
+class Dpo(Strict):
+    hyperparameters: DpoHyperparameters | None = None
+
+
 class Method(BaseModel):
-    type: Literal["supervised"]
+    type: Literal["supervised", "dpo"]
     supervised: Supervised | None = None
+    dpo: Dpo | None = None
 
 
 class Integration(BaseModel):
@@ -64,7 +93,7 @@ class CreateJob(BaseModel):
     model: str
     training_file: str
     validation_file: str | None = None
-    hyperparameters: Hyperparameters | None = None
+    hyperparameters: Hyperparameters | None = None  # deprecated by OpenAI in favour of method; supervised jobs only
     suffix: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     method: Method | None = None
@@ -72,17 +101,47 @@ class CreateJob(BaseModel):
     integrations: list[Integration] | None = None  # recorded on the job; see checked_integrations
 
 
-def resolve_hyperparameters(body: CreateJob) -> dict:
-    given = body.hyperparameters
-    if body.method is not None and body.method.supervised is not None and body.method.supervised.hyperparameters:
-        given = body.method.supervised.hyperparameters
-    values = given.model_dump() if given is not None else {}
-    return {name: default if values.get(name) in (None, "auto") else values[name] for name, default in AUTO.items()}
+def method_and_hyperparameters(body: CreateJob) -> tuple[str, dict]:
+    """(method type, every hyperparameter of it as asked: a number or "auto"); a misplaced section is a 400."""
+    method = body.method.type if body.method is not None else "supervised"
+    other = "dpo" if method == "supervised" else "supervised"
+    if body.method is not None and getattr(body.method, other) is not None:
+        raise APIError(400, f"method.{other} is given but method.type is {method}: put the hyperparameters in "
+                            f"method.{method}", param=f"method.{other}", code="invalid_value")
+    section = getattr(body.method, method) if body.method is not None else None
+    given = section.hyperparameters if section is not None else None
+    if body.hyperparameters is not None:
+        if method == "dpo":
+            raise APIError(400, "hyperparameters (top level, deprecated) apply to supervised jobs: pass a dpo job's "
+                                "in method.dpo.hyperparameters", param="hyperparameters", code="invalid_value")
+        given = given or body.hyperparameters  # method.supervised wins where both are given
+    values = given.model_dump(exclude_none=True) if given is not None else {}
+    return method, requested_hyperparameters(method, values)
 
 
-def check_file(request: Request, key: str, file_id: str | None, param: str) -> None:
-    if file_id is not None and files.get_file(request.app.state.db, key, file_id) is None:
+def stored_file(request: Request, key: str, file_id: str | None, param: str) -> files.FileRecord | None:
+    if file_id is None:
+        return None
+    record = files.get_file(request.app.state.db, key, file_id)
+    if record is None:
         raise not_found("file", file_id, param=param)
+    return record
+
+
+def check_method_data(request: Request, method: str, record: files.FileRecord | None, param: str) -> None:
+    """A dpo job trains on preference pairs and a supervised one on anything else: say which line shows otherwise."""
+    if record is None:
+        return
+    path = files.blob_path(request.app.state.settings.files_dir, record.id, record.filename)
+    pairs = is_preference_file(path)
+    if method == "dpo" and not pairs:
+        error = load_preferences(path).errors[0]
+        where = f"line {error.line}" + (f", {error.field}" if error.field else "")
+        raise APIError(400, f"File {record.id} ({record.filename}) is not preference data, which a dpo job trains on: "
+                            f"{where}: {error.message} — {error.hint}", param=param, code="invalid_file_format")
+    if method == "supervised" and pairs:
+        raise APIError(400, f"File {record.id} ({record.filename}) holds preference pairs: create the job with "
+                            f'method {{"type": "dpo"}} to train on them', param=param, code="invalid_file_format")
 
 
 @router.post("")
@@ -91,12 +150,13 @@ def create_job(request: Request, body: CreateJob, key: str = Depends(api_key)):
         raise APIError(404, f"Model {body.model} is not a base model this server fine-tunes "
                             f"(served: {', '.join(request.app.state.settings.base_models())}).",
                        param="model", code="model_not_found")
-    check_file(request, key, body.training_file, "training_file")
-    check_file(request, key, body.validation_file, "validation_file")
+    method, hyperparameters = method_and_hyperparameters(body)
+    for file_id, param in ((body.training_file, "training_file"), (body.validation_file, "validation_file")):
+        check_method_data(request, method, stored_file(request, key, file_id, param), param)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     job = jobs.create_job(request.app.state.db, key, body.model, body.training_file, body.validation_file,
-                          resolve_hyperparameters(body), body.suffix, seed, body.metadata,
-                          integrations=checked_integrations(body.integrations))
+                          hyperparameters, body.suffix, seed, body.metadata,
+                          integrations=checked_integrations(body.integrations), method=method)
     return job_object(job)
 
 

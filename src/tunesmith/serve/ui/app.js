@@ -24,23 +24,40 @@ async function allEvents(jobId) {  // oldest first
   }
 }
 
-function drawLossCurve(svg, points) {  // points: [{step, train_loss, valid_loss?}]
-  const W = 640, H = 260, L = 50, B = 30, T = 10, R = 10;
-  const losses = points.flatMap((p) => [p.train_loss, p.valid_loss]).filter((v) => v != null);
+// One chart per svg: each series a polyline (class `cls`) over the steps; `range` fixes the y axis (else the data's).
+const LOSS_SERIES = [{ key: "train_loss", cls: "train", label: "train loss", colour: "#1f6fd1" },
+  { key: "valid_loss", cls: "valid", label: "valid loss", colour: "#d1741f", dash: true }];
+const ACCURACY_SERIES = [{ key: "rewards/accuracy", cls: "train", label: "reward accuracy", colour: "#1f6fd1" },
+  { key: "valid_rewards/accuracy", cls: "valid", label: "valid reward accuracy", colour: "#d1741f", dash: true }];
+const MARGIN_SERIES = [{ key: "rewards/margin", cls: "train", label: "reward margin", colour: "#1f6fd1" },
+  { key: "valid_rewards/margin", cls: "valid", label: "valid reward margin", colour: "#d1741f", dash: true }];
+
+function drawCurves(svg, points, series, range = null) {  // points: [{step, <series keys>...}]
+  const { width: W, height: H } = svg.viewBox.baseVal, L = 50, B = 30, T = 10, R = 10;
+  const values = points.flatMap((p) => series.map((s) => p[s.key])).filter((v) => v != null);
   svg.dataset.points = points.length;
   if (!points.length) { svg.innerHTML = `<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no metrics yet</text>`; return; }
-  const maxStep = Math.max(...points.map((p) => p.step), 1), lo = Math.min(...losses), hi = Math.max(...losses);
+  const maxStep = Math.max(...points.map((p) => p.step), 1);
+  const [lo, hi] = range || [Math.min(...values), Math.max(...values)];
   const x = (s) => L + (W - L - R) * (maxStep === 1 ? 0.5 : (s - 1) / (maxStep - 1));
   const y = (v) => T + (H - T - B) * (hi === lo ? 0.5 : (hi - v) / (hi - lo));
   const line = (key) => points.filter((p) => p[key] != null).map((p) => `${x(p.step).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
   svg.innerHTML = `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#888"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#888"/>
     <text x="${L - 4}" y="${T + 10}" text-anchor="end" font-size="11">${hi.toFixed(3)}</text>
     <text x="${L - 4}" y="${H - B}" text-anchor="end" font-size="11">${lo.toFixed(3)}</text>
-    <text x="${W - R}" y="${H - 8}" text-anchor="end" font-size="11">step ${maxStep}</text>
-    <polyline class="train" fill="none" stroke="#1f6fd1" stroke-width="2" points="${line("train_loss")}"/>
-    <polyline class="valid" fill="none" stroke="#d1741f" stroke-width="2" stroke-dasharray="5 3" points="${line("valid_loss")}"/>
-    <text x="${W - 120}" y="${T + 12}" font-size="12" fill="#1f6fd1">train loss</text>
-    <text x="${W - 120}" y="${T + 28}" font-size="12" fill="#d1741f">valid loss</text>`;
+    <text x="${W - R}" y="${H - 8}" text-anchor="end" font-size="11">step ${maxStep}</text>` + series.map((s, i) =>
+    `<polyline class="${s.cls}" fill="none" stroke="${s.colour}" stroke-width="2"${s.dash ? ' stroke-dasharray="5 3"' : ""} points="${line(s.key)}"/>
+    <text x="${W - 160}" y="${T + 12 + 16 * i}" font-size="12" fill="${s.colour}">${s.label}</text>`).join("");
+}
+
+function drawMetrics(points) {  // the loss curve always; reward accuracy and margin when the job logs them (DPO)
+  drawCurves($("loss-curve"), points, LOSS_SERIES);
+  const rewarded = points.filter((p) => p["rewards/accuracy"] != null);
+  $("reward-curves").hidden = !rewarded.length;
+  if (rewarded.length) {
+    drawCurves($("reward-accuracy"), rewarded, ACCURACY_SERIES, [0, 1]);
+    drawCurves($("reward-margin"), rewarded, MARGIN_SERIES);
+  }
 }
 
 function renderEvaluation(report) {
@@ -74,7 +91,7 @@ async function showJob(jobId) {
   $("job-detail").hidden = false;
   $("job-title").textContent = `${job.id} — ${job.status}`;
   const events = await allEvents(jobId);
-  drawLossCurve($("loss-curve"), events.filter((e) => e.type === "metrics").map((e) => e.data));
+  drawMetrics(events.filter((e) => e.type === "metrics").map((e) => e.data));
   $("events").innerHTML = events.map((e) => `<li>${esc(e.message)}</li>`).join("");
   try { $("evaluation").innerHTML = renderEvaluation(await api(`/ui/api/jobs/${jobId}/evaluation`)); }
   catch (err) { $("evaluation").textContent = "No evaluation report for this job."; }
