@@ -9,6 +9,7 @@ printing there would pull rich tables into every run. The CLI renders what they 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -29,6 +30,8 @@ def print_data_report(report: DataReport, console: Console) -> None:
     console.print(_files_table(report))
     if report.token_stats:
         console.print(_token_table(report))
+    if report.class_balance:
+        console.print(_balance_table(report))
     _print_capped(console, "Errors", [str(RowError(**error)) for error in report.errors], "bold red")
     _print_capped(console, "Warnings", [f"{w.kind}: {w.message}" for w in report.warnings], "yellow")
     _print_capped(console, "Possible personal data", [f"{p.file}:{p.line}: {p.kind}: {p.snippet}" for p in report.pii], "magenta")
@@ -46,7 +49,7 @@ def _files_table(report: DataReport) -> Table:
     for column in ("role", "path", "format", "rows", "valid rows"):
         table.add_column(column, justify="right" if "rows" in column else "left")
     for summary in report.files:
-        row_format = f"preference ({summary.format})" if summary.kind == "preference" else summary.format
+        row_format = f"{summary.kind} ({summary.format})" if summary.kind in ("preference", "classification") else summary.format
         table.add_row(summary.role, Text(summary.path), row_format, str(summary.rows), str(summary.valid_rows))
     return table
 
@@ -59,6 +62,20 @@ def _token_table(report: DataReport) -> Table:
     for stats in report.token_stats:
         numbers = (stats.count, stats.min, f"{stats.median:g}", stats.p95, stats.max, stats.trained_tokens, stats.truncated_rows)
         table.add_row(Text(stats.file), *([stats.part] if pairs else []), *map(str, numbers))
+    return table
+
+
+def _balance_table(report: DataReport) -> Table:
+    """Rows per label, one column per file; a multi-label file's `[]` rows on their own line."""
+    table = Table(title="Rows per label")
+    table.add_column("label")
+    for balance in report.class_balance:
+        table.add_column(Path(balance.file).name, justify="right")
+    for label in report.class_balance[0].counts:
+        table.add_row(label, *(str(balance.counts.get(label, 0)) for balance in report.class_balance))
+    if any(balance.unlabelled for balance in report.class_balance):
+        table.add_row("(none)", *(str(balance.unlabelled) for balance in report.class_balance))
+    table.add_row("imbalance", *(f"{balance.imbalance:g}×" for balance in report.class_balance), style="dim")
     return table
 
 

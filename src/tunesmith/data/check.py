@@ -8,6 +8,10 @@ Duplicates are found by duplicates.py; the CLI prints the report (cli_render.py)
 Preference files (DPO pairs, data/preference.py) get the same report: their rows validated by
 `load_preferences`, token statistics for prompt, preferred and non-preferred answer, whole pairs
 repeated within a file, prompts shared between train and valid, and both trained sides of one pair.
+
+Classification files ({"text", "label"} or {"text", "labels": [...]}, data/labels.py) get their rows
+validated by `load_labeled_file` (a valid file against the training file's labels), the class balance of
+each file, duplicates and leakage of texts, and token statistics as the classifier tokenizes them.
 """
 from __future__ import annotations
 
@@ -22,18 +26,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, computed_field
 from transformers import PreTrainedTokenizerBase
 
+from tunesmith.data.classification_examples import classification_text
 from tunesmith.data.duplicates import exact_groups, near_duplicate_clusters, normalize_record_content
+from tunesmith.data.labels import LabeledFile, class_balance, load_labeled_file
 from tunesmith.data.formats import LoadedFile, Record, RowError, load_file
 from tunesmith.data.pii import find_pii, masked_snippets
 from tunesmith.data.preference import LoadedPreferences, PreferencePair, load_preferences, pair_token_lengths, render_pair
 from tunesmith.data.render import TokenizedExample, format_trained_tokens, render_chat, render_text, truncate
+from tunesmith.models.classifier import encode_texts
 
 
 class FileSummary(BaseModel):
     role: Literal["train", "valid"]
     path: str
-    kind: Literal["chat", "text", "preference"]
-    format: str  # chat, instruction or text; openai or trl for preference pairs
+    kind: Literal["chat", "text", "preference", "classification"]
+    format: str  # chat, instruction or text; openai or trl for preference pairs; label or labels for classification
     rows: int
     valid_rows: int
 
@@ -74,6 +81,17 @@ class Preview(BaseModel):
     text: str  # rendered example, trained tokens wrapped in [[...]]; for a pair both sides, each under its name
 
 
+class LabelBalance(BaseModel):
+    """Rows per label of a classification file (a multi-label row counts once per label)."""
+
+    file: str
+    rows: int
+    counts: dict[str, int]
+    unlabelled: int  # multi-label rows with [] (harmless, for a moderation set)
+    imbalance: float  # largest over smallest non-zero count, unlabelled rows counting as a class
+    missing: list[str]  # labels of the training file that this file has no row of
+
+
 class DataReport(BaseModel):
     max_length: int
     files: list[FileSummary]
@@ -82,6 +100,7 @@ class DataReport(BaseModel):
     pii: list[PiiEntry]
     token_stats: list[TokenStats]
     preview: Preview | None = None
+    class_balance: list[LabelBalance] = []  # classification files only
 
     @computed_field
     @property
@@ -95,9 +114,11 @@ def check_data(
     tokenizer: PreTrainedTokenizerBase | None = None,
     max_length: int = 2048,
 ) -> DataReport:
-    """The report for the training file's kind: preference pairs, or chat/instruction/text rows."""
+    """The report for the training file's kind: preference pairs, labelled texts, or chat/instruction/text rows."""
     if is_preference_file(train_path):
         return check_preferences(train_path, valid_path, tokenizer, max_length)
+    if first_row_has(train_path, ("label", "labels")):
+        return check_classification(train_path, valid_path, tokenizer, max_length)
     loaded, mixed = {"train": load_file(train_path)}, []
     if valid_path is not None and is_preference_file(valid_path):
         mixed = _mixed_kinds(valid_path, "preference pairs", "supervised rows")
@@ -340,3 +361,93 @@ def _add_pair_token_stats(report: DataReport, file: LoadedPreferences, tokenizer
         for part, lengths in parts.items():
             truncated = len(long_lines) if part == "pair" else 0
             report.token_stats.append(_token_stats(name, lengths, trained[part], truncated, part))
+
+
+# --- classification (labelled texts)
+
+
+def first_row_has(path: str | Path, keys: tuple[str, ...]) -> bool:
+    """True when the first row that parses as a JSON object has one of `keys` (a bad row is skipped: validation
+    reports it)."""
+    if not Path(path).is_file():
+        return False
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                return any(key in row for key in keys)
+    return False
+
+
+def check_classification(
+    train_path: str | Path,
+    valid_path: str | Path | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    max_length: int = 2048,
+) -> DataReport:
+    loaded = {"train": load_labeled_file(train_path)}
+    labels = sorted({label for record in loaded["train"].records for label in record.labels})
+    mixed = []
+    if valid_path is not None:
+        valid = load_labeled_file(valid_path, labels or None)  # a label training never saw cannot be learnt
+        if valid.records and loaded["train"].records and valid.mode != loaded["train"].mode:
+            mixed = _mixed_kinds(valid_path, f"'{_label_key(valid)}' rows", f"'{_label_key(loaded['train'])}' rows")
+        loaded["valid"] = valid
+    files = list(loaded.values())
+    report = DataReport(
+        max_length=max_length,
+        files=[FileSummary(role=role, path=str(file.path), kind="classification", format=_label_key(file), rows=file.rows,
+                           valid_rows=len(file.records)) for role, file in loaded.items()],
+        errors=[asdict(error) for file in files for error in file.errors] + mixed,
+        warnings=_content_warnings([(index, record.line, " ".join(classification_text(record).lower().split()))
+                                    for index, file in enumerate(files) for record in file.records],
+                                   [str(file.path) for file in files], "identical text"),
+        pii=[entry for file in files for entry in _labeled_pii(file)],
+        token_stats=[],
+        class_balance=[_label_balance(file, labels) for file in files],
+    )
+    if tokenizer is not None:
+        for file in files:
+            _add_label_token_stats(report, file, tokenizer, max_length)
+    return report
+
+
+def _label_key(file: LabeledFile) -> str:
+    return "labels" if file.mode == "multi" else "label"
+
+
+def _label_balance(file: LabeledFile, labels: list[str]) -> LabelBalance:
+    balance = class_balance(file.records, labels)
+    return LabelBalance(file=str(file.path), rows=balance.rows, counts=balance.counts, unlabelled=balance.unlabelled,
+                        imbalance=round(balance.imbalance, 2), missing=balance.missing)
+
+
+def _labeled_pii(file: LabeledFile) -> list[PiiEntry]:
+    entries = []
+    for record in file.records:
+        text = classification_text(record)
+        findings = find_pii(text)
+        for finding, snippet in zip(findings, masked_snippets(text, findings)):
+            entries.append(PiiEntry(file=str(file.path), line=record.line, kind=finding.kind, snippet=snippet))
+    return entries
+
+
+def _add_label_token_stats(report: DataReport, file: LabeledFile, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+    """Lengths as the classifier tokenizes each text (models/classifier.encode_texts); every kept token is read."""
+    if not file.records:
+        return
+    name = str(file.path)
+    lengths = [len(row) for row in encode_texts(tokenizer, [classification_text(r) for r in file.records], sys.maxsize)]
+    long_lines = [record.line for record, length in zip(file.records, lengths) if length > max_length]
+    if long_lines:
+        message = f"{len(long_lines)} rows in {name} are longer than {max_length} tokens and will be truncated: lines {_lines(long_lines)}"
+        report.warnings.append(DataWarning(kind="long_rows", message=message, locations=[Location(file=name, line=line) for line in long_lines]))
+    report.token_stats.append(_token_stats(name, lengths, sum(min(n, max_length) for n in lengths), len(long_lines)))
+    if report.preview is None:
+        first = file.records[0]
+        report.preview = Preview(file=name, line=first.line,
+                                 text=f"labels: {', '.join(first.labels) or '(none)'}\n[[{classification_text(first)}]]")
+
