@@ -600,7 +600,7 @@ def lineage_sources(runs: Path, home: Optional[Path], database: Optional[Path]):
 @app.command("lineage")
 def lineage_command(
     model: Optional[str] = typer.Argument(None, help="A run directory (or its model/ directory), or with --home a model id."),
-    data: Optional[str] = typer.Option(None, "--data", help="A data file, or its sha256 (8+ hex digits): list the models trained on it."),
+    data: Optional[str] = typer.Option(None, "--data", help="A data file, its sha256 (8+ hex digits), or with --home a file id: list the models trained on it."),
     runs: Path = typer.Option(Path("runs"), help="Directory searched (recursively) for run directories."),
     home: Optional[Path] = typer.Option(None, help="A server's --home: its models by id, and its job runs, too."),
     database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
@@ -621,7 +621,7 @@ def lineage_command(
     run_dirs, db, names, file_ids = lineage_sources(runs, home, database)
     try:
         if data is not None:
-            digest = data_digest(data)
+            digest = data_digest(data, db)
             found = [item.to_json() for item in trained_on(digest, run_dirs, names)]
             if as_json:
                 print(json.dumps({"sha256": digest, "trained_models": found}, indent=2))
@@ -640,7 +640,7 @@ def lineage_command(
 
 @app.command()
 def erase(
-    data: str = typer.Option(..., "--data", help="The data file, or its sha256 (8+ hex digits)."),
+    data: str = typer.Option(..., "--data", help="The data file, its sha256 (8+ hex digits), or with --home a file id."),
     delete_models: bool = typer.Option(False, "--delete-models", help="Also delete every model trained on it."),
     runs: Path = typer.Option(Path("runs"), help="Directory searched (recursively) for run directories."),
     home: Optional[Path] = typer.Option(None, help="A server's --home: its stored copies and models too (audited)."),
@@ -663,7 +663,7 @@ def erase(
 
     run_dirs, db, names, _ = lineage_sources(runs, home, database)
     try:
-        digest = data_digest(data)
+        digest = data_digest(data, db)
         stored = [f for f in all_files(db) if (f.sha256 or "").startswith(digest)] if db is not None else []
         files_dir = ServeSettings(home=home, database=database).files_dir if home is not None else None
         local = Path(data) if Path(data).is_file() else None

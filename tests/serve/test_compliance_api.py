@@ -168,3 +168,28 @@ def test_state_changes_and_refused_ones_are_audited_with_actor_and_outcome(api, 
         (owner, "file.deleted", file_id, "ok"),
     ]
     assert audit.verify_chain(api.db) == []
+
+
+def test_the_cli_reads_the_servers_registry_for_lineage_and_erasure(api, tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    owner, headers = api.new_key()
+    stored = upload(api, headers, write_chat_file_bytes(FACTS[:4])).json()
+    run_dir = api.settings.jobs_dir / "ftjob-cli" / "run"
+    blob = files.blob_path(api.settings.files_dir, stored["id"], "train.jsonl")
+    train(load_config(overrides={"model.base": str(tiny_model_dir), "train.max_steps": 1, "train.batch_size": 2,
+                                 "lora.r": 4, "data.train": blob, "out": run_dir}))
+    model_id = register(api, owner, run_dir, "ftjob-" + "d" * 24, tiny_model_dir.name)
+    home, empty = ["--home", str(api.settings.home)], ["--runs", str(tmp_path / "no-runs")]
+    tree = CliRunner().invoke(app, ["lineage", model_id, *home, *empty, "--json"])
+    assert tree.exit_code == 0, tree.output
+    assert json.loads(tree.stdout)["chain"][0]["data"][0]["file_id"] == stored["id"]
+    erased = CliRunner().invoke(app, ["erase", "--data", stored["id"], *home, *empty, "--delete-models", "--json"])
+    assert erased.exit_code == 0, erased.output
+    report = json.loads(erased.stdout)
+    assert report["deleted_files"] == [stored["id"]] and report["deleted_models"] == [model_id]
+    assert not blob.exists() and not run_dir.exists()
+    by = {e["action"]: e["actor"] for e in audit.entries(api.db) if e["object_id"] in (stored["id"], model_id)}
+    assert by["file.deleted"] == by["model.deleted"] == audit.os_actor()

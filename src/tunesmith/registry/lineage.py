@@ -132,16 +132,23 @@ def find_run_dirs(roots: list[Path]) -> list[Path]:
     return list(found)
 
 
-def data_digest(reference: str) -> str:
-    """A data file's SHA-256 from its path, its digest, or a digest prefix of at least 8 hex digits."""
+def data_digest(reference: str, db: Database | None = None) -> str:
+    """A data file's SHA-256 from its path, its digest, a digest prefix of at least 8 hex digits, or (with the
+    server's registry) a stored file's id."""
     path = Path(reference).expanduser()
     if path.is_file():
         return file_sha256(path)
+    if db is not None and files.FILE_ID.match(reference):
+        stored = next((record for record in files.all_files(db) if record.id == reference), None)
+        if stored is None or stored.sha256 is None:
+            raise LineageError(f"{reference}: no such stored file (or it was deleted, or stored before digests were "
+                               "kept) — pass the data file or its sha256")
+        return stored.sha256
     text = reference.lower().removeprefix("sha256:")
     if re.fullmatch(r"[0-9a-f]+", text) and MIN_PREFIX <= len(text) <= 64:
         return text
     raise LineageError(f"{reference}: neither a file nor a SHA-256 — pass the data file, its sha256 (run.json and "
-                       f"model cards show it), or at least {MIN_PREFIX} hex digits of it")
+                       f"model cards show it), at least {MIN_PREFIX} hex digits of it, or with --home a file id")
 
 
 def trained_on(digest: str, run_dirs: list[Path], names: dict[Path, str] | None = None) -> list[TrainedOn]:
