@@ -20,6 +20,8 @@ app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The registry's tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 guard_app = typer.Typer(help="Moderation guards on served models (operator settings).", no_args_is_help=True)
+models_app = typer.Typer(help="Named models with numbered versions: register, promote, roll back.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 app.add_typer(guard_app, name="guard")
 console = Console()
 err = Console(stderr=True)
@@ -196,16 +198,22 @@ def train(
 
 
 def evaluate_finished_run(run_config, run_dir: Path) -> None:
-    """The config's `eval:` suite, base model vs the run; exit 1 on a failed gate unless told otherwise."""
-    from tunesmith.evaluate.after_training import evaluate_run, failed_gates_message, print_gates
+    """The config's `eval:` suite, base model (or parent) vs the run, and for an update every ancestor's suite
+    kept (eval/update.json); exit 1 on a failed gate unless told otherwise."""
+    from tunesmith.evaluate.after_training import failed_gates_message, print_gates
+    from tunesmith.evaluate.continual import evaluate_update
 
-    evaluation = evaluate_run(run_config, run_dir, err)
+    evaluation = evaluate_update(run_config, run_dir, err)
     if evaluation is None:
         return
-    print_gates(evaluation.result.gates, console)
-    console.print(f"evaluation report: {evaluation.reports['html']}")
+    print_gates(evaluation.gain.result.gates, console)
+    for kept in evaluation.kept:
+        console.print(("[green]" if kept.passed else "[bold red]") + kept.describe(), highlight=False)
+    console.print(f"evaluation report: {evaluation.gain.reports['html']}")
     if not evaluation.passed and run_config.eval.fail_on_gate:
-        fail(failed_gates_message(evaluation.result.gates) + f" (the model is kept in {run_dir})")
+        forgotten = [k.describe() for k in evaluation.kept if not k.passed]
+        fail("; ".join(filter(None, [failed_gates_message(evaluation.gain.result.gates) if not evaluation.gain.passed
+                                     else "", *forgotten])) + f" (the model is kept in {run_dir})")
 
 
 @app.command()
@@ -706,6 +714,138 @@ def eval_suite(
     console.print(f"report: {paths['html']}  ({paths['md'].name}, {paths['json'].name})")
     if not result.passed:
         fail(failed_gates_message(result.gates))
+
+
+def registry_owner(db, key: Optional[str]) -> str:
+    """The API key whose models a `models` command acts on: --key, or the registry's only active key."""
+    rows = db.query("SELECT id FROM api_keys WHERE revoked_at IS NULL ORDER BY rowid")
+    ids = [row["id"] for row in rows]
+    if key is not None:
+        if key not in ids:
+            fail(f"--key: {key} is no active API key of this registry (keys: {', '.join(ids) or 'none'})")
+        return key
+    if len(ids) != 1:
+        fail(f"--key: this registry has {len(ids)} active keys ({', '.join(ids) or 'none'}); name the one that owns "
+             "the model (`tunesmith keys create` makes one)")
+    return ids[0]
+
+
+def print_version(version, served: Optional[int] = None) -> None:
+    from tunesmith.registry.versions import failures
+
+    mark = " (serving as latest)" if served == version.number else ""
+    verdict = "[green]passed[/]" if version.passed else "[bold red]failed[/]"
+    parent = f"parent {version.name}:{version.parent}" if version.parent else f"from {version.base}"
+    console.print(f"[bold]{version.id}[/]{mark}  {verdict}  {parent}  {version.run_dir}", soft_wrap=True, highlight=False)
+    for problem in failures(version):
+        console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+
+
+@models_app.command("register")
+def models_register(
+    name: str = typer.Argument(..., help="Model name, e.g. elements-assistant."),
+    run: Path = typer.Argument(..., help="A finished run evaluated on its suite (RUN/eval/update.json)."),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    key: Optional[str] = typer.Option(None, help="API key id that owns the model (default: the only key)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+    promote: bool = typer.Option(True, "--promote/--no-promote", help="Serve it as NAME:latest when its gates passed."),
+) -> None:
+    """Add a run as the next version of NAME; it is promoted only if its evaluation passed.
+
+    Run as: tunesmith models register elements-assistant runs/continual/v2 --home ~/.tunesmith
+    """
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.versions import VersionError, promoted, register_version
+
+    db = open_existing_registry(home, database)
+    owner = registry_owner(db, key)
+    try:
+        version = register_version(db, owner, name, run, os_actor(), promote=promote)
+    except VersionError as exc:
+        fail(str(exc))
+    current = promoted(db, owner, name)
+    print_version(version, current.number if current else None)
+    if not version.passed:
+        fail(f"{version.id} is registered but not promoted: its gates failed; "
+             f"{name}:latest stays {current.id if current else 'unset'}")
+
+
+@models_app.command("list")
+def models_list(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    name: Optional[str] = typer.Argument(None, help="Only this model's versions."),
+    key: Optional[str] = typer.Option(None, help="API key id that owns the models (default: the only key)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Every version, with its verdict and parent; the one NAME:latest serves is marked."""
+    from tunesmith.registry.versions import list_versions, promoted
+
+    db = open_existing_registry(home, database)
+    owner = registry_owner(db, key)
+    for version in list_versions(db, owner, name):
+        current = promoted(db, owner, version.name)
+        print_version(version, current.number if current else None)
+
+
+@models_app.command("show")
+def models_show(
+    ref: str = typer.Argument(..., help="NAME:N or NAME:latest."),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    key: Optional[str] = typer.Option(None, help="API key id that owns the model (default: the only key)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """A version's parent, data, config and evaluation (gain gates and every ancestor score kept), as JSON."""
+    import json
+    from dataclasses import asdict
+
+    from tunesmith.registry.versions import resolve
+
+    db = open_existing_registry(home, database)
+    version = resolve(db, registry_owner(db, key), ref)
+    if version is None:
+        fail(f"{ref}: no such version (write NAME:N or NAME:latest; `tunesmith models list` shows them)")
+    print(json.dumps(asdict(version) | {"id": version.id}, indent=2))
+
+
+@models_app.command("promote")
+def models_promote(
+    ref: str = typer.Argument(..., help="NAME:N, the version to serve as NAME:latest."),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    key: Optional[str] = typer.Option(None, help="API key id that owns the model (default: the only key)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Serve a version that passed its gates as NAME:latest (a running server switches at its next request)."""
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.versions import VERSION_REF, VersionError, promote
+
+    match = VERSION_REF.match(ref)
+    if match is None or match["tag"] == "latest":
+        fail(f"{ref}: write NAME:N, e.g. elements-assistant:2")
+    db = open_existing_registry(home, database)
+    try:
+        version = promote(db, registry_owner(db, key), match["name"], int(match["tag"]), os_actor())
+    except VersionError as exc:
+        fail(str(exc))
+    console.print(f"{match['name']}:latest is now {version.id}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: str = typer.Argument(..., help="Model name."),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    key: Optional[str] = typer.Option(None, help="API key id that owns the model (default: the only key)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Serve again the version promoted before the current one (instant: both are adapters on one base)."""
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.versions import VersionError, rollback
+
+    db = open_existing_registry(home, database)
+    try:
+        version = rollback(db, registry_owner(db, key), name, os_actor())
+    except VersionError as exc:
+        fail(str(exc))
+    console.print(f"{name}:latest is now {version.id}")
 
 
 if __name__ == "__main__":

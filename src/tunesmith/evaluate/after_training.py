@@ -41,11 +41,13 @@ def check_eval_suite(config: RunConfig) -> Suite | None:
 
 
 def evaluate_run(config: RunConfig, run_dir: Path, console: Console) -> RunEvaluation | None:
-    """Baseline = the run's base model; candidate = the run. None when the config names no suite."""
+    """Baseline = the run's parent (an update is judged against the version it updates), else its base model;
+    candidate = the run. None when the config names no suite."""
     if config.eval.suite is None:
         return None
-    console.print(f"[bold]evaluating[/] {run_dir} against {config.model.base} on {config.eval.suite}")
-    result = run_eval(str(run_dir), config.eval.suite, baseline_ref=config.model.base, limit=config.eval.limit,
+    baseline = str(config.model.parent.run) if config.model.parent is not None else config.model.base
+    console.print(f"[bold]evaluating[/] {run_dir} against {baseline} on {config.eval.suite}")
+    result = run_eval(str(run_dir), config.eval.suite, baseline_ref=baseline, limit=config.eval.limit,
                       console=console)
     return RunEvaluation(result, write_recorded_reports(result, str(run_dir), Path(run_dir) / "eval"))
 

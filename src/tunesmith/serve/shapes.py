@@ -6,6 +6,7 @@ from tunesmith.registry.job_events import Checkpoint, Event
 from tunesmith.registry.jobs import Job
 from tunesmith.registry.models import FineTunedModel
 from tunesmith.serve.hyperparameters import SUPERVISED_KEYS
+from tunesmith.registry.versions import ModelVersion, failures
 
 
 def file_object(record: FileRecord) -> dict:
@@ -53,3 +54,10 @@ def fine_tuned_model_object(model: FineTunedModel, lineage: dict | None = None) 
     """OpenAI's four fields plus the extension `lineage` (routes/lineage.py; None once the run is gone)."""
     return model_object(model.id, model.created_at, owned_by=model.owner) | {"lineage": lineage}
 
+
+def version_object(version: ModelVersion, serving: bool, alias: str | None = None) -> dict:
+    """A model object (OpenAI's four fields) for NAME:N, or for the alias NAME:latest that serves it, with the
+    version's lineage and verdict as extra fields (the `openai` package keeps them as attributes)."""
+    return model_object(alias or version.id, version.created_at, owned_by=version.owner) | {
+        "version": version.number, "parent": f"{version.name}:{version.parent}" if version.parent else None,
+        "root": version.base, "passed": version.passed, "promoted": serving, "failures": failures(version)}

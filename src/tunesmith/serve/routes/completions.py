@@ -16,14 +16,13 @@ from pydantic import BaseModel, Field
 
 from tunesmith.models.chat import render_prompts
 from tunesmith.models.classifier import is_classifier_dir
-from tunesmith.registry import models
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.batcher import generate_deltas, join_deltas
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.guard import Screen, screen_for
 from tunesmith.serve.model_pool import LoadedModel
 from tunesmith.serve.requests import Delta, SamplingParams, Usage
-from tunesmith.serve.routes.models import served_model_ref
+from tunesmith.serve.routes.models import resolve_served
 
 router = APIRouter(prefix="/v1")
 
@@ -74,15 +73,14 @@ class CompletionRequest(Sampling):
 
 def load(request: Request, key: str, model_id: str) -> LoadedModel:
     """A LoRA fine-tune whose base is served runs as an adapter on that base; anything else as its own model."""
-    ref, pool, bases = served_model_ref(request, key, model_id), request.app.state.pool, request.app.state.settings.base_models()
-    tuned = None if model_id in bases else models.get_model(request.app.state.db, key, model_id)
+    served, pool, bases = resolve_served(request, key, model_id), request.app.state.pool, request.app.state.settings.base_models()
+    ref = served.ref
     if is_classifier_dir(ref) or is_classifier_dir(Path(ref) / "model"):
         raise APIError(400, f"The model {model_id} is a moderation model: send its inputs to /v1/moderations.",
                        param="model", code="invalid_model")
-    adapter = Path(ref) / "adapter"
-    if tuned is not None and tuned.base in bases and (adapter / "adapter_config.json").is_file():
-        return pool.get_adapter(tuned.base, bases[tuned.base], model_id, adapter)
-    return pool.get(model_id, ref)
+    if served.adapter is not None:  # NAME:latest runs under its version's id: promote/rollback switch adapters
+        return pool.get_adapter(served.base_id, bases[served.base_id], served.model_id, served.adapter)
+    return pool.get(served.model_id, ref)
 
 
 def check_context(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams) -> None:

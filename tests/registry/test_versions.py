@@ -1,0 +1,71 @@
+"""Versions of a named model: numbering, parents, promotion only of passing versions, rollback as a stack."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunesmith.registry import audit, keys, versions
+from tunesmith.registry.db import Database
+from tunesmith.registry.versions import VersionError
+
+
+def evaluated_run(directory: Path, passed: bool, parent: Path | None = None) -> Path:
+    """A run directory as training and evaluation leave it (run.json, config.yaml, eval/update.json)."""
+    (directory / "eval").mkdir(parents=True)
+    record = {"base_model": "tiny", "train_file": "facts.jsonl", "train_sha256": "0" * 64, "replay": None,
+              "parent": {"run_dir": str(parent.resolve())} if parent else None}
+    (directory / "run.json").write_text(json.dumps(record))
+    (directory / "config.yaml").write_text(yaml.safe_dump({"model": {"base": "tiny"}}))
+    gate = {"metric": "facts.accuracy", "passed": passed, "message": "gate facts.accuracy min_gain FAILED"}
+    kept = {"passed": passed, "message": "keep s.facts.accuracy FORGOTTEN: lost 30 points"}
+    (directory / "eval" / "update.json").write_text(json.dumps(
+        {"passed": passed, "gain_gates": [gate], "kept": [kept], "scores": {}}))
+    return directory
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(tmp_path / "registry.sqlite")
+    database.owner = keys.create_key(database)[0]
+    return database
+
+
+def test_versions_number_record_parents_and_only_passing_ones_are_promoted(db, tmp_path):
+    v1 = versions.register_version(db, db.owner, "assistant", evaluated_run(tmp_path / "a", True), "os:test")
+    assert (v1.id, v1.parent, v1.passed) == ("assistant:1", None, True)
+    assert versions.promoted(db, db.owner, "assistant").number == 1
+    v2 = versions.register_version(db, db.owner, "assistant", evaluated_run(tmp_path / "b", False, tmp_path / "a"), "os:test")
+    assert (v2.number, v2.parent, v2.passed) == (2, 1, False)
+    assert versions.resolve(db, db.owner, "assistant:latest").number == 1  # the failing one is not served
+    with pytest.raises(VersionError, match="failed its gates .*FORGOTTEN"):
+        versions.promote(db, db.owner, "assistant", 2, "os:test")
+    assert versions.failures(v2) == ["gate facts.accuracy min_gain FAILED", "keep s.facts.accuracy FORGOTTEN: lost 30 points"]
+    assert versions.resolve(db, "key-someone-else", "assistant:1") is None
+    actions = [e["action"] for e in audit.entries(db) if e["object_id"].startswith("assistant:")]
+    assert actions == ["model.version_registered", "model.promoted", "model.version_registered"]
+
+
+def test_rollback_returns_to_the_version_served_before(db, tmp_path):
+    for name, parent in (("a", None), ("b", "a"), ("c", "b")):
+        versions.register_version(db, db.owner, "m", evaluated_run(tmp_path / name, True, parent and tmp_path / parent), "os:t")
+    assert versions.promoted(db, db.owner, "m").number == 3
+    assert versions.rollback(db, db.owner, "m", "os:t").number == 2
+    assert versions.rollback(db, db.owner, "m", "os:t").number == 1
+    with pytest.raises(VersionError, match="no earlier promoted version"):
+        versions.rollback(db, db.owner, "m", "os:t")
+    versions.promote(db, db.owner, "m", 3, "os:t")
+    assert versions.resolve(db, db.owner, "m:latest").number == 3
+    assert versions.rollback(db, db.owner, "m", "os:t").number == 1  # back to what was served before 3
+
+
+def test_a_run_must_be_evaluated_and_its_parent_registered_first(db, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.raises(VersionError, match="no run.json, config.yaml, eval/update.json"):
+        versions.register_version(db, db.owner, "m", bare, "os:t")
+    evaluated_run(tmp_path / "a", True)
+    with pytest.raises(VersionError, match="no version of m: register that run first"):
+        versions.register_version(db, db.owner, "m", evaluated_run(tmp_path / "b", True, tmp_path / "a"), "os:t")
+    with pytest.raises(VersionError, match="model name"):
+        versions.register_version(db, db.owner, "bad name", tmp_path / "a", "os:t")
