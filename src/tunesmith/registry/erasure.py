@@ -52,8 +52,10 @@ def erase_data(digest: str, run_dirs: list[Path], *, actor: str, names: dict[Pat
                                      "(POST /v1/fine_tuning/jobs/ID/cancel), then erase again")
     trained = trained_on(digest, run_dirs, names)
     report = ErasureReport(digest, trained)
-    for path in recorded_copies(digest, run_dirs, files_dir if db is not None else None) | (
-            {local_file.resolve()} if local_file is not None and local_file.is_file() else set()):
+    copies = recorded_copies(digest, run_dirs, files_dir if db is not None else None)
+    if local_file is not None and local_file.is_file():
+        copies.add(local_file.resolve())
+    for path in sorted(copies):
         path.unlink()
         report.deleted_files.append(str(path))
     trained_ids = [t.node.model_id or str(t.node.run_dir) for t in trained]
