@@ -1,11 +1,14 @@
 """The official `openai` client against a real `tunesmith serve --moderation-model`: moderations.create
-parses our answers unchanged, and `tunesmith guard set/remove` put a guard in front of a served model."""
+parses our answers unchanged, `tunesmith guard set/remove` put a guard in front of a served model, and a
+fine-tuning job on a classification file makes an ft: moderation model."""
+import json
+
 import openai
 import pytest
 from typer.testing import CliRunner
 
 from tests.serve.keyword_classifier import save_keyword_classifier
-from tests.serve.server import create_key, free_port, start_server
+from tests.serve.server import create_key, free_port, start_server, wait_for
 from tunesmith.cli import app
 from tunesmith.data.labels import MODERATION_CATEGORIES
 from tunesmith.registry.db import Database
@@ -14,8 +17,10 @@ HELIUM = 353  # " helium" in the tiny tokenizer: the keyword the classifier flag
 runner = CliRunner()
 
 
-@pytest.fixture
-def server(tmp_path, tiny_model_dir, tokenizer):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir, tokenizer):
+    """One server for the module's tests (starting one takes seconds of CPU)."""
+    tmp_path = tmp_path_factory.mktemp("moderation-server")
     classifier = save_keyword_classifier(tmp_path / "moderation", tokenizer, [HELIUM])
     port = free_port()
     process = start_server(tmp_path / "home", tiny_model_dir, port, "--moderation-model", str(classifier))
@@ -68,3 +73,27 @@ def test_guard_set_refuses_unknown_keys_models_and_screens(tmp_path, tiny_model_
     for extra, message in cases:
         result = runner.invoke(app, base + extra)
         assert result.exit_code == 1 and message in " ".join(result.stderr.split()), result.stderr
+
+
+def test_a_job_on_a_classification_file_makes_a_moderation_model(server, tmp_path, tiny_model_dir):
+    url, home = server
+    client = openai.OpenAI(base_url=url, api_key=create_key(home), max_retries=0, timeout=60)
+    rows = [{"text": "I will hurt you", "labels": ["violence", "harassment/threatening"]},
+            {"text": "how do I kill a stuck process", "labels": []},
+            {"text": "you are worthless", "labels": ["harassment"]}, {"text": "what is gold", "labels": []}] * 2
+    path = tmp_path / "moderation.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    training = client.files.create(file=path.open("rb"), purpose="fine-tune")
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text("".join(json.dumps(row) + "\n" for row in rows[:4]))
+    validation = client.files.create(file=valid.open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model=tiny_model_dir.name, training_file=training.id, suffix="mod",
+                                         validation_file=validation.id, hyperparameters={"n_epochs": 1, "batch_size": 4})
+    job = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in {"succeeded", "failed"} and j)
+    assert job.status == "succeeded", job.error
+    answer = client.moderations.create(model=job.fine_tuned_model, input=["I will hurt you", "what is gold"])
+    assert answer.model == job.fine_tuned_model and len(answer.results) == 2
+    scores = answer.results[0].category_scores
+    assert 0 < scores.violence < 1 and 0 < scores.harassment < 1 and scores.sexual == 0  # trained labels only
+    with pytest.raises(openai.BadRequestError, match="/v1/moderations"):
+        client.chat.completions.create(model=job.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])

@@ -24,7 +24,7 @@ from tunesmith.registry.db import Database
 from tunesmith.serve.hyperparameters import resolve_hyperparameters
 from tunesmith.serve.retention import Retention
 from tunesmith.serve.settings import ServeSettings
-from tunesmith.serve.training_file import check_training_file
+from tunesmith.serve.training_file import check_training_file, is_classification_file
 from tunesmith.train.checkpoint import complete_checkpoints, latest_checkpoint
 from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
@@ -125,6 +125,8 @@ class JobWorker:
         if job.model not in bases:
             raise ValueError(f"base model {job.model} is no longer served (start the server with --base {job.model})")
         method = {"train.method": "dpo", "dpo.beta": hyper["beta"]} if job.method == "dpo" else {}
+        if is_classification_file(self.file_path(job.owner, job.training_file)):
+            method = {"train.method": "classification"}  # a moderation model: /v1/moderations serves it
         return load_config(overrides={
             "model.base": bases[job.model], "data.train": self.file_path(job.owner, job.training_file),
             "data.valid": self.file_path(job.owner, job.validation_file), "out": directory / "run",
