@@ -46,6 +46,13 @@ def find_model(db: Database, model_id: str) -> FineTunedModel | None:
     return _model(row) if row else None
 
 
+def tuned_base(db: Database, owner: str, model: str) -> str:
+    """The base a job's model ultimately starts from: the model itself for a base, the fine-tune's own base for
+    one of the key's `ft:...` models (a continued fine-tune is named after that root base, as OpenAI names it)."""
+    tuned = get_model(db, owner, model)
+    return tuned.base if tuned is not None else model
+
+
 def list_models(db: Database, owner: str) -> list[FineTunedModel]:
     rows = db.query("SELECT * FROM models WHERE owner = ? AND deleted_at IS NULL ORDER BY rowid", (owner,))
     return [_model(r) for r in rows]

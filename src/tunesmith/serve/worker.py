@@ -122,13 +122,16 @@ class JobWorker:
     # --- queued | interrupted running → running, in a training process
     def run_config(self, job: jobs.Job, hyper: dict, directory: Path):
         bases = self.settings.base_models()
-        if job.model not in bases:
-            raise ValueError(f"base model {job.model} is no longer served (start the server with --base {job.model})")
+        parent = None if job.model in bases else models.get_model(self.db, job.owner, job.model)  # ft:...: continue it
+        if job.model not in bases and parent is None:
+            raise ValueError(f"model {job.model} is neither a served base (start the server with --base) nor a "
+                             "fine-tuned model of this key")
+        start = {"model.parent.run": parent.run_dir} if parent else {"model.base": bases[job.model]}
         method = {"train.method": "dpo", "dpo.beta": hyper["beta"]} if job.method == "dpo" else {}
         if is_classification_file(self.file_path(job.owner, job.training_file)):
             method = {"train.method": "classification"}  # a moderation model: /v1/moderations serves it
         return load_config(overrides={
-            "model.base": bases[job.model], "data.train": self.file_path(job.owner, job.training_file),
+            **start, "data.train": self.file_path(job.owner, job.training_file),
             "data.valid": self.file_path(job.owner, job.validation_file), "out": directory / "run",
             "data.pii": "allow",  # the upload applied the key's policy: the stored file is what may be trained on
             "train.report_to": [i["type"] for i in job.integrations or [] if i["type"] in TRACKERS],
@@ -221,16 +224,18 @@ class JobWorker:
             valid = [r["valid_loss"] for r in metrics if r["step"] <= step and "valid_loss" in r]
             checkpoint_metrics = {"step": step, "train_loss": by_step[step]["loss"],
                                   **({"valid_loss": valid[-1]} if valid else {})}
-            model_id = f"{models.fine_tuned_model_id(job.model, job.suffix, job.id)}:ckpt-step-{step}"
+            root = models.tuned_base(self.db, job.owner, job.model)
+            model_id = f"{models.fine_tuned_model_id(root, job.suffix, job.id)}:ckpt-step-{step}"
             job_events.add_checkpoint(self.db, current.job_id, step, checkpoint_metrics, model_id)
             current.checkpoints.add(step)
 
     def succeed(self, job: jobs.Job, run_dir: Path) -> None:
         record = json.loads((run_dir / "run.json").read_text())
-        model_id = models.fine_tuned_model_id(job.model, job.suffix, job.id)
+        root = models.tuned_base(self.db, job.owner, job.model)
+        model_id = models.fine_tuned_model_id(root, job.suffix, job.id)
         jobs.transition(self.db, job.id, "succeeded", "worker", "The job has successfully completed",
                         fine_tuned_model=model_id, trained_tokens=record["trained_tokens"],
-                        also=lambda tx: models.add_model(tx, model_id, job.owner, job.id, job.model, str(run_dir)))
+                        also=lambda tx: models.add_model(tx, model_id, job.owner, job.id, root, str(run_dir)))
 
     def fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
         jobs.transition(self.db, job_id, "failed", "worker", f"Job failed: {message}",

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tunesmith.data.check import is_preference_file
 from tunesmith.data.preference import load_preferences
-from tunesmith.registry import audit, files, job_events, jobs
+from tunesmith.registry import audit, files, job_events, jobs, models
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.hyperparameters import requested_hyperparameters
@@ -146,9 +146,10 @@ def check_method_data(request: Request, method: str, record: files.FileRecord | 
 
 @router.post("")
 def create_job(request: Request, body: CreateJob, key: str = Depends(api_key)):
-    if body.model not in request.app.state.settings.base_models():
-        raise APIError(404, f"Model {body.model} is not a base model this server fine-tunes "
-                            f"(served: {', '.join(request.app.state.settings.base_models())}).",
+    bases = request.app.state.settings.base_models()
+    if body.model not in bases and models.get_model(request.app.state.db, key, body.model) is None:
+        raise APIError(404, f"Model {body.model} is neither a base model this server fine-tunes "
+                            f"(served: {', '.join(bases)}) nor one of your fine-tuned models (ft:...).",
                        param="model", code="model_not_found")
     method, hyperparameters = method_and_hyperparameters(body)
     for file_id, param in ((body.training_file, "training_file"), (body.validation_file, "validation_file")):
