@@ -173,7 +173,7 @@ class RunConfig(Strict):
         if parent is None or not (parent.run / "config.yaml").is_file():
             return self
         saved = read_yaml_mapping(parent.run / "config.yaml", ConfigError, "parent config", "of sections")
-        adapters = saved.get("train", {}).get("method") == "lora" and self.train.method == "lora"
+        adapters = TrainConfig.model_validate(saved.get("train", {})).uses_lora and self.train.uses_lora
         base = saved["model"]["base"] if adapters else str(parent.run)  # else: the parent's merged weights
         if "base" not in self.model.model_fields_set:
             self.model.base = base

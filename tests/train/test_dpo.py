@@ -210,3 +210,19 @@ def test_dpo_config_is_strict(tmp_path):
         load_config(overrides={"train.weights": "full"})
     assert load_config(overrides={"train.method": "dpo"}).train.uses_lora
     assert not load_config(overrides={"train.method": "dpo", "train.weights": "full"}).train.uses_lora
+
+
+def test_dpo_from_an_sft_run_continues_its_adapter_against_the_sft_model_as_reference(tiny_model_dir, tmp_path):
+    from tests.train.test_sft_run import run_config as sft_config
+    from tunesmith.train.sft import train as train_sft
+
+    (tmp_path / "sft").mkdir()
+    train_sft(sft_config(tiny_model_dir, tmp_path / "sft", max_steps=3))
+    config = run_config(tiny_model_dir, tmp_path, **{"model.parent": str(tmp_path / "sft" / "run"), "train.max_steps": 2})
+    assert config.train.uses_lora and config.lora.r == 4  # LoRA, on the SFT run's adapter shape
+    train_run(config)
+    run = tmp_path / "run"
+    # the adapter continued is not zero: the reference is the SFT model as the run starts, stored once
+    assert (run / REFERENCE_FILE).is_file()
+    assert metrics(run)[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert json.loads((run / "run.json").read_text())["parent"]["run_dir"] == str((tmp_path / "sft" / "run").resolve())

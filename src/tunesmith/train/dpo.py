@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 
 from rich.console import Console
 
-from tunesmith.config import DataConfig, RunConfig
+from tunesmith.config import ConfigError, DataConfig, RunConfig
 from tunesmith.data.formats import RowError
 from tunesmith.data.preference import load_preferences, render_pair
 from tunesmith.models.load import load_tokenizer
@@ -24,6 +24,7 @@ from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.loop import fit
+from tunesmith.train.parent import parent_record, stacked_parent_adapter
 from tunesmith.train.preference_objective import PreferenceExample, PreferenceObjective
 from tunesmith.train.reference import with_reference_logps
 from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
@@ -45,6 +46,9 @@ from tunesmith.train.sft import RunResult, prepare_run_dir, training_progress
 def train(config: RunConfig, resume: bool = False, console: Console | None = None,
           stop_after: int | None = None, started_by: str | None = None) -> RunResult:
     """Run the recipe. `stop_after` pauses after that step with a checkpoint (resume later); no export then."""
+    if config.data.replay is not None:
+        raise ConfigError("data.replay mixes earlier supervised rows into each step; a dpo run steps on preference "
+                          "pairs only — drop data.replay (dpo.sft_weight keeps the preferred answers' supervised loss)")
     console = console or Console(stderr=True)
     started, started_at = time.perf_counter(), utc_now()
     uses_deepspeed = config.train.distributed == "deepspeed"
@@ -108,7 +112,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     if finished:
         exported = strategy.plain_model(model, lambda: build_model(config))
         if world.is_main:
-            export_model(exported, tokenizer, run_dir)
+            export_model(exported, tokenizer, run_dir, stack_on=stacked_parent_adapter(config))
     world.barrier()
     result = RunResult(run_dir=run_dir, steps=state.step, final_loss=last.get("loss"),
                        final_valid_loss=last.get("valid_loss"), trained_tokens=state.trained_tokens,
@@ -116,7 +120,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     if world.is_main:
         write_run_record(run_dir, config, {**asdict(result), "trainable_parameters": trainable},
                          started_at=started_at, world_size=world.size, pii=pii, started_by=started_by,
-                         extra={"dpo": config.dpo.model_dump(mode="json"),
+                         parent=parent_record(config), extra={"dpo": config.dpo.model_dump(mode="json"),
                                 "final_valid_reward_accuracy": last.get("valid_rewards/accuracy")})
     return result
 

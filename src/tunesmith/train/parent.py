@@ -25,7 +25,7 @@ import yaml
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
-from tunesmith.config import ConfigError, RunConfig
+from tunesmith.config import ConfigError, RunConfig, TrainConfig
 from tunesmith.data.hashing import file_sha256
 from tunesmith.models.load import load_model
 from tunesmith.train.lora import apply_lora
@@ -46,6 +46,11 @@ class ParentRun:
         return self.config["train"]["method"]
 
     @property
+    def uses_lora(self) -> bool:
+        """It trained LoRA adapters (a supervised lora run, or a dpo run on adapters): it exported adapter/."""
+        return TrainConfig.model_validate(self.config["train"]).uses_lora
+
+    @property
     def adapter_dir(self) -> Path:
         return self.run_dir / "adapter"
 
@@ -63,7 +68,7 @@ def load_parent(run_dir: Path) -> ParentRun:
                           "name the --out directory of a run that completed")
     record = json.loads((run_dir / "run.json").read_text())
     parent = ParentRun(run_dir, record, yaml.safe_load((run_dir / "config.yaml").read_text()))
-    if parent.method == "lora" and not (parent.adapter_dir / ADAPTER_CONFIG).is_file():
+    if parent.uses_lora and not (parent.adapter_dir / ADAPTER_CONFIG).is_file():
         raise ConfigError(f"model.parent: {run_dir} is a LoRA run without adapter/ — it was not exported; rerun it")
     return parent
 
@@ -85,7 +90,7 @@ def ancestors(run_dir: Path) -> list[ParentRun]:
 
 
 def continues_adapter(config: RunConfig, parent: ParentRun) -> bool:
-    return config.train.method == "lora" and parent.method == "lora"
+    return config.train.uses_lora and parent.uses_lora  # DPO continues an SFT adapter too
 
 
 def build_from_parent(config: RunConfig):
@@ -94,7 +99,7 @@ def build_from_parent(config: RunConfig):
     attn = config.model.attn_implementation
     if not continues_adapter(config, parent):
         model = load_model(str(parent.model_dir), attn_implementation=attn)
-        return apply_lora(model, config.lora) if config.train.method == "lora" else model
+        return apply_lora(model, config.lora) if config.train.uses_lora else model
     base = load_model(config.model.base, attn_implementation=attn)
     if config.model.parent.adapter == "continue":
         return PeftModel.from_pretrained(base, parent.adapter_dir, is_trainable=True)
