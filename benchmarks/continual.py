@@ -1,0 +1,127 @@
+"""Naive sequential finetuning vs tunesmith's update on the examples/continual sequence: what each forgets.
+
+Run as: .venv/bin/python benchmarks/continual.py [--variants naive,tunesmith] [--out runs/bench-continual]
+
+The three updates of examples/continual (u1 elements 1-36; u2 elements 37-56 and three provisional names;
+u3 the approved names of 104-108) are trained in sequence, each from the previous one. Update 1 is the
+same for every variant (it has no parent) and is trained once. Variants differ only in how updates 2 and 3
+continue:
+
+  naive      continue the parent's adapter on the new data alone (plain sequential finetuning)
+  tunesmith  the example configs as shipped (u2.yaml, u3.yaml: replay 0.25 of all earlier data)
+  stack      tunesmith + a new adapter stacked on the parent's merged weights (model.parent.adapter: stack)
+  anchor     tunesmith + L2 pull towards the parent's weights (model.parent.anchor, --anchor)
+
+After each update every task so far is scored (held-out accuracy, eval phrasings never trained on) and
+perplexity on general English (examples/general). Prints a table and the JSON (also written to OUT/results.json).
+The issue's target: earlier tasks within 2 points of their best while the new task gains as naive gains.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from tunesmith.config import load_config
+from tunesmith.evaluate.continual import measure_suites
+from tunesmith.train.sft import train
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "continual"
+UPDATES = ["u1", "u2", "u3"]
+TASKS = [("u1", "facts"), ("u2", "facts"), ("u2", "provisional"), ("u3", "facts")]
+
+
+def variant_config(update: str, variant: str, parent: Path | None, out: Path, anchor: float, max_steps: int | None):
+    """The example's config for `update`, with the variant's way of continuing, written beside the run."""
+    raw = yaml.safe_load((EXAMPLE / f"{update}.yaml").read_text())
+    raw["out"] = str(out)
+    raw.pop("eval", None)  # scored below, the same way for every variant
+    raw["data"]["train"] = str(REPO / raw["data"]["train"])
+    raw["data"].pop("valid", None)  # validation loss is not what this compares; it only costs time here
+    if parent is not None:
+        raw["model"] = {"parent": {"run": str(parent)}}
+        if variant == "naive":
+            raw["data"].pop("replay", None)
+        if variant == "stack":
+            raw["model"]["parent"]["adapter"] = "stack"
+        if variant == "anchor":
+            raw["model"]["parent"]["anchor"] = anchor
+    if max_steps is not None:
+        raw["train"]["max_steps"] = max_steps
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_config(path)
+
+
+def score(model: str, upto: int, cache: Path, console: Console) -> dict[str, float]:
+    """Accuracy on each task of updates 1..upto, and general perplexity; kept in `cache` for a rerun."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    suites = [(EXAMPLE / u / "suite.yaml").resolve() for u in UPDATES[:upto]]
+    scores = measure_suites(model, suites, console)
+    row = {f"{u}.{task}": scores[str((EXAMPLE / u / "suite.yaml").resolve())][task]["accuracy"]
+           for u, task in TASKS if u in UPDATES[:upto]}
+    row["general_ppl"] = scores[str((EXAMPLE / "u1" / "suite.yaml").resolve())]["general"]["perplexity"]
+    cache.write_text(json.dumps(row))
+    return row
+
+
+def run_variant(variant: str, root: Path, first: Path, args, console: Console, rows: list[dict]) -> None:
+    parent = first
+    for index, update in enumerate(UPDATES[1:], start=2):
+        out = root / variant / update
+        if not (out / "run.json").is_file():
+            train(variant_config(update, variant, parent, out, args.anchor, args.max_steps), console=console)
+        seconds = json.loads((out / "run.json").read_text())["seconds"] if (out / "run.json").is_file() else 0
+        rows.append({"variant": variant, "after": update, "train_s": round(seconds),
+                     **score(str(out), index, out / "bench_scores.json", console)})
+        (root / "results.json").write_text(json.dumps(rows, indent=2))  # so far: a long run can be followed
+        parent = out
+
+
+def table(rows: list[dict]) -> Table:
+    view = Table(title="Accuracy on each task after each update (held-out phrasings); general-English perplexity")
+    for column in ["variant", "after", *[f"{u}.{t}" for u, t in TASKS], "general_ppl", "train_s"]:
+        view.add_column(column, justify="left" if column in ("variant", "after") else "right")
+    for row in rows:
+        cells = [row["variant"], row["after"]]
+        cells += [f"{row[f'{u}.{t}']:.1%}" if f"{u}.{t}" in row else "" for u, t in TASKS]
+        cells += [f"{row['general_ppl']:.2f}", str(row.get("train_s", ""))]
+        view.add_row(*cells)
+    return view
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="naive,tunesmith", help="comma-separated: naive, tunesmith, stack, anchor")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-continual"))
+    parser.add_argument("--anchor", type=float, default=10.0, help="model.parent.anchor of the anchor variant")
+    parser.add_argument("--max-steps", type=int, help="cap every update's steps (a quick look)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 on a shared, busy machine)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    console = Console(stderr=True)
+    root = args.out.resolve()
+    first = root / "u1"
+    if not (first / "run.json").is_file():
+        train(variant_config("u1", "base", None, first, args.anchor, args.max_steps), console=console)
+    base = load_config(EXAMPLE / "u1.yaml").model.base
+    rows = [{"variant": "-", "after": "base", **score(base, 3, root / "base_scores.json", console)},
+            {"variant": "-", "after": "u1", **score(str(first), 1, first / "bench_scores.json", console)}]
+    for variant in args.variants.split(","):
+        run_variant(variant, root, first, args, console, rows)
+    Console().print(table(rows))
+    print(json.dumps(rows, indent=2))
+    (root / "results.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
