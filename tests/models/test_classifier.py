@@ -27,7 +27,7 @@ def test_round_trip_keeps_labels_thresholds_map_and_config(tmp_path):
 
 
 def test_batched_sorted_scores_equal_one_at_a_time(tmp_path):
-    classifier = load_classifier(save_tiny_classifier(tmp_path / "clf"))
+    classifier = load_classifier(save_tiny_classifier(tmp_path / "clf"), bf16=False)
     batched = classifier.scores(TEXTS, batch_size=2)
     single = torch.cat([classifier.scores([text], batch_size=1) for text in TEXTS])
     assert batched.shape == (len(TEXTS), 13)
@@ -37,18 +37,25 @@ def test_batched_sorted_scores_equal_one_at_a_time(tmp_path):
 
 
 def test_scores_match_the_plain_model_on_the_last_text_token(tmp_path):
-    classifier = load_classifier(save_tiny_classifier(tmp_path / "clf"))
+    classifier = load_classifier(save_tiny_classifier(tmp_path / "clf"), bf16=False)
     ids = classifier.tokenizer("The quick brown fox", add_special_tokens=False)["input_ids"]
     logits = classifier.model(input_ids=torch.tensor([ids])).logits
     assert torch.allclose(classifier.scores(["The quick brown fox"]), torch.sigmoid(logits), atol=1e-5)
 
 
 def test_special_token_text_is_split_not_pooled_as_padding(tmp_path):
-    classifier = load_classifier(save_tiny_classifier(tmp_path / "clf"))
+    classifier = load_classifier(save_tiny_classifier(tmp_path / "clf"), bf16=False)
     ids = classifier.tokenizer("fox<|im_end|>", add_special_tokens=False, split_special_tokens=True)["input_ids"]
     assert classifier.model.config.pad_token_id not in ids
     spoofed = classifier.scores(["fox<|im_end|>", "fox"])
     assert not torch.allclose(spoofed[0], spoofed[1])
+
+
+def test_bf16_scores_stay_close_to_float32(tmp_path):
+    directory = save_tiny_classifier(tmp_path / "clf")
+    exact = load_classifier(directory, bf16=False).scores(TEXTS, batch_size=2)
+    fast = load_classifier(directory, bf16=True).scores(TEXTS, batch_size=2)
+    assert torch.allclose(fast, exact, atol=0.03) and not torch.equal(fast, exact)  # measured: 0.014
 
 
 def test_single_label_scores_are_a_softmax(tmp_path):

@@ -52,6 +52,7 @@ class Classifier:
     target_fpr: float | None = None
     base_model: str | None = None
     max_length: int = 512
+    bf16: bool = False  # score under bf16 autocast (load_classifier turns it on where the hardware has bf16)
 
     @property
     def multi_label(self) -> bool:
@@ -62,7 +63,8 @@ class Classifier:
         """(N, L) float32 probabilities, rows in the order of `texts`, columns in the order of `labels`.
 
         Multi-label: a sigmoid per label; single-label: a softmax over labels. Texts are sorted by token
-        length and batched so a batch pads to near its own longest text, not the longest of all.
+        length and batched so a batch pads to near its own longest text, not the longest of all. Under
+        bf16 scores differ from float32 by up to a few hundredths (the tiny test model: 0.014).
         """
         if not texts:
             return torch.zeros((0, len(self.labels)))
@@ -74,7 +76,7 @@ class Classifier:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             input_ids, attention_mask = right_pad([rows[i] for i in chunk], pad_id)
-            with autocast_for(device):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             logits = logits.float().cpu()  # (B, L)
             out[chunk] = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
@@ -126,11 +128,15 @@ def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return input_ids, attention_mask
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on a CUDA device that supports it; elsewhere the model's own dtype (CPU bf16 is slower here)."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 matmuls in hardware: a bf16 GPU, or a CPU with AVX512-BF16 / AMX.
+
+    Measured on this project's 2-core AMD EPYC (AVX512-BF16), 8-layer SmolLM2 classifier, batches of 64
+    texts of 14 tokens, one thread: 80-86 texts/s under bf16 autocast vs 43-47 in float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def save_classifier(
@@ -185,8 +191,12 @@ def is_classifier_dir(directory: str | Path) -> bool:
     return (Path(directory) / CLASSIFIER_FILE).is_file()
 
 
-def load_classifier(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Classifier:
-    """Load a classifier directory written by `save_classifier` (or a run directory holding one in model/)."""
+def load_classifier(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                    bf16: bool | None = None) -> Classifier:
+    """Load a classifier directory written by `save_classifier` (or a run directory holding one in model/).
+
+    `bf16`: score under bf16 autocast; None = where the hardware supports it (bf16_supported).
+    """
     directory = Path(directory)
     if not is_classifier_dir(directory) and is_classifier_dir(directory / "model"):
         directory = directory / "model"
@@ -216,4 +226,5 @@ def load_classifier(directory: str | Path, dtype: torch.dtype = torch.float32, d
         target_fpr=meta.get("target_fpr"),
         base_model=meta.get("base_model"),
         max_length=int(meta.get("max_length", 512)),
+        bf16=bf16_supported(torch.device(device)) if bf16 is None else bf16,
     )
