@@ -124,8 +124,11 @@ def data_redact(
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config (sections model, data, lora, train)."),
     base: Optional[str] = typer.Option(None, help="Base model: embedded name, local HF dir, run dir or hub id."),
-    from_run: Optional[Path] = typer.Option(None, "--from", help="Continue from this finished run (its adapter, or "
-                                            "its merged weights for a full finetune); the base follows it."),
+    from_run: Optional[str] = typer.Option(None, "--from", help="Continue from this finished run (its adapter, or "
+                                           "its merged weights for a full finetune), or a version NAME:N / NAME:latest "
+                                           "with --home; the base follows it."),
+    home: Optional[Path] = typer.Option(None, help="Registry whose model versions --from may name (a server's --home)."),
+    key: Optional[str] = typer.Option(None, help="With --home: API key id that owns the model (default: the only key)."),
     data: Optional[Path] = typer.Option(None, help="Training data file."),
     valid: Optional[Path] = typer.Option(None, help="Validation data file."),
     method: Optional[str] = typer.Option(None, help="lora (default) or full: supervised finetuning; dpo: preference pairs (config section dpo)."),
@@ -175,6 +178,8 @@ def train(
         "data.skip_invalid": skip_invalid or None, "train.distributed": distributed,
         "train.deepspeed_config": deepspeed_config,
     }
+    if from_run is not None and home is not None and not Path(from_run).is_dir():
+        overrides["model.parent.run"] = version_run_dir(from_run, home, key)
     saved = out / "config.yaml" if out is not None else None
     if resume and config is None and saved is not None and saved.is_file():
         config = saved  # `--out DIR --resume` continues with the run's own resolved config
@@ -195,6 +200,17 @@ def train(
     console.print(f"adapter and merged model in {result.run_dir}")
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process evaluates
         evaluate_finished_run(run_config, result.run_dir)
+
+
+def version_run_dir(ref: str, home: Path, key: Optional[str]) -> str:
+    """The run directory of a registered version (NAME:N, or NAME:latest for the promoted one)."""
+    from tunesmith.registry.versions import resolve
+
+    db = open_existing_registry(home, None)
+    version = resolve(db, registry_owner(db, key), ref)
+    if version is None:
+        fail(f"--from: {ref} is neither a run directory nor a version in {home} (write NAME:N or NAME:latest)")
+    return version.run_dir
 
 
 def evaluate_finished_run(run_config, run_dir: Path) -> None:

@@ -69,3 +69,34 @@ def test_a_run_must_be_evaluated_and_its_parent_registered_first(db, tmp_path):
         versions.register_version(db, db.owner, "m", evaluated_run(tmp_path / "b", True, tmp_path / "a"), "os:t")
     with pytest.raises(VersionError, match="model name"):
         versions.register_version(db, db.owner, "bad name", tmp_path / "a", "os:t")
+
+
+def test_models_commands_register_list_refuse_promote_and_roll_back(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    home = tmp_path / "home"
+    db = Database(home / "tunesmith.sqlite")
+    keys.create_key(db)
+    runner = CliRunner()
+    a, b = evaluated_run(tmp_path / "a", True), evaluated_run(tmp_path / "b", False, tmp_path / "a")
+    c = evaluated_run(tmp_path / "c", True, tmp_path / "a")
+    assert runner.invoke(app, ["models", "register", "m", str(a), "--home", str(home)]).exit_code == 0
+    failed = runner.invoke(app, ["models", "register", "m", str(b), "--home", str(home)])
+    assert failed.exit_code == 1 and "m:latest stays m:1" in failed.output
+    assert runner.invoke(app, ["models", "register", "m", str(c), "--home", str(home)]).exit_code == 0
+    listed = runner.invoke(app, ["models", "list", "--home", str(home)]).output
+    assert "m:3 (serving as latest)" in listed and "FORGOTTEN" in listed
+    refused = runner.invoke(app, ["models", "promote", "m:2", "--home", str(home)])
+    assert refused.exit_code == 1 and "failed its gates" in refused.output
+    assert "m:latest is now m:1" in runner.invoke(app, ["models", "rollback", "m", "--home", str(home)]).output
+    shown = runner.invoke(app, ["models", "show", "m:latest", "--home", str(home)]).output
+    assert '"id": "m:1"' in shown
+    # --from NAME:latest trains from the promoted version's run: its config names base "tiny", which this run
+    # inherits (and, having no such model here, stops at)
+    data = tmp_path / "x.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}) + "\n")
+    started = runner.invoke(app, ["train", "--from", "m:latest", "--home", str(home), "--data", str(data),
+                                  "--out", str(tmp_path / "out")])
+    assert started.exit_code == 1 and "model 'tiny' not found" in " ".join(started.output.split())
