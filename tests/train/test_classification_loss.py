@@ -75,3 +75,11 @@ def test_calibration_bounds_each_label_and_the_any_label_rate_on_unlabelled_rows
     per_label_only = [label_threshold(scores[targets[:, j] == 0, j], 0.05) for j in range(3)]
     assert any(thresholds[label] > limit for label, limit in zip("abc", per_label_only))  # the any-label rule bit
     assert fired[~unlabelled].any(dim=-1).float().mean() > 0.5  # and recall survives
+
+
+def test_a_label_no_validation_row_carries_is_not_calibrated_below_half():
+    scores = torch.tensor([[0.9, 0.02], [0.1, 0.01], [0.2, 0.03], [0.05, 0.6]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    thresholds = calibrate_thresholds(scores, targets, ["seen", "unseen"], target_fpr=0.4, multi_label=False)
+    assert thresholds["seen"] == pytest.approx(0.1, abs=1e-6)  # one of 3 negatives may fire: above the 2nd highest
+    assert thresholds["unseen"] == 0.5  # the FPR rule alone would allow just above 0.03

@@ -11,7 +11,9 @@ thresholds are then raised, one negative score at a time on the label that flags
 until at most `target_fpr` of them are flagged by any label. Single-label rows always carry a class, so
 only the per-label rule applies to them.
 
-A label with no negative row in the validation set keeps 0.5 (nothing to calibrate against).
+A label with no negative row in the validation set keeps 0.5 (nothing to calibrate against). A label with
+no POSITIVE row stays at 0.5 or above: lowering it buys recall nobody measured. (The example moderation
+run put `hate/threatening`, which no row carries, at 0.0145 without this floor.)
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def calibrate_thresholds(scores: torch.Tensor, targets: torch.Tensor, labels: Se
     """{label: threshold}. scores, targets: (N, L) probabilities and 0/1 truth of the validation rows."""
     negatives = targets < 0.5  # (N, L)
     limits = [label_threshold(scores[negatives[:, j], j], target_fpr) for j in range(len(labels))]
+    limits = [limit if (~negatives[:, j]).any() else max(limit, UNCALIBRATED) for j, limit in enumerate(limits)]
     unlabelled = negatives.all(dim=-1)  # (N,) rows carrying no label: harmless text
     if multi_label and unlabelled.any():
         limits = tighten_for_any_flag(scores[unlabelled], limits, target_fpr)
