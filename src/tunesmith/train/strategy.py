@@ -60,7 +60,7 @@ class Strategy(Protocol):
         """`objective.loss_sum` of a batch (summed loss, summed metrics), run where this strategy needs it."""
 
     def backward(self, model, loss: torch.Tensor, closes_step: bool) -> None:
-        """Backward of a loss already divided by the step's GLOBAL trained-token count."""
+        """Backward of a loss already divided by the step's GLOBAL unit count (trained tokens; pairs for DPO: objective.py)."""
 
     def sum_gradients(self, model) -> None:
         """After the step's last backward: each rank's gradient becomes the sum over all ranks."""
