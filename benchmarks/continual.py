@@ -11,6 +11,7 @@ continue:
   tunesmith  the example configs as shipped (u2.yaml, u3.yaml: replay 0.25 of all earlier data)
   stack      tunesmith + a new adapter stacked on the parent's merged weights (model.parent.adapter: stack)
   anchor     tunesmith + L2 pull towards the parent's weights (model.parent.anchor, --anchor)
+  replay-half  tunesmith with half of each step replayed (data.replay.share 0.5)
 
 After each update every task so far is scored (held-out accuracy, eval phrasings never trained on) and
 perplexity on general English (examples/general). Prints a table and the JSON (also written to OUT/results.json).
@@ -52,6 +53,8 @@ def variant_config(update: str, variant: str, parent: Path | None, out: Path, an
             raw["model"]["parent"]["adapter"] = "stack"
         if variant == "anchor":
             raw["model"]["parent"]["anchor"] = anchor
+        if variant == "replay-half":
+            raw["data"]["replay"]["share"] = 0.5
     if max_steps is not None:
         raw["train"]["max_steps"] = max_steps
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +103,7 @@ def table(rows: list[dict]) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="naive,tunesmith", help="comma-separated: naive, tunesmith, stack, anchor")
+    parser.add_argument("--variants", default="naive,tunesmith", help="comma-separated: naive, tunesmith, stack, anchor, replay-half")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-continual"))
     parser.add_argument("--anchor", type=float, default=10.0, help="model.parent.anchor of the anchor variant")
     parser.add_argument("--max-steps", type=int, help="cap every update's steps (a quick look)")

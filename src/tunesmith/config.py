@@ -170,6 +170,9 @@ class RunConfig(Strict):
         parent = self.model.parent
         if self.data.replay is not None and self.data.replay.from_parent and parent is None:
             raise ValueError("data.replay.from_parent needs model.parent (the run whose data to replay)")
+        if parent is not None and parent.anchor > 0 and self.train.distributed == "deepspeed":
+            raise ValueError("model.parent.anchor does not work under train.distributed: deepspeed (its engine steps its "
+                             "own copies of the weights) — use ddp or fsdp, or anchor: 0")
         if parent is None or not (parent.run / "config.yaml").is_file():
             return self
         saved = read_yaml_mapping(parent.run / "config.yaml", ConfigError, "parent config", "of sections")
