@@ -7,11 +7,11 @@ u3 the approved names of 104-108) are trained in sequence, each from the previou
 same for every variant (it has no parent) and is trained once. Variants differ only in how updates 2 and 3
 continue:
 
-  naive      continue the parent's adapter on the new data alone (plain sequential finetuning)
-  tunesmith  the example configs as shipped (u2.yaml, u3.yaml: replay 0.25 of all earlier data)
-  stack      tunesmith + a new adapter stacked on the parent's merged weights (model.parent.adapter: stack)
-  anchor     tunesmith + L2 pull towards the parent's weights (model.parent.anchor, --anchor)
-  replay-half  tunesmith with half of each step replayed (data.replay.share 0.5)
+  naive        continue the parent's adapter on the new data alone (plain sequential finetuning)
+  replay       + a quarter of each step replayed from all earlier updates (data.replay.share 0.25)
+  tunesmith    the example configs as shipped (u2.yaml, u3.yaml): half of each step replayed (share 0.5)
+  anchor       replay + L2 pull towards the parent's weights (model.parent.anchor 100)
+  stack        tunesmith with a new adapter stacked on the parent's merged weights (model.parent.adapter: stack)
 
 After each update every task so far is scored (held-out accuracy, eval phrasings never trained on) and
 perplexity on general English (examples/general). Prints a table and the JSON (also written to OUT/results.json).
@@ -38,7 +38,7 @@ UPDATES = ["u1", "u2", "u3"]
 TASKS = [("u1", "facts"), ("u2", "facts"), ("u2", "provisional"), ("u3", "facts")]
 
 
-def variant_config(update: str, variant: str, parent: Path | None, out: Path, anchor: float, max_steps: int | None):
+def variant_config(update: str, variant: str, parent: Path | None, out: Path, max_steps: int | None):
     """The example's config for `update`, with the variant's way of continuing, written beside the run."""
     raw = yaml.safe_load((EXAMPLE / f"{update}.yaml").read_text())
     raw["out"] = str(out)
@@ -46,15 +46,15 @@ def variant_config(update: str, variant: str, parent: Path | None, out: Path, an
     raw["data"]["train"] = str(REPO / raw["data"]["train"])
     raw["data"].pop("valid", None)  # validation loss is not what this compares; it only costs time here
     if parent is not None:
-        raw["model"] = {"parent": {"run": str(parent)}}
+        raw["model"]["parent"] = {"run": str(parent)}
         if variant == "naive":
-            raw["data"].pop("replay", None)
+            raw["data"].pop("replay")
+        if variant in ("replay", "anchor"):
+            raw["data"]["replay"]["share"] = 0.25
+        if variant == "anchor":
+            raw["model"]["parent"]["anchor"] = 100.0
         if variant == "stack":
             raw["model"]["parent"]["adapter"] = "stack"
-        if variant == "anchor":
-            raw["model"]["parent"]["anchor"] = anchor
-        if variant == "replay-half":
-            raw["data"]["replay"]["share"] = 0.5
     if max_steps is not None:
         raw["train"]["max_steps"] = max_steps
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def run_variant(variant: str, root: Path, first: Path, args, console: Console, r
     for index, update in enumerate(UPDATES[1:], start=2):
         out = root / variant / update
         if not (out / "run.json").is_file():
-            train(variant_config(update, variant, parent, out, args.anchor, args.max_steps), console=console)
+            train(variant_config(update, variant, parent, out, args.max_steps), console=console)
         seconds = json.loads((out / "run.json").read_text())["seconds"] if (out / "run.json").is_file() else 0
         rows.append({"variant": variant, "after": update, "train_s": round(seconds),
                      **score(str(out), index, out / "bench_scores.json", console)})
@@ -103,9 +103,8 @@ def table(rows: list[dict]) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="naive,tunesmith", help="comma-separated: naive, tunesmith, stack, anchor, replay-half")
+    parser.add_argument("--variants", default="naive,replay,tunesmith", help="comma-separated: naive, replay, tunesmith, anchor, stack")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-continual"))
-    parser.add_argument("--anchor", type=float, default=10.0, help="model.parent.anchor of the anchor variant")
     parser.add_argument("--max-steps", type=int, help="cap every update's steps (a quick look)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 on a shared, busy machine)")
     args = parser.parse_args()
@@ -115,7 +114,7 @@ def main() -> None:
     root = args.out.resolve()
     first = root / "u1"
     if not (first / "run.json").is_file():
-        train(variant_config("u1", "base", None, first, args.anchor, args.max_steps), console=console)
+        train(variant_config("u1", "base", None, first, args.max_steps), console=console)
     base = load_config(EXAMPLE / "u1.yaml").model.base
     rows = [{"variant": "-", "after": "base", **score(base, 3, root / "base_scores.json", console)},
             {"variant": "-", "after": "u1", **score(str(first), 1, first / "bench_scores.json", console)}]

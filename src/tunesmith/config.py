@@ -51,7 +51,7 @@ class ReplayConfig(Strict):
     alternating between them; which ones is a function of (seed, step), so a resumed run replays the same.
     """
 
-    share: float = Field(0.2, gt=0, lt=1, description="Fraction of each step's examples drawn from replay.")
+    share: float = Field(0.5, gt=0, lt=1, description="Fraction of each step's examples drawn from replay (0.5: measured in train/parent.py).")
     from_parent: bool = Field(True, description="Replay the training files of the parent and every earlier ancestor, as their run.json records them (each must still match its recorded sha256).")
     general_text: Path | None = Field(None, description="Plain text (.txt, blank-line separated documents) or JSONL {text}: general language to keep, chunked to data.max_length.")
 

@@ -10,8 +10,13 @@ How a run starts from its parent:
   over the shared base, of rank r_parent + r (stack_adapters), so serving does not change.
 - anything from or to a full finetune: the parent's merged weights (model/), then LoRA or full as asked.
 
-Forgetting control beyond replay (train/replay.py): `stack` and `anchor` are the alternatives to plain
-continuation that benchmarks/continual.py measures on examples/continual.
+Forgetting control, chosen by measurement (benchmarks/continual.py on examples/continual: SmolLM2-135M,
+LoRA r16, three updates; held-out accuracy on update 1's facts, best 85.5%, after updates 2 and 3):
+plain continuation 63.8% then 23.2%; replay of a quarter of each step 76.8% then 53.6%; that plus
+`anchor` 100 82.6% then 73.9%, at a smaller gain on the new facts; replay of half of each step 79.7%
+then 87.0%, keeping update 2's facts within 2.6 points. The defaults are therefore `continue`, anchor 0
+and, when `data.replay` is set, share 0.5. `stack` is implemented and tested (exported adapter equals
+the merged model) but was not measured on the real model.
 """
 from __future__ import annotations
 
