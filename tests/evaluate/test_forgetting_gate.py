@@ -27,3 +27,6 @@ def test_destructive_full_finetune_trips_the_forgetting_gate(tmp_path, monkeypat
     assert general["candidate"]["metrics"]["perplexity"] > 1.40 * general["baseline"]["metrics"]["perplexity"]
     assert "general.perplexity max_forgetting FAILED" in " ".join(result.output.split())
     assert (tmp_path / "run" / "model" / "config.json").is_file()  # the model is kept for inspection
+    card = (tmp_path / "run" / "model" / "README.md").read_text()  # its model card carries the real evaluation
+    perplexity = general["candidate"]["metrics"]["perplexity"]
+    assert f"{perplexity:.4g}" in card and "a gate FAILED" in card and "- FAILED: " in card

@@ -19,7 +19,6 @@ from tunesmith.registry import files, models
 from tunesmith.registry.db import Database
 from tunesmith.train.run_record import RUN_RECORD, read_run_record
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MIN_PREFIX = 8  # a shorter hex prefix would match digests by accident
 
 
