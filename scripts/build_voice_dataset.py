@@ -1,6 +1,6 @@
 """Build the brand-voice preference dataset: the Jargon File's hacker voice vs a neutral definition.
 
-Run as: .venv/bin/python scripts/build_voice_dataset.py [--dictd DIR | --debs DIR] [--out examples/voice] [--seed 0]
+Run as: .venv/bin/python scripts/build_voice_dataset.py [--dictd DIR | --debs DIR] [--out examples/voice] [--seed 0] [--generate-generic]
 
 The brand is a help desk that answers in the voice of the Jargon File (Debian `dict-jargon`, public domain):
 playful, opinionated, with etymologies and usage examples. For each term it defines, the neutral answer to
@@ -15,10 +15,16 @@ Without --dictd/--debs the dictionaries are read from /usr/share/dictd when inst
   train.jsonl         preference pairs (OpenAI format), each term asked in 3 of the 8 phrasings
   valid.jsonl         pairs for held-out terms (2 phrasings each): the reward-accuracy check
   eval_prompts.jsonl  {id, prompt, term, reference}: more held-out terms, to generate answers for the style judge
-  style.jsonl         {id, text, label: brand | not_brand}: jargon and neutral texts of terms used nowhere else
+  style.jsonl         {id, text, label: brand | not_brand, term, source}: texts about terms used nowhere else --
+                      jargon (brand) vs FOLDOC definitions and the base model's own generic answers (not_brand)
   terms.jsonl         each paired term, its split and where its neutral answer came from (attribution)
+  generic_answers.jsonl  {term, prompt, answer, model, decoding}: the model-written not_brand texts, cached
 
-Output is deterministic for a given --seed and dictionary versions.
+The not_brand side needs the generic assistant voice as well as the dictionary one: a judge that saw only terse
+FOLDOC definitions called 88% of the base model's chatty answers ("The term X refers to...") brand voice.
+`--generate-generic` writes generic_answers.jsonl with the embedded base model (greedy, one pass, minutes on a
+CPU); without it the build reads that committed file and loads no model. Output is deterministic for a given
+--seed, dictionary versions and generic_answers.jsonl.
 """
 from __future__ import annotations
 
@@ -35,6 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.data.preference import PreferencePair, load_preferences
+from tunesmith.models.generate import generate_answers
+from tunesmith.models.load import load_model, load_tokenizer
+from tunesmith.models.resolve import DEFAULT_BASE
 
 PACKAGES = ("dict-jargon", "dict-foldoc", "dict-wn")
 PHRASINGS = (
@@ -68,6 +77,9 @@ STOPWORDS = set(
     "has have had been being when where what how their there they them these those you your his her our we term word".split()
 )
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+GENERIC_MODEL = DEFAULT_BASE  # the model the voice example tunes: its own voice is the one the brand must replace
+GENERIC_MAX_NEW_TOKENS = 96  # examples/suites/voice.yaml's decoding: the judge learns answers as the suite generates them
+GENERIC_FILE = "generic_answers.jsonl"
 
 
 @dataclass
@@ -275,8 +287,8 @@ def build_terms(jargon: dict[str, str], foldoc: dict[str, str], wordnet: dict[st
     return terms
 
 
-def neutral_style_texts(jargon: dict[str, str], foldoc: dict[str, str]) -> list[str]:
-    """FOLDOC's first sense of terms the Jargon File lacks: the same computing topics in a neutral voice.
+def neutral_style_texts(jargon: dict[str, str], foldoc: dict[str, str]) -> list[tuple[str, str]]:
+    """(headword, FOLDOC's first sense) of terms the Jargon File lacks: the same computing topics in a neutral voice.
 
     Entries FOLDOC took from the Jargon File (cited) or files as jargon or humour are left out, and so is any
     entry that a Jargon File term also reaches under another of its headwords (an alias: `param`, `parameter`).
@@ -286,8 +298,39 @@ def neutral_style_texts(jargon: dict[str, str], foldoc: dict[str, str]) -> list[
     for key, entry in sorted(foldoc.items()):
         if entry in reached or "jargon file" in entry.lower() or re.search(r"<[^>]*\b(jargon|humour|abuse)\b", entry):
             continue
-        texts += foldoc_senses(entry)[:1]
+        headword = ascii_typography(entry.split("\n", 1)[0].strip())
+        texts += [(headword, sense) for sense in foldoc_senses(entry)[:1]]
     return texts
+
+
+def generic_questions(terms: list[Term], seed: int) -> list[dict]:
+    """{term, prompt} per term, phrased as the eval prompts are; an own random stream, so the other files' draws stay put."""
+    rng = random.Random(seed)
+    return [{"term": term.term, "prompt": rng.choice(PHRASINGS).format(term=term.term)} for term in terms]
+
+
+def generate_generic_answers(questions: list[dict], path: Path) -> None:
+    """The base model's greedy answers to `questions`, written to `path` as they came (typography untouched)."""
+    model, tokenizer = load_model(GENERIC_MODEL), load_tokenizer(GENERIC_MODEL)
+    prompts = [[{"role": "user", "content": question["prompt"]}] for question in questions]
+    answers = generate_answers(model, tokenizer, prompts, GENERIC_MAX_NEW_TOKENS, batch_size=16, progress=False)
+    decoding = f"greedy, max_new_tokens {GENERIC_MAX_NEW_TOKENS}, template's default system prompt"
+    write_jsonl(path, [{**question, "answer": answer, "model": GENERIC_MODEL, "decoding": decoding}
+                       for question, answer in zip(questions, answers)])
+
+
+def cached_generic_answers(questions: list[dict], path: Path) -> list[str]:
+    """The answers cached in `path`, which must be for exactly `questions` (same terms, same phrasings, same order)."""
+    if not path.exists():
+        sys.exit(f"{path}: missing -- copy the committed examples/voice/{GENERIC_FILE} there, or rerun with --generate-generic")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    if [{"term": row["term"], "prompt": row["prompt"]} for row in rows] != questions:
+        sys.exit(f"{path}: answers other questions than the {len(questions)} this build asks "
+                 "(another --seed, size or dictionary version) -- rerun with --generate-generic to write them")
+    empty = [row["term"] for row in rows if not row["answer"].strip()]
+    if empty:
+        sys.exit(f"{path}: empty answers for {empty} -- rerun with --generate-generic, or pick another --seed")
+    return [row["answer"] for row in rows]
 
 
 def pairs_for(terms: list[Term], per_term: int, rng: random.Random) -> list[dict]:
@@ -331,8 +374,13 @@ def main() -> None:
     parser.add_argument("--train-phrasings", type=int, default=3, help="phrasings per term in train.jsonl")
     parser.add_argument("--valid-phrasings", type=int, default=2, help="phrasings per term in valid.jsonl")
     parser.add_argument("--eval-terms", type=int, default=60, help="unpaired terms held out for eval_prompts.jsonl")
-    parser.add_argument("--style-size", type=int, default=150, help="texts per label in style.jsonl")
+    parser.add_argument("--style-size", type=int, default=270, help="texts per label in style.jsonl")
+    parser.add_argument("--generic-answers", type=int, default=120, help="of the not_brand texts, how many the base model writes")
+    parser.add_argument("--generate-generic", action="store_true",
+                        help=f"generate {GENERIC_FILE} with {GENERIC_MODEL} (minutes) instead of reading the committed one")
     args = parser.parse_args()
+    if not 0 <= args.generic_answers <= args.style_size:
+        parser.error(f"--generic-answers {args.generic_answers}: must be between 0 and --style-size ({args.style_size})")
 
     with tempfile.TemporaryDirectory() as tmp:
         directory, obtained = dictd_directory(args.dictd, args.debs, tmp)
@@ -351,17 +399,27 @@ def main() -> None:
     for group in groups:
         (valid if len(valid) < args.valid_terms else train).extend(group)
     evaluated = unpaired[: args.eval_terms]
-    style_brand = [term.brand for term in unpaired[args.eval_terms : args.eval_terms + args.style_size]]
-    style_neutral = rng.sample(neutral_style_texts(jargon, foldoc), args.style_size)
+    style_end = args.eval_terms + args.style_size
+    style_brand = unpaired[args.eval_terms : style_end]
+    style_neutral = rng.sample(neutral_style_texts(jargon, foldoc), args.style_size - args.generic_answers)
+    questions = generic_questions(unpaired[style_end : style_end + args.generic_answers], args.seed)
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.generate_generic:
+        generate_generic_answers(questions, args.out / GENERIC_FILE)
+    style_generic = cached_generic_answers(questions, args.out / GENERIC_FILE)
     write_jsonl(args.out / "train.jsonl", pairs_for(train, args.train_phrasings, rng))
     write_jsonl(args.out / "valid.jsonl", pairs_for(valid, args.valid_phrasings, rng))
     write_jsonl(args.out / "eval_prompts.jsonl", [
         {"id": f"voice-{i}", "prompt": rng.choice(PHRASINGS).format(term=term.term), "term": term.term, "reference": term.brand}
         for i, term in enumerate(evaluated, start=1)
     ])
-    style = [{"text": text, "label": "brand"} for text in style_brand] + [{"text": text, "label": "not_brand"} for text in style_neutral]
+    style = (
+        [{"text": term.brand, "label": "brand", "term": term.term, "source": "jargon"} for term in style_brand]
+        + [{"text": text, "label": "not_brand", "term": term, "source": "foldoc"} for term, text in style_neutral]
+        + [{"text": ascii_typography(answer), "label": "not_brand", "term": question["term"],
+            "source": f"generated by {GENERIC_MODEL}"} for question, answer in zip(questions, style_generic)]
+    )
     rng.shuffle(style)
     write_jsonl(args.out / "style.jsonl", [{"id": f"style-{i}", **row} for i, row in enumerate(style, start=1)])
     write_jsonl(args.out / "terms.jsonl", [
@@ -375,7 +433,8 @@ def main() -> None:
     sources = {source: sum(term.source == source for term in paired) for source in ("foldoc", "wordnet")}
     print(json.dumps({"obtained": obtained, "jargon_terms": len(terms), "paired_terms": len(paired), "neutral_sources": sources,
                       "train_terms": len(train), "valid_terms": len(valid), "eval_terms": len(evaluated),
-                      "style": {"brand": len(style_brand), "not_brand": len(style_neutral)}}, indent=1))
+                      "style": {"brand": len(style_brand), "not_brand": {"foldoc": len(style_neutral), "generated": len(style_generic)}}},
+                     indent=1))
 
 
 if __name__ == "__main__":
