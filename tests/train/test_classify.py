@@ -176,3 +176,11 @@ def test_layers_keeps_the_first_decoder_layers_with_the_base_weights(tiny_model_
     assert torch.equal(model.model.layers[0].mlp.up_proj.weight, base["model.layers.0.mlp.up_proj.weight"])
     with pytest.raises(ConfigError, match="classification.layers: 3 but the base model has 2 decoder layers"):
         build_classification_model(run_config(tiny_model_dir, tmp_path, **{"classification.layers": 3}), ["a"], True, 2)
+
+
+def test_a_run_without_validation_rows_trains_and_exports(tiny_model_dir, tmp_path):
+    """Moderation jobs may come without a validation file: no calibration data, thresholds stay at their default."""
+    train_run(run_config(tiny_model_dir, tmp_path, **{"data.valid": None, "train.max_steps": 2, "train.eval_every": None}))
+    classifier = load_classifier(tmp_path / "run")
+    assert classifier.labels == ["metal", "animal", "hate"]
+    assert classifier.scores(["gold", "fox"]).shape == (2, 3)

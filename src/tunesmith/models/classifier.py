@@ -112,6 +112,8 @@ def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_lengt
 
     Cutting keeps the start of a text: a moderation verdict on a long text rests on its first tokens.
     """
+    if not texts:  # e.g. a run without validation rows: the tokenizer cannot take an empty batch
+        return []
     encoded = tokenizer(texts, add_special_tokens=False, split_special_tokens=True,
                         truncation=True, max_length=max_length)["input_ids"]
     return [row if row else [tokenizer.unk_token_id or 0] for row in encoded]  # an empty text still pools a token
