@@ -95,3 +95,16 @@ def test_bad_sampling_parameters_are_400_and_base_models_cannot_be_deleted(api, 
     too_long = {**chat, "max_tokens": 10_000}
     assert assert_error(api.post("/v1/chat/completions", headers=headers, json=too_long), 400)["code"] == "context_length_exceeded"
     assert_error(api.delete(f"/v1/models/{tiny_model_dir.name}", headers=headers), 403)
+
+
+def test_stop_strings_are_capped_in_count_and_length_with_openais_error(api, tiny_model_dir):
+    headers = api.key()
+    chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    error = assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, "stop": list("abcde")}), 400, "stop")
+    assert error["code"] == "array_above_max_length" and "maximum length 4" in error["message"]
+    long_stop = {**chat, "stop": ["ok", "x" * 257]}
+    error = assert_error(api.post("/v1/chat/completions", headers=headers, json=long_stop), 400, "stop[1]")
+    assert error["code"] == "string_above_max_length" and "257" in error["message"]
+    prompt = {"model": tiny_model_dir.name, "prompt": "hi", "max_tokens": 2, "stop": "y" * 257}
+    assert_error(api.post("/v1/completions", headers=headers, json=prompt), 400, "stop[0]")
+    assert api.post("/v1/chat/completions", headers=headers, json={**chat, "stop": ["x" * 256] * 4}).status_code == 200

@@ -25,6 +25,8 @@ from tunesmith.serve.requests import Delta, SamplingParams, Usage
 from tunesmith.serve.routes.models import resolve_served
 
 router = APIRouter(prefix="/v1")
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit
+MAX_STOP_CHARS = 256  # each; OpenAI states none, a stop string longer than an answer stops nothing
 
 
 class Message(BaseModel):
@@ -54,11 +56,24 @@ class Sampling(BaseModel):
 
     def params(self, default_max_tokens: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if len(stop) > 4:
-            raise APIError(400, "At most 4 stop sequences are allowed.", param="stop")
+        check_stop(stop)
         return SamplingParams(max_new_tokens=self.max_tokens or default_max_tokens,
                               temperature=1.0 if self.temperature is None else self.temperature,
                               top_p=1.0 if self.top_p is None else self.top_p, stop=stop, n=self.n, seed=self.seed)
+
+
+def check_stop(stop: list[str]) -> None:
+    """OpenAI's limits and error shape: at most 4 stop sequences; ours on each one's length, which the batcher
+    thread scans at every token (serve/detokenize.py)."""
+    if len(stop) > MAX_STOP_SEQUENCES:
+        raise APIError(400, f"Invalid 'stop': array too long. Expected an array with maximum length "
+                            f"{MAX_STOP_SEQUENCES}, but got an array with length {len(stop)} instead.",
+                       param="stop", code="array_above_max_length")
+    for index, text in enumerate(stop):
+        if len(text) > MAX_STOP_CHARS:
+            raise APIError(400, f"Invalid 'stop[{index}]': string too long. Expected a string with maximum length "
+                                f"{MAX_STOP_CHARS}, but got a string with length {len(text)} instead.",
+                           param=f"stop[{index}]", code="string_above_max_length")
 
 
 class ChatRequest(Sampling):
