@@ -44,6 +44,7 @@ SPEC = {
         },
     },
     "placeholders": {"country": {"field": "name"}},
+    "reverse": False,  # the tests below count one direction; test_reverse_* cover the default
 }
 
 
@@ -328,6 +329,33 @@ def test_shipped_elements_spec_regenerates_the_committed_demo_data():
     for split in ("train", "valid", "eval"):
         rows = [json.dumps(e.row(), ensure_ascii=False) for e in result.split(split)]
         assert rows == (ELEMENTS / f"{split}.jsonl").read_text().splitlines(), split
+
+
+def test_reverse_relations_ask_one_to_one_facts_the_other_way_by_default(workspace):
+    spec = load_spec_from(SPEC | {"reverse": True})
+    result = augment(spec, read_records(workspace / "countries.csv"), Holdout.by_template, seed=0)
+    by_relation = Counter(e.relation for e in result.train)
+    # capital is one-to-one and gets the same share in reverse; continent (three countries in Africa) does not
+    assert by_relation == {"capital": 30, "capital_reverse": 30, "continent": 20}
+    japan = [e for e in result.train if e.relation == "capital_reverse" and e.source.fields["name"] == "Japan"]
+    assert all("The capital of ___ is Tokyo." in e.question and e.answer == "The capital of Japan is Tokyo."
+               for e in japan)
+    item = next(e.item for e in result.eval if e.relation == "capital_reverse" and e.source.fields["name"] == "Japan")
+    assert item["answer"] == "Japan" and "Tokyo" in item["question"]
+    templates = {split: {e.phrasing.text for e in result.split(split) if e.relation == "capital_reverse"}
+                 for split in ("train", "valid", "eval")}
+    assert templates["eval"] and not templates["eval"] & (templates["train"] | templates["valid"])
+    assert not templates["valid"] & templates["train"]
+
+
+def test_reverse_relations_are_not_added_where_the_spec_asks_both_ways(workspace):
+    both_ways = SPEC["relations"] | {"country_of_capital": {
+        "answer": "{capital} is the capital of {country}.", "eval_answer": "country",
+        "train": ["{capital} is the capital of which country?"], "eval": ["Which country is governed from {capital}?"]}}
+    spec = load_spec_from(SPEC | {"reverse": True, "relations": both_ways})
+    result = augment(spec, read_records(workspace / "countries.csv"), Holdout.by_template, seed=0)
+    assert {e.relation for e in result.train} == {"capital", "continent", "country_of_capital"}
+    assert load_spec(ELEMENTS / "augment.yaml").reverse  # the demo's spec writes every reverse itself
 
 
 def load_spec_from(raw: dict):

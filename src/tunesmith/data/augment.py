@@ -35,6 +35,7 @@ from tunesmith.data.augment_spec import (
 )
 from tunesmith.data.paraphrase import add_paraphrases, model_generator
 from tunesmith.data.phrasings import Phrasing, Plan, normalize_wording, plan_phrasings, pooled
+from tunesmith.data.reverse import with_reverse_relations
 from tunesmith.data.sources import Source, read_passages, read_records
 
 __all__ = ["AugmentError", "AugmentSpec", "Holdout", "Source", "augment", "augment_files", "load_spec",
@@ -154,8 +155,13 @@ class Augmented:
 
 def augment(spec: AugmentSpec, sources: list[Source], holdout: Holdout | str = Holdout.by_source,
             holdout_fraction: float = 0.2, seed: int = 0, plan: Plan | None = None) -> Augmented:
-    """Train chat rows, valid chat rows and eval QA items for every source x relation, deduplicated."""
+    """Train chat rows, valid chat rows and eval QA items for every source x relation, deduplicated.
+
+    Relations asked one way only get their reverse first (data/reverse.py); a given `plan` must come
+    from the spec so extended.
+    """
     holdout = parse_holdout(holdout)
+    spec = with_reverse_relations(spec, sources)
     rng = random.Random(seed)
     plan = plan if plan is not None else plan_phrasings(spec, seed)
     check_placeholders(spec, plan, sources)
@@ -351,6 +357,7 @@ def augment_files(spec_path: Path, records: list[Path], documents: list[Path], o
     sources += [s for path in documents for s in read_passages(path, spec.passages.max_chars)]
     if not sources:
         raise AugmentError("the input files hold no records or passages")
+    spec = with_reverse_relations(spec, sources)
     plan = plan_phrasings(spec, seed)
     rejected: Counter = Counter()
     if paraphrases > 0:

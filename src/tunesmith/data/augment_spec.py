@@ -94,6 +94,8 @@ class AugmentSpec(Strict):
     splits: Splits = Field(default_factory=Splits)
     eval_items: EvalItems = Field(default_factory=EvalItems)
     passages: PassageSplitting = Field(default_factory=PassageSplitting)
+    reverse: bool = Field(True, description="Records: also ask each one-to-one relation the other way round "
+                          "(a cloze of its answer, `<relation>_reverse`) where no relation asks it yet; see data/reverse.py.")
 
     @model_validator(mode="after")
     def _templates_parse(self) -> "AugmentSpec":
