@@ -36,6 +36,8 @@ def run_demo(out: Path, console: Console, examples: Path = EXAMPLES, eval_limit:
     started = time.perf_counter()
     config = load_config(examples / "elements" / "demo.yaml", {"out": out, **(overrides or {})})
     config.data.train, config.data.valid = examples / "elements" / "train.jsonl", examples / "elements" / "valid.jsonl"
+    if config.data.replay is not None and config.data.replay.general_text is not None:  # named from the repo root
+        config.data.replay.general_text = examples / config.data.replay.general_text.relative_to("examples")
     config.eval.suite, config.eval.limit = examples / "suites" / "elements.yaml", eval_limit
     check_eval_suite(config)
     if out.exists():
