@@ -1,6 +1,6 @@
 import json
 
-from tunesmith.data.check import DataReport, check_data
+from tunesmith.data.check import DataReport, check_data, length_histogram
 
 GOLD = [{"role": "user", "content": "Symbol of gold?"}, {"role": "assistant", "content": "Au."}]
 PARAGRAPH = (
@@ -124,3 +124,10 @@ def test_file_whose_rows_are_all_short_or_invalid_is_reported_not_crashed(tmp_pa
     path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"oops": 1}\n')
     report = check_data(path)
     assert not report.ok and {e["line"] for e in report.errors} == {1, 2}
+
+
+def test_length_histogram_covers_min_to_max_in_equal_bins_and_counts_every_row():
+    lengths = [5, 7, 7, 30, 64, 64, 100]
+    bins = length_histogram(lengths, bins=4)
+    assert [(b.low, b.high, b.rows) for b in bins] == [(5, 28, 3), (29, 52, 1), (53, 76, 2), (77, 100, 1)]
+    assert [(b.low, b.high, b.rows) for b in length_histogram([9, 9, 10])] == [(9, 9, 2), (10, 10, 1)]

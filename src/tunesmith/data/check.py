@@ -63,6 +63,14 @@ class PiiEntry(BaseModel):
     snippet: str  # the surrounding text with every finding redacted
 
 
+class LengthBin(BaseModel):
+    """Rows whose length in tokens lies in [low, high] (the web UI draws these as a histogram)."""
+
+    low: int
+    high: int
+    rows: int
+
+
 class TokenStats(BaseModel):
     file: str
     part: Literal["row", "prompt", "chosen", "rejected", "pair"] = "row"  # preference files: one line per part
@@ -73,6 +81,7 @@ class TokenStats(BaseModel):
     max: int
     trained_tokens: int  # tokens with a label, after truncation to max_length
     truncated_rows: int  # preference files: pairs whose longer side exceeds max_length, on the `pair` line
+    histogram: list[LengthBin] = []  # at most HISTOGRAM_BINS equal-width bins from min to max
 
 
 class Preview(BaseModel):
@@ -232,6 +241,19 @@ def _render_record(record: Record, tokenizer: PreTrainedTokenizerBase, max_lengt
     return sum(len(chunk.input_ids) for chunk in chunks), chunks
 
 
+HISTOGRAM_BINS = 12
+
+
+def length_histogram(lengths: list[int], bins: int = HISTOGRAM_BINS) -> list[LengthBin]:
+    """Equal-width integer bins covering min..max (fewer bins when the lengths span fewer values)."""
+    low, high = min(lengths), max(lengths)
+    width = ceil((high - low + 1) / bins)
+    counts = [0] * ceil((high - low + 1) / width)
+    for length in lengths:
+        counts[(length - low) // width] += 1
+    return [LengthBin(low=low + i * width, high=min(high, low + (i + 1) * width - 1), rows=n) for i, n in enumerate(counts)]
+
+
 def _token_stats(name: str, lengths: list[int], trained: int, truncated_rows: int, part: str = "row") -> TokenStats:
     ordered = sorted(lengths)
     return TokenStats(
@@ -244,6 +266,7 @@ def _token_stats(name: str, lengths: list[int], trained: int, truncated_rows: in
         max=ordered[-1],
         trained_tokens=trained,
         truncated_rows=truncated_rows,
+        histogram=length_histogram(ordered),
     )
 
 
