@@ -35,7 +35,8 @@ def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, 
     report = {"passed": True, "gates": [{"passed": True, "message": "qa accuracy 0.9 >= 0.5"}],
               "tasks": [{"name": "qa", "baseline": {"metrics": {"accuracy": 0.1}},
                          "candidate": {"metrics": {"accuracy": 0.9}}, "delta": {"accuracy": 0.8}}]}
-    (home / "jobs" / job["id"] / "run" / "eval").mkdir(parents=True)
+    # the job's quick evaluation wrote a report with no gates; this one has a gate to show
+    (home / "jobs" / job["id"] / "run" / "eval").mkdir(parents=True, exist_ok=True)
     (home / "jobs" / job["id"] / "run" / "eval" / "report.json").write_text(json.dumps(report))
     assert httpx.get(f"{url}/ui/api/jobs/{job['id']}/evaluation").status_code == 401
 

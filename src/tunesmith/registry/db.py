@@ -116,6 +116,7 @@ ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the fi
     ("api_keys", "pii_policy"): "TEXT NOT NULL DEFAULT 'refuse'",  # what an upload with personal data gets
     ("jobs", "integrations"): "TEXT",  # the job's OpenAI `integrations`, as sent
     ("jobs", "method"): "TEXT NOT NULL DEFAULT 'supervised'",  # OpenAI's method.type: supervised or dpo
+    ("jobs", "suite"): "TEXT",  # the evaluation suite (HOME/suites/NAME.yaml) the job names; None = quick evaluation
 }
 
 

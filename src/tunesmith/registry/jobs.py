@@ -50,6 +50,7 @@ class Job:
     metadata: dict | None
     integrations: list | None  # OpenAI's `integrations` as the client sent them (recorded, see routes/jobs.py)
     method: str  # OpenAI's method.type: supervised or dpo
+    suite: str | None = None  # extension: the evaluation suite run after training (serve/suites.py)
 
 
 def _job(row) -> Job:
@@ -61,20 +62,22 @@ def _job(row) -> Job:
 
 def create_job(db: Database, owner: str, model: str, training_file: str, validation_file: str | None,
                hyperparameters: dict, suffix: str | None, seed: int, metadata: dict | None = None,
-               integrations: list | None = None, method: str = "supervised") -> Job:
+               integrations: list | None = None, method: str = "supervised", suite: str | None = None) -> Job:
     job_id = new_id("ftjob")
     with db.transaction() as tx:
         tx.execute(
             "INSERT INTO jobs (id, owner, created_at, model, training_file, validation_file, hyperparameters,"
-            " suffix, seed, status, metadata, integrations, method)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?, ?)",
+            " suffix, seed, status, metadata, integrations, method, suite)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?, ?, ?)",
             (job_id, owner, now(), model, training_file, validation_file, json.dumps(hyperparameters), suffix, seed,
-             json.dumps(metadata) if metadata else None, json.dumps(integrations) if integrations else None, method),
+             json.dumps(metadata) if metadata else None, json.dumps(integrations) if integrations else None, method,
+             suite),
         )
         insert_event(tx, job_id, f"Created fine-tuning job: {job_id}")
         audit.record(tx, owner, "job.created", job_id, model=model, training_file=training_file,
                      **({"validation_file": validation_file} if validation_file else {}),
-                     **({"integrations": [i.get("type") for i in integrations]} if integrations else {}))
+                     **({"integrations": [i.get("type") for i in integrations]} if integrations else {}),
+                     **({"suite": suite} if suite else {}))
     return get_job(db, job_id)
 
 

@@ -12,7 +12,7 @@ from tunesmith.registry.db import Database
 from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.errors import install_error_handlers
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.routes import completions, files, jobs, lineage, models, moderations, ui
+from tunesmith.serve.routes import completions, files, jobs, lineage, models, moderations, preflight, ui
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
 
@@ -38,7 +38,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models)
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     install_error_handlers(app)
-    for module in (files, jobs, lineage, models, completions, moderations, ui):  # lineage before models' {id:path}
+    for module in (files, jobs, lineage, models, completions, moderations, ui, preflight):  # lineage before models' {id:path}
         app.include_router(module.router)
 
     @app.get("/health")

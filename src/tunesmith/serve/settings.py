@@ -43,6 +43,11 @@ class ServeSettings(BaseModel):
     def jobs_dir(self) -> Path:
         return self.home / "jobs"
 
+    @property
+    def suites_dir(self) -> Path:
+        """Evaluation suites a fine-tuning job may name (serve/suites.py): NAME.yaml, in `tunesmith eval`'s format."""
+        return self.home / "suites"
+
     def base_models(self) -> dict[str, str]:
         """API model id → model reference. A local directory is served under its folder name."""
         served = {}

@@ -32,6 +32,7 @@ def job_object(job: Job) -> dict:
         "result_files": [], "organization_id": job.owner, "estimated_finish": None, "integrations": job.integrations or [],
         "metadata": job.metadata, "user_provided_suffix": job.suffix,
         "method": {"type": job.method, job.method: {"hyperparameters": job.hyperparameters}},
+        "suite": job.suite,  # extension: the evaluation suite the job names (None: the quick evaluation)
     }
 
 

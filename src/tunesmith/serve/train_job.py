@@ -3,6 +3,10 @@
 Run as: python -m tunesmith.serve.train_job HOME/jobs/ftjob-… KEY_ID   (the worker does this; the key that
 created the job is recorded in run.json as who started the run)
 
+After training it evaluates the model on the config's suite (the job's, or the quick one of serve/suites.py),
+base or parent before and the model after, into RUN/eval/ (the web UI's job page shows the report); a failed
+gate is reported there and does not fail the job.
+
 It always resumes: a job restarted after a crash, a SIGKILL of the server or a pause continues from
 its newest complete checkpoint. It dies with the server (Linux parent-death signal) and holds a lock
 on the job directory, so a restarted server never trains the same run twice at once.
@@ -36,14 +40,18 @@ def main(job_dir: Path, started_by: str | None = None) -> int:
     from rich.console import Console
 
     from tunesmith.config import load_config
+    from tunesmith.evaluate.after_training import check_eval_suite, evaluate_run
     from tunesmith.train.recipes import train_run
     from tunesmith.train.setup import InvalidDataError
 
     with open(job_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for an orphan of a killed server to finish dying
         try:
-            train_run(load_config(job_dir / "job.yaml"), resume=True, console=Console(stderr=True, width=120),
-                          started_by=started_by)
+            config, console = load_config(job_dir / "job.yaml"), Console(stderr=True, width=120)
+            check_eval_suite(config)  # a broken suite fails the job now, not after the training it was to judge
+            result = train_run(config, resume=True, console=console, started_by=started_by)
+            if result.finished:
+                evaluate_run(config, result.run_dir, console)
         except Exception as exc:
             traceback.print_exc()
             code = "invalid_training_file" if isinstance(exc, InvalidDataError) else "training_failed"

@@ -18,22 +18,22 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunesmith.config import load_config, save_config
+from tunesmith.config import RunConfig, save_config
 from tunesmith.registry import files, job_events, jobs, models
 from tunesmith.registry.db import Database
 from tunesmith.serve.hyperparameters import resolve_hyperparameters
+from tunesmith.serve.job_config import job_run_config
 from tunesmith.serve.retention import Retention
 from tunesmith.serve.settings import ServeSettings
-from tunesmith.serve.training_file import check_training_file, is_classification_file
+from tunesmith.serve.suites import available_suites, write_quick_suite
+from tunesmith.serve.training_file import check_training_file
 from tunesmith.train.checkpoint import complete_checkpoints, latest_checkpoint
 from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 log = logging.getLogger("tunesmith.worker")
-TRACKERS = ("tensorboard", "mlflow")  # job integrations this server runs itself (train.report_to)
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
-KEEP_CHECKPOINTS = 3  # like OpenAI, a job offers its last three checkpoints
-BASE_LR = 2e-4  # learning_rate_multiplier scales this (the config's LoRA default), for supervised and DPO jobs
 REWARD_METRICS = ("rewards/accuracy", "rewards/margin", "valid_rewards/accuracy", "valid_rewards/margin")
+CHARTED_METRICS = ("lr", "accuracy", "valid_accuracy", *REWARD_METRICS)  # passed on to the job's events for the UI
 
 
 @dataclass
@@ -120,26 +120,20 @@ class JobWorker:
             pass  # cancelled meanwhile
 
     # --- queued | interrupted running → running, in a training process
-    def run_config(self, job: jobs.Job, hyper: dict, directory: Path):
-        bases = self.settings.base_models()
-        parent = None if job.model in bases else models.get_model(self.db, job.owner, job.model)  # ft:...: continue it
-        if job.model not in bases and parent is None:
-            raise ValueError(f"model {job.model} is neither a served base (start the server with --base) nor a "
-                             "fine-tuned model of this key")
-        start = {"model.parent.run": parent.run_dir} if parent else {"model.base": bases[job.model]}
-        method = {"train.method": "dpo", "dpo.beta": hyper["beta"]} if job.method == "dpo" else {}
-        if is_classification_file(self.file_path(job.owner, job.training_file)):
-            method = {"train.method": "classification"}  # a moderation model: /v1/moderations serves it
-        return load_config(overrides={
-            **start, "data.train": self.file_path(job.owner, job.training_file),
-            "data.valid": self.file_path(job.owner, job.validation_file), "out": directory / "run",
-            "data.pii": "allow",  # the upload applied the key's policy: the stored file is what may be trained on
-            "train.report_to": [i["type"] for i in job.integrations or [] if i["type"] in TRACKERS],
-            "train.epochs": hyper["n_epochs"], "train.batch_size": hyper["batch_size"],
-            "train.lr": BASE_LR * hyper["learning_rate_multiplier"], "train.seed": job.seed,
-            "train.save_every": self.settings.checkpoint_every, "train.log_every": 1,
-            "train.keep_checkpoints": KEEP_CHECKPOINTS, **method,
-        })
+    def run_config(self, job: jobs.Job, hyper: dict, directory: Path) -> RunConfig:
+        """The job's config, evaluated after training on the suite it names or else on a quick suite (suites.py)."""
+        suite = None
+        if job.suite is not None:
+            suite = available_suites(self.settings).get(job.suite)
+            if suite is None:
+                raise ValueError(f"suite {job.suite} is no longer in {self.settings.suites_dir}")
+        train_path, valid_path = self.file_path(job.owner, job.training_file), self.file_path(job.owner, job.validation_file)
+        config = job_run_config(self.settings, self.db, owner=job.owner, model=job.model, method=job.method,
+                                train_path=train_path, valid_path=valid_path, hyperparameters=hyper, seed=job.seed,
+                                out=directory / "run", integrations=job.integrations, suite=suite)
+        if suite is None and valid_path is not None and config.train.method in ("lora", "full"):
+            config.eval.suite = write_quick_suite(valid_path, config.data.max_length, directory)
+        return config
 
     def resolved_hyperparameters(self, job: jobs.Job) -> dict:
         """"auto" from the training file's size: its valid rows (pairs for DPO), as its upload check counted them."""
@@ -207,7 +201,7 @@ class JobWorker:
             if "valid_loss" in record:
                 data["valid_loss"] = record["valid_loss"]
                 message += f", validation loss={record['valid_loss']:.4f}"
-            data |= {name: record[name] for name in REWARD_METRICS if name in record}  # DPO runs: the UI plots them
+            data |= {name: record[name] for name in CHARTED_METRICS if name in record}  # the UI plots them
             if "rewards/accuracy" in record:
                 message += f", reward accuracy={record['rewards/accuracy']:.2f}, margin={record['rewards/margin']:.3f}"
             job_events.add_event(self.db, current.job_id, message, type="metrics", data=data,

@@ -19,6 +19,7 @@ from tunesmith.registry import audit, files, job_events, jobs, models
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.hyperparameters import requested_hyperparameters
+from tunesmith.serve.suites import available_suites
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
 from tunesmith.train.trackers import tracker_installed
 
@@ -99,6 +100,7 @@ class CreateJob(BaseModel):
     method: Method | None = None
     metadata: dict[str, str] | None = None
     integrations: list[Integration] | None = None  # recorded on the job; see checked_integrations
+    suite: str | None = None  # extension: HOME/suites/NAME.yaml, run after training (serve/suites.py)
 
 
 def method_and_hyperparameters(body: CreateJob) -> tuple[str, dict]:
@@ -154,10 +156,15 @@ def create_job(request: Request, body: CreateJob, key: str = Depends(api_key)):
     method, hyperparameters = method_and_hyperparameters(body)
     for file_id, param in ((body.training_file, "training_file"), (body.validation_file, "validation_file")):
         check_method_data(request, method, stored_file(request, key, file_id, param), param)
+    suites = available_suites(request.app.state.settings)
+    if body.suite is not None and body.suite not in suites:
+        raise APIError(400, f"suite: no suite {body.suite!r} on this server — use one of {', '.join(suites) or 'none'} "
+                            f"(files NAME.yaml in {request.app.state.settings.suites_dir}), or leave it out for the "
+                            "quick evaluation", param="suite", code="invalid_value")
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     job = jobs.create_job(request.app.state.db, key, body.model, body.training_file, body.validation_file,
                           hyperparameters, body.suffix, seed, body.metadata,
-                          integrations=checked_integrations(body.integrations), method=method)
+                          integrations=checked_integrations(body.integrations), method=method, suite=body.suite)
     return job_object(job)
 
 

@@ -1,0 +1,101 @@
+"""The web UI's extension endpoints in-process (no job worker): data check, cost estimate, suites, and the run
+config a job gets (its named suite, or the quick evaluation on its validation file)."""
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from tests.serve.server import FACTS, write_chat_file
+from tunesmith.evaluate.suite import load_suite
+from tunesmith.registry import jobs, keys
+from tunesmith.serve.app import create_app
+from tunesmith.serve.settings import ServeSettings
+from tunesmith.serve.suites import QUICK_EVAL_ROWS
+from tunesmith.serve.worker import JobWorker
+
+SUITE = {"name": "facts", "tasks": [{"kind": "loss", "name": "facts", "data": "facts.jsonl"}],
+         "gates": [{"metric": "facts.loss", "max": 100}]}
+
+
+@pytest.fixture
+def api(tmp_path, tiny_model_dir):
+    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {keys.create_key(app.state.db)[1]}"
+        client.app_state = app.state
+        yield client
+
+
+def upload(api, path):
+    response = api.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": (path.name, path.read_bytes())})
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def test_data_check_reports_a_bad_row_by_line_and_a_good_file_with_histogram_and_preview(api, tmp_path, tiny_model_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(write_chat_file(tmp_path / "rows.jsonl").read_text() + '{"messages": "nope"}\n')
+    report = api.post("/ui/api/data-check", files={"file": ("bad.jsonl", bad.read_bytes())}).json()
+    assert [(e["file"], e["line"], e["field"]) for e in report["errors"]] == [("bad.jsonl", 11, "messages")]
+    assert not any((tmp_path / "home" / "files").glob("*"))  # nothing kept
+
+    good = write_chat_file(tmp_path / "good.jsonl")
+    report = api.post("/ui/api/data-check", data={"model": tiny_model_dir.name},
+                      files={"file": ("good.jsonl", good.read_bytes())}).json()
+    assert report["ok"] and report["files"][0]["valid_rows"] == 10
+    stats = report["token_stats"][0]
+    assert sum(b["rows"] for b in stats["histogram"]) == 10
+    assert stats["histogram"][0]["low"] == stats["min"] and stats["histogram"][-1]["high"] == stats["max"]
+    assert report["preview"]["line"] == 1 and "[[" in report["preview"]["text"]  # trained tokens marked
+
+    file_id = upload(api, good)
+    stored = api.get(f"/ui/api/files/{file_id}/data-check").json()
+    assert stored["files"][0]["path"] == "good.jsonl" and stored["token_stats"] == report["token_stats"]
+    assert api.get(f"/ui/api/files/{file_id}/data-check", params={"model": "ft:nope"}).json()["error"]["param"] == "model"
+
+
+def test_estimate_resolves_auto_as_the_worker_will_and_prices_the_run(api, tmp_path, tiny_model_dir):
+    train = upload(api, write_chat_file(tmp_path / "train.jsonl"))
+    body = {"model": tiny_model_dir.name, "training_file": train, "hyperparameters": {"batch_size": 2}}
+    answer = api.post("/ui/api/estimate", json=body).json()
+    # 10 rows: auto epochs make it about 100 examples in all (n_epochs 10); batch size as given
+    assert answer["hyperparameters"] == {"n_epochs": 10, "batch_size": 2, "learning_rate_multiplier": 1.0}
+    assert answer["requested"]["n_epochs"] == "auto"
+    estimate = answer["estimate"]
+    assert estimate["steps"] == 50 and estimate["train_examples"] == 10
+    assert estimate["total_seconds"] > estimate["train_seconds"] > 0 and estimate["peak_memory_bytes"] > 2**20
+    bad = api.post("/ui/api/estimate", json={**body, "training_file": "file-nope"})
+    assert bad.status_code == 404 and bad.json()["error"]["param"] == "training_file"
+
+
+def test_a_job_names_a_server_suite_or_gets_the_quick_evaluation(api, tmp_path, tiny_model_dir):
+    suites = tmp_path / "home" / "suites"
+    suites.mkdir(parents=True)
+    write_chat_file(suites / "facts.jsonl", FACTS[:4])
+    (suites / "facts.yaml").write_text(yaml.safe_dump(SUITE))
+    (suites / "broken.yaml").write_text("name: broken\ntasks: []\n")
+    listed = {s["name"]: s for s in api.get("/ui/api/suites").json()["data"]}
+    assert listed["facts"]["tasks"] == [{"name": "facts", "kind": "loss"}] and listed["facts"]["gates"] == ["facts.loss"]
+    assert "tasks" in listed["broken"]["error"]
+
+    train = upload(api, write_chat_file(tmp_path / "train.jsonl"))
+    valid = upload(api, write_chat_file(tmp_path / "valid.jsonl", FACTS[:3]))
+    base = {"model": tiny_model_dir.name, "training_file": train}
+    refused = api.post("/v1/fine_tuning/jobs", json={**base, "suite": "nope"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "suite"
+    named = api.post("/v1/fine_tuning/jobs", json={**base, "suite": "facts"}).json()
+    quick = api.post("/v1/fine_tuning/jobs", json={**base, "validation_file": valid}).json()
+    assert named["suite"] == "facts" and quick["suite"] is None
+
+    worker, db = JobWorker(api.app_state.db, api.app_state.settings), api.app_state.db
+    hyper = {"n_epochs": 1, "batch_size": 2, "learning_rate_multiplier": 1.0}
+    config = worker.run_config(jobs.get_job(db, named["id"]), hyper, tmp_path / "named")
+    assert config.eval.suite == suites / "facts.yaml"
+    (tmp_path / "quick").mkdir()
+    config = worker.run_config(jobs.get_job(db, quick["id"]), hyper, tmp_path / "quick")
+    quick_suite = yaml.safe_load(config.eval.suite.read_text())
+    assert [(t["kind"], t["data"]) for t in quick_suite["tasks"]] == [("loss", str(config.data.valid))]
+    assert load_suite(config.eval.suite).tasks[0].limit == QUICK_EVAL_ROWS
+    no_valid = api.post("/v1/fine_tuning/jobs", json=base).json()
+    (tmp_path / "none").mkdir()
+    assert worker.run_config(jobs.get_job(db, no_valid["id"]), hyper, tmp_path / "none").eval.suite is None
