@@ -1,0 +1,67 @@
+// Models page: base and fine-tuned models with their lineage and model card; two models compared on the
+// evaluations their jobs ran, and side by side in the playground.
+import { $, activateRows, api, esc } from "./api.js";
+import { renderEvaluation, renderLineage } from "./jobs.js";
+
+let models = [];
+
+const kindOf = (m) => m.id.startsWith("ft:") ? "fine-tuned" : m.version ? `version ${m.version}` : "base";
+
+export async function refreshModels() {
+  models = (await api("/v1/models")).data;
+  $("models").querySelector("tbody").innerHTML = models.map((m) => {
+    const l = m.lineage || {};
+    const data = (l.data || []).map((d) => `${d.role}: ${d.file_id || "?"} (${d.rows} rows)`).join(", ");
+    const evals = (l.evaluations || []).map((e) => `${e.suite}: ${e.passed ? "passed" : "FAILED"}`).join(", ");
+    return `<tr class="clickable" tabindex="0" data-model="${esc(m.id)}"><td>${esc(m.id)}</td><td>${esc(kindOf(m))}</td>
+      <td>${esc(l.parent || l.base_model || m.parent || m.root || "")}</td><td>${esc(data)}</td><td>${esc(evals)}</td></tr>`;
+  }).join("");
+  const options = models.map((m) => `<option value="${esc(m.id)}">${esc(m.id)}</option>`).join("");
+  for (const id of ["compare-a", "compare-b"]) {
+    const kept = $(id).value;
+    $(id).innerHTML = options;
+    if (kept) $(id).value = kept;
+  }
+  const tuned = models.filter((m) => m.id.startsWith("ft:"));
+  if (!$("compare-b").value || $("compare-a").value === $("compare-b").value) {
+    if (tuned.length) $("compare-b").value = tuned[0].id;
+  }
+  updateChatLink();
+}
+
+async function showModel(modelId) {
+  $("model-detail").hidden = false;
+  $("model-title").textContent = modelId;
+  if (!modelId.startsWith("ft:")) {
+    $("model-lineage").textContent = "A base model served by this server.";
+    $("model-card-view").textContent = "";
+    return;
+  }
+  try { $("model-lineage").innerHTML = renderLineage(await api(`/v1/models/${encodeURIComponent(modelId)}/lineage`)); }
+  catch (err) { $("model-lineage").textContent = "No lineage record: " + err.message; }
+  try { $("model-card-view").textContent = (await api(`/ui/api/models/${encodeURIComponent(modelId)}/model-card`)).text; }
+  catch (err) { $("model-card-view").textContent = "No model card: " + err.message; }
+}
+
+async function evaluationOf(modelId) {
+  if (!modelId.startsWith("ft:")) return `<p>${esc(modelId)} is a base model: it is the "before" column of its fine-tunes' reports.</p>`;
+  try { return renderEvaluation(await api(`/ui/api/models/${encodeURIComponent(modelId)}/evaluation`)); }
+  catch (err) { return `<p>${esc(err.message)}</p>`; }
+}
+
+async function compare(event) {
+  event.preventDefault();
+  const [a, b] = [$("compare-a").value, $("compare-b").value];
+  const [left, right] = await Promise.all([evaluationOf(a), evaluationOf(b)]);
+  $("compare").innerHTML = `<div><h4>${esc(a)}</h4>${left}</div><div><h4>${esc(b)}</h4>${right}</div>`;
+}
+
+function updateChatLink() {
+  $("compare-chat").href = `#playground/${encodeURIComponent($("compare-b").value)}/${encodeURIComponent($("compare-a").value)}`;
+}
+
+export function setUpModels() {
+  activateRows($("models"), "tr[data-model]", (row) => showModel(row.dataset.model));
+  $("compare-form").addEventListener("submit", compare);
+  $("compare-form").addEventListener("change", updateChatLink);
+}

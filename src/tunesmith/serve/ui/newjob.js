@@ -1,0 +1,124 @@
+// New-job form: model to start from, files, method, hyperparameters ("auto" shown as what it resolves to),
+// evaluation suite, suffix; the cost estimate for this machine before the job starts.
+import { $, api, bytes, clearErrors, duration, esc, showError } from "./api.js";
+
+const HYPER = ["n_epochs", "batch_size", "learning_rate_multiplier", "beta"];
+const FIELDS = { model: "job-model", training_file: "job-training-file", validation_file: "job-validation-file",
+  suite: "job-suite", suffix: "job-suffix", method: "job-method" };
+let estimateSeq = 0, estimateTimer = null;
+
+function controlFor(param) {  // an API error's `param` (e.g. method.dpo.hyperparameters.beta) → the control to mark
+  if (!param) return "job-form";
+  const hyper = HYPER.find((name) => param.split(".").includes(name));
+  if (hyper) return `hp-${hyper}`;
+  const field = Object.keys(FIELDS).find((name) => param.split(".")[0] === name);
+  return field ? FIELDS[field] : "job-form";
+}
+
+const option = (value, text) => `<option value="${esc(value)}">${esc(text)}</option>`;
+
+export async function loadJobForm(preferred = {}) {
+  const [models, files, suites] = await Promise.all([api("/v1/models"), api("/v1/files"), api("/ui/api/suites")]);
+  const ids = models.data.map((m) => m.id), bases = ids.filter((id) => !id.startsWith("ft:") && !id.includes(":"));
+  const tuned = ids.filter((id) => id.startsWith("ft:") && !id.includes(":ckpt-"));
+  $("job-model").innerHTML = `<optgroup label="Base models">${bases.map((id) => option(id, id)).join("")}</optgroup>` +
+    (tuned.length ? `<optgroup label="Continue a fine-tuned model">${tuned.map((id) => option(id, id)).join("")}</optgroup>` : "");
+  const fileOptions = files.data.map((f) => option(f.id, `${f.filename} (${f.id})`)).join("");
+  const keep = (id) => $(id).value;
+  const [train, valid] = [preferred.training_file || keep("job-training-file"), preferred.validation_file || keep("job-validation-file")];
+  $("job-training-file").innerHTML = files.data.length ? fileOptions : option("", "upload a file first");
+  $("job-validation-file").innerHTML = option("", "none") + fileOptions;
+  if (train) $("job-training-file").value = train;
+  if (valid) $("job-validation-file").value = valid;
+  if (preferred.model) $("job-model").value = preferred.model;
+  $("job-suite").innerHTML = option("", "quick evaluation: validation loss before / after") + suites.data.map((s) =>
+    s.error ? `<option value="${esc(s.name)}" disabled>${esc(s.name)} (unusable: ${esc(s.error)})</option>`
+      : option(s.name, `${s.name}: ${s.tasks.map((t) => t.name).join(", ")}${s.gates.length ? `; gates ${s.gates.join(", ")}` : ""}`)).join("");
+  scheduleEstimate();
+}
+
+function hyperparameters() {  // {name: number} for the filled fields; a field that is not a number is an error
+  const values = {};
+  for (const name of HYPER) {
+    const input = $(`hp-${name}`), text = input.value.trim();
+    if (name === "beta" && $("job-method").value !== "dpo") continue;
+    if (!text || text === "auto") continue;
+    const value = Number(text);
+    if (!isFinite(value)) throw Object.assign(new Error(`${text} is not a number: write one, or leave it empty for auto`), { control: input.id });
+    values[name] = value;
+  }
+  return values;
+}
+
+function jobBody() {
+  const method = $("job-method").value === "dpo" ? "dpo" : "supervised";  // classification: the file's rows decide
+  const body = { model: $("job-model").value, training_file: $("job-training-file").value,
+    method: { type: method, [method]: { hyperparameters: hyperparameters() } } };
+  if ($("job-validation-file").value) body.validation_file = $("job-validation-file").value;
+  if ($("job-suite").value) body.suite = $("job-suite").value;
+  if ($("job-suffix").value.trim()) body.suffix = $("job-suffix").value.trim();
+  return body;
+}
+
+function showApiError(err) { showError(err.control || controlFor(err.param), err.message); }
+
+function renderEstimate(answer) {
+  for (const name of HYPER) {
+    const out = $(`hp-${name}-resolved`);
+    if (!(name in answer.hyperparameters)) { out.textContent = ""; continue; }
+    out.textContent = answer.requested[name] === "auto" ? `auto → ${answer.hyperparameters[name]}` : `${answer.hyperparameters[name]}`;
+  }
+  const e = answer.estimate;
+  if (!e) { $("estimate").innerHTML = `<p>No cost estimate: ${esc(answer.estimate_error)}</p>`; return; }
+  const fits = e.peak_memory_bytes <= e.memory_bytes_available;
+  $("estimate").innerHTML = `<h3>Estimate for this machine</h3><dl>
+    <dt>Time</dt><dd id="estimate-time">${esc(duration(e.total_seconds))} (training ${esc(duration(e.train_seconds))})</dd>
+    <dt>Peak memory</dt><dd id="estimate-memory" class="${fits ? "" : "fail"}">${esc(bytes(e.peak_memory_bytes))} of ${esc(bytes(e.memory_bytes_available))}${fits ? "" : " — does not fit"}</dd>
+    <dt>Steps</dt><dd>${e.steps} over ${e.train_examples} examples (${esc(e.label)})</dd>
+    <dt>Hardware</dt><dd>${esc(e.hardware)}</dd></dl>`;
+}
+
+async function estimate() {
+  const seq = ++estimateSeq;
+  clearErrors($("job-form"));
+  if (!$("job-training-file").value) { $("estimate").innerHTML = "<p>Upload a training file to see the cost estimate.</p>"; return; }
+  let body;
+  try { body = jobBody(); } catch (err) { showApiError(err); return; }
+  $("estimate").setAttribute("aria-busy", "true");
+  try {
+    const answer = await api("/ui/api/estimate", { json: body });
+    if (seq === estimateSeq) renderEstimate(answer);
+  } catch (err) {
+    if (seq === estimateSeq) { showApiError(err); $("estimate").innerHTML = "<p>No estimate until the form is valid.</p>"; }
+  } finally { if (seq === estimateSeq) $("estimate").removeAttribute("aria-busy"); }
+}
+
+function scheduleEstimate() { clearTimeout(estimateTimer); estimateTimer = setTimeout(estimate, 300); }
+
+async function isClassificationFile(fileId) {
+  const check = await api(`/ui/api/files/${encodeURIComponent(fileId)}/check`);
+  return (check.report || {}).kind === "classification";
+}
+
+async function createJob(event) {
+  event.preventDefault();
+  clearErrors($("job-form"));
+  try {
+    const body = jobBody();
+    if ($("job-method").value === "classification" && !(await isClassificationFile(body.training_file))) {
+      showError("job-method", "classification trains on rows with label or labels; this training file has none");
+      return;
+    }
+    $("create-job").disabled = true;
+    const job = await api("/v1/fine_tuning/jobs", { json: body });
+    location.hash = `#jobs/${job.id}`;
+  } catch (err) { showApiError(err); }
+  finally { $("create-job").disabled = false; }
+}
+
+export function setUpJobForm() {
+  $("job-form").addEventListener("submit", createJob);
+  $("job-form").addEventListener("change", scheduleEstimate);
+  $("job-form").addEventListener("input", (event) => { if (event.target.matches("input")) scheduleEstimate(); });
+  $("job-method").addEventListener("change", () => { $("beta-field").hidden = $("job-method").value !== "dpo"; });
+}
