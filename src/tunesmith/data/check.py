@@ -15,7 +15,6 @@ each file, duplicates and leakage of texts, and token statistics as the classifi
 """
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from dataclasses import asdict
@@ -29,7 +28,7 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data.classification_examples import classification_text
 from tunesmith.data.duplicates import exact_groups, near_duplicate_clusters, normalize_record_content
 from tunesmith.data.labels import LabeledFile, class_balance, load_labeled_file
-from tunesmith.data.formats import LoadedFile, Record, RowError, load_file
+from tunesmith.data.formats import LoadedFile, Record, RowError, load_file, loads_row
 from tunesmith.data.pii import find_pii, masked_snippets
 from tunesmith.data.preference import LoadedPreferences, PreferencePair, load_preferences, pair_token_lengths, render_pair
 from tunesmith.data.render import TokenizedExample, format_trained_tokens, render_chat, render_text, truncate
@@ -285,7 +284,7 @@ def is_preference_file(path: str | Path) -> bool:
     with open(path, "rb") as handle:
         for line in handle:
             try:
-                row = json.loads(line)
+                row = loads_row(line)
             except ValueError:  # a bad row: validation reports it; the kind comes from the next good one
                 continue
             if isinstance(row, dict):
@@ -397,7 +396,7 @@ def first_row_has(path: str | Path, keys: tuple[str, ...]) -> bool:
     with open(path, "rb") as handle:
         for line in handle:
             try:
-                row = json.loads(line)
+                row = loads_row(line)
             except ValueError:
                 continue
             if isinstance(row, dict):

@@ -26,6 +26,18 @@ REQUIRED_KEYS = {"chat": ("messages",), "instruction": ("instruction", "output")
 Format = Literal["chat", "instruction", "text"]
 
 
+NESTED_TOO_DEEPLY = "nested too deeply (more levels of [ and { than the parser allows)"
+
+
+def loads_row(text: str | bytes) -> Any:
+    """json.loads for one row; nesting deeper than the parser's recursion limit is a JSONDecodeError like any
+    other bad row (it raised RecursionError, which escaped every caller: the server answered 500)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError(NESTED_TOO_DEEPLY, "", 0) from None
+
+
 @dataclass
 class RowError:
     """One problem in one row; `line` is 1-based, 0 for problems with the whole file."""
@@ -138,7 +150,7 @@ def _load_jsonl(path: Path, lines: list[tuple[int, str]], errors: list[RowError]
 
 def _parse_json_row(name: str, number: int, text: str) -> _Row | RowError:
     try:
-        data = json.loads(text)
+        data = loads_row(text)
     except json.JSONDecodeError as error:
         hint = "write one JSON object per line; check quotes, commas and brackets"
         if number == 1 and text.lstrip().startswith("["):

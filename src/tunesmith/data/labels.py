@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from tunesmith.data.formats import ROLES, RowError
+from tunesmith.data.formats import ROLES, RowError, loads_row
 
 # OpenAI's moderation categories, the label set of a moderation model (a team's own set maps onto these).
 MODERATION_CATEGORIES = (
@@ -123,7 +123,7 @@ def _lines(raw: bytes, name: str, errors: list[RowError]) -> list[tuple[int, str
 
 def _parse(name: str, number: int, text: str) -> dict | RowError:
     try:
-        data = json.loads(text)
+        data = loads_row(text)
     except json.JSONDecodeError as error:
         return RowError(name, number, "", f"invalid JSON: {error.msg} at column {error.colno}",
                         "write one JSON object per line; check quotes, commas and brackets")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from transformers import PreTrainedTokenizerBase
 
 # One row reader for every data kind: its private checks are reused so errors read the same everywhere.
-from tunesmith.data.formats import RowError, _decode_lines, _key_problems, _message_problems, _string_problems, _type_name
+from tunesmith.data.formats import RowError, _decode_lines, _key_problems, loads_row, _message_problems, _string_problems, _type_name
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample, render_chat
 
 PreferenceFormat = Literal["openai", "trl"]
@@ -98,7 +98,7 @@ def load_preferences(path: str | Path) -> LoadedPreferences:
 
 def _parse_row(text: str) -> dict | Problem:
     try:
-        data = json.loads(text)
+        data = loads_row(text)
     except json.JSONDecodeError as error:
         return ("", f"invalid JSON: {error.msg} at column {error.colno}", "write one JSON object per line; check quotes, commas and brackets")
     if not isinstance(data, dict):

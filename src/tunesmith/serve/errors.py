@@ -12,7 +12,7 @@ log = logging.getLogger("tunesmith.serve")
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
-               422: "invalid_request_error", 500: "server_error"}
+               422: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error", 507: "server_error"}
 
 
 class APIError(Exception):

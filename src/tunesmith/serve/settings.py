@@ -16,6 +16,10 @@ class ServeSettings(BaseModel):
     database: Path | None = Field(None, description="SQLite file; None = HOME/tunesmith.sqlite.")
     bases: list[str] = Field([DEFAULT_BASE], description="Base models served and fine-tunable: embedded name, local HF dir or hub id.")
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Uploads larger than this get 413.")
+    max_row_bytes: int = Field(8 * 1024 * 1024, ge=1, description="An uploaded line longer than this is refused "
+                               "(400, by line) before the data check loads the file.")
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1, description="Any other request body larger than this "
+                                   "gets 413 (checked as it arrives, before it is parsed).")
     checkpoint_every: int = Field(50, ge=1, description="Optimizer steps between a job's checkpoints (and at the end).")
     default_max_tokens: int = Field(256, ge=1, description="Completion length when a request sets none.")
     max_loaded_models: int = Field(4, ge=1, description="Models kept in memory for inference (least recently used is dropped).")

@@ -6,7 +6,6 @@ method for that, so the file's rows decide: a client uploads its labelled file a
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, computed_field
 
 from tunesmith.data.check import DataReport, check_data
-from tunesmith.data.formats import RowError
+from tunesmith.data.formats import RowError, loads_row
 from tunesmith.data.labels import class_balance, load_labeled_file
 
 CLASSIFICATION_KEYS = ("label", "labels")
@@ -25,7 +24,7 @@ def is_classification_file(path: Path) -> bool:
     with open(path, "rb") as handle:
         for line in handle:
             try:
-                row = json.loads(line)
+                row = loads_row(line)
             except ValueError:  # a bad row: validation reports it; the kind comes from the next good one
                 continue
             if isinstance(row, dict):

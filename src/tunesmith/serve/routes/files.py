@@ -3,9 +3,11 @@ applied), list, retrieve, content, delete (an erasure: it reports, and with `?de
 models made from the file)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
@@ -13,7 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
+from tunesmith.data.check import DataReport
 from tunesmith.data.hashing import file_sha256
+from tunesmith.data.line_screen import screen_lines
 from tunesmith.data.pii_policy import PersonalDataRefused, PiiOutcome, apply_pii_policy
 from tunesmith.registry import audit, files, keys
 from tunesmith.registry.erasure import erase_data
@@ -22,11 +26,10 @@ from tunesmith.registry.lineage import registry_names
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.shapes import file_object, list_object
-from tunesmith.serve.training_file import check_training_file
+from tunesmith.serve.training_file import ClassificationReport, check_training_file
 
 router = APIRouter(prefix="/v1/files")
 PURPOSES = {"fine-tune"}
-MULTIPART_OVERHEAD = 64 * 1024  # headers and the purpose field around the file itself
 CHUNK = 1 << 20
 PII_REMEDY = ("redact it (tunesmith data redact IN OUT) and upload the copy, or ask the operator to set this key's "
               "policy to redact or allow (tunesmith keys pii KEY_ID redact)")
@@ -37,14 +40,13 @@ def too_large(limit: int) -> APIError:
 
 
 async def save_upload(upload: UploadFile, target: Path, limit: int) -> int:
-    """Copy to `target`, refusing (and removing) it past `limit` bytes; returns the size."""
+    """Copy to `target`, refusing it past `limit` bytes; returns the size. (The request gate has already cut
+    the body off past the cap plus the multipart overhead, chunked or not; this is the exact cap on the file.)"""
     size = 0
     with open(target, "wb") as handle:
         while chunk := await upload.read(CHUNK):
             size += len(chunk)
             if size > limit:
-                handle.close()
-                target.unlink()
                 raise too_large(limit)
             handle.write(chunk)
     return size
@@ -57,53 +59,84 @@ def row_errors_message(filename: str, errors: list[dict]) -> str:
     return f"Invalid file {filename}: {len(errors)} invalid row(s):\n" + "\n".join(lines) + more
 
 
+def invalid_file(filename: str, errors: list[dict]) -> APIError:
+    return APIError(400, row_errors_message(filename, [{**e, "file": filename} for e in errors]), param="file",
+                    code="invalid_file")
+
+
 @router.post("")
 async def upload_file(request: Request, key: str = Depends(api_key)):
+    """Staging files (`.part-*`, `.redacted-*`) never outlive the request, whatever fails; a full disk is a 507."""
     settings = request.app.state.settings
-    limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise too_large(limit)  # before reading the body at all
-    form = await request.form(max_files=1, max_fields=8)
-    purpose, upload = form.get("purpose"), form.get("file")
-    if purpose not in PURPOSES:
-        raise APIError(400, f"Invalid purpose {purpose!r}: expected one of {sorted(PURPOSES)}.", param="purpose")
-    if not isinstance(upload, UploadFile):
-        raise APIError(400, "Missing file: send it as the multipart field 'file'.", param="file")
-    filename = os.path.basename(upload.filename or "") or "upload.jsonl"
-    file_id = files.new_file_id()
-    settings.files_dir.mkdir(parents=True, exist_ok=True)
-    target = files.blob_path(settings.files_dir, file_id, filename)
-    staging = target.with_name(f".part-{target.name}")
-    size = await save_upload(upload, staging, limit)
-    report = await run_in_threadpool(check_training_file, staging)  # supervised or classification rows
-    if not report.ok:
-        staging.unlink()
-        errors = [{**e, "file": filename} for e in report.errors]
-        raise APIError(400, row_errors_message(filename, errors), param="file", code="invalid_file")
+    async with request.form(max_files=1, max_fields=8) as form:
+        purpose, upload = form.get("purpose"), form.get("file")
+        if purpose not in PURPOSES:
+            raise APIError(400, f"Invalid purpose {purpose!r}: expected one of {sorted(PURPOSES)}.", param="purpose")
+        if not isinstance(upload, UploadFile):
+            raise APIError(400, "Missing file: send it as the multipart field 'file'.", param="file")
+        filename = os.path.basename(upload.filename or "") or "upload.jsonl"
+        file_id = files.new_file_id()
+        settings.files_dir.mkdir(parents=True, exist_ok=True)
+        target = files.blob_path(settings.files_dir, file_id, filename)
+        staging = target.with_name(f".part-{target.name}")
+        try:
+            return await store_upload(request, key, file_id, filename, purpose, upload, staging, target)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise APIError(507, "The server is out of disk space: the file was not stored. Try again later.",
+                               param="file", code="insufficient_storage") from None
+            raise
+        finally:
+            staging.unlink(missing_ok=True)
+            redacted_path(staging).unlink(missing_ok=True)
+
+
+async def store_upload(request: Request, key: str, file_id: str, filename: str, purpose: str, upload: UploadFile,
+                       staging: Path, target: Path) -> dict:
+    """Stage, check line by line, check the rows, apply the key's PII policy, then move into place and record."""
+    size = await save_upload(upload, staging, request.app.state.settings.max_upload_bytes)
+    report = await checked_report(request, staging, filename)
     outcome = await apply_key_policy(request, key, file_id, filename, staging)
     if outcome.policy == "redact":  # the redacted copy is what is stored, checked and served back
         os.replace(outcome.path, staging)
-        size, report = staging.stat().st_size, await run_in_threadpool(check_training_file, staging)
-    os.replace(staging, target)
+        size, report = staging.stat().st_size, await checked_report(request, staging, filename)
     # the stored report names the file as the user did, not by our storage path
     summary = json.loads(report.model_dump_json(exclude={"preview"}).replace(json.dumps(str(staging))[1:-1],
                                                                             json.dumps(filename)[1:-1]))
     summary["pii_policy"] = outcome.summary()
-    digest = await run_in_threadpool(file_sha256, target)
-    return file_object(files.add_file(request.app.state.db, file_id, key, filename, purpose, size, summary,
-                                      sha256=digest, pii_policy=outcome.policy, pii_findings=outcome.findings))
+    digest = await run_in_threadpool(file_sha256, staging)
+    os.replace(staging, target)
+    try:
+        return file_object(files.add_file(request.app.state.db, file_id, key, filename, purpose, size, summary,
+                                          sha256=digest, pii_policy=outcome.policy, pii_findings=outcome.findings))
+    except BaseException:
+        target.unlink(missing_ok=True)  # not recorded: no one could ever see or delete it
+        raise
+
+
+async def checked_report(request: Request, staging: Path, filename: str) -> DataReport | ClassificationReport:
+    """The data check's report, or a 400 naming each bad line: first the line-by-line screen (huge lines,
+    bytes that are not UTF-8, nesting past the parser), so the full check never loads such a file."""
+    screened = await run_in_threadpool(screen_lines, staging, filename, request.app.state.settings.max_row_bytes)
+    if screened:
+        raise invalid_file(filename, [asdict(error) for error in screened])
+    report = await run_in_threadpool(check_training_file, staging)  # supervised or classification rows
+    if not report.ok:
+        raise invalid_file(filename, report.errors)
+    return report
+
+
+def redacted_path(staging: Path) -> Path:
+    return staging.with_name(f".redacted-{staging.name}")
 
 
 async def apply_key_policy(request: Request, key: str, file_id: str, filename: str, staging: Path) -> PiiOutcome:
     """The key's PII policy on the staged upload: a refusal is a 400 listing the findings by line (audited)."""
     db = request.app.state.db
     policy = keys.pii_policy(db, key)
-    redacted = staging.with_name(f".redacted-{staging.name}")
     try:
-        return await run_in_threadpool(apply_pii_policy, staging, policy, redacted, PII_REMEDY, filename)
+        return await run_in_threadpool(apply_pii_policy, staging, policy, redacted_path(staging), PII_REMEDY, filename)
     except PersonalDataRefused as exc:
-        staging.unlink()
         audit.append(db, key, "file.upload_refused", file_id, outcome="refused: personal data", filename=filename,
                      findings=dict(Counter(f.kind for f in exc.findings)))
         raise APIError(400, str(exc), param="file", code="personal_data") from None

@@ -1,0 +1,79 @@
+"""Malformed uploads get a 400 naming each bad line, never a 500; staging files never outlive the request."""
+import errno
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.serve.server import write_chat_file
+from tunesmith.registry import files, keys
+from tunesmith.serve.app import create_app
+from tunesmith.serve.settings import ServeSettings
+
+
+@pytest.fixture
+def api(tmp_path, tiny_model_dir):
+    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], max_upload_bytes=1 << 20,
+                             run_jobs=False)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {keys.create_key(app.state.db)[1]}"
+        yield client
+
+
+def upload(api, content: bytes, name: str = "train.jsonl"):
+    return api.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": (name, content)})
+
+
+def stored(tmp_path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "home" / "files").glob("*")) if (tmp_path / "home" / "files").exists() else []
+
+
+GOOD = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}).encode()
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"messages": [' * 5000 + b"]}" * 5000, "nested too deeply"),
+    (b'{"text": "caf\xe9"}', "not valid UTF-8"),
+])
+def test_bad_line_is_a_400_with_its_line_and_no_file_is_left(api, tmp_path, bad, reason):
+    for name in ("train.jsonl", "rows.txt"):
+        if name.endswith(".txt") and reason == "nested too deeply":
+            continue  # a text file's lines are documents, not JSON
+        response = upload(api, GOOD + b"\n" + bad + b"\n" + GOOD + b"\n", name)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "invalid_file" and "line 2" in error["message"] and reason in error["message"]
+        assert stored(tmp_path) == []
+
+
+def test_a_line_over_the_row_limit_is_reported_without_loading_it(api, tmp_path):
+    api.app.state.settings.max_row_bytes = 1000
+    huge = GOOD.replace(b"hello", b"a" * 5000)
+    response = upload(api, GOOD + b"\n" + GOOD + b"\n" + huge + b"\n" + GOOD + b"\n")
+    assert response.status_code == 400
+    assert "line 3" in response.json()["error"]["message"] and "over the limit of 1000 bytes" in response.json()["error"]["message"]
+    assert stored(tmp_path) == []
+
+
+def test_a_full_disk_is_a_507_and_leaves_no_staging_file(api, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "add_file", full)
+    response = upload(api, write_chat_file(tmp_path / "t.jsonl").read_bytes())
+    assert response.status_code == 507 and response.json()["error"]["code"] == "insufficient_storage"
+    assert stored(tmp_path) == []
+
+
+def test_an_unexpected_failure_after_staging_leaves_no_file(api, tmp_path, monkeypatch):
+    from tunesmith.serve.routes import files as files_route
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("checker crashed")
+
+    monkeypatch.setattr(files_route, "check_training_file", broken)
+    with pytest.raises(RuntimeError):  # TestClient re-raises what the server would answer 500 to
+        upload(api, write_chat_file(tmp_path / "t.jsonl").read_bytes())
+    assert stored(tmp_path) == []
