@@ -31,7 +31,8 @@ from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.hyperparameters import resolve_hyperparameters
 from tunesmith.serve.job_config import job_run_config
-from tunesmith.serve.routes.files import MULTIPART_OVERHEAD, owned_file, save_upload, too_large
+from tunesmith.serve.gate import MULTIPART_OVERHEAD
+from tunesmith.serve.routes.files import owned_file, save_upload, too_large
 from tunesmith.serve.routes.jobs import CreateJob, check_method_data, method_and_hyperparameters, stored_file
 from tunesmith.serve.suites import available_suites, suite_summary
 from tunesmith.serve.worker import training_rows
