@@ -84,14 +84,19 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; anything failing, COMMIT included, is rolled back.
+
+        A COMMIT that fails (a full disk, an I/O error, SQLITE_BUSY) can leave the transaction open: without
+        the ROLLBACK every later BEGIN on this shared connection failed until the server restarted."""
         with self.lock:
             self.connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self.connection
+                self.connection.execute("COMMIT")
             except BaseException:
-                self.connection.execute("ROLLBACK")
+                if self.connection.in_transaction:
+                    self.connection.execute("ROLLBACK")
                 raise
-            self.connection.execute("COMMIT")
 
     def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         with self.lock:
