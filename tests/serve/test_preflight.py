@@ -4,7 +4,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from tests.serve.server import FACTS, write_chat_file
+from tests.serve.server import FACTS, wait_for, write_chat_file
 from tunesmith.evaluate.suite import load_suite
 from tunesmith.registry import jobs, keys
 from tunesmith.serve.app import create_app
@@ -99,3 +99,23 @@ def test_a_job_names_a_server_suite_or_gets_the_quick_evaluation(api, tmp_path, 
     no_valid = api.post("/v1/fine_tuning/jobs", json=base).json()
     (tmp_path / "none").mkdir()
     assert worker.run_config(jobs.get_job(db, no_valid["id"]), hyper, tmp_path / "none").eval.suite is None
+
+
+def test_two_models_compared_on_a_server_suite_a_before_b_after(api, tmp_path, tiny_model_dir):
+    suites = tmp_path / "home" / "suites"
+    suites.mkdir(parents=True)
+    write_chat_file(suites / "facts.jsonl", FACTS[:4])
+    (suites / "facts.yaml").write_text(yaml.safe_dump(SUITE))
+    base = tiny_model_dir.name
+    refused = api.post("/ui/api/comparisons", json={"a": base, "b": base, "suite": "nope"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "suite"
+    unknown = api.post("/ui/api/comparisons", json={"a": base, "b": "ft:nope", "suite": "facts"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "b"
+    started = api.post("/ui/api/comparisons", json={"a": base, "b": base, "suite": "facts", "limit": 2}).json()
+    assert started["status"] == "running" and started["limit"] == 2
+    done = wait_for(lambda: (c := api.get(f"/ui/api/comparisons/{started['id']}").json())["status"] != "running" and c)
+    assert done["status"] == "succeeded", done["error"]
+    task = done["report"]["tasks"][0]
+    assert task["name"] == "facts" and task["delta"]["loss"] == 0  # the same model before and after
+    assert (tmp_path / "home" / "comparisons" / started["id"] / "report.html").is_file()
+    assert api.get("/ui/api/comparisons/cmp-nope").status_code == 404

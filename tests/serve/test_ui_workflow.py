@@ -1,13 +1,15 @@
 """The whole workflow in the browser (headless Debian chromium, Playwright) against `tunesmith serve` with a tiny model:
 a file with a bad row is refused with its line, a good one is checked and stored, a job is started from the form
 (cost estimate and resolved "auto" shown first), reaches succeeded with drawn curves and its quick evaluation, a
-second job is cancelled, the model is compared and chatted with. Nothing is fetched from outside the server."""
+second job is paused, resumed and cancelled, the model is compared with its base (their reports, and a suite run
+on both) and chatted with. Nothing is fetched from outside the server."""
 import io
 import json
 
 import httpx
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
@@ -43,6 +45,11 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
     bad.write_text(write_chat_file(tmp_path / "rows.jsonl").read_text() + '{"messages": "not a list"}\n')
     train, valid = write_chat_file(tmp_path / "train.jsonl"), write_chat_file(tmp_path / "valid.jsonl", FACTS[:3])
     spare = write_chat_file(tmp_path / "spare.jsonl", FACTS[:2])
+    (home / "suites").mkdir()
+    write_chat_file(home / "suites" / "facts.jsonl", FACTS[5:])
+    (home / "suites" / "facts.yaml").write_text(yaml.safe_dump({
+        "name": "facts", "tasks": [{"kind": "loss", "name": "facts", "data": "facts.jsonl"}],
+        "gates": [{"metric": "facts.loss", "max": 100}]}))
     requests, chats = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -115,15 +122,21 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
         page.select_option("#job-model", model)
         page.select_option("#job-training-file", ids["train.jsonl"])
         page.fill("#hp-n_epochs", "50")
+        page.select_option("#job-suite", "facts")
         page.click("#create-job")
         page.wait_for_url("**/ui#jobs/ftjob-*")
         second = page.url.split("/")[-1]
-        assert second != job_id
+        assert second != job_id and http.get(f"/v1/fine_tuning/jobs/{second}").json()["suite"] == "facts"
         page.goto(f"{url}/ui#files")
         page.locator(f"#delete-{ids['train.jsonl']}").click()
         expect(page.locator(f"#delete-{ids['train.jsonl']}-error")).to_contain_text("cancel them first")
         page.goto(f"{url}/ui#jobs/{second}")
-        expect(page.locator("#job-cancel")).to_be_enabled()
+        page.click("#job-pause")
+        expect(page.locator("#job-title .status")).to_have_text("paused")
+        expect(page.locator("#job-pause")).to_be_disabled()
+        page.click("#job-resume")
+        expect(page.locator("#job-title .status")).not_to_have_text("paused")
+        expect(page.locator("#job-resume")).to_be_disabled()
         page.click("#job-cancel")
         expect(page.locator("#job-title .status")).to_have_text("cancelled")
         expect(page.locator("#job-resume")).to_be_disabled()
@@ -146,6 +159,12 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
         page.click("#compare-form button")
         expect(page.locator("#compare")).to_contain_text("is a base model")
         expect(page.locator("#compare table.evaluation")).to_contain_text("validation")
+        page.fill("#compare-limit", "3")
+        page.click("#compare-run")
+        report = page.locator("#compare-suite-report")
+        expect(report).to_contain_text(f"Suite facts: {tiny_model_dir.name} (before) vs {model} (after)", timeout=60_000)
+        expect(report).to_contain_text("PASSED")
+        expect(report.locator("table.evaluation")).to_contain_text("facts")
 
         # chat with the result: the job page's link opens the playground on the new model
         page.goto(f"{url}/ui#jobs/{job_id}")

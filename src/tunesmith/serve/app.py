@@ -10,10 +10,11 @@ from fastapi import FastAPI
 
 from tunesmith.registry.db import Database
 from tunesmith.serve.classifier_pool import ClassifierPool
+from tunesmith.serve.comparisons import Comparisons
 from tunesmith.serve.errors import install_error_handlers
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.routes import completions, files, jobs, lineage, models, moderations, preflight, ui
+from tunesmith.serve.routes import comparisons, completions, files, jobs, lineage, models, moderations, preflight, ui
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
 
@@ -39,10 +40,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="tunesmith", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models)
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
+    app.state.comparisons = Comparisons(settings.home / "comparisons")
     install_error_handlers(app)
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
-    for module in (files, jobs, lineage, models, completions, moderations, ui, preflight):  # lineage before models' {id:path}
+    for module in (files, jobs, lineage, models, completions, moderations, ui, preflight, comparisons):  # lineage before models' {id:path}
         app.include_router(module.router)
 
     @app.get("/health")

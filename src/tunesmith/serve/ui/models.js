@@ -1,6 +1,6 @@
 // Models page: base and fine-tuned models with their lineage and model card; two models compared on the
-// evaluations their jobs ran, and side by side in the playground.
-import { $, activateRows, api, esc } from "./api.js";
+// evaluations their jobs ran, on a server suite run now (A before, B after), and side by side in the playground.
+import { $, activateRows, api, esc, showError } from "./api.js";
 import { renderEvaluation, renderLineage } from "./jobs.js";
 
 let models = [];
@@ -27,6 +27,10 @@ export async function refreshModels() {
     if (tuned.length) $("compare-b").value = tuned[0].id;
   }
   updateChatLink();
+  const suites = (await api("/ui/api/suites")).data.filter((s) => !s.error);
+  $("compare-suite").innerHTML = suites.length ? suites.map((s) => `<option value="${esc(s.name)}">${esc(s.name)}</option>`).join("")
+    : '<option value="">no suites on this server (HOME/suites/NAME.yaml)</option>';
+  $("compare-run").disabled = !suites.length;
 }
 
 async function showModel(modelId) {
@@ -56,6 +60,26 @@ async function compare(event) {
   $("compare").innerHTML = `<div><h4>${esc(a)}</h4>${left}</div><div><h4>${esc(b)}</h4>${right}</div>`;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function runSuite() {
+  for (const id of ["compare-a", "compare-b", "compare-suite", "compare-run"]) showError(id, "");
+  const [a, b, suite] = [$("compare-a").value, $("compare-b").value, $("compare-suite").value];
+  const body = { a, b, suite, ...($("compare-limit").value ? { limit: Number($("compare-limit").value) } : {}) };
+  const target = $("compare-suite-report");
+  $("compare-run").disabled = true;
+  try {
+    let comparison = await api("/ui/api/comparisons", { json: body });
+    target.innerHTML = `<p role="status">running suite ${esc(suite)} on ${esc(a)} and ${esc(b)}…</p>`;
+    while (comparison.status === "running") { await sleep(1000); comparison = await api(`/ui/api/comparisons/${comparison.id}`); }
+    target.innerHTML = comparison.status === "succeeded"
+      ? `<h4>Suite ${esc(suite)}: ${esc(a)} (before) vs ${esc(b)} (after)</h4>${renderEvaluation(comparison.report)}`
+      : `<p class="error">The comparison failed: ${esc(comparison.error)}</p>`;
+  } catch (err) {
+    showError({ a: "compare-a", b: "compare-b", suite: "compare-suite" }[err.param] || "compare-run", err.message);
+  } finally { $("compare-run").disabled = false; }
+}
+
 function updateChatLink() {
   $("compare-chat").href = `#playground/${encodeURIComponent($("compare-b").value)}/${encodeURIComponent($("compare-a").value)}`;
 }
@@ -64,4 +88,5 @@ export function setUpModels() {
   activateRows($("models"), "tr[data-model]", (row) => showModel(row.dataset.model));
   $("compare-form").addEventListener("submit", compare);
   $("compare-form").addEventListener("change", updateChatLink);
+  $("compare-run").addEventListener("click", runSuite);
 }
