@@ -117,14 +117,14 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_update(tokenizer, tm
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         s = settings(tokenizer, total_steps=2, micro_batch_size=micro, packing=False, save_every=100)
         scheduler = build_scheduler(optimizer, "constant", 0.0, s.total_steps)
-        real = objective.batch_loss_sum
+        real = objective.batch_loss_and_hits
 
         def limited(model, batch, **kw):
             if fail_above and batch.input_ids.shape[0] > fail_above:
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return real(model, batch, **kw)
 
-        monkeypatch.setattr(objective, "batch_loss_sum", limited)
+        monkeypatch.setattr(objective, "batch_loss_and_hits", limited)
         (tmp_path / str(micro)).mkdir()
         fit(model, optimizer, scheduler, fact_examples(tokenizer), [], s, tmp_path / str(micro), TrainState(0, 0))
         return model, s

@@ -1,7 +1,7 @@
 import torch
 
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample, render_chat
-from tunesmith.train.forward import batch_loss_sum
+from tunesmith.train.forward import batch_loss_and_hits, batch_loss_sum
 from tunesmith.train.packing import collate, pack_rows
 
 
@@ -69,3 +69,17 @@ def test_chunked_loss_and_gradients_equal_plain_cross_entropy(tokenizer, model):
     assert torch.allclose(plain, chunked, atol=1e-4)
     for (name, p), q in zip(plain_model.named_parameters(), chunked_model.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-5), name
+
+
+def test_token_accuracy_hits_are_the_argmax_matches_whatever_the_chunking(tokenizer, model):
+    batch = collate(examples(tokenizer), tokenizer.pad_token_id, max_length=512, packing=False)
+    trained = batch.targets != IGNORE_INDEX
+    with torch.no_grad():  # make some predictions right, so the count is not trivially zero
+        model.lm_head.weight[batch.targets[trained][:3]] += 50 * model.model.norm(model.model(batch.input_ids).last_hidden_state)[trained][:3]
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).logits
+    expected = int((logits.argmax(-1)[trained] == batch.targets[trained]).sum())
+    assert expected >= 1
+    for chunk in (2, 1024):  # checkpointed chunks and the single block
+        loss, hits = batch_loss_and_hits(model, batch, loss_chunk=chunk)
+        assert int(hits) == expected
+        assert torch.allclose(loss, batch_loss_sum(model, batch, loss_chunk=chunk))

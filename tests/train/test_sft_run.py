@@ -46,6 +46,7 @@ def test_lora_run_writes_adapter_merged_model_metrics_and_config(tiny_model_dir,
     assert [c.name for c in sorted((run / "checkpoints").glob("step-*"))] == ["step-000004", "step-000006"]
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and "valid_loss" in lines[-1]
+    assert all(0 <= line["token_accuracy"] <= 1 for line in lines) and 0 <= lines[-1]["valid_token_accuracy"] <= 1
     record = json.loads((run / "run.json").read_text())
     assert len(record["train_sha256"]) == 64 and record["trainable_parameters"] > 0
     # plain transformers, no tunesmith: loads and generates

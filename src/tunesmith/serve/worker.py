@@ -33,7 +33,7 @@ from tunesmith.train.metrics import METRICS_FILE, read_metrics
 log = logging.getLogger("tunesmith.worker")
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 REWARD_METRICS = ("rewards/accuracy", "rewards/margin", "valid_rewards/accuracy", "valid_rewards/margin")
-CHARTED_METRICS = ("lr", "accuracy", "valid_accuracy", *REWARD_METRICS)  # passed on to the job's events for the UI
+CHARTED_METRICS = ("lr", "token_accuracy", "valid_token_accuracy", "accuracy", "valid_accuracy", *REWARD_METRICS)  # passed on to the job's events for the UI
 
 
 @dataclass

@@ -22,19 +22,42 @@ def trained_token_loss_sum(
     output_head: torch.nn.Module,  # H -> V
     chunk: int = LOSS_CHUNK,
 ) -> torch.Tensor:
+    return _chunked_sums(hidden, targets, output_head, chunk, _head_cross_entropy)[0]
+
+
+def trained_token_loss_and_hits(
+    hidden: torch.Tensor,  # (R, T, H)
+    targets: torch.Tensor,  # (R, T)
+    output_head: torch.nn.Module,
+    chunk: int = LOSS_CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss, trained positions whose most likely next token is the target): hits / trained tokens is the
+    token accuracy that supervised runs log. The argmax reuses each chunk's logits (recomputed with them in backward)."""
+    return _chunked_sums(hidden, targets, output_head, chunk, _head_cross_entropy_and_hits)
+
+
+def _chunked_sums(hidden: torch.Tensor, targets: torch.Tensor, output_head: torch.nn.Module, chunk: int,
+                  on_chunk) -> tuple[torch.Tensor, ...]:
     keep = targets != IGNORE_INDEX
     selected = hidden[keep]  # (N, H)
     labels = targets[keep]  # (N,)
     if selected.shape[0] <= chunk:
-        return _head_cross_entropy(output_head, selected, labels)
+        return on_chunk(output_head, selected, labels)
     # Recompute each chunk's logits in backward instead of keeping them: peak is one (chunk, V) block.
-    total = hidden.new_zeros((), dtype=torch.float32)
+    totals = None
     for start in range(0, selected.shape[0], chunk):
         piece = slice(start, start + chunk)
-        total = total + checkpoint(_head_cross_entropy, output_head, selected[piece], labels[piece], use_reentrant=False)
-    return total
+        sums = checkpoint(on_chunk, output_head, selected[piece], labels[piece], use_reentrant=False)
+        totals = sums if totals is None else tuple(total + part for total, part in zip(totals, sums))
+    return totals
 
 
-def _head_cross_entropy(output_head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _head_cross_entropy(output_head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor]:
     logits = output_head(hidden).float()  # (n, V)
-    return F.cross_entropy(logits, labels, reduction="sum")
+    return (F.cross_entropy(logits, labels, reduction="sum"),)
+
+
+def _head_cross_entropy_and_hits(output_head: torch.nn.Module, hidden: torch.Tensor,
+                                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = output_head(hidden).float()  # (n, V)
+    return F.cross_entropy(logits, labels, reduction="sum"), (logits.detach().argmax(-1) == labels).sum()

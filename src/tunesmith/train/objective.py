@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from tunesmith.data.render import TokenizedExample
-from tunesmith.train.forward import batch_loss_sum
+from tunesmith.train.forward import batch_loss_and_hits
 from tunesmith.train.packing import ModelBatch, collate
 
 
@@ -64,9 +64,10 @@ class Objective(Protocol):
 
 @dataclass(frozen=True)
 class TokenObjective:
-    """Supervised finetuning and continued pretraining: next-token cross-entropy on trained tokens."""
+    """Supervised finetuning and continued pretraining: next-token cross-entropy on trained tokens; the logged
+    token accuracy is the share of trained tokens the model's argmax predicts right."""
 
-    metric_names: tuple[str, ...] = ()
+    metric_names: tuple[str, ...] = ("token_accuracy",)
 
     def denominator(self, example: TokenizedExample) -> int:
         return example.num_trained
@@ -78,4 +79,5 @@ class TokenObjective:
         return collate(examples, settings.pad_id, settings.max_length, settings.packing)
 
     def loss_sum(self, model, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return batch_loss_sum(model, batch), {}
+        loss, hits = batch_loss_and_hits(model, batch)
+        return loss, {"token_accuracy": hits}
