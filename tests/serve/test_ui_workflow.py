@@ -103,7 +103,8 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
         assert page.locator("#loss-curve polyline.valid").get_attribute("points").count(",") >= 1
         assert page.locator("#lr-curve polyline.lr").get_attribute("points").count(",") == 6
         assert page.locator("#loss-curve text.tick").count() >= 4  # ticked axes
-        for chart in ("#loss-curve", "#lr-curve"):
+        assert page.locator("#accuracy-curve polyline.train").get_attribute("points").count(",") == 6  # token accuracy
+        for chart in ("#loss-curve", "#lr-curve", "#accuracy-curve"):
             assert_drawn(page.locator(chart), chart)
         expect(page.locator("#job-times")).to_contain_text("step 6 of 6")
         for action, enabled in (("cancel", False), ("pause", False), ("resume", False)):

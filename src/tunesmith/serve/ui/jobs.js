@@ -8,7 +8,9 @@ const ACTIONS = { cancel: (s) => !TERMINAL.has(s), pause: (s) => s === "queued" 
 const LOSS = [{ key: "train_loss", cls: "train", label: "training loss", colour: "#1f6fd1" },
   { key: "valid_loss", cls: "valid", label: "validation loss", colour: "#c2561a", dash: true }];
 const LR = [{ key: "lr", cls: "lr", label: "learning rate", colour: "#6a3fb5" }];
-const ACCURACY = [{ key: "accuracy", cls: "train", label: "accuracy", colour: "#1f6fd1" },
+const ACCURACY = [{ key: "token_accuracy", cls: "train", label: "token accuracy", colour: "#1f6fd1" },
+  { key: "valid_token_accuracy", cls: "valid", label: "validation token accuracy", colour: "#c2561a", dash: true },
+  { key: "accuracy", cls: "train", label: "accuracy", colour: "#1f6fd1" },
   { key: "valid_accuracy", cls: "valid", label: "validation accuracy", colour: "#c2561a", dash: true }];
 const REWARD_ACCURACY = [{ key: "rewards/accuracy", cls: "train", label: "reward accuracy", colour: "#1f6fd1" },
   { key: "valid_rewards/accuracy", cls: "valid", label: "valid reward accuracy", colour: "#c2561a", dash: true }];
@@ -31,7 +33,7 @@ async function allEvents(jobId) {  // oldest first
 function drawMetrics(points) {
   lineChart($("loss-curve"), points, LOSS);
   lineChart($("lr-curve"), points, LR);
-  const accuracy = points.filter((p) => p.accuracy != null || p.valid_accuracy != null);
+  const accuracy = points.filter((p) => ACCURACY.some((s) => p[s.key] != null));
   $("accuracy-figure").hidden = !accuracy.length;
   if (accuracy.length) lineChart($("accuracy-curve"), accuracy, ACCURACY, [0, 1]);
   const rewarded = points.filter((p) => p["rewards/accuracy"] != null);
@@ -96,42 +98,48 @@ export function renderLineage(lineage) {  // base → parents → the model, eac
   return `<p>base ${esc(lineage.base_model)} (weights sha256 ${esc(short(lineage.base_model_sha256))})</p><ol class="lineage">${steps}</ol>`;
 }
 
-async function showLineage(jobId, model) {
-  if (!model) { $("lineage").textContent = "No model yet."; $("model-card").textContent = "No model yet."; return; }
-  try { $("lineage").innerHTML = renderLineage(await api(`/v1/models/${encodeURIComponent(model)}/lineage`)); }
-  catch (err) { $("lineage").textContent = "No lineage record: " + err.message; }
-  try { $("model-card").textContent = (await api(`/ui/api/jobs/${jobId}/model-card`)).text; }
-  catch { $("model-card").textContent = "No model card for this job."; }
-}
+const attempt = (promise) => promise.then((value) => ({ value }), (error) => ({ error }));
 
-async function showEvaluation(job) {
-  try { $("evaluation").innerHTML = renderEvaluation(await api(`/ui/api/jobs/${job.id}/evaluation`)); }
-  catch {
-    $("evaluation").textContent = TERMINAL.has(job.status) ? (job.validation_file || job.suite
-      ? "No evaluation report for this job." : "No evaluation: the job names no suite and has no validation file for the quick evaluation.")
-      : `The evaluation runs after training (${job.suite ? `suite ${job.suite}` : "quick evaluation: validation loss before / after"}).`;
+function lineageHtml(found) { return found.value ? renderLineage(found.value) : esc("No lineage record: " + found.error.message); }
+
+function evaluationHtml(job, found) {
+  if (found.value) return renderEvaluation(found.value);
+  if (!TERMINAL.has(job.status)) {
+    return esc(`The evaluation runs after training (${job.suite ? `suite ${job.suite}` : "quick evaluation: validation loss before / after"}).`);
   }
+  return esc(job.validation_file || job.suite ? "No evaluation report for this job."
+    : "No evaluation: the job names no suite and has no validation file for the quick evaluation.");
 }
 
+// Everything is fetched first and drawn only if the job is still the one asked for: a poll that was under way
+// when the user opened another job must not paint the old one over it.
 export async function showJob(jobId) {
   const job = await api(`/v1/fine_tuning/jobs/${jobId}`);
+  const model = job.fine_tuned_model, nothing = Promise.resolve(null);
+  const [events, checkpoints, evaluation, lineage, card] = await Promise.all([
+    allEvents(jobId), api(`/v1/fine_tuning/jobs/${jobId}/checkpoints?limit=100`),
+    attempt(api(`/ui/api/jobs/${jobId}/evaluation`)),
+    attempt(model ? api(`/v1/models/${encodeURIComponent(model)}/lineage`) : nothing),
+    attempt(model ? api(`/ui/api/jobs/${jobId}/model-card`) : nothing)]);
+  if (jobId !== shown.id) return job;
   $("job-detail").hidden = false;
   $("job-title").innerHTML = `${esc(job.id)} <span class="status status-${esc(job.status)}">${esc(job.status)}</span>`;
   for (const [action, allowed] of Object.entries(ACTIONS)) $(`job-${action}`).disabled = !allowed(job.status);
   $("job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
-  $("job-chat").hidden = !job.fine_tuned_model;
-  if (job.fine_tuned_model) $("job-chat").href = `#playground/${encodeURIComponent(job.fine_tuned_model)}`;
+  $("job-chat").hidden = !model;
+  if (model) $("job-chat").href = `#playground/${encodeURIComponent(model)}`;
   const hyper = job.method[job.method.type].hyperparameters;
-  $("job-hyper").innerHTML = `<p>${esc(job.model)} → ${esc(job.fine_tuned_model || "(not yet)")}, method ${esc(job.method.type)}; ` +
+  $("job-hyper").innerHTML = `<p>${esc(job.model)} → ${esc(model || "(not yet)")}, method ${esc(job.method.type)}; ` +
     Object.entries(hyper).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(", ") + `; evaluation ${esc(job.suite || "quick")}</p>`;
-  const events = await allEvents(jobId), points = events.filter((e) => e.type === "metrics").map((e) => e.data);
+  const points = events.filter((e) => e.type === "metrics").map((e) => e.data);
   $("job-times").textContent = timing(job, events, points);
   drawMetrics(points);
-  $("checkpoints").innerHTML = renderCheckpoints((await api(`/v1/fine_tuning/jobs/${jobId}/checkpoints?limit=100`)).data);
+  $("checkpoints").innerHTML = renderCheckpoints(checkpoints.data);
   $("events").innerHTML = events.map((e) => `<li class="${e.level === "error" ? "fail" : ""}">${esc(when(e.created_at))} ${esc(e.message)}</li>`).join("");
-  await showEvaluation(job);
-  await showLineage(jobId, job.fine_tuned_model);
-  shown = { id: jobId, state: job.status };
+  $("evaluation").innerHTML = evaluationHtml(job, evaluation);
+  $("lineage").innerHTML = model ? lineageHtml(lineage) : "No model yet.";
+  $("model-card").textContent = model ? (card.value ? card.value.text : "No model card for this job.") : "No model yet.";
+  shown.state = job.status;
   return job;
 }
 
