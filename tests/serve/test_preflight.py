@@ -64,6 +64,8 @@ def test_estimate_resolves_auto_as_the_worker_will_and_prices_the_run(api, tmp_p
     estimate = answer["estimate"]
     assert estimate["steps"] == 50 and estimate["train_examples"] == 10
     assert estimate["total_seconds"] > estimate["train_seconds"] > 0 and estimate["peak_memory_bytes"] > 2**20
+    # the server's memory before it loaded any model, not what its model pool holds now
+    assert estimate["memory"]["python, torch, tokenizer, data (measured)"] == api.app_state.runtime_bytes
     bad = api.post("/ui/api/estimate", json={**body, "training_file": "file-nope"})
     assert bad.status_code == 404 and bad.json()["error"]["param"] == "training_file"
 

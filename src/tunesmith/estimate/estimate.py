@@ -186,7 +186,9 @@ def apply_probe(scenario: Scenario, probe, biggest: float) -> None:
 
 def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hour: float | None = None,
                     probe: bool = False, mfu: float | None = None, probe_steps: int = 4,
-                    probe_warmup: int = 2) -> Estimate:
+                    probe_warmup: int = 2, runtime_bytes: float | None = None) -> Estimate:
+    """`runtime_bytes`: the memory a training process holds besides the model (python, torch, libraries, data);
+    None = this process's now. A server passes what it measured before loading any model."""
     lookup_hardware(hardware_name, mfu)  # fail on an unknown name before any slow work
     if probe and hardware_name.lower() != "cpu":
         raise HardwareError("--probe measures this machine; use it with --hardware cpu")
@@ -197,7 +199,7 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     data_seconds = time.perf_counter() - started
     import peft  # noqa: F401  (part of what a training process holds in memory)
 
-    runtime_bytes = current_rss_bytes()
+    runtime_bytes = current_rss_bytes() if runtime_bytes is None else runtime_bytes
     t = config.train
     micro = t.micro_batch_size or t.batch_size
     steps = total_steps(len(data.train), t.batch_size, t.epochs, t.max_steps)

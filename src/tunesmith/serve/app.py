@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from tunesmith.estimate.estimate import current_rss_bytes
 from tunesmith.registry.db import Database
 from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.comparisons import Comparisons
@@ -41,6 +42,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models)
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     app.state.comparisons = Comparisons(settings.home / "comparisons")
+    app.state.runtime_bytes = current_rss_bytes()  # no model loaded yet: the cost estimate's runtime memory
     install_error_handlers(app)
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)

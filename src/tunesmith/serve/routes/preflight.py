@@ -125,7 +125,8 @@ async def estimate_job(request: Request, body: CreateJob, key: str = Depends(api
                             valid_path=blob(valid) if valid else None, hyperparameters=resolved, seed=body.seed or 0,
                             out=settings.jobs_dir / "estimate")
     try:
-        estimate = await run_in_threadpool(estimate_config, config, this_machine())
+        estimate = await run_in_threadpool(estimate_config, config, this_machine(),
+                                           runtime_bytes=request.app.state.runtime_bytes)
     except Exception as exc:  # noqa: BLE001 — the estimate is advice: the form still shows the hyperparameters
         return {"hyperparameters": resolved, "requested": requested, "estimate": None,
                 "estimate_error": f"{type(exc).__name__}: {exc}"}
