@@ -68,7 +68,7 @@ class DataConfig(Strict):
     max_length: int = Field(1024, ge=8, description="Tokens per example; longer examples are truncated (data check warns).")
     packing: bool = Field(True, description="Pack short examples into one sequence with a block-diagonal mask.")
     skip_invalid: bool = Field(False, description="Train on the valid rows and report the skipped ones, instead of refusing.")
-    pii: Literal["refuse", "redact", "allow"] = Field("refuse", description="Personal data (emails, phones, cards, IBANs, national ids, IP and street addresses) in the train/valid files: refuse to train, listing each by line (default: no shipped example has any, and nothing personal reaches a model unasked); redact into RUN_DIR/redacted/ and train on that copy (names too where a detector is installed); or allow.")
+    pii: Literal["refuse", "redact", "allow"] = Field("refuse", description="Personal data (emails, phones, cards, IBANs, national ids, IP and street addresses) in the train/valid files and the replayed general text: refuse to train, listing each by line (default: no shipped example has any, and nothing personal reaches a model unasked); redact into RUN_DIR/redacted/ and train on that copy (names too where a detector is installed); or allow.")
     replay: ReplayConfig | None = Field(None, description="Mix earlier data and/or general text into each step (continued runs); None = train on data.train alone.")
 
 

@@ -10,7 +10,11 @@ from transformers import AutoModelForCausalLM
 
 from tests.train.test_sft_run import FACTS, write_chat_file
 from tunesmith.config import ConfigError, load_config
+from tunesmith.data.hashing import file_sha256
+from tunesmith.data.pii_policy import PersonalDataRefused
+from tunesmith.registry.lineage import trained_on
 from tunesmith.train.replay import replay_per_step, replay_slots
+from tunesmith.train.run_record import REDACTED_DIR, read_run_record
 from tunesmith.train.setup import build_model
 from tunesmith.train.sft import train
 
@@ -116,3 +120,42 @@ def test_replay_refuses_an_earlier_file_that_changed(tiny_model_dir, tmp_path):
     write_chat_file(tmp_path / "old.jsonl", FACTS[:4])  # edited after v1 trained on it
     with pytest.raises(ConfigError, match="missing or changed since that run"):
         train(update_config(tmp_path, parent, **{"data.replay.share": 0.25}))
+
+
+def write_general_text(path: Path, contact: str) -> Path:
+    path.write_text(f"The quick brown fox jumps over the lazy dog.\n\nLetters to the editor: {contact}.\n")
+    return path
+
+
+def test_replayed_general_text_with_personal_data_is_refused_by_default(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    general = write_general_text(tmp_path / "general.txt", "ada@example.com")
+    config = update_config(tmp_path, parent, **{"data.replay.general_text": general})
+    with pytest.raises(PersonalDataRefused, match=rf"{general}:3: email"):
+        train(config)
+    assert not (tmp_path / "v2" / "run.json").exists()
+
+
+def test_redact_replays_a_redacted_copy_of_the_general_text_and_records_both(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    general = write_general_text(tmp_path / "general.txt", "ada@example.com")
+    train(update_config(tmp_path, parent, **{"data.replay.general_text": general, "data.pii": "redact"}))
+    copy = tmp_path / "v2" / REDACTED_DIR / "general_text.txt"
+    assert "<EMAIL_1>" in copy.read_text() and "ada@example.com" not in copy.read_text()
+    replay = read_run_record(tmp_path / "v2")["replay"]
+    [entry] = next(s for s in replay["sources"] if s["name"] == "general")["files"]
+    assert entry["path"] == str(copy) and entry["sha256"] == file_sha256(copy)
+    assert entry["source"] == {"path": str(general), "sha256": file_sha256(general)}
+    assert entry["pii"]["findings"] == {"email": 1} and entry["pii"]["redacted"] == {"email": 1}
+    assert load_config(tmp_path / "v2" / "config.yaml").data.replay.general_text == general  # as the user gave it
+    [found] = trained_on(file_sha256(general), [tmp_path / "v2"])  # the file the user named finds the model
+    assert found.node.run_dir == (tmp_path / "v2").resolve()
+
+
+def test_allow_replays_the_general_text_as_it_is_and_counts_its_findings(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    general = write_general_text(tmp_path / "general.txt", "ada@example.com")
+    train(update_config(tmp_path, parent, **{"data.replay.general_text": general, "data.pii": "allow"}))
+    replay = read_run_record(tmp_path / "v2")["replay"]
+    [entry] = next(s for s in replay["sources"] if s["name"] == "general")["files"]
+    assert entry["path"] == str(general) and entry["pii"]["findings"] == {"email": 1} and "source" not in entry

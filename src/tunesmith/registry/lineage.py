@@ -43,7 +43,9 @@ class RunNode:
         for entry in self.record.get("data") or []:
             found |= {entry.get("sha256"), (entry.get("source") or {}).get("sha256")}
         for source in (self.record.get("replay") or {}).get("sources") or []:
-            found |= {item.get("sha256") for item in source.get("files") or [] if isinstance(item, dict)}
+            for item in source.get("files") or []:  # a redacted general text also names the file it came from
+                if isinstance(item, dict):
+                    found |= {item.get("sha256"), (item.get("source") or {}).get("sha256")}
         return {digest for digest in found if digest}
 
     def summary(self, file_ids: dict[str, str] | None = None) -> dict:

@@ -8,7 +8,8 @@ seeded by (seed, step): a resumed run replays exactly what the uninterrupted one
 
 Earlier data is found through the lineage: the training file of the parent and of every earlier ancestor,
 as each run.json records it (path and sha256). A file that changed since is refused rather than replayed
-as something the ancestor never saw.
+as something the ancestor never saw. General text is read as `data.pii` left it: the run refuses it with
+personal data in it, or replays its redacted copy (train/run_record.py `guard_personal_data`).
 """
 from __future__ import annotations
 

@@ -43,19 +43,33 @@ def read_run_record(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / RUN_RECORD).read_text())
 
 
+def guarded_files(config: RunConfig) -> dict[str, Path]:
+    """Role → file for every file whose text the run trains on as given: train, valid and the replayed
+    general text (`general_text`). The ancestors' files a run replays are not in it: they are what the
+    ancestors trained on after their own policy (their redacted copies, under redact), and the parent's
+    weights carry them already."""
+    replay = config.data.replay
+    files = {"train": config.data.train, "valid": config.data.valid,
+             "general_text": replay.general_text if replay is not None else None}
+    return {role: Path(path) for role, path in files.items() if path is not None}
+
+
 def guard_personal_data(config: RunConfig, run_dir: Path, scan: bool = True) -> tuple[RunConfig, dict[str, PiiOutcome]]:
-    """Apply `data.pii` to the train and valid files: the config to train with (redacted copies under
-    `redact`), and each role's outcome. Raises PersonalDataRefused under `refuse`.
+    """Apply `data.pii` to the train, valid and replayed general-text files: the config to train with
+    (redacted copies under `redact`), and each role's outcome. Raises PersonalDataRefused under `refuse`.
 
     `scan=False` (the other processes of a distributed run) only names the copies the main process writes.
     """
-    targets = {role: run_dir / REDACTED_DIR / f"{role}{Path(path).suffix or '.jsonl'}"
-               for role in ("train", "valid") if (path := getattr(config.data, role)) is not None}
-    outcomes = {role: apply_pii_policy(Path(getattr(config.data, role)), config.data.pii, target, PII_REMEDY)
+    given = guarded_files(config)
+    targets = {role: run_dir / REDACTED_DIR / f"{role}{path.suffix or '.jsonl'}" for role, path in given.items()}
+    outcomes = {role: apply_pii_policy(given[role], config.data.pii, target, PII_REMEDY)
                 for role, target in targets.items()} if scan else {}
     if config.data.pii != "redact":
         return config, outcomes
-    return config.model_copy(update={"data": config.data.model_copy(update=targets)}), outcomes
+    copies: dict = {role: targets[role] for role in ("train", "valid") if role in targets}
+    if "general_text" in targets:
+        copies["replay"] = config.data.replay.model_copy(update={"general_text": targets["general_text"]})
+    return config.model_copy(update={"data": config.data.model_copy(update=copies)}), outcomes
 
 
 def parent_of(base: str) -> dict | None:
@@ -107,6 +121,8 @@ def write_run_record(run_dir: Path, config: RunConfig, result: dict, *, started_
         **(extra or {}),
         **{key: (str(value) if isinstance(value, Path) else value) for key, value in result.items()},
     }
+    if outcome := pii.get("general_text"):
+        record["replay"] = _with_general_text_checked(record.get("replay"), outcome, guarded_files(config)["general_text"])
     _write_json(run_dir / RUN_RECORD, record)
     if result.get("finished", True) and (run_dir / "model" / "config.json").is_file():
         write_model_card(run_dir)
@@ -141,6 +157,15 @@ def _data_entry(role: str, path: Path, outcome: PiiOutcome | None, given: Path |
     if given is not None and Path(given) != path:  # trained on a redacted copy of the file the user named
         entry["source"] = {"path": str(given), "sha256": file_sha256(Path(given))}
     return entry
+
+
+def _with_general_text_checked(replay: dict | None, outcome: PiiOutcome, given: Path) -> dict | None:
+    """The replay record, its general-text file entry carrying the PII outcome and, for a redacted copy, the
+    file it was redacted from (so `lineage --data` and erasure find the file the user named)."""
+    for source in (replay or {}).get("sources", []):
+        if source["name"] == "general":
+            source["files"] = [_data_entry("general_text", Path(f["path"]), outcome, given) for f in source["files"]]
+    return replay
 
 
 def _base_sha256(base: str) -> str | None:

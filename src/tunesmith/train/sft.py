@@ -90,7 +90,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         console.print(f"[yellow]{data.truncated} example(s) truncated to {config.data.max_length} tokens[/]")
     model = strategy.shard(build_model(config).to(world.device))  # this rank's GPU, or the CPU; FSDP shards it
     trainable, total = count_parameters(model)
-    replay = load_replay(config, tokenizer)  # earlier data / general text mixed into each step (data.replay)
+    replay = load_replay(data_config, tokenizer)  # earlier data, general text (as data.pii left it) in each step
     settings = loop_settings(config, len(data.train), tokenizer.pad_token_id, strategy, replay)
     optimizer = build_optimizer(model, config)  # after shard: it must hold the shards
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
