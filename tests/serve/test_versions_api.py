@@ -9,11 +9,13 @@ from rich.console import Console
 
 from tests.serve.server import FACTS, write_chat_file
 from tunesmith.config import load_config
+from tunesmith.data.hashing import file_sha256
 from tunesmith.evaluate.continual import evaluate_update
 from tunesmith.registry import keys, versions
 from tunesmith.serve.app import create_app
 from tunesmith.serve.routes.models import resolve_served
 from tunesmith.serve.settings import ServeSettings
+from tunesmith.train.run_record import read_run_record
 from tunesmith.train.sft import train
 
 NEW_FACTS = [("zinc", "Zn"), ("nickel", "Ni"), ("sodium", "Na"), ("neon", "Ne"), ("argon", "Ar"), ("boron", "B")]
@@ -55,6 +57,22 @@ def test_the_forgetting_update_fails_to_keep_the_old_suite_and_the_gentle_one_pa
     forgotten = [k for k in v2["kept"] if not k["passed"]]
     assert not v2["passed"] and forgotten and forgotten[0]["suite"] == "old" and forgotten[0]["lost"] > 5
     assert v3["passed"] and all(k["passed"] for k in v3["kept"]) and v3["kept"]
+
+
+def test_run_json_and_the_model_card_record_the_kept_suites_with_their_hashes(runs):
+    v1, v2, v3 = runs
+    entry = next(e for e in read_run_record(v3)["evaluations"] if e.get("kind") == "update")
+    assert entry["reports"]["json"] == {"path": "eval/update.json", "sha256": file_sha256(v3 / "eval" / "update.json")}
+    assert [s["name"] for s in entry["suites"]] == ["new", "old"] and entry["passed"] is True
+    assert entry["suites"][1]["sha256"] == file_sha256(v1.parent / "old.yaml")
+    assert entry["compared_with"] == [{"path": str((v1 / "eval" / "update.json").resolve()),
+                                       "sha256": file_sha256(v1 / "eval" / "update.json")}]
+    card = (v3 / "model" / "README.md").read_text()
+    assert "### Kept from earlier versions" in card and "| old | facts | perplexity |" in card
+    assert "model-index" in card and "Suite `new`" in card  # the gain report still heads the evaluation
+    forgot = (v2 / "model" / "README.md").read_text()
+    assert "| FORGOTTEN |" in forgot and "it was NOT promotable" in forgot
+    assert [e.get("kind") for e in read_run_record(v1)["evaluations"]] == [None]  # a root run: its report only
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ Other metrics (speed, agreement with a reference, loss beside perplexity) are no
 keeps and are left out. Tasks named in `eval.retired` (`SUITE.TASK`: facts this update corrects on
 purpose) are measured and reported but not gated. A root run (no parent) records its scores the same
 way, so its children have something to keep. RUN/eval/update.json holds every score this run measured
-on every suite (the record its own descendants compare with), each kept comparison, and `passed`.
+on every suite (the record its own descendants compare with), each kept comparison, and `passed`. An
+update's run.json records it with its SHA-256, the suites measured and the ancestors' update.json files it
+was compared with (a root run's scores are its report.json's, recorded already; its children pin its file).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from tunesmith.evaluate.suite import Suite, load_suite
 from tunesmith.evaluate.tasks import run_task
 from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.train.parent import ParentRun, ancestors
+from tunesmith.train.run_record import add_update_evaluation
 
 UPDATE_FILE = "update.json"
 POINTS = {"accuracy", "macro_f1"}  # bounded scores: points lost = 100 × (best − candidate)
@@ -147,10 +150,14 @@ def evaluate_update(config: RunConfig, run_dir: Path, console: Console) -> Updat
     own = {str(Path(config.eval.suite).resolve()): scores_of(suite, {name: run.metrics for name, run
                                                                       in gain.result.candidate_runs.items()})}
     evaluation = UpdateEvaluation(gain, scores=own)
-    if config.model.parent is not None:
-        lineage = ancestors(config.model.parent.run)
+    lineage = ancestors(config.model.parent.run) if config.model.parent is not None else []
+    if lineage:
         earlier = [path for path in ancestor_suites(lineage) if str(path) not in own]
         evaluation.scores |= measure_suites(str(run_dir), earlier, console)
         evaluation.kept = kept_results(evaluation.scores, lineage, config.eval.max_points_lost, config.eval.retired)
-    (Path(run_dir) / "eval" / UPDATE_FILE).write_text(json.dumps(evaluation.to_dict(), indent=2))
+    report = Path(run_dir) / "eval" / UPDATE_FILE
+    report.write_text(json.dumps(evaluation.to_dict(), indent=2))
+    if lineage:  # run.json and the card: the verdict, the suites measured, the ancestors' records, with digests
+        add_update_evaluation(run_dir, report, {load_suite(Path(path)).name: Path(path) for path in evaluation.scores},
+                              [ancestor.run_dir / "eval" / UPDATE_FILE for ancestor in lineage])
     return evaluation

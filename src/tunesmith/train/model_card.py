@@ -3,7 +3,7 @@
 Sources, all written by the run: config.yaml (the resolved config), run.json (data files and their
 SHA-256, steps, tokens, time, machine), metrics.jsonl (the loss curve) and, once the run has been
 evaluated, the newest report.json that run.json's `evaluations` names (else eval/report.json): baseline
-vs candidate per task, gates. The training data is re-read for its row
+vs candidate per task, gates; for an update also its eval/update.json (every earlier suite kept or not). The training data is re-read for its row
 counts and a PII scan only while its SHA-256 still matches run.json. Nothing is typed by a person: the
 same run gives the same card, so write it after export and again after evaluation.
 """
@@ -52,6 +52,7 @@ class RunFacts:
     metrics: list[dict]
     report: dict | None
     data: list[DataFacts]
+    update: dict | None = None  # an update's eval/update.json: every earlier version's suite kept (or not)
 
 
 def write_model_card(run_dir: str | Path, model_dir: str | Path | None = None) -> Path:
@@ -69,14 +70,17 @@ def read_run_facts(run_dir: Path) -> RunFacts:
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
     data = [data_facts(role, run.get(f"{role}_file"), run.get(f"{role}_sha256"))
             for role in ("train", "valid") if run.get(f"{role}_file")]
-    return RunFacts(run_dir, config or {}, run, read_metrics(run_dir / METRICS_FILE), report, data)
+    update_path = latest_report(run_dir, run, kind="update")
+    update = json.loads(update_path.read_text()) if update_path is not None and update_path.is_file() else None
+    return RunFacts(run_dir, config or {}, run, read_metrics(run_dir / METRICS_FILE), report, data, update)
 
 
-def latest_report(run_dir: Path, run: dict) -> Path:
-    """The newest evaluation recorded in run.json (`run_record.add_evaluation`), else the default place."""
-    evaluations = run.get("evaluations") or []
+def latest_report(run_dir: Path, run: dict, kind: str = "suite") -> Path | None:
+    """The newest evaluation of this kind recorded in run.json: `suite` (`run_record.add_evaluation`; else the
+    default place eval/report.json) or `update` (`run_record.add_update_evaluation`; else None)."""
+    evaluations = [e for e in run.get("evaluations") or [] if e.get("kind", "suite") == kind]
     if not evaluations:
-        return run_dir / "eval" / "report.json"
+        return run_dir / "eval" / "report.json" if kind == "suite" else None
     path = Path(evaluations[-1]["reports"]["json"]["path"])
     return path if path.is_absolute() else run_dir / path
 
@@ -221,6 +225,25 @@ def evaluation(facts: RunFacts) -> str:
         or ["- no general-ability task in the suite: forgetting was not measured"]
     lines += ["", "### Gates", ""]
     lines += [f"- {'passed' if gate['passed'] else 'FAILED'}: {gate['message']}" for gate in report["gates"]] or ["- none"]
+    if facts.update is not None and facts.update.get("kept"):
+        lines += ["", kept_section(facts.update)]
+    return "\n".join(lines)
+
+
+def kept_section(update: dict) -> str:
+    """Every earlier version's score this update had to keep: the best any ancestor reached, this model's,
+    the loss against what was allowed (points; perplexity in percent), from eval/update.json."""
+    verdict = "it kept everything it had to" if update["passed"] else "it was NOT promotable"
+    lines = ["### Kept from earlier versions", "",
+             f"Each score on an earlier version's suite against the best any ancestor recorded; {verdict}.", "",
+             "| suite | task | metric | best before (run) | this model | lost | allowed | verdict |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    for kept in update["kept"]:
+        unit = "%" if kept["metric"] == "perplexity" else " points"
+        verdict = "retired (not gated)" if kept["retired"] else ("kept" if kept["passed"] else "FORGOTTEN")
+        lines.append(f"| {kept['suite']} | {kept['task']} | {kept['metric']} | {_number(kept['best'])} "
+                     f"(`{Path(kept['best_run']).name}`) | {_number(kept['candidate'])} | {kept['lost']:+.2f}{unit} | "
+                     f"{kept['threshold']:g}{unit} | {verdict} |")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """RUN_DIR/run.json, the lineage record every training recipe writes, and the model card beside the model.
 
 Run as: library code; sft.py (and every other recipe) calls `guard_personal_data` before reading its data
-and `write_run_record` after export, evaluation calls `add_evaluation`.
+and `write_run_record` after export, evaluation calls `add_evaluation` (and for an update's kept suites
+`add_update_evaluation`).
 
 A record answers an auditor's questions from the run directory alone: which base weights (name and
 SHA-256), which parent run it continued, which data files (SHA-256 and rows; for a redacted file also the
@@ -136,18 +137,43 @@ def add_evaluation(run_dir: str | Path, reports: dict[str, Path]) -> dict:
     replaces its earlier entry: those files, and so their digests, are gone.
     """
     run_dir = Path(run_dir)
-    record = read_run_record(run_dir)
     report = json.loads(Path(reports["json"]).read_text())
-    entry = {"at": utc_now(), "suite": report["suite"]["name"], "suite_sha256": report["suite"].get("sha256"),
-             "passed": report["passed"],
-             "reports": {kind: {"path": _relative(Path(path), run_dir), "sha256": file_sha256(Path(path))}
-                         for kind, path in sorted(reports.items())}}
+    return _record_evaluation(run_dir, {
+        "at": utc_now(), "suite": report["suite"]["name"], "suite_sha256": report["suite"].get("sha256"),
+        "passed": report["passed"],
+        "reports": {kind: _pinned(Path(path), run_dir) for kind, path in sorted(reports.items())}})
+
+
+def add_update_evaluation(run_dir: str | Path, update_report: Path, suites: dict[str, Path],
+                          compared_with: list[Path]) -> dict:
+    """Record an update's verdict (`evaluate/continual.py`: its own suite's gain and every ancestor suite kept):
+    RUN/eval/update.json with its SHA-256, the suites it measured (name → file, with SHA-256), and the
+    ancestors' update.json files whose best scores it had to keep, each with its SHA-256. Rewrites the card.
+    """
+    run_dir = Path(run_dir)
+    update = json.loads(Path(update_report).read_text())
+    return _record_evaluation(run_dir, {
+        "at": utc_now(), "kind": "update", "suite": "update: " + ", ".join(suites), "passed": update["passed"],
+        "suites": [{"name": name, **_pinned(path, run_dir)} for name, path in suites.items()],
+        "compared_with": [_pinned(path, run_dir) for path in compared_with if path.is_file()],
+        "reports": {"json": _pinned(Path(update_report), run_dir)}})
+
+
+def _record_evaluation(run_dir: Path, entry: dict) -> dict:
+    """Append the entry to run.json's evaluations (replacing one whose report is at the same place: those files,
+    and so their digests, are gone) and write the model card again."""
+    record = read_run_record(run_dir)
     kept = [e for e in record.get("evaluations", []) if e["reports"]["json"]["path"] != entry["reports"]["json"]["path"]]
     record["evaluations"] = kept + [entry]
     _write_json(run_dir / RUN_RECORD, record)
     if (run_dir / "model" / "config.json").is_file():
         write_model_card(run_dir)
     return entry
+
+
+def _pinned(path: Path, run_dir: Path) -> dict:
+    """A file as run.json names it: its path (relative to the run when inside it) and SHA-256."""
+    return {"path": _relative(path, run_dir), "sha256": file_sha256(path)}
 
 
 def _data_entry(role: str, path: Path, outcome: PiiOutcome | None, given: Path | None) -> dict:
