@@ -803,6 +803,29 @@ def models_list(
         print_version(version, current.number if current else None)
 
 
+@models_app.command("scores")
+def models_scores(
+    name: str = typer.Argument(..., help="Model name, e.g. elements-assistant."),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    key: Optional[str] = typer.Option(None, help="API key id that owns the model (default: the only key)."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Every task's score after every version: its own suite and each earlier version's, kept or forgotten.
+
+    Run as: tunesmith models scores elements-assistant --home ~/.tunesmith
+    """
+    from tunesmith.cli_render import print_score_history
+    from tunesmith.registry.versions import list_versions, promoted, score_history
+
+    db = open_existing_registry(home, database)
+    owner = registry_owner(db, key)
+    versions = list_versions(db, owner, name)
+    if not versions:
+        fail(f"{name}: no versions — register a run first (tunesmith models register {name} RUN --home {home})")
+    current = promoted(db, owner, name)
+    print_score_history(name, score_history(versions), current.number if current else None, console)
+
+
 @models_app.command("show")
 def models_show(
     ref: str = typer.Argument(..., help="NAME:N or NAME:latest."),

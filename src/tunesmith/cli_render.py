@@ -2,7 +2,7 @@
 and of lineage: the tree of a model, the models made from a data file, an erasure.
 
 Run as: library code for cli.py; `tunesmith data check FILE`, `tunesmith data augment SPEC.yaml ...`,
-`tunesmith lineage MODEL` and `tunesmith erase --data FILE` print with it.
+`tunesmith lineage MODEL`, `tunesmith erase --data FILE` and `tunesmith models scores NAME` print with it.
 
 Library modules return data and never print: training and evaluation import the data package, and
 printing there would pull rich tables into every run. The CLI renders what they return, here.
@@ -22,6 +22,7 @@ from tunesmith.data.formats import RowError
 if TYPE_CHECKING:
     from tunesmith.data.augment import AugmentSummary
     from tunesmith.data.check import DataReport
+    from tunesmith.registry.versions import ScoreHistory
 
 SHOWN = 20  # entries printed per section of a data report; the rest are counted
 
@@ -169,3 +170,24 @@ def print_erasure(report: dict, console: Console) -> None:
 
 def _short(digest: str | None) -> str:
     return f"{digest[:12]}…" if digest else "unknown"
+
+
+def print_score_history(name: str, history: ScoreHistory, served: int | None, console: Console) -> None:
+    """One row per SUITE.TASK.METRIC, one column per version: every task after every update (accuracy-like
+    scores in percent), a kept score marked ✗ where the version forgot it and (r) where it was retired."""
+    table = Table(title=f"{name}: every task after every version (eval/update.json)",
+                  caption="✗ forgotten: lost more than eval.max_points_lost · (r) retired: measured, not gated")
+    table.add_column("suite.task.metric")
+    for version, _ in history.rows:
+        verdict = "passed" if version.passed else "FAILED"
+        table.add_column(f"version {version.number}\n{verdict}" + ("\n(latest)" if version.number == served else ""),
+                         justify="right")
+    marks = {"FORGOTTEN": " ✗", "retired": " (r)"}
+    for column in history.columns:
+        row = [column]
+        for _, cells in history.rows:
+            value, verdict = cells.get(column, (None, ""))
+            shown = "" if value is None else (f"{value:.1f}" if column.endswith(".perplexity") else f"{100 * value:.1f}%")
+            row.append(shown + marks.get(verdict, ""))
+        table.add_row(*row)
+    console.print(table)

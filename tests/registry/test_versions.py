@@ -100,3 +100,30 @@ def test_models_commands_register_list_refuse_promote_and_roll_back(tmp_path):
     started = runner.invoke(app, ["train", "--from", "m:latest", "--home", str(home), "--data", str(data),
                                   "--out", str(tmp_path / "out")])
     assert started.exit_code == 1 and "model 'tiny' not found" in " ".join(started.output.split())
+
+
+def test_models_scores_prints_every_task_after_every_version(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    home = tmp_path / "home"
+    keys.create_key(Database(home / "tunesmith.sqlite"))
+    u1, u2 = str(tmp_path / "u1" / "suite.yaml"), str(tmp_path / "u2" / "suite.yaml")  # gone: named by their folder
+    a, b = evaluated_run(tmp_path / "a", True), evaluated_run(tmp_path / "b", False, tmp_path / "a")
+    updates = {a: {"passed": True, "kept": [], "scores": {u1: {"facts": {"accuracy": 0.855}, "general": {"perplexity": 132.3}}}},
+               b: {"passed": False, "kept": [{"suite": "u1", "task": "facts", "metric": "accuracy", "retired": False,
+                                              "passed": False, "message": "keep u1.facts.accuracy FORGOTTEN"}],
+                   "scores": {u2: {"facts": {"accuracy": 0.763}}, u1: {"facts": {"accuracy": 0.638},
+                                                                      "general": {"perplexity": 105.8}}}}}
+    for run, update in updates.items():
+        (run / "eval" / "update.json").write_text(json.dumps(update))
+        CliRunner().invoke(app, ["models", "register", "m", str(run), "--home", str(home)])
+    result = CliRunner().invoke(app, ["models", "scores", "m", "--home", str(home)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.replace("│", " ").replace("┃", " ").split()) for line in result.output.splitlines()]
+    assert ["version 1", "passed version 2", "suite.task.metric (latest) FAILED"] == lines[3:6]  # headers, bottom-aligned
+    assert "u1.facts.accuracy 85.5% 63.8% ✗" in lines and "u1.general.perplexity 132.3 105.8" in lines
+    assert "u2.facts.accuracy 76.3%" in lines  # measured by version 2 only
+    missing = CliRunner().invoke(app, ["models", "scores", "nothing", "--home", str(home)])
+    assert missing.exit_code == 1 and "no versions" in missing.output

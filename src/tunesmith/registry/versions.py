@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from tunesmith.evaluate.suite import SuiteError, load_suite
 from tunesmith.registry import audit
 from tunesmith.registry.db import Database, now
 
@@ -177,3 +178,41 @@ def failures(version: ModelVersion) -> list[str]:
     evaluation = version.evaluation
     failed = [gate["message"] for gate in evaluation.get("gain_gates", []) if not gate["passed"]]
     return failed + [kept["message"] for kept in evaluation.get("kept", []) if not kept["passed"]]
+
+
+@dataclass
+class ScoreHistory:
+    """Every keepable score (`suite.task.metric`) measured after every version, for one model name."""
+
+    columns: list[str]  # SUITE.TASK.METRIC, in the order the versions first measured them
+    rows: list[tuple[ModelVersion, dict[str, tuple[float, str]]]]  # version → column → (value, verdict)
+
+
+def score_history(versions: list[ModelVersion]) -> ScoreHistory:
+    """Each version's scores on its own suite and on every ancestor's suite (its eval/update.json), with the
+    verdict of a kept score: `kept`, `FORGOTTEN` or `retired` (a version's own suite: `measured`)."""
+    columns: dict[str, None] = {}
+    rows = []
+    for version in versions:
+        evaluation = version.evaluation
+        verdicts = {f"{k['suite']}.{k['task']}.{k['metric']}":
+                    "retired" if k["retired"] else ("kept" if k["passed"] else "FORGOTTEN")
+                    for k in evaluation.get("kept", [])}
+        cells = {}
+        for suite_path, tasks in evaluation.get("scores", {}).items():
+            suite = suite_name(Path(suite_path))
+            for task, metrics in tasks.items():
+                for metric, value in metrics.items():
+                    column = f"{suite}.{task}.{metric}"
+                    columns.setdefault(column)
+                    cells[column] = (value, verdicts.get(column, "measured"))
+        rows.append((version, cells))
+    return ScoreHistory(list(columns), rows)
+
+
+def suite_name(path: Path) -> str:
+    """A suite's `name:` (what `eval.retired` and the kept results call it); the file's folder if it is gone."""
+    try:
+        return load_suite(path).name
+    except (SuiteError, OSError):
+        return path.parent.name
