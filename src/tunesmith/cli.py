@@ -623,22 +623,24 @@ def lineage_sources(runs: Path, home: Optional[Path], database: Optional[Path]):
 
 @app.command("lineage")
 def lineage_command(
-    model: Optional[str] = typer.Argument(None, help="A run directory (or its model/ directory), or with --home a model id."),
+    model: Optional[str] = typer.Argument(None, help="A run directory (or its model/ directory, also when copied "
+                                          "elsewhere), or with --home a model id or a version NAME:N / NAME:latest."),
     data: Optional[str] = typer.Option(None, "--data", help="A data file, its sha256 (8+ hex digits), or with --home a file id: list the models trained on it."),
     runs: Path = typer.Option(Path("runs"), help="Directory searched (recursively) for run directories."),
     home: Optional[Path] = typer.Option(None, help="A server's --home: its models by id, and its job runs, too."),
+    key: Optional[str] = typer.Option(None, help="With --home and NAME:N: API key id that owns the model (default: the only key)."),
     database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """What made a model (base → parents → model, with data and evaluations), or every model a data file made.
 
-    Run as: tunesmith lineage runs/elements-demo   |   tunesmith lineage --data examples/elements/train.jsonl
+    Run as: tunesmith lineage runs/elements-demo   |   tunesmith lineage elements-assistant:latest --home H   |
+    tunesmith lineage --data examples/elements/train.jsonl
     """
     import json
 
     from tunesmith.cli_render import print_lineage, print_trained_on
-    from tunesmith.registry.lineage import LineageError, data_digest, lineage, run_dir_of, trained_on
-    from tunesmith.registry.models import find_model
+    from tunesmith.registry.lineage import LineageError, data_digest, lineage_of, trained_on
 
     if (model is None) == (data is None):
         fail("pass a MODEL to see what made it, or --data FILE_OR_HASH to see what it made (not both)")
@@ -652,14 +654,31 @@ def lineage_command(
             else:
                 print_trained_on(digest, found, console)
             return
-        registered = find_model(db, model) if db is not None and not Path(model).exists() else None
-        tree = lineage(run_dir_of(registered.run_dir if registered else model), names, file_ids).to_json()
+        tree = lineage_of(registered_run_dir(model, db, key), names, file_ids).to_json()
     except LineageError as exc:
         fail(str(exc))
     if as_json:
         print(json.dumps(tree, indent=2))
     else:
         print_lineage(tree, console)
+
+
+def registered_run_dir(model: str, db, key: Optional[str]) -> str:
+    """The run directory a registry name stands for (a model id, or a version NAME:N / NAME:latest); a path as given."""
+    from tunesmith.registry.models import find_model
+    from tunesmith.registry.versions import VERSION_REF, resolve
+
+    if Path(model).exists():
+        return model
+    if VERSION_REF.match(model):
+        if db is None:
+            fail(f"{model}: a version is looked up in a registry — pass the server's --home")
+        version = resolve(db, registry_owner(db, key), model)
+        if version is None:
+            fail(f"{model}: no such version in {db.path} (`tunesmith models list` shows them)")
+        return version.run_dir
+    registered = find_model(db, model) if db is not None else None
+    return registered.run_dir if registered else model
 
 
 @app.command()

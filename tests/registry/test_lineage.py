@@ -102,3 +102,42 @@ def test_erase_reaches_the_redacted_copy_a_run_trained_on(tmp_path, tiny_model_d
     result = CliRunner().invoke(app, ["erase", "--data", str(data), "--runs", str(tmp_path / "runs"), "--json"])
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)["deleted_files"]) == {str(data.resolve()), str(copy.resolve())}
+
+
+def test_lineage_of_a_version_resolves_to_its_run(runs, tmp_path):
+    from tunesmith.registry import keys
+    from tunesmith.registry.db import Database
+
+    home = tmp_path / "home"
+    keys.create_key(Database(home / "tunesmith.sqlite"))
+    for name in ("v1", "v2"):  # evaluated as an update leaves it, so it can be registered
+        (runs[name] / "eval").mkdir(exist_ok=True)
+        (runs[name] / "eval" / "update.json").write_text(json.dumps({"passed": True, "kept": [], "scores": {}}))
+        registered = CliRunner().invoke(app, ["models", "register", "m", str(runs[name]), "--home", str(home)])
+        assert registered.exit_code == 0, registered.output
+    for ref, chain in (("m:latest", ["v1", "v2"]), ("m:1", ["v1"])):
+        result = CliRunner().invoke(app, ["lineage", ref, "--home", str(home), "--json"])
+        assert result.exit_code == 0, result.output
+        assert [step["run_dir"] for step in json.loads(result.stdout)["chain"]] == [str(runs[n].resolve()) for n in chain]
+    text = " ".join(CliRunner().invoke(app, ["lineage", "m:latest", "--home", str(home)]).stdout.split())
+    assert text.index("v1 ·") < text.index("first.jsonl") < text.index("v2 ·") < text.index("second.jsonl")
+    missing = CliRunner().invoke(app, ["lineage", "m:7", "--home", str(home)])
+    assert missing.exit_code == 1 and "no such version" in missing.output
+    no_home = CliRunner().invoke(app, ["lineage", "m:1"])
+    assert no_home.exit_code == 1 and "pass the server's --home" in " ".join(no_home.output.split())
+
+
+def test_an_exported_model_directory_carries_its_lineage(runs, tmp_path):
+    import shutil
+
+    exported = shutil.copytree(runs["v2"] / "model", tmp_path / "shipped" / "model")
+    carried = json.loads((exported / "lineage.json").read_text())
+    assert [entry["run_dir"] for entry in carried["chain"]] == [str(runs["v1"].resolve()), str(runs["v2"].resolve())]
+    assert [entry["train_sha256"] for entry in carried["chain"]] == [file_sha256(runs["first"]), file_sha256(runs["second"])]
+    assert "lineage.json" in (exported / "README.md").read_text()
+    shutil.rmtree(runs["root"])  # the runs are gone; the copied model still says what made it
+    result = CliRunner().invoke(app, ["lineage", str(exported), "--json"])
+    assert result.exit_code == 0, result.output
+    chain = json.loads(result.stdout)["chain"]
+    assert [step["data"][0]["sha256"] for step in chain] == [file_sha256(runs["first"]), file_sha256(runs["second"])]
+    assert chain[1]["parent_run_dir"] == str(runs["v1"].resolve())

@@ -2,7 +2,8 @@
 
 Run as: tunesmith lineage runs/v2   |   tunesmith lineage --data examples/elements/train.jsonl --runs runs
 
-Everything is read from run.json records (train/run_record.py): a model is its run directory, its
+Everything is read from run.json records (train/run_record.py), or for a model directory copied away from its
+runs from the lineage.json it carries (the same records, root first): a model is its run directory, its
 parent is `parent.run_dir`, its data are the SHA-256 digests of the files it read (a redacted copy also
 names the file it came from; replayed files count too). A model trained on a file "through a parent"
 has an ancestor that read it: the ancestor's weights, and so the data, live on in it. The server's
@@ -10,6 +11,7 @@ registry only adds names: a run directory's model id, and a stored file's id.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 from tunesmith.data.hashing import file_sha256
 from tunesmith.registry import files, models
 from tunesmith.registry.db import Database
-from tunesmith.train.run_record import RUN_RECORD, read_run_record
+from tunesmith.train.run_record import MODEL_LINEAGE, RUN_RECORD, run_chain
 
 MIN_PREFIX = 8  # a shorter hex prefix would match digests by accident
 
@@ -93,35 +95,36 @@ class Lineage:
                 "chain": [node.summary(self.file_ids) for node in self.chain]}
 
 
-def read_node(run_dir: Path, names: dict[Path, str] | None = None) -> RunNode | None:
-    run_dir = Path(run_dir).resolve()
-    if not (run_dir / RUN_RECORD).is_file():
-        return None
-    return RunNode(run_dir, read_run_record(run_dir), (names or {}).get(run_dir))
-
-
 def run_dir_of(model: str | Path) -> Path:
     """A run directory, or a run's model/ or adapter/ directory, as the run directory it belongs to."""
     path = Path(model).expanduser()
     for candidate in (path, path.parent):
         if (candidate / RUN_RECORD).is_file():
             return candidate.resolve()
-    raise LineageError(f"{model}: not a tunesmith run directory (no {RUN_RECORD} in it or its parent) — pass the "
-                       "--out directory of a training run, or a model id of the server with --home")
+    raise LineageError(f"{model}: not a tunesmith run directory (no {RUN_RECORD} in it or its parent, no "
+                       f"{MODEL_LINEAGE} in it) — pass the --out directory of a training run, an exported model "
+                       "directory, or with --home a model id or NAME:N")
 
 
 def lineage(run_dir: Path, names: dict[Path, str] | None = None, file_ids: dict[str, str] | None = None) -> Lineage:
     """The run and its ancestors, root first; a parent whose directory is gone ends the chain there."""
-    chain: list[RunNode] = []
-    seen: set[Path] = set()
-    current = read_node(run_dir, names)
-    while current is not None and current.run_dir not in seen:
-        seen.add(current.run_dir)
-        chain.append(current)
-        current = read_node(current.parent_dir, names) if current.parent_dir else None
+    names = names or {}
+    chain = [RunNode(path, record, names.get(path)) for path, record in run_chain(run_dir)]
     if not chain:
         raise LineageError(f"{run_dir}: no {RUN_RECORD} there — the run was deleted or never finished")
-    return Lineage(chain[::-1], file_ids or {})
+    return Lineage(chain, file_ids or {})
+
+
+def lineage_of(model: str | Path, names: dict[Path, str] | None = None,
+               file_ids: dict[str, str] | None = None) -> Lineage:
+    """A run directory's lineage (or its model/ or adapter/ directory's), else the chain an exported model
+    directory carries in its lineage.json (train/run_record.py writes it beside the weights)."""
+    exported = Path(model).expanduser() / MODEL_LINEAGE
+    if exported.is_file() and not (exported.parent.parent / RUN_RECORD).is_file():
+        chain = json.loads(exported.read_text())["chain"]
+        return Lineage([RunNode(Path(entry["run_dir"]), {k: v for k, v in entry.items() if k != "run_dir"})
+                        for entry in chain], file_ids or {})
+    return lineage(run_dir_of(model), names, file_ids)
 
 
 def find_run_dirs(roots: list[Path]) -> list[Path]:

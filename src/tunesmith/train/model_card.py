@@ -191,6 +191,8 @@ def training_procedure(facts: RunFacts) -> str:
                      f"base weights sha256 `{run.get('base_model_sha256')}`")
     if run.get("parent"):
         lines.append(f"- continued from the run `{run['parent']['run_dir']}` (`tunesmith lineage` shows the chain)")
+    lines.append("- lineage: `lineage.json` beside this card holds the record of this run and of every ancestor "
+                 "(data files with SHA-256, base weights, evaluations); `tunesmith lineage MODEL_DIR` prints it")
     losses = [m for m in facts.metrics if m.get("loss") is not None]
     if losses:
         lines.append(f"- training loss {_number(losses[0]['loss'])} (step {losses[0].get('step')}) → "

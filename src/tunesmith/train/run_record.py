@@ -1,4 +1,5 @@
-"""RUN_DIR/run.json, the lineage record every training recipe writes, and the model card beside the model.
+"""RUN_DIR/run.json, the lineage record every training recipe writes, and beside the exported model its card
+(README.md) and lineage.json (the run.json of the model's run and of every ancestor).
 
 Run as: library code; sft.py (and every other recipe) calls `guard_personal_data` before reading its data
 and `write_run_record` after export, evaluation calls `add_evaluation` (and for an update's kept suites
@@ -31,6 +32,7 @@ from tunesmith.train.model_card import write_model_card
 from tunesmith.train.provenance import base_weights_sha256, code_revision, machine, os_user
 
 RUN_RECORD = "run.json"
+MODEL_LINEAGE = "lineage.json"  # RUN/model/lineage.json: the chain's run.json records, carried with the weights
 REDACTED_DIR = "redacted"  # RUN_DIR/redacted/: the copies a `data.pii: redact` run trains on
 PII_REMEDY = ("set data.pii: redact to train on a redacted copy (or run tunesmith data redact IN OUT), "
               "or data.pii: allow if this data may be trained on as it is")
@@ -126,7 +128,7 @@ def write_run_record(run_dir: Path, config: RunConfig, result: dict, *, started_
         record["replay"] = _with_general_text_checked(record.get("replay"), outcome, guarded_files(config)["general_text"])
     _write_json(run_dir / RUN_RECORD, record)
     if result.get("finished", True) and (run_dir / "model" / "config.json").is_file():
-        write_model_card(run_dir)
+        write_model_files(run_dir)
     return record
 
 
@@ -167,8 +169,29 @@ def _record_evaluation(run_dir: Path, entry: dict) -> dict:
     record["evaluations"] = kept + [entry]
     _write_json(run_dir / RUN_RECORD, record)
     if (run_dir / "model" / "config.json").is_file():
-        write_model_card(run_dir)
+        write_model_files(run_dir)
     return entry
+
+
+def write_model_files(run_dir: Path) -> None:
+    """The model card and lineage.json beside the exported weights (RUN/model), after export and each evaluation:
+    a model directory copied away from its runs still says which data and which ancestors made it."""
+    write_model_card(run_dir)
+    chain = [{"run_dir": str(path), **record} for path, record in run_chain(run_dir)]
+    _write_json(run_dir / "model" / MODEL_LINEAGE, {"format": "tunesmith-lineage/1", "chain": chain})
+
+
+def run_chain(run_dir: str | Path) -> list[tuple[Path, dict]]:
+    """(run directory, run.json) of the root ancestor, ..., of this run, through each record's `parent.run_dir`;
+    a parent whose directory is gone ends the chain there."""
+    chain: list[tuple[Path, dict]] = []
+    current: Path | None = Path(run_dir).resolve()
+    while current is not None and current not in [path for path, _ in chain] and (current / RUN_RECORD).is_file():
+        record = read_run_record(current)
+        chain.append((current, record))
+        parent = record.get("parent") or {}
+        current = Path(parent["run_dir"]).resolve() if parent.get("run_dir") else None
+    return chain[::-1]
 
 
 def _pinned(path: Path, run_dir: Path) -> dict:
