@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
@@ -7,6 +10,10 @@ from tests.tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
 # Tiny models gain nothing from threads, and OpenMP threads thrash when another process holds the cores.
 torch.set_num_threads(1)
+
+# CLI training and erasure audit to the default home: the tests' go to a directory of their own, never to
+# ~/.tunesmith (set before any fixture, so servers and commands started in subprocesses inherit it too)
+os.environ["TUNESMITH_HOME"] = tempfile.mkdtemp(prefix="tunesmith-test-home-")
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,8 @@ def train(
     from_run: Optional[str] = typer.Option(None, "--from", help="Continue from this finished run (its adapter, or "
                                            "its merged weights for a full finetune), or a version NAME:N / NAME:latest "
                                            "with --home; the base follows it."),
-    home: Optional[Path] = typer.Option(None, help="Registry whose model versions --from may name (a server's --home)."),
+    home: Optional[Path] = typer.Option(None, help="Registry whose model versions --from may name (a server's --home); "
+                                        "its audit log records the run (default: $TUNESMITH_HOME or ~/.tunesmith)."),
     key: Optional[str] = typer.Option(None, help="With --home: API key id that owns the model (default: the only key)."),
     data: Optional[Path] = typer.Option(None, help="Training data file."),
     valid: Optional[Path] = typer.Option(None, help="Validation data file."),
@@ -153,7 +154,10 @@ def train(
     deepspeed_config: Optional[Path] = typer.Option(None, help="DeepSpeed JSON (with --distributed deepspeed)."),
     stop_after: Optional[int] = typer.Option(None, help="Checkpoint and stop after this step; continue later with --resume."),
 ) -> None:
-    """Finetune: validate data, train (LoRA by default), checkpoint, export adapter + merged model."""
+    """Finetune: validate data, train (LoRA by default), checkpoint, export adapter + merged model.
+
+    The run (or its refusal) is audited in --home's log, else the default home's ($TUNESMITH_HOME or ~/.tunesmith).
+    """
     if nproc > 1:
         raise typer.Exit(relaunch_with_torchrun(nproc))
     from tunesmith.config import ConfigError, load_config
@@ -183,6 +187,8 @@ def train(
     saved = out / "config.yaml" if out is not None else None
     if resume and config is None and saved is not None and saved.is_file():
         config = saved  # `--out DIR --resume` continues with the run's own resolved config
+    audited = os.environ.get("RANK", "0") == "0"  # under torchrun the first process speaks for the run
+    run_config = None
     try:
         run_config = load_config(config, overrides)
         check_eval_suite(run_config)  # a broken suite fails now, not after the training it was meant to judge
@@ -190,7 +196,12 @@ def train(
     except (ConfigError, SuiteError, InvalidDataError, NoTrainingDataError, ChatTemplateError, ModelNotFoundError,
             RunDirectoryInUse, CheckpointMismatchError, DeepSpeedSetupError, NoTrainedTokensError,
             PersonalDataRefused) as exc:
+        if audited and run_config is not None:  # a refused run is recorded; a config that does not load is a typo
+            audit_cli_action(home, None, "run.trained", str(run_config.out.resolve()),
+                             "refused: " + str(exc).splitlines()[0][:200], config=str(config) if config else None)
         fail(str(exc))
+    if audited:
+        audit_trained_run(home, result.run_dir, config, result.finished)
     if not result.finished:
         console.print(f"stopped after step {result.steps} with a checkpoint; continue with: "
                       f"tunesmith train --out {result.run_dir} --resume")
@@ -200,6 +211,18 @@ def train(
     console.print(f"adapter and merged model in {result.run_dir}")
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process evaluates
         evaluate_finished_run(run_config, result.run_dir)
+
+
+def audit_trained_run(home: Optional[Path], run_dir: Path, config: Optional[Path], finished: bool) -> None:
+    """The audit entry of a training run: its directory, parent and the SHA-256 of every file it trained on."""
+    from tunesmith.train.run_record import read_run_record
+
+    record = read_run_record(run_dir)
+    audit_cli_action(home, None, "run.trained", str(Path(run_dir).resolve()), "ok" if finished else "stopped",
+                     config=str(config) if config else None, method=record.get("method"),
+                     base_model_sha256=record.get("base_model_sha256"),
+                     parent=(record.get("parent") or {}).get("run_dir"), steps=record.get("steps"),
+                     data={entry["role"]: entry["sha256"] for entry in record.get("data") or []})
 
 
 def version_run_dir(ref: str, home: Path, key: Optional[str]) -> str:
@@ -475,6 +498,18 @@ def open_existing_registry(home: Path, database: Optional[Path]):
     return Database(path)
 
 
+def audit_cli_action(home: Optional[Path], database: Optional[Path], action: str, object_id: str,
+                     outcome: str = "ok", **detail) -> None:
+    """Append a command's state change to the audit log of --home, or of the default home ($TUNESMITH_HOME,
+    else ~/.tunesmith) when the command was given none: no action goes unrecorded for want of a server."""
+    from tunesmith.registry import audit
+    from tunesmith.registry.db import Database
+    from tunesmith.serve.settings import ServeSettings, default_home
+
+    settings = ServeSettings(home=home or default_home(), database=database if home is not None else None)
+    audit.append(Database(settings.database_path), audit.os_actor(), action, object_id, outcome, **detail)
+
+
 @audit_app.command("verify")
 def audit_verify(
     home: Path = typer.Option(..., help="The server's --home directory."),
@@ -691,7 +726,7 @@ def erase(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Delete a data file and its recorded copies; list (or with --delete-models delete) the models made from it,
-    directly or through a parent.
+    directly or through a parent. Audited in --home's log, else the default home's ($TUNESMITH_HOME or ~/.tunesmith).
 
     Run as: tunesmith erase --data people.jsonl --runs runs --home ~/.tunesmith [--delete-models]
     """
@@ -714,6 +749,10 @@ def erase(
                             files_dir=files_dir, local_file=local, delete_models=delete_models)
     except (LineageError, ErasureBlocked) as exc:
         fail(str(exc))
+    # the registry audits its own files and models; this entry also names what was deleted on disk
+    audit_cli_action(home, database, "data.erased", digest, deleted_files=report.deleted_files,
+                     deleted_models=report.deleted_models,
+                     trained_models=[item.node.model_id or str(item.node.run_dir) for item in report.trained])
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:

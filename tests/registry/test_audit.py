@@ -147,3 +147,41 @@ def test_an_exported_time_passed_back_as_since_includes_its_entry(tmp_path, monk
     for row in map(json.loads, audit.export(db).splitlines()):
         since = datetime.datetime.fromisoformat(row["time"])
         assert json.loads(audit.export(db, since=since).splitlines()[0])["seq"] == row["seq"]
+
+
+def chat_file(path, extra: str = ""):
+    rows = [{"messages": [{"role": "user", "content": f"Symbol for {name}?{extra}"},
+                          {"role": "assistant", "content": symbol}]} for name, symbol in (("gold", "Au"), ("tin", "Sn"))]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_cli_training_and_erasure_are_audited_in_the_default_home_or_in_home(tmp_path, tiny_model_dir, monkeypatch):
+    from tunesmith.cli import app
+    from tunesmith.data.hashing import file_sha256
+
+    default, given = tmp_path / "default-home", tmp_path / "given-home"
+    monkeypatch.setenv("TUNESMITH_HOME", str(default))
+    runner, data = CliRunner(), chat_file(tmp_path / "facts.jsonl")
+    digest = file_sha256(data)
+    common = ["--base", str(tiny_model_dir), "--data", str(data), "--max-steps", "1", "--batch-size", "2", "--lora-r", "4"]
+    assert runner.invoke(app, ["train", *common, "--out", str(tmp_path / "runs" / "a")]).exit_code == 0
+    refused = runner.invoke(app, ["train", *common, "--data", str(chat_file(tmp_path / "p.jsonl", " ada@example.com")),
+                                  "--out", str(tmp_path / "runs" / "b")])
+    assert refused.exit_code == 1
+    assert runner.invoke(app, ["train", *common, "--out", str(tmp_path / "c"), "--home", str(given)]).exit_code == 0
+    erased = runner.invoke(app, ["erase", "--data", str(data), "--runs", str(tmp_path / "runs")])
+    assert erased.exit_code == 0, erased.output
+
+    log = Database(default / "tunesmith.sqlite")
+    trail = [(e["actor"], e["action"], e["object_id"], e["outcome"].split(":")[0]) for e in audit.entries(log)]
+    assert trail == [(audit.os_actor(), "run.trained", str((tmp_path / "runs" / "a").resolve()), "ok"),
+                     (audit.os_actor(), "run.trained", str((tmp_path / "runs" / "b").resolve()), "refused"),
+                     (audit.os_actor(), "data.erased", digest, "ok")]
+    trained, _, erasure = audit.entries(log)
+    assert trained["detail"]["data"] == {"train": digest} and trained["detail"]["steps"] == 1
+    assert erasure["detail"]["deleted_files"] == [str(data.resolve())]
+    assert erasure["detail"]["trained_models"] == [str((tmp_path / "runs" / "a").resolve())]
+    assert audit.verify_chain(log) == [] and not data.exists()
+    [elsewhere] = audit.entries(Database(given / "tunesmith.sqlite"))  # --home: that registry's log instead
+    assert elsewhere["action"] == "run.trained" and elsewhere["object_id"] == str((tmp_path / "c").resolve())

@@ -1,12 +1,22 @@
 """Server settings: where state lives, which base models are served, limits."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunesmith.models.resolve import DEFAULT_BASE, EMBEDDED_MODELS
 from tunesmith.registry.guards import Guard
+
+
+HOME_VARIABLE = "TUNESMITH_HOME"
+
+
+def default_home() -> Path:
+    """The home a command without --home keeps its state in (the audit log of CLI training and erasure):
+    $TUNESMITH_HOME, else ~/.tunesmith, the directory the README serves from."""
+    return Path(os.environ.get(HOME_VARIABLE) or Path.home() / ".tunesmith").expanduser()
 
 
 class ServeSettings(BaseModel):
