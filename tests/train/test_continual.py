@@ -12,6 +12,7 @@ from tests.train.test_sft_run import FACTS, write_chat_file
 from tunesmith.config import ConfigError, load_config
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii_policy import PersonalDataRefused
+from tunesmith.registry.erasure import erase_data
 from tunesmith.registry.lineage import trained_on
 from tunesmith.train.replay import replay_per_step, replay_slots
 from tunesmith.train.run_record import REDACTED_DIR, read_run_record
@@ -150,6 +151,8 @@ def test_redact_replays_a_redacted_copy_of_the_general_text_and_records_both(tin
     assert load_config(tmp_path / "v2" / "config.yaml").data.replay.general_text == general  # as the user gave it
     [found] = trained_on(file_sha256(general), [tmp_path / "v2"])  # the file the user named finds the model
     assert found.node.run_dir == (tmp_path / "v2").resolve()
+    report = erase_data(file_sha256(general), [tmp_path / "v2"], actor="os:test")  # erasure reaches the copy too
+    assert sorted(report.deleted_files) == sorted([str(general.resolve()), str(copy.resolve())])
 
 
 def test_allow_replays_the_general_text_as_it_is_and_counts_its_findings(tiny_model_dir, tmp_path):

@@ -77,7 +77,9 @@ def recorded_copies(digest: str, run_dirs: list[Path], files_dir: Path | None) -
     expected: dict[Path, str] = {}  # path → the digest it had when recorded
     for run_dir in run_dirs:
         for node in lineage(run_dir).chain:
-            for entry in node.record.get("data") or []:
+            replayed = [item for source in (node.record.get("replay") or {}).get("sources") or []
+                        for item in source.get("files") or [] if isinstance(item, dict)]
+            for entry in (node.record.get("data") or []) + replayed:  # replayed: a general text and its redacted copy
                 source = entry.get("source") or {}
                 if source.get("sha256", "").startswith(digest):
                     expected[Path(source["path"])] = source["sha256"]
