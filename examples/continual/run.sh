@@ -19,8 +19,8 @@ mkdir -p "$home"
 for update in u1 u2 u3; do
   version="v${update#u}"
   if [ ! -f "runs/continual/$version/eval/update.json" ]; then
-    # exit 1 with eval/update.json: a gate failed (the version is registered below, not promoted); without: stop
-    "$tunesmith" train "examples/continual/$update.yaml" || [ -f "runs/continual/$version/eval/update.json" ] || exit 1
+    # audited in HOME_DIR; exit 1 with eval/update.json: a gate failed (registered below, not promoted); without: stop
+    "$tunesmith" train "examples/continual/$update.yaml" --home "$home" || [ -f "runs/continual/$version/eval/update.json" ] || exit 1
   fi
   "$tunesmith" models register elements-assistant "runs/continual/$version" --home "$home" || true  # 1: not promoted
 done
