@@ -187,6 +187,11 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
             page.wait_for_timeout(300)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, (view, overflow)
+        page.goto(f"{url}/ui#new")
+        page.fill("#hp-batch_size", "300")  # a long error message beside the field still wraps
+        expect(page.locator("#hp-batch_size-error")).to_contain_text("batch_size")
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+        assert page.locator("#beta-field").is_hidden()  # DPO's beta only for a dpo job
         page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
         browser.close()
     assert all(u.startswith(url) for u in requests), [u for u in requests if not u.startswith(url)]
