@@ -133,6 +133,9 @@ def print_lineage(lineage: dict, console: Console) -> None:
             rows = f"{data['rows']} rows, " if data.get("rows") is not None else ""
             file_id = f" [{data['file_id']}]" if data.get("file_id") else ""
             lines.append(f"{pad}   data {data['role']}: {data['path']}{file_id} ({rows}sha256 {_short(data['sha256'])}){source}")
+        for replayed in run.get("replay") or []:  # mixed into every step: trained on as much as the data
+            source = f" (redacted from {replayed['from']['path']})" if replayed.get("from") else ""
+            lines.append(f"{pad}   replay {replayed['source']}: {replayed['path']} (sha256 {_short(replayed['sha256'])}){source}")
         for evaluation in run["evaluations"]:
             report = evaluation["reports"]["json"]
             verdict = "passed" if evaluation["passed"] else "FAILED"

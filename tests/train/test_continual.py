@@ -7,13 +7,15 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
+from typer.testing import CliRunner
 
 from tests.train.test_sft_run import FACTS, write_chat_file
+from tunesmith.cli import app
 from tunesmith.config import ConfigError, load_config
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii_policy import PersonalDataRefused
 from tunesmith.registry.erasure import erase_data
-from tunesmith.registry.lineage import trained_on
+from tunesmith.registry.lineage import lineage, trained_on
 from tunesmith.train.replay import replay_per_step, replay_slots
 from tunesmith.train.run_record import REDACTED_DIR, read_run_record
 from tunesmith.train.setup import build_model
@@ -151,6 +153,11 @@ def test_redact_replays_a_redacted_copy_of_the_general_text_and_records_both(tin
     assert load_config(tmp_path / "v2" / "config.yaml").data.replay.general_text == general  # as the user gave it
     [found] = trained_on(file_sha256(general), [tmp_path / "v2"])  # the file the user named finds the model
     assert found.node.run_dir == (tmp_path / "v2").resolve()
+    [step] = [s for s in lineage(tmp_path / "v2").to_json()["chain"] if s["run_dir"].endswith("v2")]
+    replayed = {r["source"]: r for r in step["replay"]}  # the tree shows what was replayed, as for the data
+    assert replayed["general"]["from"]["sha256"] == file_sha256(general) and replayed["earlier"]["path"].endswith("old.jsonl")
+    printed = CliRunner().invoke(app, ["lineage", str(tmp_path / "v2")]).stdout
+    assert f"replay general: {copy} (sha256 " in printed and f"(redacted from {general})" in printed
     report = erase_data(file_sha256(general), [tmp_path / "v2"], actor="os:test")  # erasure reaches the copy too
     assert sorted(report.deleted_files) == sorted([str(general.resolve()), str(copy.resolve())])
 

@@ -66,6 +66,10 @@ class RunNode:
             "data": [{"role": d.get("role"), "path": d.get("path"), "file_id": file_ids.get(d.get("sha256")),
                       "sha256": d.get("sha256"), "rows": d.get("rows"), "source": d.get("source"),
                       "pii": d.get("pii")} for d in data],
+            "replay": [{"source": source.get("name"), "path": item.get("path"), "sha256": item.get("sha256"),
+                        "from": item.get("source")}
+                       for source in (record.get("replay") or {}).get("sources") or []
+                       for item in source.get("files") or [] if isinstance(item, dict)],
             "evaluations": [{"suite": e.get("suite"), "passed": e.get("passed"), "at": e.get("at"),
                              "reports": e.get("reports")} for e in record.get("evaluations") or []],
         }
