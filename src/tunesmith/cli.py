@@ -399,6 +399,10 @@ def serve(
     guard: Optional[str] = typer.Option(None, help="Screen every model's input, output or both with --moderation-model "
                                         "(registry guards, `tunesmith guard set`, take precedence)."),
     audit_flagged_text: bool = typer.Option(False, help="Keep flagged texts in the audit log (default: categories and scores)."),
+    max_concurrent: int = typer.Option(16, help="Completions one key may have in flight (a key's own limit overrides it)."),
+    tokens_per_minute: Optional[int] = typer.Option(None, help="Tokens one key may request per minute (default: no limit)."),
+    max_queued_jobs: int = typer.Option(16, help="Fine-tuning jobs one key may have waiting or running."),
+    max_job_hours: float = typer.Option(24, help="A fine-tuning job running longer than this is stopped and failed."),
 ) -> None:
     """OpenAI-compatible API: files, fine-tuning jobs (trained by a worker), models, chat completions, moderations."""
     import torch
@@ -414,7 +418,9 @@ def serve(
         overrides["guard"] = default_guard(guard)
     settings = ServeSettings(home=home, database=database, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                              checkpoint_every=checkpoint_every, retention_days=retention_days, moderation_model=moderation_model,
-                             audit_flagged_text=audit_flagged_text, **overrides)
+                             audit_flagged_text=audit_flagged_text, max_concurrent_requests=max_concurrent,
+                             tokens_per_minute=tokens_per_minute, max_queued_jobs=max_queued_jobs,
+                             max_job_seconds=max_job_hours * 3600, **overrides)
     run_server(settings, host, port)
 
 
@@ -430,12 +436,24 @@ def check_pii_policy(policy: str) -> str:
     return policy
 
 
+SCOPE_HELP = "What the key may do: fine-tune (everything), inference-only (completions, moderations, reads) or read-only."
+
+
+def check_scope(scope: str) -> str:
+    from tunesmith.registry.keys import SCOPES
+
+    if scope not in SCOPES:
+        fail(f"--scope: unknown scope '{scope}' — use one of {', '.join(SCOPES)}")
+    return scope
+
+
 @keys_app.command("create")
 def keys_create(
     home: Path = typer.Option(..., help="The server's --home directory."),
     name: Optional[str] = typer.Option(None, help="A label to recognise the key by."),
     database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
     pii: str = typer.Option("refuse", help=PII_HELP),
+    scope: str = typer.Option("fine-tune", help=SCOPE_HELP),
 ) -> None:
     """Create an API key; the secret is printed once, as the last line."""
     from tunesmith.registry.audit import os_actor
@@ -444,7 +462,7 @@ def keys_create(
     from tunesmith.serve.settings import ServeSettings
 
     db = open_registry(ServeSettings(home=home, database=database))
-    key_id, secret = create_key(db, name, check_pii_policy(pii), actor=os_actor())
+    key_id, secret = create_key(db, name, check_pii_policy(pii), actor=os_actor(), scope=check_scope(scope))
     err.print(f"created {key_id} (uploads with personal data: {pii}); send it as 'Authorization: Bearer KEY' "
               "(shown only now):")
     print(secret)
@@ -467,6 +485,76 @@ def keys_pii(
     if not set_pii_policy(open_existing_registry(home, database), key_id, check_pii_policy(policy), os_actor()):
         fail(f"{key_id}: no such key, or it was revoked — `tunesmith audit export` lists the keys created")
     console.print(f"{key_id}: uploads with personal data now get {policy}")
+
+
+@keys_app.command("list")
+def keys_list(
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Every key with its name, scope, limits (blank: the server's default) and whether it is revoked.
+
+    Run as: tunesmith keys list --home ~/.tunesmith
+    """
+    from datetime import datetime, timezone
+
+    from rich.table import Table
+
+    from tunesmith.registry.keys import list_keys
+
+    def day(seconds: int | None) -> str:
+        return "" if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d")
+
+    table = Table("id", "name", "scope", "pii", "concurrent", "tokens/min", "jobs", "created", "revoked")
+    for key in list_keys(open_existing_registry(home, database)):
+        limits = [str(value) if value is not None else "" for value in
+                  (key.max_concurrent, key.tokens_per_minute, key.max_queued_jobs)]
+        table.add_row(key.id, key.name or "", key.scope, key.pii_policy, *limits, day(key.created_at), day(key.revoked_at))
+    console.print(table)
+
+
+@keys_app.command("scope")
+def keys_scope(
+    key_id: str = typer.Argument(..., help="The key's id (key-…)."),
+    scope: str = typer.Argument(..., help=SCOPE_HELP),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+) -> None:
+    """Set what the key may do, from its next request (audited).
+
+    Run as: tunesmith keys scope key-… inference-only --home ~/.tunesmith
+    """
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.keys import set_scope
+
+    if not set_scope(open_existing_registry(home, database), key_id, check_scope(scope), os_actor()):
+        fail(f"{key_id}: no such key, or it was revoked — `tunesmith keys list` lists the keys")
+    console.print(f"{key_id}: scope {scope}")
+
+
+@keys_app.command("limits")
+def keys_limits(
+    key_id: str = typer.Argument(..., help="The key's id (key-…)."),
+    home: Path = typer.Option(..., help="The server's --home directory."),
+    database: Optional[Path] = typer.Option(None, help="SQLite file, if the server uses --database."),
+    concurrent: Optional[int] = typer.Option(None, min=0, help="Completions in flight at once (0 = the server's default)."),
+    tokens_per_minute: Optional[int] = typer.Option(None, min=0, help="Tokens (prompt + max_tokens × n) per minute (0 = the server's default)."),
+    jobs: Optional[int] = typer.Option(None, min=0, help="Fine-tuning jobs waiting or running (0 = the server's default)."),
+) -> None:
+    """Set the key's own limits over the server's defaults; more than a limit gets 429 with Retry-After (audited).
+
+    Run as: tunesmith keys limits key-… --concurrent 4 --tokens-per-minute 20000 --jobs 2 --home ~/.tunesmith
+    """
+    from tunesmith.registry.audit import os_actor
+    from tunesmith.registry.keys import set_limits
+
+    given = {"max_concurrent": concurrent, "tokens_per_minute": tokens_per_minute, "max_queued_jobs": jobs}
+    limits = {name: (value or None) for name, value in given.items() if value is not None}
+    if not limits:
+        fail("name at least one limit: --concurrent, --tokens-per-minute or --jobs (0 = the server's default)")
+    if not set_limits(open_existing_registry(home, database), key_id, limits, os_actor()):
+        fail(f"{key_id}: no such key, or it was revoked — `tunesmith keys list` lists the keys")
+    console.print(f"{key_id}: " + ", ".join(f"{name} {value or 'server default'}" for name, value in limits.items()))
 
 
 @keys_app.command("revoke")

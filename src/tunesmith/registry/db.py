@@ -121,7 +121,11 @@ ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the fi
     ("api_keys", "pii_policy"): "TEXT NOT NULL DEFAULT 'refuse'",  # what an upload with personal data gets
     ("jobs", "integrations"): "TEXT",  # the job's OpenAI `integrations`, as sent
     ("jobs", "method"): "TEXT NOT NULL DEFAULT 'supervised'",  # OpenAI's method.type: supervised or dpo
-    ("jobs", "suite"): "TEXT",  # the evaluation suite (HOME/suites/NAME.yaml) the job names; None = quick evaluation
+    ("jobs", "suite"): "TEXT",
+    ("api_keys", "scope"): "TEXT NOT NULL DEFAULT 'fine-tune'",  # what the key may do (registry/keys.py SCOPES)
+    ("api_keys", "max_concurrent"): "INTEGER",  # per-key limits; NULL = the server's default (serve/limits.py)
+    ("api_keys", "tokens_per_minute"): "INTEGER",
+    ("api_keys", "max_queued_jobs"): "INTEGER",  # the evaluation suite (HOME/suites/NAME.yaml) the job names; None = quick evaluation
 }
 
 

@@ -161,3 +161,13 @@ def unfinished_jobs_using(db: Database, owner: str, file_id: str) -> list[str]:
     rows = db.query(f"SELECT id FROM jobs WHERE owner = ? AND ? IN (training_file, validation_file)"
                     f" AND status NOT IN ({marks})", (owner, file_id, *TERMINAL))
     return [r["id"] for r in rows]
+
+
+WAITING_OR_RUNNING = ("validating_files", "queued", "running")
+
+
+def count_waiting_or_running(db: Database, owner: str) -> int:
+    """The key's jobs that hold or wait for the training slot (paused ones wait for the user, not the slot)."""
+    marks = ", ".join("?" * len(WAITING_OR_RUNNING))
+    row = db.query_one(f"SELECT COUNT(*) AS n FROM jobs WHERE owner = ? AND status IN ({marks})", (owner, *WAITING_OR_RUNNING))
+    return row["n"]

@@ -14,6 +14,7 @@ from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.comparisons import Comparisons
 from tunesmith.serve.errors import install_error_handlers
 from tunesmith.serve.gate import RequestGate
+from tunesmith.serve.limits import KeyLimits
 from tunesmith.serve.model_pool import ModelPool
 from tunesmith.serve.routes import comparisons, completions, files, jobs, lineage, models, moderations, preflight, ui
 from tunesmith.serve.settings import ServeSettings
@@ -43,6 +44,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     app.state.comparisons = Comparisons(settings.home / "comparisons")
     app.state.runtime_bytes = current_rss_bytes()  # no model loaded yet: the cost estimate's runtime memory
+    app.state.limits = KeyLimits(settings.max_concurrent_requests, settings.tokens_per_minute)
     install_error_handlers(app)
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
@@ -50,7 +52,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         app.include_router(module.router)
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok"}
 
     return app

@@ -12,12 +12,13 @@ after a while without work and starts again on the next request.
 """
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import torch
 
@@ -52,8 +53,9 @@ class Batcher:
         self.waiting = 0  # submitted, not yet admitted
         self.held: list[GenerationRequest] = []  # taken off the queue to wake the thread, admitted first
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, usage: Usage) -> GenerationRequest:
-        request = GenerationRequest(prompt_ids, params, adapter, usage)
+    def submit(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, usage: Usage,
+               out: queue.Queue | LoopQueue | None = None) -> GenerationRequest:
+        request = GenerationRequest(prompt_ids, params, adapter, usage, **({"out": out} if out is not None else {}))
         with self.thread_lock:
             self.waiting += 1
             self.pending.put(request)
@@ -129,8 +131,9 @@ class BatchSlot:
     batcher: Batcher
     adapter: str | None
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams, usage: Usage) -> GenerationRequest:
-        return self.batcher.submit(prompt_ids, params, self.adapter, usage)
+    def submit(self, prompt_ids: list[int], params: SamplingParams, usage: Usage,
+               out: queue.Queue | LoopQueue | None = None) -> GenerationRequest:
+        return self.batcher.submit(prompt_ids, params, self.adapter, usage, out)
 
 
 def generate_deltas(prompt_ids: list[int], params: SamplingParams, usage: Usage, slot: BatchSlot) -> Iterator[Delta]:
@@ -142,6 +145,38 @@ def generate_deltas(prompt_ids: list[int], params: SamplingParams, usage: Usage,
     request = slot.submit(prompt_ids, params, usage)
     try:
         while (item := request.out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        request.cancelled.set()
+
+
+class LoopQueue:
+    """A request's `out` for a coroutine: the batcher thread puts, the event loop's task awaits `get`.
+
+    An async route waits on this instead of blocking a worker thread on queue.Queue.get for the whole
+    generation, so generations never fill the server's thread pool."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop, self.items = loop, asyncio.Queue()
+
+    def put(self, item) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.items.put_nowait, item)
+        except RuntimeError:  # the loop is closed: the server is shutting down, nobody reads this any more
+            pass
+
+    async def get(self):
+        return await self.items.get()
+
+
+async def stream_deltas(prompt_ids: list[int], params: SamplingParams, usage: Usage, slot: BatchSlot) -> AsyncIterator[Delta]:
+    """`generate_deltas` for a coroutine; cancelling or closing it takes the request's rows out of the batch."""
+    out = LoopQueue(asyncio.get_running_loop())
+    request = slot.submit(prompt_ids, params, usage, out)
+    try:
+        while (item := await out.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item

@@ -12,13 +12,16 @@ log = logging.getLogger("tunesmith.serve")
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
-               422: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error", 507: "server_error"}
+               422: "invalid_request_error", 429: "requests", 500: "server_error", 507: "server_error"}
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 type: str | None = None, headers: dict[str, str] | None = None):
+        """`type` overrides the status's usual error type (a 429's names what ran out: requests or tokens)."""
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
+        self.type, self.headers = type, headers
 
 
 def not_found(kind: str, object_id: str, param: str | None = None) -> APIError:
@@ -27,8 +30,8 @@ def not_found(kind: str, object_id: str, param: str | None = None) -> APIError:
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
-                   headers: dict | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"),
+                   headers: dict | None = None, type: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": type or ERROR_TYPES.get(status, "invalid_request_error"),
                       "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -36,7 +39,7 @@ def error_response(status: int, message: str, param: str | None = None, code: st
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError):
-        return error_response(exc.status, exc.message, exc.param, exc.code)
+        return error_response(exc.status, exc.message, exc.param, exc.code, exc.headers, exc.type)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):

@@ -7,14 +7,15 @@ received; a declared Content-Length over the cap gets 413 at once; a body that g
 streams (chunked, or lying about its length) is cut off there and answered 413, whatever the route was doing
 with it. Multipart bodies (uploads) get the upload cap, every other body the request cap.
 
-The key id is left in the request's state for the `api_key` dependency (serve/auth.py).
+The key (serve/auth.py), its scope checked, is left in the request's state for the routes. Every answer
+says it may not be framed by another site (X-Frame-Options; the UI's pages also say so in their CSP).
 """
 from __future__ import annotations
 
 from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunesmith.serve.auth import KEYED_PREFIXES, key_from_header
+from tunesmith.serve.auth import KEYED_PREFIXES, check_scope, key_from_header
 from tunesmith.serve.errors import APIError, error_response
 
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and the small fields around an uploaded file
@@ -48,7 +49,8 @@ class RequestGate:
             if scope["path"].startswith(KEYED_PREFIXES):
                 db = scope["app"].state.db
                 key = await to_thread.run_sync(key_from_header, db, headers.get("authorization", ""))
-                scope.setdefault("state", {})["api_key"] = key
+                check_scope(key, scope["method"], scope["path"])
+                scope.setdefault("state", {})["key"] = key
             multipart = is_multipart(headers.get("content-type", ""))
             limit = self.max_upload_bytes + MULTIPART_OVERHEAD if multipart else self.max_request_bytes
             declared = headers.get("content-length", "")
@@ -77,7 +79,9 @@ class RequestGate:
             nonlocal started
             if over:  # the route's answer to a body cut short (a parse error, say) is replaced below
                 return
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-frame-options", b"DENY")]}
             await send(message)
 
         try:
@@ -92,6 +96,7 @@ class RequestGate:
 
 
 async def answer(send: Send, error: APIError) -> None:
-    response = error_response(error.status, error.message, error.param, error.code)
-    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    response = error_response(error.status, error.message, error.param, error.code, error.headers, error.type)
+    headers = [*response.raw_headers, (b"x-frame-options", b"DENY")]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})

@@ -49,7 +49,7 @@ class GenerationRequest:
     params: SamplingParams
     adapter: str | None  # None = the plain base model
     usage: Usage
-    out: queue.Queue = field(default_factory=queue.Queue)
+    out: queue.Queue = field(default_factory=queue.Queue)  # or batcher.LoopQueue for an async route: put() is all it needs
     cancelled: threading.Event = field(default_factory=threading.Event)
     rows_left: int = 0
     generator: torch.Generator | None = None  # shared by the request's rows when sampling

@@ -30,6 +30,15 @@ class ServeSettings(BaseModel):
                                "(400, by line) before the data check loads the file.")
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1, description="Any other request body larger than this "
                                    "gets 413 (checked as it arrives, before it is parsed).")
+    max_concurrent_requests: int = Field(16, ge=1, description="Completions one key may have in flight at once "
+                                         "(a key's own limit, tunesmith keys limits, overrides it); more get 429.")
+    tokens_per_minute: int | None = Field(None, ge=1, description="Tokens (prompt + max_tokens × n) one key may "
+                                          "request per sliding minute; more get 429 with Retry-After. None = no limit.")
+    max_queued_jobs: int = Field(16, ge=1, description="Fine-tuning jobs one key may have waiting or running; "
+                                 "more get 429.")
+    max_job_seconds: float | None = Field(24 * 3600, gt=0, description="A fine-tuning job running longer than "
+                                          "this (since it last started) is stopped and failed (time_limit_exceeded). "
+                                          "None = no limit.")
     checkpoint_every: int = Field(50, ge=1, description="Optimizer steps between a job's checkpoints (and at the end).")
     default_max_tokens: int = Field(256, ge=1, description="Completion length when a request sets none.")
     max_loaded_models: int = Field(4, ge=1, description="Models kept in memory for inference (least recently used is dropped).")

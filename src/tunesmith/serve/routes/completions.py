@@ -1,25 +1,38 @@
 """/v1/chat/completions and /v1/completions, streaming (SSE) or not, for base and fine-tuned models.
 
 A guarded model (serve/guard.py) has its prompt screened before generation and its answer as it is generated.
+
+The handlers are coroutines: what may take a while before generation (loading a model, tokenizing, screening)
+runs in a worker thread, then the handler awaits the batcher without holding a thread, so any number of
+generations leave the thread pool to health, auth and file routes. A non-streaming request whose client
+disconnects is cancelled (its rows leave the batch); so is a stream. Each request holds one of its key's
+slots and tokens (serve/limits.py) until it ends.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from tunesmith.models.chat import render_prompts
 from tunesmith.models.classifier import is_classifier_dir
-from tunesmith.serve.auth import api_key
-from tunesmith.serve.batcher import generate_deltas, join_deltas
+from tunesmith.registry.keys import ApiKey
+from tunesmith.serve.auth import calling_key
+from tunesmith.serve.batcher import generate_deltas, stream_deltas
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.guard import Screen, screen_for
+from tunesmith.serve.limits import Reservation
 from tunesmith.serve.model_pool import LoadedModel
 from tunesmith.serve.requests import Delta, SamplingParams, Usage
 from tunesmith.serve.routes.models import resolve_served
@@ -106,27 +119,21 @@ def check_context(loaded: LoadedModel, prompt_ids: list[int], params: SamplingPa
                        param="messages", code="context_length_exceeded")
 
 
-def answer_deltas(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, usage: Usage,
-                  screen: Screen | None) -> Iterator[Delta]:
-    """The choices' deltas as generated, or as released by the guard's output screen."""
-    deltas = generate_deltas(prompt_ids, params, usage, loaded.slot)
-    return deltas if screen is None else screen.screen_deltas(deltas, params.n)
+@dataclass
+class Prepared:
+    """A generation request checked and ready: its model loaded, its prompt tokenized, its guard (if any)."""
+
+    loaded: LoadedModel
+    prompt_ids: list[int]
+    params: SamplingParams
+    head: dict
+    screen: Screen | None
 
 
-def usage_object(usage: Usage) -> dict:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens}
-
-
-def sse(payload: dict | str) -> str:
-    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
-
-
-@router.post("/chat/completions")
-def chat_completions(request: Request, body: ChatRequest, key: str = Depends(api_key)):
-    settings = request.app.state.settings
+def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
+    """Everything before generation; in a worker thread (it may load a model, tokenize, screen the prompt)."""
     body.max_tokens = body.max_completion_tokens or body.max_tokens
-    params = body.params(settings.default_max_tokens)
+    params = body.params(request.app.state.settings.default_max_tokens)
     loaded = load(request, key, body.model)
     prompt_ids = render_prompts(loaded.tokenizer, [[{"role": m.role, "content": m.text()} for m in body.messages]])[0]
     check_context(loaded, prompt_ids, params)
@@ -135,40 +142,10 @@ def chat_completions(request: Request, body: ChatRequest, key: str = Depends(api
     screen = screen_for(request, key, body.model, head["id"])
     if screen is not None:
         screen.check_prompt([m.text() for m in body.messages], param="messages")
-    if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(chat_stream(loaded, prompt_ids, params, head, include_usage, screen),
-                                 media_type="text/event-stream")
-    usage = Usage()
-    answers = join_deltas(answer_deltas(loaded, prompt_ids, params, usage, screen), params.n)
-    choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(answers)]
-    return {**head, "object": "chat.completion", "choices": choices, "usage": usage_object(usage)}
+    return Prepared(loaded, prompt_ids, params, head, screen)
 
 
-def chat_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict,
-                include_usage: bool, screen: Screen | None) -> Iterator[str]:
-    head = {**head, "object": "chat.completion.chunk"}
-
-    def chunk(index: int, delta: dict, finish_reason: str | None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return sse({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
-
-    for index in range(params.n):
-        yield chunk(index, {"role": "assistant", "content": ""}, None)
-    usage = Usage()
-    for delta in answer_deltas(loaded, prompt_ids, params, usage, screen):
-        if delta.text:
-            yield chunk(delta.index, {"content": delta.text}, None)
-        if delta.finish_reason:
-            yield chunk(delta.index, {}, delta.finish_reason)
-    if include_usage:
-        yield sse({**head, "choices": [], "usage": usage_object(usage)})
-    yield sse("[DONE]")
-
-
-@router.post("/completions")
-def completions(request: Request, body: CompletionRequest, key: str = Depends(api_key)):
+def prepare_completion(request: Request, key: str, body: CompletionRequest) -> Prepared:
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise APIError(400, "Send one prompt per request (a list of prompts is not supported yet).", param="prompt")
@@ -183,19 +160,159 @@ def completions(request: Request, body: CompletionRequest, key: str = Depends(ap
     screen = screen_for(request, key, body.model, head["id"])
     if screen is not None:
         screen.check_prompt(prompts, param="prompt")
+    return Prepared(loaded, prompt_ids, params, head, screen)
+
+
+def admit(request: Request, key: ApiKey, prepared: Prepared) -> Reservation:
+    """The key's slot and tokens (OpenAI counts prompt + max_tokens × n), or 429 (serve/limits.py)."""
+    params = prepared.params
+    return request.app.state.limits.admit(key, len(prepared.prompt_ids) + params.max_new_tokens * params.n)
+
+
+async def answer_deltas(prepared: Prepared, usage: Usage) -> AsyncIterator[Delta]:
+    """The choices' deltas as generated, or as released by the guard's output screen.
+
+    Unguarded, the route awaits the batcher without holding a thread. The guard's screen runs a classifier
+    over the text, so a guarded answer is screened in a worker thread."""
+    loaded, params = prepared.loaded, prepared.params
+    if prepared.screen is None:
+        async for delta in stream_deltas(prepared.prompt_ids, params, usage, loaded.slot):
+            yield delta
+        return
+    screened = prepared.screen.screen_deltas(generate_deltas(prepared.prompt_ids, params, usage, loaded.slot), params.n)
+    try:
+        async for delta in iterate_in_threadpool(screened):
+            yield delta
+    finally:
+        await run_in_threadpool(screened.close)  # stops generation when the client has gone
+
+
+async def joined(deltas: AsyncIterator[Delta], n: int) -> list[tuple[str, str]]:
+    """[(text, finish_reason)] per choice, as batcher.join_deltas."""
+    texts, reasons = [""] * n, ["length"] * n
+    async for delta in deltas:
+        texts[delta.index] += delta.text
+        if delta.finish_reason:
+            reasons[delta.index] = delta.finish_reason
+    return list(zip(texts, reasons))
+
+
+async def until_disconnected(request: Request) -> None:
+    """Returns when the client goes away (the body has been read, so the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def answered(request: Request, prepared: Prepared, usage: Usage,
+                   reservation: Reservation) -> list[tuple[str, str]] | None:
+    """A non-streaming request's choices, or None when its client disconnected first: then its rows leave the
+    batch at once instead of generating max_tokens for nobody."""
+    answer = asyncio.ensure_future(joined(answer_deltas(prepared, usage), prepared.params.n))
+    gone = asyncio.ensure_future(until_disconnected(request))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if answer.done():
+            return answer.result()
+        answer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answer
+        return None
+    finally:
+        gone.cancel()
+        answer.cancel()
+        reservation.release(usage.total_tokens)
+
+
+async def event_stream(chunks: AsyncIterator[str], usage: Usage, reservation: Reservation) -> StreamingResponse:
+    """An SSE response whose key slot is released however it ends. Started here (its first chunk taken), so that
+    even a client gone before the first byte closes the generator, and with it the request's batch rows."""
+
+    async def released() -> AsyncIterator[str]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            reservation.release(usage.total_tokens)
+
+    started = released()
+    try:
+        first = await started.__anext__()
+    except BaseException:
+        await started.aclose()
+        raise
+
+    async def body() -> AsyncIterator[str]:
+        yield first
+        async for chunk in started:
+            yield chunk
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             background=BackgroundTask(reservation.release, None))
+
+
+def usage_object(usage: Usage) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def sse(payload: dict | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+
+
+def client_gone() -> Response:
+    return Response(status_code=499)  # nobody reads it: the client closed the connection
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, body: ChatRequest, key: ApiKey = Depends(calling_key)):
+    prepared = await run_in_threadpool(prepare_chat, request, key.id, body)
+    reservation, usage = admit(request, key, prepared), Usage()
     if body.stream:
-        return StreamingResponse(completion_stream(loaded, prompt_ids, params, head, screen),
-                                 media_type="text/event-stream")
-    usage = Usage()
-    answers = join_deltas(answer_deltas(loaded, prompt_ids, params, usage, screen), params.n)
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return await event_stream(chat_stream(prepared, usage, include_usage), usage, reservation)
+    answers = await answered(request, prepared, usage, reservation)
+    if answers is None:
+        return client_gone()
+    choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(answers)]
+    return {**prepared.head, "object": "chat.completion", "choices": choices, "usage": usage_object(usage)}
+
+
+async def chat_stream(prepared: Prepared, usage: Usage, include_usage: bool) -> AsyncIterator[str]:
+    head = {**prepared.head, "object": "chat.completion.chunk"}
+
+    def chunk(index: int, delta: dict, finish_reason: str | None) -> str:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return sse({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
+
+    for index in range(prepared.params.n):
+        yield chunk(index, {"role": "assistant", "content": ""}, None)
+    async for delta in answer_deltas(prepared, usage):
+        if delta.text:
+            yield chunk(delta.index, {"content": delta.text}, None)
+        if delta.finish_reason:
+            yield chunk(delta.index, {}, delta.finish_reason)
+    if include_usage:
+        yield sse({**head, "choices": [], "usage": usage_object(usage)})
+    yield sse("[DONE]")
+
+
+@router.post("/completions")
+async def completions(request: Request, body: CompletionRequest, key: ApiKey = Depends(calling_key)):
+    prepared = await run_in_threadpool(prepare_completion, request, key.id, body)
+    reservation, usage = admit(request, key, prepared), Usage()
+    if body.stream:
+        return await event_stream(completion_stream(prepared, usage), usage, reservation)
+    answers = await answered(request, prepared, usage, reservation)
+    if answers is None:
+        return client_gone()
     choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}
                for i, (text, reason) in enumerate(answers)]
-    return {**head, "choices": choices, "usage": usage_object(usage)}
+    return {**prepared.head, "choices": choices, "usage": usage_object(usage)}
 
 
-def completion_stream(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams, head: dict,
-                      screen: Screen | None) -> Iterator[str]:
-    for delta in answer_deltas(loaded, prompt_ids, params, Usage(), screen):
+async def completion_stream(prepared: Prepared, usage: Usage) -> AsyncIterator[str]:
+    async for delta in answer_deltas(prepared, usage):
         choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
-        yield sse({**head, "choices": [choice]})
+        yield sse({**prepared.head, "choices": [choice]})
     yield sse("[DONE]")

@@ -16,9 +16,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from tunesmith.data.check import is_preference_file
 from tunesmith.data.preference import load_preferences
 from tunesmith.registry import audit, files, job_events, jobs, models
-from tunesmith.serve.auth import api_key
+from tunesmith.registry.keys import ApiKey
+from tunesmith.serve.auth import api_key, calling_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.hyperparameters import requested_hyperparameters
+from tunesmith.serve.limits import rate_limited
 from tunesmith.serve.suites import available_suites
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
 from tunesmith.train.trackers import tracker_installed
@@ -146,8 +148,20 @@ def check_method_data(request: Request, method: str, record: files.FileRecord | 
                             f'method {{"type": "dpo"}} to train on them', param=param, code="invalid_file_format")
 
 
+def check_job_quota(request: Request, key: ApiKey) -> None:
+    """OpenAI's 429 when the key already has its limit of jobs waiting or running (one key must not fill the queue)."""
+    limit = key.max_queued_jobs or request.app.state.settings.max_queued_jobs
+    waiting = jobs.count_waiting_or_running(request.app.state.db, key.id)
+    if waiting >= limit:
+        raise rate_limited("requests", f"Rate limit reached for {key.id} on fine-tuning jobs waiting or running: "
+                           f"limit {limit}, current {waiting}. Wait for one to finish or cancel one.",
+                           60)
+
+
 @router.post("")
-def create_job(request: Request, body: CreateJob, key: str = Depends(api_key)):
+def create_job(request: Request, body: CreateJob, calling: ApiKey = Depends(calling_key)):
+    key = calling.id
+    check_job_quota(request, calling)
     bases = request.app.state.settings.base_models()
     if body.model not in bases and models.get_model(request.app.state.db, key, body.model) is None:
         raise APIError(404, f"Model {body.model} is neither a base model this server fine-tunes "

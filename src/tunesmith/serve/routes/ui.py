@@ -21,7 +21,8 @@ MEDIA = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 # names are looked up in this table, never joined onto a path from the request
 ASSETS = {p.name: p for p in UI_DIR.iterdir() if p.suffix in MEDIA} if UI_DIR.is_dir() else {}
 EVAL_REPORTS = ("run/eval/report.json", "eval/report.json")  # `tunesmith eval --out HOME/jobs/ID/run/eval`
-NO_NETWORK = {"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'"}
+# no network assets, and no framing by another site (clickjacking: the pages act with the key pasted into them)
+NO_NETWORK = {"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"}
 
 
 @router.get("")
