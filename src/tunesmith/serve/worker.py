@@ -15,6 +15,8 @@ import re
 import subprocess
 import sys
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 log = logging.getLogger("tunesmith.worker")
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
+MAX_STEP_ERRORS = 10  # a job whose worker steps fail this many polls in a row is failed (worker_error)
 REWARD_METRICS = ("rewards/accuracy", "rewards/margin", "valid_rewards/accuracy", "valid_rewards/margin")
 CHARTED_METRICS = ("lr", "token_accuracy", "valid_token_accuracy", "accuracy", "valid_accuracy", *REWARD_METRICS)  # passed on to the job's events for the UI
 
@@ -42,6 +45,7 @@ class RunningJob:
     job_dir: Path
     process: subprocess.Popen
     recorded_step: int = 0
+    started: float = field(default_factory=time.monotonic)  # this launch's start: the time limit counts from it
     checkpoints: set[int] = field(default_factory=set)
 
     @property
@@ -62,6 +66,8 @@ class JobWorker:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.retention = Retention(db, settings)
+        self.errors: Counter[str] = Counter()  # job id → its steps' errors in a row
+        self.slot_given: dict[str, float] = {}  # key id → when one of its jobs last got the training slot
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self.loop, name="tunesmith-job-worker", daemon=True)
@@ -80,20 +86,53 @@ class JobWorker:
         while not self.stopping.is_set():
             try:
                 self.tick()
-            except Exception:  # keep serving: one bad job must not stop the queue
+            except Exception:  # keep serving: the queue itself could not be read (tick isolates each job)
                 log.exception("job worker error")
             self.stopping.wait(self.settings.poll_seconds)
 
     def tick(self) -> None:
-        self.retention.run_if_due()
+        """One poll. Each job's step is isolated (`isolated`): one job's error neither stops the others' nor the
+        launch of the next job, and a job whose steps keep failing is failed instead of holding the queue."""
+        self.isolated("retention", None, self.retention.run_if_due)
         for job in jobs.jobs_in(self.db, ("validating_files",)):
-            self.validate(job)
+            self.isolated("validating files", job.id, self.validate, job)
         if self.current is not None:
-            self.follow()
-        if self.current is None:
-            waiting = jobs.jobs_in(self.db, ("running",)) + jobs.jobs_in(self.db, ("queued",))
-            if waiting:
-                self.launch(waiting[0])
+            self.isolated("following", self.current.job_id, self.follow)
+        for job in self.launch_order() if self.current is None else []:
+            if self.isolated("starting", job.id, self.launch, job) and self.current is not None:
+                break
+
+    def isolated(self, step: str, job_id: str | None, action, *args) -> bool:
+        """Run one step; False when it raised. MAX_STEP_ERRORS in a row for one job fail that job."""
+        try:
+            action(*args)
+        except Exception as error:
+            log.exception("job worker: %s %s failed", step, job_id or "")
+            if job_id is not None:
+                self.errors[job_id] += 1
+                if self.errors[job_id] >= MAX_STEP_ERRORS:
+                    self.give_up(job_id, step, error)
+            return False
+        self.errors.pop(job_id, None)
+        return True
+
+    def give_up(self, job_id: str, step: str, error: Exception) -> None:
+        self.errors.pop(job_id, None)
+        if self.current is not None and self.current.job_id == job_id:
+            stop_process(self.current.process)
+            self.current = None
+        try:
+            self.fail(job_id, "worker_error", f"the job worker failed {MAX_STEP_ERRORS} times in a row while "
+                                              f"{step} ({type(error).__name__}: {error}) — see the server log")
+        except Exception:  # the registry itself is failing: the job stays as it is and is tried again later
+            log.exception("job worker: could not record the failure of %s", job_id)
+
+    def launch_order(self) -> list[jobs.Job]:
+        """Interrupted running jobs first (they held the slot when the server stopped), then queued jobs with the
+        key that had the slot least recently first, each key's in order of creation: one key's queue of jobs
+        cannot keep the training slot while another key waits."""
+        queued = sorted(jobs.jobs_in(self.db, ("queued",)), key=lambda job: self.slot_given.get(job.owner, 0.0))
+        return jobs.jobs_in(self.db, ("running",)) + queued
 
     # --- validating_files → queued | failed
     def file_path(self, owner: str, file_id: str | None) -> Path | None:
@@ -167,21 +206,30 @@ class JobWorker:
                 stderr=subprocess.STDOUT, env={**os.environ, "TUNESMITH_WORKER_PID": str(os.getpid())},
             )
         self.current = RunningJob(job.id, directory, process)
+        self.slot_given[job.owner] = time.monotonic()
 
     # --- running → succeeded | failed, or stopped for cancel/pause
     def follow(self) -> None:
+        """Cancel, pause and the time limit are honoured first: an error recording progress cannot defer them."""
         current = self.current
-        self.record_progress(current)
         job = jobs.get_job(self.db, current.job_id)
         if job.status != "running":  # the user cancelled or paused it
             stop_process(current.process)
             self.current = None
             return
+        limit = self.settings.max_job_seconds
+        if limit is not None and time.monotonic() - current.started > limit:
+            stop_process(current.process)
+            self.current = None
+            self.fail(job.id, "time_limit_exceeded", f"the job ran longer than this server's limit of {limit:g} s "
+                                                     "(serve --max-job-hours); its checkpoints are kept")
+            return
+        self.isolated("recording progress", None, self.record_progress, current)
         code = current.process.poll()
         if code is None:
             return
         self.current = None
-        self.record_progress(current)
+        self.isolated("recording progress", None, self.record_progress, current)
         try:
             if code == 0:
                 self.succeed(job, current.run_dir)
