@@ -61,9 +61,13 @@ def test_invalid_rows_are_rejected_with_their_line_and_purpose_is_checked(api, t
 def test_ids_are_never_paths_and_other_keys_get_404(api, tmp_path):
     alice, bob = api.key(), api.key()
     file_id = upload(api, alice, write_chat_file(tmp_path / "t.jsonl")).json()["id"]
+    # with the owner's key, so that ownership alone cannot be what answers 404
     for path in ["/v1/files/..%2F..%2Ftunesmith.sqlite/content", "/v1/files/../tunesmith.sqlite",
-                 f"/v1/files/{file_id}/content"]:
-        assert api.get(path, headers=bob).status_code == 404
+                 f"/v1/files/{file_id}%2F..%2F..%2Ftunesmith.sqlite/content",
+                 f"/v1/files/..%2F{file_id}.jsonl/content", "/v1/files/%2E%2E%2Ftunesmith.sqlite/content"]:
+        response = api.get(path, headers=alice)
+        assert response.status_code == 404 and b"SQLite" not in response.content, path
+    assert api.get(f"/v1/files/{file_id}/content", headers=bob).status_code == 404
     assert api.get(f"/v1/files/{file_id}/content", headers=alice).content == (tmp_path / "t.jsonl").read_bytes()
 
 

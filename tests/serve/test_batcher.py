@@ -225,15 +225,24 @@ def test_requests_beyond_max_rows_wait_for_room_and_then_run(model, tokenizer, p
         assert answer[0] == alone(shared, prompt, params)[0]
 
 
-def test_concurrent_api_requests_share_one_batch_and_answer_as_if_alone(tmp_path, tiny_model_dir):
+@pytest.fixture
+def talkative_model_dir(tmp_path, model, tokenizer):
+    """This module's redrawn tiny model as a local base: its greedy answer depends on the prompt (the default
+    tiny model answers every prompt alike, so a row answered from another row's cache would look right)."""
+    model.save_pretrained(tmp_path / "talkative")
+    tokenizer.save_pretrained(tmp_path / "talkative")
+    return tmp_path / "talkative"
+
+
+def test_concurrent_api_requests_share_one_batch_and_answer_as_if_alone(tmp_path, talkative_model_dir):
     from fastapi.testclient import TestClient
 
     from tunesmith.registry import keys
     from tunesmith.serve.app import create_app
     from tunesmith.serve.settings import ServeSettings
 
-    app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False))
-    base = tiny_model_dir.name
+    app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(talkative_model_dir)], run_jobs=False))
+    base = talkative_model_dir.name
     chat = lambda q, **extra: {"model": base, "messages": [{"role": "user", "content": q}], "temperature": 0,
                                "max_tokens": 6, **extra}
     with TestClient(app) as client:
@@ -253,6 +262,9 @@ def test_concurrent_api_requests_share_one_batch_and_answer_as_if_alone(tmp_path
             for key in ("id", "created"):
                 a.pop(key), b.pop(key)
     assert together[:2] + together[3:] == alone[:2] + alone[3:]
+    answers = [alone[0]["choices"][0]["message"]["content"], alone[1]["choices"][0]["message"]["content"],
+               alone[3]["choices"][0]["text"]]
+    assert len(set(answers)) == 3, answers  # each prompt its own answer: a mix-up between rows would show
     assert together[0]["object"] == "chat.completion" and [c["index"] for c in together[1]["choices"]] == [0, 1]
     content = lambda sse: "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "")
                                   for line in sse.splitlines() if line.startswith("data: {"))
