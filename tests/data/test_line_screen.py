@@ -25,3 +25,12 @@ def test_deep_nesting_is_a_row_error_in_every_loader(tmp_path):
         path.write_text(f"{deep}\n{first}\n{deep}\n")
         report = check_data(path)
         assert [(e["line"], "nested too deeply" in e["message"]) for e in report.errors] == [(1, True), (3, True)], first
+
+
+def test_blank_lines_keeps_the_other_lines_where_they_were(tmp_path):
+    from tunesmith.data.line_screen import blank_lines
+
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"text": "a"}\n' + b"x" * 5000 + b"\n\xff\n" + b'{"text": "b"}\n' + b"y" * 3000)
+    blank_lines(path, tmp_path / "rest.jsonl", {2, 3, 5}, max_line_bytes=1000)
+    assert (tmp_path / "rest.jsonl").read_bytes() == b'{"text": "a"}\n\n\n{"text": "b"}\n'

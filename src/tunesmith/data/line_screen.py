@@ -27,7 +27,7 @@ def screen_lines(path: Path, name: str, max_line_bytes: int = MAX_LINE_BYTES) ->
         while len(errors) < MAX_REPORTED and (line := handle.readline(max_line_bytes + 1)):
             number += 1
             if len(line) > max_line_bytes:
-                size = len(line) + skip_rest_of_line(handle)
+                size = len(line) + skip_rest_of_line(handle)[0]
                 errors.append(RowError(name, number, "", f"line is {size} bytes, over the limit of {max_line_bytes} "
                                        "bytes per row", "split the example, or shorten it"))
                 continue
@@ -35,6 +35,20 @@ def screen_lines(path: Path, name: str, max_line_bytes: int = MAX_LINE_BYTES) ->
             if problem is not None:
                 errors.append(RowError(name, number, "", *problem))
     return errors
+
+
+def blank_lines(path: Path, target: Path, numbers: set[int], max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    """Copy `path` to `target` with the lines `numbers` emptied (line numbers kept): the loaders can then check
+    the rest of a file whose screened lines they must not read."""
+    with open(path, "rb") as source, open(target, "wb") as copy:
+        number = 0
+        while line := source.readline(max_line_bytes + 1):
+            number += 1
+            if number in numbers:
+                ended = line.endswith(b"\n") or skip_rest_of_line(source)[1]
+                copy.write(b"\n" if ended else b"")
+            else:
+                copy.write(line)
 
 
 def line_problem(line: bytes, jsonl: bool) -> tuple[str, str] | None:
@@ -53,11 +67,11 @@ def line_problem(line: bytes, jsonl: bool) -> tuple[str, str] | None:
     return None
 
 
-def skip_rest_of_line(handle: BinaryIO, chunk: int = 1 << 20) -> int:
-    """Read past the end of the current line without holding it; returns the bytes skipped."""
+def skip_rest_of_line(handle: BinaryIO, chunk: int = 1 << 20) -> tuple[int, bool]:
+    """Read past the end of the current line without holding it: (bytes skipped, whether a newline ended it)."""
     skipped = 0
     while part := handle.readline(chunk):
         skipped += len(part)
         if part.endswith(b"\n"):
-            break
-    return skipped
+            return skipped, True
+    return skipped, False

@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 
 from tunesmith.data.check import DataReport
 from tunesmith.data.hashing import file_sha256
-from tunesmith.data.line_screen import screen_lines
+from tunesmith.data.line_screen import blank_lines, screen_lines
 from tunesmith.data.pii_policy import PersonalDataRefused, PiiOutcome, apply_pii_policy
 from tunesmith.registry import audit, files, keys
 from tunesmith.registry.erasure import erase_data
@@ -89,6 +89,7 @@ async def upload_file(request: Request, key: str = Depends(api_key)):
         finally:
             staging.unlink(missing_ok=True)
             redacted_path(staging).unlink(missing_ok=True)
+            screened_path(staging).unlink(missing_ok=True)
 
 
 async def store_upload(request: Request, key: str, file_id: str, filename: str, purpose: str, upload: UploadFile,
@@ -116,10 +117,14 @@ async def store_upload(request: Request, key: str, file_id: str, filename: str, 
 
 async def checked_report(request: Request, staging: Path, filename: str) -> DataReport | ClassificationReport:
     """The data check's report, or a 400 naming each bad line: first the line-by-line screen (huge lines,
-    bytes that are not UTF-8, nesting past the parser), so the full check never loads such a file."""
-    screened = await run_in_threadpool(screen_lines, staging, filename, request.app.state.settings.max_row_bytes)
-    if screened:
-        raise invalid_file(filename, [asdict(error) for error in screened])
+    bytes that are not UTF-8, nesting past the parser), so the full check never loads such a line."""
+    limit = request.app.state.settings.max_row_bytes
+    screened = await run_in_threadpool(screen_lines, staging, filename, limit)
+    if screened:  # the other lines are still checked, from a copy without the screened ones
+        rest = screened_path(staging)
+        await run_in_threadpool(blank_lines, staging, rest, {error.line for error in screened}, limit)
+        others = [e for e in (await run_in_threadpool(check_training_file, rest)).errors if e["line"] > 0]
+        raise invalid_file(filename, sorted([asdict(error) for error in screened] + others, key=lambda e: e["line"]))
     report = await run_in_threadpool(check_training_file, staging)  # supervised or classification rows
     if not report.ok:
         raise invalid_file(filename, report.errors)
@@ -128,6 +133,10 @@ async def checked_report(request: Request, staging: Path, filename: str) -> Data
 
 def redacted_path(staging: Path) -> Path:
     return staging.with_name(f".redacted-{staging.name}")
+
+
+def screened_path(staging: Path) -> Path:
+    return staging.with_name(f".screened-{staging.name}")
 
 
 async def apply_key_policy(request: Request, key: str, file_id: str, filename: str, staging: Path) -> PiiOutcome:
