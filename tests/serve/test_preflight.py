@@ -38,6 +38,9 @@ def test_data_check_reports_a_bad_row_by_line_and_a_good_file_with_histogram_and
     report = api.post("/ui/api/data-check", files={"file": ("bad.jsonl", bad.read_bytes())}).json()
     assert [(e["file"], e["line"], e["field"]) for e in report["errors"]] == [("bad.jsonl", 11, "messages")]
     assert not any((tmp_path / "home" / "files").glob("*"))  # nothing kept
+    nested = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"  # the upload's line screen refuses it
+    report = api.post("/ui/api/data-check", files={"file": ("deep.jsonl", nested)}).json()
+    assert [(e["file"], e["line"]) for e in report["errors"]] == [("deep.jsonl", 1)] and not report["ok"]
 
     good = write_chat_file(tmp_path / "good.jsonl")
     report = api.post("/ui/api/data-check", data={"model": tiny_model_dir.name},

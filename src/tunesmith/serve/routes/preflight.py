@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from starlette.datastructures import UploadFile
 
 from tunesmith.config import DataConfig
 from tunesmith.data.check import DataReport, check_data
+from tunesmith.data.line_screen import screen_lines
 from tunesmith.estimate.estimate import estimate_config
 from tunesmith.estimate.hardware import GPUS
 from tunesmith.models.load import load_tokenizer
@@ -57,8 +59,13 @@ def base_ref(request: Request, key: str, model: str | None) -> str:
     return bases[root]
 
 
-def full_check(path: Path, name: str, tokenizer_ref: str) -> dict:
-    """check_data with the tokenizer and the length jobs train with; the report names the file as the user did."""
+def full_check(path: Path, name: str, tokenizer_ref: str, max_row_bytes: int) -> dict:
+    """check_data with the tokenizer and the length jobs train with; the report names the file as the user did.
+    Lines the upload's screen refuses (huge, not UTF-8, nested too deep) are reported alone, as the upload does."""
+    screened = screen_lines(path, name, max_row_bytes)
+    if screened:
+        return {"ok": False, "files": [], "errors": [asdict(error) for error in screened], "warnings": [], "pii": [],
+                "token_stats": [], "preview": None}
     report: DataReport = check_data(path, tokenizer=cached_tokenizer(tokenizer_ref), max_length=DataConfig().max_length)
     return json.loads(report.model_dump_json().replace(json.dumps(str(path))[1:-1], json.dumps(name)[1:-1]))
 
@@ -78,7 +85,8 @@ async def data_check(request: Request, key: str = Depends(api_key)):
     staging = settings.files_dir / f".check-{secrets.token_hex(12)}.jsonl"
     try:
         await save_upload(upload, staging, settings.max_upload_bytes)
-        return await run_in_threadpool(full_check, staging, Path(upload.filename or "upload.jsonl").name, ref)
+        return await run_in_threadpool(full_check, staging, Path(upload.filename or "upload.jsonl").name, ref,
+                                       settings.max_row_bytes)
     finally:
         staging.unlink(missing_ok=True)
 
@@ -87,7 +95,8 @@ async def data_check(request: Request, key: str = Depends(api_key)):
 async def stored_file_check(request: Request, file_id: str, model: str | None = None, key: str = Depends(api_key)):
     record = owned_file(request, key, file_id)
     path = files.blob_path(request.app.state.settings.files_dir, record.id, record.filename)
-    return await run_in_threadpool(full_check, path, record.filename, base_ref(request, key, model))
+    return await run_in_threadpool(full_check, path, record.filename, base_ref(request, key, model),
+                                   request.app.state.settings.max_row_bytes)
 
 
 def this_machine() -> str:
@@ -120,9 +129,10 @@ async def estimate_job(request: Request, body: CreateJob, key: str = Depends(api
     for record, param in ((train, "training_file"), (valid, "validation_file")):
         check_method_data(request, method, record, param)
     resolved = resolve_hyperparameters(requested, training_rows(train, settings.files_dir))
-    blob = lambda record: files.blob_path(settings.files_dir, record.id, record.filename)  # noqa: E731
-    config = job_run_config(settings, db, owner=key, model=body.model, method=method, train_path=blob(train),
-                            valid_path=blob(valid) if valid else None, hyperparameters=resolved, seed=body.seed or 0,
+    valid_path = files.blob_path(settings.files_dir, valid.id, valid.filename) if valid else None
+    config = job_run_config(settings, db, owner=key, model=body.model, method=method, train_path=files.blob_path(
+                                settings.files_dir, train.id, train.filename), valid_path=valid_path,
+                            hyperparameters=resolved, seed=body.seed or 0,
                             out=settings.jobs_dir / "estimate")
     try:
         estimate = await run_in_threadpool(estimate_config, config, this_machine(),
