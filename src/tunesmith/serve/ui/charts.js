@@ -28,9 +28,9 @@ function frame(svg) {
 
 function axes(f, xTicks, yTicks, x, y, xTitle) {
   const grid = yTicks.map((v) => `<line class="grid" x1="${f.x0}" x2="${f.x1}" y1="${y(v)}" y2="${y(v)}"/>
-    <text class="tick" x="${f.x0 - 6}" y="${y(v) + 4}" text-anchor="end">${label(v)}</text>`).join("");
+    <text class="tick y" x="${f.x0 - 6}" y="${y(v) + 4}" text-anchor="end">${label(v)}</text>`).join("");
   const xs = xTicks.map((v) => `<line class="axis" x1="${x(v)}" x2="${x(v)}" y1="${f.y0}" y2="${f.y0 + 5}"/>
-    <text class="tick" x="${x(v)}" y="${f.y0 + 18}" text-anchor="middle">${label(v)}</text>`).join("");
+    <text class="tick x" x="${x(v)}" y="${f.y0 + 18}" text-anchor="middle">${label(v)}</text>`).join("");
   return `${grid}${xs}<line class="axis" x1="${f.x0}" y1="${f.y0}" x2="${f.x1}" y2="${f.y0}"/>
     <line class="axis" x1="${f.x0}" y1="${f.y1}" x2="${f.x0}" y2="${f.y0}"/>
     <text class="tick" x="${(f.x0 + f.x1) / 2}" y="${f.H - 4}" text-anchor="middle">${xTitle}</text>`;

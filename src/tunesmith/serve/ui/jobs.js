@@ -83,7 +83,8 @@ export function renderEvaluation(report) {
     .slice(0, 5).map((i) => `<li><b>${esc(t.name)}</b>: ${esc(i.prompt)} — before: ${esc(i.baseline)}; after: ${esc(i.candidate)}</li>`)).join("");
   const suite = report.suite ? `<p>Suite ${esc(report.suite.name)}; before = ${esc(report.baseline ? report.baseline.ref || report.baseline.name : "baseline")},
     after = this job's model</p>` : "";
-  return `<p class="${report.passed ? "pass" : "fail"}">${report.passed ? "PASSED" : "FAILED"}</p>${suite}<ul>${gates}</ul>
+  const verdict = (report.passed ? "PASSED" : "FAILED") + (gates ? "" : " (the suite has no gates)");
+  return `<p class="${report.passed ? "pass" : "fail"}">${verdict}</p>${suite}<ul>${gates}</ul>
     <div class="scroll"><table class="evaluation"><thead><tr><th>Task</th><th>Metric</th><th>Before</th><th>After</th><th>Change</th></tr></thead><tbody>${rows}</tbody></table></div>
     <h4>Regressions</h4>${regressions ? `<ul>${regressions}</ul>` : "<p>none</p>"}`;
 }
