@@ -13,7 +13,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lowest first. Packages take their name's layer; top-level modules are listed; tunesmith/__init__.py has none.
-LAYERS = ["models", "config", "data", "train", "estimate", "evaluate", "registry", "serve", "demo", "cli"]
+LAYERS = ["models", "config", "data", "train", "export", "estimate", "evaluate", "registry", "serve", "demo", "cli"]
 TOP_LEVEL = {"config": "config", "demo": "demo", "cli": "cli", "cli_render": "cli"}
 
 

@@ -382,6 +382,33 @@ def chat(
         messages.append({"role": "assistant", "content": answer})
 
 
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="Run directory, merged model directory or base model name."),
+    fmt: str = typer.Option("gguf", "--format", help="gguf: one file for llama.cpp; ollama: GGUF + Modelfile in "
+                            "--out DIR; lora: the run's LoRA adapter alone, for llama.cpp --lora."),
+    out: Path = typer.Option(..., "--out", help="The .gguf file (gguf, lora) or a directory (ollama)."),
+    tensor_type: str = typer.Option("f16", "--type", help="f32, f16, bf16, q8_0 or q4_0 (matrices; norms stay f32)."),
+    name: Optional[str] = typer.Option(None, help="general.name in the file (default: the run's directory name)."),
+) -> None:
+    """Export for llama.cpp, Ollama, LM Studio: merged weights, tokenizer, chat template, stop tokens, lineage.
+
+    Run as: tunesmith export runs/elements-demo --format ollama --out exports/elements --type q8_0
+    """
+    from tunesmith.export.llama_layout import ExportError
+    from tunesmith.export.run_export import export
+    from tunesmith.models.resolve import ModelNotFoundError
+
+    try:
+        result = export(model, fmt, out, tensor_type, name)
+    except (ExportError, ModelNotFoundError) as exc:
+        fail(str(exc))
+    for path in result.files:
+        console.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)", soft_wrap=True, highlight=False)
+    if fmt == "ollama":
+        console.print(f"then: ollama create {result.name} -f {out / 'Modelfile'}", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def serve(
     home: Path = typer.Option(..., help="Directory for the database, uploaded files and job runs."),
