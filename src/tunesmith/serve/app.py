@@ -16,7 +16,8 @@ from tunesmith.serve.errors import install_error_handlers
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.routes import comparisons, completions, files, jobs, lineage, models, moderations, preflight, ui
+from tunesmith.serve.routes import (comparisons, completions, export, files, jobs, lineage, models, moderations,
+                                    preflight, ui)
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
 
@@ -48,7 +49,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
-    for module in (files, jobs, lineage, models, completions, moderations, ui, preflight, comparisons):  # lineage before models' {id:path}
+    for module in (files, jobs, lineage, export, models, completions, moderations, ui, preflight, comparisons):  # lineage, export before models' {id:path}
         app.include_router(module.router)
 
     @app.get("/health")
