@@ -77,3 +77,15 @@ def test_an_unexpected_failure_after_staging_leaves_no_file(api, tmp_path, monke
     with pytest.raises(RuntimeError):  # TestClient re-raises what the server would answer 500 to
         upload(api, write_chat_file(tmp_path / "t.jsonl").read_bytes())
     assert stored(tmp_path) == []
+
+
+def test_staging_files_left_by_a_killed_server_are_removed_at_startup(tmp_path, tiny_model_dir):
+    files_dir = tmp_path / "home" / "files"
+    files_dir.mkdir(parents=True)
+    stored = files_dir / "file-0123456789abcdef01234567.jsonl"
+    stored.write_text("{}\n")
+    for name in (".part-file-0123456789abcdef01234568.jsonl", ".redacted-.part-x.jsonl", ".check-abc.jsonl"):
+        (files_dir / name).write_text("half an upload")
+    app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False))
+    with TestClient(app):
+        assert [p.name for p in files_dir.iterdir()] == [stored.name]

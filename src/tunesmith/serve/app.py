@@ -33,6 +33,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        files.remove_staging_files(settings.files_dir)  # left by a server killed mid-upload
         if worker is not None:
             worker.start()
         yield

@@ -35,6 +35,16 @@ PII_REMEDY = ("redact it (tunesmith data redact IN OUT) and upload the copy, or 
               "policy to redact or allow (tunesmith keys pii KEY_ID redact)")
 
 
+def remove_staging_files(files_dir: Path) -> list[str]:
+    """Staging files (dot-named: `.part-*`, `.redacted-*`, `.screened-*`, the UI's `.check-*`) belong to requests
+    in flight; at startup none is, so any found was left by a killed server. Returns the names removed."""
+    removed = []
+    for path in files_dir.glob(".*") if files_dir.is_dir() else []:
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
+
+
 def too_large(limit: int) -> APIError:
     return APIError(413, f"File too large: the limit is {limit} bytes.", param="file", code="file_too_large")
 
