@@ -33,3 +33,20 @@ def test_a_failed_commit_is_rolled_back_and_the_next_transaction_works(tmp_path)
         tx.execute(insert, ("key-kept", "b"))
     assert [row["id"] for row in db.query("SELECT id FROM api_keys")] == ["key-kept"]
     assert [row["id"] for row in Database(tmp_path / "t.sqlite").query("SELECT id FROM api_keys")] == ["key-kept"]
+
+
+def test_a_second_writer_holding_the_lock_is_waited_for(tmp_path):
+    """Another process (the CLI revoking a key, say) writing at the same moment: the transaction waits its turn."""
+    import threading
+    import time
+
+    db = Database(tmp_path / "t.sqlite")
+    other = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO api_keys (id, secret_sha256, created_at) VALUES ('key-other', 'o', 0)")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    started = time.perf_counter()
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO api_keys (id, secret_sha256, created_at) VALUES ('key-mine', 'm', 0)")
+    assert time.perf_counter() - started >= 0.4
+    assert sorted(row["id"] for row in db.query("SELECT id FROM api_keys")) == ["key-mine", "key-other"]
