@@ -395,7 +395,7 @@ def export_command(
 
     Run as: tunesmith export runs/elements-demo --format ollama --out exports/elements --type q8_0
     """
-    from tunesmith.export.llama_layout import ExportError
+    from tunesmith.export.errors import ExportError
     from tunesmith.export.run_export import export
     from tunesmith.models.resolve import ModelNotFoundError
 

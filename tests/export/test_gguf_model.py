@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith.export.gguf_vocab import pre_tokenizer_name
-from tunesmith.export.llama_layout import ExportError
+from tunesmith.export.errors import ExportError
 from tunesmith.export.run_export import export
 from tunesmith.export.tensor_types import EXPORT_TYPES, storage_type
 

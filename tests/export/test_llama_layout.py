@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from tunesmith.export.llama_layout import ExportError, llama_shape, permute_for_llama_cpp, permute_from_llama_cpp
+from tunesmith.export.errors import ExportError
+from tunesmith.export.llama_layout import llama_shape, permute_for_llama_cpp, permute_from_llama_cpp
 
 
 def llama_cpp_rope(x: np.ndarray, positions: np.ndarray, theta: float) -> np.ndarray:

@@ -3,7 +3,7 @@ and a refusal for templates that are not a fixed wrapper per message."""
 import pytest
 
 from tests.tiny import tiny_tokenizer
-from tunesmith.export.llama_layout import ExportError
+from tunesmith.export.errors import ExportError
 from tunesmith.export.ollama import modelfile, turn_format
 from tunesmith.export.run_export import export
 

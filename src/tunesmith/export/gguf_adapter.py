@@ -18,9 +18,10 @@ import gguf
 import numpy as np
 from safetensors.numpy import load_file
 
+from tunesmith.export.errors import ExportError
 from tunesmith.export.gguf_metadata import ExportMetadata, write_general
 from tunesmith.export.gguf_model import add_tensors, write_file
-from tunesmith.export.llama_layout import ExportError, LlamaShape, gguf_tensor_name, llama_shape, permute_for_llama_cpp
+from tunesmith.export.llama_layout import LlamaShape, gguf_tensor_name, llama_shape, permute_for_llama_cpp
 from tunesmith.export.tensor_types import ExportType
 from tunesmith.train.parent import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_scale
 

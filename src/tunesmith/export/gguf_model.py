@@ -16,10 +16,10 @@ import numpy as np
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
+from tunesmith.export.errors import ExportError
 from tunesmith.export.gguf_metadata import ExportMetadata, write_general
 from tunesmith.export.gguf_vocab import write_tokenizer
 from tunesmith.export.llama_layout import (
-    ExportError,
     LlamaShape,
     gguf_tensor_name,
     llama_shape,

@@ -17,7 +17,7 @@ from pathlib import Path
 import gguf
 from transformers import PreTrainedTokenizerBase
 
-from tunesmith.export.llama_layout import ExportError
+from tunesmith.export.errors import ExportError
 from tunesmith.models.chat import END_OF_TURN_TOKENS
 
 GPT2_PATTERN_BYTELEVEL = {"type": "ByteLevel", "use_regex": True}

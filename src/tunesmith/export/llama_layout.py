@@ -17,11 +17,9 @@ from dataclasses import dataclass
 import gguf
 import numpy as np
 
+from tunesmith.export.errors import ExportError
+
 LLAMA_MODEL_TYPES = ("llama",)
-
-
-class ExportError(ValueError):
-    """The model or run cannot be exported as asked; the message says what is wrong and what to do."""
 
 
 def permute_for_llama_cpp(weights: np.ndarray, n_head: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from tunesmith.export.llama_layout import ExportError
+from tunesmith.export.errors import ExportError
 from tunesmith.models.chat import stop_token_ids
 
 ROLES = ("system", "user", "assistant")

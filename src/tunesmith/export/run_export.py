@@ -10,10 +10,10 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from tunesmith.export.errors import ExportError
 from tunesmith.export.gguf_adapter import write_adapter_gguf
 from tunesmith.export.gguf_metadata import ExportMetadata, model_metadata, run_metadata
 from tunesmith.export.gguf_model import write_model_gguf
-from tunesmith.export.llama_layout import ExportError
 from tunesmith.export.ollama import modelfile
 from tunesmith.export.tensor_types import EXPORT_TYPES, ExportType
 from tunesmith.models.resolve import resolve_model_dir

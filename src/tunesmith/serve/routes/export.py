@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.background import BackgroundTask
 
-from tunesmith.export.llama_layout import ExportError
+from tunesmith.export.errors import ExportError
 from tunesmith.export.run_export import export
 from tunesmith.export.tensor_types import EXPORT_TYPES
 from tunesmith.serve.auth import api_key
