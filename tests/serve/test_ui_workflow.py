@@ -118,9 +118,12 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
         page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
         model = http.get(f"/v1/fine_tuning/jobs/{job_id}").json()["fine_tuned_model"]
 
-        # a second job, continuing the first model; its file cannot be deleted while it runs; cancelled
-        page.goto(f"{url}/ui#new")
-        page.select_option("#job-model", model)
+        # a second job, continuing the first model (the models page links to the form with it chosen); its file
+        # cannot be deleted while it runs; paused, resumed, cancelled
+        page.goto(f"{url}/ui#models")
+        page.locator(f"tr[data-model='{model}']").click()
+        page.click("#model-continue")
+        expect(page.locator("#job-model")).to_have_value(model)
         page.select_option("#job-training-file", ids["train.jsonl"])
         page.fill("#hp-n_epochs", "50")
         page.select_option("#job-suite", "facts")

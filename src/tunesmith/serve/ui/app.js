@@ -1,5 +1,5 @@
 // tunesmith web UI: plain JS modules over the JSON API; the key lives in localStorage and goes out as a Bearer
-// header. Views are chosen by the URL hash: #files, #new, #jobs[/ID], #models, #playground[/MODEL[/MODEL]].
+// header. Views are chosen by the URL hash: #files, #new[/MODEL], #jobs[/ID], #models, #playground[/MODEL[/MODEL]].
 import { $, key } from "./api.js";
 import { refreshFiles, setUpFiles } from "./files.js";
 import { openJob, refreshJobs, selectedJob, setUpJobs } from "./jobs.js";
@@ -13,7 +13,7 @@ function parts() { return (location.hash || "#jobs").slice(1).split("/").map(dec
 
 async function load(view, args) {
   if (view === "files") return refreshFiles();
-  if (view === "new") return loadJobForm();
+  if (view === "new") return loadJobForm(args[0]);
   if (view === "models") return refreshModels();
   if (view === "playground") return refreshPlayground(args[0], args[1]);
   if (args[0] && args[0] !== selectedJob()) openJob(args[0]);

@@ -36,6 +36,7 @@ export async function refreshModels() {
 async function showModel(modelId) {
   $("model-detail").hidden = false;
   $("model-title").textContent = modelId;
+  $("model-continue").href = `#new/${encodeURIComponent(modelId)}`;
   if (!modelId.startsWith("ft:")) {
     $("model-lineage").textContent = "A base model served by this server.";
     $("model-card-view").textContent = "";

@@ -17,20 +17,19 @@ function controlFor(param) {  // an API error's `param` (e.g. method.dpo.hyperpa
 
 const option = (value, text) => `<option value="${esc(value)}">${esc(text)}</option>`;
 
-export async function loadJobForm(preferred = {}) {
+export async function loadJobForm(startFrom) {  // startFrom: a model to preselect (#new/MODEL)
   const [models, files, suites] = await Promise.all([api("/v1/models"), api("/v1/files"), api("/ui/api/suites")]);
   const ids = models.data.map((m) => m.id), bases = ids.filter((id) => !id.startsWith("ft:") && !id.includes(":"));
   const tuned = ids.filter((id) => id.startsWith("ft:") && !id.includes(":ckpt-"));
   $("job-model").innerHTML = `<optgroup label="Base models">${bases.map((id) => option(id, id)).join("")}</optgroup>` +
     (tuned.length ? `<optgroup label="Continue a fine-tuned model">${tuned.map((id) => option(id, id)).join("")}</optgroup>` : "");
   const fileOptions = files.data.map((f) => option(f.id, `${f.filename} (${f.id})`)).join("");
-  const keep = (id) => $(id).value;
-  const [train, valid] = [preferred.training_file || keep("job-training-file"), preferred.validation_file || keep("job-validation-file")];
+  const [train, valid] = [$("job-training-file").value, $("job-validation-file").value];
   $("job-training-file").innerHTML = files.data.length ? fileOptions : option("", "upload a file first");
   $("job-validation-file").innerHTML = option("", "none") + fileOptions;
   if (train) $("job-training-file").value = train;
   if (valid) $("job-validation-file").value = valid;
-  if (preferred.model) $("job-model").value = preferred.model;
+  if (startFrom && ids.includes(startFrom)) $("job-model").value = startFrom;
   $("job-suite").innerHTML = option("", "quick evaluation: validation loss before / after") + suites.data.map((s) =>
     s.error ? `<option value="${esc(s.name)}" disabled>${esc(s.name)} (unusable: ${esc(s.error)})</option>`
       : option(s.name, `${s.name}: ${s.tasks.map((t) => t.name).join(", ")}${s.gates.length ? `; gates ${s.gates.join(", ")}` : ""}`)).join("");
