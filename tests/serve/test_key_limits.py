@@ -72,6 +72,9 @@ def test_requests_at_once_are_limited_per_key(api):
     assert api.post("/v1/chat/completions", headers=other, json=api.chat).status_code == 200
     held.release()
     assert api.post("/v1/chat/completions", headers=limited, json=api.chat).status_code == 200
+    held = api.app.state.limits.admit(keys.list_keys(api.app.state.db)[0], 0)
+    assert_429(api.post("/v1/moderations", headers=limited, json={"input": "hi"}), "requests")  # counted alike
+    held.release()
     streamed = api.post("/v1/chat/completions", headers=limited, json={**api.chat, "stream": True})
     assert streamed.text.endswith("data: [DONE]\n\n")  # a finished stream gave its slot back
     assert api.post("/v1/chat/completions", headers=limited, json=api.chat).status_code == 200

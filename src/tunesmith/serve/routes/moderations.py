@@ -11,7 +11,8 @@ import secrets
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from tunesmith.serve.auth import api_key
+from tunesmith.registry.keys import ApiKey
+from tunesmith.serve.auth import calling_key
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.moderation import ALIASES, load_moderation_model, moderate
 
@@ -51,10 +52,15 @@ def part_text(index: int, part: dict) -> str:
 
 
 @router.post("/moderations")
-def create_moderation(request: Request, body: ModerationRequest, key: str = Depends(api_key)):
+def create_moderation(request: Request, body: ModerationRequest, calling: ApiKey = Depends(calling_key)):
+    """Counts against the key's requests in flight (serve/limits.py), like a completion; not its tokens."""
     texts = input_texts(body.input)
-    state = request.app.state
-    served = load_moderation_model(state.classifiers, state.db, state.settings, body.model, owner=key)
-    verdicts = moderate(served, texts)
+    state, key = request.app.state, calling.id
+    reservation = state.limits.admit(calling, 0)
+    try:
+        served = load_moderation_model(state.classifiers, state.db, state.settings, body.model, owner=key)
+        verdicts = moderate(served, texts)
+    finally:
+        reservation.release()
     return {"id": f"modr-{secrets.token_hex(12)}", "model": body.model,
             "results": [verdict.result_object() for verdict in verdicts]}
