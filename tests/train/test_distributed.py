@@ -25,6 +25,13 @@ def losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
 
 
+def real_tokens(run_dir: Path) -> dict[int, int]:
+    """Tokens all ranks ran forward between records: equal to one process's only if the ranks' shares of
+    each step are disjoint and cover it (the loss curve alone cannot tell: its normalisation is global)."""
+    return {r["step"]: r["real_tokens"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if "real_tokens" in r}
+
+
 def common(tiny_model_dir, tmp_path):
     data = write_chat_file(tmp_path / "train.jsonl")
     return ["--base", str(tiny_model_dir), "--data", str(data), "--batch-size", "4", "--lr", "5e-3",
@@ -40,6 +47,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(tiny_model_dir,
     assert one_curve.keys() == two_curve.keys() == {5, 10, 12}
     for step in one_curve:
         assert two_curve[step] == pytest.approx(one_curve[step], abs=1e-4)
+    assert real_tokens(tmp_path / "two") == real_tokens(tmp_path / "one")  # disjoint shares covering each step
 
 
 @pytest.mark.parametrize("first,second", [(2, 1), (1, 2)])

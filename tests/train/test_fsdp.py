@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train.test_distributed import losses, run_train
+from tests.train.test_distributed import losses, real_tokens, run_train
 from tests.train.test_sft_run import FACTS, write_chat_file
 
 
@@ -35,6 +35,7 @@ def test_two_fsdp_processes_follow_the_single_process_loss_curve(tiny_model_dir,
     assert one_curve.keys() == two_curve.keys() == {4, 5, 8, 10, 12}
     for step in one_curve:
         assert two_curve[step] == pytest.approx(one_curve[step], abs=1e-4)
+    assert real_tokens(tmp_path / "two") == real_tokens(tmp_path / "one")  # disjoint shares; fillers not counted
     # the export gathered every shard: the merged models agree
     one_model, two_model = exported_weights(tmp_path / "one"), exported_weights(tmp_path / "two")
     assert one_model.keys() == two_model.keys()

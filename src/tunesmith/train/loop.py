@@ -212,7 +212,9 @@ def fit(
                   "micro_batch_size": settings.micro_batch_size}
         last = state.step == end
         if state.step % settings.log_every == 0 or last:
-            record.update(trained_tokens_per_s=window_trained / window_seconds,
+            # real_tokens: every rank's forward tokens since the last record, summed; N processes on disjoint shares
+            # of each step run exactly the tokens one process runs (every rank on the whole step would run N times)
+            record.update(trained_tokens_per_s=window_trained / window_seconds, real_tokens=window_real,
                           tokens_per_s=window_real / window_seconds,
                           trained_tokens=state.trained_tokens, peak_rss_mb=round(peak_rss_mb(), 1))
             window_seconds, window_real, window_trained = 0.0, 0, 0
