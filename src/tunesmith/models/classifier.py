@@ -20,6 +20,7 @@ Run as: library code; `load_classifier(run_dir / "model")` after a `train.method
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +53,13 @@ class Classifier:
     target_fpr: float | None = None
     base_model: str | None = None
     max_length: int = 512
-    bf16: bool = False  # score under bf16 autocast (load_classifier turns it on where the hardware has bf16)
+    bf16: bool = False  # score in bf16 (load_classifier casts the weights where the hardware has bf16; autocast covers the rest)
 
     @property
     def multi_label(self) -> bool:
         return self.problem_type == "multi_label_classification"
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def scores(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
         """(N, L) float32 probabilities, rows in the order of `texts`, columns in the order of `labels`.
 
@@ -141,6 +142,13 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def bf16_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """The model with bf16 weights, as a served classifier scores: casting once beats autocast, which casts
+    every weight in every call (measured, 6-layer SmolLM2 classifier, 506 texts of 14 tokens on average,
+    batches of 64: 16.3 vs 11.9 texts/s on a 2-core machine that other work loaded ~4x)."""
+    return copy.deepcopy(model).to(torch.bfloat16)
+
+
 def save_classifier(
     directory: str | Path,
     model: PreTrainedModel,
@@ -197,7 +205,7 @@ def load_classifier(directory: str | Path, dtype: torch.dtype = torch.float32, d
                     bf16: bool | None = None) -> Classifier:
     """Load a classifier directory written by `save_classifier` (or a run directory holding one in model/).
 
-    `bf16`: score under bf16 autocast; None = where the hardware supports it (bf16_supported).
+    `bf16`: score in bf16, weights cast once (bf16_copy); None = where the hardware supports it (bf16_supported).
     """
     directory = Path(directory)
     if not is_classifier_dir(directory) and is_classifier_dir(directory / "model"):
@@ -212,7 +220,10 @@ def load_classifier(directory: str | Path, dtype: torch.dtype = torch.float32, d
         raise ClassifierFormatError(f"{meta_path}:{exc.lineno}: not valid JSON ({exc.msg}) — re-export the model") from exc
     if meta.get("format") != FORMAT_VERSION:
         raise ClassifierFormatError(f"{meta_path}: format: {meta.get('format')!r} is not {FORMAT_VERSION} — re-export the model")
+    bf16 = bf16_supported(torch.device(device)) if bf16 is None else bf16
     model = AutoModelForSequenceClassification.from_pretrained(directory, dtype=dtype).to(device).eval()
+    if bf16:
+        model = model.to(torch.bfloat16)
     labels = list(meta["labels"])
     config_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if config_labels != labels:
@@ -228,5 +239,5 @@ def load_classifier(directory: str | Path, dtype: torch.dtype = torch.float32, d
         target_fpr=meta.get("target_fpr"),
         base_model=meta.get("base_model"),
         max_length=int(meta.get("max_length", 512)),
-        bf16=bf16_supported(torch.device(device)) if bf16 is None else bf16,
+        bf16=bf16,
     )

@@ -37,7 +37,7 @@ from rich.console import Console
 from tunesmith.config import ConfigError, DataConfig, RunConfig
 from tunesmith.data.classification_examples import ClassifiedExample, classification_text, records_to_classified
 from tunesmith.data.labels import MODERATION_CATEGORIES, LabeledFile, LabeledRecord, load_labeled_file
-from tunesmith.models.classifier import Classifier, save_classifier
+from tunesmith.models.classifier import Classifier, bf16_copy, save_classifier
 from tunesmith.train.calibration import calibrate_thresholds
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
 from tunesmith.train.classification_loss import class_weights
@@ -219,7 +219,8 @@ def export_classifier(model, tokenizer, run_dir: Path, config: RunConfig, data: 
     merged = causal_lm_of(model).eval()
     merged.config.use_cache = True
     problem_type = "multi_label_classification" if data.multi_label else "single_label_classification"
-    classifier = Classifier(merged, tokenizer, data.labels, {}, {}, problem_type, max_length=config.data.max_length,
+    scorer = bf16_copy(merged) if bf16 else merged  # scores as load_classifier's model will: bf16 weights
+    classifier = Classifier(scorer, tokenizer, data.labels, {}, {}, problem_type, max_length=config.data.max_length,
                             bf16=bf16)
     thresholds: dict[str, float] = {}
     if data.valid_records:
