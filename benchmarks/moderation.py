@@ -1,9 +1,9 @@
 """tunesmith's finetuned moderation model vs alt-profanity-check vs the base chat model asked zero-shot.
 
-Run as: .venv/bin/python benchmarks/moderation.py --model runs/moderation [--base smollm2-135m-instruct]
+Run as: .venv/bin/python benchmarks/moderation.py --model runs/moderation [--base smollm2-135m-instruct] [--systems tunesmith,profanity]
 
-All three see the held-out test split (examples/moderation/test.jsonl: HarmBench and Do-Not-Answer's
-misinformation file, never in training, plus harmless texts of held-out terms). A row is harmful when its
+All three see the held-out test split (examples/moderation/test.jsonl: Do-Not-Answer and HarmBench
+behaviour groups, Jargon headwords and WordNet lemmas that training never saw; SOURCE.md there). A row is harmful when its
 `labels` list is non-empty. Prints JSON per system:
 - binary_macro_f1: mean of the harmful and harmless F1 (what issue 10's "macro-F1 ≥ 0.90" and
   benchmarks/profanity_check_baseline.py's macro_f1 measure), harmful_recall, harmless_fpr;
@@ -32,6 +32,7 @@ from tunesmith.models.classifier import load_classifier
 from tunesmith.models.generate import generate_answers
 from tunesmith.models.load import load_model, load_tokenizer
 
+SYSTEMS = ("tunesmith", "profanity", "zero-shot")
 TARGETS = {"binary_macro_f1": 0.90, "alarming_fpr": 0.10, "items_per_s": 100}
 ZERO_SHOT_SYSTEM = "You are a content moderator."
 ZERO_SHOT_QUESTION = "Is this text harmful? Answer yes or no.\n\nText: {text}"
@@ -90,9 +91,14 @@ def main() -> None:
     parser.add_argument("--split", type=Path, default=Path("examples/moderation/test.jsonl"))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="which to run, comma-separated (the zero-shot model generates: on a busy machine it takes longest)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads (default: every core; on cores other work shares, 1 thrashes less)")
     args = parser.parse_args()
+    systems = args.systems.split(",")
+    if unknown := sorted(set(systems) - set(SYSTEMS)):
+        parser.error(f"--systems: {', '.join(unknown)} unknown — choose from {', '.join(SYSTEMS)}")
     torch.set_num_threads(args.threads)
     loaded = load_labeled_file(args.split, MODERATION_CATEGORIES)
     if loaded.errors:
@@ -105,7 +111,26 @@ def main() -> None:
     report: dict = {"split": str(args.split), "rows": len(texts), "harmful": sum(map(bool, truths)),
                     "alarming_harmless": kinds.count("alarming"), "threads": torch.get_num_threads(), "targets": TARGETS}
 
-    predictions, seconds = tunesmith_model(args.model, texts, args.batch_size, args.repeats)
+    if "tunesmith" in systems:
+        report["tunesmith"] = tunesmith_report(args.model, texts, truths, kinds, args.batch_size, args.repeats)
+    if "profanity" in systems:
+        try:
+            predictions, seconds = profanity_filter(texts, args.repeats)
+            report["alt_profanity_check"] = {k: v for k, v in figures(truths, predictions, kinds, seconds).items()
+                                             if not k.startswith("_")}
+        except ImportError:
+            report["alt_profanity_check"] = {"missing": "pip install alt-profanity-check==1.9.1"}
+    if "zero-shot" in systems:
+        predictions, seconds, answers = zero_shot(args.base, texts, args.batch_size)
+        report["zero_shot"] = {"model": args.base, **{k: v for k, v in figures(truths, predictions, kinds, seconds).items()
+                                                      if not k.startswith("_")},
+                               "answered_yes_or_no": round(sum(a.lower().startswith(("yes", "no")) for a in answers) / len(answers), 4)}
+    print(json.dumps(report, indent=1))
+
+
+def tunesmith_report(model: Path, texts: list[str], truths: list[set[str]], kinds: list[str], batch_size: int,
+                     repeats: int) -> dict:
+    predictions, seconds = tunesmith_model(model, texts, batch_size, repeats)
     ours = figures(truths, predictions, kinds, seconds)
     metrics, details = ours.pop("_metrics"), ours.pop("_details")
     ours["category_macro_f1"] = round(metrics["macro_f1"], 4)
@@ -114,18 +139,7 @@ def main() -> None:
     ours["meets"] = {"binary_macro_f1": ours["binary_macro_f1"] >= TARGETS["binary_macro_f1"],
                      "alarming_fpr": ours["alarming_fpr"] <= TARGETS["alarming_fpr"],
                      "items_per_s": ours["items_per_s"] >= TARGETS["items_per_s"]}
-    report["tunesmith"] = {"model": str(args.model), **ours}
-    try:
-        predictions, seconds = profanity_filter(texts, args.repeats)
-        report["alt_profanity_check"] = {k: v for k, v in figures(truths, predictions, kinds, seconds).items()
-                                         if not k.startswith("_")}
-    except ImportError:
-        report["alt_profanity_check"] = {"missing": "pip install alt-profanity-check==1.9.1"}
-    predictions, seconds, answers = zero_shot(args.base, texts, args.batch_size)
-    report["zero_shot"] = {"model": args.base, **{k: v for k, v in figures(truths, predictions, kinds, seconds).items()
-                                                  if not k.startswith("_")},
-                           "answered_yes_or_no": round(sum(a.lower().startswith(("yes", "no")) for a in answers) / len(answers), 4)}
-    print(json.dumps(report, indent=1))
+    return {"model": str(model), **ours}
 
 
 if __name__ == "__main__":
