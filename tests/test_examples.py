@@ -40,5 +40,7 @@ def test_shipped_yaml_is_valid(path, monkeypatch):
     assert kind == "run", f"{path}: unknown kind of YAML; teach tests/test_examples.py to validate it"
     monkeypatch.chdir(REPO)  # run configs name files relative to the repository root, as the README runs them
     config = load_config(path)
-    for named in (config.data.train, config.data.valid, config.eval.suite):
+    replay_text = config.data.replay.general_text if config.data.replay is not None else None
+    for named in (config.data.train, config.data.valid, config.eval.suite, replay_text):
         assert named is None or Path(named).is_file(), f"{path} names {named}, which does not exist"
+
