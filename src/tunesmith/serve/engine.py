@@ -1,10 +1,10 @@
 """The engine: the rows decoded together on one model, one forward pass per step over a shared KV cache.
 
-Each row is one choice of one request. Rows are left-padded into a common width; every row keeps its own
-positions (count of its real tokens), its own adapter, sampling settings and finish condition. New rows are
-prefilled on their own and their cache is spliced into the running one (both padded on the left to the same
-width), so a request arriving mid-generation starts at the next step instead of waiting for the batch to end.
-Finished and cancelled rows are cut out of the cache at once.
+Each row is one choice of one request, with its own slot in the batch's KV cache (serve/slot_cache.py), its
+own position (count of its tokens so far), adapter, sampling settings and finish condition. New requests are
+prefilled together (right-padded), their keys and values written straight into their slots, so a request
+arriving mid-generation starts at the next step instead of waiting for the batch to end. Finished and
+cancelled rows leave at once: the batch's last rows move into the slots they free.
 
 Who calls it: the batcher thread (serve/batcher.py) admits requests and runs `step` under the model's lock.
 What it calls: sampling.py chooses each row's next token, detokenize.py turns a row's tokens into text.
@@ -12,16 +12,15 @@ What it calls: sampling.py chooses each row's next token, detokenize.py turns a 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from peft import PeftModel
-from transformers import DynamicCache
 
-from tunesmith.models.chat import left_pad
 from tunesmith.serve.detokenize import ChoiceText
 from tunesmith.serve.requests import Delta, GenerationRequest
 from tunesmith.serve.sampling import choose_tokens
+from tunesmith.serve.slot_cache import SlotCache
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+PREFILL_TOKENS = 1024  # most (padded) prompt tokens in one prefill pass; a longer prompt goes alone
 
 
 class Row:
@@ -50,85 +49,95 @@ class Row:
         return finish is not None
 
 
-def adapter_arguments(model, rows: list[Row]) -> dict:
-    """peft mixed-batch inference: one adapter name per row (the base model takes none)."""
+def adapter_arguments(model, adapters: list[str | None]) -> dict:
+    """peft mixed-batch inference: one adapter name per batch row (the base model takes none)."""
     if not isinstance(model, PeftModel):
         return {}
-    return {"adapter_names": [row.request.adapter or BASE_ADAPTER for row in rows]}
+    return {"adapter_names": [adapter or BASE_ADAPTER for adapter in adapters]}
 
 
 def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
-    """Next token per row from logits (B, V), with each row's own sampling settings."""
-    params = [row.request.params for row in rows]
-    temperature = torch.tensor([p.temperature if p.temperature > 0 else 1.0 for p in params])
-    top_p = torch.tensor([p.top_p for p in params])
+    """Next token per row from logits (B, V), with each row's own sampling settings.
+
+    The rows of one sampling request draw from its generator in choice order, wherever they sit in the batch."""
     groups: dict[int, tuple[torch.Generator, list[int]]] = {}
     for i, row in enumerate(rows):
         if row.request.generator is not None:
             groups.setdefault(id(row.request), (row.request.generator, []))[1].append(i)
-    return choose_tokens(logits, temperature, top_p, list(groups.values())).tolist()
+    if not groups:  # all greedy (argmax of bf16 logits is 5x slower than casting them first)
+        return logits.float().argmax(dim=-1).tolist()
+    params = [row.request.params for row in rows]
+    temperature = torch.tensor([p.temperature if p.temperature > 0 else 1.0 for p in params])
+    top_p = torch.tensor([p.top_p for p in params])
+    ordered = [(generator, sorted(indices, key=lambda i: rows[i].index)) for generator, indices in groups.values()]
+    return choose_tokens(logits, temperature, top_p, ordered).tolist()
 
 
-def pad_cache_left(cache: DynamicCache, columns: int) -> None:
-    if columns:
-        for layer in cache.layers:  # keys/values: (B, heads, T, head_dim)
-            layer.keys = F.pad(layer.keys, (0, 0, columns, 0))
-            layer.values = F.pad(layer.values, (0, 0, columns, 0))
+def prefill_groups(requests: list[GenerationRequest]) -> list[list[int]]:
+    """Request indices per prefill pass, shortest prompts first (little padding), each pass at most
+    PREFILL_TOKENS padded tokens unless one prompt alone is longer."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids)):
+        if not groups or len(requests[i].prompt_ids) * (len(groups[-1]) + 1) > PREFILL_TOKENS:
+            groups.append([])
+        groups[-1].append(i)
+    return groups
 
 
 class RunningBatch:
     def __init__(self, tokenizer, end_ids: set[int]):
         self.tokenizer, self.end_ids = tokenizer, end_ids
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.rows: list[Row] = []
-        self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # (B, S): 1 where the cache holds a real token
-        self.positions: torch.Tensor | None = None  # (B,): real tokens so far = the next token's position
+        self.rows: list[Row] = []  # row i lives in the cache's slot i
+        self.lengths: list[int] = []  # (B,) tokens in each row's cache = the position of its next token
         self.next_tokens: list[int] = []  # (B,) the token each row feeds at the next step
+        self.cache: SlotCache | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def admit(self, model, requests: list[GenerationRequest]) -> None:
-        """Prefill new requests together, choose their rows' first tokens and join the running batch."""
+        """Prefill new requests, choose their rows' first tokens and join the running batch."""
+        if self.cache is None:
+            self.cache = SlotCache.for_model(model)
+        first = len(self.rows)
         rows = [Row(r, i, self.tokenizer, self.end_ids) for r in requests for i in range(r.params.n)]
-        firsts = [row for row in rows if row.index == 0]  # one prefill per request, shared by its n rows
-        input_ids, mask = left_pad([row.request.prompt_ids for row in firsts], self.pad_id)  # (r, T)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                       use_cache=True, logits_to_keep=1, **adapter_arguments(model, firsts)).logits[:, -1]  # (r, V)
-        request_of_row = torch.tensor([i for i, request in enumerate(requests) for _ in range(request.params.n)])
-        if len(rows) > len(requests):  # copy each request's cache, mask and logits to its n rows: (b, ...)
-            cache.batch_select_indices(request_of_row)
-            mask, logits = mask[request_of_row], logits[request_of_row]
-        self.join(rows, cache, mask)
-        self.advance(rows, choose_for_rows(logits, rows), first=len(self.rows) - len(rows))
-
-    def join(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor) -> None:
-        lengths = mask.sum(-1)  # (b,)
-        if not self.rows:
-            self.rows, self.cache, self.mask, self.positions = rows, cache, mask, lengths
-            self.next_tokens = [self.pad_id] * len(rows)
-            return
-        width = max(self.mask.shape[1], mask.shape[1])
-        pad_cache_left(self.cache, width - self.mask.shape[1])
-        pad_cache_left(cache, width - mask.shape[1])
-        for running, new in zip(self.cache.layers, cache.layers):
-            running.keys = torch.cat([running.keys, new.keys])
-            running.values = torch.cat([running.values, new.values])
-        self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)), F.pad(mask, (width - mask.shape[1], 0))])
-        self.positions = torch.cat([self.positions, lengths])
+        slots = [first + sum(r.params.n for r in requests[:j]) for j in range(len(requests))]  # each request's first row
+        self.cache.reserve(first + len(rows), max(len(r.prompt_ids) for r in requests))
+        logits = self.prefill(model, requests, slots)  # (r, V)
+        copies = [(slot, slot + k, len(r.prompt_ids)) for r, slot in zip(requests, slots) for k in range(1, r.params.n)]
+        if copies:  # a request's n choices share its prefill: copy its slot to its other rows
+            sources, targets, widths = zip(*copies)
+            self.cache.copy_slots(list(sources), list(targets), max(widths))
+            logits = logits[torch.tensor([j for j, r in enumerate(requests) for _ in range(r.params.n)])]  # (b, V)
         self.rows += rows
+        self.lengths += [len(row.request.prompt_ids) for row in rows]
         self.next_tokens += [self.pad_id] * len(rows)
+        self.advance(rows, choose_for_rows(logits, rows), first=first)
+
+    def prefill(self, model, requests: list[GenerationRequest], slots: list[int]) -> torch.Tensor:
+        """Logits (r, V) of each request's last prompt token; its keys and values go to slots[i]."""
+        logits: list[torch.Tensor | None] = [None] * len(requests)
+        for group in prefill_groups(requests):
+            prompts = [requests[i].prompt_ids for i in group]
+            width = max(len(prompt) for prompt in prompts)
+            mask = self.cache.start_prefill([slots[i] for i in group], width)  # (1, 1, T, T)
+            input_ids = torch.tensor([prompt + [self.pad_id] * (width - len(prompt)) for prompt in prompts])  # (r, T)
+            last = torch.tensor([[len(prompt) - 1] for prompt in prompts])  # (r, 1): each prompt's last token
+            out = model(input_ids=input_ids, attention_mask=mask, position_ids=torch.arange(width).expand(len(group), -1),
+                        cache=self.cache, use_cache=True, logits_to_keep=last,
+                        **adapter_arguments(model, [requests[i].adapter for i in group])).logits[:, 0]  # (r, V)
+            for j, i in enumerate(group):
+                logits[i] = out[j]
+        return torch.stack(logits)
 
     def step(self, model) -> None:
         """One decoding step for every row: feed each row's last token, choose its next one."""
-        input_ids = torch.tensor(self.next_tokens).unsqueeze(1)  # (B, 1)
-        self.mask = F.pad(self.mask, (0, 1), value=1)  # (B, S + 1)
-        logits = model(input_ids=input_ids, attention_mask=self.mask, position_ids=self.positions.unsqueeze(1),
-                       cache=self.cache, use_cache=True, **adapter_arguments(model, self.rows)).logits[:, -1]  # (B, V)
-        self.positions = self.positions + 1
+        mask = self.cache.start_decode(self.lengths)  # (B, 1, 1, W)
+        logits = model(input_ids=torch.tensor(self.next_tokens).unsqueeze(1), attention_mask=mask,
+                       position_ids=torch.tensor(self.lengths).unsqueeze(1), cache=self.cache, use_cache=True,
+                       **adapter_arguments(model, [row.request.adapter for row in self.rows])).logits[:, -1]  # (B, V)
+        self.lengths = [length + 1 for length in self.lengths]
         self.advance(self.rows, choose_for_rows(logits, self.rows), first=0)
 
     def advance(self, rows: list[Row], tokens: list[int], first: int) -> None:
@@ -139,27 +148,22 @@ class RunningBatch:
         self.drop_finished()
 
     def drop_finished(self) -> None:
-        keep = [i for i, row in enumerate(self.rows)
-                if row.text.finish_reason is None and not row.request.cancelled.is_set() and row.request.rows_left > 0]
-        if len(keep) == len(self.rows):
+        """Rows that finished or were cancelled leave; the last rows move into the slots they free."""
+        leaving = [i for i, row in enumerate(self.rows)
+                   if row.text.finish_reason is not None or row.request.cancelled.is_set() or row.request.rows_left == 0]
+        if not leaving:
             return
-        if not keep:
+        size = len(self.rows) - len(leaving)
+        if not size:
             self.clear()
             return
-        index = torch.tensor(keep)
-        self.cache.batch_select_indices(index)
-        self.rows = [self.rows[i] for i in keep]
-        self.next_tokens = [self.next_tokens[i] for i in keep]
-        self.mask, self.positions = self.mask[index], self.positions[index]
-        self.trim_padding()
-
-    def trim_padding(self) -> None:
-        """Cut leading columns that no remaining row uses (the padding of rows that left)."""
-        unused = int((self.mask.sum(0) == 0).cumprod(0).sum())
-        if unused:
-            self.mask = self.mask[:, unused:]
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[..., unused:, :], layer.values[..., unused:, :]
+        holes = [i for i in leaving if i < size]
+        movers = [i for i in range(size, len(self.rows)) if i not in set(leaving)]  # as many as holes
+        self.cache.copy_slots(movers, holes, max(self.lengths))
+        for hole, mover in zip(holes, movers):
+            self.rows[hole], self.lengths[hole], self.next_tokens[hole] = \
+                self.rows[mover], self.lengths[mover], self.next_tokens[mover]
+        del self.rows[size:], self.lengths[size:], self.next_tokens[size:]
 
     def fail(self, error: BaseException) -> None:
         for request in {id(row.request): row.request for row in self.rows}.values():
@@ -167,4 +171,4 @@ class RunningBatch:
         self.clear()
 
     def clear(self) -> None:
-        self.rows, self.cache, self.mask, self.positions, self.next_tokens = [], None, None, None, []
+        self.rows, self.lengths, self.next_tokens, self.cache = [], [], [], None
