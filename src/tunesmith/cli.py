@@ -430,6 +430,8 @@ def serve(
     tokens_per_minute: Optional[int] = typer.Option(None, help="Tokens one key may request per minute (default: no limit)."),
     max_queued_jobs: int = typer.Option(16, help="Fine-tuning jobs one key may have waiting or running."),
     max_job_hours: float = typer.Option(24, help="A fine-tuning job running longer than this is stopped and failed."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="Serve models with bf16 weights "
+                                        "(default: where the hardware has bf16 matmuls)."),
 ) -> None:
     """OpenAI-compatible API: files, fine-tuning jobs (trained by a worker), models, chat completions, moderations."""
     import torch
@@ -447,7 +449,7 @@ def serve(
                              checkpoint_every=checkpoint_every, retention_days=retention_days, moderation_model=moderation_model,
                              audit_flagged_text=audit_flagged_text, max_concurrent_requests=max_concurrent,
                              tokens_per_minute=tokens_per_minute, max_queued_jobs=max_queued_jobs,
-                             max_job_seconds=max_job_hours * 3600, **overrides)
+                             max_job_seconds=max_job_hours * 3600, bf16=bf16, **overrides)
     run_server(settings, host, port)
 
 

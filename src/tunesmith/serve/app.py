@@ -15,7 +15,7 @@ from tunesmith.serve.comparisons import Comparisons
 from tunesmith.serve.errors import install_error_handlers
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
-from tunesmith.serve.model_pool import ModelPool
+from tunesmith.serve.model_pool import ModelPool, serving_dtype
 from tunesmith.serve.routes import (comparisons, completions, export, files, jobs, lineage, models, moderations,
                                     preflight, ui)
 from tunesmith.serve.settings import ServeSettings
@@ -42,7 +42,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     # the OpenAPI schema is served to keys only (the gate checks /openapi.json); no public /docs pages
     app = FastAPI(title="tunesmith", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models)
+    app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models, serving_dtype(settings.bf16))
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     app.state.comparisons = Comparisons(settings.home / "comparisons")
     app.state.runtime_bytes = current_rss_bytes()  # no model loaded yet: the cost estimate's runtime memory

@@ -41,6 +41,9 @@ class ServeSettings(BaseModel):
                                           "None = no limit.")
     checkpoint_every: int = Field(50, ge=1, description="Optimizer steps between a job's checkpoints (and at the end).")
     default_max_tokens: int = Field(256, ge=1, description="Completion length when a request sets none.")
+    bf16: bool | None = Field(None, description="Generation models' weights in bf16, cast once at load (half the "
+                              "bytes each decoding step reads); None = where the hardware has bf16 matmuls "
+                              "(AVX512-BF16 or AMX CPUs, bf16 GPUs). Greedy answers may differ from float32's.")
     max_loaded_models: int = Field(4, ge=1, description="Models kept in memory for inference (least recently used is dropped).")
     run_jobs: bool = Field(True, description="Start the job worker with the server (tests of the API alone turn it off).")
     poll_seconds: float = Field(0.5, gt=0, description="How often the job worker looks at the queue and at a running job.")
