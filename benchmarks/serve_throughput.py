@@ -1,18 +1,27 @@
-"""16 concurrent chat requests to `tunesmith serve` vs the same requests one at a time with transformers `generate`.
+"""tunesmith serve against its peers on one machine, in one run: generated tokens/s, time to first token.
 
-Run as: .venv/bin/python benchmarks/serve_throughput.py [--requests 16] [--max-tokens 64] [--out result.json]
+Run as: nice -n 10 .venv/bin/python benchmarks/serve_throughput.py --threads 2 [--concurrency 16,32,64]
+        [--max-tokens 64] [--sides serve,mixed_lora,static_bf16,sequential_bf16,sequential_fp32,llama_cpp] [--out FILE]
 
-Both sides run in this process on the same model (SmolLM2-135M-Instruct, embedded, fp32) with the same torch
-thread count, the same prompts (examples/general/prompts.jsonl, rendered with the model's chat template),
-greedy decoding and the same stop tokens (EOS and <|im_end|>).
+Every side runs in this process with the same torch thread count on SmolLM2-135M-Instruct (embedded), the same
+prompts (examples/general/prompts.jsonl, cycled past its 24 rows, rendered with the model's chat template),
+greedy decoding, at most --max-tokens new tokens, stopping at EOS and <|im_end|>. Tokens: generated ids up to and
+including the stop token (the server's usage.completion_tokens).
 
-  tunesmith  the real server app (uvicorn in a thread on 127.0.0.1, a temporary home and API key); every request
-             is POSTed to /v1/chat/completions at once from its own thread. One warm-up request loads the model
-             first. Time: first request sent → last answer received. Tokens: the responses' usage.completion_tokens.
-  sequential `model.generate(max_new_tokens=N, do_sample=False)` per prompt, one after another, after one warm-up
-             call. Tokens: generated ids up to and including the stop token.
+  serve_N          the real server app (uvicorn in a thread on 127.0.0.1, a temporary home and API key, served
+                   with its defaults: bf16 weights where the CPU has bf16 matmuls); N streaming requests POSTed to
+                   /v1/chat/completions at once, each from its own thread, after one warm-up request. Time: first
+                   request sent → last answer received. TTFT: request sent → first content chunk.
+  mixed_lora       the engine alone (the batcher, no HTTP) on the served weights: 16 requests on the plain base
+                   model vs the same 16 on the base wrapped by peft with two LoRA adapters (r 16, all linear layers,
+                   random non-zero B), the requests cycling base / adapter a / adapter b in one batch.
+  static_bf16      one left-padded batch of the 16 prompts through transformers `generate`, bf16 weights.
+  sequential_*     `generate` one prompt after another (fp32: the issue's baseline; bf16 weights cast once).
+  llama_cpp        llama-cpp-python on the embedded Q4_1 GGUF, `create_chat_completion` one prompt after another.
 
-`same_answers` counts the requests whose text is identical on both sides (greedy: they should all be).
+`same_answers_as` counts the serve_16 answers whose text equals each sequential side's (greedy; bf16 rounding can
+change a near-tie, so bf16 serving is compared with sequential bf16 too). `targets` (issue 14) says pass/fail.
+The machine is shared: compare ratios within one run, and read `load_avg_*`.
 """
 from __future__ import annotations
 
@@ -30,13 +39,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BASE = "smollm2-135m-instruct"
 PROMPTS = REPO / "examples" / "general" / "prompts.jsonl"
+SIDES = ("serve", "mixed_lora", "static_bf16", "sequential_bf16", "sequential_fp32", "llama_cpp")
+TARGETS = {"serve_16_tokens_per_s": 250, "serve_16_vs_sequential_fp32": 10.0, "ttft_p50_s": 0.5, "ttft_p99_s": 1.5,
+           "mixed_lora_cost": 0.20}
 
 
 def read_prompts(count: int) -> list[str]:
-    rows = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
-    if len(rows) < count:
-        raise SystemExit(f"{PROMPTS} has {len(rows)} prompts; --requests {count} needs as many")
-    return [row["prompt"] for row in rows[:count]]
+    rows = [json.loads(line)["prompt"] for line in PROMPTS.read_text().splitlines() if line.strip()]
+    return [rows[i % len(rows)] for i in range(count)]
 
 
 def free_port() -> int:
@@ -45,7 +55,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path):
+def start_server(home: Path, concurrency: int):
     """The real app in a uvicorn thread; (base url, API key, the app, the uvicorn server to stop)."""
     import httpx
     import uvicorn
@@ -54,7 +64,7 @@ def start_server(home: Path):
     from tunesmith.serve.app import create_app
     from tunesmith.serve.settings import ServeSettings
 
-    app = create_app(ServeSettings(home=home, bases=[BASE], run_jobs=False))
+    app = create_app(ServeSettings(home=home, bases=[BASE], run_jobs=False, max_concurrent_requests=concurrency))
     _, secret = create_key(app.state.db, "benchmark")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -68,74 +78,192 @@ def start_server(home: Path):
     raise TimeoutError("server did not start")
 
 
-def chat(url: str, secret: str, prompt: str, max_tokens: int) -> dict:
+def stream_chat(url: str, secret: str, prompt: str, max_tokens: int) -> dict:
+    """One streamed chat completion: its text, completion tokens and seconds to the first content chunk."""
     import httpx
 
-    body = {"model": BASE, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": max_tokens}
-    response = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"},
-                          timeout=600)
-    response.raise_for_status()
-    return response.json()
+    body = {"model": BASE, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": max_tokens,
+            "stream": True, "stream_options": {"include_usage": True}}
+    started, first, text, tokens = time.perf_counter(), None, "", 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"},
+                      timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            for choice in chunk.get("choices", []):
+                if choice["delta"].get("content"):
+                    first = first if first is not None else time.perf_counter() - started
+                    text += choice["delta"]["content"]
+    return {"text": text, "tokens": tokens, "ttft": first if first is not None else time.perf_counter() - started}
 
 
-def run_tunesmith(prompts: list[str], max_tokens: int) -> dict:
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_serve(prompts: list[str], levels: list[int], max_tokens: int) -> dict:
+    """serve_N for each concurrency level N, one server (the model loads once)."""
+    results = {}
     with tempfile.TemporaryDirectory(prefix="tunesmith-serve-bench-") as home:
-        url, secret, app, server = start_server(Path(home))
+        url, secret, app, server = start_server(Path(home), max(levels))
         try:
-            chat(url, secret, "Hello!", 4)  # loads the model into the pool
-            answers: list[dict | None] = [None] * len(prompts)
-
-            def send(i: int) -> None:
-                answers[i] = chat(url, secret, prompts[i], max_tokens)
-
-            threads = [threading.Thread(target=send, args=(i,)) for i in range(len(prompts))]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            seconds = time.perf_counter() - started
+            stream_chat(url, secret, "Hello!", 4)  # loads the model into the pool
             batcher = app.state.pool.loaded[BASE].batcher
-            stats = {"admissions": list(batcher.stats.admitted)[1:], "largest_batch": batcher.stats.largest_batch}
+            for level in levels:
+                answers: list[dict | None] = [None] * level
+                threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, stream_chat(url, secret, prompts[i], max_tokens)))
+                           for i in range(level)]
+                batcher.stats.largest_batch, steps_before, admitted_before = 0, batcher.stats.steps, len(batcher.stats.admitted)
+                started = time.perf_counter()
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                seconds = time.perf_counter() - started
+                ttfts = [a["ttft"] for a in answers]
+                tokens = sum(a["tokens"] for a in answers)
+                results[f"serve_{level}"] = {
+                    **figures(seconds, tokens, level), "ttft_p50_s": round(percentile(ttfts, 0.5), 3),
+                    "ttft_p99_s": round(percentile(ttfts, 0.99), 3), "ttft_max_s": round(max(ttfts), 3),
+                    "decode_steps": batcher.stats.steps - steps_before, "largest_batch": batcher.stats.largest_batch,
+                    "admissions": list(batcher.stats.admitted)[admitted_before:],
+                    "texts": [a["text"] for a in answers]}
+            results["serving_dtype"] = str(app.state.pool.dtype).removeprefix("torch.")
         finally:
             server.should_exit = True
-    tokens = sum(answer["usage"]["completion_tokens"] for answer in answers)
-    return {"seconds": seconds, "generated_tokens": tokens, "texts": [a["choices"][0]["message"]["content"] for a in answers],
-            "batcher": stats}
+    return results
 
 
-def run_sequential(prompts: list[str], max_tokens: int) -> dict:
+def engine_tokens_per_s(model, tokenizer, prompt_ids: list[list[int]], adapters: list[str | None], max_tokens: int) -> dict:
+    """The requests through one batcher, submitted together (no HTTP): generated tokens/s."""
+    from tunesmith.serve.model_pool import ServedModel
+    from tunesmith.serve.requests import SamplingParams, Usage
+
+    served = ServedModel(model, tokenizer)
+    submit = lambda ids, adapter, n: served.batcher.submit(ids, SamplingParams(max_new_tokens=n, temperature=0), adapter, Usage())
+    warm = submit(prompt_ids[0], adapters[0], 4)
+    while warm.out.get() is not None:
+        pass
+    started = time.perf_counter()
+    with served.lock:  # all admitted together
+        requests = [submit(ids, adapter, max_tokens) for ids, adapter in zip(prompt_ids, adapters)]
+    for request in requests:
+        while (item := request.out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+    seconds = time.perf_counter() - started
+    return figures(seconds, sum(r.usage.completion_tokens for r in requests), len(requests))
+
+
+def run_mixed_lora(prompts: list[str], max_tokens: int, dtype) -> dict:
     import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tunesmith.models.chat import render_prompts
+    from tunesmith.models.load import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(BASE)
+    ids = render_prompts(tokenizer, [[{"role": "user", "content": p}] for p in prompts])
+    base = engine_tokens_per_s(load_model(BASE, dtype=dtype).eval(), tokenizer, ids, [None] * len(ids), max_tokens)
+    config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
+    model = get_peft_model(load_model(BASE, dtype=dtype), config, adapter_name="a")
+    model.add_adapter("b", config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.01)
+    adapters = [(None, "a", "b")[i % 3] for i in range(len(ids))]
+    mixed = engine_tokens_per_s(model.eval(), tokenizer, ids, adapters, max_tokens)
+    return {"base_only": base, "mixed_adapters": mixed, "dtype": str(dtype).removeprefix("torch."),
+            "cost": round(1 - mixed["generated_tokens_per_s"] / base["generated_tokens_per_s"], 3)}
+
+
+def load_hf(dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunesmith.models.chat import stop_token_ids
     from tunesmith.models.resolve import resolve_model_dir
 
     model_dir = resolve_model_dir(BASE)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval(), AutoTokenizer.from_pretrained(model_dir)
+
+
+def generate_config(tokenizer, max_tokens: int) -> dict:
+    from tunesmith.models.chat import stop_token_ids
+
+    return dict(max_new_tokens=max_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+
+
+def run_sequential(prompts: list[str], max_tokens: int, dtype) -> dict:
+    import torch
+
+    from tunesmith.models.chat import stop_token_ids
+    from tunesmith.models.generate import until_stop
+
+    model, tokenizer = load_hf(dtype)
     stops = stop_token_ids(tokenizer)
 
     def answer(prompt: str) -> list[int]:
         inputs = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                                return_tensors="pt", return_dict=True)
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False, temperature=None, top_p=None,
-                                    top_k=None, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
-        return output[0, inputs["input_ids"].shape[1]:].tolist()
+            output = model.generate(**inputs, **generate_config(tokenizer, max_tokens))
+        return until_stop(output[0, inputs["input_ids"].shape[1]:].tolist(), stops)
 
     answer("Hello!")  # warm-up
     started = time.perf_counter()
     generated = [answer(prompt) for prompt in prompts]
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "generated_tokens": sum(len(ids) for ids in generated),
+    return {**figures(seconds, sum(len(ids) for ids in generated), len(prompts)),
             "texts": [tokenizer.decode(ids, skip_special_tokens=True) for ids in generated]}
 
 
-def figures(side: dict, requests: int) -> dict:
-    return {"seconds": round(side["seconds"], 2), "requests_per_s": round(requests / side["seconds"], 3),
-            "generated_tokens": side["generated_tokens"],
-            "generated_tokens_per_s": round(side["generated_tokens"] / side["seconds"], 1)}
+def run_static_batch(prompts: list[str], max_tokens: int, dtype) -> dict:
+    """One left-padded batch through `generate`: every row runs until the last one stops."""
+    import torch
+
+    from tunesmith.models.chat import left_pad, render_prompts, stop_token_ids
+    from tunesmith.models.generate import until_stop
+
+    model, tokenizer = load_hf(dtype)
+    ids = render_prompts(tokenizer, [[{"role": "user", "content": p}] for p in prompts])
+    input_ids, mask = left_pad(ids, tokenizer.pad_token_id)
+    with torch.inference_mode():
+        model.generate(input_ids=input_ids[:2], attention_mask=mask[:2], **generate_config(tokenizer, 4))  # warm-up
+        started = time.perf_counter()
+        output = model.generate(input_ids=input_ids, attention_mask=mask, **generate_config(tokenizer, max_tokens))
+        seconds = time.perf_counter() - started
+    rows = [until_stop(row, stop_token_ids(tokenizer)) for row in output[:, input_ids.shape[1]:].tolist()]
+    return figures(seconds, sum(len(row) for row in rows), len(prompts))
+
+
+def run_llama_cpp(prompts: list[str], max_tokens: int, threads: int) -> dict:
+    import llama_cpp
+
+    from tunesmith.models.resolve import EMBEDDED_MODELS, embedded_gguf_path
+
+    gguf = embedded_gguf_path(EMBEDDED_MODELS[BASE])
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)  # n_threads_batch defaults to every core: it thrashed (6.3 s vs 0.7 s)
+    ask = lambda prompt, n: llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=n, temperature=0)
+    ask("Hello!", 4)  # warm-up
+    started = time.perf_counter()
+    answers = [ask(prompt, max_tokens) for prompt in prompts]
+    seconds = time.perf_counter() - started
+    # llama.cpp's usage does not count the stop token it ended on; count it, as the other sides do
+    tokens = sum(a["usage"]["completion_tokens"] + (a["choices"][0]["finish_reason"] == "stop") for a in answers)
+    return {**figures(seconds, tokens, len(prompts)), "gguf": gguf.name}
+
+
+def figures(seconds: float, tokens: int, requests: int) -> dict:
+    return {"seconds": round(seconds, 2), "requests": requests, "generated_tokens": tokens,
+            "generated_tokens_per_s": round(tokens / seconds, 1)}
 
 
 def idle_cores() -> int:
@@ -156,34 +284,76 @@ def machine_state() -> dict:
             "load_avg_before": [round(x, 2) for x in os.getloadavg()]}
 
 
+def target_checks(report: dict) -> dict:
+    """Each of issue 14's serving targets that this run measured: the figure, the target, pass or fail."""
+    checks, serve16 = {}, report.get("serve_16")
+    if serve16:
+        checks["serve_16_tokens_per_s"] = (serve16["generated_tokens_per_s"], ">=", TARGETS["serve_16_tokens_per_s"])
+        checks["ttft_p50_s"] = (serve16["ttft_p50_s"], "<", TARGETS["ttft_p50_s"])
+        checks["ttft_p99_s"] = (serve16["ttft_p99_s"], "<", TARGETS["ttft_p99_s"])
+        if "sequential_fp32" in report:
+            ratio = serve16["generated_tokens_per_s"] / report["sequential_fp32"]["generated_tokens_per_s"]
+            checks["serve_16_vs_sequential_fp32"] = (round(ratio, 2), ">=", TARGETS["serve_16_vs_sequential_fp32"])
+        if "static_bf16" in report:
+            checks["serve_16_vs_static_bf16"] = (round(serve16["generated_tokens_per_s"]
+                                                       / report["static_bf16"]["generated_tokens_per_s"], 2), ">=", 1.0)
+    levels = sorted(int(key.split("_")[1]) for key in report if key.startswith("serve_") and key[6:].isdigit())
+    if len(levels) > 1:
+        rates = [report[f"serve_{n}"]["generated_tokens_per_s"] for n in levels]
+        checks["throughput_grows_to_" + str(levels[-1])] = (rates, "increasing", True)
+    if "mixed_lora" in report:
+        checks["mixed_lora_cost"] = (report["mixed_lora"]["cost"], "<=", TARGETS["mixed_lora_cost"])
+    passed = {">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+              "increasing": lambda a, _: all(x < y for x, y in zip(a, a[1:]))}
+    return {name: {"measured": value, "target": f"{op} {target}" if op != "increasing" else op,
+                   "pass": passed[op](value, target)} for name, (value, op, target) in checks.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=16, help="requests of the sequential, static and mixed-LoRA sides")
+    parser.add_argument("--concurrency", default="16,32,64", help="concurrent requests of the serve sides")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=idle_cores(), help="torch threads, both sides (default: idle cores)")
+    parser.add_argument("--threads", type=int, default=idle_cores(), help="torch threads, every side (default: idle cores)")
+    parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {','.join(SIDES)}")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    sides = args.sides.split(",")
+    unknown = sorted(set(sides) - set(SIDES))
+    if unknown:
+        parser.error(f"--sides: unknown {unknown}; choose from {', '.join(SIDES)}")
 
     import torch
 
+    from tunesmith.serve.model_pool import serving_dtype
+
     torch.set_num_threads(args.threads)
-    machine = machine_state()
-    prompts = read_prompts(args.requests)
-    served = run_tunesmith(prompts, args.max_tokens)
-    sequential = run_sequential(prompts, args.max_tokens)
-    report = {
-        "machine": machine,
-        "settings": {"model": BASE, "requests": args.requests, "max_tokens": args.max_tokens, "temperature": 0},
-        "tunesmith_serve_concurrent": {**figures(served, args.requests), "batcher": served["batcher"]},
-        "transformers_generate_sequential": figures(sequential, args.requests),
-        "ratios": {
-            "requests_per_s": round(sequential["seconds"] / served["seconds"], 2),
-            "generated_tokens_per_s": round((served["generated_tokens"] / served["seconds"])
-                                            / (sequential["generated_tokens"] / sequential["seconds"]), 2),
-        },
-        "same_answers": sum(a == b for a, b in zip(served["texts"], sequential["texts"])),
-        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    levels = [int(n) for n in args.concurrency.split(",")]
+    prompts = read_prompts(max(levels + [args.requests]))
+    report = {"machine": machine_state(),
+              "settings": {"model": BASE, "requests": args.requests, "concurrency": levels, "max_tokens": args.max_tokens,
+                           "temperature": 0}}
+    texts = {}
+    if "serve" in sides:
+        served = run_serve(prompts, levels, args.max_tokens)
+        for level in levels:
+            texts[f"serve_{level}"] = served[f"serve_{level}"].pop("texts")
+        report.update(served)
+    if "mixed_lora" in sides:
+        report["mixed_lora"] = run_mixed_lora(prompts[: args.requests], args.max_tokens, serving_dtype(None))
+    if "static_bf16" in sides:
+        report["static_bf16"] = run_static_batch(prompts[: args.requests], args.max_tokens, torch.bfloat16)
+    for name, dtype in (("sequential_bf16", torch.bfloat16), ("sequential_fp32", torch.float32)):
+        if name in sides:
+            report[name] = run_sequential(prompts[: args.requests], args.max_tokens, dtype)
+            texts[name] = report[name].pop("texts")
+    if "llama_cpp" in sides:
+        report["llama_cpp"] = run_llama_cpp(prompts[: args.requests], args.max_tokens, args.threads)
+    if "serve_16" in texts:
+        report["same_answers_as"] = {name: f"{sum(a == b for a, b in zip(texts['serve_16'], other))}/{len(other)}"
+                                     for name, other in texts.items() if name.startswith("sequential")}
+    report["targets"] = target_checks(report)
+    report["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(report, indent=2)
     if args.out is not None:
         args.out.write_text(text + "\n")
