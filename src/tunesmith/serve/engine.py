@@ -18,6 +18,7 @@ from tunesmith.serve.detokenize import ChoiceText
 from tunesmith.serve.requests import Delta, GenerationRequest
 from tunesmith.serve.sampling import choose_tokens
 from tunesmith.serve.slot_cache import SlotCache
+from tunesmith.serve.stacked_lora import StackedLora, adapters_key, stackable
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 PREFILL_TOKENS = 1024  # most (padded) prompt tokens in one prefill pass; a longer prompt goes alone
@@ -47,13 +48,6 @@ class Row:
             if self.request.rows_left == 0:
                 self.request.out.put(None)
         return finish is not None
-
-
-def adapter_arguments(model, adapters: list[str | None]) -> dict:
-    """peft mixed-batch inference: one adapter name per batch row (the base model takes none)."""
-    if not isinstance(model, PeftModel):
-        return {}
-    return {"adapter_names": [adapter or BASE_ADAPTER for adapter in adapters]}
 
 
 def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
@@ -92,6 +86,7 @@ class RunningBatch:
         self.lengths: list[int] = []  # (B,) tokens in each row's cache = the position of its next token
         self.next_tokens: list[int] = []  # (B,) the token each row feeds at the next step
         self.cache: SlotCache | None = None
+        self.lora: StackedLora | None = None  # the served peft model's adapters, stacked (serve/stacked_lora.py)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -124,9 +119,8 @@ class RunningBatch:
             mask = self.cache.start_prefill([slots[i] for i in group], width)  # (1, 1, T, T)
             input_ids = torch.tensor([prompt + [self.pad_id] * (width - len(prompt)) for prompt in prompts])  # (r, T)
             last = torch.tensor([[len(prompt) - 1] for prompt in prompts])  # (r, 1): each prompt's last token
-            out = model(input_ids=input_ids, attention_mask=mask, position_ids=torch.arange(width).expand(len(group), -1),
-                        cache=self.cache, use_cache=True, logits_to_keep=last,
-                        **adapter_arguments(model, [requests[i].adapter for i in group])).logits[:, 0]  # (r, V)
+            out = self.forward(model, [requests[i].adapter for i in group], input_ids=input_ids, attention_mask=mask,
+                               position_ids=torch.arange(width).expand(len(group), -1), logits_to_keep=last)[:, 0]  # (r, V)
             for j, i in enumerate(group):
                 logits[i] = out[j]
         return torch.stack(logits)
@@ -134,11 +128,25 @@ class RunningBatch:
     def step(self, model) -> None:
         """One decoding step for every row: feed each row's last token, choose its next one."""
         mask = self.cache.start_decode(self.lengths)  # (B, 1, 1, W)
-        logits = model(input_ids=torch.tensor(self.next_tokens).unsqueeze(1), attention_mask=mask,
-                       position_ids=torch.tensor(self.lengths).unsqueeze(1), cache=self.cache, use_cache=True,
-                       **adapter_arguments(model, [row.request.adapter for row in self.rows])).logits[:, -1]  # (B, V)
+        logits = self.forward(model, [row.request.adapter for row in self.rows],
+                              input_ids=torch.tensor(self.next_tokens).unsqueeze(1), attention_mask=mask,
+                              position_ids=torch.tensor(self.lengths).unsqueeze(1))[:, -1]  # (B, V)
         self.lengths = [length + 1 for length in self.lengths]
         self.advance(self.rows, choose_for_rows(logits, self.rows), first=0)
+
+    def forward(self, model, adapters: list[str | None], **inputs) -> torch.Tensor:
+        """The model's logits over the cache, each batch row with its own LoRA adapter (None = the base)."""
+        inputs.update(cache=self.cache, use_cache=True)
+        if not isinstance(model, PeftModel):
+            return model(**inputs).logits
+        if self.lora is None or self.lora.key != adapters_key(model):
+            if self.lora is not None:
+                self.lora.close()
+            self.lora = StackedLora(model) if stackable(model) else None
+        if self.lora is None:  # adapters the stacked path does not cover: peft's mixed batch
+            return model(**inputs, adapter_names=[adapter or BASE_ADAPTER for adapter in adapters]).logits
+        with self.lora.rows(adapters):
+            return model(**inputs).logits
 
     def advance(self, rows: list[Row], tokens: list[int], first: int) -> None:
         """Rows self.rows[first:first + len(rows)] take their tokens; finished rows leave the batch."""

@@ -1,0 +1,97 @@
+"""Every LoRA adapter of a served peft model applied per row in one pass, instead of peft's mixed-batch loop.
+
+peft's mixed-adapter inference (`adapter_names`) loops, in every LoRA layer at every step, over the batch's
+adapters: a Python list of row indices, a gather, a cast, two matmuls and a scatter-add per adapter.
+Measured: 16 rows cycling base / adapter a / adapter b cost 39.7% of the plain base model's tokens/s
+(SmolLM2-135M, LoRA r 16 on all linear layers, 210 LoRA layers, one thread).
+
+Here each LoRA layer keeps its adapters' A matrices stacked, (R, in), and their B matrices side by side,
+(out, R), R = the sum of their ranks (both stored transposed and contiguous). A forward runs the base model with peft's adapters disabled, and a hook
+on each LoRA layer adds ((x @ A^T) * mask) @ B^T for all rows at once, where the mask (rows, R) keeps, for
+each row, its own adapter's columns times that adapter's scaling (no columns for a base row). Like peft,
+the LoRA weights stay float32 and the input is cast to them: these small matmuls (16 rows, R = 32) run
+2x faster in float32 than in bf16 on this CPU (11 vs 28 us, 27 vs 43 us). Adapters this does not cover (DoRA and
+other variants, LoRA biases, non-Linear layers) leave the model to peft's own path.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from peft import PeftModel
+from peft.tuners.lora import Linear as LoraLinear
+from peft.tuners.lora import LoraLayer
+
+
+def adapters_key(model: PeftModel) -> tuple:
+    """Changes whenever an adapter is added, deleted or loaded again under the same name."""
+    return (id(model),) + tuple((name, id(config)) for name, config in model.peft_config.items())
+
+
+def stackable(model: PeftModel) -> bool:
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            if not isinstance(module, LoraLinear) or module.lora_variant or module.lora_embedding_A:
+                return False
+            if any(layer.bias is not None for layer in module.lora_B.values()):
+                return False
+    return True
+
+
+class StackedLora:
+    def __init__(self, model: PeftModel):
+        self.model, self.key = model, adapters_key(model)
+        self.stacks: dict[int, tuple[torch.Tensor, torch.Tensor, tuple]] = {}  # id(layer) → A^T (in, R), B^T (R, out), layout
+        self.masks: dict[tuple, torch.Tensor] | None = None  # layout → (rows, 1, R), while a forward runs
+        self.handles = []
+        self.layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+        for module in self.layers:
+            if module.lora_A:
+                names = sorted(module.lora_A)
+                layout, start = [], 0
+                for name in names:
+                    rank = module.lora_A[name].weight.shape[0]
+                    layout.append((name, start, start + rank, float(module.scaling[name])))
+                    start += rank
+                a = torch.cat([module.lora_A[name].weight for name in names]).t().contiguous()  # (in, R)
+                b = torch.cat([module.lora_B[name].weight for name in names], dim=1).t().contiguous()  # (R, out)
+                self.stacks[id(module)] = (a, b, tuple(layout))
+                self.handles.append(module.register_forward_hook(self.add_lora))
+        self.dtype = next(iter(self.stacks.values()))[0].dtype if self.stacks else torch.float32
+
+    def add_lora(self, module, args, output):
+        if self.masks is None:
+            return None
+        a, b, layout = self.stacks[id(module)]
+        mask = self.masks.get(layout)
+        if mask is None:
+            return None
+        lora = torch.matmul(args[0].to(a.dtype), a) * mask  # (rows, T, R)
+        return output + torch.matmul(lora, b).to(output.dtype)
+
+    @contextmanager
+    def rows(self, adapters: list[str | None]):
+        """Run the model inside this: row i gets adapters[i] (None = the base), peft's own LoRA path off."""
+        masks = {}
+        if any(adapters):
+            for _, _, layout in self.stacks.values():
+                if layout not in masks:
+                    mask, used = torch.zeros(len(adapters), 1, layout[-1][2], dtype=self.dtype), False
+                    for name, start, stop, scaling in layout:
+                        picked = [i for i, adapter in enumerate(adapters) if adapter == name]
+                        if picked:
+                            mask[picked, :, start:stop], used = scaling, True
+                    masks[layout] = mask if used else None  # None: no row of this batch uses these adapters
+        self.masks, enabled = masks, [layer for layer in self.layers if not layer._disable_adapters]
+        for layer in enabled:  # peft's LoRA path off: peft's model.disable_adapter() takes 51 ms (it walks every module)
+            layer._disable_adapters = True
+        try:
+            yield
+        finally:
+            self.masks = None
+            for layer in enabled:
+                layer._disable_adapters = False
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()

@@ -1,0 +1,87 @@
+"""Stacked LoRA (serve/stacked_lora.py) on the tiny model: per-row adapters in one pass answer as peft does with
+each adapter alone; adding an adapter rebuilds the stacks; adapters it does not cover (here a LoRA bias) go
+through peft's mixed batch."""
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
+
+from tunesmith.models.chat import render_prompts, stop_token_ids
+from tunesmith.serve.engine import RunningBatch
+from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
+from tests.tiny import tiny_model
+
+
+def talkative(tokenizer):
+    model = tiny_model(tokenizer)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    return model
+
+
+def add_random_adapter(model, name, **extra):
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], **extra)
+    if hasattr(model, "peft_config"):
+        model.add_adapter(name, config)
+    else:
+        model = get_peft_model(model, config, adapter_name=name)
+    torch.manual_seed(len(model.peft_config))
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if "lora_B" in key and f".{name}." in key:
+                p.normal_(0, 0.5)  # weights and biases: peft starts B at zero, an adapter that changes nothing
+    return model.eval()
+
+
+def alone(model, tokenizer, prompt, adapter, steps=8):
+    """peft's own forward with just this adapter (or none) active: transformers' greedy generate."""
+    kwargs = dict(input_ids=torch.tensor([prompt]), max_new_tokens=steps, do_sample=False,
+                  eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if adapter is None:
+        with model.disable_adapter():
+            output = model.generate(**kwargs)
+    else:
+        model.set_adapter(adapter)
+        output = model.generate(**kwargs)
+    return tokenizer.decode(output[0, len(prompt):], skip_special_tokens=True)
+
+
+@torch.inference_mode()
+def batched(model, tokenizer, batch, prompt, adapters, steps=8):
+    requests = [GenerationRequest(prompt, SamplingParams(max_new_tokens=steps, temperature=0), a, Usage()) for a in adapters]
+    batch.admit(model, requests)
+    while batch:
+        batch.step(model)
+    texts = []
+    for request in requests:
+        items = [request.out.get() for _ in range(request.out.qsize())]
+        texts.append("".join(item.text for item in items if item is not None))
+    return texts
+
+
+def test_an_added_adapter_rebuilds_the_stacks_and_every_row_answers_as_its_adapter_alone(tokenizer):
+    prompt = render_prompts(tokenizer, [[{"role": "user", "content": "What is the symbol for gold?"}]])[0]
+    model = add_random_adapter(talkative(tokenizer), "a")
+    batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
+    assert batched(model, tokenizer, batch, prompt, [None, "a"]) == [alone(model, tokenizer, prompt, a) for a in (None, "a")]
+    first = batch.lora
+    model = add_random_adapter(model, "b")
+    order = ["b", None, "a", "b"]
+    expected = [alone(model, tokenizer, prompt, a) for a in order]
+    assert len(set(expected)) == 3  # each adapter changes the answer
+    assert batched(model, tokenizer, batch, prompt, order) == expected
+    assert batch.lora is not first and batch.lora.stacks  # rebuilt with b
+    layer = next(m for m in model.modules() if isinstance(m, LoraLayer))
+    assert len(layer._forward_hooks) == 1  # the first stacks' hooks were removed
+    assert not any(m._disable_adapters for m in model.modules() if isinstance(m, LoraLayer))  # peft's path back on
+
+
+def test_an_adapter_the_stacks_do_not_cover_goes_through_peft(tokenizer):
+    prompt = render_prompts(tokenizer, [[{"role": "user", "content": "Hydrogen?"}]])[0]
+    model = add_random_adapter(add_random_adapter(talkative(tokenizer), "a"), "biased", lora_bias=True)
+    batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
+    order = ["biased", None, "a"]
+    expected = [alone(model, tokenizer, prompt, a) for a in order]
+    assert batched(model, tokenizer, batch, prompt, order) == expected and batch.lora is None
