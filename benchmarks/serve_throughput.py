@@ -14,7 +14,8 @@ including the stop token (the server's usage.completion_tokens).
                    request sent → last answer received. TTFT: request sent → first content chunk.
   mixed_lora       the engine alone (the batcher, no HTTP) on the served weights: 16 requests on the plain base
                    model vs the same 16 on the base wrapped by peft with two LoRA adapters (r 16, all linear layers,
-                   random non-zero B), the requests cycling base / adapter a / adapter b in one batch.
+                   random non-zero B), the requests cycling base / adapter a / adapter b in one batch; the two
+                   alternate twice and each side's tokens and seconds are summed.
   static_bf16      one left-padded batch of the 16 prompts through transformers `generate`, bf16 weights.
   sequential_*     `generate` one prompt after another (fp32: the issue's baseline; bf16 weights cast once).
   llama_cpp        llama-cpp-python on the embedded Q4_1 GGUF, `create_chat_completion` one prompt after another.
@@ -160,7 +161,8 @@ def engine_tokens_per_s(model, tokenizer, prompt_ids: list[list[int]], adapters:
     return figures(seconds, sum(r.usage.completion_tokens for r in requests), len(requests))
 
 
-def run_mixed_lora(prompts: list[str], max_tokens: int, dtype) -> dict:
+def run_mixed_lora(prompts: list[str], max_tokens: int, dtype, rounds: int = 2) -> dict:
+    """Base alone vs mixed adapters, alternating `rounds` times (the machine's load drifts); summed per side."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -169,7 +171,7 @@ def run_mixed_lora(prompts: list[str], max_tokens: int, dtype) -> dict:
 
     tokenizer = load_tokenizer(BASE)
     ids = render_prompts(tokenizer, [[{"role": "user", "content": p}] for p in prompts])
-    base = engine_tokens_per_s(load_model(BASE, dtype=dtype).eval(), tokenizer, ids, [None] * len(ids), max_tokens)
+    base = load_model(BASE, dtype=dtype).eval()
     config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
     model = get_peft_model(load_model(BASE, dtype=dtype), config, adapter_name="a")
     model.add_adapter("b", config)
@@ -179,9 +181,14 @@ def run_mixed_lora(prompts: list[str], max_tokens: int, dtype) -> dict:
             if "lora_B" in name:
                 parameter.normal_(0, 0.01)
     adapters = [(None, "a", "b")[i % 3] for i in range(len(ids))]
-    mixed = engine_tokens_per_s(model.eval(), tokenizer, ids, adapters, max_tokens)
-    return {"base_only": base, "mixed_adapters": mixed, "dtype": str(dtype).removeprefix("torch."),
-            "cost": round(1 - mixed["generated_tokens_per_s"] / base["generated_tokens_per_s"], 3)}
+    runs = {"base_only": [], "mixed_adapters": []}
+    for _ in range(rounds):
+        runs["base_only"].append(engine_tokens_per_s(base, tokenizer, ids, [None] * len(ids), max_tokens))
+        runs["mixed_adapters"].append(engine_tokens_per_s(model.eval(), tokenizer, ids, adapters, max_tokens))
+    sides = {side: figures(sum(r["seconds"] for r in rs), sum(r["generated_tokens"] for r in rs), len(ids) * rounds)
+             for side, rs in runs.items()}
+    return {**sides, "rounds": rounds, "dtype": str(dtype).removeprefix("torch."),
+            "cost": round(1 - sides["mixed_adapters"]["generated_tokens_per_s"] / sides["base_only"]["generated_tokens_per_s"], 3)}
 
 
 def load_hf(dtype):
