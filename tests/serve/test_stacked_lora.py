@@ -8,6 +8,7 @@ from peft.tuners.lora import LoraLayer
 from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.serve.engine import RunningBatch
 from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
+from tunesmith.serve.stacked_lora import stacked_lora
 from tests.tiny import tiny_model
 
 
@@ -66,16 +67,18 @@ def test_an_added_adapter_rebuilds_the_stacks_and_every_row_answers_as_its_adapt
     model = add_random_adapter(talkative(tokenizer), "a")
     batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
     assert batched(model, tokenizer, batch, prompt, [None, "a"]) == [alone(model, tokenizer, prompt, a) for a in (None, "a")]
-    first = batch.lora
+    first = stacked_lora(model)
     model = add_random_adapter(model, "b")
     order = ["b", None, "a", "b"]
     expected = [alone(model, tokenizer, prompt, a) for a in order]
     assert len(set(expected)) == 3  # each adapter changes the answer
     assert batched(model, tokenizer, batch, prompt, order) == expected
-    assert batch.lora is not first and batch.lora.stacks  # rebuilt with b
+    rebuilt = stacked_lora(model)
+    assert rebuilt is not first and any("b" in str(layout) for _, _, layout in rebuilt.stacks.values())
     layer = next(m for m in model.modules() if isinstance(m, LoraLayer))
-    assert len(layer._forward_hooks) == 1  # the first stacks' hooks were removed
-    assert not any(m._disable_adapters for m in model.modules() if isinstance(m, LoraLayer))  # peft's path back on
+    assert layer.forward.func.__self__ is rebuilt  # the new stacks run the layers, not the first ones
+    rebuilt.close()
+    assert "forward" not in vars(layer) and not layer._disable_adapters  # peft's own forward back
 
 
 def test_an_adapter_the_stacks_do_not_cover_goes_through_peft(tokenizer):
@@ -84,4 +87,4 @@ def test_an_adapter_the_stacks_do_not_cover_goes_through_peft(tokenizer):
     batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
     order = ["biased", None, "a"]
     expected = [alone(model, tokenizer, prompt, a) for a in order]
-    assert batched(model, tokenizer, batch, prompt, order) == expected and batch.lora is None
+    assert batched(model, tokenizer, batch, prompt, order) == expected and stacked_lora(model) is None

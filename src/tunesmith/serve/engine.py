@@ -18,7 +18,7 @@ from tunesmith.serve.detokenize import ChoiceText
 from tunesmith.serve.requests import Delta, GenerationRequest
 from tunesmith.serve.sampling import choose_tokens
 from tunesmith.serve.slot_cache import SlotCache
-from tunesmith.serve.stacked_lora import StackedLora, adapters_key, stackable
+from tunesmith.serve.stacked_lora import stacked_lora
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 PREFILL_TOKENS = 1024  # most (padded) prompt tokens in one prefill pass; a longer prompt goes alone
@@ -86,7 +86,6 @@ class RunningBatch:
         self.lengths: list[int] = []  # (B,) tokens in each row's cache = the position of its next token
         self.next_tokens: list[int] = []  # (B,) the token each row feeds at the next step
         self.cache: SlotCache | None = None
-        self.lora: StackedLora | None = None  # the served peft model's adapters, stacked (serve/stacked_lora.py)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -139,13 +138,10 @@ class RunningBatch:
         inputs.update(cache=self.cache, use_cache=True)
         if not isinstance(model, PeftModel):
             return model(**inputs).logits
-        if self.lora is None or self.lora.key != adapters_key(model):
-            if self.lora is not None:
-                self.lora.close()
-            self.lora = StackedLora(model) if stackable(model) else None
-        if self.lora is None:  # adapters the stacked path does not cover: peft's mixed batch
+        lora = stacked_lora(model)  # serve/stacked_lora.py
+        if lora is None:  # adapters the stacked path does not cover: peft's mixed batch
             return model(**inputs, adapter_names=[adapter or BASE_ADAPTER for adapter in adapters]).logits
-        with self.lora.rows(adapters):
+        with lora.rows(adapters):
             return model(**inputs).logits
 
     def advance(self, rows: list[Row], tokens: list[int], first: int) -> None:
