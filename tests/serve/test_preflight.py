@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from tests.serve.server import FACTS, wait_for, write_chat_file
 from tunesmith.evaluate.suite import load_suite
-from tunesmith.registry import jobs, keys
+from tunesmith.registry import comparisons, jobs, keys
 from tunesmith.serve.app import create_app
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.suites import QUICK_EVAL_ROWS
@@ -124,3 +124,18 @@ def test_two_models_compared_on_a_server_suite_a_before_b_after(api, tmp_path, t
     assert task["name"] == "facts" and task["delta"]["loss"] == 0  # the same model before and after
     assert (tmp_path / "home" / "comparisons" / started["id"] / "report.html").is_file()
     assert api.get("/ui/api/comparisons/cmp-nope").status_code == 404
+    listed = api.get("/ui/api/comparisons").json()["data"]
+    assert [(c["id"], c["passed"]) for c in listed] == [(started["id"], True)] and "report" not in listed[0]
+
+    # a restart: a new server on the same home still has the report; one left running is failed, not lost
+    header = api.headers["Authorization"]
+    owner = keys.authenticate(api.app_state.db, header.split()[-1])
+    left_running = comparisons.start_comparison(api.app_state.db, owner, base, base, "facts", 1)
+    assert api.post("/ui/api/comparisons", json={"a": base, "b": base, "suite": "facts"}).status_code == 409
+    with TestClient(create_app(api.app_state.settings)) as again:
+        again.headers["Authorization"] = header
+        kept = again.get(f"/ui/api/comparisons/{started['id']}").json()
+        assert kept["status"] == "succeeded" and kept["report"] == done["report"]
+        stopped = again.get(f"/ui/api/comparisons/{left_running.id}").json()
+        assert stopped["status"] == "failed" and stopped["error"] == comparisons.INTERRUPTED
+        assert [c["id"] for c in again.get("/ui/api/comparisons").json()["data"]] == [left_running.id, started["id"]]

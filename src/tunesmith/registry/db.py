@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS model_promotions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
     number INTEGER NOT NULL, at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS comparisons (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL,
+    suite TEXT NOT NULL, item_limit INTEGER, status TEXT NOT NULL, report TEXT, error TEXT, finished_at INTEGER
+);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
 CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner);
@@ -121,11 +125,11 @@ ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the fi
     ("api_keys", "pii_policy"): "TEXT NOT NULL DEFAULT 'refuse'",  # what an upload with personal data gets
     ("jobs", "integrations"): "TEXT",  # the job's OpenAI `integrations`, as sent
     ("jobs", "method"): "TEXT NOT NULL DEFAULT 'supervised'",  # OpenAI's method.type: supervised or dpo
-    ("jobs", "suite"): "TEXT",
+    ("jobs", "suite"): "TEXT",  # the evaluation suite (HOME/suites/NAME.yaml) the job names; None = quick evaluation
     ("api_keys", "scope"): "TEXT NOT NULL DEFAULT 'fine-tune'",  # what the key may do (registry/keys.py SCOPES)
     ("api_keys", "max_concurrent"): "INTEGER",  # per-key limits; NULL = the server's default (serve/limits.py)
     ("api_keys", "tokens_per_minute"): "INTEGER",
-    ("api_keys", "max_queued_jobs"): "INTEGER",  # the evaluation suite (HOME/suites/NAME.yaml) the job names; None = quick evaluation
+    ("api_keys", "max_queued_jobs"): "INTEGER",
 }
 
 

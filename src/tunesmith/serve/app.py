@@ -44,7 +44,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="tunesmith", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models, serving_dtype(settings.bf16))
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
-    app.state.comparisons = Comparisons(settings.home / "comparisons")
+    app.state.comparisons = Comparisons(db, settings.home / "comparisons")
     app.state.runtime_bytes = current_rss_bytes()  # no model loaded yet: the cost estimate's runtime memory
     app.state.limits = KeyLimits(settings.max_concurrent_requests, settings.tokens_per_minute)
     install_error_handlers(app)

@@ -1,5 +1,6 @@
-"""POST /ui/api/comparisons {"a", "b", "suite", "limit"} and GET /ui/api/comparisons/{id} (extension endpoints):
-two of the key's models (bases, fine-tunes, versions) compared on a server suite, A before and B after.
+"""POST /ui/api/comparisons {"a", "b", "suite", "limit"}, GET /ui/api/comparisons (the key's, newest first, without
+their reports) and GET /ui/api/comparisons/{id} (extension endpoints): two of the key's models (bases, fine-tunes,
+versions) compared on a server suite, A before and B after; kept in the registry across restarts.
 
 Run as: tunesmith serve --home DIR with suites in DIR/suites; the web UI's models page calls these.
 """
@@ -9,7 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunesmith.serve.auth import api_key
-from tunesmith.serve.comparisons import ComparisonRunning
+from tunesmith.registry import comparisons
+from tunesmith.registry.comparisons import ComparisonRunning
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.routes.models import served_model_ref
 from tunesmith.serve.suites import available_suites
@@ -46,9 +48,15 @@ def start_comparison(request: Request, body: CompareModels, key: str = Depends(a
     return comparison.to_json()
 
 
+@router.get("")
+def list_comparisons(request: Request, key: str = Depends(api_key)):
+    found = comparisons.list_comparisons(request.app.state.db, key)
+    return {"object": "list", "data": [c.to_json(with_report=False) for c in found]}
+
+
 @router.get("/{comparison_id}")
 def get_comparison(request: Request, comparison_id: str, key: str = Depends(api_key)):
-    comparison = request.app.state.comparisons.get(key, comparison_id)
+    comparison = comparisons.get_comparison(request.app.state.db, key, comparison_id)
     if comparison is None:
         raise not_found("comparison", comparison_id, param="comparison_id")
     return comparison.to_json()
