@@ -41,6 +41,12 @@ def test_data_check_reports_a_bad_row_by_line_and_a_good_file_with_histogram_and
     nested = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"  # the upload's line screen refuses it
     report = api.post("/ui/api/data-check", files={"file": ("deep.jsonl", nested)}).json()
     assert [(e["file"], e["line"]) for e in report["errors"]] == [("deep.jsonl", 1)] and not report["ok"]
+    api.app_state.settings.max_row_bytes = 200  # the same screen and limit as an upload
+    mixed = b'{"text": "fine"}\n{"text": "' + b"x" * 300 + b'"}\n{"text": "caf\xe9"}\n'
+    report = api.post("/ui/api/data-check", files={"file": ("mixed.jsonl", mixed)}).json()
+    assert [(e["line"], e["message"].split(" ")[0]) for e in report["errors"]] == [(2, "line"), (3, "not")]
+    assert "over the limit of 200 bytes" in report["errors"][0]["message"] and not report["ok"]
+    assert not any((tmp_path / "home" / "files").glob("*"))  # nothing kept
 
     good = write_chat_file(tmp_path / "good.jsonl")
     report = api.post("/ui/api/data-check", data={"model": tiny_model_dir.name},

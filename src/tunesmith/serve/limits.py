@@ -4,7 +4,16 @@ A shared server must not let one key take it over: each key may have `max_concur
 and spend `tokens_per_minute` over any sliding minute (the key's own values from `tunesmith keys limits`,
 else the server's defaults). Tokens are counted as OpenAI counts them at admission, prompt + max_tokens × n,
 and corrected to the request's usage when it ends. Unfinished fine-tuning jobs per key are counted from the
-registry (routes/jobs.py). The counters live in this process's memory.
+registry (routes/jobs.py), so they survive a restart.
+
+The two counters here live in this process's memory, on purpose:
+- Requests in flight end with the process that serves them, so a restart resets them to the truth (zero).
+- The token window is a rate over the last minute. A restart empties it, so a key may spend up to one more
+  minute's tokens in the minute around a restart. That is the whole exposure (a restart takes seconds and
+  reloads the models), and persisting every admission would put a SQLite write on every completion's path.
+- They are correct for one server process only. `tunesmith serve` runs one (serve/app.py passes the app object
+  to uvicorn.run, which cannot fork workers); two servers on one home would each grant a key its full limits.
+  Several processes would need the counters in a shared store (SQLite or Redis), which this does not claim.
 """
 from __future__ import annotations
 
