@@ -89,3 +89,46 @@ def test_staging_files_left_by_a_killed_server_are_removed_at_startup(tmp_path, 
     app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False))
     with TestClient(app):
         assert [p.name for p in files_dir.iterdir()] == [stored.name]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """HOME/files on a real 256 KiB tmpfs (the database stays on the ordinary disk); skipped where mounting is
+    not permitted (not root, or no CAP_SYS_ADMIN in this container)."""
+    import shutil
+    import subprocess
+
+    files_dir = tmp_path / "home" / "files"
+    files_dir.mkdir(parents=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: the real disk-full test needs a tmpfs")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(files_dir)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield files_dir
+    finally:
+        subprocess.run(["umount", str(files_dir)], check=False)
+
+
+def test_an_upload_that_fills_a_real_disk_is_a_507_leaves_nothing_and_the_server_recovers(tiny_disk, tmp_path,
+                                                                                             tiny_model_dir):
+    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], max_upload_bytes=1 << 20,
+                             run_jobs=False)
+    app = create_app(settings)
+    with TestClient(app) as api:
+        api.headers["Authorization"] = f"Bearer {keys.create_key(app.state.db)[1]}"
+        small = write_chat_file(tmp_path / "small.jsonl").read_bytes()
+        first = upload(api, small)
+        assert first.status_code == 200, first.text
+        big = (GOOD + b"\n") * (400_000 // len(GOOD))  # 400 KB of good rows on a 256 KiB disk
+        response = upload(api, big)
+        assert response.status_code == 507, response.text
+        assert response.json()["error"]["code"] == "insufficient_storage"
+        assert stored(tmp_path) == [f"{first.json()['id']}.jsonl"]  # no partial file, the earlier one kept
+        assert api.get(f"/v1/files/{first.json()['id']}/content").content == small
+        assert api.get("/health").status_code == 200
+        again = upload(api, small)  # the failed upload's staging file was removed: its space is back
+        assert again.status_code == 200, again.text
+        assert {f["id"] for f in api.get("/v1/files").json()["data"]} == {again.json()["id"], first.json()["id"]}
