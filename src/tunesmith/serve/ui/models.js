@@ -31,6 +31,32 @@ export async function refreshModels() {
   $("compare-suite").innerHTML = suites.length ? suites.map((s) => `<option value="${esc(s.name)}">${esc(s.name)}</option>`).join("")
     : '<option value="">no suites on this server (HOME/suites/NAME.yaml)</option>';
   $("compare-run").disabled = !suites.length;
+  await refreshComparisons();
+}
+
+// Comparisons are kept by the server (the registry), so a report run before a restart is still here
+async function refreshComparisons() {
+  const page = await api("/ui/api/comparisons");
+  const verdict = (c) => c.status === "succeeded" ? `succeeded, ${c.passed ? "PASSED" : "FAILED"}` : c.status;
+  $("comparisons").querySelector("tbody").innerHTML = page.data.length ? page.data.map((c) => `<tr class="clickable" tabindex="0"
+    data-comparison="${esc(c.id)}"><td>${esc(c.id)}</td><td>${esc(c.a)}</td><td>${esc(c.b)}</td>
+    <td>${esc(c.suite)}${c.limit ? ` (first ${esc(c.limit)} items)` : ""}</td><td>${esc(verdict(c))}</td></tr>`).join("")
+    : '<tr><td colspan="5">none yet</td></tr>';
+}
+
+function renderComparison(comparison) {
+  const { a, b, suite } = comparison;
+  return comparison.status === "succeeded"
+    ? `<h4>Suite ${esc(suite)}: ${esc(a)} (before) vs ${esc(b)} (after)</h4>${renderEvaluation(comparison.report)}`
+    : comparison.status === "running" ? `<p role="status">running suite ${esc(suite)} on ${esc(a)} and ${esc(b)}…</p>`
+      : `<p class="error">The comparison failed: ${esc(comparison.error)}</p>`;
+}
+
+async function showComparison(comparisonId) {
+  const target = $("compare-suite-report");
+  try { target.innerHTML = renderComparison(await api(`/ui/api/comparisons/${encodeURIComponent(comparisonId)}`)); }
+  catch (err) { target.innerHTML = `<p class="error">${esc(err.message)}</p>`; }
+  target.scrollIntoView({ block: "nearest" });
 }
 
 async function showModel(modelId) {
@@ -63,21 +89,26 @@ async function compare(event) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const COMPARE_CONTROLS = { a: "compare-a", b: "compare-b", suite: "compare-suite", limit: "compare-limit" };
+
 async function runSuite() {
-  for (const id of ["compare-a", "compare-b", "compare-suite", "compare-run"]) showError(id, "");
+  for (const id of [...Object.values(COMPARE_CONTROLS), "compare-run"]) showError(id, "");
   const [a, b, suite] = [$("compare-a").value, $("compare-b").value, $("compare-suite").value];
-  const body = { a, b, suite, ...($("compare-limit").value ? { limit: Number($("compare-limit").value) } : {}) };
+  const limitText = $("compare-limit").value.trim();
+  const body = { a, b, suite, ...(limitText ? { limit: Number(limitText) } : {}) };
   const target = $("compare-suite-report");
   $("compare-run").disabled = true;
   try {
     let comparison = await api("/ui/api/comparisons", { json: body });
-    target.innerHTML = `<p role="status">running suite ${esc(suite)} on ${esc(a)} and ${esc(b)}…</p>`;
+    target.innerHTML = renderComparison(comparison);
+    await refreshComparisons();
     while (comparison.status === "running") { await sleep(1000); comparison = await api(`/ui/api/comparisons/${comparison.id}`); }
-    target.innerHTML = comparison.status === "succeeded"
-      ? `<h4>Suite ${esc(suite)}: ${esc(a)} (before) vs ${esc(b)} (after)</h4>${renderEvaluation(comparison.report)}`
-      : `<p class="error">The comparison failed: ${esc(comparison.error)}</p>`;
+    target.innerHTML = renderComparison(comparison);
+    await refreshComparisons();
   } catch (err) {
-    showError({ a: "compare-a", b: "compare-b", suite: "compare-suite" }[err.param] || "compare-run", err.message);
+    const control = COMPARE_CONTROLS[err.param] || "compare-run";
+    showError(control, err.message);
+    $(control).focus();
   } finally { $("compare-run").disabled = false; }
 }
 
@@ -87,6 +118,7 @@ function updateChatLink() {
 
 export function setUpModels() {
   activateRows($("models"), "tr[data-model]", (row) => showModel(row.dataset.model));
+  activateRows($("comparisons"), "tr[data-comparison]", (row) => showComparison(row.dataset.comparison));
   $("compare-form").addEventListener("submit", compare);
   $("compare-form").addEventListener("change", updateChatLink);
   $("compare-run").addEventListener("click", runSuite);

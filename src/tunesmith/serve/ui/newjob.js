@@ -59,7 +59,11 @@ function jobBody() {
   return body;
 }
 
-function showApiError(err) { showError(err.control || controlFor(err.param), err.message); }
+function showApiError(err, focus = false) {  // focus: after a submit, so keyboard and screen-reader users land on it
+  const control = err.control || controlFor(err.param);
+  showError(control, err.message);
+  if (focus) (control === "job-form" ? $("create-job") : $(control)).focus();
+}
 
 function renderEstimate(answer) {
   for (const name of HYPER) {
@@ -77,18 +81,26 @@ function renderEstimate(answer) {
     <dt>Hardware</dt><dd>${esc(e.hardware)}</dd></dl>`;
 }
 
+// Errors are cleared only when the answer that replaces them is here, in the same step: an error shown beside
+// its field does not blink out while a request is under way (a screen reader would announce it again).
 async function estimate() {
   const seq = ++estimateSeq;
-  clearErrors($("job-form"));
-  if (!$("job-training-file").value) { $("estimate").innerHTML = "<p>Upload a training file to see the cost estimate.</p>"; return; }
+  if (!$("job-training-file").value) {
+    clearErrors($("job-form"));
+    $("estimate").innerHTML = "<p>Upload a training file to see the cost estimate.</p>";
+    return;
+  }
   let body;
-  try { body = jobBody(); } catch (err) { showApiError(err); return; }
+  try { body = jobBody(); } catch (err) { clearErrors($("job-form")); showApiError(err); return; }
   $("estimate").setAttribute("aria-busy", "true");
   try {
     const answer = await api("/ui/api/estimate", { json: body });
-    if (seq === estimateSeq) renderEstimate(answer);
+    if (seq === estimateSeq) { clearErrors($("job-form")); renderEstimate(answer); }
   } catch (err) {
-    if (seq === estimateSeq) { showApiError(err); $("estimate").innerHTML = "<p>No estimate until the form is valid.</p>"; }
+    if (seq === estimateSeq) {
+      clearErrors($("job-form")); showApiError(err);
+      $("estimate").innerHTML = "<p>No estimate until the form is valid.</p>";
+    }
   } finally { if (seq === estimateSeq) $("estimate").removeAttribute("aria-busy"); }
 }
 
@@ -101,17 +113,20 @@ async function isClassificationFile(fileId) {
 
 async function createJob(event) {
   event.preventDefault();
-  clearErrors($("job-form"));
+  clearTimeout(estimateTimer); estimateSeq += 1;  // an estimate still under way must not redraw the errors
+  $("estimate").removeAttribute("aria-busy");
   try {
     const body = jobBody();
     if ($("job-method").value === "classification" && !(await isClassificationFile(body.training_file))) {
+      clearErrors($("job-form"));
       showError("job-method", "classification trains on rows with label or labels; this training file has none");
+      $("job-method").focus();
       return;
     }
     $("create-job").disabled = true;
     const job = await api("/v1/fine_tuning/jobs", { json: body });
     location.hash = `#jobs/${job.id}`;
-  } catch (err) { showApiError(err); }
+  } catch (err) { $("create-job").disabled = false; clearErrors($("job-form")); showApiError(err, true); }
   finally { $("create-job").disabled = false; }
 }
 

@@ -1,5 +1,8 @@
 // Playground: one prompt to two models, both answers streamed side by side (any two: base vs fine-tune by default).
-import { $, ApiError, api, esc, key } from "./api.js";
+import { $, ApiError, api, esc, key, showError } from "./api.js";
+
+// an error about the request itself goes beside its control; one about a model, into that model's answer
+const CONTROLS = { max_tokens: "max-tokens", messages: "prompt" };
 
 export async function refreshPlayground(tuned, base) {
   const ids = (await api("/v1/models")).data.map((m) => m.id).filter((id) => !id.includes(":ckpt-"));
@@ -18,10 +21,10 @@ async function ask(model, target) {  // streamed: the answer grows as the server
     const response = await fetch("/v1/chat/completions", { method: "POST",
       headers: { "Content-Type": "application/json", Authorization: "Bearer " + key() },
       body: JSON.stringify({ model, messages: [{ role: "user", content: $("prompt").value }], temperature: 0,
-        max_tokens: Number($("max-tokens").value) || 32, stream: true }) });
+        max_tokens: $("max-tokens").value.trim() ? Number($("max-tokens").value) : 32, stream: true }) });  // 0 is refused beside the field
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
-      throw new ApiError((body.error && body.error.message) || response.statusText, null, response.status);
+      throw new ApiError((body.error && body.error.message) || response.statusText, body.error && body.error.param, response.status);
     }
     const reader = response.body.getReader(), decoder = new TextDecoder();
     let buffered = "", text = "";
@@ -41,7 +44,11 @@ async function ask(model, target) {  // streamed: the answer grows as the server
       }
     }
     target.textContent = text;
-  } catch (err) { target.textContent = "Error: " + err.message; target.classList.add("error"); }
+  } catch (err) {
+    const control = CONTROLS[err.param];
+    if (control) { showError(control, err.message); target.textContent = `Not sent: see ${control === "prompt" ? "the prompt" : "max tokens"}.`; }
+    else { target.textContent = "Error: " + err.message; target.classList.add("error"); }
+  }
   target.dataset.done = "1";
 }
 
@@ -49,6 +56,7 @@ export function setUpPlayground() {
   $("chat-form").addEventListener("submit", (event) => {
     event.preventDefault();
     for (const id of ["answer-base", "answer-tuned"]) $(id).classList.remove("error");
+    for (const id of Object.values(CONTROLS)) showError(id, "");
     ask($("base-model").value, $("answer-base"));
     ask($("tuned-model").value, $("answer-tuned"));
   });
