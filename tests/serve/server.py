@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -34,7 +35,8 @@ def cli(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tunesmith.cli", *args], env=env, cwd=REPO, **kwargs)
 
 
-def start_server(home: Path, base: Path, port: int, *extra: str, timeout: float = 60) -> subprocess.Popen:
+def start_server(home: Path, base: Path, port: int, *extra: str, timeout: float = 180) -> subprocess.Popen:
+    # 180 s: importing the app alone took 18 s at load 7 on 2 cores, and a start was seen past 60 s
     log = open(home.parent / f"server-{port}.log", "ab")
     process = cli("serve", "--home", str(home), "--base", str(base), "--port", str(port), *extra,
                   stdout=log, stderr=subprocess.STDOUT)
@@ -48,6 +50,25 @@ def start_server(home: Path, base: Path, port: int, *extra: str, timeout: float 
             time.sleep(0.1)
     process.kill()
     raise TimeoutError("server did not start")
+
+
+@contextmanager
+def served(home: Path, base: Path, *extra: str):
+    """`tunesmith serve` on a free port for the length of the block; yields its root URL."""
+    port = free_port()
+    process = start_server(home, base, port, *extra)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def upload_file(client, path: Path) -> str:
+    """POST /v1/files (purpose fine-tune) through a client that carries its key; the new file's id."""
+    response = client.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": (path.name, path.read_bytes())})
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
 
 
 def create_key(home: Path) -> str:

@@ -5,18 +5,15 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.serve.server import FACTS, create_key, free_port, start_server, wait_for, write_chat_file
+from tests.serve.server import FACTS, create_key, served, wait_for, write_chat_file
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 @pytest.fixture
 def server(tmp_path, tiny_model_dir):
-    port = free_port()
-    process = start_server(tmp_path / "home", tiny_model_dir, port, "--checkpoint-every", "50")
-    yield f"http://127.0.0.1:{port}/v1", tmp_path / "home"
-    process.terminate()
-    process.wait(timeout=30)
+    with served(tmp_path / "home", tiny_model_dir, "--checkpoint-every", "50") as url:
+        yield f"{url}/v1", tmp_path / "home"
 
 
 def finished(client, job):

@@ -1,14 +1,10 @@
 """DPO fine-tuning jobs as OpenAI takes them: method parsing, "auto" resolution, preference files checked by line."""
 import json
 
-import pytest
-from fastapi.testclient import TestClient
 
-from tests.serve.server import FACTS, write_chat_file
-from tunesmith.registry import jobs, keys
-from tunesmith.serve.app import create_app
+from tests.serve.server import FACTS, upload_file, write_chat_file
+from tunesmith.registry import jobs
 from tunesmith.serve.hyperparameters import auto_batch_size, auto_n_epochs, resolve_hyperparameters
-from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
 
 AUTO = "auto"
@@ -20,22 +16,6 @@ def write_preference_file(path, facts=FACTS):
              "non_preferred_output": [{"role": "assistant", "content": f"{n.title()}."}]} for n, s in facts]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-@pytest.fixture
-def api(tmp_path, tiny_model_dir):
-    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False)
-    app = create_app(settings)
-    with TestClient(app) as client:
-        client.headers["Authorization"] = f"Bearer {keys.create_key(app.state.db)[1]}"
-        client.app_state = app.state
-        yield client
-
-
-def upload(api, path):
-    response = api.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": (path.name, path.read_bytes())})
-    assert response.status_code == 200, response.text
-    return response.json()["id"]
 
 
 def create(api, **body):
@@ -57,8 +37,8 @@ def test_auto_rules_follow_the_dataset_size():
 
 
 def test_a_dpo_job_records_its_method_and_resolves_auto_when_it_starts(api, tmp_path, tiny_model_dir):
-    train = upload(api, write_preference_file(tmp_path / "pairs.jsonl"))
-    valid = upload(api, write_preference_file(tmp_path / "valid.jsonl", FACTS[:3]))
+    train = upload_file(api, write_preference_file(tmp_path / "pairs.jsonl"))
+    valid = upload_file(api, write_preference_file(tmp_path / "valid.jsonl", FACTS[:3]))
     method = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": AUTO}}}
     job = create(api, model=tiny_model_dir.name, training_file=train, validation_file=valid, method=method).json()
     asked = {"n_epochs": AUTO, "batch_size": AUTO, "learning_rate_multiplier": AUTO, "beta": 0.2}
@@ -78,7 +58,7 @@ def test_a_dpo_job_records_its_method_and_resolves_auto_when_it_starts(api, tmp_
 
 
 def test_supervised_jobs_keep_the_top_level_hyperparameters_and_take_method_supervised(api, tmp_path, tiny_model_dir):
-    chat = upload(api, write_chat_file(tmp_path / "chat.jsonl"))
+    chat = upload_file(api, write_chat_file(tmp_path / "chat.jsonl"))
     legacy = create(api, model=tiny_model_dir.name, training_file=chat, hyperparameters={"n_epochs": 2}).json()
     assert legacy["method"] == {"type": "supervised", "supervised": {"hyperparameters": {
         "n_epochs": 2, "batch_size": AUTO, "learning_rate_multiplier": AUTO}}}
@@ -92,8 +72,8 @@ def test_supervised_jobs_keep_the_top_level_hyperparameters_and_take_method_supe
 
 
 def test_method_and_file_mismatches_are_400s_that_name_the_line(api, tmp_path, tiny_model_dir):
-    chat = upload(api, write_chat_file(tmp_path / "chat.jsonl"))
-    pairs = upload(api, write_preference_file(tmp_path / "pairs.jsonl"))
+    chat = upload_file(api, write_chat_file(tmp_path / "chat.jsonl"))
+    pairs = upload_file(api, write_preference_file(tmp_path / "pairs.jsonl"))
     base = tiny_model_dir.name
     message = error_of(create(api, model=base, training_file=chat, method={"type": "dpo"}), "training_file")
     assert message.startswith(f"File {chat} (chat.jsonl) is not preference data, which a dpo job trains on: line 1: "

@@ -4,18 +4,15 @@ import signal
 import openai
 import pytest
 
-from tests.serve.server import create_key, free_port, start_server, wait_for, write_chat_file, FACTS
+from tests.serve.server import FACTS, create_key, served, wait_for, write_chat_file
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 @pytest.fixture
 def server(tmp_path, tiny_model_dir):
-    port = free_port()
-    process = start_server(tmp_path / "home", tiny_model_dir, port, "--checkpoint-every", "2")
-    yield f"http://127.0.0.1:{port}/v1", tmp_path / "home"
-    process.terminate()
-    process.wait(timeout=30)
+    with served(tmp_path / "home", tiny_model_dir, "--checkpoint-every", "2") as url:
+        yield f"{url}/v1", tmp_path / "home"
 
 
 def client(url: str, key: str) -> openai.OpenAI:

@@ -6,20 +6,10 @@ import json
 import subprocess
 
 import httpx
-import pytest
 
-from tests.serve.server import cli, create_key, free_port, start_server, wait_for, write_chat_file
+from tests.serve.server import cli, create_key, wait_for, write_chat_file
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-@pytest.fixture
-def server(tmp_path, tiny_model_dir):
-    port = free_port()
-    process = start_server(tmp_path / "home", tiny_model_dir, port)
-    yield f"http://127.0.0.1:{port}", tmp_path / "home"
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def test_a_model_trained_by_the_worker_is_named_by_erasure_and_deleted_with_the_flag(server, tmp_path, tiny_model_dir):

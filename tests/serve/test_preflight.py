@@ -1,35 +1,17 @@
 """The web UI's extension endpoints in-process (no job worker): data check, cost estimate, suites, and the run
 config a job gets (its named suite, or the quick evaluation on its validation file)."""
-import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from tests.serve.server import FACTS, wait_for, write_chat_file
+from tests.serve.server import FACTS, upload_file, wait_for, write_chat_file
 from tunesmith.evaluate.suite import load_suite
 from tunesmith.registry import comparisons, jobs, keys
 from tunesmith.serve.app import create_app
-from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.suites import QUICK_EVAL_ROWS
 from tunesmith.serve.worker import JobWorker
 
 SUITE = {"name": "facts", "tasks": [{"kind": "loss", "name": "facts", "data": "facts.jsonl"}],
          "gates": [{"metric": "facts.loss", "max": 100}]}
-
-
-@pytest.fixture
-def api(tmp_path, tiny_model_dir):
-    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False)
-    app = create_app(settings)
-    with TestClient(app) as client:
-        client.headers["Authorization"] = f"Bearer {keys.create_key(app.state.db)[1]}"
-        client.app_state = app.state
-        yield client
-
-
-def upload(api, path):
-    response = api.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": (path.name, path.read_bytes())})
-    assert response.status_code == 200, response.text
-    return response.json()["id"]
 
 
 def test_data_check_reports_a_bad_row_by_line_and_a_good_file_with_histogram_and_preview(api, tmp_path, tiny_model_dir):
@@ -57,14 +39,14 @@ def test_data_check_reports_a_bad_row_by_line_and_a_good_file_with_histogram_and
     assert stats["histogram"][0]["low"] == stats["min"] and stats["histogram"][-1]["high"] == stats["max"]
     assert report["preview"]["line"] == 1 and "[[" in report["preview"]["text"]  # trained tokens marked
 
-    file_id = upload(api, good)
+    file_id = upload_file(api, good)
     stored = api.get(f"/ui/api/files/{file_id}/data-check").json()
     assert stored["files"][0]["path"] == "good.jsonl" and stored["token_stats"] == report["token_stats"]
     assert api.get(f"/ui/api/files/{file_id}/data-check", params={"model": "ft:nope"}).json()["error"]["param"] == "model"
 
 
 def test_estimate_resolves_auto_as_the_worker_will_and_prices_the_run(api, tmp_path, tiny_model_dir):
-    train = upload(api, write_chat_file(tmp_path / "train.jsonl"))
+    train = upload_file(api, write_chat_file(tmp_path / "train.jsonl"))
     body = {"model": tiny_model_dir.name, "training_file": train, "hyperparameters": {"batch_size": 2}}
     answer = api.post("/ui/api/estimate", json=body).json()
     # 10 rows: auto epochs make it about 100 examples in all (n_epochs 10); batch size as given
@@ -89,8 +71,8 @@ def test_a_job_names_a_server_suite_or_gets_the_quick_evaluation(api, tmp_path, 
     assert listed["facts"]["tasks"] == [{"name": "facts", "kind": "loss"}] and listed["facts"]["gates"] == ["facts.loss"]
     assert "tasks" in listed["broken"]["error"]
 
-    train = upload(api, write_chat_file(tmp_path / "train.jsonl"))
-    valid = upload(api, write_chat_file(tmp_path / "valid.jsonl", FACTS[:3]))
+    train = upload_file(api, write_chat_file(tmp_path / "train.jsonl"))
+    valid = upload_file(api, write_chat_file(tmp_path / "valid.jsonl", FACTS[:3]))
     base = {"model": tiny_model_dir.name, "training_file": train}
     refused = api.post("/v1/fine_tuning/jobs", json={**base, "suite": "nope"})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "suite"

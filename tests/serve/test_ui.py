@@ -2,20 +2,10 @@
 import json
 
 import httpx
-import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.serve.server import FACTS, create_key, free_port, start_server, wait_for, write_chat_file
-
-
-@pytest.fixture
-def server(tmp_path, tiny_model_dir):
-    port = free_port()
-    process = start_server(tmp_path / "home", tiny_model_dir, port)
-    yield f"http://127.0.0.1:{port}", tmp_path / "home"
-    process.terminate()
-    process.wait(timeout=30)
+from tests.serve.server import FACTS, create_key, wait_for, write_chat_file
 
 
 def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, tiny_model_dir):

@@ -8,13 +8,12 @@ import json
 
 import httpx
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.serve.server import FACTS, create_key, free_port, start_server, write_chat_file
+from tests.serve.server import FACTS, create_key, write_chat_file
 
 
 def drawn_fraction(png: bytes) -> tuple[float, int]:
@@ -26,15 +25,6 @@ def drawn_fraction(png: bytes) -> tuple[float, int]:
 def assert_drawn(locator, what: str) -> None:
     inked, colours = drawn_fraction(locator.screenshot())
     assert inked > 0.02 and colours > 20, (what, inked, colours)  # axes, ticks, lines or bars actually drawn
-
-
-@pytest.fixture
-def server(tmp_path, tiny_model_dir):
-    port = free_port()
-    process = start_server(tmp_path / "home", tiny_model_dir, port)
-    yield f"http://127.0.0.1:{port}", tmp_path / "home"
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path, tiny_model_dir):
