@@ -45,11 +45,15 @@ def test_upload_over_the_cap_is_413_and_leaves_nothing(api, tmp_path):
     assert not any((tmp_path / "home" / "files").glob("*"))
 
 
-def test_invalid_rows_are_rejected_with_their_line_and_purpose_is_checked(api, tmp_path):
+def test_invalid_rows_make_the_file_an_error_naming_their_line_and_purpose_is_checked(api, tmp_path):
     headers = api.key()
     path = tmp_path / "bad.jsonl"
     path.write_text(write_chat_file(tmp_path / "rows.jsonl").read_text() + '{"messages": "nope"}\n')
-    assert "line 11" in assert_error(upload(api, headers, path), 400, "file")["message"]
+    bad = upload(api, headers, path).json()  # stored as `uploaded`; the full check then refuses its rows
+    assert api.app.state.file_checks.wait(bad["id"], 60)
+    checked = api.get(f"/v1/files/{bad['id']}", headers=headers).json()
+    assert checked["status"] == "error" and "line 11" in checked["status_details"]
+    assert api.delete(f"/v1/files/{bad['id']}", headers=headers).status_code == 200
     good = write_chat_file(tmp_path / "ok.jsonl")
     response = api.post("/v1/files", headers=headers, data={"purpose": "assistants"}, files={"file": ("a", b"{}")})
     assert_error(response, 400, "purpose")

@@ -1,6 +1,9 @@
-"""Malformed uploads get a 400 naming each bad line, never a 500; staging files never outlive the request."""
+"""Malformed uploads: lines the screen refuses get a 400 naming each, rows the full data check (run after the
+upload is answered) refuses make the file's status `error` with the row errors, and a job on it a 400; never a
+500; staging files never outlive the request."""
 import errno
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -71,12 +74,69 @@ def test_an_unexpected_failure_after_staging_leaves_no_file(api, tmp_path, monke
     from tunesmith.serve.routes import files as files_route
 
     def broken(*args, **kwargs):
-        raise RuntimeError("checker crashed")
+        raise RuntimeError("digest crashed")
 
-    monkeypatch.setattr(files_route, "check_training_file", broken)
+    monkeypatch.setattr(files_route, "file_sha256", broken)
     with pytest.raises(RuntimeError):  # TestClient re-raises what the server would answer 500 to
         upload(api, write_chat_file(tmp_path / "t.jsonl").read_bytes())
     assert stored(tmp_path) == []
+
+
+def checked(api, file_id: str) -> dict:
+    """The file object once its data check (run after the upload was answered) has finished."""
+    assert api.app.state.file_checks.wait(file_id, 60)
+    return api.get(f"/v1/files/{file_id}").json()
+
+
+def test_the_full_check_runs_after_the_upload_and_a_job_waits_for_it(api, tmp_path):
+    response = upload(api, write_chat_file(tmp_path / "t.jsonl").read_bytes())
+    assert response.status_code == 200 and response.json()["status"] in ("uploaded", "processed")
+    file_id = response.json()["id"]
+    job = api.post("/v1/fine_tuning/jobs", json={"model": Path(api.app.state.settings.bases[0]).name,
+                                                 "training_file": file_id})
+    assert job.status_code == 200, job.text  # created only once the check passed
+    final = checked(api, file_id)
+    assert final["status"] == "processed" and final["status_details"] is None
+    report = api.get(f"/ui/api/files/{file_id}/check").json()["report"]
+    assert report["files"][0]["valid_rows"] == 10 and report["pii_policy"]["policy"] == "refuse"
+
+
+def test_rows_the_check_refuses_make_the_file_an_error_and_a_job_on_it_a_400(api, tmp_path):
+    bad = json.dumps({"messages": [{"role": "user"}]}).encode()
+    response = upload(api, GOOD + b"\n" + bad + b"\n" + GOOD + b"\n")
+    assert response.status_code == 200, response.text
+    final = checked(api, response.json()["id"])
+    assert final["status"] == "error" and "line 2" in final["status_details"], final
+    job = api.post("/v1/fine_tuning/jobs", json={"model": Path(api.app.state.settings.bases[0]).name,
+                                                 "training_file": final["id"]})
+    assert job.status_code == 400 and job.json()["error"]["code"] == "invalid_file"
+    assert "line 2" in job.json()["error"]["message"] and job.json()["error"]["param"] == "training_file"
+
+
+def test_a_crashing_check_makes_the_file_an_error_not_a_file_stuck_uploaded(api, tmp_path, monkeypatch):
+    from tunesmith.serve import file_checks
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("checker crashed")
+
+    monkeypatch.setattr(file_checks, "check_training_file", broken)
+    response = upload(api, write_chat_file(tmp_path / "t.jsonl").read_bytes())
+    assert response.status_code == 200
+    final = checked(api, response.json()["id"])
+    assert final["status"] == "error" and "checker crashed" in final["status_details"]
+
+
+def test_a_check_a_stopped_server_left_unfinished_runs_at_startup(tmp_path, tiny_model_dir):
+    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False)
+    app = create_app(settings)
+    owner = keys.create_key(app.state.db)[0]
+    settings.files_dir.mkdir(parents=True)
+    file_id = files.new_file_id()
+    files.blob_path(settings.files_dir, file_id, "t.jsonl").write_bytes(write_chat_file(tmp_path / "t.jsonl").read_bytes())
+    files.add_file(app.state.db, file_id, owner, "t.jsonl", "fine-tune", 1, None, status="uploaded")
+    with TestClient(app):
+        assert app.state.file_checks.wait(file_id, 60)
+        assert files.get_file(app.state.db, owner, file_id).status == "processed"
 
 
 def test_staging_files_left_by_a_killed_server_are_removed_at_startup(tmp_path, tiny_model_dir):

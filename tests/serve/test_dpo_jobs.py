@@ -93,10 +93,13 @@ def test_method_and_file_mismatches_are_400s_that_name_the_line(api, tmp_path, t
     error_of(create(api, model=base, training_file=chat, hyperparameters={"n_epochs": 0}), "hyperparameters.n_epochs")
 
 
-def test_an_invalid_preference_upload_is_a_400_naming_line_and_field(api, tmp_path):
+def test_an_invalid_preference_upload_fails_its_check_and_a_job_on_it_is_a_400_naming_line_and_field(api, tmp_path, tiny_model_dir):
     path = write_preference_file(tmp_path / "pairs.jsonl")
     rows = path.read_text().splitlines()
     broken = json.loads(rows[2]) | {"non_preferred_output": [{"role": "user", "content": "Gold."}]}
     path.write_text("\n".join(rows[:2] + [json.dumps(broken)] + rows[3:]) + "\n")
-    response = api.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("pairs.jsonl", path.read_bytes())})
-    assert "line 3, non_preferred_output[0].role: role 'user'" in error_of(response, "file")
+    file_id = upload_file(api, path)  # stored as `uploaded`; the full check then refuses the row
+    job = create(api, model=tiny_model_dir.name, training_file=file_id,
+                 method={"type": "dpo"})
+    assert "line 3, non_preferred_output[0].role: role 'user'" in error_of(job, "training_file")
+    assert api.get(f"/v1/files/{file_id}").json()["status"] == "error"

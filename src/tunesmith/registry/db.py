@@ -130,6 +130,10 @@ ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the fi
     ("api_keys", "max_concurrent"): "INTEGER",  # per-key limits; NULL = the server's default (serve/limits.py)
     ("api_keys", "tokens_per_minute"): "INTEGER",
     ("api_keys", "max_queued_jobs"): "INTEGER",
+    # OpenAI's file status: uploaded (its data check still running), processed, or error (status_details says why);
+    # files stored before the check left the request were checked before they were recorded
+    ("files", "status"): "TEXT NOT NULL DEFAULT 'processed'",
+    ("files", "status_details"): "TEXT",
 }
 
 

@@ -25,6 +25,8 @@ class FileRecord:
     created_at: int
     report: dict | None
     sha256: str | None  # of the stored content (None for files stored before digests were kept)
+    status: str = "processed"  # uploaded (the data check is running), processed, or error
+    status_details: str | None = None  # why the check refused the file: its row errors by line
 
 
 def new_file_id() -> str:
@@ -47,14 +49,30 @@ def _record(row) -> FileRecord:
 
 
 def add_file(db: Database, file_id: str, owner: str, filename: str, purpose: str, size: int,
-             report: dict | None, sha256: str | None = None, **detail) -> FileRecord:
-    """`detail` goes into the audit entry (e.g. what the PII policy did)."""
+             report: dict | None, sha256: str | None = None, status: str = "processed", **detail) -> FileRecord:
+    """`detail` goes into the audit entry (e.g. what the PII policy did). A file recorded as `uploaded` gets
+    its report and final status from `finish_check`."""
     with db.transaction() as tx:
-        tx.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, report, sha256)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (file_id, owner, filename, purpose, size, now(), json.dumps(report) if report else None, sha256))
+        tx.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, report, sha256, status)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (file_id, owner, filename, purpose, size, now(), json.dumps(report) if report else None, sha256,
+                    status))
         audit.record(tx, owner, "file.uploaded", file_id, filename=filename, bytes=size, sha256=sha256, **detail)
     return get_file(db, owner, file_id)
+
+
+def finish_check(db: Database, file_id: str, report: dict | None, details: str | None) -> bool:
+    """Record the data check's outcome: `processed` with its report, or `error` with `details` (the row errors).
+    False when the file was deleted meanwhile."""
+    status = "error" if details else "processed"
+    return bool(db.execute("UPDATE files SET status = ?, status_details = ?, report = ? WHERE id = ? AND deleted_at IS NULL",
+                           (status, details, json.dumps(report) if report else None, file_id)))
+
+
+def unchecked_files(db: Database) -> list[FileRecord]:
+    """Every key's files whose data check has not finished (a server stopped while it ran), oldest first."""
+    return [_record(r) for r in db.query("SELECT * FROM files WHERE status = 'uploaded' AND deleted_at IS NULL "
+                                         "ORDER BY rowid")]
 
 
 def get_file(db: Database, owner: str, file_id: str) -> FileRecord | None:

@@ -13,6 +13,7 @@ from tunesmith.registry.db import Database
 from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.comparisons import Comparisons
 from tunesmith.serve.errors import install_error_handlers
+from tunesmith.serve.file_checks import FileChecks
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
 from tunesmith.serve.model_pool import ModelPool, serving_dtype
@@ -30,19 +31,23 @@ def open_registry(settings: ServeSettings) -> Database:
 def create_app(settings: ServeSettings) -> FastAPI:
     db = open_registry(settings)
     worker = JobWorker(db, settings) if settings.run_jobs else None
+    file_checks = FileChecks(db, settings.files_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         files.remove_staging_files(settings.files_dir)  # left by a server killed mid-upload
+        file_checks.resume()  # files whose data check a stopped server did not finish
         if worker is not None:
             worker.start()
         yield
         if worker is not None:
             worker.close()
+        file_checks.close()
 
     # the OpenAPI schema is served to keys only (the gate checks /openapi.json); no public /docs pages
     app = FastAPI(title="tunesmith", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models, serving_dtype(settings.bf16))
+    app.state.file_checks = file_checks
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     app.state.comparisons = Comparisons(db, settings.home / "comparisons")
     app.state.runtime_bytes = current_rss_bytes()  # no model loaded yet: the cost estimate's runtime memory

@@ -11,7 +11,7 @@ from tunesmith.registry.versions import ModelVersion, failures
 
 def file_object(record: FileRecord) -> dict:
     return {"id": record.id, "object": "file", "bytes": record.bytes, "created_at": record.created_at,
-            "filename": record.filename, "purpose": record.purpose, "status": "processed", "status_details": None}
+            "filename": record.filename, "purpose": record.purpose, "status": record.status, "status_details": record.status_details}
 
 
 def list_object(data: list[dict], has_more: bool = False) -> dict:

@@ -1,5 +1,5 @@
-"""/v1/files: upload (validated by the data check, or as classification rows; size-capped; the key's PII policy
-applied), list, retrieve, content, delete (an erasure: it reports, and with `?delete_models=true` deletes, the
+"""/v1/files: upload (size-capped, screened line by line, the key's PII policy applied, then recorded as
+`uploaded` and answered; the full data check runs off the request path, serve/file_checks.py), list, retrieve, content, delete (an erasure: it reports, and with `?delete_models=true` deletes, the
 models made from the file)."""
 from __future__ import annotations
 
@@ -15,18 +15,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
-from tunesmith.data.check import DataReport
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.line_screen import blank_lines, screen_lines
 from tunesmith.data.pii_policy import PersonalDataRefused, PiiOutcome, apply_pii_policy
+from tunesmith.data.redact import RedactionError
 from tunesmith.registry import audit, files, keys
 from tunesmith.registry.erasure import erase_data
 from tunesmith.registry.jobs import unfinished_jobs_using
 from tunesmith.registry.lineage import registry_names
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, not_found
+from tunesmith.serve.file_checks import row_errors_message
 from tunesmith.serve.shapes import file_object, list_object
-from tunesmith.serve.training_file import ClassificationReport, check_training_file
+from tunesmith.serve.training_file import check_training_file
 
 router = APIRouter(prefix="/v1/files")
 PURPOSES = {"fine-tune"}
@@ -60,13 +61,6 @@ async def save_upload(upload: UploadFile, target: Path, limit: int) -> int:
                 raise too_large(limit)
             handle.write(chunk)
     return size
-
-
-def row_errors_message(filename: str, errors: list[dict]) -> str:
-    lines = [f"line {e['line']}, {e['field']}: {e['message']}" + (f" ({e['hint']})" if e.get("hint") else "")
-             for e in errors[:20]]
-    more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
-    return f"Invalid file {filename}: {len(errors)} invalid row(s):\n" + "\n".join(lines) + more
 
 
 def invalid_file(filename: str, errors: list[dict]) -> APIError:
@@ -104,41 +98,53 @@ async def upload_file(request: Request, key: str = Depends(api_key)):
 
 async def store_upload(request: Request, key: str, file_id: str, filename: str, purpose: str, upload: UploadFile,
                        staging: Path, target: Path) -> dict:
-    """Stage, check line by line, check the rows, apply the key's PII policy, then move into place and record."""
+    """Stage, screen line by line, apply the key's PII policy, then move into place, record as `uploaded` and
+    queue the full data check (its outcome becomes the file's status: processed, or error with the row errors)."""
     size = await save_upload(upload, staging, request.app.state.settings.max_upload_bytes)
-    report = await checked_report(request, staging, filename)
-    outcome = await apply_key_policy(request, key, file_id, filename, staging)
+    await screen_upload(request, staging, filename)
+    try:
+        outcome = await apply_key_policy(request, key, file_id, filename, staging)
+    except RedactionError as error:  # rows the PII scan cannot read (not JSON objects): the full check names them
+        report = await run_in_threadpool(check_training_file, staging)
+        if report.ok:
+            raise APIError(400, f"Invalid file {filename}: " + str(error).replace(str(staging), filename),
+                           param="file", code="invalid_file") from None
+        raise invalid_file(filename, report.errors) from None
     if outcome.policy == "redact":  # the redacted copy is what is stored, checked and served back
         os.replace(outcome.path, staging)
-        size, report = staging.stat().st_size, await checked_report(request, staging, filename)
-    # the stored report names the file as the user did, not by our storage path
-    summary = json.loads(report.model_dump_json(exclude={"preview"}).replace(json.dumps(str(staging))[1:-1],
-                                                                            json.dumps(filename)[1:-1]))
-    summary["pii_policy"] = outcome.summary()
+        size = staging.stat().st_size
     digest = await run_in_threadpool(file_sha256, staging)
     os.replace(staging, target)
     try:
-        return file_object(files.add_file(request.app.state.db, file_id, key, filename, purpose, size, summary,
-                                          sha256=digest, pii_policy=outcome.policy, pii_findings=outcome.findings))
+        record = files.add_file(request.app.state.db, file_id, key, filename, purpose, size,
+                                {"pii_policy": outcome.summary()}, sha256=digest, status="uploaded",
+                                pii_policy=outcome.policy, pii_findings=outcome.findings)
     except BaseException:
         target.unlink(missing_ok=True)  # not recorded: no one could ever see or delete it
         raise
+    request.app.state.file_checks.submit(record)
+    return file_object(record)
 
 
-async def checked_report(request: Request, staging: Path, filename: str) -> DataReport | ClassificationReport:
-    """The data check's report, or a 400 naming each bad line: first the line-by-line screen (huge lines,
-    bytes that are not UTF-8, nesting past the parser), so the full check never loads such a line."""
+async def screen_upload(request: Request, staging: Path, filename: str) -> None:
+    """A 400 naming each line the line-by-line screen refuses (huge lines, bytes that are not UTF-8, nesting past
+    the parser), with the other lines' row errors beside them; the full check never loads such a line."""
     limit = request.app.state.settings.max_row_bytes
     screened = await run_in_threadpool(screen_lines, staging, filename, limit)
-    if screened:  # the other lines are still checked, from a copy without the screened ones
-        rest = screened_path(staging)
-        await run_in_threadpool(blank_lines, staging, rest, {error.line for error in screened}, limit)
-        others = [e for e in (await run_in_threadpool(check_training_file, rest)).errors if e["line"] > 0]
-        raise invalid_file(filename, sorted([asdict(error) for error in screened] + others, key=lambda e: e["line"]))
-    report = await run_in_threadpool(check_training_file, staging)  # supervised or classification rows
-    if not report.ok:
-        raise invalid_file(filename, report.errors)
-    return report
+    if screened:
+        raise invalid_file(filename, await run_in_threadpool(screened_and_row_errors, staging, screened, limit))
+
+
+def screened_and_row_errors(path: Path, screened: list, limit: int) -> list[dict]:
+    """The screened lines' errors and the other lines' row errors, by line; the other lines are checked from a
+    copy with the screened ones emptied."""
+    rest = screened_path(path)
+    try:
+        blank_lines(path, rest, {error.line for error in screened}, limit)
+        others = [e for e in check_training_file(rest).errors if e["line"] > 0]
+    finally:
+        rest.unlink(missing_ok=True)
+    return sorted([asdict(error) for error in screened] + others, key=lambda e: e["line"])
 
 
 def redacted_path(staging: Path) -> Path:

@@ -19,6 +19,7 @@ from tunesmith.registry import audit, files, job_events, jobs, models
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import api_key, calling_key
 from tunesmith.serve.errors import APIError, not_found
+from tunesmith.serve.file_checks import CHECK_WAIT_SECONDS
 from tunesmith.serve.hyperparameters import requested_hyperparameters
 from tunesmith.serve.limits import rate_limited
 from tunesmith.serve.suites import available_suites
@@ -124,11 +125,21 @@ def method_and_hyperparameters(body: CreateJob) -> tuple[str, dict]:
 
 
 def stored_file(request: Request, key: str, file_id: str | None, param: str) -> files.FileRecord | None:
+    """The key's file once its data check has finished; a 400 with the row errors when the check refused it."""
     if file_id is None:
         return None
     record = files.get_file(request.app.state.db, key, file_id)
     if record is None:
         raise not_found("file", file_id, param=param)
+    if record.status == "uploaded":
+        request.app.state.file_checks.wait(file_id, CHECK_WAIT_SECONDS)
+        record = files.get_file(request.app.state.db, key, file_id) or record
+    if record.status == "uploaded":
+        raise APIError(409, f"File {file_id} is still being checked; create the job once its status is processed "
+                            f"(GET /v1/files/{file_id}).", param=param, code="file_not_ready")
+    if record.status == "error":
+        raise APIError(400, f"File {file_id} failed its data check, so no job can train on it: "
+                            f"{record.status_details}", param=param, code="invalid_file")
     return record
 
 

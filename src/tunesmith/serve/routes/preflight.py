@@ -124,8 +124,8 @@ async def estimate_job(request: Request, body: CreateJob, key: str = Depends(api
     settings, db = request.app.state.settings, request.app.state.db
     base_ref(request, key, body.model)  # 404 for a model the key may not train
     method, requested = method_and_hyperparameters(body)
-    train = stored_file(request, key, body.training_file, "training_file")
-    valid = stored_file(request, key, body.validation_file, "validation_file")
+    train = await run_in_threadpool(stored_file, request, key, body.training_file, "training_file")  # waits for its check
+    valid = await run_in_threadpool(stored_file, request, key, body.validation_file, "validation_file")
     for record, param in ((train, "training_file"), (valid, "validation_file")):
         check_method_data(request, method, record, param)
     resolved = resolve_hyperparameters(requested, training_rows(train, settings.files_dir))

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from tunesmith.registry import files, jobs
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import not_found
+from tunesmith.serve.file_checks import CHECK_WAIT_SECONDS
 from tunesmith.serve.worker import job_dir
 
 router = APIRouter(prefix="/ui")
@@ -45,11 +46,16 @@ def asset(name: str):
 
 @router.get("/api/files/{file_id}/check")
 def file_check(request: Request, file_id: str, key: str = Depends(api_key)):
-    """The data-check report stored when the file was uploaded."""
+    """The data-check report stored for an uploaded file (waiting a little for a check still running), with the
+    file's status and, for a refused file, its row errors."""
+    if files.get_file(request.app.state.db, key, file_id) is None:
+        raise not_found("file", file_id, param="file_id")
+    request.app.state.file_checks.wait(file_id, CHECK_WAIT_SECONDS)
     record = files.get_file(request.app.state.db, key, file_id)
     if record is None:
         raise not_found("file", file_id, param="file_id")
-    return {"id": record.id, "filename": record.filename, "report": record.report}
+    return {"id": record.id, "filename": record.filename, "report": record.report, "status": record.status,
+            "status_details": record.status_details}
 
 
 @router.get("/api/jobs/{job_id}/model-card")

@@ -5,7 +5,7 @@ import { histogram } from "./charts.js";
 export async function refreshFiles() {
   const page = await api("/v1/files");
   $("files").querySelector("tbody").innerHTML = page.data.map((f) => `<tr class="clickable" tabindex="0" data-file="${esc(f.id)}">
-    <td>${esc(f.id)}</td><td>${esc(f.filename)}</td><td>${esc(bytes(f.bytes))}</td><td>${esc(when(f.created_at))}</td>
+    <td>${esc(f.id)}</td><td>${esc(f.filename)}${f.status === "error" ? ' <span class="fail">failed its data check</span>' : ""}</td><td>${esc(bytes(f.bytes))}</td><td>${esc(when(f.created_at))}</td>
     <td><button type="button" class="delete" id="delete-${esc(f.id)}" aria-describedby="delete-${esc(f.id)}-error">Delete</button>
     <span class="error" id="delete-${esc(f.id)}-error" role="alert"></span></td></tr>`).join("");
   return page.data;
