@@ -3,7 +3,7 @@ and a validation file must be of the training file's kind, form and labels."""
 import json
 
 from tests.serve.server import write_chat_file
-from tests.serve.test_api import api, assert_error, upload  # noqa: F401  (api is a fixture)
+from tests.serve.test_api import api, upload  # noqa: F401  (api is a fixture)
 from tunesmith.serve.training_file import check_training_file, is_classification_file
 
 
@@ -45,5 +45,8 @@ def test_upload_accepts_classification_rows_and_names_bad_ones(api, tmp_path):
     check = api.get(f"/ui/api/files/{stored.json()['id']}/check", headers=headers).json()  # as the web UI reads it
     assert check["report"]["kind"] == "classification" and check["report"]["files"][0]["path"] == "train.jsonl"
     bad = write_rows(tmp_path / "bad.jsonl", [*MULTI, {"text": "", "labels": ["violence"]}, {"text": "a", "labels": "hate"}])
-    error = assert_error(upload(api, headers, bad), 400, "file")
-    assert "line 4, text: empty text" in error["message"] and "line 5, labels: expected a list" in error["message"]
+    refused = upload(api, headers, bad)  # stored as `uploaded`; the full check then refuses its rows
+    assert refused.status_code == 200, refused.text
+    check = api.get(f"/ui/api/files/{refused.json()['id']}/check", headers=headers).json()  # waits for the check
+    assert check["status"] == "error", check
+    assert "line 4, text: empty text" in check["status_details"] and "line 5, labels: expected a list" in check["status_details"]

@@ -1,5 +1,6 @@
 """The whole workflow in the browser (headless Debian chromium, Playwright) against `tunesmith serve` with a tiny model:
-a file with a bad row is refused with its line, a good one is checked and stored, a job is started from the form
+a file with a bad row fails its data check with its line shown (it cannot be picked for a job), a good one is
+checked and stored, a job is started from the form
 (cost estimate and resolved "auto" shown first), reaches succeeded with drawn curves and its quick evaluation, a
 second job is paused, resumed and cancelled, the model is compared with its base (their reports, and a suite run
 on both) and chatted with. Nothing is fetched from outside the server."""
@@ -50,11 +51,14 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
         page.fill("#api-key", key)
         page.click("#save-key")
 
-        # a bad row: refused, with its line beside the upload control and in the data check
+        # a bad row: stored with status error (the data check runs after the upload is answered), its line beside
+        # the upload control and in the data check
         page.set_input_files("#upload", str(bad))
         expect(page.locator("#upload-error")).to_contain_text("line 11, messages")
         expect(page.locator("#file-check tr.row-error[data-line='11']")).to_contain_text("line 11")
-        assert http.get("/v1/files").json()["data"] == []
+        stored = http.get("/v1/files").json()["data"]
+        assert [(f["filename"], f["status"]) for f in stored] == [("bad.jsonl", "error")]
+        expect(page.locator(f"tr[data-file='{stored[0]['id']}']")).to_contain_text("failed its data check")
 
         # good files: progress to 100 %, the check at once with histogram and trained-token preview
         ids = {}
@@ -76,6 +80,7 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
         # the form: an API error beside its field, "auto" resolved, the estimate, then the job
         page.goto(f"{url}/ui#new")
         page.select_option("#job-training-file", ids["train.jsonl"])
+        assert page.locator(f"#job-training-file option[value='{stored[0]['id']}']").is_disabled()  # the bad file
         page.select_option("#job-validation-file", ids["valid.jsonl"])
         page.fill("#hp-n_epochs", "0")
         expect(page.locator("#hp-n_epochs-error")).to_contain_text("must be >= 1")

@@ -66,7 +66,15 @@ async function sendFile(file) {
   try {
     const stored = await upload("/v1/files", form, (share) => { progress.value = Math.round(100 * share); });
     progress.value = 100;
-    status.textContent = `uploaded ${file.name} as ${stored.id}`;
+    status.textContent = `${file.name} stored; checking its rows…`;
+    // the full data check runs after the upload is answered: wait for its verdict (the file's status)
+    const checked = await api(`/ui/api/files/${encodeURIComponent(stored.id)}/check`);
+    if (checked.status === "error") {
+      status.textContent = `uploaded ${file.name} as ${stored.id}, but it failed its data check: no job can train on it`;
+      showError("upload", checked.status_details);
+    } else {
+      status.textContent = `uploaded ${file.name} as ${stored.id}`;
+    }
     await refreshFiles();
     await showStoredCheck(stored.id, file.name);
   } catch (err) {

@@ -23,7 +23,9 @@ export async function loadJobForm(startFrom) {  // startFrom: a model to presele
   const tuned = ids.filter((id) => id.startsWith("ft:") && !id.includes(":ckpt-"));
   $("job-model").innerHTML = `<optgroup label="Base models">${bases.map((id) => option(id, id)).join("")}</optgroup>` +
     (tuned.length ? `<optgroup label="Continue a fine-tuned model">${tuned.map((id) => option(id, id)).join("")}</optgroup>` : "");
-  const fileOptions = files.data.map((f) => option(f.id, `${f.filename} (${f.id})`)).join("");
+  const fileOptions = files.data.map((f) => f.status === "error"  // its data check refused it: no job can use it
+    ? `<option value="${esc(f.id)}" disabled>${esc(f.filename)} (failed its data check)</option>`
+    : option(f.id, `${f.filename} (${f.id})`)).join("");
   const [train, valid] = [$("job-training-file").value, $("job-validation-file").value];
   $("job-training-file").innerHTML = files.data.length ? fileOptions : option("", "upload a file first");
   $("job-validation-file").innerHTML = option("", "none") + fileOptions;
