@@ -1,7 +1,9 @@
 """OpenAI's error shape, {"error": {"message", "type", "param", "code"}}, for every failure the API returns."""
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +38,18 @@ def error_response(status: int, message: str, param: str | None = None, code: st
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full") or a file write's ENOSPC/EDQUOT."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full() -> APIError:
+    return APIError(507, "The server is out of disk space: nothing was changed. Try again once the operator has "
+                         "freed space.", code="insufficient_storage")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError):
@@ -51,6 +65,17 @@ def install_error_handlers(app: FastAPI) -> None:
         location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
         param = ".".join(location) or None
         return error_response(400, f"Invalid value for {param or 'request'}: {first['msg']}", param, "invalid_value")
+
+    @app.exception_handler(sqlite3.OperationalError)
+    @app.exception_handler(OSError)
+    async def storage_error(request: Request, exc: Exception):
+        """A full disk is the operator's to fix and the client's to retry: 507, not a 500. (A failed registry
+        transaction is rolled back, registry/db.py, so once space returns the next write succeeds.)"""
+        if not is_disk_full(exc):
+            raise exc
+        log.error("out of disk space on %s %s: %s", request.method, request.url.path, exc)
+        error = disk_full()
+        return error_response(error.status, error.message, code=error.code)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
