@@ -7,6 +7,10 @@ whole-process wall time and peak RSS (os.wait4's ru_maxrss for that child alone)
 twice: with DPOConfig's defaults (gradient checkpointing on) and with gradient checkpointing off, its fastest
 CPU setting here (DPOConfig.padding_free is disabled in TRL 1.16 and falls back to padding; precomputing the
 reference log-probs moves the same reference forward passes before the loop instead of saving them).
+Both sides train the same batches in the same order: TRL is given the pairs in tunesmith's seeded order and
+draws them sequentially (train_sampling_strategy="sequential"; the TRL child checks every batch it trains).
+With the same seed both start from the same LoRA weights, and with the same batches a tunesmith run and
+DPOTrainer.train() compute the same updates (tests/train/test_dpo_trl_run.py, fp32, within 1e-5).
 Afterwards this process loads every adapter and scores it on the same held-out pairs with one function.
 
 Measured:
@@ -18,13 +22,18 @@ Measured:
                   also writes a checkpoint and exports the merged model).
   reward_accuracy share of held-out pairs whose implicit reward beta * (log pi - log pi_base) is higher for the
                   preferred answer, and the mean margin, scored here for every adapter by
-                  tunesmith.evaluate.preference (fp32; the base model is the reference).
+                  tunesmith.evaluate.preference (fp32; the base model is the reference). Held out: every pair of
+                  --valid, and every row of --train after the first --pairs whose answers no trained row has.
+                  With a 95% interval from a bootstrap over terms (pairs sharing a preferred answer are
+                  paraphrases of one question, so they are resampled together), also for the paired
+                  difference tunesmith - TRL.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -61,6 +70,7 @@ def bench_settings(args: argparse.Namespace) -> dict:
         "max_grad_norm": 1.0,
         "train_file": str(args.train),
         "valid_file": str(args.valid),
+        "order": "tunesmith's seeded permutation; TRL draws the pairs in it sequentially",
     }
 
 
@@ -70,12 +80,18 @@ def write_subset(source: Path, rows: int, target: Path) -> Path:
     return target
 
 
-def trl_rows(path: Path) -> list[dict]:
-    """Conversational prompt/chosen/rejected rows for TRL, read with tunesmith's own loader (the same pairs)."""
+def trl_rows(path: Path, settings: dict) -> list[dict]:
+    """Conversational prompt/chosen/rejected rows for TRL, read with tunesmith's own loader (the same pairs), in the
+    order tunesmith's loop draws them in its one epoch (its seeded permutation, schedule.epoch_order)."""
     from tunesmith.data.preference import load_preferences
+    from tunesmith.train.schedule import epoch_order
 
-    return [{"prompt": pair.prompt, "chosen": [{"role": "assistant", "content": pair.chosen}],
-             "rejected": [{"role": "assistant", "content": pair.rejected}]} for pair in load_preferences(path).pairs]
+    pairs = load_preferences(path).pairs
+    if settings["epochs"] != 1 or len(pairs) % settings["batch_size"]:
+        raise SystemExit("one epoch of whole batches only: a later epoch or a short last batch would be drawn differently")
+    return [{"prompt": pairs[i].prompt, "chosen": [{"role": "assistant", "content": pairs[i].chosen}],
+             "rejected": [{"role": "assistant", "content": pairs[i].rejected}]}
+            for i in epoch_order(len(pairs), settings["seed"], 0)]
 
 
 # --- the tunesmith side -------------------------------------------------------------------------------------------
@@ -116,6 +132,7 @@ def run_tunesmith(settings: dict, train: Path, work: Path) -> dict:
     process = run_child(command, work / "tunesmith.log")
     loop = tunesmith_loop_figures(run_dir / "metrics.jsonl")
     run = json.loads((run_dir / "run.json").read_text())
+    step_losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]  # log_every 1
     return {
         **process,
         "pairs_per_s": round(settings["pairs"] / loop["train_s"], 3),
@@ -124,7 +141,8 @@ def run_tunesmith(settings: dict, train: Path, work: Path) -> dict:
         "real_tokens": loop["real_tokens"],
         "loop_peak_rss_mb": loop["loop_peak_rss_mb"],
         "steps": run["steps"],
-        "final_train_loss": run["final_loss"],
+        "final_train_loss": run["final_loss"],  # the last step's loss
+        "mean_train_loss": round(sum(step_losses) / len(step_losses), 4),  # over every step (TRL's training_loss)
         "packing": True,
         "reference": "adapters disabled, in the same micro-batch",
         "adapter": str(run_dir / "adapter"),
@@ -169,20 +187,22 @@ def trl_side(args: argparse.Namespace) -> None:
         weight_decay=settings["weight_decay"],
         max_grad_norm=settings["max_grad_norm"],
         seed=settings["seed"],
+        train_sampling_strategy="sequential",  # the rows come in tunesmith's seeded order (trl_rows)
         max_length=settings["max_length"],
         beta=settings["beta"],
         loss_type=[settings["loss"]],
         gradient_checkpointing=not args.trl_no_gradient_checkpointing,
         save_strategy="no",
+        logging_steps=1,  # every step's loss in log_history (logging costs no forward pass)
         report_to=[],
     )
     peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                              target_modules=LORA["target_modules"], task_type="CAUSAL_LM")
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)  # fp32 weights, as tunesmith loads them
-    trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(trl_rows(Path(args.train))),
+    trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(trl_rows(Path(args.train), settings)),
                          processing_class=AutoTokenizer.from_pretrained(base_dir), peft_config=peft_config)
 
-    counter = {"pairs": 0, "real_tokens": 0, "padded_tokens": 0, "counting": False}
+    counter = {"pairs": 0, "real_tokens": 0, "padded_tokens": 0, "counting": False, "drawn": []}
     collate = trainer.data_collator
 
     def counting_collator(examples):
@@ -191,6 +211,7 @@ def trl_side(args: argparse.Namespace) -> None:
             counter["pairs"] += batch["input_ids"].shape[0] // 2
             counter["real_tokens"] += int(batch["attention_mask"].sum())
             counter["padded_tokens"] += int(batch["attention_mask"].numel())
+            counter["drawn"] += [tuple(e["prompt_ids"] + e["chosen_ids"]) for e in examples]
         return batch
 
     class LoopClock(TrainerCallback):
@@ -205,6 +226,10 @@ def trl_side(args: argparse.Namespace) -> None:
     result = trainer.train()
     trainer.save_model(str(out / "adapter"))
     train_s = counter["end"] - counter["begin"]
+    prepared = [tuple(row["prompt_ids"] + row["chosen_ids"]) for row in trainer.train_dataset]
+    if counter["drawn"] != prepared:  # tunesmith's batches, in its order, and nothing else
+        raise SystemExit("TRL did not draw the pairs in the order given: the two sides would train different batches")
+    step_losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     record = {
         "pairs_per_s": round(counter["pairs"] / train_s, 3),
         "tokens_per_s": round(counter["real_tokens"] / train_s, 1),
@@ -213,7 +238,9 @@ def trl_side(args: argparse.Namespace) -> None:
         "real_tokens": counter["real_tokens"],
         "padding_fraction": round(1 - counter["real_tokens"] / max(counter["padded_tokens"], 1), 3),
         "steps": result.global_step,
-        "final_train_loss": result.training_loss,
+        "final_train_loss": step_losses[-1],  # the last step's loss, as tunesmith's
+        "mean_train_loss": round(result.training_loss, 4),  # over every step
+        "batches_in_tunesmith_order": True,  # checked above
         "gradient_checkpointing": config.gradient_checkpointing,
         "padding_free": config.padding_free,
         "precompute_ref_log_probs": config.precompute_ref_log_probs,
@@ -226,33 +253,75 @@ def trl_side(args: argparse.Namespace) -> None:
 
 # --- one held-out score for every adapter ---------------------------------------------------------------------------
 
-def score_adapters(base: str, adapters: dict[str, str], valid: Path, beta: float, max_length: int) -> dict[str, dict]:
-    """Reward accuracy and margin on the held-out pairs, the base model as reference, one scorer for all."""
+def heldout_pairs(valid: Path, train: Path, trained_rows: int) -> dict[str, list]:
+    """{"valid": every pair of `valid`, "train_unseen": the rows of `train` after the first `trained_rows` whose
+    answers (preferred or not) none of those rows has: pairs neither side trained on, whatever their file}."""
+    from tunesmith.evaluate.preference import load_pairs
+
+    rows = load_pairs(train, None)
+    seen = {answer for pair in rows[:trained_rows] for answer in (pair.chosen, pair.rejected)}
+    unseen = [pair for pair in rows[trained_rows:] if pair.chosen not in seen and pair.rejected not in seen]
+    return {"valid": load_pairs(valid, None), "train_unseen": unseen}
+
+
+def bootstrap_interval(correct: dict[str, list[bool]], terms: list[str], resamples: int = 2000) -> dict[str, list[float]]:
+    """95% percentile intervals of each side's accuracy, resampling terms (pairs sharing a preferred answer are
+    paraphrases of one question, not independent draws) with a fixed seed."""
+    clusters: dict[str, list[int]] = {}
+    for i, term in enumerate(terms):
+        clusters.setdefault(term, []).append(i)
+    groups, rng = list(clusters.values()), random.Random(0)
+    draws: dict[str, list[float]] = {name: [] for name in correct}
+    for _ in range(resamples):
+        picked = [i for _ in groups for i in rng.choice(groups)]
+        for name, values in correct.items():
+            draws[name].append(sum(values[i] for i in picked) / len(picked))
+    return {name: [round(sorted(d)[int(0.025 * resamples)], 4), round(sorted(d)[int(0.975 * resamples) - 1], 4)]
+            for name, d in draws.items()}
+
+
+def score_adapters(base: str, adapters: dict[str, str], sets: dict[str, list], beta: float, max_length: int) -> dict:
+    """Per side: reward accuracy and margin over all held-out pairs and per set, the base model as reference,
+    one scorer (tunesmith.evaluate.preference, fp32) for every adapter."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.evaluate.preference import load_pairs, pair_logps, preference_scores
+    from tunesmith.evaluate.preference import pair_logps, preference_scores
     from tunesmith.models.load import load_tokenizer
     from tunesmith.models.resolve import resolve_model_dir
 
-    base_dir = resolve_model_dir(base)
     tokenizer = load_tokenizer(base)
-    pairs = load_pairs(valid, None)
-
-    def logps(adapter: str | None):
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
-        if adapter is not None:
-            model = PeftModel.from_pretrained(model, adapter).eval()
-        with torch.no_grad():
-            return pair_logps(model, tokenizer, pairs, valid, max_length, batch_size=16)
-
-    reference = logps(None)
-    scores = {}
+    pairs = [pair for name in sets for pair in sets[name]]
+    set_of = [name for name in sets for _ in sets[name]]
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_dir(base), dtype=torch.float32).eval()
+    with torch.no_grad():
+        reference = pair_logps(model, tokenizer, pairs, Path("held-out"), max_length, batch_size=16)
+    scores, correct = {}, {}
     for name, adapter in adapters.items():
-        metrics, _ = preference_scores(logps(adapter), reference, beta)
+        adapted = PeftModel.from_pretrained(model, adapter).eval()
+        with torch.no_grad():
+            policy = pair_logps(adapted, tokenizer, pairs, Path("held-out"), max_length, batch_size=16)
+        model = adapted.unload()  # the base weights again, for the next adapter
+        metrics, rewards = preference_scores(policy, reference, beta)
+        correct[name] = (rewards.chosen > rewards.rejected).tolist()
+        margins = (rewards.chosen - rewards.rejected).tolist()
         scores[name] = {"reward_accuracy": round(metrics["reward_accuracy"], 4), "margin": round(metrics["margin"], 4)}
-    return scores | {"pairs": len(pairs)}
+        for part in sets:
+            picked = [i for i, s in enumerate(set_of) if s == part]
+            scores[name][f"reward_accuracy_{part}"] = round(sum(correct[name][i] for i in picked) / len(picked), 4)
+            scores[name][f"margin_{part}"] = round(sum(margins[i] for i in picked) / len(picked), 4)
+    terms = [pair.chosen for pair in pairs]
+    intervals = bootstrap_interval(correct, terms)
+    for name in adapters:
+        scores[name]["reward_accuracy_ci95"] = intervals[name]
+    paired = {f"tunesmith - {name}": [a - b for a, b in zip(correct["tunesmith"], correct[name])]
+              for name in adapters if name != "tunesmith"}
+    deltas = bootstrap_interval(paired, terms)
+    return {"sides": scores, "pairs": {part: len(sets[part]) for part in sets} | {"all": len(pairs)},
+            "terms": len(set(terms)), "delta_ci95": deltas,
+            "disagreements": {key: {"only_tunesmith_right": v.count(1), "only_other_right": v.count(-1)}
+                              for key, v in paired.items()}}
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------------------
@@ -274,15 +343,16 @@ def benchmark(args: argparse.Namespace) -> dict:
     machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
     results["trl_no_gradient_checkpointing"] = run_trl(settings, train, work, "trl-nogc", gradient_checkpointing=False)
     machine["load_avg_after_trl_no_gc"] = [round(x, 2) for x in os.getloadavg()]
-    scores = score_adapters(args.base, {name: r["adapter"] for name, r in results.items()}, args.valid, args.beta, args.max_length)
+    sets = heldout_pairs(args.valid, args.train, args.pairs)
+    scored = score_adapters(args.base, {name: r["adapter"] for name, r in results.items()}, sets, args.beta, args.max_length)
     for name, result in results.items():
-        result.update(scores[name])
+        result.update(scored["sides"][name])
     return {
         **results,
-        "heldout_pairs": scores["pairs"],
+        "heldout": {key: scored[key] for key in ("pairs", "terms", "delta_ci95", "disagreements")},
         "ratios_vs_trl_defaults": compare(results["tunesmith"], results["trl"]),
         "ratios_vs_trl_fastest": compare(results["tunesmith"], results["trl_no_gradient_checkpointing"]),
-        "target": "pairs/s >= 1.5x TRL's fastest at equal or better held-out reward accuracy",
+        "target": "pairs/s >= 1.5x TRL's fastest at equal or better held-out reward accuracy (all held-out pairs)",
         "target_met": target_met(results["tunesmith"], results["trl_no_gradient_checkpointing"]),
         "config": settings,
         "machine": machine,
@@ -296,6 +366,7 @@ def compare(ours: dict, theirs: dict) -> dict:
         "wall_time": ratio(theirs["wall_s"], ours["wall_s"]),  # > 1: tunesmith finishes sooner
         "peak_rss": ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"]),  # < 1: tunesmith uses less
         "reward_accuracy_delta": round(ours["reward_accuracy"] - theirs["reward_accuracy"], 4),  # >= 0: equal or better
+        "reward_accuracy_delta_valid": round(ours["reward_accuracy_valid"] - theirs["reward_accuracy_valid"], 4),
     }
 
 
@@ -305,16 +376,23 @@ def target_met(ours: dict, fastest: dict) -> bool:
 
 def notes(machine: dict, work: Path) -> list[str]:
     lines = [
-        "Same pairs (the first --pairs rows of --train, in the order each side's seeded sampler draws them), LoRA r 16 / "
-        "alpha 32 / dropout 0 on all linear layers, sigmoid DPO loss, beta, max length, batch without accumulation, "
-        "AdamW (wd 0), clip 1.0, cosine without warm-up, fp32 weights under bf16 CPU autocast, 1 epoch.",
+        "Same batches in the same order (the first --pairs rows of --train in tunesmith's seeded order; TRL is given them "
+        "in that order and draws them sequentially, checked batch by batch), the same initial LoRA weights (same seed), "
+        "LoRA r 16 / alpha 32 / dropout 0 on all linear layers, sigmoid DPO loss, beta, max length, batch without "
+        "accumulation, AdamW (wd 0), clip 1.0, cosine without warm-up, fp32 weights under bf16 CPU autocast, 1 epoch. "
+        "In fp32 these give the same adapter on both sides (tests/train/test_dpo_trl_run.py).",
         "Reference on both sides: the base weights with the LoRA adapters disabled. tunesmith packs each micro-batch's "
         "chosen and rejected sequences into rows with a block-diagonal mask; TRL pads them (padding_free is disabled "
-        "in TRL 1.16).",
-        "'trl' is DPOConfig's defaults for everything not shared (gradient_checkpointing=True, optim adamw_torch_fused); "
+        "in TRL 1.16). Under bf16 the two layouts round differently, so the runs drift apart a little step by step.",
+        "'trl' is DPOConfig's defaults for everything not shared (gradient_checkpointing=True, optim adamw_torch_fused) "
+        "but the sampler (sequential over tunesmith's order instead of its own seeded shuffle); "
         "'trl_no_gradient_checkpointing' turns gradient checkpointing off, which is its fastest CPU setting here.",
-        "Each side renders the pairs with the model's chat template itself (real_tokens: what each fed the model); "
-        "scoring (reward_accuracy, margin) uses tunesmith's rendering for every adapter.",
+        "Each side renders the pairs with the model's chat template itself (real_tokens: what each fed the model): "
+        "the same tokens, but TRL also trains the newline the template writes after each answer's <|im_end|>, which "
+        "tunesmith does not (the model stops at <|im_end|> and never generates it). Scoring (reward_accuracy, margin) "
+        "uses tunesmith's rendering for every adapter.",
+        "final_train_loss is the last step's loss on both sides, mean_train_loss the mean over every step (what TRL's "
+        "train() returns as training_loss).",
         f"Work directory (logs, runs): {work}",
     ]
     worst = max(machine["load_avg_before"][0], *(machine.get(key, [0])[0] for key in
