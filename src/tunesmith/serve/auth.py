@@ -6,6 +6,7 @@ the key may do, registry/keys.py SCOPES); `api_key` hands the key's id to the ro
 from __future__ import annotations
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 
 from tunesmith.registry.db import Database
 from tunesmith.registry.keys import SCOPES, ApiKey, find_key
@@ -40,13 +41,15 @@ def check_scope(key: ApiKey, method: str, path: str) -> None:
                    code="insufficient_scope")
 
 
-def calling_key(request: Request) -> ApiKey:
-    """FastAPI dependency: the calling key (checked by the gate), or 401."""
+async def calling_key(request: Request) -> ApiKey:
+    """FastAPI dependency: the calling key (checked by the gate), or 401. Async, so that handing over the key the
+    gate found costs no trip through the thread pool (each trip waits for a free thread under load)."""
     checked = getattr(request.state, "key", None)
-    return checked if checked is not None else key_from_header(request.app.state.db,
-                                                               request.headers.get("authorization", ""))
+    if checked is not None:
+        return checked
+    return await run_in_threadpool(key_from_header, request.app.state.db, request.headers.get("authorization", ""))
 
 
-def api_key(request: Request) -> str:
+async def api_key(request: Request) -> str:
     """FastAPI dependency: the calling key's id, or 401."""
-    return calling_key(request).id
+    return (await calling_key(request)).id

@@ -84,7 +84,7 @@ async def data_check(request: Request, key: str = Depends(api_key)):
     settings.files_dir.mkdir(parents=True, exist_ok=True)
     staging = settings.files_dir / f".check-{secrets.token_hex(12)}.jsonl"
     try:
-        await save_upload(upload, staging, settings.max_upload_bytes)
+        await run_in_threadpool(save_upload, upload.file, staging, settings.max_upload_bytes)
         return await run_in_threadpool(full_check, staging, Path(upload.filename or "upload.jsonl").name, ref,
                                        settings.max_row_bytes)
     finally:
