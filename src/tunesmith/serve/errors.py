@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import sqlite3
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,10 +41,22 @@ def error_response(status: int, message: str, param: str | None = None, code: st
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """SQLite's SQLITE_FULL ("database or disk is full") or a file write's ENOSPC/EDQUOT."""
+    """SQLite's SQLITE_FULL ("database or disk is full"), a file write's ENOSPC/EDQUOT, or a library's error that
+    wraps one in its message (safetensors: "No space left on device (os error 28)")."""
     if isinstance(exc, sqlite3.OperationalError):
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(exc)
+
+
+LOW_DISK_BYTES = 1 << 20  # less free space than this where a job writes: its failure is put down to the disk
+
+
+def out_of_space_message(directory: Path) -> str:
+    free = shutil.disk_usage(directory).free
+    return (f"the server ran out of disk space while training ({free // (1 << 20)} MiB free where jobs are written); "
+            "its completed checkpoints are kept. Free space, then create the job again.")
 
 
 def disk_full() -> APIError:

@@ -41,6 +41,7 @@ def main(job_dir: Path, started_by: str | None = None) -> int:
 
     from tunesmith.config import load_config
     from tunesmith.evaluate.after_training import check_eval_suite, evaluate_run
+    from tunesmith.serve.errors import is_disk_full, out_of_space_message
     from tunesmith.train.recipes import train_run
     from tunesmith.train.setup import InvalidDataError
 
@@ -55,7 +56,13 @@ def main(job_dir: Path, started_by: str | None = None) -> int:
         except Exception as exc:
             traceback.print_exc()
             code = "invalid_training_file" if isinstance(exc, InvalidDataError) else "training_failed"
-            (job_dir / "error.json").write_text(json.dumps({"code": code, "message": str(exc)}))
+            message = str(exc)
+            if is_disk_full(exc):
+                code, message = "insufficient_storage", out_of_space_message(job_dir)
+            try:
+                (job_dir / "error.json").write_text(json.dumps({"code": code, "message": message}))
+            except OSError:  # the full disk again: the worker sees the disk's state (worker.read_error)
+                pass
             return 1
     return 0
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from tunesmith.config import RunConfig, save_config
 from tunesmith.registry import files, job_events, jobs, models
 from tunesmith.registry.db import Database
+from tunesmith.serve.errors import LOW_DISK_BYTES, out_of_space_message
 from tunesmith.serve.hyperparameters import resolve_hyperparameters
 from tunesmith.serve.job_config import job_run_config
 from tunesmith.serve.retention import Retention
@@ -293,9 +295,14 @@ def training_rows(record: files.FileRecord, files_dir: Path) -> int:
 
 
 def read_error(directory: Path) -> dict:
+    """What the training process said in error.json; on a full disk, where it may have failed to write that or
+    failed in a library that hides the errno (torch.save), the disk's state."""
     path = directory / "error.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    error = json.loads(path.read_text()) if path.is_file() else None
+    if (error is None or error["code"] == "training_failed") and shutil.disk_usage(directory).free < LOW_DISK_BYTES:
+        return {"code": "insufficient_storage", "message": out_of_space_message(directory)}
+    if error is not None:
+        return error
     tail = (directory / "train.log").read_text(errors="replace")[-2000:] if (directory / "train.log").is_file() else ""
     return {"code": "training_failed", "message": f"the training process exited unexpectedly: {tail.strip()[-500:]}"}
 
