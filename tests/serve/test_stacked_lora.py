@@ -74,7 +74,7 @@ def test_an_added_adapter_rebuilds_the_stacks_and_every_row_answers_as_its_adapt
     assert len(set(expected)) == 3  # each adapter changes the answer
     assert batched(model, tokenizer, batch, prompt, order) == expected
     rebuilt = stacked_lora(model)
-    assert rebuilt is not first and any("b" in str(layout) for _, _, layout in rebuilt.stacks.values())
+    assert rebuilt is not first and any("b" in str(stack.layout) for stack in rebuilt.stacks.values())
     layer = next(m for m in model.modules() if isinstance(m, LoraLayer))
     assert layer.forward.func.__self__ is rebuilt  # the new stacks run the layers, not the first ones
     rebuilt.close()

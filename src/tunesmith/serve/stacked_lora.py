@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -58,53 +59,82 @@ def stackable(model: PeftModel) -> bool:
     return True
 
 
+@dataclass
+class Stack:
+    """One LoRA layer's adapters, stacked. R = the sum of their ranks."""
+
+    layout: tuple  # (name, first column, end column, scaling) per adapter
+    b: torch.Tensor  # (R, out): the B matrices side by side, transposed
+    a: torch.Tensor | None = None  # (in, R): the A matrices stacked, transposed (not fused)
+    joint: torch.Tensor | None = None  # fused: (out + R, in), the base weight with the A matrices under it
+
+
 class StackedLora:
+    fuse = True  # A into the base weight where the base layer is a plain nn.Linear
+
     def __init__(self, model: PeftModel):
         self.model, self.key = model, adapters_key(model)
-        self.stacks: dict[int, tuple[torch.Tensor, torch.Tensor, tuple]] = {}  # id(layer) → A^T (in, R), B^T (R, out), layout
-        self.masks: dict[tuple, torch.Tensor | None] | None = None  # layout → (rows, 1, R), while a forward runs
+        self.stacks: dict[int, Stack] = {}  # id(layer) → its stack
+        self.masks: dict[tuple, torch.Tensor | None] | None = None  # (layout, dtype) → (rows, 1, R), while a forward runs
         self.layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+        with torch.inference_mode(False), torch.no_grad():  # built mid-batch: plain tensors, not inference ones
+            for module in self.layers:
+                if module.lora_A:
+                    self.stacks[id(module)] = self.stack(module)
         for module in self.layers:
-            if module.lora_A:
-                names = sorted(module.lora_A)
-                layout, start = [], 0
-                for name in names:
-                    rank = module.lora_A[name].weight.shape[0]
-                    layout.append((name, start, start + rank, float(module.scaling[name])))
-                    start += rank
-                a = torch.cat([module.lora_A[name].weight for name in names]).t().contiguous()  # (in, R)
-                b = torch.cat([module.lora_B[name].weight for name in names], dim=1).t().contiguous()  # (R, out)
-                self.stacks[id(module)] = (a, b, tuple(layout))
             # the layer's own forward, while rows() is active (instead of peft's: its argument checks and
             # adapter loop per layer per step cost 7% of a step even with every adapter off)
             module.forward = partial(self.layer_forward, module, type(module).forward.__get__(module))
-        self.dtype = next(iter(self.stacks.values()))[0].dtype if self.stacks else torch.float32
+
+    def stack(self, module) -> Stack:
+        names = sorted(module.lora_A)
+        layout, start = [], 0
+        for name in names:
+            rank = module.lora_A[name].weight.shape[0]
+            layout.append((name, start, start + rank, float(module.scaling[name])))
+            start += rank
+        a = torch.cat([module.lora_A[name].weight for name in names])  # (R, in)
+        b = torch.cat([module.lora_B[name].weight for name in names], dim=1).t().contiguous()  # (R, out)
+        base = module.base_layer
+        if not (self.fuse and type(base) is torch.nn.Linear):
+            return Stack(tuple(layout), b, a.t().contiguous())
+        # one matmul for the base output and x A^T: A's rows appended to the base weight, which becomes a view of
+        # the joint matrix (no second copy; tied weights share the Parameter and see it too)
+        weight = base.weight
+        joint = torch.cat([weight.detach(), a.to(weight.dtype)])  # (out + R, in)
+        weight.data = joint[: weight.shape[0]]
+        return Stack(tuple(layout), b.to(weight.dtype), joint=joint)
 
     def layer_forward(self, module, peft_forward, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.masks is None:
             return peft_forward(x, *args, **kwargs)
-        output = module.base_layer(x, *args, **kwargs)
         stack = self.stacks.get(id(module))
-        mask = self.masks.get(stack[2]) if stack is not None else None
+        mask = self.masks.get((stack.layout, stack.b.dtype)) if stack is not None else None
         if mask is None:
-            return output
-        a, b, _ = stack
-        lora = torch.matmul(x.to(a.dtype), a) * mask  # (rows, T, R)
-        return output + torch.matmul(lora, b).to(output.dtype)
+            return module.base_layer(x, *args, **kwargs)
+        if stack.joint is None:
+            output = module.base_layer(x, *args, **kwargs)
+            lora = torch.matmul(x.to(stack.a.dtype), stack.a) * mask  # (rows, T, R)
+            return output + torch.matmul(lora, stack.b).to(output.dtype)
+        both = torch.nn.functional.linear(x, stack.joint)  # (rows, T, out + R)
+        out = stack.b.shape[1]
+        lora = both[..., out:] * mask  # (rows, T, R)
+        output = torch.matmul(lora, stack.b).add_(both[..., :out])
+        return output if module.base_layer.bias is None else output.add_(module.base_layer.bias)
 
     @contextmanager
     def rows(self, adapters: list[str | None]):
         """Run the model inside this: row i gets adapters[i] (None = the base)."""
         masks = {}
         if any(adapters):
-            for _, _, layout in self.stacks.values():
-                if layout not in masks:
-                    mask, used = torch.zeros(len(adapters), 1, layout[-1][2], dtype=self.dtype), False
+            for layout, dtype in {(stack.layout, stack.b.dtype) for stack in self.stacks.values()}:
+                if (layout, dtype) not in masks:
+                    mask, used = torch.zeros(len(adapters), 1, layout[-1][2], dtype=dtype), False
                     for name, start, stop, scaling in layout:
                         picked = [i for i, adapter in enumerate(adapters) if adapter == name]
                         if picked:
                             mask[picked, :, start:stop], used = scaling, True
-                    masks[layout] = mask if used else None  # None: no row of this batch uses these adapters
+                    masks[layout, dtype] = mask if used else None  # None: no row of this batch uses these adapters
         self.masks = masks
         try:
             yield
