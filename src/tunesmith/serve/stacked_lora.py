@@ -9,10 +9,13 @@ Here each LoRA layer keeps its adapters' A matrices stacked, (R, in), and their 
 (out, R), R = the sum of their ranks (both stored transposed and contiguous). While a batch runs, each LoRA
 layer's forward is its base layer's plus ((x @ A^T) * mask) @ B^T for all rows at once, where the mask
 (rows, R) keeps, for each row, its own adapter's columns times that adapter's scaling (no columns for a base
-row); outside a batch the layer runs peft's forward. Like peft, the LoRA weights stay float32 and the input is
-cast to them: these small matmuls (16 rows, R = 32) run 2x faster in float32 than in bf16 on this CPU (11 vs
-28 us, 27 vs 43 us). Adapters this does not cover (DoRA and other variants, LoRA biases, non-Linear layers)
-leave the model to peft's own path.
+row); outside a batch the layer runs peft's forward. Where the base layer is a plain nn.Linear the A matrices
+are appended under its weight (which becomes a view of that joint matrix: no second copy), so one matmul gives
+the base output and x @ A^T, and A and B are in the base dtype (bf16 when serving in bf16); else, like peft, they
+stay float32 and the input is cast to them. Measured (mixed_lora, 16 x 64 tokens through the batcher, base /
+a / b cycling, one process, 10:12 UTC, load 1.3-2.1): cost 0.500 -> 0.432 with 2 threads, 0.152 -> 0.078 with
+1 thread. Adapters this does not cover (DoRA and other variants, LoRA biases, non-Linear layers) leave the
+model to peft's own path.
 """
 from __future__ import annotations
 
