@@ -16,7 +16,8 @@ from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii_policy import PersonalDataRefused
 from tunesmith.registry.erasure import erase_data
 from tunesmith.registry.lineage import lineage, trained_on
-from tunesmith.train.replay import replay_per_step, replay_slots
+from tunesmith.models.load import load_tokenizer
+from tunesmith.train.replay import load_replay, replay_per_step, replay_slots
 from tunesmith.train.run_record import REDACTED_DIR, read_run_record
 from tunesmith.train.setup import build_model
 from tunesmith.train.sft import train
@@ -108,6 +109,24 @@ def test_replay_mixes_the_ancestors_data_into_each_step_and_records_it(tiny_mode
     assert replay["per_step"] == 2 and [s["name"] for s in replay["sources"]] == ["earlier", "general"]
     assert replay["sources"][0]["files"][0]["path"] == str(tmp_path / "old.jsonl")
     assert load_config(tmp_path / "v2" / "config.yaml").data.replay.share == 0.5
+
+
+def test_general_chunk_tokens_cuts_the_general_text_shorter_than_max_length(tiny_model_dir, tmp_path):
+    general = tmp_path / "general.txt"
+    general.write_text(" ".join(f"word{i}" for i in range(200)) + "\n")
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+
+    def chunks(**replay):
+        config = load_config(overrides={"model.base": str(tiny_model_dir), "out": tmp_path / "run", "data.max_length": 256,
+                                        "data.train": write_chat_file(tmp_path / "new.jsonl", NEW_FACTS),
+                                        "data.replay.from_parent": False, "data.replay.general_text": general,
+                                        **{f"data.replay.{k}": v for k, v in replay.items()}})
+        [source] = load_replay(config, tokenizer).sources
+        return [len(e.input_ids) for e in source.examples]
+
+    whole, short = chunks(), chunks(general_chunk_tokens=16)
+    assert max(whole) > 16 and max(short) == 16  # cut to 16 tokens, not to data.max_length
+    assert sum(short) == sum(whole) and len(short) > len(whole)  # the same text, every token kept
 
 
 def test_replay_slots_alternate_sources_and_are_a_function_of_seed_and_step():

@@ -100,7 +100,8 @@ def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
         if examples:
             sources.append(ReplaySource("earlier", files, examples))
     if replay.general_text is not None:
-        examples = read_examples(replay.general_text, tokenizer, config.data)
+        chunked = config.data.model_copy(update={"max_length": replay.general_chunk_tokens or config.data.max_length})
+        examples = read_examples(replay.general_text, tokenizer, chunked)
         sources.append(ReplaySource("general", [{"path": str(replay.general_text),
                                                  "sha256": file_sha256(replay.general_text)}], examples))
     sources = [s for s in sources if s.examples]
