@@ -20,6 +20,7 @@ from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_check
 from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
+from tunesmith.train.frozen_weights import frozen_weights_in_bf16
 from tunesmith.train.loop import fit
 from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
@@ -118,7 +119,10 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             last.update(record)
             progress.update(task, completed=step, loss=f"loss {last['loss']:.3f}")
 
-        state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step, stop_after)
+        # frozen base weights cast to bf16 once, not in every forward (train/frozen_weights.py); fp32 again for export
+        with frozen_weights_in_bf16(model, settings.bf16 and config.train.uses_lora and world.size == 1):
+            state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step,
+                        stop_after)
     finished = state.step >= settings.total_steps
 
     # --- export (one writer: rank 0; FSDP shards are gathered to it first)
