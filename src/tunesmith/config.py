@@ -54,7 +54,7 @@ class ReplayConfig(Strict):
     share: float = Field(0.5, gt=0, lt=1, description="Fraction of each step's examples drawn from replay (0.5: measured in train/parent.py).")
     from_parent: bool = Field(True, description="Replay the training files of the parent and every earlier ancestor, as their run.json records them (each must still match its recorded sha256).")
     general_text: Path | None = Field(None, description="Plain text (.txt, blank-line separated documents) or JSONL {text}: general language to keep, chunked to data.max_length.")
-    general_chunk_tokens: int | None = Field(None, ge=8, description="Chunk the general text to this many tokens instead of data.max_length. Loss is averaged over a step's trained tokens, so one 256-token chunk outweighs a batch of short chat answers; short chunks keep replay a small share of the gradient (the elements demo: 32).")
+    general_chunk_tokens: int | None = Field(None, ge=8, description="Chunk the general text to this many tokens instead of data.max_length. Loss is averaged over a step's trained tokens, so one 256-token chunk outweighs a batch of short chat answers; short chunks keep replay a small share of the gradient.")
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "ReplayConfig":

@@ -14,9 +14,9 @@ from tunesmith.cli import app
 from tunesmith.config import ConfigError, load_config
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii_policy import PersonalDataRefused
+from tunesmith.models.load import load_tokenizer
 from tunesmith.registry.erasure import erase_data
 from tunesmith.registry.lineage import lineage, trained_on
-from tunesmith.models.load import load_tokenizer
 from tunesmith.train.replay import load_replay, replay_per_step, replay_slots
 from tunesmith.train.run_record import REDACTED_DIR, read_run_record
 from tunesmith.train.setup import build_model

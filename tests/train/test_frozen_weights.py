@@ -27,8 +27,8 @@ def test_inside_frozen_linears_are_bf16_and_on_exit_the_fp32_weights_are_back(ti
         assert {n for n, p in inside.items() if p.dtype == torch.bfloat16} == \
                {n for n, p in before.items() if "base_layer.weight" in n}  # every frozen projection, nothing else
         assert all(p.dtype == torch.float32 for n, p in inside.items() if "lora_" in n or "embed" in n or "norm" in n)
-        assert torch.equal(inside[next(iter(n for n in inside if "base_layer" in n))].float(),
-                           before[next(iter(n for n in before if "base_layer" in n))].to(torch.bfloat16).float())
+        projection = next(n for n in before if "base_layer.weight" in n)
+        assert torch.equal(inside[projection], before[projection].to(torch.bfloat16))  # the value autocast would use
     assert all(p is before[name] for name, p in model.named_parameters())  # the very fp32 tensors, not copies
 
     with pytest.raises(RuntimeError), frozen_weights_in_bf16(model, enabled=True):
