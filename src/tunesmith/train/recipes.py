@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from tunesmith.config import RunConfig
 from tunesmith.train import classify, dpo, sft
+from tunesmith.train.distributed import leave_world
 from tunesmith.train.sft import RunResult
 
 RECIPES = {"dpo": dpo.train, "classification": classify.train}  # any other method (lora / full): supervised finetuning
@@ -14,4 +15,7 @@ RECIPES = {"dpo": dpo.train, "classification": classify.train}  # any other meth
 def train_run(config: RunConfig, **options) -> RunResult:
     """Run `config` with its method's recipe; `options` are the recipes' shared keywords (resume, console, ...)."""
     recipe = RECIPES.get(config.train.method, sft.train)
-    return recipe(config, **options)
+    try:
+        return recipe(config, **options)
+    finally:
+        leave_world()  # under torchrun: every rank leaves the group itself, at the end of its recipe
