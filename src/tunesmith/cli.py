@@ -146,6 +146,9 @@ def train(
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: where supported)."),
     save_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validation-loss evaluations."),
+    time_budget: Optional[float] = typer.Option(None, help="Minutes the training steps must fit: after timing a few "
+                                                "steps the run fixes its step count (at most what --epochs / "
+                                                "--max-steps give) and the learning-rate schedule ends there."),
     out: Optional[Path] = typer.Option(None, help="Run directory."),
     resume: bool = typer.Option(False, help="Continue from the newest complete checkpoint in --out."),
     skip_invalid: bool = typer.Option(False, help="Skip invalid rows (each is reported) instead of refusing."),
@@ -178,7 +181,7 @@ def train(
         "train.epochs": epochs, "train.max_steps": max_steps, "train.lr": lr, "train.batch_size": batch_size,
         "train.micro_batch_size": micro_batch_size, "data.max_length": max_length, "data.packing": packing,
         "lora.r": lora_r, "lora.alpha": lora_alpha, "train.seed": seed, "train.bf16": bf16,
-        "train.save_every": save_every, "train.eval_every": eval_every, "out": out,
+        "train.save_every": save_every, "train.eval_every": eval_every, "out": out, "train.time_budget": time_budget,
         "data.skip_invalid": skip_invalid or None, "train.distributed": distributed,
         "train.deepspeed_config": deepspeed_config,
     }
@@ -206,7 +209,8 @@ def train(
         console.print(f"stopped after step {result.steps} with a checkpoint; continue with: "
                       f"tunesmith train --out {result.run_dir} --resume")
         return
-    console.print(f"done: {result.steps} steps, final loss {result.final_loss:.4f}"
+    stopped = " (the time budget's)" if result.stopped_by == "time_budget" else ""
+    console.print(f"done: {result.steps} steps{stopped}, final loss {result.final_loss:.4f}"
                   + (f", valid loss {result.final_valid_loss:.4f}" if result.final_valid_loss is not None else ""))
     console.print(f"adapter and merged model in {result.run_dir}")
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process evaluates

@@ -110,6 +110,7 @@ class TrainConfig(Strict):
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     distributed: Literal["ddp", "fsdp", "deepspeed"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed), fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device) or deepspeed (ZeRO through accelerate with train.deepspeed_config; needs the deepspeed package). A 1-process run ignores ddp and fsdp.")
     deepspeed_config: Path | None = Field(None, description="DeepSpeed JSON config passed through to accelerate; required with distributed: deepspeed.")
+    time_budget: float | None = Field(None, gt=0, description="Minutes the training steps must fit (model loading and export not counted): after timing a few steps, the run fixes its total at what fits (at most what epochs / max_steps give) and the learning-rate schedule ends there; None = no limit.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field([], description="Also send metrics to TensorBoard (RUN_DIR/tensorboard) and/or MLflow (RUN_DIR/mlruns, or $MLFLOW_TRACKING_URI); needs the tensorboard / mlflow extra.")
 
     @property

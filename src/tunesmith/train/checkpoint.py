@@ -45,6 +45,7 @@ class TrainState:
     step: int  # optimizer steps completed
     trained_tokens: int  # trained (loss-bearing) tokens seen so far
     best_valid_loss: float | None = None
+    time_budget: dict | None = None  # train.time_budget's decision (time_budget.py): its total_steps ends the run
 
 
 FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on rank 0 when sharded
@@ -77,7 +78,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainStat
     weights, optim = strategy.gather_state(model, optimizer)
     writer = strategy.world.is_main
     root = run_dir / "checkpoints"
-    final, staging = root / f"step-{state.step:06d}", root / f".tmp-step-{state.step:06d}"
+    final, staging = root / checkpoint_name(state.step), root / f".tmp-{checkpoint_name(state.step)}"
     if writer:
         if staging.exists():
             shutil.rmtree(staging)
@@ -115,6 +116,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def prune_checkpoints(root: Path, keep: int) -> None:
     for old in complete_checkpoints(root.parent)[:-keep]:
         shutil.rmtree(old)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, strategy: Strategy) -> TrainState:

@@ -47,7 +47,7 @@ from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import atomic_directory_write
 from tunesmith.train.forward import causal_lm_of
-from tunesmith.train.loop import fit
+from tunesmith.train.loop import fit, run_outcome
 from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
 from tunesmith.train.schedule import build_scheduler
 from tunesmith.train.setup import (
@@ -59,7 +59,7 @@ from tunesmith.train.setup import (
     loop_settings,
     seed_everything,
 )
-from tunesmith.train.sft import RunResult, prepare_run_dir, training_progress
+from tunesmith.train.sft import RunResult, prepare_run_dir, print_decisions, training_progress
 
 
 @dataclass
@@ -134,10 +134,13 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
 
         def on_step(step: int, record: dict) -> None:
             last.update(record)
-            progress.update(task, completed=step, loss=f"loss {last['loss']:.3f} acc {last['accuracy']:.2f}")
+            print_decisions(console, record)
+            progress.update(task, completed=step, total=settings.total_steps,
+                            loss=f"loss {last['loss']:.3f} acc {last['accuracy']:.2f}")
 
         state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step, stop_after)
-    finished = state.step >= settings.total_steps
+    outcome = run_outcome(state, settings)
+    finished = outcome["finished"]
 
     # --- calibrate and export (one writer: rank 0; FSDP shards are gathered to it first)
     thresholds: dict[str, float] = {}
@@ -148,7 +151,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     world.barrier()
     result = RunResult(run_dir=run_dir, steps=state.step, final_loss=last.get("loss"),
                        final_valid_loss=last.get("valid_loss"), trained_tokens=state.trained_tokens,
-                       seconds=time.perf_counter() - started, resumed_from=resumed_from, finished=finished)
+                       seconds=time.perf_counter() - started, resumed_from=resumed_from, **outcome)
     if world.is_main:
         write_run_record(run_dir, config, {**asdict(result), "trainable_parameters": trainable},
                          started_at=started_at, world_size=world.size, pii=pii, started_by=started_by,

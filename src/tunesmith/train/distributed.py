@@ -37,6 +37,14 @@ class World:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.item()
 
+    def max(self, value: float) -> float:
+        """The largest of every rank's `value`, on every rank (so all ranks can take the same decision from it)."""
+        if self.size == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor.item()
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()

@@ -23,7 +23,7 @@ from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_check
 from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
-from tunesmith.train.loop import fit
+from tunesmith.train.loop import fit, run_outcome
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
 from tunesmith.train.preference_objective import PreferenceExample, PreferenceObjective
 from tunesmith.train.reference import with_reference_logps
@@ -40,7 +40,7 @@ from tunesmith.train.setup import (
     loop_settings,
     seed_everything,
 )
-from tunesmith.train.sft import RunResult, prepare_run_dir, training_progress
+from tunesmith.train.sft import RunResult, prepare_run_dir, print_decisions, training_progress
 
 
 def train(config: RunConfig, resume: bool = False, console: Console | None = None,
@@ -103,10 +103,13 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
 
         def on_step(step: int, record: dict) -> None:
             last.update(record)
-            progress.update(task, completed=step, loss=f"loss {last['loss']:.3f} acc {last['rewards/accuracy']:.2f}")
+            print_decisions(console, record)
+            progress.update(task, completed=step, total=settings.total_steps,
+                            loss=f"loss {last['loss']:.3f} acc {last['rewards/accuracy']:.2f}")
 
         state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step, stop_after)
-    finished = state.step >= settings.total_steps
+    outcome = run_outcome(state, settings)
+    finished = outcome["finished"]
 
     # --- export (one writer: rank 0; FSDP shards are gathered to it first)
     if finished:
@@ -116,7 +119,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     world.barrier()
     result = RunResult(run_dir=run_dir, steps=state.step, final_loss=last.get("loss"),
                        final_valid_loss=last.get("valid_loss"), trained_tokens=state.trained_tokens,
-                       seconds=time.perf_counter() - started, resumed_from=resumed_from, finished=finished)
+                       seconds=time.perf_counter() - started, resumed_from=resumed_from, **outcome)
     if world.is_main:
         write_run_record(run_dir, config, {**asdict(result), "trainable_parameters": trainable},
                          started_at=started_at, world_size=world.size, pii=pii, started_by=started_by,

@@ -8,6 +8,9 @@ example counts, collates batches and sums their loss; the normalisation stays he
 
 How the ranks share the model (one process, DDP, FSDP, DeepSpeed) is `settings.strategy`'s business
 (strategy.py): the step below is the same recipe under each, and never asks which strategy it runs.
+
+train.time_budget may end a run before epochs / max_steps would: it shortens the run once, after measuring
+its pace (time_budget.py). The decision lives in the TrainState, so a resumed run does not decide again.
 """
 from __future__ import annotations
 
@@ -26,9 +29,10 @@ from tunesmith.train.checkpoint import TrainState, save_checkpoint
 from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.metrics import METRICS_FILE, MetricsLog
 from tunesmith.train.objective import Objective, TokenObjective
-from tunesmith.train.schedule import micro_batches, step_example_indices, steps_per_epoch
+from tunesmith.train.schedule import fix_total_steps, micro_batches, step_example_indices, steps_per_epoch
 from tunesmith.train.replay import ReplayPool
 from tunesmith.train.strategy import Strategy, TrainingDiverged
+from tunesmith.train.time_budget import TimeBudget
 from tunesmith.train.trackers import open_trackers
 
 
@@ -58,6 +62,7 @@ class LoopSettings:
     objective: Objective = TokenObjective()  # supervised next-token loss unless the recipe trains another method
     replay: ReplayPool | None = None  # earlier data / general text mixed into each step (data.replay)
     report_to: tuple[str, ...] = ()  # trackers that get each metrics.jsonl record too (train.report_to)
+    time_budget: float | None = None  # minutes the loop's steps must fit (train.time_budget); None: no limit
 
     @property
     def new_per_step(self) -> int:
@@ -181,15 +186,17 @@ def fit(
     on_step: Callable[[int, dict], None] | None = None,
     stop_after: int | None = None,
 ) -> TrainState:
-    """Train from `state.step` to `settings.total_steps` (or to `stop_after`, checkpointed); returns the state."""
+    """Train from `state.step` to `settings.total_steps` (or to `stop_after`, checkpointed); returns the state.
+    A time budget's decision sets `settings.total_steps` (the
+    recipe's progress and `run_outcome` read it); `on_step` gets it once as record["time_budget"]."""
     strategy, world = settings.strategy, settings.strategy.world
+    budget = start_time_budget(state, settings, scheduler)
     metrics = MetricsLog(run_dir / METRICS_FILE, state.step, open_trackers(settings.report_to, run_dir, state.step)) \
         if world.is_main else None
     per_epoch = steps_per_epoch(len(train_examples), settings.new_per_step)
     model.train()
     window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
-    end = settings.total_steps if stop_after is None else min(stop_after, settings.total_steps)
-    while state.step < end:
+    while state.step < run_end(settings, stop_after):
         epoch, indices = step_example_indices(state.step, len(train_examples), settings.new_per_step, settings.seed)
         examples = [train_examples[i] for i in indices]
         if settings.replay is not None:
@@ -207,10 +214,14 @@ def fit(
         state.trained_tokens += result.trained_tokens
         window_real += result.real_tokens
         window_trained += result.trained_tokens
+        decision = budget.observe(state.step, settings.total_steps) if budget is not None else None
+        if decision is not None:  # before the lr is read below: the next step already follows the new schedule
+            fix_budget_total(state, settings, scheduler, decision)
+            budget = None
         record = {"step": state.step, "epoch": round(state.step / per_epoch, 4), "loss": result.loss,
                   **result.metrics, "lr": scheduler.get_last_lr()[0], "grad_norm": result.grad_norm,
                   "micro_batch_size": settings.micro_batch_size}
-        last = state.step == end
+        last = state.step == run_end(settings, stop_after)
         if state.step % settings.log_every == 0 or last:
             # real_tokens: every rank's forward tokens since the last record, summed; N processes on disjoint shares
             # of each step run exactly the tokens one process runs (every rank on the whole step would run N times)
@@ -225,11 +236,49 @@ def fit(
                 state.best_valid_loss = record["valid_loss"]
         if metrics is not None and ("tokens_per_s" in record or "valid_loss" in record):
             metrics.write(record)
-        if state.step % settings.save_every == 0 or last:  # every rank joins (FSDP gathers shards); main writes
+        if state.step % settings.save_every == 0 or last:
             save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints, strategy)
-            world.barrier()
-        if on_step:
-            on_step(state.step, record)
+            world.barrier()  # every rank joins (FSDP gathers shards); main writes
+        if on_step:  # the recipe prints the decision
+            on_step(state.step, {**record, "time_budget": decision} if decision is not None else record)
     if metrics is not None:
         metrics.close()
     return state
+
+
+def run_end(settings: LoopSettings, stop_after: int | None) -> int:
+    """The step this call of fit ends at (the run's total may change once, when a time budget decides it)."""
+    return settings.total_steps if stop_after is None else min(stop_after, settings.total_steps)
+
+
+def start_time_budget(state: TrainState, settings: LoopSettings, scheduler) -> TimeBudget | None:
+    """A resumed run's earlier decision applied (total and schedule), or a budget measuring this run's pace;
+    None when there is nothing left to decide."""
+    if state.time_budget is not None:
+        settings.total_steps = state.time_budget["total_steps"]
+        fix_total_steps(scheduler, settings.total_steps)  # the checkpoint's schedule holds it already; made sure
+        return None
+    return TimeBudget(settings.time_budget, settings.strategy.world) if settings.time_budget is not None else None
+
+
+def fix_budget_total(state: TrainState, settings: LoopSettings, scheduler, decision: dict) -> None:
+    """The run's total, fixed once: in the state (checkpoints carry it), the settings and the schedule's end."""
+    state.time_budget = decision
+    settings.total_steps = decision["total_steps"]
+    fix_total_steps(scheduler, settings.total_steps)
+
+
+def run_outcome(state: TrainState, settings: LoopSettings) -> dict:
+    """How fit left the run, for the recipe's RunResult and run.json: finished (export now) or paused (resume
+    later), what stopped it (stopped_by: steps, time_budget, or paused) and the budget's record."""
+    if state.step < settings.total_steps:
+        stopped_by = "paused"  # stop_after: checkpointed, continue with --resume
+    elif state.time_budget is not None and state.time_budget["limited_by"] == "time_budget":
+        stopped_by = "time_budget"
+    else:
+        stopped_by = "steps"
+    budget = state.time_budget
+    if budget is None and settings.time_budget is not None:
+        budget = {"minutes": settings.time_budget, "total_steps": settings.total_steps, "decided_at_step": None,
+                  "limited_by": "epochs/max_steps (the run ended, or paused, before its pace was measured)"}
+    return {"finished": stopped_by != "paused", "stopped_by": stopped_by, "time_budget": budget}

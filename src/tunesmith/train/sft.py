@@ -21,11 +21,12 @@ from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.frozen_weights import frozen_weights_in_bf16
-from tunesmith.train.loop import fit
+from tunesmith.train.loop import fit, run_outcome
 from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
 from tunesmith.train.replay import ReplayPool, load_replay
 from tunesmith.train.schedule import build_scheduler
+from tunesmith.train.time_budget import budget_message
 from tunesmith.train.setup import (
     build_model,
     build_optimizer,
@@ -51,6 +52,8 @@ class RunResult:
     seconds: float
     resumed_from: int | None
     finished: bool = True
+    stopped_by: str = "steps"  # steps (epochs / max_steps), time_budget, or paused (stop_after)
+    time_budget: dict | None = None  # train.time_budget's decision: measured s/step, steps chosen
 
 
 def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
@@ -102,7 +105,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, optimizer, scheduler, strategy)
         resumed_from = state.step
-        console.print(f"resuming from {checkpoint} (step {state.step}/{settings.total_steps})")
+        decided = state.time_budget["total_steps"] if state.time_budget else settings.total_steps
+        console.print(f"resuming from {checkpoint} (step {state.step}/{decided})")
     console.print(
         f"{config.train.method} on {config.model.base}: {trainable:,} of {total:,} parameters trained, "
         f"{len(data.train)} train / {len(data.valid)} valid examples, {settings.total_steps} steps, "
@@ -117,13 +121,15 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
 
         def on_step(step: int, record: dict) -> None:
             last.update(record)
-            progress.update(task, completed=step, loss=f"loss {last['loss']:.3f}")
+            print_decisions(console, record)
+            progress.update(task, completed=step, total=settings.total_steps, loss=f"loss {last['loss']:.3f}")
 
         # frozen base weights cast to bf16 once, not in every forward (train/frozen_weights.py); fp32 again for export
         with frozen_weights_in_bf16(model, settings.bf16 and config.train.uses_lora and world.size == 1):
             state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step,
                         stop_after)
-    finished = state.step >= settings.total_steps
+    outcome = run_outcome(state, settings)
+    finished = outcome["finished"]
 
     # --- export (one writer: rank 0; FSDP shards are gathered to it first)
     if finished:
@@ -139,13 +145,19 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         trained_tokens=state.trained_tokens,
         seconds=time.perf_counter() - started,
         resumed_from=resumed_from,
-        finished=finished,
+        **outcome,
     )
     if world.is_main:
         write_run_record(run_dir, config, {**asdict(result), "trainable_parameters": trainable},
                          started_at=started_at, world_size=world.size, pii=pii, started_by=started_by,
                          parent=parent_record(config), extra={"replay": replay.record() if replay is not None else None})
     return result
+
+
+def print_decisions(console: Console, record: dict) -> None:
+    """What a step record of fit says the run decided: its time budget's total."""
+    if "time_budget" in record:
+        console.print(budget_message(record["time_budget"]))
 
 
 def training_progress(console: Console, disable: bool = False) -> Progress:
