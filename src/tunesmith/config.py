@@ -55,6 +55,7 @@ class ReplayConfig(Strict):
     from_parent: bool = Field(True, description="Replay the training files of the parent and every earlier ancestor, as their run.json records them (each must still match its recorded sha256).")
     general_text: Path | None = Field(None, description="Plain text (.txt, blank-line separated documents) or JSONL {text}: general language to keep, chunked to data.max_length.")
     general_chunk_tokens: int | None = Field(None, ge=8, description="Chunk the general text to this many tokens instead of data.max_length. Loss is averaged over a step's trained tokens, so one 256-token chunk outweighs a batch of short chat answers; short chunks keep replay a small share of the gradient.")
+    general_loss: Literal["next_token", "kl_to_base"] = Field("next_token", description="How replayed general text is trained: next_token, like the new data (the model learns that text); kl_to_base, towards the base model's own predictions on it (KL(base || model) per token, the base being the same weights with the LoRA adapters off: LoRA runs only; train/base_anchor.py).")
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "ReplayConfig":
@@ -193,6 +194,17 @@ class RunConfig(Strict):
                 raise ValueError(f"lora (r {self.lora.r}, alpha {self.lora.alpha}) differs from the parent adapter's "
                                  f"(r {inherited.r}, alpha {inherited.alpha}) that this run continues — drop the lora "
                                  "section, or set model.parent.adapter: stack to train a new adapter")
+        return self
+
+    @model_validator(mode="after")
+    def _kl_to_base_needs_lora(self) -> "RunConfig":
+        replay = self.data.replay
+        if replay is not None and replay.general_loss == "kl_to_base":
+            if replay.general_text is None:
+                raise ValueError("data.replay.general_loss: kl_to_base applies to general text: set data.replay.general_text")
+            if self.train.method != "lora":
+                raise ValueError("data.replay.general_loss: kl_to_base needs train.method: lora (the base model's predictions "
+                                 "are the adapters switched off) — use next_token for a full finetune")
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from tunesmith.config import ConfigError, DataConfig, ReplayConfig, RunConfig
 from tunesmith.data.formats import load_file
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.render import TokenizedExample, records_to_examples
+from tunesmith.train.base_anchor import AnchoredExample
 from tunesmith.train.parent import ancestors
 
 
@@ -42,6 +43,11 @@ class ReplayPool:
         """The replayed examples of 0-based optimizer step `step`: a pure function of (seed, step)."""
         return [self.sources[s].examples[i] for s, i in replay_slots(step, seed, self.per_step,
                                                                      [len(src.examples) for src in self.sources])]
+
+    @property
+    def anchors_to_base(self) -> bool:
+        """Whether some replayed examples are trained towards the base model (data.replay.general_loss: kl_to_base)."""
+        return any(isinstance(e, AnchoredExample) for s in self.sources for e in s.examples[:1])
 
     def record(self) -> dict:
         """run.json's `replay`: what was mixed in, pinned by sha256."""
@@ -102,6 +108,8 @@ def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
     if replay.general_text is not None:
         chunked = config.data.model_copy(update={"max_length": replay.general_chunk_tokens or config.data.max_length})
         examples = read_examples(replay.general_text, tokenizer, chunked)
+        if replay.general_loss == "kl_to_base":  # trained towards the base model's predictions (base_anchor.py)
+            examples = [AnchoredExample(e.input_ids, e.labels, e.truncated) for e in examples]
         sources.append(ReplaySource("general", [{"path": str(replay.general_text),
                                                  "sha256": file_sha256(replay.general_text)}], examples))
     sources = [s for s in sources if s.examples]

@@ -12,12 +12,14 @@ from tunesmith.config import DataConfig, RunConfig
 from tunesmith.data.formats import LoadedFile, RowError, load_file
 from tunesmith.data.render import TokenizedExample, records_to_examples
 from tunesmith.models.load import load_model
+from tunesmith.train.base_anchor import AnchoredTokenObjective
 from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.deepspeed import DeepSpeedStrategy
 from tunesmith.train.distributed import World
 from tunesmith.train.lora import apply_lora
 from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.loop import LoopSettings
+from tunesmith.train.objective import TokenObjective
 from tunesmith.train.parent import anchor_to_parent, build_from_parent
 from tunesmith.train.replay import ReplayPool
 from tunesmith.train.schedule import total_steps
@@ -145,6 +147,7 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int,
         pad_id=pad_id,
         strategy=strategy,
         replay=replay,
+        objective=AnchoredTokenObjective() if replay is not None and replay.anchors_to_base else TokenObjective(),
     )
 
 

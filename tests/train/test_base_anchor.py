@@ -1,0 +1,84 @@
+"""data.replay.general_loss: kl_to_base — replayed general text pulls the model towards the base's predictions."""
+import json
+
+import pytest
+import torch
+
+from tests.train.test_continual import NEW_FACTS
+from tests.train.test_sft_run import write_chat_file
+from tunesmith.config import ConfigError, load_config
+from tunesmith.models.load import load_tokenizer
+from tunesmith.train.base_anchor import AnchoredExample, AnchoredTokenObjective, anchored_kl_and_agreement
+from tunesmith.train.packing import collate
+from tunesmith.train.replay import load_replay
+from tunesmith.train.setup import build_model, loop_settings
+from tunesmith.train.sft import train
+
+
+def anchored_config(tiny_model_dir, tmp_path, **overrides):
+    general = tmp_path / "general.txt"
+    general.write_text("\n\n".join(" ".join(f"word{i + j}" for i in range(40)) for j in range(6)) + "\n")
+    return load_config(overrides={
+        "model.base": str(tiny_model_dir), "out": tmp_path / "run", "data.max_length": 64,
+        "data.train": write_chat_file(tmp_path / "new.jsonl", NEW_FACTS),
+        "data.replay.from_parent": False, "data.replay.general_text": general, "data.replay.share": 0.5,
+        "data.replay.general_chunk_tokens": 8, "data.replay.general_loss": "kl_to_base",
+        "train.batch_size": 4, "train.lr": 1e-2, "train.max_steps": 4, "lora.r": 4, "train.bf16": False, **overrides})
+
+
+def test_general_chunks_become_anchored_examples_and_the_loop_uses_the_anchored_objective(tiny_model_dir, tmp_path):
+    config = anchored_config(tiny_model_dir, tmp_path)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    pool = load_replay(config, tokenizer)
+    [general] = pool.sources
+    assert general.examples and all(isinstance(e, AnchoredExample) for e in general.examples)
+    settings = loop_settings(config, 6, tokenizer.pad_token_id, replay=pool)
+    assert isinstance(settings.objective, AnchoredTokenObjective)
+    plain = load_replay(anchored_config(tiny_model_dir, tmp_path, **{"data.replay.general_loss": "next_token"}), tokenizer)
+    assert not any(isinstance(e, AnchoredExample) for e in plain.sources[0].examples)
+    assert type(loop_settings(config, 6, tokenizer.pad_token_id, replay=plain).objective) is not AnchoredTokenObjective
+
+    batch = settings.objective.collate([*general.examples[:2]], settings)
+    assert batch.tokens is None and batch.anchored is not None  # chunks go to the base-anchored part only
+
+
+def test_kl_is_zero_while_the_adapter_changes_nothing_and_pulls_back_once_it_does(tiny_model_dir, tmp_path):
+    config = anchored_config(tiny_model_dir, tmp_path)
+    model = build_model(config)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    chunks = load_replay(config, tokenizer).sources[0].examples[:3]
+    batch = collate(chunks, tokenizer.pad_token_id, 64, packing=True)
+    kl, agreed = anchored_kl_and_agreement(model, batch)
+    assert abs(kl.item()) < 1e-5 and agreed.item() == sum(e.num_trained for e in chunks)  # fresh LoRA: B = 0
+
+    lora = [p for name, p in model.named_parameters() if "lora_" in name]
+    with torch.no_grad():
+        for p in lora:
+            p.add_(torch.randn_like(p) * 0.5)  # the adapter now changes general text too
+    moved, _ = anchored_kl_and_agreement(model, batch)
+    assert moved.item() > 1e-3
+    optimizer = torch.optim.Adam(lora, lr=0.02)
+    for _ in range(30):
+        optimizer.zero_grad()
+        anchored_kl_and_agreement(model, batch)[0].backward()
+        optimizer.step()
+    assert anchored_kl_and_agreement(model, batch)[0].item() < moved.item() / 2  # the KL alone pulls it back
+    base = [p for name, p in model.named_parameters() if "lora_" not in name]
+    assert all(p.grad is None for p in base)  # only the adapters move
+
+
+def test_a_run_with_kl_to_base_trains_and_records_it(tiny_model_dir, tmp_path):
+    result = train(anchored_config(tiny_model_dir, tmp_path, **{"train.max_steps": None, "train.epochs": 1}))
+    assert result.steps == 3  # 6 new examples, 2 new + 2 anchored chunks per step
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(line["loss"])) for line in lines if "loss" in line)
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.data.replay.general_loss == "kl_to_base"
+
+
+def test_kl_to_base_is_refused_without_general_text_or_lora(tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="needs train.method: lora"):
+        anchored_config(tiny_model_dir, tmp_path, **{"train.method": "full"})
+    with pytest.raises(ConfigError, match="set data.replay.general_text"):
+        anchored_config(tiny_model_dir, tmp_path, **{"data.replay.general_text": None,
+                                                       "data.replay.from_parent": True, "model.parent.run": tmp_path})
