@@ -7,9 +7,10 @@ import torch
 from tests.train.test_continual import NEW_FACTS
 from tests.train.test_sft_run import write_chat_file
 from tunesmith.config import ConfigError, load_config
+from tunesmith.data.formats import load_file
+from tunesmith.data.render import records_to_examples
 from tunesmith.models.load import load_tokenizer
-from tunesmith.train.base_anchor import AnchoredExample, AnchoredTokenObjective, anchored_kl_and_agreement
-from tunesmith.train.packing import collate
+from tunesmith.train.base_anchor import AnchoredExample, AnchoredTokenObjective
 from tunesmith.train.replay import load_replay
 from tunesmith.train.setup import build_model, loop_settings
 from tunesmith.train.sft import train
@@ -39,30 +40,42 @@ def test_general_chunks_become_anchored_examples_and_the_loop_uses_the_anchored_
     assert type(loop_settings(config, 6, tokenizer.pad_token_id, replay=plain).objective) is not AnchoredTokenObjective
 
     batch = settings.objective.collate([*general.examples[:2]], settings)
-    assert batch.tokens is None and batch.anchored is not None  # chunks go to the base-anchored part only
+    assert batch.tokens.num_trained == 0 and batch.anchored.num_trained == len(batch.anchor_index) > 0
+    assert batch.anchored.input_ids.shape[0] == 2  # the base's forward: one row per chunk
+
+
+def kl_of(model, objective, chunks, new, settings):
+    """KL(base || model) and agreement over `chunks`, packed with `new` examples: the loss less their cross-entropy."""
+    total, metrics = objective.loss_sum(model, objective.collate([*new, *chunks], settings))
+    alone, alone_metrics = objective.loss_sum(model, objective.collate(new, settings)) if new else (0.0, {"token_accuracy": 0})
+    return total - alone, metrics["token_accuracy"] - alone_metrics["token_accuracy"]
 
 
 def test_kl_is_zero_while_the_adapter_changes_nothing_and_pulls_back_once_it_does(tiny_model_dir, tmp_path):
     config = anchored_config(tiny_model_dir, tmp_path)
     model = build_model(config)
     tokenizer = load_tokenizer(str(tiny_model_dir))
-    chunks = load_replay(config, tokenizer).sources[0].examples[:3]
-    batch = collate(chunks, tokenizer.pad_token_id, 64, packing=True)
-    kl, agreed = anchored_kl_and_agreement(model, batch)
+    pool = load_replay(config, tokenizer)
+    settings = loop_settings(config, 6, tokenizer.pad_token_id, replay=pool)
+    objective, chunks = settings.objective, pool.sources[0].examples[:3]
+    kl, agreed = kl_of(model, objective, chunks, [], settings)
     assert abs(kl.item()) < 1e-5 and agreed.item() == sum(e.num_trained for e in chunks)  # fresh LoRA: B = 0
 
     lora = [p for name, p in model.named_parameters() if "lora_" in name]
     with torch.no_grad():
         for p in lora:
             p.add_(torch.randn_like(p) * 0.5)  # the adapter now changes general text too
-    moved, _ = anchored_kl_and_agreement(model, batch)
+    moved, _ = kl_of(model, objective, chunks, [], settings)
     assert moved.item() > 1e-3
+    # packed beside new examples, each chunk's positions still meet the base's predictions for the same tokens
+    new = records_to_examples(load_file(config.data.train), tokenizer, 64)[:3]
+    assert kl_of(model, objective, chunks, new, settings)[0].item() == pytest.approx(moved.item(), rel=1e-4)
     optimizer = torch.optim.Adam(lora, lr=0.02)
     for _ in range(30):
         optimizer.zero_grad()
-        anchored_kl_and_agreement(model, batch)[0].backward()
+        kl_of(model, objective, chunks, [], settings)[0].backward()
         optimizer.step()
-    assert anchored_kl_and_agreement(model, batch)[0].item() < moved.item() / 2  # the KL alone pulls it back
+    assert kl_of(model, objective, chunks, [], settings)[0].item() < moved.item() / 2  # the KL alone pulls it back
     base = [p for name, p in model.named_parameters() if "lora_" not in name]
     assert all(p.grad is None for p in base)  # only the adapters move
 

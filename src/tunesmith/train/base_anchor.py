@@ -7,9 +7,9 @@ It is zero while the adapters have changed nothing about general text and pulls 
 the full distribution as its signal rather than one observed token.
 
 The base's predictions are the same weights with the LoRA adapters disabled (as DPO's in-batch reference,
-preference_objective.py): one extra forward of the replayed chunks, without gradients, per step. Hence LoRA only
-(config.py refuses kl_to_base for a full finetune). The chunks are forwarded apart from the step's new examples,
-since the base forward needs them alone.
+preference_objective.py), so LoRA only (config.py refuses kl_to_base for a full finetune). The chunks are packed
+into the step's forward with the new examples (the model's side costs next to nothing more); the base's side is
+one extra forward of the chunks alone, without gradients, one row each.
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
-from tunesmith.train.forward import batch_loss_and_hits, causal_lm_of, final_hidden
+from tunesmith.train.forward import causal_lm_of, final_hidden
+from tunesmith.train.loss import trained_token_loss_and_hits
 from tunesmith.train.objective import BatchLayout, TokenObjective
-from tunesmith.train.packing import ModelBatch, collate
+from tunesmith.train.packing import ModelBatch, collate, collate_placed, next_token_targets
 
 
 @dataclass
@@ -31,27 +32,45 @@ class AnchoredExample(TokenizedExample):
 
 @dataclass
 class AnchoredBatch:
-    """A step's micro-batch split in two: new examples (next-token loss) and anchored chunks (KL to the base)."""
+    """A micro-batch of new examples and anchored chunks, packed together (`tokens`, whose targets leave the
+    chunks out), with the flat positions of the chunks' trained tokens in it (`anchor_index`, chunk by chunk) and
+    the chunks alone, one row each (`anchored`), for the base's forward: its trained positions come in the same order."""
 
-    tokens: ModelBatch | None
+    tokens: ModelBatch
+    anchor_index: torch.Tensor  # (n,) positions in tokens.input_ids.flatten()
     anchored: ModelBatch | None
 
     def to(self, device: torch.device | str) -> "AnchoredBatch":
-        return AnchoredBatch(*(part.to(device) if part is not None else None for part in (self.tokens, self.anchored)))
+        return AnchoredBatch(self.tokens.to(device), self.anchor_index.to(device),
+                             self.anchored.to(device) if self.anchored is not None else None)
 
     @property
     def num_real_tokens(self) -> int:
-        return sum(part.num_real_tokens for part in (self.tokens, self.anchored) if part is not None)
+        return self.tokens.num_real_tokens
 
 
-def anchored_kl_and_agreement(model, batch: ModelBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum over the batch's trained positions of KL(base || model), positions where both predict the same token)."""
+def collate_anchored(examples: list[TokenizedExample], settings: BatchLayout) -> AnchoredBatch:
+    tokens, placed = collate_placed(examples, settings.pad_id, settings.max_length, settings.packing)
+    width, flat, chunks = tokens.targets.shape[1], [], []
+    for example, (row, start) in zip(examples, placed):
+        if isinstance(example, AnchoredExample):
+            trained = torch.tensor(next_token_targets(example)) != IGNORE_INDEX
+            flat.append(row * width + start + trained.nonzero().flatten())
+            tokens.targets[row, start:start + len(example.input_ids)] = IGNORE_INDEX  # no next-token loss on them
+            chunks.append(example)
+    anchored = collate(chunks, settings.pad_id, settings.max_length, packing=False) if chunks else None
+    return AnchoredBatch(tokens, torch.cat(flat) if flat else torch.zeros(0, dtype=torch.long), anchored)
+
+
+def base_kl_and_agreement(model, student_hidden: torch.Tensor, anchored: ModelBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(KL(base || model) summed over the anchored positions, positions where both predict the same token).
+    `student_hidden` (n, H): the model's final hidden states at the chunks' trained positions, in `anchored`'s order."""
     causal_lm = causal_lm_of(model)
-    keep = batch.targets != IGNORE_INDEX
     head = causal_lm.get_output_embeddings()
-    student = F.log_softmax(head(final_hidden(causal_lm, batch)[keep]).float(), dim=-1)  # (n, V)
+    student = F.log_softmax(head(student_hidden).float(), dim=-1)  # (n, V)
     with torch.no_grad(), model.disable_adapter():
-        base = F.log_softmax(head(final_hidden(causal_lm, batch)[keep]).float(), dim=-1)
+        base_hidden = final_hidden(causal_lm, anchored)[anchored.targets != IGNORE_INDEX]
+        base = F.log_softmax(head(base_hidden).float(), dim=-1)
     kl = F.kl_div(student, base, log_target=True, reduction="sum")  # sum_v p_base (log p_base - log p_model)
     return kl, (student.detach().argmax(-1) == base.argmax(-1)).sum()
 
@@ -63,13 +82,13 @@ class AnchoredTokenObjective(TokenObjective):
     accuracy counts an anchored position as right when the model's most likely token is the base's."""
 
     def collate(self, examples: list[TokenizedExample], settings: BatchLayout) -> AnchoredBatch:
-        plain = [e for e in examples if not isinstance(e, AnchoredExample)]
-        anchored = [e for e in examples if isinstance(e, AnchoredExample)]
-        part = lambda group: collate(group, settings.pad_id, settings.max_length, settings.packing) if group else None  # noqa: E731
-        return AnchoredBatch(part(plain), part(anchored))
+        return collate_anchored(examples, settings)
 
     def loss_sum(self, model, batch: AnchoredBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        sums = [batch_loss_and_hits(model, batch.tokens)] if batch.tokens is not None else []
+        causal_lm = causal_lm_of(model)
+        hidden = final_hidden(causal_lm, batch.tokens)  # (R, T, H): new examples and chunks in one forward
+        loss, hits = trained_token_loss_and_hits(hidden, batch.tokens.targets, causal_lm.get_output_embeddings())
         if batch.anchored is not None:
-            sums.append(anchored_kl_and_agreement(model, batch.anchored))
-        return sum(loss for loss, _ in sums), {"token_accuracy": sum(hits for _, hits in sums)}
+            kl, agreed = base_kl_and_agreement(model, hidden.flatten(0, 1)[batch.anchor_index], batch.anchored)
+            loss, hits = loss + kl, hits + agreed
+        return loss, {"token_accuracy": hits}

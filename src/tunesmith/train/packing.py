@@ -58,6 +58,12 @@ def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
 
 
 def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool) -> ModelBatch:
+    return collate_placed(examples, pad_id, max_length, packing)[0]
+
+
+def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: int,
+                   packing: bool) -> tuple[ModelBatch, list[tuple[int, int]]]:
+    """The batch, and where each example landed in it: (row, first column), in the order of `examples`."""
     lengths = [len(e.input_ids) for e in examples]
     rows = pack_rows(lengths, max_length) if packing else [[i] for i in range(len(examples))]
     width = max(sum(lengths[i] for i in row) for row in rows)
@@ -65,6 +71,7 @@ def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, pack
     targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     segment = torch.full((len(rows), width), -1, dtype=torch.long)  # -1 = padding
+    placed = [(0, 0)] * len(examples)
     for r, row in enumerate(rows):
         start = 0
         for s, index in enumerate(row):
@@ -73,8 +80,9 @@ def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, pack
             targets[r, start : start + n] = torch.tensor(next_token_targets(example))
             position_ids[r, start : start + n] = torch.arange(n)
             segment[r, start : start + n] = s
+            placed[index] = (r, start)
             start += n
-    return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment), sum(lengths))
+    return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment), sum(lengths)), placed
 
 
 def block_causal_mask(segment: torch.Tensor) -> torch.Tensor:
