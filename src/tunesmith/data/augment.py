@@ -17,8 +17,9 @@ Holdout decides what evaluation has not seen:
 Chat rows may only carry `messages` (formats.py rejects other keys), so where each example came from
 (source row or passage, relation, template, spec or model phrasing) is written to `sources.jsonl`,
 one row per example, keyed by split and line. Examples are deduplicated on normalized question and
-answer, across splits too. Output is deterministic for a seed: one `random.Random(seed)` is drawn in
-a fixed order (source partition, train, valid, eval).
+answer, across splits too. Output is deterministic for a seed, and each split draws from its own
+stream (`random.Random(f"{seed}:{split}")`; the source partition from `random.Random(seed)`): a change to
+the training mix (`train_per_source`) leaves valid and eval exactly as they were, so scores stay comparable.
 """
 from __future__ import annotations
 
@@ -171,10 +172,11 @@ def augment(spec: AugmentSpec, sources: list[Source], holdout: Holdout | str = H
     else:
         train_sources, valid_sources, eval_sources = partition_sources(sources, holdout_fraction, rng)
         plan = pooled(plan)
+    stream = lambda split: random.Random(f"{seed}:{split}")  # noqa: E731 (one per split: see the module docstring)
     result = Augmented(
-        train=train_examples(spec, plan, filler, train_sources, rng),
-        valid=valid_examples(spec, plan, filler, valid_sources, rng),
-        eval=eval_examples(spec, plan, filler, eval_sources, rng),
+        train=train_examples(spec, plan, filler, train_sources, stream("train")),
+        valid=valid_examples(spec, plan, filler, valid_sources, stream("valid")),
+        eval=eval_examples(spec, plan, filler, eval_sources, stream("eval")),
     )
     return deduplicate(result)
 
