@@ -35,9 +35,10 @@ def test_general_chunks_become_anchored_examples_and_the_loop_uses_the_anchored_
     assert general.examples and all(isinstance(e, AnchoredExample) for e in general.examples)
     settings = loop_settings(config, 6, tokenizer.pad_token_id, replay=pool)
     assert isinstance(settings.objective, AnchoredTokenObjective)
-    plain = load_replay(anchored_config(tiny_model_dir, tmp_path, **{"data.replay.general_loss": "next_token"}), tokenizer)
+    plain_config = anchored_config(tiny_model_dir, tmp_path, **{"data.replay.general_loss": "next_token"})
+    plain = load_replay(plain_config, tokenizer)
     assert not any(isinstance(e, AnchoredExample) for e in plain.sources[0].examples)
-    assert type(loop_settings(config, 6, tokenizer.pad_token_id, replay=plain).objective) is not AnchoredTokenObjective
+    assert type(loop_settings(plain_config, 6, tokenizer.pad_token_id, replay=plain).objective) is not AnchoredTokenObjective
 
     batch = settings.objective.collate([*general.examples[:2]], settings)
     assert batch.tokens.num_trained == 0 and batch.anchored.num_trained == len(batch.anchor_index) > 0

@@ -23,7 +23,7 @@ from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
 from tunesmith.train.forward import causal_lm_of, final_hidden
 from tunesmith.train.loss import trained_token_loss_and_hits
 from tunesmith.train.objective import BatchLayout, TokenObjective
-from tunesmith.train.packing import ModelBatch, collate, collate_placed, next_token_targets
+from tunesmith.train.packing import ModelBatch, collate, collate_placed
 
 
 @dataclass
@@ -55,9 +55,9 @@ def collate_anchored(examples: list[TokenizedExample], settings: BatchLayout) ->
     width, flat, chunks = tokens.targets.shape[1], [], []
     for example, (row, start) in zip(examples, placed):
         if isinstance(example, AnchoredExample):
-            trained = torch.tensor(next_token_targets(example)) != IGNORE_INDEX
-            flat.append(row * width + start + trained.nonzero().flatten())
-            tokens.targets[row, start:start + len(example.input_ids)] = IGNORE_INDEX  # no next-token loss on them
+            span = slice(start, start + len(example.input_ids))
+            flat.append(row * width + start + (tokens.targets[row, span] != IGNORE_INDEX).nonzero().flatten())
+            tokens.targets[row, span] = IGNORE_INDEX  # no next-token loss on them
             chunks.append(example)
     anchored = collate(chunks, settings.pad_id, settings.max_length, packing=False) if chunks else None
     return AnchoredBatch(tokens, torch.cat(flat) if flat else torch.zeros(0, dtype=torch.long), anchored)

@@ -44,11 +44,6 @@ class ReplayPool:
         return [self.sources[s].examples[i] for s, i in replay_slots(step, seed, self.per_step,
                                                                      [len(src.examples) for src in self.sources])]
 
-    @property
-    def anchors_to_base(self) -> bool:
-        """Whether some replayed examples are trained towards the base model (data.replay.general_loss: kl_to_base)."""
-        return any(isinstance(e, AnchoredExample) for s in self.sources for e in s.examples[:1])
-
     def record(self) -> dict:
         """run.json's `replay`: what was mixed in, pinned by sha256."""
         return {"share": self.share, "per_step": self.per_step,

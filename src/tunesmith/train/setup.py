@@ -129,6 +129,7 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int,
                   strategy: Strategy = DataParallelStrategy(), replay: ReplayPool | None = None) -> LoopSettings:
     t = config.train
     new_per_step = t.batch_size - (replay.per_step if replay is not None else 0)  # epochs count new examples only
+    anchors_to_base = replay is not None and config.data.replay.general_loss == "kl_to_base"  # base_anchor.py
     return LoopSettings(
         total_steps=total_steps(num_train, new_per_step, t.epochs, t.max_steps),
         batch_size=t.batch_size,
@@ -147,7 +148,7 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int,
         pad_id=pad_id,
         strategy=strategy,
         replay=replay,
-        objective=AnchoredTokenObjective() if replay is not None and replay.anchors_to_base else TokenObjective(),
+        objective=AnchoredTokenObjective() if anchors_to_base else TokenObjective(),
     )
 
 
