@@ -55,12 +55,16 @@ class ReplayConfig(Strict):
     from_parent: bool = Field(True, description="Replay the training files of the parent and every earlier ancestor, as their run.json records them (each must still match its recorded sha256).")
     general_text: Path | None = Field(None, description="Plain text (.txt, blank-line separated documents) or JSONL {text}: general language to keep, chunked to data.max_length.")
     general_chunk_tokens: int | None = Field(None, ge=8, description="Chunk the general text to this many tokens instead of data.max_length. Loss is averaged over a step's trained tokens, so one 256-token chunk outweighs a batch of short chat answers; short chunks keep replay a small share of the gradient.")
+    general_share: float | None = Field(None, gt=0, lt=1, description="With both earlier data and general text replayed: the fraction of the replay slots that general text takes (None: the sources alternate, half each). A pool of short general chunks under kl_to_base needs few slots; the rest replay earlier data.")
     general_loss: Literal["next_token", "kl_to_base"] = Field("next_token", description="How replayed general text is trained: next_token, like the new data (the model learns that text); kl_to_base, towards the base model's own predictions on it (KL(base || model) per token, the base being the same weights with the LoRA adapters off: LoRA runs only; train/base_anchor.py).")
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "ReplayConfig":
         if not self.from_parent and self.general_text is None:
             raise ValueError("data.replay replays nothing: set from_parent: true or a general_text file")
+        if self.general_share is not None and not (self.from_parent and self.general_text is not None):
+            raise ValueError("data.replay.general_share splits the replay slots between earlier data and general text: "
+                             "it needs from_parent: true and a general_text file (or remove it)")
         return self
 
 

@@ -5,13 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from tests.train.test_sft_run import FACTS, write_chat_file
 from tunesmith.cli import app
-from tunesmith.config import ConfigError, load_config
+from tunesmith.config import ConfigError, ReplayConfig, load_config
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii_policy import PersonalDataRefused
 from tunesmith.models.load import load_tokenizer
@@ -135,6 +136,18 @@ def test_replay_slots_alternate_sources_and_are_a_function_of_seed_and_step():
     assert slots == replay_slots(step=3, seed=42, count=4, sizes=[100, 5])
     assert slots != replay_slots(step=4, seed=42, count=4, sizes=[100, 5])
     assert replay_per_step(0.2, 16) == 3 and replay_per_step(0.01, 8) == 1 and replay_per_step(0.9, 4) == 3
+
+
+def test_general_share_gives_general_text_that_fraction_of_the_slots_evenly():
+    quarter = [replay_slots(step, seed=42, count=4, sizes=[100, 5], last_share=0.25) for step in range(6)]
+    assert all(sum(source == 1 for source, _ in step) == 1 for step in quarter)  # one general slot in each step
+    eighth = [sum(s == 1 for s, _ in replay_slots(step, 42, 4, [100, 5], 0.125)) for step in range(8)]
+    assert eighth == [0, 1] * 4  # one every other step: 1/8 of 32 slots
+    third = [s for step in range(3) for s, _ in replay_slots(step, 42, 4, [100, 5], 1 / 3)]
+    assert sum(third) == 4 and all(sum(third[i:i + 3]) == 1 for i in range(0, 12, 3))
+    assert quarter[3] == replay_slots(3, 42, 4, [100, 5], 0.25)  # a function of (seed, step): resume replays the same
+    with pytest.raises(ValidationError, match="general_share splits the replay slots"):
+        ReplayConfig(from_parent=True, general_share=0.25)
 
 
 def test_replay_refuses_an_earlier_file_that_changed(tiny_model_dir, tmp_path):

@@ -3,7 +3,8 @@
 Each optimizer step of `batch_size` examples takes `per_step` = round(share × batch_size) (at least one) from
 the replay sources and the rest from the new data, so epochs over the new data count only its examples.
 The replay slots alternate between the sources present (earlier data, general text) — a pool of 20 text
-chunks is not drowned by 3,000 earlier chat rows — and which example fills a slot is drawn from a generator
+chunks is not drowned by 3,000 earlier chat rows — or, with `general_share` set, general text takes that
+fraction of the slots, spread evenly over the run. Which example fills a slot is drawn from a generator
 seeded by (seed, step): a resumed run replays exactly what the uninterrupted one would have.
 
 Earlier data is found through the lineage: the training file of the parent and of every earlier ancestor,
@@ -13,6 +14,7 @@ personal data in it, or replays its redacted copy (train/run_record.py `guard_pe
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,24 +40,34 @@ class ReplayPool:
     share: float
     per_step: int
     sources: list[ReplaySource] = field(default_factory=list)
+    last_share: float | None = None  # the last source's fraction of the slots; None: the sources alternate
 
     def step_examples(self, step: int, seed: int) -> list[TokenizedExample]:
         """The replayed examples of 0-based optimizer step `step`: a pure function of (seed, step)."""
-        return [self.sources[s].examples[i] for s, i in replay_slots(step, seed, self.per_step,
-                                                                     [len(src.examples) for src in self.sources])]
+        sizes = [len(src.examples) for src in self.sources]
+        return [self.sources[s].examples[i] for s, i in replay_slots(step, seed, self.per_step, sizes, self.last_share)]
 
     def record(self) -> dict:
         """run.json's `replay`: what was mixed in, pinned by sha256."""
-        return {"share": self.share, "per_step": self.per_step,
+        return {"share": self.share, "per_step": self.per_step, "general_share": self.last_share,
                 "sources": [{"name": s.name, "files": s.files, "examples": len(s.examples)} for s in self.sources]}
 
 
-def replay_slots(step: int, seed: int, count: int, sizes: list[int]) -> list[tuple[int, int]]:
-    """(source, example index) for each of a step's `count` replay slots; sources alternate, starting at step % n."""
+def replay_slots(step: int, seed: int, count: int, sizes: list[int],
+                 last_share: float | None = None) -> list[tuple[int, int]]:
+    """(source, example index) for each of a step's `count` replay slots.
+
+    Without `last_share` the sources alternate, starting at step % n. With it (two sources), the last source
+    takes that fraction of the run's slots, evenly spread: slot g of the run (g = step × count + k) is its
+    when ⌊(g+1)·share⌋ > ⌊g·share⌋, so every window of 1/share slots holds one of it."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)  # unlike epoch_order's stream
     slots = []
     for k in range(count):
-        source = (step + k) % len(sizes)
+        if last_share is None:
+            source = (step + k) % len(sizes)
+        else:
+            g = step * count + k
+            source = len(sizes) - 1 if math.floor((g + 1) * last_share) > math.floor(g * last_share) else 0
         slots.append((source, int(torch.randint(sizes[source], (1,), generator=generator))))
     return slots
 
@@ -111,4 +123,5 @@ def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
     if not sources:
         raise ConfigError("data.replay: nothing to replay — the ancestors record no training file and no "
                           "general_text is set")
-    return ReplayPool(replay.share, replay_per_step(replay.share, config.train.batch_size), sources)
+    general_share = replay.general_share if len(sources) == 2 else None  # general text is the last source
+    return ReplayPool(replay.share, replay_per_step(replay.share, config.train.batch_size), sources, general_share)
