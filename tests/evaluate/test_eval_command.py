@@ -56,3 +56,20 @@ def test_eval_without_a_baseline_for_a_plain_model_dir_says_what_to_pass(workspa
     result = CliRunner().invoke(app, ["eval", "--model", str(tiny_model_dir), "--suite", str(workspace / "suite.yaml"),
                                       "--out", str(workspace / "none")])
     assert result.exit_code == 1 and "pass --baseline" in " ".join(result.output.split())
+
+
+def test_bf16_evaluation_scores_the_losses_as_float32_does_within_rounding(workspace):
+    reports = {}
+    for bf16 in (True, False):
+        suite = yaml.safe_load((workspace / "suite.yaml").read_text())
+        suite["decoding"]["bf16"] = bf16
+        (workspace / f"suite_{bf16}.yaml").write_text(yaml.safe_dump(suite))
+        out = workspace / f"report_{bf16}"
+        result = CliRunner().invoke(app, ["eval", "--model", str(workspace / "run"), "--suite",
+                                          str(workspace / f"suite_{bf16}.yaml"), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        reports[bf16] = json.loads((out / "report.json").read_text())
+    assert reports[True]["environment"]["weights"] == "bfloat16" and reports[False]["environment"]["weights"] == "float32"
+    for task, metric in [("held_out", "loss"), ("general", "loss")]:
+        half, full = ({t["name"]: t for t in reports[b]["tasks"]}[task]["candidate"]["metrics"][metric] for b in (True, False))
+        assert half != full and abs(half - full) < 0.02 * full  # bf16 weights, float32 sums: rounding only

@@ -26,6 +26,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 
 from tunesmith.config import RunConfig
@@ -103,8 +104,11 @@ def ancestor_suites(lineage: list[ParentRun]) -> list[Path]:
 
 
 def measure_suites(model_ref: str, suites: list[Path], console: Console) -> Scores:
-    """The candidate's keepable scores on each suite, one model load for all of them."""
-    model, tokenizer = load_model(model_ref).eval(), load_tokenizer(model_ref)
+    """The candidate's keepable scores on each suite, one model load for all of them.
+
+    In bf16 only when every suite's decoding asks for it (kept scores compare with what ancestors recorded)."""
+    bf16 = all(load_suite(path).decoding.dtype() == torch.bfloat16 for path in suites)
+    model, tokenizer = load_model(model_ref, dtype=torch.bfloat16 if bf16 else torch.float32).eval(), load_tokenizer(model_ref)
     scores: Scores = {}
     for path in suites:
         suite = load_suite(path)

@@ -84,7 +84,8 @@ def report_dict(result: EvalResult) -> dict:
         "tasks": tasks,
         "seconds": result.seconds,
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "transformers": transformers.__version__, "machine": platform.machine()},
+                        "transformers": transformers.__version__, "machine": platform.machine(),
+                        "weights": str(result.suite.decoding.dtype()).removeprefix("torch.")},  # decoding.bf16
     })
 
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 from rich.console import Console
 
@@ -94,18 +95,18 @@ def describe_model(ref: str) -> ModelInfo:
     return info
 
 
-def load_for_eval(ref: str):
-    """(model, tokenizer): a classifier directory (classifier.json) as a `Classifier`, else the causal LM."""
+def load_for_eval(ref: str, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer): a classifier directory (classifier.json) as a `Classifier`, else the causal LM in `dtype`."""
     directory = resolve_model_dir(ref)
     if is_classifier_dir(directory):
         classifier = load_classifier(directory)
         return classifier, classifier.tokenizer
-    return load_model(ref).eval(), load_tokenizer(ref)
+    return load_model(ref, dtype=dtype).eval(), load_tokenizer(ref)
 
 
 def evaluate_model(ref: str, suite: Suite, console: Console, label: str,
                    references: dict[str, TaskRun] | None = None) -> dict[str, TaskRun]:
-    model, tokenizer = load_for_eval(ref)
+    model, tokenizer = load_for_eval(ref, suite.decoding.dtype())
     runs = {}
     for task in suite.tasks:
         console.print(f"[bold]{label}[/] {task.name} ({task.kind})")

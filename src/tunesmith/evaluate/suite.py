@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tunesmith.config import read_yaml_mapping, validation_message
 from tunesmith.evaluate.matching import METHODS
+from tunesmith.models.load import inference_dtype
 
 TaskName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Unique name; gates say `name.metric`.")]
 DataPath = Annotated[Path, Field(description="JSONL file, relative to the suite file.")]
@@ -33,6 +35,12 @@ class Decoding(Strict):
     max_new_tokens: int = Field(32, ge=1, description="Greedy decoding stops at end of turn or after this many tokens.")
     batch_size: int = Field(32, ge=1, description="Prompts per generation or scoring batch.")
     system: str | None = Field(None, description="System message before every prompt; None = the template's default.")
+    bf16: bool | None = Field(None, description="Load the models with bf16 weights for every task (losses still summed in "
+                              "float32); None = where the hardware has bf16 matmuls (AVX512-BF16 or AMX CPUs, bf16 GPUs). "
+                              "Both models of a comparison use the same; greedy answers may differ from float32's at near-ties.")
+
+    def dtype(self) -> torch.dtype:
+        return inference_dtype(self.bf16)
 
 
 class QATask(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from tunesmith.models.classifier import bf16_supported
 from tunesmith.models.resolve import resolve_model_dir
 
 
@@ -28,3 +29,14 @@ def load_model(ref: str, dtype: torch.dtype = torch.float32, attn_implementation
         resolve_model_dir(ref), dtype=dtype, attn_implementation=attn_implementation
     )
     return model
+
+
+def inference_dtype(bf16: bool | None) -> torch.dtype:
+    """Weights for serving and evaluation: bf16 where asked, or (None) where the hardware has bf16 matmuls; else float32.
+
+    Measured (SmolLM2-135M, 16 rows decoding together, one thread of a loaded 2-core AMD EPYC with
+    AVX512-BF16): a decoding step takes 93 ms with bf16 weights against 149 ms in float32, a prefill of
+    16 prompts 0.94 s against 1.70 s; 8 of 16 greedy answers of 64 tokens came out identical to float32's."""
+    if bf16 is None:
+        bf16 = bf16_supported(torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda"))
+    return torch.bfloat16 if bf16 else torch.float32

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tunesmith.estimate.estimate import current_rss_bytes
+from tunesmith.models.load import inference_dtype
 from tunesmith.registry.db import Database
 from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.comparisons import Comparisons
@@ -16,7 +17,7 @@ from tunesmith.serve.errors import install_error_handlers
 from tunesmith.serve.file_checks import FileChecks
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
-from tunesmith.serve.model_pool import ModelPool, serving_dtype
+from tunesmith.serve.model_pool import ModelPool
 from tunesmith.serve.routes import (comparisons, completions, export, files, jobs, lineage, models, moderations,
                                     preflight, ui)
 from tunesmith.serve.settings import ServeSettings
@@ -46,7 +47,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     # the OpenAPI schema is served to keys only (the gate checks /openapi.json); no public /docs pages
     app = FastAPI(title="tunesmith", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models, serving_dtype(settings.bf16))
+    app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models, inference_dtype(settings.bf16))
     app.state.file_checks = file_checks
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     app.state.comparisons = Comparisons(db, settings.home / "comparisons")
