@@ -887,6 +887,8 @@ def eval_suite(
     out: Path = typer.Option(..., help="Report directory: report.json, report.md, report.html."),
     baseline: Optional[str] = typer.Option(None, help="Baseline model (default: the run's base model)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N items of each task (a quick look)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="Weights for both models (default: the suite's "
+                                        "decoding.bf16, else bf16 where the hardware has bf16 matmuls)."),
 ) -> None:
     """Run a suite on candidate and baseline, write the reports, exit 1 when a gate fails.
 
@@ -901,7 +903,7 @@ def eval_suite(
     from tunesmith.models.resolve import ModelNotFoundError
 
     try:
-        result = run_eval(model, suite, baseline, limit, console=err)
+        result = run_eval(model, suite, baseline, limit, console=err, bf16=bf16)
     except (SuiteError, NoBaselineError, ModelNotFoundError, ChatTemplateError) as exc:
         fail(str(exc))
     paths = write_recorded_reports(result, model, out)

@@ -127,11 +127,14 @@ def apply_limit(suite: Suite, limit: int | None) -> None:
 
 
 def run_eval(model_ref: str, suite_path: Path, baseline_ref: str | None = None, limit: int | None = None,
-             console: Console | None = None) -> EvalResult:
+             console: Console | None = None, bf16: bool | None = None) -> EvalResult:
+    """`bf16`, when given, overrides the suite's decoding.bf16 (the report records what ran)."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
     suite = load_suite(suite_path)
     apply_limit(suite, limit)
+    if bf16 is not None:
+        suite.decoding.bf16 = bf16
     baseline_ref = baseline_ref or default_baseline(model_ref)
     candidate, baseline = describe_model(model_ref), describe_model(baseline_ref)
     baseline_runs = evaluate_model(baseline_ref, suite, console, "baseline")
