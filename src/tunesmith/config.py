@@ -56,7 +56,7 @@ class ReplayConfig(Strict):
     general_text: Path | None = Field(None, description="Plain text (.txt, blank-line separated documents) or JSONL {text}: general language to keep, chunked to data.max_length.")
     general_chunk_tokens: int | None = Field(None, ge=8, description="Chunk the general text to this many tokens instead of data.max_length. Loss is averaged over a step's trained tokens, so one 256-token chunk outweighs a batch of short chat answers; short chunks keep replay a small share of the gradient.")
     general_share: float | None = Field(None, gt=0, lt=1, description="With both earlier data and general text replayed: the fraction of the replay slots that general text takes (None: the sources alternate, half each). A pool of short general chunks under kl_to_base needs few slots; the rest replay earlier data.")
-    general_loss: Literal["next_token", "kl_to_base"] = Field("next_token", description="How replayed general text is trained: next_token, like the new data (the model learns that text); kl_to_base, towards the base model's own predictions on it (KL(base || model) per token, the base being the same weights with the LoRA adapters off: LoRA runs only; train/base_anchor.py).")
+    general_loss: Literal["next_token", "kl_to_base", "kl_to_parent"] = Field("next_token", description="How replayed general text is trained: next_token, like the new data (the model learns that text); kl_to_base, towards the base model's own predictions on it (KL(base || model) per token, the base being the same weights with the LoRA adapters off: LoRA runs only; train/base_anchor.py); kl_to_parent, towards the parent run's predictions (the parent's adapter weights swapped in: a LoRA run continuing a LoRA parent), so an update keeps what its parent does on general text without pulling the parent's own training back out.")
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "ReplayConfig":
@@ -209,6 +209,13 @@ class RunConfig(Strict):
             if self.train.method != "lora":
                 raise ValueError("data.replay.general_loss: kl_to_base needs train.method: lora (the base model's predictions "
                                  "are the adapters switched off) — use next_token for a full finetune")
+        if replay is not None and replay.general_loss == "kl_to_parent":
+            if replay.general_text is None:
+                raise ValueError("data.replay.general_loss: kl_to_parent applies to general text: set data.replay.general_text")
+            if self.train.method != "lora" or self.model.parent is None or self.model.parent.adapter != "continue":
+                raise ValueError("data.replay.general_loss: kl_to_parent needs a LoRA run that continues its parent's adapter "
+                                 "(train.method: lora, model.parent with adapter: continue): the parent's predictions are its "
+                                 "adapter weights swapped in — use kl_to_base without a parent")
         return self
 
     @model_validator(mode="after")

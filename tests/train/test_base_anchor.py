@@ -96,3 +96,33 @@ def test_kl_to_base_is_refused_without_general_text_or_lora(tiny_model_dir, tmp_
     with pytest.raises(ConfigError, match="set data.replay.general_text"):
         anchored_config(tiny_model_dir, tmp_path, **{"data.replay.general_text": None,
                                                        "data.replay.from_parent": True, "model.parent.run": tmp_path})
+
+
+def test_kl_to_parent_starts_at_zero_on_the_parent_where_kl_to_base_does_not(tiny_model_dir, tmp_path):
+    from tests.train.test_continual import first_run, update_config
+    parent = first_run(tiny_model_dir, tmp_path, **{"train.lr": 5e-2, "lora.dropout": 0.0})  # it moved general text
+    general = anchored_config(tiny_model_dir, tmp_path).data.replay.general_text
+    replay = {"data.replay.general_text": general, "data.replay.general_chunk_tokens": 8, "data.replay.share": 0.5}
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    kls = {}
+    for loss in ("kl_to_base", "kl_to_parent"):
+        config = update_config(tmp_path, parent, **replay, **{"data.replay.general_loss": loss})
+        model, pool = build_model(config), load_replay(config, tokenizer)
+        settings = loop_settings(config, 6, tokenizer.pad_token_id, replay=pool)
+        chunks = [e for e in pool.sources[-1].examples[:3]]
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        kls[loss] = kl_of(model, settings.objective, chunks, [], settings)[0].item()
+        assert all(torch.equal(before[name], p) for name, p in model.named_parameters())  # the parent's swapped back out
+    assert abs(kls["kl_to_parent"]) < 1e-5 < kls["kl_to_base"]  # the run starts as its parent; the base differs
+
+
+def test_kl_to_parent_trains_an_update_and_is_refused_without_a_parent(tiny_model_dir, tmp_path):
+    from tests.train.test_continual import first_run, update_config
+    parent = first_run(tiny_model_dir, tmp_path)
+    general = anchored_config(tiny_model_dir, tmp_path).data.replay.general_text
+    config = update_config(tmp_path, parent, **{"data.replay.general_text": general, "data.replay.general_chunk_tokens": 8,
+                                                "data.replay.general_loss": "kl_to_parent", "data.replay.general_share": 0.25})
+    result = train(config)
+    assert result.steps == 3 and load_config(tmp_path / "v2" / "config.yaml").data.replay.general_loss == "kl_to_parent"
+    with pytest.raises(ConfigError, match="kl_to_parent needs a LoRA run that continues its parent's adapter"):
+        anchored_config(tiny_model_dir, tmp_path, **{"data.replay.general_loss": "kl_to_parent"})

@@ -10,14 +10,22 @@ The base's predictions are the same weights with the LoRA adapters disabled (as 
 preference_objective.py), so LoRA only (config.py refuses kl_to_base for a full finetune). The chunks are packed
 into the step's forward with the new examples (the model's side costs next to nothing more); the base's side is
 one extra forward of the chunks alone, without gradients, one row each.
+
+`kl_to_parent` (a LoRA run continuing its parent's adapter) anchors the same way to the parent run instead: the
+parent's adapter weights, read from its adapter/ file, are swapped into the trainable LoRA parameters for the
+reference forward (no copy, put back before the backward). KL to the base would pull the parent's own training
+back out with the drift; KL to the parent keeps what the parent did on general text and lets the update move
+only where its new data asks.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
 from tunesmith.train.forward import causal_lm_of, final_hidden
@@ -74,13 +82,41 @@ def adapters_switched_off(model):
         model.base_model.enable_adapter_layers()
 
 
-def base_kl_and_agreement(model, student_hidden: torch.Tensor, anchored: ModelBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(KL(base || model) summed over the anchored positions, positions where both predict the same token).
-    `student_hidden` (n, H): the model's final hidden states at the chunks' trained positions, in `anchored`'s order."""
+@contextmanager
+def weights_swapped_in(model, weights: dict[str, torch.Tensor]):
+    """The trainable LoRA parameters' data replaced by `weights` (keyed as peft saves an adapter: without the
+    adapter's name) and put back: the parent model (in eval mode: no dropout), with no copy of anything."""
+    swapped, was_training = [], model.training
+    for name, param in model.named_parameters():
+        key = name.replace(".default.", ".")
+        if param.requires_grad and key in weights:
+            swapped.append((param, param.data))
+            param.data = weights[key]
+    if len(swapped) != len(weights):
+        raise ValueError(f"the parent's adapter has {len(weights)} weights, {len(swapped)} match this run's adapter")
+    model.eval()  # the parent's predictions, without the adapters' dropout
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        for param, data in swapped:
+            param.data = data
+
+
+def load_parent_adapter_weights(adapter_file: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    return {key: tensor.to(device=device, dtype=torch.float32) for key, tensor in load_file(adapter_file).items()}
+
+
+def base_kl_and_agreement(model, student_hidden: torch.Tensor, anchored: ModelBatch,
+                          reference_weights: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(KL(reference || model) summed over the anchored positions, positions where both predict the same token).
+    `student_hidden` (n, H): the model's final hidden states at the chunks' trained positions, in `anchored`'s order.
+    The reference is the base (adapters off), or the model with `reference_weights` (the parent's adapter) in."""
     causal_lm = causal_lm_of(model)
     head = causal_lm.get_output_embeddings()
     student = F.log_softmax(head(student_hidden).float(), dim=-1)  # (n, V)
-    with torch.no_grad(), adapters_switched_off(model):
+    reference = adapters_switched_off(model) if reference_weights is None else weights_swapped_in(model, reference_weights)
+    with torch.no_grad(), reference:
         base_hidden = final_hidden(causal_lm, anchored)[anchored.targets != IGNORE_INDEX]
         base = F.log_softmax(head(base_hidden).float(), dim=-1)
     kl = F.kl_div(student, base, log_target=True, reduction="sum")  # sum_v p_base (log p_base - log p_model)
@@ -89,9 +125,12 @@ def base_kl_and_agreement(model, student_hidden: torch.Tensor, anchored: ModelBa
 
 @dataclass(frozen=True)
 class AnchoredTokenObjective(TokenObjective):
-    """Supervised next-token loss on the new examples plus KL(base || model) on anchored chunks, both summed over
-    trained positions (the loop divides by the step's trained tokens, the chunks' included). The logged token
-    accuracy counts an anchored position as right when the model's most likely token is the base's."""
+    """Supervised next-token loss on the new examples plus KL(reference || model) on anchored chunks, both summed
+    over trained positions (the loop divides by the step's trained tokens, the chunks' included). The reference is
+    the base, or with `parent_weights` the parent. The logged token accuracy counts an anchored position as right
+    when the model's most likely token is the reference's."""
+
+    parent_weights: dict[str, torch.Tensor] | None = field(default=None, compare=False, hash=False, repr=False)
 
     def collate(self, examples: list[TokenizedExample], settings: BatchLayout) -> AnchoredBatch:
         return collate_anchored(examples, settings)
@@ -101,6 +140,7 @@ class AnchoredTokenObjective(TokenObjective):
         hidden = final_hidden(causal_lm, batch.tokens)  # (R, T, H): new examples and chunks in one forward
         loss, hits = trained_token_loss_and_hits(hidden, batch.tokens.targets, causal_lm.get_output_embeddings())
         if batch.anchored is not None:
-            kl, agreed = base_kl_and_agreement(model, hidden.flatten(0, 1)[batch.anchor_index], batch.anchored)
+            kl, agreed = base_kl_and_agreement(model, hidden.flatten(0, 1)[batch.anchor_index], batch.anchored,
+                                               self.parent_weights)
             loss, hits = loss + kl, hits + agreed
         return loss, {"token_accuracy": hits}

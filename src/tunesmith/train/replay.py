@@ -115,7 +115,7 @@ def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
     if replay.general_text is not None:
         chunked = config.data.model_copy(update={"max_length": replay.general_chunk_tokens or config.data.max_length})
         examples = read_examples(replay.general_text, tokenizer, chunked)
-        if replay.general_loss == "kl_to_base":  # trained towards the base model's predictions (base_anchor.py)
+        if replay.general_loss in ("kl_to_base", "kl_to_parent"):  # towards the base or parent model (base_anchor.py)
             examples = [AnchoredExample(e.input_ids, e.labels, e.truncated) for e in examples]
         sources.append(ReplaySource("general", [{"path": str(replay.general_text),
                                                  "sha256": file_sha256(replay.general_text)}], examples))
