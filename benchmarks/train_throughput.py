@@ -347,19 +347,24 @@ def benchmark(args: argparse.Namespace) -> dict:
     for weights in Path(resolve_model_dir(BASE)).iterdir():  # page cache warm for every side, not just the later ones
         weights.read_bytes()
 
-    results = {"tunesmith": run_tunesmith(settings, train, valid, work, packing=not args.tunesmith_no_packing)}
-    machine["load_avg_after_tunesmith"] = [round(x, 2) for x in os.getloadavg()]
-    results["trl"] = run_trl(settings, train, valid, work, "trl", gradient_checkpointing=True)
-    machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
-    if not args.skip_trl_no_gc:
+    sides = set(args.sides.split(",")) - ({"trl_no_gradient_checkpointing"} if args.skip_trl_no_gc else set())
+    results = {}
+    if "tunesmith" in sides:
+        results["tunesmith"] = run_tunesmith(settings, train, valid, work, packing=not args.tunesmith_no_packing)
+        machine["load_avg_after_tunesmith"] = [round(x, 2) for x in os.getloadavg()]
+    if "trl" in sides:
+        results["trl"] = run_trl(settings, train, valid, work, "trl", gradient_checkpointing=True)
+        machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
+    if "trl_no_gradient_checkpointing" in sides:
         results["trl_no_gradient_checkpointing"] = run_trl(settings, train, valid, work, "trl-nogc", gradient_checkpointing=False)
     scores = score_adapters({name: r["adapter"] for name, r in results.items()}, valid)
     for name, result in results.items():
         result["valid_loss"] = scores[name]
     report = {**results}
     report["base_model_valid_loss"] = scores["base_model"]
-    report["ratios"] = compare(results["tunesmith"], results["trl"])
-    if "trl_no_gradient_checkpointing" in results:
+    if {"tunesmith", "trl"} <= set(results):
+        report["ratios"] = compare(results["tunesmith"], results["trl"])
+    if {"tunesmith", "trl_no_gradient_checkpointing"} <= set(results):
         report["ratios_vs_trl_no_gradient_checkpointing"] = compare(results["tunesmith"], results["trl_no_gradient_checkpointing"])
     report["config"] = settings
     report["machine"] = machine
@@ -378,7 +383,7 @@ def compare(ours: dict, theirs: dict) -> dict:
 
 
 def notes(results: dict, machine: dict, work: Path) -> list[str]:
-    ts = results["tunesmith"]
+    ts = results.get("tunesmith", {"packing": True})
     lines = [
         "Loss mask: tunesmith trains assistant content + <|im_end|>; TRL's assistant_only_loss=True needs {% generation %} "
         "markers that the SmolLM2 template lacks (TRL 1.16 has no patched template for it and raises), so TRL gets the same "
@@ -417,6 +422,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="keep runs and logs here (default: a new temp dir)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--tunesmith-no-packing", action="store_true", help="turn off tunesmith's default packing")
+    parser.add_argument("--sides", default="tunesmith,trl,trl_no_gradient_checkpointing",
+                        help="comma-separated subset to run (e.g. tunesmith alone, to see how its loss moves with --seed)")
     parser.add_argument("--skip-trl-no-gc", action="store_true", help="skip the extra TRL run without gradient checkpointing")
     # internal: the TRL child process
     parser.add_argument("--side", choices=["trl"], default=None, help=argparse.SUPPRESS)

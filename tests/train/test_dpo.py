@@ -89,7 +89,10 @@ def test_packed_accumulated_and_padded_dpo_steps_give_the_same_update(tokenizer,
 
 
 def test_packed_pairs_do_not_attend_to_each_other(tokenizer):
-    model, examples = trained_lora(tokenizer), pair_examples(tokenizer)
+    long = PreferencePair(9, [{"role": "user", "content": "Name the noble gases."}],
+                          "Helium, neon, argon, krypton, xenon and radon. " * 3, "The noble gases are helium and neon. " * 3)
+    rendered = render_pair(tokenizer, long, 128)  # rows are as wide as the longest answer: the short ones share them
+    model, examples = trained_lora(tokenizer), [*pair_examples(tokenizer), PreferenceExample(rendered.chosen, rendered.rejected)]
     layout = lambda packing: settings(tokenizer, None, packing=packing)
     packed = collate_pairs(examples, layout(True))
     assert packed.inputs.input_ids.shape[0] < 2 * len(examples)  # rows really hold several answers

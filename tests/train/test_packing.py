@@ -2,7 +2,7 @@ import torch
 
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample, render_chat
 from tunesmith.train.forward import batch_loss_and_hits, batch_loss_sum
-from tunesmith.train.packing import collate, pack_rows
+from tunesmith.train.packing import collate, collate_placed, pack_rows
 
 
 def examples(tokenizer):
@@ -11,7 +11,9 @@ def examples(tokenizer):
         [{"role": "user", "content": "Hydrogen?"}, {"role": "assistant", "content": "Atomic number 1."}],
         [{"role": "user", "content": "The quick brown fox"}, {"role": "assistant", "content": "jumps over the lazy dog."}],
     ]
-    return [render_chat(tokenizer, chat, max_length=512) for chat in chats]
+    long = [{"role": "user", "content": "Tell me about the elements."},
+            {"role": "assistant", "content": " ".join(["Hydrogen, helium, lithium, beryllium, boron, carbon."] * 8)}]
+    return [render_chat(tokenizer, chat, max_length=512) for chat in [*chats, long]]  # the short three fit in its width
 
 
 def test_pack_rows_fills_rows_without_exceeding_max_length():
@@ -23,25 +25,30 @@ def test_pack_rows_fills_rows_without_exceeding_max_length():
 
 def test_packed_logits_equal_unpacked(tokenizer, model):
     batch = examples(tokenizer)
-    packed = collate(batch, tokenizer.pad_token_id, max_length=512, packing=True)
-    assert packed.input_ids.shape[0] == 1  # all three share one row
+    packed, placed = collate_placed(batch, tokenizer.pad_token_id, max_length=512, packing=True)
+    assert packed.input_ids.shape == (2, len(batch[-1].input_ids))  # rows as wide as the longest: the three short share one
+    assert {row for row, _ in placed[:3]} == {1}
     decoder = model.get_decoder()
     with torch.no_grad():
         packed_hidden = decoder(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                                position_ids=packed.position_ids).last_hidden_state[0]
-        offset = 0
-        for example in sorted(batch, key=lambda e: -len(e.input_ids)):  # pack order: longest first
+                                position_ids=packed.position_ids).last_hidden_state
+        for example, (row, start) in zip(batch, placed):
             alone = decoder(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
             n = len(example.input_ids)
-            assert torch.allclose(packed_hidden[offset : offset + n], alone, atol=1e-4)
-            offset += n
+            assert torch.allclose(packed_hidden[row, start : start + n], alone, atol=1e-4)
+
+
+def test_rows_are_as_wide_as_the_longest_example_not_max_length():
+    short = [TokenizedExample([1] * n, [1] * n) for n in (5, 4, 3, 2)]
+    assert collate(short, pad_id=0, max_length=64, packing=True).input_ids.shape == (3, 5)  # 5 | 4 | 3+2
+    assert collate(short, pad_id=0, max_length=4, packing=True).input_ids.shape[1] == 5  # truncation happens earlier
 
 
 def test_packed_loss_equals_padded_loss(tokenizer, model):
     batch = examples(tokenizer)
     packed = collate(batch, tokenizer.pad_token_id, max_length=512, packing=True)
     padded = collate(batch, tokenizer.pad_token_id, max_length=512, packing=False)
-    assert padded.input_ids.shape[0] == 3
+    assert padded.input_ids.shape[0] == len(batch)
     assert packed.num_trained == padded.num_trained == sum(e.num_trained for e in batch)
     with torch.no_grad():
         assert torch.allclose(batch_loss_sum(model, packed), batch_loss_sum(model, padded), atol=1e-4)
@@ -51,9 +58,10 @@ def test_targets_never_cross_example_boundaries():
     # raw text trains every token: the first token of the second example must not be a target of the first
     a = TokenizedExample([5, 6, 7], [5, 6, 7])
     b = TokenizedExample([8, 9], [8, 9])
-    packed = collate([a, b], pad_id=0, max_length=8, packing=True)
-    assert packed.targets[0].tolist() == [6, 7, IGNORE_INDEX, 9, IGNORE_INDEX]
-    assert packed.position_ids[0].tolist() == [0, 1, 2, 0, 1]
+    long = TokenizedExample([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])  # a and b share a row as wide as it
+    packed = collate([a, b, long], pad_id=0, max_length=8, packing=True)
+    assert packed.targets[1].tolist() == [6, 7, IGNORE_INDEX, 9, IGNORE_INDEX]
+    assert packed.position_ids[1].tolist() == [0, 1, 2, 0, 1]
 
 
 def test_chunked_loss_and_gradients_equal_plain_cross_entropy(tokenizer, model):

@@ -14,7 +14,7 @@ from trl import DPOConfig, DPOTrainer
 from tests.tiny import tiny_model
 from tunesmith.data.preference import PreferencePair, render_pair
 from tunesmith.data.render import IGNORE_INDEX
-from tunesmith.train.packing import collate
+from tunesmith.train.packing import collate, collate_placed
 from tunesmith.train.preference_loss import (
     ChosenRejected,
     batch_example_logps,
@@ -65,9 +65,13 @@ def trl_trainer(policy, reference, tokenizer, loss_type, tmp_path):
     return DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=data, processing_class=tokenizer)
 
 
+def indexed(examples, tokenizer, packing):
+    batch, placed = collate_placed(examples, tokenizer.pad_token_id, MAX_LENGTH, packing)
+    return batch, example_index(placed, [len(e.input_ids) for e in examples], batch.input_ids.shape)
+
+
 def our_logps(model, examples, tokenizer, packing):
-    batch = collate(examples, tokenizer.pad_token_id, MAX_LENGTH, packing)
-    index = example_index([len(e.input_ids) for e in examples], MAX_LENGTH, packing)
+    batch, index = indexed(examples, tokenizer, packing)
     return ChosenRejected.split(batch_example_logps(model, batch, index, len(examples)))
 
 
@@ -110,8 +114,13 @@ def test_loss_gradients_and_metrics_equal_trl_dpo_trainer(tokenizer, tmp_path, l
         assert value == pytest.approx(trl_metrics[trl_names.get(name, name)], abs=1e-5), name
 
 
+LONG_PAIR = PreferencePair(9, [{"role": "user", "content": "Name the noble gases."}],
+                           "Helium, neon, argon, krypton, xenon and radon. " * 3, "The noble gases are helium and neon. " * 3)
+
+
 def test_packed_per_example_logps_equal_unpacked(tokenizer, model):
-    examples = rendered_examples(tokenizer)
+    rendered = [render_pair(tokenizer, pair, MAX_LENGTH) for pair in [*PAIRS, LONG_PAIR]]  # the short ones share rows
+    examples = [r.chosen for r in rendered] + [r.rejected for r in rendered]  # as wide as the long pair's answers
     with torch.no_grad():
         unpacked = our_logps(model, examples, tokenizer, packing=False)
         packed = our_logps(model, examples, tokenizer, packing=True)
@@ -122,8 +131,7 @@ def test_packed_per_example_logps_equal_unpacked(tokenizer, model):
 
 def test_example_index_matches_collate_layout(tokenizer):
     examples = rendered_examples(tokenizer)
-    batch = collate(examples, tokenizer.pad_token_id, MAX_LENGTH, packing=True)
-    index = example_index([len(e.input_ids) for e in examples], MAX_LENGTH, packing=True)
+    batch, index = indexed(examples, tokenizer, packing=True)
     assert index.shape == batch.input_ids.shape
     for e, example in enumerate(examples):
         assert batch.input_ids[index == e].tolist() == example.input_ids
@@ -137,7 +145,7 @@ def test_logps_from_logits_are_the_log_softmax_of_each_trained_target(tokenizer,
     batch = collate(examples, tokenizer.pad_token_id, MAX_LENGTH, packing=False)
     with torch.no_grad():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).logits  # (B, T, V)
-    index = example_index([len(e.input_ids) for e in examples], MAX_LENGTH, packing=False)
+    index = indexed(examples, tokenizer, packing=False)[1]
     got = example_logps(logits, batch.targets, index, len(examples), torch.nn.Identity())
     log_probs = logits.log_softmax(-1)  # (B, T, V)
     trained = batch.targets != IGNORE_INDEX  # (B, T)

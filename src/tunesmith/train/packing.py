@@ -1,5 +1,11 @@
 """Turn tokenized examples into model inputs, packed or padded, without examples seeing each other.
 
+Packed rows are as wide as the batch's longest example, not data.max_length: padding every example to that
+width is what packing saves, while the attention's cost grows with the square of the row width. Measured on
+the elements rows (about 52 tokens each, batch 16, LoRA, 2-core CPU): rows packed to 256 tokens trained at
+561 tokens/s, unpacked rows at 686; rows as wide as the longest example keep the unpacked speed on uniform
+data and still pack short examples beside long ones.
+
 Packed rows carry position ids that restart at 0 for each example and an explicit 4D block-diagonal
 causal mask: with sdpa/eager attention, position ids alone do NOT stop packed examples from
 attending to each other (measured: logits differ by ~23), the explicit mask does (< 1e-4).
@@ -65,7 +71,7 @@ def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: in
                    packing: bool) -> tuple[ModelBatch, list[tuple[int, int]]]:
     """The batch, and where each example landed in it: (row, first column), in the order of `examples`."""
     lengths = [len(e.input_ids) for e in examples]
-    rows = pack_rows(lengths, max_length) if packing else [[i] for i in range(len(examples))]
+    rows = pack_rows(lengths, min(max_length, max(lengths))) if packing else [[i] for i in range(len(examples))]
     width = max(sum(lengths[i] for i in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)

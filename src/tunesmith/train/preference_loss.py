@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tunesmith.data.render import IGNORE_INDEX
 from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.loss import trained_token_loss_sum
-from tunesmith.train.packing import ModelBatch, pack_rows
+from tunesmith.train.packing import ModelBatch
 
 
 @dataclass
@@ -43,19 +43,14 @@ class ChosenRejected:
         return cls(chosen, rejected)
 
 
-def example_index(lengths: list[int], max_length: int, packing: bool) -> torch.Tensor:
-    """(R, T) index of the example at each position of `packing.collate` over examples of these lengths; -1 on padding.
+def example_index(placed: list[tuple[int, int]], lengths: list[int], shape: tuple[int, int]) -> torch.Tensor:
+    """(R, T) index of the example at each position of a collated batch; -1 on padding.
 
-    Mirrors collate's layout (the same `pack_rows` when packing, one example a row otherwise).
+    `placed` is where `packing.collate_placed` put each example (row, first column), `shape` its input_ids' shape.
     """
-    rows = pack_rows(lengths, max_length) if packing else [[i] for i in range(len(lengths))]
-    width = max(sum(lengths[i] for i in row) for row in rows)
-    index = torch.full((len(rows), width), -1, dtype=torch.long)
-    for r, row in enumerate(rows):
-        start = 0
-        for i in row:
-            index[r, start : start + lengths[i]] = i
-            start += lengths[i]
+    index = torch.full(tuple(shape), -1, dtype=torch.long)
+    for i, ((row, start), n) in enumerate(zip(placed, lengths)):
+        index[row, start : start + n] = i
     return index
 
 

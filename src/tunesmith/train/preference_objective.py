@@ -22,7 +22,7 @@ import torch
 
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.objective import BatchLayout
-from tunesmith.train.packing import ModelBatch, collate
+from tunesmith.train.packing import ModelBatch, collate_placed
 from tunesmith.train.preference_loss import (
     ChosenRejected,
     batch_example_logps,
@@ -77,9 +77,10 @@ def collate_pairs(pairs: list[PreferenceExample], settings: BatchLayout) -> Pref
     reference = None
     if all(r is not None for r in given):
         reference = ChosenRejected(torch.tensor([r[0] for r in given]), torch.tensor([r[1] for r in given]))
+    inputs, placed = collate_placed(examples, settings.pad_id, settings.max_length, settings.packing)
     return PreferenceBatch(
-        inputs=collate(examples, settings.pad_id, settings.max_length, settings.packing),
-        index=example_index(lengths, settings.max_length, settings.packing),
+        inputs=inputs,
+        index=example_index(placed, lengths, inputs.input_ids.shape),
         trained=trained,
         reference=reference,
     )
