@@ -15,7 +15,7 @@ import torch
 
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.loss import LOSS_CHUNK
-from tunesmith.train.packing import pack_rows
+from tunesmith.train.packing import batch_rows
 from tunesmith.train.schedule import micro_batches, step_example_indices
 
 # Growth of a CPU process's peak RSS with the number of steps: glibc keeps the freed activation blocks of
@@ -99,7 +99,7 @@ class MicroBatchShape:
 def micro_batch_shape(examples: list[TokenizedExample], max_length: int, packing: bool) -> MicroBatchShape:
     """The shape tunesmith.train.packing.collate gives these examples, without building tensors."""
     lengths = [len(e.input_ids) for e in examples]
-    rows = pack_rows(lengths, max_length) if packing else [[i] for i in range(len(examples))]
+    rows = batch_rows(lengths, max_length, packing)
     width = max(sum(lengths[i] for i in row) for row in rows)
     return MicroBatchShape(len(rows), width, sum(lengths), sum(e.num_trained for e in examples))
 

@@ -63,6 +63,11 @@ def pack_rows(lengths: list[int], max_length: int) -> list[list[int]]:
     return rows
 
 
+def batch_rows(lengths: list[int], max_length: int, packing: bool) -> list[list[int]]:
+    """Which examples share each row: packed into rows as wide as the longest example, or one example a row."""
+    return pack_rows(lengths, min(max_length, max(lengths))) if packing else [[i] for i in range(len(lengths))]
+
+
 def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool) -> ModelBatch:
     return collate_placed(examples, pad_id, max_length, packing)[0]
 
@@ -71,7 +76,7 @@ def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: in
                    packing: bool) -> tuple[ModelBatch, list[tuple[int, int]]]:
     """The batch, and where each example landed in it: (row, first column), in the order of `examples`."""
     lengths = [len(e.input_ids) for e in examples]
-    rows = pack_rows(lengths, min(max_length, max(lengths))) if packing else [[i] for i in range(len(examples))]
+    rows = batch_rows(lengths, max_length, packing)
     width = max(sum(lengths[i] for i in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
