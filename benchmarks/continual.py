@@ -141,6 +141,8 @@ def target_checks(means: list[dict], tolerance: float = 0.02) -> dict[str, dict]
                 gained.append({"task": new, "score": row[new], "naive": naive, "met": row[new] >= naive - tolerance - 1e-9})
         checks[variant] = {"kept": kept, "new_task": gained, "met": all(c["met"] for c in kept + gained)}
     return checks
+
+
 def table(rows: list[dict]) -> Table:
     view = Table(title="Accuracy on each task after each update (held-out phrasings); general-English perplexity")
     for column in ["seed", "variant", "after", *[f"{u}.{t}" for u, t in TASKS], "general_ppl", "train_s"]:
@@ -180,6 +182,7 @@ def main() -> None:
     result = {"rows": rows, "means": means, "targets": checks}
     print(json.dumps(result, indent=2))
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
+
 
 if __name__ == "__main__":
     main()

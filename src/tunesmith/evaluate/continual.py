@@ -107,11 +107,11 @@ def measure_suites(model_ref: str, suites: list[Path], console: Console) -> Scor
     """The candidate's keepable scores on each suite, one model load for all of them.
 
     In bf16 only when every suite's decoding asks for it (kept scores compare with what ancestors recorded)."""
-    bf16 = all(load_suite(path).decoding.dtype() == torch.bfloat16 for path in suites)
+    loaded = [(path, load_suite(path)) for path in suites]
+    bf16 = all(suite.decoding.dtype() == torch.bfloat16 for _, suite in loaded)
     model, tokenizer = load_model(model_ref, dtype=torch.bfloat16 if bf16 else torch.float32).eval(), load_tokenizer(model_ref)
     scores: Scores = {}
-    for path in suites:
-        suite = load_suite(path)
+    for path, suite in loaded:
         metrics = {}
         for task in suite.tasks:
             if task.kind in ("speed",):

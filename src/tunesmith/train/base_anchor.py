@@ -21,17 +21,18 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from tunesmith.config import ConfigError, RunConfig
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
 from tunesmith.train.forward import causal_lm_of, final_hidden
 from tunesmith.train.loss import trained_token_loss_and_hits
 from tunesmith.train.objective import BatchLayout, TokenObjective
 from tunesmith.train.packing import ModelBatch, collate, collate_placed
+from tunesmith.train.parent import ADAPTER_WEIGHTS, load_parent
 
 
 @dataclass
@@ -90,6 +91,8 @@ def weights_swapped_in(model, weights: dict[str, torch.Tensor]):
     for name, param in model.named_parameters():
         key = name.replace(".default.", ".")
         if param.requires_grad and key in weights:
+            if weights[key].device != param.device:
+                weights[key] = weights[key].to(param.device)  # once: the dict keeps the moved copy
             swapped.append((param, param.data))
             param.data = weights[key]
     if len(swapped) != len(weights):
@@ -103,8 +106,24 @@ def weights_swapped_in(model, weights: dict[str, torch.Tensor]):
             param.data = data
 
 
-def load_parent_adapter_weights(adapter_file: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    return {key: tensor.to(device=device, dtype=torch.float32) for key, tensor in load_file(adapter_file).items()}
+def parent_adapter_weights(config: RunConfig) -> dict[str, torch.Tensor]:
+    """The parent run's exported adapter weights (float32, keyed as peft saves them), for kl_to_parent."""
+    parent = load_parent(config.model.parent.run)
+    if not parent.uses_lora:
+        raise ConfigError(f"data.replay.general_loss: kl_to_parent: {parent.run_dir} is not a LoRA run (no adapter to "
+                          "swap in) — use kl_to_base")
+    return {key: tensor.float() for key, tensor in load_file(parent.adapter_dir / ADAPTER_WEIGHTS).items()}
+
+
+def replay_objective(config: RunConfig) -> TokenObjective:
+    """The objective of a run with data.replay: next-token on everything, or KL on the general chunks towards
+    the base or the parent (data.replay.general_loss)."""
+    loss = config.data.replay.general_loss
+    if loss == "kl_to_base":
+        return AnchoredTokenObjective()
+    if loss == "kl_to_parent":
+        return AnchoredTokenObjective(parent_weights=parent_adapter_weights(config))
+    return TokenObjective()
 
 
 def base_kl_and_agreement(model, student_hidden: torch.Tensor, anchored: ModelBatch,

@@ -40,16 +40,16 @@ class ReplayPool:
     share: float
     per_step: int
     sources: list[ReplaySource] = field(default_factory=list)
-    last_share: float | None = None  # the last source's fraction of the slots; None: the sources alternate
+    general_share: float | None = None  # general text's (the last source's) fraction of the slots; None: alternate
 
     def step_examples(self, step: int, seed: int) -> list[TokenizedExample]:
         """The replayed examples of 0-based optimizer step `step`: a pure function of (seed, step)."""
         sizes = [len(src.examples) for src in self.sources]
-        return [self.sources[s].examples[i] for s, i in replay_slots(step, seed, self.per_step, sizes, self.last_share)]
+        return [self.sources[s].examples[i] for s, i in replay_slots(step, seed, self.per_step, sizes, self.general_share)]
 
     def record(self) -> dict:
         """run.json's `replay`: what was mixed in, pinned by sha256."""
-        return {"share": self.share, "per_step": self.per_step, "general_share": self.last_share,
+        return {"share": self.share, "per_step": self.per_step, "general_share": self.general_share,
                 "sources": [{"name": s.name, "files": s.files, "examples": len(s.examples)} for s in self.sources]}
 
 

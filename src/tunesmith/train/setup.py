@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunesmith.config import ConfigError, DataConfig, RunConfig
+from tunesmith.config import DataConfig, RunConfig
 from tunesmith.data.formats import LoadedFile, RowError, load_file
 from tunesmith.data.render import TokenizedExample, records_to_examples
 from tunesmith.models.load import load_model
-from tunesmith.train.base_anchor import AnchoredTokenObjective, load_parent_adapter_weights
+from tunesmith.train.base_anchor import replay_objective
 from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.deepspeed import DeepSpeedStrategy
 from tunesmith.train.distributed import World
@@ -20,7 +20,7 @@ from tunesmith.train.lora import apply_lora
 from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.loop import LoopSettings
 from tunesmith.train.objective import TokenObjective
-from tunesmith.train.parent import ADAPTER_WEIGHTS, anchor_to_parent, build_from_parent
+from tunesmith.train.parent import anchor_to_parent, build_from_parent
 from tunesmith.train.replay import ReplayPool
 from tunesmith.train.schedule import total_steps
 from tunesmith.train.sharding import FSDPStrategy
@@ -129,16 +129,6 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int,
                   strategy: Strategy = DataParallelStrategy(), replay: ReplayPool | None = None) -> LoopSettings:
     t = config.train
     new_per_step = t.batch_size - (replay.per_step if replay is not None else 0)  # epochs count new examples only
-    general_loss = config.data.replay.general_loss if replay is not None else "next_token"  # base_anchor.py
-    objective = TokenObjective()
-    if general_loss == "kl_to_base":
-        objective = AnchoredTokenObjective()
-    elif general_loss == "kl_to_parent":
-        adapter_file = config.model.parent.run / "adapter" / ADAPTER_WEIGHTS
-        if not adapter_file.is_file():
-            raise ConfigError(f"data.replay.general_loss: kl_to_parent: {config.model.parent.run} has no {adapter_file.name} "
-                              "in adapter/ — the parent must be a LoRA run; use kl_to_base")
-        objective = AnchoredTokenObjective(parent_weights=load_parent_adapter_weights(adapter_file))
     return LoopSettings(
         total_steps=total_steps(num_train, new_per_step, t.epochs, t.max_steps),
         batch_size=t.batch_size,
@@ -157,7 +147,7 @@ def loop_settings(config: RunConfig, num_train: int, pad_id: int,
         pad_id=pad_id,
         strategy=strategy,
         replay=replay,
-        objective=objective,
+        objective=replay_objective(config) if replay is not None else TokenObjective(),
     )
 
 
