@@ -1,6 +1,7 @@
 """LoRA fine-tunes served as adapters on one shared base give the merged model's answers; the base stays the base."""
 import threading
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,3 +44,29 @@ def test_adapters_share_one_base_and_match_their_merged_models(tiny_model_dir, t
     assert answer(pool.get("base", str(tiny_model_dir)), prompt) == base_before  # adapters disabled for the base
     pool.drop("ft0")
     assert "ft0" not in adapters[1].model.peft_config and answer(adapters[1], prompt) == merged[1]
+
+
+def test_models_load_in_a_thread_that_is_gone_afterwards(tiny_model_dir, monkeypatch):
+    """The route's thread must not keep an OpenMP pool beside the batcher's (serve/passing_thread.py)."""
+    import tunesmith.serve.model_pool as model_pool
+
+    loaders = []
+    real_load = model_pool.load_model
+
+    def recording_load(ref, dtype):
+        loaders.append(threading.current_thread())
+        return real_load(ref, dtype=dtype)
+
+    monkeypatch.setattr(model_pool, "load_model", recording_load)
+    pool = ModelPool(max_loaded=1, dtype=torch.bfloat16)
+    loaded = pool.get("base", str(tiny_model_dir))
+    assert loaders and loaders[0] is not threading.current_thread() and not loaders[0].is_alive()
+    packed = [m for m in loaded.model.modules() if hasattr(m, "packed_weight")]
+    bf16_kernels = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert len(packed) == (2 * 7 + 1 if bf16_kernels else 0)  # bf16 serving packs every linear where oneDNN can
+
+
+def test_a_load_error_reaches_the_caller(tmp_path):
+    with pytest.raises(Exception) as error:
+        ModelPool(max_loaded=1).get("missing", str(tmp_path / "no-such-model"))
+    assert "no-such-model" in str(error.value)

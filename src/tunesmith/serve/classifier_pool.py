@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from tunesmith.models.classifier import Classifier, load_classifier
+from tunesmith.serve.passing_thread import in_passing_thread
 
 
 @dataclass(eq=False)
@@ -114,7 +115,7 @@ class ClassifierPool:
         directory = directory.resolve()
         with self.lock:
             if directory not in self.loaded:
-                classifier = load_classifier(directory)
+                classifier = in_passing_thread(lambda: load_classifier(directory))  # serve/passing_thread.py
                 self.loaded[directory] = (classifier, ScoringBatcher(classifier))
                 while len(self.loaded) > self.max_loaded:
                     self.loaded.popitem(last=False)

@@ -16,7 +16,9 @@ import torch
 from peft import PeftModel
 
 from tunesmith.models.load import load_model, load_tokenizer
+from tunesmith.models.packed_linear import pack_linears, packing_supported
 from tunesmith.serve.batcher import Batcher, BatchSlot
+from tunesmith.serve.passing_thread import in_passing_thread
 
 
 @dataclass(eq=False)
@@ -51,12 +53,18 @@ class ModelPool:
     def served(self, model_id: str, ref: str) -> ServedModel:
         """Load under the pool lock, so two requests never load the same model twice."""
         if model_id not in self.loaded:
-            model = load_model(ref, dtype=self.dtype).eval()
+            model = in_passing_thread(lambda: self.load(ref))  # serve/passing_thread.py: why not in this thread
             self.loaded[model_id] = ServedModel(model, load_tokenizer(ref))
             while len(self.loaded) > self.max_loaded:
                 self.loaded.popitem(last=False)
         self.loaded.move_to_end(model_id)
         return self.loaded[model_id]
+
+    def load(self, ref: str):
+        model = load_model(ref, dtype=self.dtype).eval()
+        if packing_supported(model):  # bf16 on a CPU: oneDNN-packed linears (models/packed_linear.py)
+            pack_linears(model)
+        return model
 
     def get(self, model_id: str, ref: str) -> LoadedModel:
         """`ref` is what `load_model` takes: a base reference, or a run directory (merged weights)."""
@@ -70,9 +78,10 @@ class ModelPool:
             served = self.served(base_id, base_ref)
             with served.lock:  # wrapping/adding changes the module tree: between decoding steps
                 if not isinstance(served.model, PeftModel):
-                    served.model = PeftModel.from_pretrained(served.model, adapter_dir, adapter_name=adapter_name).eval()
+                    served.model = in_passing_thread(
+                        lambda: PeftModel.from_pretrained(served.model, adapter_dir, adapter_name=adapter_name).eval())
                 elif adapter_name not in served.model.peft_config:
-                    served.model.load_adapter(adapter_dir, adapter_name=adapter_name)
+                    in_passing_thread(lambda: served.model.load_adapter(adapter_dir, adapter_name=adapter_name))
         return LoadedModel(served.model, served.tokenizer, BatchSlot(served.batcher, adapter_name))
 
     def drop(self, model_id: str) -> None:

@@ -29,6 +29,7 @@ from peft import PeftModel
 from peft.tuners.lora import Linear as LoraLinear
 from peft.tuners.lora import LoraLayer
 
+from tunesmith.models.packed_linear import PackedWeight, packed_linear
 
 _STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (adapters_key, StackedLora or None)
 
@@ -70,6 +71,7 @@ class Stack:
     b: torch.Tensor  # (R, out): the B matrices side by side, transposed
     a: torch.Tensor | None = None  # (in, R): the A matrices stacked, transposed (not fused)
     joint: torch.Tensor | None = None  # fused: (out + R, in), the base weight with the A matrices under it
+    packed: PackedWeight | None = None  # the joint matrix in oneDNN's layout, where the base layer is packed
 
 
 class StackedLora:
@@ -106,7 +108,8 @@ class StackedLora:
         weight = base.weight
         joint = torch.cat([weight.detach(), a.to(weight.dtype)])  # (out + R, in)
         weight.data = joint[: weight.shape[0]]
-        return Stack(tuple(layout), b.to(weight.dtype), joint=joint)
+        packed = PackedWeight(joint) if hasattr(base, "packed_weight") else None  # models/packed_linear.py
+        return Stack(tuple(layout), b.to(weight.dtype), joint=joint, packed=packed)
 
     def layer_forward(self, module, peft_forward, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.masks is None:
@@ -119,7 +122,7 @@ class StackedLora:
             output = module.base_layer(x, *args, **kwargs)
             lora = torch.matmul(x.to(stack.a.dtype), stack.a) * mask  # (rows, T, R)
             return output + torch.matmul(lora, stack.b).to(output.dtype)
-        both = torch.nn.functional.linear(x, stack.joint)  # (rows, T, out + R)
+        both = packed_linear(x, stack.packed) if stack.packed is not None else torch.nn.functional.linear(x, stack.joint)
         out = stack.b.shape[1]
         lora = both[..., out:] * mask  # (rows, T, R)
         output = torch.matmul(lora, stack.b).add_(both[..., :out])

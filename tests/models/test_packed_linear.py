@@ -1,0 +1,95 @@
+"""oneDNN-packed linears (models/packed_linear.py) on the tiny model in bf16: the same logits as plain
+`F.linear`, a repack when a weight changes in place, plain linears where gradients are wanted, and mixed LoRA
+rows (serve/stacked_lora.py, whose fused matrix is packed too) answering as on the unpacked model."""
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from tunesmith.models.packed_linear import pack_linears, packing_supported
+from tunesmith.serve.slot_cache import SlotCache
+from tunesmith.serve.stacked_lora import stacked_lora
+from tests.tiny import tiny_model
+
+bf16_kernels = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+pytestmark = pytest.mark.skipif(not bf16_kernels, reason="this CPU's oneDNN has no bf16 kernels")
+
+
+def bf16_model(tokenizer):
+    model = tiny_model(tokenizer).to(torch.bfloat16)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    return model
+
+
+@torch.inference_mode()
+def decode_logits(model, adapters=None):
+    """Logits of a prefill of 3 prompts then one decoding step, through the serving cache."""
+    cache = SlotCache.for_model(model)
+    prompts = torch.tensor([[5, 9, 13, 7], [3, 4, 11, 2], [8, 8, 6, 1]])
+    mask = cache.start_prefill([0, 1, 2], 4)
+    inputs = dict(attention_mask=mask, position_ids=torch.arange(4).expand(3, -1), cache=cache, use_cache=True)
+    lora = stacked_lora(model) if adapters else None
+    with lora.rows(adapters) if lora else torch.no_grad():
+        first = model(input_ids=prompts, **inputs).logits
+        mask = cache.start_decode([4, 4, 4])
+        step = model(input_ids=torch.tensor([[1], [2], [3]]), attention_mask=mask, position_ids=torch.tensor([[4]] * 3),
+                     cache=cache, use_cache=True).logits
+    return torch.cat([first, step], dim=1).float()
+
+
+def test_packed_logits_equal_plain_linear_logits(tokenizer):
+    plain = bf16_model(tokenizer)
+    packed = copy.deepcopy(plain)
+    assert packing_supported(packed) and pack_linears(packed) == 2 * 7 + 1  # every projection and the lm_head
+    assert torch.equal(decode_logits(packed), decode_logits(plain))
+
+
+def test_a_weight_changed_in_place_is_repacked(tokenizer):
+    model = bf16_model(tokenizer)
+    pack_linears(model)
+    layer = model.model.layers[0].mlp.down_proj
+    x = torch.randn(3, layer.in_features, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        before = layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(-1)  # as a LoRA merge would: same tensor, new values
+    with torch.inference_mode():
+        after = layer(x)
+        assert torch.equal(after, torch.nn.functional.linear(x, layer.weight)) and torch.equal(after, -before)
+
+
+def test_with_gradients_the_plain_linear_runs(tokenizer):
+    model = bf16_model(tokenizer)
+    pack_linears(model)
+    layer = model.model.layers[0].self_attn.q_proj
+    out = layer(torch.randn(2, layer.in_features, dtype=torch.bfloat16, requires_grad=True))
+    assert out.requires_grad  # the packed op has no backward; training a packed model still works
+
+
+def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    models = []
+    for pack in (False, True):
+        base = bf16_model(tokenizer)
+        if pack:
+            pack_linears(base)
+        model = get_peft_model(base, config, adapter_name="a")
+        model.add_adapter("b", config)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.5)
+        models.append(model.eval())
+    adapters = ["a", None, "b"]
+    plain, packed = (decode_logits(model, adapters) for model in models)
+    stack = next(iter(stacked_lora(models[1]).stacks.values()))
+    assert stack.packed is not None and stacked_lora(models[0]).stacks and \
+        next(iter(stacked_lora(models[0]).stacks.values())).packed is None
+    assert not torch.equal(plain[0], plain[1])  # the adapters change the logits
+    torch.testing.assert_close(packed, plain, rtol=0, atol=0)
