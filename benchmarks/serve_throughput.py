@@ -3,7 +3,7 @@
 Run as: nice -n 10 .venv/bin/python benchmarks/serve_throughput.py --threads 2 [--concurrency 16,32,64]
         [--max-tokens 64] [--sides serve,mixed_lora,static_bf16,sequential_bf16,sequential_fp32,llama_cpp] [--out FILE]
 
-Every side runs in this process with the same torch thread count on SmolLM2-135M-Instruct (embedded), the same
+Every side runs in a process of its own (started one after another) with the same torch thread count on SmolLM2-135M-Instruct (embedded), the same
 prompts (examples/general/prompts.jsonl, cycled past its 24 rows, rendered with the model's chat template),
 greedy decoding, at most --max-tokens new tokens, stopping at EOS and <|im_end|>. Tokens: generated ids up to and
 including the stop token (the server's usage.completion_tokens).
@@ -31,6 +31,8 @@ import json
 import os
 import platform
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -146,6 +148,7 @@ def engine_tokens_per_s(model, tokenizer, prompt_ids: list[list[int]], adapters:
     from tunesmith.serve.requests import SamplingParams, Usage
 
     served = ServedModel(model, tokenizer)
+    served.batcher.idle_exit_s = 0.5  # the thread exits soon after the run (below)
     submit = lambda ids, adapter, n: served.batcher.submit(ids, SamplingParams(max_new_tokens=n, temperature=0), adapter, Usage())
     warm = submit(prompt_ids[0], adapters[0], 4)
     while warm.out.get() is not None:
@@ -158,6 +161,8 @@ def engine_tokens_per_s(model, tokenizer, prompt_ids: list[list[int]], adapters:
             if isinstance(item, BaseException):
                 raise item
     seconds = time.perf_counter() - started
+    if (thread := served.batcher.thread) is not None:
+        thread.join()  # its OpenMP pool goes before the next run's batcher starts
     return figures(seconds, sum(r.usage.completion_tokens for r in requests), len(requests))
 
 
@@ -167,19 +172,26 @@ def run_mixed_lora(prompts: list[str], max_tokens: int, dtype, rounds: int = 2) 
     from peft import LoraConfig, get_peft_model
 
     from tunesmith.models.chat import render_prompts
-    from tunesmith.models.load import load_model, load_tokenizer
+    from tunesmith.models.load import load_tokenizer
+    from tunesmith.serve.model_pool import ModelPool
+    from tunesmith.serve.passing_thread import in_passing_thread
 
     tokenizer = load_tokenizer(BASE)
     ids = render_prompts(tokenizer, [[{"role": "user", "content": p}] for p in prompts])
-    base = load_model(BASE, dtype=dtype).eval()
-    config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
-    model = get_peft_model(load_model(BASE, dtype=dtype), config, adapter_name="a")
-    model.add_adapter("b", config)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.01)
+
+    def build():  # as the server loads: packed linears, in a thread that exits (serve/passing_thread.py)
+        base = ModelPool(1, dtype).load(BASE)
+        config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
+        model = get_peft_model(ModelPool(1, dtype).load(BASE), config, adapter_name="a")
+        model.add_adapter("b", config)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.01)
+        return base, model
+
+    base, model = in_passing_thread(build)
     adapters = [(None, "a", "b")[i % 3] for i in range(len(ids))]
     runs = {"base_only": [], "mixed_adapters": []}
     for _ in range(rounds):
@@ -316,6 +328,41 @@ def target_checks(report: dict) -> dict:
                    "pass": passed[op](value, target)} for name, (value, op, target) in checks.items()}
 
 
+def run_side(side: str, args) -> dict:
+    """One side, in this process: {report key: figures}, texts under "texts"."""
+    import torch
+
+    from tunesmith.models.load import inference_dtype
+
+    torch.set_num_threads(args.threads)
+    levels = [int(n) for n in args.concurrency.split(",")]
+    prompts = read_prompts(max(levels + [args.requests]))
+    if side == "serve":
+        served = run_serve(prompts, levels, args.max_tokens)
+        served["texts"] = {f"serve_{level}": served[f"serve_{level}"].pop("texts") for level in levels}
+        return served
+    if side == "mixed_lora":
+        return {"mixed_lora": run_mixed_lora(prompts[: args.requests], args.max_tokens, inference_dtype(None))}
+    if side == "static_bf16":
+        return {"static_bf16": run_static_batch(prompts[: args.requests], args.max_tokens, torch.bfloat16)}
+    if side.startswith("sequential_"):
+        result = run_sequential(prompts[: args.requests], args.max_tokens, {"sequential_bf16": torch.bfloat16,
+                                                                            "sequential_fp32": torch.float32}[side])
+        return {side: result, "texts": {side: result.pop("texts")}}
+    return {"llama_cpp": run_llama_cpp(prompts[: args.requests], args.max_tokens, args.threads)}
+
+
+def side_in_own_process(side: str, args) -> dict:
+    """Each side starts in a fresh process: nothing one side left behind (OpenMP thread pools, a server's
+    batcher thread, the allocator's freed blocks) slows the next one (serve/passing_thread.py)."""
+    command = [sys.executable, __file__, "--only", side, "--threads", str(args.threads), "--requests", str(args.requests),
+               "--concurrency", args.concurrency, "--max-tokens", str(args.max_tokens)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"side {side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=16, help="requests of the sequential, static and mixed-LoRA sides")
@@ -323,39 +370,25 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=idle_cores(), help="torch threads, every side (default: idle cores)")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {','.join(SIDES)}")
+    parser.add_argument("--only", choices=SIDES, help=argparse.SUPPRESS)  # internal: run one side, print its JSON
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.only:
+        print(json.dumps(run_side(args.only, args)))
+        return
     sides = args.sides.split(",")
     unknown = sorted(set(sides) - set(SIDES))
     if unknown:
         parser.error(f"--sides: unknown {unknown}; choose from {', '.join(SIDES)}")
 
-    import torch
-
-    from tunesmith.serve.model_pool import serving_dtype
-
-    torch.set_num_threads(args.threads)
-    levels = [int(n) for n in args.concurrency.split(",")]
-    prompts = read_prompts(max(levels + [args.requests]))
-    report = {"machine": machine_state(),
-              "settings": {"model": BASE, "requests": args.requests, "concurrency": levels, "max_tokens": args.max_tokens,
-                           "temperature": 0}}
+    report = {"machine": {**machine_state(), "torch_threads": args.threads},
+              "settings": {"model": BASE, "requests": args.requests, "concurrency": [int(n) for n in args.concurrency.split(",")],
+                           "max_tokens": args.max_tokens, "temperature": 0, "each_side": "its own process"}}
     texts = {}
-    if "serve" in sides:
-        served = run_serve(prompts, levels, args.max_tokens)
-        for level in levels:
-            texts[f"serve_{level}"] = served[f"serve_{level}"].pop("texts")
-        report.update(served)
-    if "mixed_lora" in sides:
-        report["mixed_lora"] = run_mixed_lora(prompts[: args.requests], args.max_tokens, serving_dtype(None))
-    if "static_bf16" in sides:
-        report["static_bf16"] = run_static_batch(prompts[: args.requests], args.max_tokens, torch.bfloat16)
-    for name, dtype in (("sequential_bf16", torch.bfloat16), ("sequential_fp32", torch.float32)):
-        if name in sides:
-            report[name] = run_sequential(prompts[: args.requests], args.max_tokens, dtype)
-            texts[name] = report[name].pop("texts")
-    if "llama_cpp" in sides:
-        report["llama_cpp"] = run_llama_cpp(prompts[: args.requests], args.max_tokens, args.threads)
+    for side in (side for side in SIDES if side in sides):
+        result = side_in_own_process(side, args)
+        texts.update(result.pop("texts", {}))
+        report.update(result)
     if "serve_16" in texts:
         report["same_answers_as"] = {name: f"{sum(a == b for a, b in zip(texts['serve_16'], other))}/{len(other)}"
                                      for name, other in texts.items() if name.startswith("sequential")}
