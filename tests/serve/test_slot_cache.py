@@ -113,3 +113,24 @@ def test_slot_cache_writes_each_row_at_its_own_column_and_copies_slots(model):
     assert cache.capacity == (5, 256) and torch.equal(cache.keys[0, :2, :, :4], read)
     cache.copy_slots([0], [4], 4)
     assert torch.equal(cache.keys[0, 4, :, :4], read[0]) and torch.equal(cache.values[0, 4, :, :3], -keys[1])
+
+
+@torch.inference_mode()
+def test_each_prefill_group_streams_its_first_tokens_before_the_next_group_is_prefilled(model, tokenizer, prompts, monkeypatch):
+    import tunesmith.serve.engine as engine
+
+    monkeypatch.setattr(engine, "PREFILL_TOKENS", 1)  # every prompt a group of its own
+    batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
+    requests = [request(p, 6, n=2 if i == 1 else 1) for i, p in enumerate(prompts)]
+    streamed_before = []  # at each prefill pass: the requests that already had their first delta
+    real_prefill = RunningBatch.prefill
+    monkeypatch.setattr(RunningBatch, "prefill", lambda self, *args: (
+        streamed_before.append({i for i, r in enumerate(requests) if not r.out.empty()}), real_prefill(self, *args))[1])
+    batch.admit(model, requests)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # shortest prompts first
+    assert streamed_before == [set(order[:k]) for k in range(len(prompts))]
+    while batch:
+        batch.step(model)
+    for req, prompt in zip(requests, prompts):
+        expected = tokenizer.decode(greedy_alone(model, tokenizer, prompt, 6), skip_special_tokens=True)
+        assert generated(req) == [expected] * req.params.n
