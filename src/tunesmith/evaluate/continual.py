@@ -34,6 +34,7 @@ from tunesmith.evaluate.after_training import RunEvaluation, evaluate_run
 from tunesmith.evaluate.suite import Suite, load_suite
 from tunesmith.evaluate.tasks import run_task
 from tunesmith.models.load import load_model, load_tokenizer
+from tunesmith.models.packed_linear import packed_for_inference
 from tunesmith.train.parent import ParentRun, ancestors
 from tunesmith.train.run_record import add_update_evaluation
 
@@ -109,7 +110,8 @@ def measure_suites(model_ref: str, suites: list[Path], console: Console) -> Scor
     In bf16 only when every suite's decoding asks for it (kept scores compare with what ancestors recorded)."""
     loaded = [(path, load_suite(path)) for path in suites]
     bf16 = all(suite.decoding.dtype() == torch.bfloat16 for _, suite in loaded)
-    model, tokenizer = load_model(model_ref, dtype=torch.bfloat16 if bf16 else torch.float32).eval(), load_tokenizer(model_ref)
+    model = packed_for_inference(load_model(model_ref, dtype=torch.bfloat16 if bf16 else torch.float32).eval())
+    tokenizer = load_tokenizer(model_ref)
     scores: Scores = {}
     for path, suite in loaded:
         metrics = {}

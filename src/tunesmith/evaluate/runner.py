@@ -24,6 +24,7 @@ from tunesmith.evaluate.suite import Suite, load_suite
 from tunesmith.evaluate.tasks import TaskRun, run_task
 from tunesmith.models.classifier import is_classifier_dir, load_classifier
 from tunesmith.models.load import load_model, load_tokenizer
+from tunesmith.models.packed_linear import packed_for_inference
 from tunesmith.models.resolve import resolve_model_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -101,7 +102,7 @@ def load_for_eval(ref: str, dtype: torch.dtype = torch.float32):
     if is_classifier_dir(directory):
         classifier = load_classifier(directory)
         return classifier, classifier.tokenizer
-    return load_model(ref, dtype=dtype).eval(), load_tokenizer(ref)
+    return packed_for_inference(load_model(ref, dtype=dtype).eval()), load_tokenizer(ref)  # models/packed_linear.py
 
 
 def evaluate_model(ref: str, suite: Suite, console: Console, label: str,

@@ -51,6 +51,13 @@ def packed_linear(x: torch.Tensor, weight: PackedWeight, bias: torch.Tensor | No
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
+def packed_for_inference(model: torch.nn.Module) -> torch.nn.Module:
+    """The model with its linears packed where that applies (bf16 weights on a CPU with oneDNN's bf16 kernels)."""
+    if packing_supported(model):
+        pack_linears(model)
+    return model
+
+
 def pack_linears(model: torch.nn.Module) -> int:
     """Every bf16 nn.Linear of the model runs through a packed copy of its weight; returns how many.
 

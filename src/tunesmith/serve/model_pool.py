@@ -16,7 +16,7 @@ import torch
 from peft import PeftModel
 
 from tunesmith.models.load import load_model, load_tokenizer
-from tunesmith.models.packed_linear import pack_linears, packing_supported
+from tunesmith.models.packed_linear import packed_for_inference
 from tunesmith.serve.batcher import Batcher, BatchSlot
 from tunesmith.serve.passing_thread import in_passing_thread
 
@@ -61,10 +61,7 @@ class ModelPool:
         return self.loaded[model_id]
 
     def load(self, ref: str):
-        model = load_model(ref, dtype=self.dtype).eval()
-        if packing_supported(model):  # bf16 on a CPU: oneDNN-packed linears (models/packed_linear.py)
-            pack_linears(model)
-        return model
+        return packed_for_inference(load_model(ref, dtype=self.dtype).eval())  # models/packed_linear.py
 
     def get(self, model_id: str, ref: str) -> LoadedModel:
         """`ref` is what `load_model` takes: a base reference, or a run directory (merged weights)."""
