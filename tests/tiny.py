@@ -102,3 +102,30 @@ def save_tiny_classifier(directory, labels: list[str] | None = None, thresholds:
         category_map={label: [label] if label in MODERATION_CATEGORIES else [] for label in labels},
         target_fpr=0.05, base_model="tiny",
     )
+
+
+def redrawn(model, std: float = 0.2, seed: int = 0):
+    """The model with its matrices redrawn at `std`: at the default init every prompt's greedy answer is the same
+    run of newlines, which would hide a row reading another row's cache or positions."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, std)
+    return model
+
+
+def lora_model(model, tokenizer=None):
+    """The model with two LoRA adapters of random non-zero weights, "a" and "b" (peft starts B at zero: an
+    adapter that changes nothing)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    peft = get_peft_model(model, config, adapter_name="a")
+    peft.add_adapter("b", config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    return peft.eval()

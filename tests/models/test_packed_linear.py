@@ -5,25 +5,18 @@ import copy
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 from tunesmith.models.packed_linear import pack_linears, packing_supported
 from tunesmith.serve.slot_cache import SlotCache
 from tunesmith.serve.stacked_lora import stacked_lora
-from tests.tiny import tiny_model
+from tests.tiny import lora_model, redrawn, tiny_model
 
 bf16_kernels = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 pytestmark = pytest.mark.skipif(not bf16_kernels, reason="this CPU's oneDNN has no bf16 kernels")
 
 
 def bf16_model(tokenizer):
-    model = tiny_model(tokenizer).to(torch.bfloat16)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.2)
-    return model
+    return redrawn(tiny_model(tokenizer).to(torch.bfloat16))
 
 
 @torch.inference_mode()
@@ -72,20 +65,12 @@ def test_with_gradients_the_plain_linear_runs(tokenizer):
 
 
 def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
     models = []
     for pack in (False, True):
         base = bf16_model(tokenizer)
         if pack:
             pack_linears(base)
-        model = get_peft_model(base, config, adapter_name="a")
-        model.add_adapter("b", config)
-        torch.manual_seed(1)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0, 0.5)
-        models.append(model.eval())
+        models.append(lora_model(base, tokenizer))
     adapters = ["a", None, "b"]
     plain, packed = (decode_logits(model, adapters) for model in models)
     stack = next(iter(stacked_lora(models[1]).stacks.values()))

@@ -8,13 +8,12 @@ import threading
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.serve.batcher import BatchSlot, complete, generate_deltas
 from tunesmith.serve.model_pool import ServedModel
 from tunesmith.serve.requests import SamplingParams, Usage
-from tests.tiny import tiny_model
+from tests.tiny import lora_model, tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
              "Name the helium atomic number, please, and the one for hydrogen too."]
@@ -108,19 +107,6 @@ def test_tiny_top_p_samples_the_greedy_token(shared, prompts):
     greedy = alone(shared, prompts[0], SamplingParams(max_new_tokens=8, temperature=0))[0]
     nucleus_of_one = alone(shared, prompts[0], SamplingParams(max_new_tokens=8, temperature=1.5, top_p=1e-6, seed=1))[0]
     assert nucleus_of_one == greedy
-
-
-def lora_model(model, tokenizer):
-    """The tiny model with two LoRA adapters of random non-zero weights, "a" and "b"."""
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
-    peft = get_peft_model(model, config, adapter_name="a")
-    peft.add_adapter("b", config)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    return peft.eval()
 
 
 def test_base_and_two_adapters_in_one_batch_each_get_their_own_answer(model, tokenizer, prompts):
