@@ -55,6 +55,7 @@ def bench_settings(args: argparse.Namespace) -> dict:
         "max_grad_norm": 1.0,
         "train_file": str(args.train),
         "valid_file": str(args.valid),
+        "trl_labels": args.trl_labels,
     }
 
 
@@ -182,8 +183,18 @@ def trl_side(args: argparse.Namespace) -> None:
 
     settings = json.loads(args.settings)
     out = Path(args.trl_out)
-    train = Dataset.from_list([prompt_completion(r) for r in read_rows(Path(args.train))])
-    valid = Dataset.from_list([prompt_completion(r) for r in read_rows(Path(args.valid))])
+    if settings["trl_labels"] == "tunesmith":  # tunesmith's own tokens and labels, which SFTTrainer keeps as given
+        from tunesmith.data.render import render_chat
+        from tunesmith.models.load import load_tokenizer
+
+        tokenizer = load_tokenizer(settings["base_model"])
+        rendered = lambda path: Dataset.from_list([
+            {"input_ids": e.input_ids, "labels": e.labels}
+            for e in (render_chat(tokenizer, r["messages"], settings["max_length"]) for r in read_rows(path))])
+        train, valid = rendered(Path(args.train)), rendered(Path(args.valid))
+    else:
+        train = Dataset.from_list([prompt_completion(r) for r in read_rows(Path(args.train))])
+        valid = Dataset.from_list([prompt_completion(r) for r in read_rows(Path(args.valid))])
     config = SFTConfig(
         output_dir=str(out),
         use_cpu=True,
@@ -424,6 +435,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tunesmith-no-packing", action="store_true", help="turn off tunesmith's default packing")
     parser.add_argument("--sides", default="tunesmith,trl,trl_no_gradient_checkpointing",
                         help="comma-separated subset to run (e.g. tunesmith alone, to see how its loss moves with --seed)")
+    parser.add_argument("--trl-labels", choices=["trl", "tunesmith"], default="trl",
+                        help="TRL's rows: its own prompt/completion rendering (trains the newline after <|im_end|> too), "
+                             "or tunesmith's exact input_ids and labels")
     parser.add_argument("--skip-trl-no-gc", action="store_true", help="skip the extra TRL run without gradient checkpointing")
     # internal: the TRL child process
     parser.add_argument("--side", choices=["trl"], default=None, help=argparse.SUPPRESS)
