@@ -50,7 +50,7 @@ def test_a_weight_changed_in_place_is_repacked(tokenizer):
     with torch.inference_mode():
         before = layer(x)
     with torch.no_grad():
-        layer.weight.mul_(-1)  # as a LoRA merge would: same tensor, new values
+        layer.weight.mul_(-1)  # same tensor, new values
     with torch.inference_mode():
         after = layer(x)
         assert torch.equal(after, torch.nn.functional.linear(x, layer.weight)) and torch.equal(after, -before)

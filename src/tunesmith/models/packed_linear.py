@@ -10,8 +10,11 @@ an AMD EPYC with AVX512-BF16): 1 row 24.7 → 20.3 ms, 4 rows 24.4 → 14.7 ms, 
 64 rows 78.3 → 59.6 ms, 600 rows (a prefill) 497 → 424 ms.
 
 Each packed layer keeps its own weight too (the embedding it may be tied to, peft and `state_dict` read it),
-so a packed model holds its linear weights twice. A layer repacks when its weight changes (a new tensor, or an
-in-place update such as a LoRA merge: the tensor's version counter moves). No autograd: inference only.
+so a packed model holds its linear weights twice. A layer repacks when its weight changes: new storage (stacked
+LoRA's `weight.data = joint[...]`) or an in-place op on the parameter itself, which moves its version counter.
+A write through `weight.data` in place (peft's merge does `weight.data += delta`) moves neither: pack a model
+after such writes, not before. The server and the evaluation pack models as loaded and never merge into them.
+No autograd: inference only.
 """
 from __future__ import annotations
 
