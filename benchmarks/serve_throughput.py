@@ -201,9 +201,10 @@ def run_mixed_lora(prompts: list[str], max_tokens: int, dtype, rounds: int = 2) 
     ids = render_prompts(tokenizer, [[{"role": "user", "content": p}] for p in prompts])
 
     def build():  # as the server loads: packed linears, in a thread that exits (serve/passing_thread.py)
-        base = ModelPool(1, dtype).load(BASE)
+        pool = ModelPool(1, dtype)
+        base = pool.load(BASE)
         config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
-        model = get_peft_model(ModelPool(1, dtype).load(BASE), config, adapter_name="a")
+        model = get_peft_model(pool.load(BASE), config, adapter_name="a")
         model.add_adapter("b", config)
         torch.manual_seed(0)
         with torch.no_grad():

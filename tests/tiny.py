@@ -115,7 +115,7 @@ def redrawn(model, std: float = 0.2, seed: int = 0):
     return model
 
 
-def lora_model(model, tokenizer=None):
+def lora_model(model):
     """The model with two LoRA adapters of random non-zero weights, "a" and "b" (peft starts B at zero: an
     adapter that changes nothing)."""
     from peft import LoraConfig, get_peft_model

@@ -6,13 +6,12 @@ import copy
 import pytest
 import torch
 
-from tunesmith.models.packed_linear import pack_linears, packing_supported
+from tunesmith.models.packed_linear import bf16_kernels, pack_linears, packing_supported
 from tunesmith.serve.slot_cache import SlotCache
 from tunesmith.serve.stacked_lora import stacked_lora
 from tests.tiny import lora_model, redrawn, tiny_model
 
-bf16_kernels = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-pytestmark = pytest.mark.skipif(not bf16_kernels, reason="this CPU's oneDNN has no bf16 kernels")
+pytestmark = pytest.mark.skipif(not bf16_kernels(), reason="this CPU's oneDNN has no bf16 kernels")
 
 
 def bf16_model(tokenizer):
@@ -70,7 +69,7 @@ def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
         base = bf16_model(tokenizer)
         if pack:
             pack_linears(base)
-        models.append(lora_model(base, tokenizer))
+        models.append(lora_model(base))
     adapters = ["a", None, "b"]
     plain, packed = (decode_logits(model, adapters) for model in models)
     stack = next(iter(stacked_lora(models[1]).stacks.values()))

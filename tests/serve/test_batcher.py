@@ -13,7 +13,7 @@ from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.serve.batcher import BatchSlot, complete, generate_deltas
 from tunesmith.serve.model_pool import ServedModel
 from tunesmith.serve.requests import SamplingParams, Usage
-from tests.tiny import lora_model, tiny_model
+from tests.tiny import lora_model, redrawn, tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
              "Name the helium atomic number, please, and the one for hydrogen too."]
@@ -23,13 +23,7 @@ QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox j
 def model(tokenizer):
     """The tiny llama with its matrices redrawn at std 0.2: at the default init every prompt's greedy answer is
     the same run of newlines, which would hide a row reading another row's cache or positions."""
-    model = tiny_model(tokenizer)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.2)
-    return model
+    return redrawn(tiny_model(tokenizer))
 
 
 @pytest.fixture
@@ -110,7 +104,7 @@ def test_tiny_top_p_samples_the_greedy_token(shared, prompts):
 
 
 def test_base_and_two_adapters_in_one_batch_each_get_their_own_answer(model, tokenizer, prompts):
-    peft = lora_model(model, tokenizer)
+    peft = lora_model(model)
     expected = {}
     with peft.disable_adapter():
         expected[None] = hf_greedy(peft, tokenizer, prompts[0], 10)

@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith.config import LoraConfig
 from tunesmith.models.chat import render_prompts
+from tunesmith.models.packed_linear import bf16_kernels
 from tunesmith.serve.batcher import complete
 from tunesmith.serve.model_pool import ModelPool
 from tunesmith.serve.requests import SamplingParams
@@ -62,8 +63,7 @@ def test_models_load_in_a_thread_that_is_gone_afterwards(tiny_model_dir, monkeyp
     loaded = pool.get("base", str(tiny_model_dir))
     assert loaders and loaders[0] is not threading.current_thread() and not loaders[0].is_alive()
     packed = [m for m in loaded.model.modules() if hasattr(m, "packed_weight")]
-    bf16_kernels = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert len(packed) == (2 * 7 + 1 if bf16_kernels else 0)  # bf16 serving packs every linear where oneDNN can
+    assert len(packed) == (2 * 7 + 1 if bf16_kernels() else 0)  # bf16 serving packs every linear where oneDNN can
 
 
 def test_a_load_error_reaches_the_caller(tmp_path):

@@ -7,7 +7,7 @@ from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.serve.engine import RunningBatch
 from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
 from tunesmith.serve.slot_cache import SlotCache
-from tests.tiny import tiny_model
+from tests.tiny import redrawn, tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
              "Name the helium atomic number, please, and the one for hydrogen too.", "Fox?"]
@@ -16,13 +16,7 @@ QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox j
 @pytest.fixture
 def model(tokenizer):
     """Matrices redrawn at std 0.2, so that each prompt gets its own greedy answer (see test_batcher.py)."""
-    model = tiny_model(tokenizer)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.2)
-    return model
+    return redrawn(tiny_model(tokenizer))
 
 
 @pytest.fixture

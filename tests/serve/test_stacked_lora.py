@@ -9,17 +9,11 @@ from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.serve.engine import RunningBatch
 from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
 from tunesmith.serve.stacked_lora import stacked_lora
-from tests.tiny import tiny_model
+from tests.tiny import redrawn, tiny_model
 
 
 def talkative(tokenizer):
-    model = tiny_model(tokenizer)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.2)
-    return model
+    return redrawn(tiny_model(tokenizer))
 
 
 def add_random_adapter(model, name, **extra):

@@ -23,11 +23,15 @@ import torch
 PACK_ROWS_HINT = 16  # oneDNN picks its blocking for this many input rows; measured fastest from 1 to 600 rows
 
 
+def bf16_kernels() -> bool:
+    """This CPU's oneDNN has bf16 kernels."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def packing_supported(model: torch.nn.Module) -> bool:
     """bf16 weights on a CPU whose oneDNN has bf16 kernels."""
     weight = next(model.parameters())
-    return (weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
-            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and bf16_kernels()
 
 
 class PackedWeight:
