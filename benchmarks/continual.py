@@ -12,6 +12,10 @@ continue:
   tunesmith    the example configs as shipped (u2.yaml, u3.yaml): half of each step replayed (share 0.5)
   anchor       replay + L2 pull towards the parent's weights (model.parent.anchor 100)
   stack        tunesmith with a new adapter stacked on the parent's merged weights (model.parent.adapter: stack)
+  distill      tunesmith with the replayed earlier rows trained towards the parent's answers
+               (data.replay.earlier_loss: kl_to_parent) instead of their own tokens
+  replay2e     2 epochs over the new data, three quarters of each step replayed (share 0.75)
+  distill2e    replay2e with earlier_loss: kl_to_parent
 
 After each update every task so far is scored (held-out accuracy, eval phrasings never trained on) and
 perplexity on general English (examples/general). With several --seeds the whole sequence runs once per seed
@@ -58,6 +62,10 @@ def variant_config(update: str, variant: str, parent: Path | None, out: Path, ma
             raw["model"]["parent"]["anchor"] = 100.0
         if variant == "stack":
             raw["model"]["parent"]["adapter"] = "stack"
+        if variant in ("replay2e", "distill2e"):
+            raw["train"]["epochs"], raw["data"]["replay"]["share"] = 2, 0.75
+        if variant in ("distill", "distill2e"):
+            raw["data"]["replay"]["earlier_loss"] = "kl_to_parent"
     if max_steps is not None:
         raw["train"]["max_steps"] = max_steps
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +165,7 @@ def table(rows: list[dict]) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="naive,replay,tunesmith", help="comma-separated: naive, replay, tunesmith, anchor, stack")
+    parser.add_argument("--variants", default="naive,replay,tunesmith", help="comma-separated: naive, replay, tunesmith, anchor, stack, distill, replay2e, distill2e")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-continual"))
     parser.add_argument("--seeds", default="42", help="comma-separated train.seed values; the table adds their means, "
                         "and the target is checked on the means (one held-out item of u1 is 1.4 points)")

@@ -56,6 +56,7 @@ def bench_settings(args: argparse.Namespace) -> dict:
         "train_file": str(args.train),
         "valid_file": str(args.valid),
         "trl_labels": args.trl_labels,
+        "trl_order": args.trl_order,
     }
 
 
@@ -172,6 +173,31 @@ def prompt_completion(row: dict) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
+def tunesmith_ordered(trainer_class, seed: int):
+    """`trainer_class` drawing each epoch's examples in tunesmith's order (train/schedule.py epoch_order), so the
+    two sides see the same batches at every step and differ only in how they compute and apply them."""
+    from torch.utils.data import Sampler
+
+    from tunesmith.train.schedule import epoch_order
+
+    class EpochOrder(Sampler):
+        def __init__(self, size: int):
+            self.size, self.epoch = size, 0
+
+        def __len__(self) -> int:
+            return self.size
+
+        def __iter__(self):
+            order, self.epoch = epoch_order(self.size, seed, self.epoch), self.epoch + 1
+            return iter(order)
+
+    class Ordered(trainer_class):
+        def _get_train_sampler(self, train_dataset=None):
+            return EpochOrder(len(train_dataset if train_dataset is not None else self.train_dataset))
+
+    return Ordered
+
+
 def trl_side(args: argparse.Namespace) -> None:
     import torch
     from datasets import Dataset
@@ -215,8 +241,11 @@ def trl_side(args: argparse.Namespace) -> None:
     )
     peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                              target_modules=LORA["target_modules"], task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=str(resolve_model_dir(settings["base_model"])), args=config,
-                         train_dataset=train, eval_dataset=valid, peft_config=peft_config)
+    trainer_class = SFTTrainer
+    if settings.get("trl_order") == "tunesmith":  # the example order tunesmith's run takes at this seed
+        trainer_class = tunesmith_ordered(SFTTrainer, settings["seed"])
+    trainer = trainer_class(model=str(resolve_model_dir(settings["base_model"])), args=config,
+                            train_dataset=train, eval_dataset=valid, peft_config=peft_config)
 
     counter = {"real_tokens": 0, "trained_tokens": 0, "padded_tokens": 0, "counting": False}
     collate = trainer.data_collator
@@ -438,6 +467,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trl-labels", choices=["trl", "tunesmith"], default="trl",
                         help="TRL's rows: its own prompt/completion rendering (trains the newline after <|im_end|> too), "
                              "or tunesmith's exact input_ids and labels")
+    parser.add_argument("--trl-order", choices=["trl", "tunesmith"], default="trl",
+                        help="TRL's example order: its own sampler's, or the order tunesmith's run takes at --seed "
+                             "(with --trl-labels tunesmith both sides then see the same batches at every step)")
     parser.add_argument("--skip-trl-no-gc", action="store_true", help="skip the extra TRL run without gradient checkpointing")
     # internal: the TRL child process
     parser.add_argument("--side", choices=["trl"], default=None, help=argparse.SUPPRESS)

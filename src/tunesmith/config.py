@@ -58,6 +58,8 @@ class ReplayConfig(Strict):
     general_share: float | None = Field(None, gt=0, lt=1, description="With both earlier data and general text replayed: the fraction of the replay slots that general text takes (None: the sources alternate, half each). A pool of short general chunks under kl_to_base needs few slots; the rest replay earlier data.")
     general_loss: Literal["next_token", "kl_to_base", "kl_to_parent"] = Field("next_token", description="How replayed general text is trained: next_token, like the new data (the model learns that text); kl_to_base, towards the base model's own predictions on it (KL(base || model) per token, the base being the same weights with the LoRA adapters off: LoRA runs only; train/base_anchor.py); kl_to_parent, towards the parent run's predictions (the parent's adapter weights swapped in: a LoRA run continuing a LoRA parent), so an update keeps what its parent does on general text without pulling the parent's own training back out.")
 
+    earlier_loss: Literal["next_token", "kl_to_parent"] = Field("next_token", description="How replayed earlier training data is trained: next_token, on its own answers again; kl_to_parent, towards the parent run's predictions on those answers (KL(parent || model) per answer token over the whole vocabulary, the parent's adapter swapped in: a LoRA run continuing a LoRA parent; train/base_anchor.py), so the update keeps the parent's whole answer distribution on earlier questions, not only its top tokens.")
+
     @model_validator(mode="after")
     def _has_a_source(self) -> "ReplayConfig":
         if not self.from_parent and self.general_text is None:
@@ -212,11 +214,21 @@ class RunConfig(Strict):
         if replay is not None and replay.general_loss == "kl_to_parent":
             if replay.general_text is None:
                 raise ValueError("data.replay.general_loss: kl_to_parent applies to general text: set data.replay.general_text")
-            if self.train.method != "lora" or self.model.parent is None or self.model.parent.adapter != "continue":
-                raise ValueError("data.replay.general_loss: kl_to_parent needs a LoRA run that continues its parent's adapter "
-                                 "(train.method: lora, model.parent with adapter: continue): the parent's predictions are its "
-                                 "adapter weights swapped in — use kl_to_base without a parent")
+            self._continues_parent_adapter("data.replay.general_loss: kl_to_parent", "use kl_to_base without a parent")
+        if replay is not None and replay.earlier_loss == "kl_to_parent":
+            if not replay.from_parent:
+                raise ValueError("data.replay.earlier_loss: kl_to_parent applies to replayed earlier data: set data.replay.from_parent: true")
+            self._continues_parent_adapter("data.replay.earlier_loss: kl_to_parent", "use next_token")
+            if replay.general_loss == "kl_to_base":
+                raise ValueError("data.replay: earlier_loss kl_to_parent and general_loss kl_to_base anchor to two different "
+                                 "models; a run has one reference — use general_loss: kl_to_parent")
         return self
+
+    def _continues_parent_adapter(self, what: str, otherwise: str) -> None:
+        if self.train.method != "lora" or self.model.parent is None or self.model.parent.adapter != "continue":
+            raise ValueError(f"{what} needs a LoRA run that continues its parent's adapter (train.method: lora, "
+                             f"model.parent with adapter: continue): the parent's predictions are its adapter weights "
+                             f"swapped in — {otherwise}")
 
     @model_validator(mode="after")
     def _micro_batch_divides(self) -> "RunConfig":

@@ -126,3 +126,40 @@ def test_kl_to_parent_trains_an_update_and_is_refused_without_a_parent(tiny_mode
     assert result.steps == 3 and load_config(tmp_path / "v2" / "config.yaml").data.replay.general_loss == "kl_to_parent"
     with pytest.raises(ConfigError, match="kl_to_parent needs a LoRA run that continues its parent's adapter"):
         anchored_config(tiny_model_dir, tmp_path, **{"data.replay.general_loss": "kl_to_parent"})
+
+
+def test_earlier_data_towards_the_parent_is_anchored_at_its_answers_and_starts_at_zero(tiny_model_dir, tmp_path):
+    from tests.train.test_continual import first_run, update_config
+    parent = first_run(tiny_model_dir, tmp_path, **{"train.lr": 5e-2, "lora.dropout": 0.0})
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    config = update_config(tmp_path, parent, **{"data.replay.earlier_loss": "kl_to_parent"})
+    model, pool = build_model(config), load_replay(config, tokenizer)
+    [earlier] = pool.sources
+    assert earlier.name == "earlier" and all(isinstance(e, AnchoredExample) for e in earlier.examples)
+    settings = loop_settings(config, 6, tokenizer.pad_token_id, replay=pool)
+    rows = earlier.examples[:3]
+    batch = settings.objective.collate(rows, settings)
+    assert len(batch.anchor_index) == sum(e.num_trained for e in rows) > 0  # the answers, not the prompts
+    kl, agreed = kl_of(model, settings.objective, rows, [], settings)
+    assert abs(kl.item()) < 1e-5 and agreed.item() == len(batch.anchor_index)  # the update starts as its parent
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.add_(torch.randn_like(p) * 0.5)
+    assert kl_of(model, settings.objective, rows, [], settings)[0].item() > 1e-3  # and is pulled back once it drifts
+
+    result = train(update_config(tmp_path, parent, **{"data.replay.earlier_loss": "kl_to_parent"}))
+    assert result.steps == 3 and load_config(tmp_path / "v2" / "config.yaml").data.replay.earlier_loss == "kl_to_parent"
+
+
+def test_earlier_data_towards_the_parent_is_refused_without_one_parent_reference(tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="earlier_loss: kl_to_parent needs a LoRA run that continues"):
+        anchored_config(tiny_model_dir, tmp_path, **{"data.replay.from_parent": True, "model.parent.run": tmp_path,
+                                                     "data.replay.earlier_loss": "kl_to_parent", "train.method": "full",
+                                                     "data.replay.general_loss": "next_token"})
+    with pytest.raises(ConfigError, match="anchor to two different models"):
+        anchored_config(tiny_model_dir, tmp_path, **{"data.replay.from_parent": True, "model.parent.run": tmp_path,
+                                                     "data.replay.earlier_loss": "kl_to_parent"})
+    with pytest.raises(ConfigError, match="set data.replay.from_parent: true"):
+        anchored_config(tiny_model_dir, tmp_path, **{"data.replay.earlier_loss": "kl_to_parent"})

@@ -16,6 +16,10 @@ parent's adapter weights, read from its adapter/ file, are swapped into the trai
 reference forward (no copy, put back before the backward). KL to the base would pull the parent's own training
 back out with the drift; KL to the parent keeps what the parent did on general text and lets the update move
 only where its new data asks.
+
+`data.replay.earlier_loss: kl_to_parent` treats replayed rows of the ancestors' training files the same way, at
+their answer tokens: the update keeps the parent's whole answer distribution on earlier questions (what it had
+generalised from them, not only the trained tokens), as replay with stored logits does (DER, Buzzega et al. 2020).
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ from tunesmith.train.parent import ADAPTER_WEIGHTS, load_parent
 
 @dataclass
 class AnchoredExample(TokenizedExample):
-    """A replayed general-text chunk trained towards the base model's predictions, not its own next tokens."""
+    """A replayed example (a general-text chunk, or an earlier run's row) trained towards the reference model's
+    predictions at its trained positions, not towards its own next tokens."""
 
 
 @dataclass
@@ -110,19 +115,20 @@ def parent_adapter_weights(config: RunConfig) -> dict[str, torch.Tensor]:
     """The parent run's exported adapter weights (float32, keyed as peft saves them), for kl_to_parent."""
     parent = load_parent(config.model.parent.run)
     if not parent.uses_lora:
-        raise ConfigError(f"data.replay.general_loss: kl_to_parent: {parent.run_dir} is not a LoRA run (no adapter to "
-                          "swap in) — use kl_to_base")
+        raise ConfigError(f"data.replay: kl_to_parent: {parent.run_dir} is not a LoRA run (no adapter to swap in) — "
+                          "use kl_to_base for general text, next_token for earlier data")
     return {key: tensor.float() for key, tensor in load_file(parent.adapter_dir / ADAPTER_WEIGHTS).items()}
 
 
 def replay_objective(config: RunConfig) -> TokenObjective:
     """The objective of a run with data.replay: next-token on everything, or KL on the general chunks towards
-    the base or the parent (data.replay.general_loss)."""
-    loss = config.data.replay.general_loss
-    if loss == "kl_to_base":
-        return AnchoredTokenObjective()
-    if loss == "kl_to_parent":
+    the base or the parent (data.replay.general_loss) and/or on replayed earlier data towards the parent
+    (data.replay.earlier_loss; config.py refuses a run that would need both references)."""
+    replay = config.data.replay
+    if "kl_to_parent" in (replay.general_loss, replay.earlier_loss):
         return AnchoredTokenObjective(parent_weights=parent_adapter_weights(config))
+    if replay.general_loss == "kl_to_base":
+        return AnchoredTokenObjective()
     return TokenObjective()
 
 

@@ -101,6 +101,10 @@ def read_examples(path: Path, tokenizer, data: DataConfig) -> list[TokenizedExam
     return records_to_examples(loaded, tokenizer, data.max_length)
 
 
+def anchored(examples: list[TokenizedExample]) -> list[AnchoredExample]:
+    return [AnchoredExample(e.input_ids, e.labels, e.truncated) for e in examples]
+
+
 def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
     """The run's replay pool, or None when `data.replay` is not set."""
     replay: ReplayConfig | None = config.data.replay
@@ -110,13 +114,15 @@ def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
     if replay.from_parent:
         files = earlier_training_files(config.model.parent.run)
         examples = [e for f in files for e in read_examples(Path(f["path"]), tokenizer, config.data)]
+        if replay.earlier_loss == "kl_to_parent":  # towards the parent's answers (base_anchor.py)
+            examples = anchored(examples)
         if examples:
             sources.append(ReplaySource("earlier", files, examples))
     if replay.general_text is not None:
         chunked = config.data.model_copy(update={"max_length": replay.general_chunk_tokens or config.data.max_length})
         examples = read_examples(replay.general_text, tokenizer, chunked)
         if replay.general_loss in ("kl_to_base", "kl_to_parent"):  # towards the base or parent model (base_anchor.py)
-            examples = [AnchoredExample(e.input_ids, e.labels, e.truncated) for e in examples]
+            examples = anchored(examples)
         sources.append(ReplaySource("general", [{"path": str(replay.general_text),
                                                  "sha256": file_sha256(replay.general_text)}], examples))
     sources = [s for s in sources if s.examples]
