@@ -4,6 +4,7 @@ Requests are put in one batch deterministically by holding the model's lock (the
 every step) while they are submitted: all of them are waiting when the batcher next looks.
 """
 import json
+import queue
 import threading
 
 import pytest
@@ -168,13 +169,30 @@ def test_streamed_deltas_in_a_busy_batch_join_to_the_answer_alone(shared, prompt
     assert sorted(d.index for d in deltas if d.finish_reason) == [0, 1]  # one finish per choice
 
 
+class HeldAtFirstToken(queue.Queue):
+    """A request's output queue whose first put waits until `release` is set: the batcher stops right after
+    streaming that token (inside its step, holding the model's lock) until the test has queued another request."""
+
+    def __init__(self):
+        super().__init__()
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def put(self, item, block=True, timeout=None):
+        if not self.reached.is_set():
+            self.reached.set()
+            assert self.release.wait(timeout=60)
+        super().put(item, block, timeout)
+
+
 def test_a_request_joins_a_running_batch_between_steps(shared, model, tokenizer, prompts):
     long = SamplingParams(max_new_tokens=40, temperature=0)
     assert alone(shared, prompts[2], long)[0][0][1] == "length"  # it really runs 40 steps
-    first = shared.batcher.submit(prompts[2], long, None, Usage())
-    head = first.out.get(timeout=60)  # it is generating
-    with shared.lock:  # at most one more step passes before the next request is seen
-        second = shared.batcher.submit(prompts[0], SamplingParams(max_new_tokens=8, temperature=0), None, Usage())
+    out = HeldAtFirstToken()
+    first = shared.batcher.submit(prompts[2], long, None, Usage(), out)
+    assert out.reached.wait(timeout=60)  # it is generating: its first token is out, 39 steps to go
+    second = shared.batcher.submit(prompts[0], SamplingParams(max_new_tokens=8, temperature=0), None, Usage())
+    out.release.set()  # the next step admits the second request beside the first
+    head = first.out.get(timeout=60)
     (rest, _), = collect(first)[0]
     (joined, _), = collect(second)[0]
     assert list(shared.batcher.stats.admitted) == [1, 1] and shared.batcher.stats.largest_batch == 2
