@@ -242,7 +242,7 @@ def trl_side(args: argparse.Namespace) -> None:
     peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                              target_modules=LORA["target_modules"], task_type="CAUSAL_LM")
     trainer_class = SFTTrainer
-    if settings.get("trl_order") == "tunesmith":  # the example order tunesmith's run takes at this seed
+    if settings["trl_order"] == "tunesmith":  # the example order tunesmith's run takes at this seed
         trainer_class = tunesmith_ordered(SFTTrainer, settings["seed"])
     trainer = trainer_class(model=str(resolve_model_dir(settings["base_model"])), args=config,
                             train_dataset=train, eval_dataset=valid, peft_config=peft_config)

@@ -149,7 +149,7 @@ def test_earlier_data_towards_the_parent_is_anchored_at_its_answers_and_starts_a
                 p.add_(torch.randn_like(p) * 0.5)
     assert kl_of(model, settings.objective, rows, [], settings)[0].item() > 1e-3  # and is pulled back once it drifts
 
-    result = train(update_config(tmp_path, parent, **{"data.replay.earlier_loss": "kl_to_parent"}))
+    result = train(config)
     assert result.steps == 3 and load_config(tmp_path / "v2" / "config.yaml").data.replay.earlier_loss == "kl_to_parent"
 
 
