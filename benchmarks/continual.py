@@ -17,6 +17,9 @@ continue:
   replay2e     2 epochs over the new data, three quarters of each step replayed (share 0.75)
   distill2e    replay2e with earlier_loss: kl_to_parent
   replay3e     replay2e, with 3 epochs over update 3's corrections (5 elements, 90 rows)
+  replay2d     replay2e, with update 3 not replaying update 2's provisional names, which it corrects
+               (data.replay.drop_matching: ["(?i)unnil"], 18 of update 2's 138 rows)
+  replay3d     replay2d with 3 epochs over update 3's corrections
 
 After each update every task so far is scored (held-out accuracy, eval phrasings never trained on) and
 perplexity on general English (examples/general). With several --seeds the whole sequence runs once per seed
@@ -63,10 +66,12 @@ def variant_config(update: str, variant: str, parent: Path | None, out: Path, ma
             raw["model"]["parent"]["anchor"] = 100.0
         if variant == "stack":
             raw["model"]["parent"]["adapter"] = "stack"
-        if variant in ("replay2e", "distill2e", "replay3e"):
+        if variant in ("replay2e", "distill2e", "replay3e", "replay2d", "replay3d"):
             raw["train"]["epochs"], raw["data"]["replay"]["share"] = 2, 0.75
-        if variant == "replay3e" and update == "u3":
+        if variant in ("replay3e", "replay3d") and update == "u3":
             raw["train"]["epochs"] = 3
+        if variant in ("replay2d", "replay3d") and update == "u3":
+            raw["data"]["replay"]["drop_matching"] = ["(?i)unnil"]
         if variant in ("distill", "distill2e"):
             raw["data"]["replay"]["earlier_loss"] = "kl_to_parent"
     if max_steps is not None:
@@ -168,7 +173,7 @@ def table(rows: list[dict]) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="naive,replay,tunesmith", help="comma-separated: naive, replay, tunesmith, anchor, stack, distill, replay2e, distill2e, replay3e")
+    parser.add_argument("--variants", default="naive,replay,tunesmith", help="comma-separated: naive, replay, tunesmith, anchor, stack, distill, replay2e, distill2e, replay3e, replay2d, replay3d")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-continual"))
     parser.add_argument("--seeds", default="42", help="comma-separated train.seed values; the table adds their means, "
                         "and the target is checked on the means (one held-out item of u1 is 1.4 points)")

@@ -5,6 +5,7 @@ Unknown keys are an error that names the nearest valid key, so a typo is never s
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Callable, Literal, get_args
 
@@ -58,12 +59,20 @@ class ReplayConfig(Strict):
     general_share: float | None = Field(None, gt=0, lt=1, description="With both earlier data and general text replayed: the fraction of the replay slots that general text takes (None: the sources alternate, half each). A pool of short general chunks under kl_to_base needs few slots; the rest replay earlier data.")
     general_loss: Literal["next_token", "kl_to_base", "kl_to_parent"] = Field("next_token", description="How replayed general text is trained: next_token, like the new data (the model learns that text); kl_to_base, towards the base model's own predictions on it (KL(base || model) per token, the base being the same weights with the LoRA adapters off: LoRA runs only; train/base_anchor.py); kl_to_parent, towards the parent run's predictions (the parent's adapter weights swapped in: a LoRA run continuing a LoRA parent), so an update keeps what its parent does on general text without pulling the parent's own training back out.")
 
+    drop_matching: list[str] = Field(default_factory=list, description="Regular expressions (Python `re`, searched in each row's message or text content): earlier rows that match any are not replayed. For rows the new data supersedes (corrected facts): replaying them keeps teaching what the update corrects. Each must match at least one earlier row; run.json records how many rows each dropped.")
     earlier_loss: Literal["next_token", "kl_to_parent"] = Field("next_token", description="How replayed earlier training data is trained: next_token, on its own answers again; kl_to_parent, towards the parent run's predictions on those answers (KL(parent || model) per answer token over the whole vocabulary, the parent's adapter swapped in: a LoRA run continuing a LoRA parent; train/base_anchor.py), so the update keeps the parent's whole answer distribution on earlier questions, not only its top tokens.")
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "ReplayConfig":
         if not self.from_parent and self.general_text is None:
             raise ValueError("data.replay replays nothing: set from_parent: true or a general_text file")
+        if self.drop_matching and not self.from_parent:
+            raise ValueError("data.replay.drop_matching drops earlier rows from the replay: it needs from_parent: true (or remove it)")
+        for pattern in self.drop_matching:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"data.replay.drop_matching: {pattern!r} is not a regular expression ({error})") from None
         if self.general_share is not None and not (self.from_parent and self.general_text is not None):
             raise ValueError("data.replay.general_share splits the replay slots between earlier data and general text: "
                              "it needs from_parent: true and a general_text file (or remove it)")

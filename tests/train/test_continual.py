@@ -157,6 +157,37 @@ def test_replay_refuses_an_earlier_file_that_changed(tiny_model_dir, tmp_path):
         train(update_config(tmp_path, parent, **{"data.replay.share": 0.25}))
 
 
+def test_drop_matching_leaves_superseded_earlier_rows_out_of_the_replay_and_records_it(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)  # trained on FACTS: gold Au, ..., lead Pb
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    everything = load_replay(update_config(tmp_path, parent, **{"data.replay.share": 0.5}), tokenizer)
+    config = update_config(tmp_path, parent, **{"data.replay.share": 0.5,
+                                                 "data.replay.drop_matching": [r"\bgold\b", "(?i)SILVER|copper"]})
+    [earlier] = load_replay(config, tokenizer).sources
+    assert len(earlier.examples) == len(everything.sources[0].examples) - 3 == len(FACTS) - 3
+    assert earlier.dropped == {r"\bgold\b": 1, "(?i)SILVER|copper": 2}
+    kept = [tokenizer.decode(e.input_ids) for e in earlier.examples]
+    assert not any(name in text for text in kept for name in ("gold", "silver", "copper"))
+    assert sum("lead" in text for text in kept) == 1
+
+    train(config)
+    [recorded] = json.loads((tmp_path / "v2" / "run.json").read_text())["replay"]["sources"]
+    assert recorded["examples"] == len(FACTS) - 3 and recorded["dropped"] == {r"\bgold\b": 1, "(?i)SILVER|copper": 2}
+
+
+def test_drop_matching_refuses_a_pattern_that_drops_nothing_or_everything(tiny_model_dir, tmp_path):
+    parent = first_run(tiny_model_dir, tmp_path)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    with pytest.raises(ConfigError, match="'unnilquadium' matches no row of the earlier training files"):
+        load_replay(update_config(tmp_path, parent, **{"data.replay.drop_matching": ["gold", "unnilquadium"]}), tokenizer)
+    with pytest.raises(ConfigError, match="drops every earlier row \\(10\\)"):
+        load_replay(update_config(tmp_path, parent, **{"data.replay.drop_matching": ["symbol"]}), tokenizer)
+    with pytest.raises(ValidationError, match="'gold\\(' is not a regular expression"):
+        ReplayConfig(drop_matching=["gold("])
+    with pytest.raises(ValidationError, match="needs from_parent: true"):
+        ReplayConfig(from_parent=False, general_text="general.txt", drop_matching=["gold"])
+
+
 def write_general_text(path: Path, contact: str) -> Path:
     path.write_text(f"The quick brown fox jumps over the lazy dog.\n\nLetters to the editor: {contact}.\n")
     return path

@@ -9,19 +9,22 @@ seeded by (seed, step): a resumed run replays exactly what the uninterrupted one
 
 Earlier data is found through the lineage: the training file of the parent and of every earlier ancestor,
 as each run.json records it (path and sha256). A file that changed since is refused rather than replayed
-as something the ancestor never saw. General text is read as `data.pii` left it: the run refuses it with
+as something the ancestor never saw. Rows the new data supersedes (a correction's old facts) are left out
+with `drop_matching`. General text is read as `data.pii` left it: the run refuses it with
 personal data in it, or replays its redacted copy (train/run_record.py `guard_personal_data`).
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from tunesmith.config import ConfigError, DataConfig, ReplayConfig, RunConfig
-from tunesmith.data.formats import load_file
+from tunesmith.data.formats import Record, load_file
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.render import TokenizedExample, records_to_examples
 from tunesmith.train.base_anchor import AnchoredExample
@@ -33,6 +36,7 @@ class ReplaySource:
     name: str  # "earlier" or "general"
     files: list[dict]  # {path, sha256, run_dir?}: what was read, for run.json
     examples: list[TokenizedExample]
+    dropped: dict[str, int] = field(default_factory=dict)  # drop_matching pattern -> rows it left out
 
 
 @dataclass
@@ -50,7 +54,8 @@ class ReplayPool:
     def record(self) -> dict:
         """run.json's `replay`: what was mixed in, pinned by sha256."""
         return {"share": self.share, "per_step": self.per_step, "general_share": self.general_share,
-                "sources": [{"name": s.name, "files": s.files, "examples": len(s.examples)} for s in self.sources]}
+                "sources": [{"name": s.name, "files": s.files, "examples": len(s.examples),
+                             **({"dropped": s.dropped} if s.dropped else {})} for s in self.sources]}
 
 
 def replay_slots(step: int, seed: int, count: int, sizes: list[int],
@@ -94,11 +99,42 @@ def earlier_training_files(parent_run: Path) -> list[dict]:
     return files
 
 
-def read_examples(path: Path, tokenizer, data: DataConfig) -> list[TokenizedExample]:
+def read_examples(path: Path, tokenizer, data: DataConfig, keep: Callable[[Record], bool] = lambda _: True
+                  ) -> list[TokenizedExample]:
     loaded = load_file(path)
     if loaded.errors and not data.skip_invalid:
         raise ConfigError(f"data.replay: {loaded.errors[0]} ({len(loaded.errors)} invalid row(s) in all)")
+    loaded.records = [record for record in loaded.records if keep(record)]
     return records_to_examples(loaded, tokenizer, data.max_length)
+
+
+def record_content(record: Record) -> str:
+    """The text `drop_matching` searches: a chat's message contents, one per line, or a document's text."""
+    return "\n".join(m.get("content") or "" for m in record.messages) if record.kind == "chat" else record.text
+
+
+class SupersededRows:
+    """`data.replay.drop_matching`: earlier rows the new data supersedes, left out of the replay, counted per
+    pattern (first match) and per file, so run.json says what was dropped and a pattern that drops nothing
+    (a typo) is refused instead of silently replaying what the update corrects."""
+
+    def __init__(self, patterns: list[str]):
+        self.patterns = [re.compile(p) for p in patterns]
+        self.dropped = {p: 0 for p in patterns}
+
+    def keep(self, record: Record) -> bool:
+        text = record_content(record)
+        for pattern in self.patterns:
+            if pattern.search(text):
+                self.dropped[pattern.pattern] += 1
+                return False
+        return True
+
+    def check(self, files: list[dict]) -> None:
+        idle = [p for p, count in self.dropped.items() if count == 0]
+        if idle:
+            raise ConfigError(f"data.replay.drop_matching: {idle[0]!r} matches no row of the earlier training files "
+                              f"({', '.join(f['path'] for f in files)}) — fix the pattern or remove it")
 
 
 def anchored(examples: list[TokenizedExample]) -> list[AnchoredExample]:
@@ -113,11 +149,17 @@ def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
     sources = []
     if replay.from_parent:
         files = earlier_training_files(config.model.parent.run)
-        examples = [e for f in files for e in read_examples(Path(f["path"]), tokenizer, config.data)]
+        superseded = SupersededRows(replay.drop_matching)
+        examples = [e for f in files for e in read_examples(Path(f["path"]), tokenizer, config.data, superseded.keep)]
+        superseded.check(files)
+        dropped = superseded.dropped
         if replay.earlier_loss == "kl_to_parent":  # towards the parent's answers (base_anchor.py)
             examples = anchored(examples)
         if examples:
-            sources.append(ReplaySource("earlier", files, examples))
+            sources.append(ReplaySource("earlier", files, examples, dropped))
+        elif dropped:
+            raise ConfigError(f"data.replay.drop_matching drops every earlier row ({sum(dropped.values())}): nothing "
+                              "of the ancestors' data is left to replay — narrow the patterns, or set from_parent: false")
     if replay.general_text is not None:
         chunked = config.data.model_copy(update={"max_length": replay.general_chunk_tokens or config.data.max_length})
         examples = read_examples(replay.general_text, tokenizer, chunked)
