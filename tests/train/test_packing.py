@@ -1,7 +1,8 @@
 import torch
+from torch.profiler import profile
 
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample, render_chat
-from tunesmith.train.forward import batch_loss_and_hits, batch_loss_sum
+from tunesmith.train.forward import MATH_ATTENTION_MAX_WIDTH, batch_loss_and_hits, batch_loss_sum, final_hidden
 from tunesmith.train.packing import collate, collate_placed, pack_rows
 
 
@@ -36,6 +37,28 @@ def test_packed_logits_equal_unpacked(tokenizer, model):
             alone = decoder(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
             n = len(example.input_ids)
             assert torch.allclose(packed_hidden[row, start : start + n], alone, atol=1e-4)
+
+
+def attention_ops(model, batch) -> set[str]:
+    with torch.no_grad(), profile() as trace:
+        final_hidden(model, batch)
+    return {event.key for event in trace.key_averages() if "scaled_dot_product" in event.key}
+
+
+def test_short_rows_attend_with_the_math_kernel_wide_rows_with_flash_and_packing_still_holds(tokenizer, model):
+    *short, long = examples(tokenizer)
+    batch = [*short, TokenizedExample(long.input_ids[:110], long.labels[:110])]  # the short three (105 tokens) share a row
+    packed, placed = collate_placed(batch, tokenizer.pad_token_id, max_length=512, packing=True)
+    assert packed.input_ids.shape == (2, 110) and {row for row, _ in placed[:3]} == {1}
+    assert "aten::_scaled_dot_product_attention_math" in attention_ops(model, packed)
+    with torch.no_grad():
+        packed_hidden = final_hidden(model, packed)
+        for example, (row, start) in zip(batch, placed):
+            alone = model.get_decoder()(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
+            assert torch.allclose(packed_hidden[row, start : start + len(example.input_ids)], alone, atol=1e-4)
+    wide = [TokenizedExample(list(range(1, MATH_ATTENTION_MAX_WIDTH + 2)), [1] * (MATH_ATTENTION_MAX_WIDTH + 1))]
+    ops = attention_ops(model, collate(wide, tokenizer.pad_token_id, max_length=512, packing=True))
+    assert any("flash_attention" in op for op in ops) and "aten::_scaled_dot_product_attention_math" not in ops
 
 
 def test_rows_are_as_wide_as_the_longest_example_not_max_length():
