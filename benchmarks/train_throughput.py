@@ -154,12 +154,15 @@ def run_tunesmith(settings: dict, train: Path, valid: Path, work: Path, packing:
     }
 
 
-def run_trl(settings: dict, train: Path, valid: Path, work: Path, name: str, gradient_checkpointing: bool) -> dict:
+def run_trl(settings: dict, train: Path, valid: Path, work: Path, name: str, gradient_checkpointing: bool,
+            attention: str | None = None) -> dict:
     out = work / f"{name}-run"
     command = [sys.executable, str(Path(__file__).resolve()), "--side", "trl", "--settings", json.dumps(settings),
                "--train", str(train), "--valid", str(valid), "--trl-out", str(out)]
     if not gradient_checkpointing:
         command.append("--trl-no-gradient-checkpointing")
+    if attention:
+        command += ["--trl-attention", attention]
     process = run_child(command, work / f"{name}.log")
     inner = json.loads((out / "bench.json").read_text())
     return {**process, **inner, "adapter": str(out / "adapter")}
@@ -237,6 +240,7 @@ def trl_side(args: argparse.Namespace) -> None:
         max_length=settings["max_length"],
         completion_only_loss=True,
         gradient_checkpointing=not args.trl_no_gradient_checkpointing,
+        model_init_kwargs={"attn_implementation": args.trl_attention} if args.trl_attention else None,
         report_to=[],
     )
     peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
@@ -282,6 +286,7 @@ def trl_side(args: argparse.Namespace) -> None:
         "final_train_loss": result.training_loss,
         "in_run_valid_loss": evaluation["eval_loss"],
         "gradient_checkpointing": config.gradient_checkpointing,
+        "attn_implementation": trainer.model.config._attn_implementation,
         "packing": config.packing,
         "optim": str(config.optim),
         "loss_mask": "completion_only_loss (prompt/completion rows)",
@@ -397,6 +402,9 @@ def benchmark(args: argparse.Namespace) -> dict:
         machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
     if "trl_no_gradient_checkpointing" in sides:
         results["trl_no_gradient_checkpointing"] = run_trl(settings, train, valid, work, "trl-nogc", gradient_checkpointing=False)
+    for name, gradient_checkpointing in (("trl_eager", True), ("trl_eager_no_gradient_checkpointing", False)):
+        if name in sides:  # eager attention: matmul + softmax, the kind of kernel tunesmith uses on short rows
+            results[name] = run_trl(settings, train, valid, work, name.replace("_", "-"), gradient_checkpointing, "eager")
     scores = score_adapters({name: r["adapter"] for name, r in results.items()}, valid)
     for name, result in results.items():
         result["valid_loss"] = scores[name]
@@ -406,6 +414,10 @@ def benchmark(args: argparse.Namespace) -> dict:
         report["ratios"] = compare(results["tunesmith"], results["trl"])
     if {"tunesmith", "trl_no_gradient_checkpointing"} <= set(results):
         report["ratios_vs_trl_no_gradient_checkpointing"] = compare(results["tunesmith"], results["trl_no_gradient_checkpointing"])
+    trl_sides = {name: r for name, r in results.items() if name.startswith("trl")}
+    if "tunesmith" in results and trl_sides:  # TRL's fastest side in this run, whichever it is
+        fastest = max(trl_sides, key=lambda name: trl_sides[name]["tokens_per_s"])
+        report["ratios_vs_fastest_trl"] = {"side": fastest, **compare(results["tunesmith"], trl_sides[fastest])}
     report["config"] = settings
     report["machine"] = machine
     report["notes"] = notes(results, machine, work, settings)
@@ -432,7 +444,10 @@ def notes(results: dict, machine: dict, work: Path, settings: dict) -> list[str]
         f"tunesmith packing={'on (its default: block-diagonal mask, no cross-example attention)' if ts['packing'] else 'off'}; "
         "TRL packing=False, padding_free=False (SFTConfig defaults).",
         "TRL runs its SFTConfig defaults otherwise: gradient_checkpointing=True, optim=adamw_torch_fused, per-step "
-        "entropy/token-accuracy metrics; 'trl_no_gradient_checkpointing' is the same run with gradient checkpointing off.",
+        "entropy/token-accuracy metrics; 'trl_no_gradient_checkpointing' is the same run with gradient checkpointing off; "
+        "'trl_eager' (and 'trl_eager_no_gradient_checkpointing') load the model with attn_implementation='eager' "
+        "(matmul + softmax attention, as tunesmith's math kernel on short rows) instead of sdpa. ratios_vs_fastest_trl "
+        "compares with whichever TRL side ran fastest.",
         "Both: fp32 weights, bf16 CPU autocast, AdamW (betas 0.9/0.999, wd 0), clip 1.0, cosine with "
         f"int(0.03 × steps) warm-up steps, batch 16 without accumulation, seed {settings['seed']}; example order: "
         + ("TRL draws tunesmith's (the same batches at every step; valid loss moves by ~0.03 with the order alone)."
@@ -464,7 +479,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--tunesmith-no-packing", action="store_true", help="turn off tunesmith's default packing")
     parser.add_argument("--sides", default="tunesmith,trl,trl_no_gradient_checkpointing",
-                        help="comma-separated subset to run (e.g. tunesmith alone, to see how its loss moves with --seed)")
+                        help="comma-separated subset to run (e.g. tunesmith alone, to see how its loss moves with --seed); "
+                             "also trl_eager, trl_eager_no_gradient_checkpointing (TRL with eager attention)")
     parser.add_argument("--trl-labels", choices=["trl", "tunesmith"], default="trl",
                         help="TRL's rows: its own prompt/completion rendering (trains the newline after <|im_end|> too), "
                              "or tunesmith's exact input_ids and labels")
@@ -478,6 +494,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--settings", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--trl-out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--trl-no-gradient-checkpointing", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trl-attention", default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
