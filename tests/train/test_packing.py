@@ -39,20 +39,21 @@ def test_packed_logits_equal_unpacked(tokenizer, model):
             assert torch.allclose(packed_hidden[row, start : start + n], alone, atol=1e-4)
 
 
-def attention_ops(model, batch) -> set[str]:
-    with torch.no_grad(), profile() as trace:
+def attention_ops(model, batch, grad: bool = True) -> set[str]:
+    with torch.set_grad_enabled(grad), profile() as trace:
         final_hidden(model, batch)
     return {event.key for event in trace.key_averages() if "scaled_dot_product" in event.key}
 
 
-def test_short_rows_attend_with_the_math_kernel_wide_rows_with_flash_and_packing_still_holds(tokenizer, model):
+def test_training_attends_with_the_math_kernel_on_short_rows_and_packing_still_holds(tokenizer, model):
     *short, long = examples(tokenizer)
     batch = [*short, TokenizedExample(long.input_ids[:110], long.labels[:110])]  # the short three (105 tokens) share a row
     packed, placed = collate_placed(batch, tokenizer.pad_token_id, max_length=512, packing=True)
     assert packed.input_ids.shape == (2, 110) and {row for row, _ in placed[:3]} == {1}
     assert "aten::_scaled_dot_product_attention_math" in attention_ops(model, packed)
+    assert "aten::_scaled_dot_product_attention_math" not in attention_ops(model, packed, grad=False)  # flash's forward is faster
+    packed_hidden = final_hidden(model, packed).detach()  # with gradients: the math kernel
     with torch.no_grad():
-        packed_hidden = final_hidden(model, packed)
         for example, (row, start) in zip(batch, placed):
             alone = model.get_decoder()(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
             assert torch.allclose(packed_hidden[row, start : start + len(example.input_ids)], alone, atol=1e-4)
