@@ -29,16 +29,18 @@ def causal_lm_of(model) -> PreTrainedModel:
 MATH_ATTENTION_MAX_WIDTH = 128
 
 
-def attention_kernel(batch: ModelBatch):
-    """The sdpa kernel for this batch's forward (its backward follows the forward's choice)."""
+def attention_kernel(causal_lm: PreTrainedModel, batch: ModelBatch):
+    """The sdpa kernel for this batch's forward (its backward follows the forward's choice). Not under activation
+    checkpointing: its backward recomputes the forward outside this context, where the kernel would differ."""
     if (torch.is_grad_enabled() and batch.input_ids.device.type == "cpu"
-            and batch.input_ids.shape[1] <= MATH_ATTENTION_MAX_WIDTH):
+            and batch.input_ids.shape[1] <= MATH_ATTENTION_MAX_WIDTH
+            and not getattr(causal_lm, "is_activation_checkpointing", False)):
         return sdpa_kernel(SDPBackend.MATH)
     return contextlib.nullcontext()
 
 
 def final_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tensor:
-    with attention_kernel(batch):
+    with attention_kernel(causal_lm, batch):
         return causal_lm.get_decoder()(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
