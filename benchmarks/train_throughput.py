@@ -478,9 +478,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="keep runs and logs here (default: a new temp dir)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--tunesmith-no-packing", action="store_true", help="turn off tunesmith's default packing")
-    parser.add_argument("--sides", default="tunesmith,trl,trl_no_gradient_checkpointing",
+    parser.add_argument("--sides", default="tunesmith,trl,trl_no_gradient_checkpointing,trl_eager_no_gradient_checkpointing",
                         help="comma-separated subset to run (e.g. tunesmith alone, to see how its loss moves with --seed); "
-                             "also trl_eager, trl_eager_no_gradient_checkpointing (TRL with eager attention)")
+                             "also trl_eager (TRL with eager attention, gradient checkpointing on)")
     parser.add_argument("--trl-labels", choices=["trl", "tunesmith"], default="trl",
                         help="TRL's rows: its own prompt/completion rendering (trains the newline after <|im_end|> too), "
                              "or tunesmith's exact input_ids and labels")
