@@ -54,6 +54,11 @@ UPDATES = ["u1", "u2", "u3"]
 TASKS = [("u1", "facts"), ("u2", "facts"), ("u2", "provisional"), ("u3", "facts")]
 
 
+ONE_EPOCH = ("replay", "anchor", "replay50", "stack", "distill")  # the recipes before 2026-12-04
+TWO_EPOCHS = ("replay2e", "distill2e", "replay3e", "replay2d", "replay3d", "replay2d875")  # share 0.75
+DROPS_PROVISIONAL = ("tunesmith", "replay2d", "replay3d", "replay2d875")  # u3 drop_matching: ["(?i)unnil"]
+
+
 def variant_config(update: str, variant: str, parent: Path | None, out: Path, max_steps: int | None, seed: int):
     """The example's config for `update`, with the variant's way of continuing, written beside the run."""
     raw = yaml.safe_load((EXAMPLE / f"{update}.yaml").read_text())
@@ -68,20 +73,20 @@ def variant_config(update: str, variant: str, parent: Path | None, out: Path, ma
         if variant in ("naive", "naive2e"):
             raw["data"].pop("replay")
             raw["train"]["epochs"] = 2 if variant == "naive2e" else 1  # naive: update 1's recipe (u1.yaml)
-        if variant in ("replay", "anchor", "replay50", "stack", "distill"):  # the 1-epoch recipes before 2026-12-04
+        if variant in ONE_EPOCH:
             raw["train"]["epochs"], replay["share"] = 1, 0.25 if variant in ("replay", "anchor") else 0.5
-        if variant in ("replay2e", "distill2e", "replay3e", "replay2d", "replay3d", "replay2d875"):
+        if variant in TWO_EPOCHS:
             raw["train"]["epochs"], replay["share"] = 2, 0.75
-        if variant not in ("tunesmith", "replay2d", "replay3d", "replay2d875"):
+        if variant not in DROPS_PROVISIONAL:
             replay.pop("drop_matching", None)  # only the shipped u3.yaml sets it
+        elif update == "u3":
+            replay["drop_matching"] = ["(?i)unnil"]
         if variant == "anchor":
             raw["model"]["parent"]["anchor"] = 100.0
         if variant == "stack":
             raw["model"]["parent"]["adapter"] = "stack"
         if variant in ("replay3e", "replay3d") and update == "u3":
             raw["train"]["epochs"] = 3
-        if variant in ("replay2d", "replay3d", "replay2d875") and update == "u3":
-            replay["drop_matching"] = ["(?i)unnil"]
         if variant == "replay2d875" and update == "u3":
             replay["share"] = 0.875
         if variant in ("distill", "distill2e"):

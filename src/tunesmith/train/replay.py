@@ -114,9 +114,9 @@ def record_content(record: Record) -> str:
 
 
 class SupersededRows:
-    """`data.replay.drop_matching`: earlier rows the new data supersedes, left out of the replay, counted per
-    pattern (first match) and per file, so run.json says what was dropped and a pattern that drops nothing
-    (a typo) is refused instead of silently replaying what the update corrects."""
+    """`data.replay.drop_matching`: earlier rows the new data supersedes, left out of the replay and counted
+    under the first pattern that matches them, so run.json says what was dropped and a pattern that drops
+    nothing (a typo) is refused instead of silently replaying what the update corrects."""
 
     def __init__(self, patterns: list[str]):
         self.patterns = [re.compile(p) for p in patterns]
@@ -152,13 +152,12 @@ def load_replay(config: RunConfig, tokenizer) -> ReplayPool | None:
         superseded = SupersededRows(replay.drop_matching)
         examples = [e for f in files for e in read_examples(Path(f["path"]), tokenizer, config.data, superseded.keep)]
         superseded.check(files)
-        dropped = superseded.dropped
         if replay.earlier_loss == "kl_to_parent":  # towards the parent's answers (base_anchor.py)
             examples = anchored(examples)
         if examples:
-            sources.append(ReplaySource("earlier", files, examples, dropped))
-        elif dropped:
-            raise ConfigError(f"data.replay.drop_matching drops every earlier row ({sum(dropped.values())}): nothing "
+            sources.append(ReplaySource("earlier", files, examples, superseded.dropped))
+        elif superseded.dropped:
+            raise ConfigError(f"data.replay.drop_matching drops every earlier row ({sum(superseded.dropped.values())}): nothing "
                               "of the ancestors' data is left to replay — narrow the patterns, or set from_parent: false")
     if replay.general_text is not None:
         chunked = config.data.model_copy(update={"max_length": replay.general_chunk_tokens or config.data.max_length})
