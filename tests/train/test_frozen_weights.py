@@ -24,12 +24,16 @@ def test_inside_frozen_linears_are_bf16_and_on_exit_the_fp32_weights_are_back(ti
     with frozen_weights_in_bf16(model, enabled=True) as count:
         inside = dict(model.named_parameters())
         assert count > 0
+        head = model.get_output_embeddings()
         assert {n for n, p in inside.items() if p.dtype == torch.bfloat16} == \
-               {n for n, p in before.items() if "base_layer.weight" in n}  # every frozen projection, nothing else
+               {n for n, p in before.items() if "base_layer.weight" in n} | {"base_model.model.lm_head.weight"}
+        # every frozen projection and the tied head (a copy of its own: the embedding lookup keeps fp32), nothing else
         assert all(p.dtype == torch.float32 for n, p in inside.items() if "lora_" in n or "embed" in n or "norm" in n)
         projection = next(n for n in before if "base_layer.weight" in n)
         assert torch.equal(inside[projection], before[projection].to(torch.bfloat16))  # the value autocast would use
+        assert torch.equal(head.weight, model.get_input_embeddings().weight.to(torch.bfloat16))
     assert all(p is before[name] for name, p in model.named_parameters())  # the very fp32 tensors, not copies
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied again
 
     with pytest.raises(RuntimeError), frozen_weights_in_bf16(model, enabled=True):
         raise RuntimeError("training failed")
