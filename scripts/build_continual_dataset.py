@@ -14,6 +14,10 @@ Without --deb-dir it runs `apt-get download dict-elements python3-periodictable`
 
 Questions are phrased with the templates of examples/elements/augment.yaml (tunesmith's augment library,
 by-template holdout: eval phrasings are never trained on). Output is deterministic for a --seed.
+
+The committed files were drawn when augment used one random stream for train, valid and eval in turn;
+since commit 2470122 it draws each split from its own stream (no option restores the single one), so a
+rebuild has the same facts and row counts but other phrasings, cases and row order.
 """
 from __future__ import annotations
 
@@ -80,6 +84,9 @@ def build(update: str, records: list[dict], out: Path, seed: int) -> dict[str, i
     spec = load_spec(SPEC)
     spec.relations = {name: spec.relations[name] for name in relations}
     spec.splits.train_per_source, spec.splits.valid_size = per_fact, None  # valid: one row per fact
+    # Only the relations listed in UPDATES: u3's element_of_number would otherwise get an automatic
+    # element_of_number_reverse (its reverse, atomic_number, is not asked here; data/reverse.py).
+    spec.reverse = False
     directory = out / update
     directory.mkdir(parents=True, exist_ok=True)
     write_jsonl(directory / "records.jsonl", records)
