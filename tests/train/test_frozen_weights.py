@@ -32,6 +32,9 @@ def test_inside_frozen_linears_are_bf16_and_on_exit_the_fp32_weights_are_back(ti
         projection = next(n for n in before if "base_layer.weight" in n)
         assert torch.equal(inside[projection], before[projection].to(torch.bfloat16))  # the value autocast would use
         assert torch.equal(head.weight, model.get_input_embeddings().weight.to(torch.bfloat16))
+        adapters = [m for m in model.modules() if hasattr(m, "lora_A")]
+        assert adapters and not any(m.cast_input_dtype_enabled for m in adapters)  # autocast casts their inputs
+    assert all(m.cast_input_dtype_enabled for m in adapters)  # peft's default again
     assert all(p is before[name] for name, p in model.named_parameters())  # the very fp32 tensors, not copies
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied again
 

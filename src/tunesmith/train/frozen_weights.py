@@ -14,7 +14,12 @@ An output head tied to the input embeddings (SmolLM2's) gets a bf16 copy of its 
 the fp32 weight (its lookup is not autocast, so a bf16 table would make the residual stream bf16); on exit the
 head holds the shared weight again, tied as before. Cast in each call, that 49152 × 576 head weight took 17 ms
 a call, three calls a step with general-text replay: 7% of the demo's LoRA step. Norms and embeddings stay fp32;
-only `torch.nn.Linear` weights are touched. Used in single-process runs only (sft.py):
+only `torch.nn.Linear` weights are touched.
+
+peft casts a LoRA layer's input to its adapter's dtype (fp32) before the adapter's matmuls, and autocast casts it
+back to bf16 for them: for o_proj and down_proj, whose inputs are bf16 already, two copies of each input a layer
+and their two casts back in the backward. Inside, that cast is off (peft's `cast_input_dtype_enabled`): bf16 →
+fp32 → bf16 is exact, so the matmuls see the same values and the run stays bit-identical. Used in single-process runs only (sft.py):
 FSDP and DeepSpeed flat parameters expect one dtype, and DDP with swapped weights is not yet tested.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+from peft.tuners.lora import LoraLayer
 
 
 def frozen_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
@@ -39,8 +45,13 @@ def frozen_weights_in_bf16(model: torch.nn.Module, enabled: bool) -> Iterator[in
     originals = [(layer, layer.weight) for layer in frozen_linears(model)]
     for layer, weight in originals:
         layer.weight = torch.nn.Parameter(weight.detach().to(torch.bfloat16), requires_grad=False)
+    adapters = [layer for layer in model.modules() if isinstance(layer, LoraLayer)]
+    for layer in adapters:
+        layer.cast_input_dtype_enabled = False  # autocast gives the adapters' matmuls bf16 inputs either way
     try:
         yield len(originals)
     finally:
         for layer, weight in originals:
             layer.weight = weight
+        for layer in adapters:
+            layer.cast_input_dtype_enabled = True
