@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 
 from tunesmith.config import ConfigError, RunConfig
 from tunesmith.models.resolve import resolve_model_dir
-from tunesmith.train.lora import check_target_modules
+from tunesmith.train.lora import check_target_modules, peft_model
 
 HEAD = "score"  # the classification head of transformers' decoder ...ForSequenceClassification models
 
@@ -62,7 +61,7 @@ def build_classification_model(config: RunConfig, labels: list[str], multi_label
     if not config.train.uses_lora:
         return model
     check_target_modules(model, config.lora.target_modules)
-    return get_peft_model(model, PeftLoraConfig(
+    return peft_model(model, PeftLoraConfig(
         r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
         target_modules=config.lora.target_modules, task_type="SEQ_CLS", modules_to_save=[HEAD],
     ))

@@ -1,6 +1,8 @@
 """LoRA adapters through peft: the default, cheap way to specialise a base model."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
@@ -33,4 +35,12 @@ def apply_lora(model, config: LoraConfig):
         target_modules=config.target_modules,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config)
+    return peft_model(model, peft_config)
+
+
+def peft_model(model, peft_config: PeftLoraConfig):
+    """`get_peft_model`, without the FutureWarning peft 0.21 triggers by reading transformers 5's deprecated
+    `is_gradient_checkpointing`: nothing a user could act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, peft_config)
