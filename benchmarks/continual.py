@@ -31,12 +31,14 @@ After each update every task so far is scored (held-out accuracy, eval phrasings
 perplexity on general English (examples/general). With several --seeds the whole sequence runs once per seed
 (OUT/seed-N/) and the table adds the means; one held-out item of u1 is 1.4 points and the seed alone moves a score
 by several, so the issue's target (earlier tasks within 2 points of their best while the new task gains as naive
-gains) is checked on the means and printed per variant. Prints the table and the JSON (also OUT/results.json).
+gains) is checked on the means and printed per variant, each margin with its paired standard error over the
+seeds. Prints the table and the JSON (also OUT/results.json).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -151,30 +153,49 @@ def mean_rows(rows: list[dict]) -> list[dict]:
     return means
 
 
-def target_checks(means: list[dict], tolerance: float = 0.02) -> dict[str, dict]:
+def target_checks(means: list[dict], rows: list[dict] = (), tolerance: float = 0.02) -> dict[str, dict]:
     """The issue's target on the seed means, per variant: every earlier task within `tolerance` of its best
     (u1's own score counts; u2.provisional is retired by u3's corrections), and each update's new task at least
     as high as naive finetuning reaches on it (naive and the variant start from the same update 1), against
-    naive at 1 epoch and at 2 (naive2e) where each ran."""
+    naive at 1 epoch and at 2 (naive2e) where each ran.
+
+    Each check also gives `paired_se`: the standard error of its difference taken seed by seed over the per-seed
+    `rows` (score minus the same seed's score where the mean is best; variant minus naive on the same seed), so a
+    margin can be told from the seeds' noise (None with fewer than two seeds)."""
     by = {(row["variant"], row["after"]): row for row in means}
+    per_seed = {(row["seed"], row["variant"], row["after"]): row for row in rows}
+    seeds = sorted({row["seed"] for row in rows})
+
+    def paired_se(key: str, a: tuple[str, str], b: tuple[str, str]) -> float | None:
+        diffs = [per_seed[(s, *a)][key] - per_seed[(s, *b)][key] for s in seeds
+                 if (s, *a) in per_seed and (s, *b) in per_seed]
+        if len(diffs) < 2:
+            return None
+        mean = sum(diffs) / len(diffs)
+        return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+
     checks = {}
     for variant in {row["variant"] for row in means} - {"-"}:
-        history = [by[("-", "u1")], *[by[(variant, u)] for u in UPDATES[1:] if (variant, u) in by]]
+        names = [("-", "u1"), *[(variant, u) for u in UPDATES[1:] if (variant, u) in by]]
+        history = [by[name] for name in names]
         kept, gained = [], []
         for index, row in enumerate(history[1:], start=2):
             for update, task in TASKS:
                 key = f"{update}.{task}"
                 if UPDATES.index(update) + 1 >= index or key not in row or (key == "u2.provisional" and index == 3):
                     continue
-                best = max(h[key] for h in history[:index] if key in h)
+                best_at = max((i for i in range(index) if key in history[i]), key=lambda i: history[i][key])
+                best = history[best_at][key]
                 kept.append({"task": key, "after": UPDATES[index - 1], "score": row[key], "best": best,
-                             "met": row[key] >= best - tolerance - 1e-9})
+                             "met": row[key] >= best - tolerance - 1e-9,
+                             "paired_se": paired_se(key, names[index - 1], names[best_at])})
             new = f"{UPDATES[index - 1]}.facts"
             for baseline in ("naive", "naive2e"):  # each that ran: at its own epochs and at the shipped recipe's
                 if (baseline, UPDATES[index - 1]) in by and variant != baseline:
                     naive = by[(baseline, UPDATES[index - 1])][new]
                     gained.append({"task": new, "score": row[new], "baseline": baseline, "naive": naive,
-                                   "met": row[new] >= naive - tolerance - 1e-9})
+                                   "met": row[new] >= naive - tolerance - 1e-9,
+                                   "paired_se": paired_se(new, names[index - 1], (baseline, UPDATES[index - 1]))})
         checks[variant] = {"kept": kept, "new_task": gained, "met": all(c["met"] for c in kept + gained)}
     return checks
 
@@ -208,13 +229,14 @@ def main() -> None:
     for seed in [int(seed) for seed in args.seeds.split(",")]:
         run_seed(seed, args, console, rows)
     means = mean_rows(rows)
-    checks = target_checks(means)
+    checks = target_checks(means, rows)
     Console().print(table(rows + means))
     for variant, check in sorted(checks.items()):
         missed = [c for c in check["kept"] + check["new_task"] if not c["met"]]
         Console().print(f"{variant}: target {'met' if check['met'] else 'missed'}"
                         + "".join(f"; {c['task']} after {c.get('after', 'its update')}: {c['score']:.1%} vs "
                                   f"{c.get('best', c.get('naive')):.1%}" + (f" ({c['baseline']})" if "baseline" in c else "")
+                                  + (f", paired SE {c['paired_se']:.1%}" if c["paired_se"] is not None else "")
                                   for c in missed))
     result = {"rows": rows, "means": means, "targets": checks}
     print(json.dumps(result, indent=2))
