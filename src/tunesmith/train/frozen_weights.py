@@ -19,8 +19,10 @@ only `torch.nn.Linear` weights are touched.
 peft casts a LoRA layer's input to its adapter's dtype (fp32) before the adapter's matmuls, and autocast casts it
 back to bf16 for them: for o_proj and down_proj, whose inputs are bf16 already, two copies of each input a layer
 and their two casts back in the backward. Inside, that cast is off (peft's `cast_input_dtype_enabled`): bf16 →
-fp32 → bf16 is exact, so the matmuls see the same values and the run stays bit-identical. Used in single-process runs only (sft.py):
-FSDP and DeepSpeed flat parameters expect one dtype, and DDP with swapped weights is not yet tested.
+fp32 → bf16 is exact, so the matmuls see the same values and the run stays bit-identical.
+
+Used in single-process runs only (sft.py): FSDP and DeepSpeed flat parameters expect one dtype, and DDP with
+swapped weights is not yet tested.
 """
 from __future__ import annotations
 
