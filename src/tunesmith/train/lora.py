@@ -1,6 +1,7 @@
 """LoRA adapters through peft: the default, cheap way to specialise a base model."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -39,8 +40,14 @@ def apply_lora(model, config: LoraConfig):
 
 
 def peft_model(model, peft_config: PeftLoraConfig):
-    """`get_peft_model`, without the FutureWarning peft 0.21 triggers by reading transformers 5's deprecated
-    `is_gradient_checkpointing`: nothing a user could act on."""
+    with peft_deprecation_silenced():
+        return get_peft_model(model, peft_config)
+
+
+@contextlib.contextmanager
+def peft_deprecation_silenced():
+    """Without the FutureWarning peft 0.21 triggers whenever it wraps a model, by reading transformers 5's
+    deprecated `is_gradient_checkpointing`: nothing a user could act on."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return get_peft_model(model, peft_config)
+        yield

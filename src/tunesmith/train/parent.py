@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from tunesmith.config import ConfigError, RunConfig, TrainConfig
 from tunesmith.data.hashing import file_sha256
 from tunesmith.models.load import load_model
-from tunesmith.train.lora import apply_lora
+from tunesmith.train.lora import apply_lora, peft_deprecation_silenced
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -107,8 +107,10 @@ def build_from_parent(config: RunConfig):
         return apply_lora(model, config.lora) if config.train.uses_lora else model
     base = load_model(config.model.base, attn_implementation=attn)
     if config.model.parent.adapter == "continue":
-        return PeftModel.from_pretrained(base, parent.adapter_dir, is_trainable=True)
-    merged = PeftModel.from_pretrained(base, parent.adapter_dir).merge_and_unload()
+        with peft_deprecation_silenced():
+            return PeftModel.from_pretrained(base, parent.adapter_dir, is_trainable=True)
+    with peft_deprecation_silenced():
+        merged = PeftModel.from_pretrained(base, parent.adapter_dir).merge_and_unload()
     check_stackable(parent, config)
     return apply_lora(merged, config.lora)
 
