@@ -47,13 +47,13 @@ def frozen_weights_in_bf16(model: torch.nn.Module, enabled: bool) -> Iterator[in
     originals = [(layer, layer.weight) for layer in frozen_linears(model)]
     for layer, weight in originals:
         layer.weight = torch.nn.Parameter(weight.detach().to(torch.bfloat16), requires_grad=False)
-    adapters = [layer for layer in model.modules() if isinstance(layer, LoraLayer)]
-    for layer in adapters:
+    adapters = [(layer, layer.cast_input_dtype_enabled) for layer in model.modules() if isinstance(layer, LoraLayer)]
+    for layer, _ in adapters:
         layer.cast_input_dtype_enabled = False  # autocast gives the adapters' matmuls bf16 inputs either way
     try:
         yield len(originals)
     finally:
         for layer, weight in originals:
             layer.weight = weight
-        for layer in adapters:
-            layer.cast_input_dtype_enabled = True
+        for layer, cast in adapters:
+            layer.cast_input_dtype_enabled = cast
