@@ -55,6 +55,31 @@ def test_a_weight_changed_in_place_is_repacked(tokenizer):
         assert torch.equal(after, torch.nn.functional.linear(x, layer.weight)) and torch.equal(after, -before)
 
 
+def test_siblings_that_read_one_input_share_one_packed_product(tokenizer):
+    model = bf16_model(tokenizer)
+    pack_linears(model)
+    attention, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+    group, _ = attention.q_proj.packed_group
+    assert [layer.packed_group for layer in (attention.k_proj, attention.v_proj)] == [(group, 1), (group, 2)]
+    assert mlp.up_proj.packed_group[0] is mlp.gate_proj.packed_group[0] and "packed_group" not in vars(mlp.down_proj)
+    x, other = (torch.randn(3, attention.q_proj.in_features, dtype=torch.bfloat16) for _ in range(2))
+    plain = lambda layer, x: torch.nn.functional.linear(x, layer.weight)
+    with torch.inference_mode():
+        q = attention.q_proj(x)
+        assert group.output is not None  # k and v will take their columns of it
+        k, v = attention.k_proj(x), attention.v_proj(x)
+        assert group.output is None  # every sibling took its part: the product is let go
+        k_other = attention.k_proj(other)  # another input: computed afresh
+        for layer, out, inp in ((attention.q_proj, q, x), (attention.k_proj, k, x), (attention.v_proj, v, x),
+                                (attention.k_proj, k_other, other)):
+            assert torch.equal(out, plain(layer, inp))
+    with torch.no_grad():
+        attention.v_proj.weight.mul_(-1)  # one sibling's weight changes in place: the group repacks
+    with torch.inference_mode():
+        attention.q_proj(x)
+        assert torch.equal(attention.v_proj(x), -v)
+
+
 def test_with_gradients_the_plain_linear_runs(tokenizer):
     model = bf16_model(tokenizer)
     pack_linears(model)

@@ -97,7 +97,8 @@ def test_slot_cache_writes_each_row_at_its_own_column_and_copies_slots(model):
     cache.start_prefill([1, 0], 3)
     assert cache.update(keys, -keys, 0)[0] is keys  # a prefill attends over its own keys
     mask = cache.start_decode([3, 1])  # row 0 has 3 tokens, row 1 one (and garbage padding after it)
-    assert mask.tolist() == [[[[True, True, True, True]]], [[[True, True, False, False]]]]
+    inf = float("inf")
+    assert mask.dtype == cache.dtype and mask.tolist() == [[[[0, 0, 0, 0]]], [[[0, 0, -inf, -inf]]]]  # additive
     step = torch.full((2, kv_heads, 1, head_dim), 7.0)
     read, _ = cache.update(step, step, 0)
     assert read.shape == (2, kv_heads, 4, head_dim)

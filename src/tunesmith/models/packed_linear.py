@@ -15,12 +15,20 @@ LoRA's `weight.data = joint[...]`) or an in-place op on the parameter itself, wh
 A write through `weight.data` in place (peft's merge does `weight.data += delta`) moves neither: pack a model
 after such writes, not before. The server and the evaluation pack models as loaded and never merge into them.
 No autograd: inference only.
+
+Sibling projections that read the same input (an attention layer's q/k/v, an MLP's gate/up) are packed as one
+matrix (`PackedGroup`): the first of them called with an input multiplies it by all of them at once, and each
+sibling takes its columns of that product. oneDNN accumulates each output column the same way whatever the
+matrix's width, so the slices are bit-identical to separate products (tests/models/test_packed_linear.py).
+Measured (SmolLM2-135M's 30 layers of q/k/v + gate/up, packed, 2 threads): 1 row 8.95 → 7.19 ms, 4 rows 7.95 →
+6.26 ms, 16 rows 11.18 → 9.32 ms a decoding step (60 calls instead of 150).
 """
 from __future__ import annotations
 
 import torch
 
 PACK_ROWS_HINT = 16  # oneDNN picks its blocking for this many input rows; measured fastest from 1 to 600 rows
+SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # siblings' names (Llama, Qwen2, Mistral, Gemma)
 
 
 def bf16_kernels() -> bool:
@@ -51,6 +59,49 @@ class PackedWeight:
         return self.packed
 
 
+class PackedGroup:
+    """Sibling linears that read the same input, packed as one matrix (their weights stacked, in order).
+
+    The first sibling called with an input computes every sibling's output; each sibling then takes its own
+    columns. A sibling called again, or with another input, computes afresh. The product is let go once every
+    sibling has taken its part. Repacked when any sibling's weight changes (as PackedWeight)."""
+
+    def __init__(self, layers: list[torch.nn.Linear]):
+        self.layers = layers
+        ends = torch.tensor([layer.out_features for layer in layers]).cumsum(0).tolist()
+        self.columns = list(zip([0, *ends[:-1]], ends))
+        self.key: tuple | None = None
+        self.packed: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
+        self.input: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        self.taken: set[int] = set()
+
+    def current(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = tuple((layer.weight.data_ptr(), layer.weight._version, tuple(layer.weight.shape)) for layer in self.layers)
+        if key != self.key:
+            with torch.inference_mode(False), torch.no_grad():
+                joint = torch.cat([layer.weight.detach() for layer in self.layers])
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(joint, PACK_ROWS_HINT)
+                biases = [layer.bias for layer in self.layers]
+                self.bias = None if biases[0] is None else torch.cat([bias.detach() for bias in biases])
+            self.key = key
+        return self.packed, self.bias
+
+    def output_of(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Sibling `index`'s output for x: its columns of the joint product."""
+        if x is not self.input or index in self.taken:
+            packed, bias = self.current()
+            rows = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), packed, bias, "none", [], "")
+            self.input, self.output, self.taken = x, rows.view(*x.shape[:-1], rows.shape[-1]), set()
+        start, end = self.columns[index]
+        out = self.output[..., start:end]
+        self.taken.add(index)
+        if len(self.taken) == len(self.layers):
+            self.input = self.output = None
+        return out
+
+
 def packed_linear(x: torch.Tensor, weight: PackedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.linear(x, weight.weight, bias)` through the packed copy; x is (..., in)."""
     rows = x.reshape(-1, x.shape[-1])
@@ -65,13 +116,28 @@ def packed_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def packable(module: torch.nn.Module) -> bool:
+    return type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16 and "forward" not in module.__dict__
+
+
 def pack_linears(model: torch.nn.Module) -> int:
-    """Every bf16 nn.Linear of the model runs through a packed copy of its weight; returns how many.
+    """Every bf16 nn.Linear of the model runs through a packed copy of its weight, siblings that read the same
+    input (SHARED_INPUT) through one packed group; returns how many linears.
 
     Layers of other dtypes (peft's float32 LoRA matrices) keep their own forward."""
     count = 0
+    for parent in list(model.modules()):
+        for names in SHARED_INPUT:
+            siblings = [getattr(parent, name, None) for name in names]
+            if all(packable(layer) for layer in siblings) and len({layer.in_features for layer in siblings}) == 1 \
+                    and len({layer.bias is None for layer in siblings}) == 1:
+                group = PackedGroup(siblings)
+                for index, layer in enumerate(siblings):
+                    layer.packed_group, layer.packed_weight = (group, index), PackedWeight(layer.weight)
+                    layer.forward = _packed_forward.__get__(layer)
+                    count += 1
     for module in model.modules():
-        if type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16 and "forward" not in module.__dict__:
+        if packable(module):
             module.packed_weight = PackedWeight(module.weight)
             module.forward = _packed_forward.__get__(module)
             count += 1
@@ -81,4 +147,7 @@ def pack_linears(model: torch.nn.Module) -> int:
 def _packed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.bfloat16 or torch.is_grad_enabled() or self.packed_weight.weight is not self.weight:
         return torch.nn.functional.linear(x, self.weight, self.bias)
+    if (grouped := self.__dict__.get("packed_group")) is not None:
+        group, index = grouped
+        return group.output_of(index, x)
     return packed_linear(x, self.packed_weight, self.bias)

@@ -63,12 +63,18 @@ class SlotCache(Cache):
             setattr(self, name, grown)
 
     def start_decode(self, lengths: list[int]) -> torch.Tensor:
-        """Rows 0..B-1 each add one token at column lengths[i]; returns the attention mask (B, 1, 1, W) bool."""
+        """Rows 0..B-1 each add one token at column lengths[i]; returns the additive attention mask (B, 1, 1, W)
+        in the cache's dtype: 0 where a row attends, -inf where it does not.
+
+        Additive, not bool: sdpa turns a bool mask into this one in every layer (fill, scalar_tensor, where:
+        30 times a step for SmolLM2), and the result is the same."""
         self.decoding, self.width = True, max(lengths) + 1
         self.reserve(len(lengths), self.width)
         self.slots = torch.arange(len(lengths), device=self.device)
         self.columns = torch.tensor(lengths, device=self.device)
-        return (torch.arange(self.width, device=self.device) <= self.columns.unsqueeze(1))[:, None, None, :]
+        beyond = torch.arange(self.width, device=self.device) > self.columns.unsqueeze(1)  # (B, W)
+        mask = torch.zeros(len(lengths), self.width, dtype=self.dtype, device=self.device).masked_fill_(beyond, float("-inf"))
+        return mask[:, None, None, :]
 
     def start_prefill(self, slots: list[int], width: int) -> torch.Tensor:
         """Prompts right-padded to `width` tokens; prompt i goes to slot slots[i], token t to column t.
