@@ -115,12 +115,12 @@ def redrawn(model, std: float = 0.2, seed: int = 0):
     return model
 
 
-def lora_model(model):
+def lora_model(model, targets=("q_proj", "v_proj", "down_proj")):
     """The model with two LoRA adapters of random non-zero weights, "a" and "b" (peft starts B at zero: an
     adapter that changes nothing)."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets) if isinstance(targets, tuple) else targets)
     peft = get_peft_model(model, config, adapter_name="a")
     peft.add_adapter("b", config)
     torch.manual_seed(0)

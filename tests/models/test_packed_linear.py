@@ -102,3 +102,20 @@ def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
         next(iter(stacked_lora(models[0]).stacks.values())).packed is None
     assert not torch.equal(plain[0], plain[1])  # the adapters change the logits
     torch.testing.assert_close(packed, plain, rtol=0, atol=0)
+
+
+def test_mixed_lora_on_packed_siblings_runs_one_pass_per_group_and_answers_as_the_unpacked_base(tokenizer):
+    models = []
+    for pack in (False, True):
+        base = bf16_model(tokenizer)
+        if pack:
+            pack_linears(base)
+        models.append(lora_model(base, targets="all-linear"))
+    adapters = ["a", None, "b"]
+    plain, packed = (decode_logits(model, adapters) for model in models)
+    lora = stacked_lora(models[1])
+    joints = {id(joint) for joint, _ in lora.sibling_stacks.values()}
+    assert len(lora.sibling_stacks) == 2 * 5 and len(joints) == 2 * 2  # q/k/v and gate/up of both layers
+    assert not stacked_lora(models[0]).sibling_stacks  # unpacked: no packed groups to follow
+    assert not torch.equal(plain[0], plain[1])
+    torch.testing.assert_close(packed, plain, rtol=0, atol=0)
