@@ -204,9 +204,9 @@ def run_mixed_lora(prompts: list[str], max_tokens: int, dtype, rounds: int = 2) 
         pool = ModelPool(1, dtype)
         base = pool.load(BASE)
         config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")
+        torch.manual_seed(0)  # the same adapters in every run (A is drawn here, B below): the same answers to time
         model = get_peft_model(pool.load(BASE), config, adapter_name="a")
         model.add_adapter("b", config)
-        torch.manual_seed(0)
         with torch.no_grad():
             for name, parameter in model.named_parameters():
                 if "lora_B" in name:
