@@ -19,6 +19,7 @@ from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.models.packed_linear import packed_for_inference
 from tunesmith.serve.batcher import Batcher, BatchSlot
 from tunesmith.serve.passing_thread import in_passing_thread
+from tunesmith.train.lora import ignore_peft_deprecation
 
 
 @dataclass(eq=False)
@@ -47,6 +48,7 @@ class ModelPool:
     def __init__(self, max_loaded: int, dtype: torch.dtype = torch.float32):
         """dtype: the generation models' weights (models/load.py inference_dtype); LoRA adapters keep peft's float32."""
         self.max_loaded, self.dtype = max_loaded, dtype
+        ignore_peft_deprecation()  # adapters load in passing threads (get_adapter): a filter for good, set once
         self.loaded: OrderedDict[str, ServedModel] = OrderedDict()
         self.lock = threading.Lock()
 

@@ -44,10 +44,19 @@ def peft_model(model, peft_config: PeftLoraConfig):
         return get_peft_model(model, peft_config)
 
 
+PEFT_DEPRECATION = "`is_gradient_checkpointing` is deprecated"  # transformers 5's, raised by peft 0.21's reads
+
+
 @contextlib.contextmanager
 def peft_deprecation_silenced():
     """Without the FutureWarning peft 0.21 triggers whenever it wraps a model, by reading transformers 5's
     deprecated `is_gradient_checkpointing`: nothing a user could act on."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=PEFT_DEPRECATION, category=FutureWarning)
         yield
+
+
+def ignore_peft_deprecation() -> None:
+    """The same, for the rest of the process: for the server, which wraps models in passing threads while
+    other threads run (`catch_warnings` saves and restores process-wide filters: not safe across threads)."""
+    warnings.filterwarnings("ignore", message=PEFT_DEPRECATION, category=FutureWarning)
