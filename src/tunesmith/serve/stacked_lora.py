@@ -19,7 +19,10 @@ models/packed_linear.py's PackedGroup) go further as one `SiblingStack`: one pac
 base outputs and x A^T, one block-diagonal matmul their B products (4 LoRA passes per SmolLM2 layer instead of
 7), and B is packed too. Measured (16 x 64 tokens in the engine, base / a / b cycling, one model with the
 sibling stacks on and off in turn, 2 threads, one OpenMP pool, 2026-12-04): decode 3.19 -> 2.78 s, cost
-against the base model 30.5% -> 21.9%; with B packed, 27.5% -> 20.2%; the same answers either way.
+against the base model 30.5% -> 21.9%; with B packed, 27.5% -> 20.2%; the same answers either way. Memory: a
+sibling stack packs its own copy of the siblings' base weights (the base group's packed copy still serves
+batches with no adapter row), so with adapters loaded q/k/v and gate/up are held three times: plain, packed,
+and packed with the A matrices (135M model: about 0.2 GB more).
 Adapters this does not cover (DoRA and other variants, LoRA biases, non-Linear layers) leave the
 model to peft's own path.
 """
