@@ -88,13 +88,19 @@ def test_with_gradients_the_plain_linear_runs(tokenizer):
     assert out.requires_grad  # the packed op has no backward; training a packed model still works
 
 
-def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
+def plain_and_packed_lora(tokenizer, **lora):
+    """The same LoRA model twice (adapters a and b), on a plain and on a packed bf16 base."""
     models = []
     for pack in (False, True):
         base = bf16_model(tokenizer)
         if pack:
             pack_linears(base)
-        models.append(lora_model(base))
+        models.append(lora_model(base, **lora))
+    return models
+
+
+def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
+    models = plain_and_packed_lora(tokenizer)
     adapters = ["a", None, "b"]
     plain, packed = (decode_logits(model, adapters) for model in models)
     stack = next(iter(stacked_lora(models[1]).stacks.values()))
@@ -105,12 +111,7 @@ def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
 
 
 def test_mixed_lora_on_packed_siblings_runs_one_pass_per_group_and_answers_as_the_unpacked_base(tokenizer):
-    models = []
-    for pack in (False, True):
-        base = bf16_model(tokenizer)
-        if pack:
-            pack_linears(base)
-        models.append(lora_model(base, targets="all-linear"))
+    models = plain_and_packed_lora(tokenizer, targets="all-linear")
     adapters = ["a", None, "b"]
     plain, packed = (decode_logits(model, adapters) for model in models)
     lora = stacked_lora(models[1])
