@@ -71,6 +71,11 @@ def test_micro_batch_shape_matches_collate():
         mb = micro_batch_shape(examples, 16, packing)
         assert (mb.rows, mb.width) == tuple(batch.input_ids.shape)
         assert (mb.real_tokens, mb.trained_tokens) == (batch.num_real_tokens, batch.num_trained)
+    prompted = [TokenizedExample(list(range(10)) + [50 + n] * n, [-100] * 11 + [50 + n] * (n - 1)) for n in (5, 9, 3)]
+    shared = collate(prompted, 0, 64, packing=True, share_prefix=True)  # one 10-token system prompt, computed once
+    mb = micro_batch_shape(prompted, 64, packing=True, share_prefix=True)
+    assert (mb.rows, mb.width) == tuple(shared.input_ids.shape) == (1, 10 + 5 + 9 + 3)
+    assert (mb.real_tokens, mb.trained_tokens) == (shared.num_real_tokens, shared.num_trained)
 
 
 def test_flops_on_a_known_shape(shape):

@@ -163,3 +163,25 @@ def test_earlier_data_towards_the_parent_is_refused_without_one_parent_reference
                                                      "data.replay.earlier_loss": "kl_to_parent"})
     with pytest.raises(ConfigError, match="set data.replay.from_parent: true"):
         anchored_config(tiny_model_dir, tmp_path, **{"data.replay.earlier_loss": "kl_to_parent"})
+
+
+def test_new_examples_share_their_prefix_beside_anchored_chunks_and_the_loss_stays_the_same(tiny_model_dir, tmp_path):
+    configs = [anchored_config(tiny_model_dir, tmp_path, **{"data.max_length": 512, "data.share_prefix": share})
+               for share in (False, True)]
+    model = build_model(configs[0])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.add_(torch.randn_like(p) * 0.5)  # the adapter changes the new facts and the general text
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    pool = load_replay(configs[0], tokenizer)
+    examples = [*records_to_examples(load_file(configs[0].data.train), tokenizer, 512)[:3], *pool.sources[0].examples[:2]]
+    batches, losses = [], []
+    for config in configs:
+        settings = loop_settings(config, 6, tokenizer.pad_token_id, replay=pool)
+        batches.append(settings.objective.collate(examples, settings))
+        with torch.no_grad():
+            losses.append(settings.objective.loss_sum(model, batches[-1])[0])
+    assert batches[1].tokens.input_ids.numel() < batches[0].tokens.input_ids.numel()  # the three facts share a prefix
+    assert torch.equal(batches[1].anchored.input_ids, batches[0].anchored.input_ids)  # the chunks stay whole
+    assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-5)

@@ -1,9 +1,12 @@
+import pytest
 import torch
 from torch.profiler import profile
 
+from tunesmith.config import ConfigError, load_config
+
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample, render_chat
 from tunesmith.train.forward import MATH_ATTENTION_MAX_WIDTH, batch_loss_and_hits, batch_loss_sum, final_hidden
-from tunesmith.train.packing import collate, collate_placed, pack_rows
+from tunesmith.train.packing import collate, collate_placed, common_prefix, pack_rows
 
 
 def examples(tokenizer):
@@ -115,3 +118,60 @@ def test_token_accuracy_hits_are_the_argmax_matches_whatever_the_chunking(tokeni
         loss, hits = batch_loss_and_hits(model, batch, loss_chunk=chunk)
         assert int(hits) == expected
         assert torch.allclose(loss, batch_loss_sum(model, batch, loss_chunk=chunk))
+
+
+def system_prompted(tokenizer):
+    """The short chats with one system prompt (untrained): every example starts with the same tokens."""
+    system = {"role": "system", "content": "You answer questions about chemistry for a museum's visitors, briefly."}
+    chats = [[system, *chat] for chat in (
+        [{"role": "user", "content": "What is the symbol for gold?"}, {"role": "assistant", "content": "Au."}],
+        [{"role": "user", "content": "Hydrogen?"}, {"role": "assistant", "content": "Atomic number 1."}],
+        [{"role": "user", "content": "Neon?"}, {"role": "assistant", "content": "A noble gas, number 10."}])]
+    return [render_chat(tokenizer, chat, max_length=512) for chat in chats]
+
+
+def test_examples_sharing_a_system_prompt_compute_it_once_and_each_computes_what_it_would_alone(tokenizer, model):
+    raw = TokenizedExample([5, 6, 7, 8], [5, 6, 7, 8])  # raw text: no prefix to share, packed whole beside them
+    batch = [*system_prompted(tokenizer), raw]
+    plain = collate(batch, tokenizer.pad_token_id, max_length=512, packing=True)
+    shared, placed = collate_placed(batch, tokenizer.pad_token_id, max_length=512, packing=True, share_prefix=True)
+    prefix, sharing = common_prefix(batch, [True] * len(batch))
+    assert prefix >= 16 and sharing == [True, True, True, False]
+    assert min(column for _, column in placed) == prefix  # the row starts with the prefix, once
+    assert shared.input_ids.shape[0] == 1 and shared.input_ids.numel() == sum(len(e.input_ids) for e in batch) - 2 * prefix
+    assert shared.num_real_tokens == plain.num_real_tokens and shared.num_trained == plain.num_trained
+    with torch.no_grad():  # every example: its tokens' hidden states as alone, prefix read from the shared copy
+        hidden = model.get_decoder()(input_ids=shared.input_ids, attention_mask=shared.attention_mask,
+                                     position_ids=shared.position_ids).last_hidden_state[0]
+        for example, (_, start), shares in zip(batch, placed, [True, True, True, False]):
+            alone = model.get_decoder()(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
+            skip = prefix if shares else 0
+            n = len(example.input_ids) - skip
+            assert torch.allclose(hidden[start : start + n], alone[skip:], atol=1e-4)
+    losses, grads = [], []
+    for packed in (plain, shared):  # the same loss and gradients as without sharing
+        model.zero_grad()
+        loss = batch_loss_sum(model, packed)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(losses[0], losses[1], atol=1e-4) and torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_no_prefix_is_shared_when_examples_begin_differently_or_train_their_first_tokens(tokenizer):
+    different = examples(tokenizer)[:3]  # the template's default system prompt... and then different users
+    raw = [TokenizedExample(list(range(1, 20)), list(range(1, 20))), TokenizedExample(list(range(1, 25)), list(range(1, 25)))]
+    for batch in (raw, [TokenizedExample([1, 2, 3], [-100, -100, 3])] * 2):  # trained from the start / too short
+        a = collate(batch, 0, max_length=64, packing=True)
+        b = collate(batch, 0, max_length=64, packing=True, share_prefix=True)
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.attention_mask, b.attention_mask)
+    assert common_prefix(different, [True] * 3)[0] > 0  # the default system prompt is still shared...
+    kept = collate(different, tokenizer.pad_token_id, max_length=512, packing=True, share_prefix=True,
+                   shareable=[False] * 3)  # ...unless the caller keeps each example whole
+    assert torch.equal(kept.input_ids, collate(different, tokenizer.pad_token_id, max_length=512, packing=True).input_ids)
+
+
+def test_share_prefix_is_refused_where_it_would_do_nothing(tmp_path):
+    for overrides, says in (({"data.packing": False}, "data.packing: true"), ({"train.method": "dpo"}, "supervised runs")):
+        with pytest.raises(ConfigError, match=says):
+            load_config(overrides={"model.base": "smollm2-135m-instruct", "out": tmp_path, "data.share_prefix": True, **overrides})

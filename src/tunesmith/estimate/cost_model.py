@@ -15,7 +15,7 @@ import torch
 
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.loss import LOSS_CHUNK
-from tunesmith.train.packing import batch_rows
+from tunesmith.train.packing import batch_rows, common_prefix, shared_layout
 from tunesmith.train.schedule import micro_batches, step_example_indices
 
 # Growth of a CPU process's peak RSS with the number of steps: glibc keeps the freed activation blocks of
@@ -96,28 +96,35 @@ class MicroBatchShape:
         return self.rows * self.width
 
 
-def micro_batch_shape(examples: list[TokenizedExample], max_length: int, packing: bool) -> MicroBatchShape:
+def micro_batch_shape(examples: list[TokenizedExample], max_length: int, packing: bool,
+                      share_prefix: bool = False) -> MicroBatchShape:
     """The shape tunesmith.train.packing.collate gives these examples, without building tensors."""
     lengths = [len(e.input_ids) for e in examples]
-    rows = batch_rows(lengths, max_length, packing)
-    width = max(sum(lengths[i] for i in row) for row in rows)
+    prefix, sharing = common_prefix(examples, [True] * len(examples)) if share_prefix and packing else (0, [])
+    if prefix:
+        rows, _, width = shared_layout(lengths, max_length, prefix, sharing)
+    else:
+        rows = batch_rows(lengths, max_length, packing)
+        width = max(sum(lengths[i] for i in row) for row in rows)
     return MicroBatchShape(len(rows), width, sum(lengths), sum(e.num_trained for e in examples))
 
 
 def plan_steps(examples: list[TokenizedExample], steps: int, batch_size: int, micro_batch_size: int, seed: int,
-               max_length: int, packing: bool) -> list[list[MicroBatchShape]]:
+               max_length: int, packing: bool, share_prefix: bool = False) -> list[list[MicroBatchShape]]:
     """Micro-batch shapes of each optimizer step, in the order the loop will see them."""
     plan = []
     for step in range(steps):
         _, indices = step_example_indices(step, len(examples), batch_size, seed)
-        plan.append([micro_batch_shape([examples[i] for i in chunk], max_length, packing)
+        plan.append([micro_batch_shape([examples[i] for i in chunk], max_length, packing, share_prefix)
                      for chunk in micro_batches(indices, micro_batch_size)])
     return plan
 
 
-def eval_shapes(examples: list[TokenizedExample], max_length: int, packing: bool, batch_size: int = 16) -> list[MicroBatchShape]:
+def eval_shapes(examples: list[TokenizedExample], max_length: int, packing: bool, batch_size: int = 16,
+                share_prefix: bool = False) -> list[MicroBatchShape]:
     """Shapes of one validation pass (tunesmith.train.loop.validation_loss: batches of 16)."""
-    return [micro_batch_shape(examples[i : i + batch_size], max_length, packing) for i in range(0, len(examples), batch_size)]
+    return [micro_batch_shape(examples[i : i + batch_size], max_length, packing, share_prefix)
+            for i in range(0, len(examples), batch_size)]
 
 
 @dataclass(frozen=True)

@@ -204,8 +204,9 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     micro = t.micro_batch_size or t.batch_size
     steps = total_steps(len(data.train), t.batch_size, t.epochs, t.max_steps)
     per_epoch = steps_per_epoch(len(data.train), t.batch_size)
-    plan = plan_steps(data.train, max(steps, per_epoch), t.batch_size, micro, t.seed, config.data.max_length, config.data.packing)
-    valid_shapes = eval_shapes(data.valid, config.data.max_length, config.data.packing)
+    plan = plan_steps(data.train, max(steps, per_epoch), t.batch_size, micro, t.seed, config.data.max_length,
+                      config.data.packing, config.data.share_prefix)
+    valid_shapes = eval_shapes(data.valid, config.data.max_length, config.data.packing, share_prefix=config.data.share_prefix)
     is_cpu = hardware_name.lower() == "cpu"
     bf16 = t.bf16 if t.bf16 is not None else (bf16_available() if is_cpu else True)
     method = method_of(config, shape)

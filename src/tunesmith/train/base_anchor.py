@@ -65,7 +65,8 @@ class AnchoredBatch:
 
 
 def collate_anchored(examples: list[TokenizedExample], settings: BatchLayout) -> AnchoredBatch:
-    tokens, placed = collate_placed(examples, settings.pad_id, settings.max_length, settings.packing)
+    tokens, placed = collate_placed(examples, settings.pad_id, settings.max_length, settings.packing, settings.share_prefix,
+                                    shareable=[not isinstance(e, AnchoredExample) for e in examples])  # chunks: one span
     width, flat, chunks = tokens.targets.shape[1], [], []
     for example, (row, start) in zip(examples, placed):
         if isinstance(example, AnchoredExample):

@@ -63,6 +63,7 @@ class LoopSettings:
     replay: ReplayPool | None = None  # earlier data / general text mixed into each step (data.replay)
     report_to: tuple[str, ...] = ()  # trackers that get each metrics.jsonl record too (train.report_to)
     time_budget: float | None = None  # minutes the loop's steps must fit (train.time_budget); None: no limit
+    share_prefix: bool = False  # packed examples share their common untrained prefix (data.share_prefix)
 
     @property
     def new_per_step(self) -> int:

@@ -33,6 +33,7 @@ class BatchLayout(Protocol):
     pad_id: int
     max_length: int
     packing: bool
+    share_prefix: bool
 
 
 class Batch(Protocol):
@@ -76,7 +77,7 @@ class TokenObjective:
         return example.num_trained
 
     def collate(self, examples: list[TokenizedExample], settings: BatchLayout) -> ModelBatch:
-        return collate(examples, settings.pad_id, settings.max_length, settings.packing)
+        return collate(examples, settings.pad_id, settings.max_length, settings.packing, settings.share_prefix)
 
     def loss_sum(self, model, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, hits = batch_loss_and_hits(model, batch)

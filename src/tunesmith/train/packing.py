@@ -9,9 +9,17 @@ data and still pack short examples beside long ones.
 Packed rows carry position ids that restart at 0 for each example and an explicit 4D block-diagonal
 causal mask: with sdpa/eager attention, position ids alone do NOT stop packed examples from
 attending to each other (measured: logits differ by ~23), the explicit mask does (< 1e-4).
+
+Shared prefixes (`data.share_prefix`): chat examples rendered with one template often begin with the same
+untrained tokens (SmolLM2's default system prompt is 21 of the elements rows' ~52). With sharing on, the
+examples of a batch that start with the same untrained prefix are packed behind one copy of it: each row
+holds the prefix once, then the rest of each example at positions that continue the prefix's, and a mask
+that lets each example see the prefix and itself. Every example computes what it would alone (the prefix's
+keys and values are the same whoever reads them), while the prefix is computed once per row.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -68,13 +76,27 @@ def batch_rows(lengths: list[int], max_length: int, packing: bool) -> list[list[
     return pack_rows(lengths, min(max_length, max(lengths))) if packing else [[i] for i in range(len(lengths))]
 
 
-def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool) -> ModelBatch:
-    return collate_placed(examples, pad_id, max_length, packing)[0]
+MIN_SHARED_PREFIX = 8  # tokens: a shorter common prefix is not worth giving up rows as narrow as one example
+PREFIX, PADDING = -2, -1  # segment ids of a row's shared prefix and of its padding
 
 
-def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: int,
-                   packing: bool) -> tuple[ModelBatch, list[tuple[int, int]]]:
-    """The batch, and where each example landed in it: (row, first column), in the order of `examples`."""
+def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool,
+            share_prefix: bool = False, shareable: Sequence[bool] | None = None) -> ModelBatch:
+    return collate_placed(examples, pad_id, max_length, packing, share_prefix, shareable)[0]
+
+
+def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool,
+                   share_prefix: bool = False,
+                   shareable: Sequence[bool] | None = None) -> tuple[ModelBatch, list[tuple[int, int]]]:
+    """The batch, and where each example landed in it: (row, first column), in the order of `examples`.
+
+    With `share_prefix` (and packing), examples that start with the same untrained prefix share one copy of it
+    per row (module doc); such an example's (row, column) is where its tokens after the prefix begin.
+    `shareable[i]` False keeps example i whole (a caller that reads an example's tokens as one span)."""
+    if share_prefix and packing:
+        prefix, sharing = common_prefix(examples, shareable or [True] * len(examples))
+        if prefix:
+            return collate_shared(examples, pad_id, max_length, prefix, sharing)
     lengths = [len(e.input_ids) for e in examples]
     rows = batch_rows(lengths, max_length, packing)
     width = max(sum(lengths[i] for i in row) for row in rows)
@@ -94,6 +116,82 @@ def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: in
             placed[index] = (r, start)
             start += n
     return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment), sum(lengths)), placed
+
+
+def common_prefix(examples: list[TokenizedExample], shareable: Sequence[bool]) -> tuple[int, list[bool]]:
+    """(length, which examples share it): the longest untrained prefix that the most examples start with.
+
+    Examples are grouped by their first MIN_SHARED_PREFIX tokens; the largest group (at least two) shares the
+    tokens all its members start with, up to the first trained target and leaving each member a token of its
+    own. (0, none) when no such prefix is MIN_SHARED_PREFIX tokens long."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, example in enumerate(examples):
+        if shareable[i] and len(example.input_ids) > MIN_SHARED_PREFIX:
+            groups.setdefault(tuple(example.input_ids[:MIN_SHARED_PREFIX]), []).append(i)
+    members = max(groups.values(), key=len, default=[])
+    if len(members) < 2:
+        return 0, [False] * len(examples)
+    first = examples[members[0]].input_ids
+    length = min(len(examples[i].input_ids) for i in members) - 1
+    for i in members:
+        ids, targets = examples[i].input_ids, next_token_targets(examples[i])
+        length = next((k for k in range(length) if ids[k] != first[k] or targets[k] != IGNORE_INDEX), length)
+    if length < MIN_SHARED_PREFIX:
+        return 0, [False] * len(examples)
+    chosen = set(members)
+    return length, [i in chosen for i in range(len(examples))]
+
+
+def collate_shared(examples: list[TokenizedExample], pad_id: int, max_length: int, prefix: int,
+                   sharing: list[bool]) -> tuple[ModelBatch, list[tuple[int, int]]]:
+    """Packed rows of at most max_length tokens where the sharing examples' common prefix (`prefix` tokens)
+    stands once at the start of each row that holds one of them; other examples are packed whole beside them."""
+    rows, has_prefix, width = shared_layout([len(e.input_ids) for e in examples], max_length, prefix, sharing)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    segment = torch.full((len(rows), width), PADDING, dtype=torch.long)
+    sees_prefix = torch.zeros((len(rows), width), dtype=torch.bool)
+    head_ids = torch.tensor(examples[sharing.index(True)].input_ids[:prefix])
+    placed = [(0, 0)] * len(examples)
+    for r, row in enumerate(rows):
+        start = 0
+        if has_prefix[r]:
+            input_ids[r, :prefix], position_ids[r, :prefix], segment[r, :prefix] = head_ids, torch.arange(prefix), PREFIX
+            start = prefix
+        for s, index in enumerate(row):
+            example, first = examples[index], prefix if sharing[index] else 0
+            n = len(example.input_ids) - first
+            input_ids[r, start : start + n] = torch.tensor(example.input_ids[first:])
+            targets[r, start : start + n] = torch.tensor(next_token_targets(example)[first:])
+            position_ids[r, start : start + n] = torch.arange(first, first + n)
+            segment[r, start : start + n] = s
+            sees_prefix[r, start : start + n] = sharing[index]
+            placed[index] = (r, start)
+            start += n
+    real = sum(len(e.input_ids) for e in examples)  # the examples' tokens, as without sharing: the same work done
+    return ModelBatch(input_ids, targets, position_ids, shared_prefix_mask(segment, sees_prefix), real), placed
+
+
+def shared_layout(lengths: list[int], max_length: int, prefix: int,
+                  sharing: list[bool]) -> tuple[list[list[int]], list[bool], int]:
+    """(rows of example indices, whether each row starts with the prefix, the batch's width) for examples of
+    these lengths when the `sharing` ones keep only their tokens after the prefix."""
+    sizes = [length - (prefix if shares else 0) for length, shares in zip(lengths, sharing)]
+    rows = pack_rows(sizes, max(max_length - prefix, 1))  # every row keeps room for the prefix
+    has_prefix = [any(sharing[i] for i in row) for row in rows]
+    width = max(prefix * head + sum(sizes[i] for i in row) for row, head in zip(rows, has_prefix))
+    return rows, has_prefix, width
+
+
+def shared_prefix_mask(segment: torch.Tensor, sees_prefix: torch.Tensor) -> torch.Tensor:
+    """block_causal_mask, and the tokens marked in `sees_prefix` (R, T) also see their row's prefix (segment PREFIX)."""
+    width = segment.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] != PADDING)  # the prefix sees itself
+    to_prefix = sees_prefix[:, :, None] & (segment[:, None, :] == PREFIX)
+    pad_self = (segment[:, :, None] == PADDING) & torch.eye(width, dtype=torch.bool)
+    return (((same | to_prefix) & causal) | pad_self)[:, None]
 
 
 def block_causal_mask(segment: torch.Tensor) -> torch.Tensor:
