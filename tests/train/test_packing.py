@@ -6,7 +6,7 @@ from tunesmith.config import ConfigError, load_config
 
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample, render_chat
 from tunesmith.train.forward import MATH_ATTENTION_MAX_WIDTH, batch_loss_and_hits, batch_loss_sum, final_hidden
-from tunesmith.train.packing import collate, collate_placed, common_prefix, pack_rows
+from tunesmith.train.packing import SHARED_ROW_TOKENS, collate, collate_placed, common_prefix, pack_rows
 
 
 def examples(tokenizer):
@@ -175,3 +175,9 @@ def test_share_prefix_is_refused_where_it_would_do_nothing(tmp_path):
     for overrides, says in (({"data.packing": False}, "data.packing: true"), ({"train.method": "dpo"}, "supervised runs")):
         with pytest.raises(ConfigError, match=says):
             load_config(overrides={"model.base": "smollm2-135m-instruct", "out": tmp_path, "data.share_prefix": True, **overrides})
+
+
+def test_shared_rows_stay_narrow_when_max_length_is_long():
+    prompted = [TokenizedExample(list(range(10)) + [99] * 40, [-100] * 11 + [99] * 39) for _ in range(12)]
+    shared = collate(prompted, 0, max_length=4096, packing=True, share_prefix=True)
+    assert tuple(shared.input_ids.shape) == (2, 10 + 6 * 40) and 10 + 6 * 40 <= SHARED_ROW_TOKENS  # not one row of 490

@@ -77,6 +77,10 @@ def batch_rows(lengths: list[int], max_length: int, packing: bool) -> list[list[
 
 
 MIN_SHARED_PREFIX = 8  # tokens: a shorter common prefix is not worth giving up rows as narrow as one example
+# Widest row the sharing examples are packed into (unless data.max_length is smaller or one example is wider): a
+# row's attention grows with the square of its width. Measured at this width (the demo's and train_throughput's
+# max_length, 256): demo steps 831 -> 648 ms, train_throughput 425.7 -> 531.0 tokens/s (benchmarks/README.md).
+SHARED_ROW_TOKENS = 256
 PREFIX, PADDING = -2, -1  # segment ids of a row's shared prefix and of its padding
 
 
@@ -144,7 +148,7 @@ def common_prefix(examples: list[TokenizedExample], shareable: Sequence[bool]) -
 
 def collate_shared(examples: list[TokenizedExample], pad_id: int, max_length: int, prefix: int,
                    sharing: list[bool]) -> tuple[ModelBatch, list[tuple[int, int]]]:
-    """Packed rows of at most max_length tokens where the sharing examples' common prefix (`prefix` tokens)
+    """Packed rows (at most SHARED_ROW_TOKENS wide, or the widest example) where the sharing examples' common prefix (`prefix` tokens)
     stands once at the start of each row that holds one of them; other examples are packed whole beside them."""
     rows, has_prefix, width = shared_layout([len(e.input_ids) for e in examples], max_length, prefix, sharing)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -178,7 +182,8 @@ def shared_layout(lengths: list[int], max_length: int, prefix: int,
     """(rows of example indices, whether each row starts with the prefix, the batch's width) for examples of
     these lengths when the `sharing` ones keep only their tokens after the prefix."""
     sizes = [length - (prefix if shares else 0) for length, shares in zip(lengths, sharing)]
-    rows = pack_rows(sizes, max(max_length - prefix, 1))  # every row keeps room for the prefix
+    widest = min(max_length, max(SHARED_ROW_TOKENS, *lengths))
+    rows = pack_rows(sizes, max(widest - prefix, 1))  # every row keeps room for the prefix
     has_prefix = [any(sharing[i] for i in row) for row in rows]
     width = max(prefix * head + sum(sizes[i] for i in row) for row, head in zip(rows, has_prefix))
     return rows, has_prefix, width
