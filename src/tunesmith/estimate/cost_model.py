@@ -15,7 +15,7 @@ import torch
 
 from tunesmith.data.render import TokenizedExample
 from tunesmith.train.loss import LOSS_CHUNK
-from tunesmith.train.packing import batch_rows, common_prefix, shared_layout
+from tunesmith.train.packing import row_layout
 from tunesmith.train.schedule import micro_batches, step_example_indices
 
 # Growth of a CPU process's peak RSS with the number of steps: glibc keeps the freed activation blocks of
@@ -99,14 +99,9 @@ class MicroBatchShape:
 def micro_batch_shape(examples: list[TokenizedExample], max_length: int, packing: bool,
                       share_prefix: bool = False) -> MicroBatchShape:
     """The shape tunesmith.train.packing.collate gives these examples, without building tensors."""
-    lengths = [len(e.input_ids) for e in examples]
-    prefix, sharing = common_prefix(examples, [True] * len(examples)) if share_prefix and packing else (0, [])
-    if prefix:
-        rows, _, width = shared_layout(lengths, max_length, prefix, sharing)
-    else:
-        rows = batch_rows(lengths, max_length, packing)
-        width = max(sum(lengths[i] for i in row) for row in rows)
-    return MicroBatchShape(len(rows), width, sum(lengths), sum(e.num_trained for e in examples))
+    layout = row_layout(examples, max_length, packing, share_prefix)
+    return MicroBatchShape(len(layout.rows), layout.width, sum(len(e.input_ids) for e in examples),
+                           sum(e.num_trained for e in examples))
 
 
 def plan_steps(examples: list[TokenizedExample], steps: int, batch_size: int, micro_batch_size: int, seed: int,

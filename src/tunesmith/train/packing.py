@@ -97,29 +97,30 @@ def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: in
     With `share_prefix` (and packing), examples that start with the same untrained prefix share one copy of it
     per row (module doc); such an example's (row, column) is where its tokens after the prefix begin.
     `shareable[i]` False keeps example i whole (a caller that reads an example's tokens as one span)."""
+    layout = row_layout(examples, max_length, packing, share_prefix, shareable)
+    return filled_rows(examples, layout, pad_id)
+
+
+@dataclass
+class RowLayout:
+    rows: list[list[int]]  # example indices per row, in order
+    has_prefix: list[bool]  # per row: it starts with the shared prefix
+    width: int  # the batch's width (its widest row)
+    prefix: int  # tokens of the shared prefix (0: none)
+    sharing: list[bool]  # per example: it shares the prefix (keeps only its tokens after it)
+
+
+def row_layout(examples: list[TokenizedExample], max_length: int, packing: bool, share_prefix: bool = False,
+               shareable: Sequence[bool] | None = None) -> RowLayout:
+    """Where `collate_placed` puts each example (the estimator reads the same layout without building tensors)."""
+    lengths = [len(e.input_ids) for e in examples]
+    prefix, sharing = 0, [False] * len(examples)
     if share_prefix and packing:
         prefix, sharing = common_prefix(examples, shareable or [True] * len(examples))
-        if prefix:
-            return collate_shared(examples, pad_id, max_length, prefix, sharing)
-    lengths = [len(e.input_ids) for e in examples]
+    if prefix:
+        return RowLayout(*shared_layout(lengths, max_length, prefix, sharing), prefix, sharing)
     rows = batch_rows(lengths, max_length, packing)
-    width = max(sum(lengths[i] for i in row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    segment = torch.full((len(rows), width), -1, dtype=torch.long)  # -1 = padding
-    placed = [(0, 0)] * len(examples)
-    for r, row in enumerate(rows):
-        start = 0
-        for s, index in enumerate(row):
-            example, n = examples[index], lengths[index]
-            input_ids[r, start : start + n] = torch.tensor(example.input_ids)
-            targets[r, start : start + n] = torch.tensor(next_token_targets(example))
-            position_ids[r, start : start + n] = torch.arange(n)
-            segment[r, start : start + n] = s
-            placed[index] = (r, start)
-            start += n
-    return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment), sum(lengths)), placed
+    return RowLayout(rows, [False] * len(rows), max(sum(lengths[i] for i in row) for row in rows), 0, sharing)
 
 
 def common_prefix(examples: list[TokenizedExample], shareable: Sequence[bool]) -> tuple[int, list[bool]]:
@@ -146,21 +147,20 @@ def common_prefix(examples: list[TokenizedExample], shareable: Sequence[bool]) -
     return length, [i in chosen for i in range(len(examples))]
 
 
-def collate_shared(examples: list[TokenizedExample], pad_id: int, max_length: int, prefix: int,
-                   sharing: list[bool]) -> tuple[ModelBatch, list[tuple[int, int]]]:
-    """Packed rows (at most SHARED_ROW_TOKENS wide, or the widest example) where the sharing examples' common prefix (`prefix` tokens)
-    stands once at the start of each row that holds one of them; other examples are packed whole beside them."""
-    rows, has_prefix, width = shared_layout([len(e.input_ids) for e in examples], max_length, prefix, sharing)
+def filled_rows(examples: list[TokenizedExample], layout: RowLayout, pad_id: int) -> tuple[ModelBatch, list[tuple[int, int]]]:
+    """The batch for this layout: each row holds its examples in order, after one copy of the sharing examples'
+    common prefix where the row has it; a sharing example keeps only its tokens after the prefix."""
+    rows, width, prefix, sharing = layout.rows, layout.width, layout.prefix, layout.sharing
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     segment = torch.full((len(rows), width), PADDING, dtype=torch.long)
     sees_prefix = torch.zeros((len(rows), width), dtype=torch.bool)
-    head_ids = torch.tensor(examples[sharing.index(True)].input_ids[:prefix])
+    head_ids = torch.tensor(examples[sharing.index(True)].input_ids[:prefix]) if prefix else None
     placed = [(0, 0)] * len(examples)
     for r, row in enumerate(rows):
         start = 0
-        if has_prefix[r]:
+        if layout.has_prefix[r]:
             input_ids[r, :prefix], position_ids[r, :prefix], segment[r, :prefix] = head_ids, torch.arange(prefix), PREFIX
             start = prefix
         for s, index in enumerate(row):
@@ -174,7 +174,7 @@ def collate_shared(examples: list[TokenizedExample], pad_id: int, max_length: in
             placed[index] = (r, start)
             start += n
     real = sum(len(e.input_ids) for e in examples)  # the examples' tokens, as without sharing: the same work done
-    return ModelBatch(input_ids, targets, position_ids, shared_prefix_mask(segment, sees_prefix), real), placed
+    return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment, sees_prefix), real), placed
 
 
 def shared_layout(lengths: list[int], max_length: int, prefix: int,
@@ -189,24 +189,16 @@ def shared_layout(lengths: list[int], max_length: int, prefix: int,
     return rows, has_prefix, width
 
 
-def shared_prefix_mask(segment: torch.Tensor, sees_prefix: torch.Tensor) -> torch.Tensor:
-    """block_causal_mask, and the tokens marked in `sees_prefix` (R, T) also see their row's prefix (segment PREFIX)."""
-    width = segment.shape[1]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] != PADDING)  # the prefix sees itself
-    to_prefix = sees_prefix[:, :, None] & (segment[:, None, :] == PREFIX)
-    pad_self = (segment[:, :, None] == PADDING) & torch.eye(width, dtype=torch.bool)
-    return (((same | to_prefix) & causal) | pad_self)[:, None]
+def block_causal_mask(segment: torch.Tensor, sees_prefix: torch.Tensor) -> torch.Tensor:
+    """(R, T) segment ids → (R, 1, T, T) bool mask: causal, and only within the same segment; the tokens marked
+    in `sees_prefix` (R, T) also see their row's shared prefix (segment PREFIX), which sees itself.
 
-
-def block_causal_mask(segment: torch.Tensor) -> torch.Tensor:
-    """(R, T) segment ids → (R, 1, T, T) bool mask: causal, and only within the same segment.
-
-    Padding (segment -1) attends to itself only, so no softmax row is empty (an all-masked row
+    Padding (segment PADDING) attends to itself only, so no softmax row is empty (an all-masked row
     gives NaN under sdpa).
     """
     width = segment.shape[1]
     causal = torch.ones(width, width, dtype=torch.bool).tril()
-    same = segment[:, :, None] == segment[:, None, :]  # (R, T, T)
-    pad_self = (segment[:, :, None] < 0) & torch.eye(width, dtype=torch.bool)
-    return ((same & causal & (segment[:, :, None] >= 0)) | pad_self)[:, None]
+    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] != PADDING)  # (R, T, T)
+    to_prefix = sees_prefix[:, :, None] & (segment[:, None, :] == PREFIX)
+    pad_self = (segment[:, :, None] == PADDING) & torch.eye(width, dtype=torch.bool)
+    return (((same | to_prefix) & causal) | pad_self)[:, None]
