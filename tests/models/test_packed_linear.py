@@ -66,9 +66,9 @@ def test_siblings_that_read_one_input_share_one_packed_product(tokenizer):
     plain = lambda layer, x: torch.nn.functional.linear(x, layer.weight)
     with torch.inference_mode():
         q = attention.q_proj(x)
-        assert group.output is not None  # k and v will take their columns of it
+        assert group.product.output is not None  # k and v will take their columns of it
         k, v = attention.k_proj(x), attention.v_proj(x)
-        assert group.output is None  # every sibling took its part: the product is let go
+        assert group.product.output is None  # every sibling took its part: the product is let go
         k_other = attention.k_proj(other)  # another input: computed afresh
         for layer, out, inp in ((attention.q_proj, q, x), (attention.k_proj, k, x), (attention.v_proj, v, x),
                                 (attention.k_proj, k_other, other)):

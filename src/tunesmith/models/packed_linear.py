@@ -25,6 +25,9 @@ Measured (SmolLM2-135M's 30 layers of q/k/v + gate/up, packed, 2 threads): 1 row
 """
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
 import torch
 
 PACK_ROWS_HINT = 16  # oneDNN picks its blocking for this many input rows; measured fastest from 1 to 600 rows
@@ -59,23 +62,40 @@ class PackedWeight:
         return self.packed
 
 
-class PackedGroup:
-    """Sibling linears that read the same input, packed as one matrix (their weights stacked, in order).
+class SharedProduct:
+    """One product of an input that sibling layers read, each taking its own columns of it: computed by the first
+    sibling called with an input, afresh for another input or a sibling called twice, and let go once every
+    sibling has taken its part."""
 
-    The first sibling called with an input computes every sibling's output; each sibling then takes its own
-    columns. A sibling called again, or with another input, computes afresh. The product is let go once every
-    sibling has taken its part. Repacked when any sibling's weight changes (as PackedWeight)."""
-
-    def __init__(self, layers: list[torch.nn.Linear]):
-        self.layers = layers
-        ends = torch.tensor([layer.out_features for layer in layers]).cumsum(0).tolist()
+    def __init__(self, widths: list[int]):
+        ends = list(itertools.accumulate(widths))
         self.columns = list(zip([0, *ends[:-1]], ends))
-        self.key: tuple | None = None
-        self.packed: torch.Tensor | None = None
-        self.bias: torch.Tensor | None = None
         self.input: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.taken: set[int] = set()
+
+    def take(self, index: int, x: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Sibling `index`'s columns of compute(x)."""
+        if x is not self.input or index in self.taken:
+            self.input, self.output, self.taken = x, compute(x), set()
+        start, end = self.columns[index]
+        out = self.output[..., start:end]
+        self.taken.add(index)
+        if len(self.taken) == len(self.columns):
+            self.input = self.output = None
+        return out
+
+
+class PackedGroup:
+    """Sibling linears that read the same input, packed as one matrix (their weights stacked, in order), their
+    joint product shared (SharedProduct). Repacked when any sibling's weight changes (as PackedWeight)."""
+
+    def __init__(self, layers: list[torch.nn.Linear]):
+        self.layers = layers
+        self.product = SharedProduct([layer.out_features for layer in layers])
+        self.key: tuple | None = None
+        self.packed: torch.Tensor | None = None
+        self.bias: torch.Tensor | None = None
 
     def current(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         key = tuple((layer.weight.data_ptr(), layer.weight._version, tuple(layer.weight.shape)) for layer in self.layers)
@@ -90,16 +110,12 @@ class PackedGroup:
 
     def output_of(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Sibling `index`'s output for x: its columns of the joint product."""
-        if x is not self.input or index in self.taken:
-            packed, bias = self.current()
-            rows = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), packed, bias, "none", [], "")
-            self.input, self.output, self.taken = x, rows.view(*x.shape[:-1], rows.shape[-1]), set()
-        start, end = self.columns[index]
-        out = self.output[..., start:end]
-        self.taken.add(index)
-        if len(self.taken) == len(self.layers):
-            self.input = self.output = None
-        return out
+        return self.product.take(index, x, self.multiply)
+
+    def multiply(self, x: torch.Tensor) -> torch.Tensor:
+        packed, bias = self.current()
+        rows = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), packed, bias, "none", [], "")
+        return rows.view(*x.shape[:-1], rows.shape[-1])
 
 
 def packed_linear(x: torch.Tensor, weight: PackedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,7 +38,7 @@ from peft import PeftModel
 from peft.tuners.lora import Linear as LoraLinear
 from peft.tuners.lora import LoraLayer
 
-from tunesmith.models.packed_linear import PACK_ROWS_HINT, PackedWeight, packed_linear
+from tunesmith.models.packed_linear import PACK_ROWS_HINT, PackedWeight, SharedProduct, packed_linear
 
 _STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (adapters_key, StackedLora or None)
 
@@ -92,34 +92,26 @@ class SiblingStack:
     def __init__(self, stacks: list[Stack]):
         self.layout = stacks[0].layout
         outs = [stack.b.shape[1] for stack in stacks]
-        ends = torch.tensor(outs).cumsum(0).tolist()
-        self.columns = list(zip([0, *ends[:-1]], ends))
-        self.width = ends[-1]  # the base outputs' columns; x A^T's follow
+        self.product = SharedProduct(outs)  # models/packed_linear.py: the first sibling called computes, the rest take
+        self.width = sum(outs)  # the base outputs' columns; x A^T's follow
         rank = stacks[0].b.shape[0]
         joint = torch.cat([stack.joint[:out] for stack, out in zip(stacks, outs)] +
                           [stack.joint[out:] for stack, out in zip(stacks, outs)])  # (width + n R, in)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(joint, PACK_ROWS_HINT)
         b = torch.zeros(self.width, len(stacks) * rank, dtype=stacks[0].b.dtype)  # (width, n R): as a linear's weight
-        for i, (stack, (start, end)) in enumerate(zip(stacks, self.columns)):
+        for i, (stack, (start, end)) in enumerate(zip(stacks, self.product.columns)):
             b[start:end, i * rank:(i + 1) * rank] = stack.b.t()
         self.b = PackedWeight(b)
-        self.input: torch.Tensor | None = None
-        self.output: torch.Tensor | None = None
-        self.taken: set[int] = set()
 
     def output_of(self, index: int, x: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """Sibling `index`'s output for x, each row with its adapter (mask: (rows, 1, n R))."""
-        if x is not self.input or index in self.taken:
-            rows = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self.packed, None, "none", [], "")
-            both = rows.view(*x.shape[:-1], rows.shape[-1])
-            output = packed_linear(both[..., self.width:] * mask, self.b).add_(both[..., :self.width])
-            self.input, self.output, self.taken = x, output, set()
-        start, end = self.columns[index]
-        out = self.output[..., start:end]
-        self.taken.add(index)
-        if len(self.taken) == len(self.columns):
-            self.input = self.output = None
+        out = self.product.take(index, x, lambda x: self.multiply(x, mask))
         return out if bias is None else out + bias
+
+    def multiply(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        rows = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self.packed, None, "none", [], "")
+        both = rows.view(*x.shape[:-1], rows.shape[-1])
+        return packed_linear(both[..., self.width:] * mask, self.b).add_(both[..., :self.width])
 
 
 class StackedLora:
@@ -190,9 +182,9 @@ class StackedLora:
             return module.base_layer(x, *args, **kwargs)
         if (sibling := self.sibling_stacks.get(id(module))) is not None and x.dtype == stack.b.dtype:
             joint, index = sibling
-            key = (stack.layout, stack.b.dtype, len(joint.columns))
+            key = (stack.layout, stack.b.dtype, len(joint.product.columns))
             if (repeated := self.masks.get(key)) is None:  # each sibling's columns of x A^T take the same mask
-                repeated = self.masks[key] = mask.repeat(1, 1, len(joint.columns))
+                repeated = self.masks[key] = mask.repeat(1, 1, len(joint.product.columns))
             return joint.output_of(index, x, repeated, module.base_layer.bias)
         if stack.joint is None:
             output = module.base_layer(x, *args, **kwargs)
