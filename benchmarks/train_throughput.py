@@ -420,12 +420,11 @@ def benchmark(args: argparse.Namespace) -> dict:
     if {"tunesmith", "trl_no_gradient_checkpointing"} <= set(results):
         report["ratios_vs_trl_no_gradient_checkpointing"] = compare(results["tunesmith"], results["trl_no_gradient_checkpointing"])
     trl_sides = {name: r for name, r in results.items() if name.startswith("trl")}
-    if "tunesmith" in results and trl_sides:  # TRL's fastest side in this run, whichever it is
+    if trl_sides:  # TRL's fastest side in this run, whichever it is, against each tunesmith side
         fastest = max(trl_sides, key=lambda name: trl_sides[name]["tokens_per_s"])
-        report["ratios_vs_fastest_trl"] = {"side": fastest, **compare(results["tunesmith"], trl_sides[fastest])}
-    if "tunesmith_share_prefix" in results and trl_sides:
-        fastest = max(trl_sides, key=lambda name: trl_sides[name]["tokens_per_s"])
-        report["share_prefix_ratios_vs_fastest_trl"] = {"side": fastest, **compare(results["tunesmith_share_prefix"], trl_sides[fastest])}
+        for ours, key in (("tunesmith", "ratios_vs_fastest_trl"), ("tunesmith_share_prefix", "share_prefix_ratios_vs_fastest_trl")):
+            if ours in results:
+                report[key] = {"side": fastest, **compare(results[ours], trl_sides[fastest])}
     report["config"] = settings
     report["machine"] = machine
     report["notes"] = notes(results, machine, work, settings)
