@@ -16,6 +16,7 @@ import torch
 from peft import PeftModel
 
 from tunesmith.serve.detokenize import ChoiceText
+from tunesmith.serve.prefix_store import PrefixStore
 from tunesmith.serve.requests import Delta, GenerationRequest
 from tunesmith.serve.sampling import choose_tokens
 from tunesmith.serve.slot_cache import SlotCache
@@ -71,12 +72,12 @@ def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
     return choose_tokens(logits, temperature, top_p, ordered).tolist()
 
 
-def prefill_groups(requests: list[GenerationRequest]) -> list[list[int]]:
-    """Request indices per prefill pass, shortest prompts first (little padding), each pass at most
-    PREFILL_TOKENS padded tokens unless one prompt alone is longer."""
+def prefill_groups(widths: list[int]) -> list[list[int]]:
+    """Request indices per prefill pass, given the tokens each must prefill: fewest first (little padding), each
+    pass at most PREFILL_TOKENS padded tokens unless one prompt alone is longer."""
     groups: list[list[int]] = []
-    for i in sorted(range(len(requests)), key=lambda i: len(requests[i].prompt_ids)):
-        if not groups or len(requests[i].prompt_ids) * (len(groups[-1]) + 1) > PREFILL_TOKENS:
+    for i in sorted(range(len(widths)), key=lambda i: widths[i]):
+        if not groups or widths[i] * (len(groups[-1]) + 1) > PREFILL_TOKENS:
             groups.append([])
         groups[-1].append(i)
     return groups
@@ -90,25 +91,36 @@ class RunningBatch:
         self.lengths: list[int] = []  # (B,) tokens in each row's cache = the position of its next token
         self.next_tokens: list[int] = []  # (B,) the token each row feeds at the next step
         self.cache: SlotCache | None = None
+        self.prefixes = PrefixStore()  # prompts prefilled before, outliving the cache (serve/prefix_store.py)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def admit(self, model, requests: list[GenerationRequest]) -> None:
         """Prefill new requests and add their rows to the running batch, one prefill group at a time: a group's
-        rows choose their first tokens (and stream them) before the next group is prefilled."""
+        rows choose their first tokens (and stream them) before the next group is prefilled. A prompt that begins
+        like one prefilled before prefills only the rest (serve/prefix_store.py)."""
         if self.cache is None:
             self.cache = SlotCache.for_model(model)
-        for group in prefill_groups(requests):
-            self.admit_group(model, [requests[i] for i in group])
+        self.prefixes.bind(model)
+        found = [self.prefixes.longest(request.adapter, request.prompt_ids) for request in requests]
+        reused = [min(shared, len(request.prompt_ids) - 1) for request, (_, shared) in zip(requests, found)]
+        for group in prefill_groups([len(request.prompt_ids) - n for request, n in zip(requests, reused)]):
+            self.admit_group(model, [requests[i] for i in group], [(found[i][0], reused[i]) for i in group])
 
-    def admit_group(self, model, requests: list[GenerationRequest]) -> None:
-        """One prefill pass for these requests; their rows choose their first tokens and join the batch."""
+    def admit_group(self, model, requests: list[GenerationRequest], prefixes: list[tuple]) -> None:
+        """One prefill pass for these requests, each after its stored prefix (entry, tokens reused); their rows
+        choose their first tokens and join the batch."""
         first = len(self.rows)
         rows = [Row(r, i, self.tokenizer, self.end_ids) for r in requests for i in range(r.params.n)]
         slots = [first + sum(r.params.n for r in requests[:j]) for j in range(len(requests))]  # each request's first row
         self.cache.reserve(first + len(rows), max(len(r.prompt_ids) for r in requests))
-        logits = self.prefill(model, requests, slots)  # (r, V)
+        for slot, (entry, reused) in zip(slots, prefixes):
+            if reused:
+                self.cache.write_prefix(slot, entry.keys[:, :, :reused], entry.values[:, :, :reused])
+        logits = self.prefill(model, requests, slots, [reused for _, reused in prefixes])  # (r, V)
+        for request, slot in zip(requests, slots):
+            self.prefixes.add(request.adapter, request.prompt_ids, *self.cache.read(slot, len(request.prompt_ids)))
         copies = [(slot, slot + k, len(r.prompt_ids)) for r, slot in zip(requests, slots) for k in range(1, r.params.n)]
         if copies:  # a request's n choices share its prefill: copy its slot to its other rows
             sources, targets, widths = zip(*copies)
@@ -119,15 +131,17 @@ class RunningBatch:
         self.next_tokens += [self.pad_id] * len(rows)
         self.advance(rows, choose_for_rows(logits, rows), first=first)
 
-    def prefill(self, model, requests: list[GenerationRequest], slots: list[int]) -> torch.Tensor:
-        """Logits (r, V) of each request's last prompt token; its keys and values go to slots[i]."""
-        prompts = [request.prompt_ids for request in requests]
+    def prefill(self, model, requests: list[GenerationRequest], slots: list[int], starts: list[int]) -> torch.Tensor:
+        """Logits (r, V) of each request's last prompt token; its keys and values go to slots[i], after the
+        starts[i] first tokens the slot already holds."""
+        prompts = [request.prompt_ids[start:] for request, start in zip(requests, starts)]
         width = max(len(prompt) for prompt in prompts)
-        mask = self.cache.start_prefill(slots, width)  # (1, 1, T, T)
+        mask = self.cache.start_prefill(slots, width, starts)  # (1, 1, T, T) or (r, 1, T, W)
         input_ids = torch.tensor([prompt + [self.pad_id] * (width - len(prompt)) for prompt in prompts])  # (r, T)
+        positions = torch.tensor(starts)[:, None] + torch.arange(width)  # (r, T)
         last = torch.tensor([[len(prompt) - 1] for prompt in prompts])  # (r, 1): each prompt's last token
         return self.forward(model, [request.adapter for request in requests], input_ids=input_ids, attention_mask=mask,
-                            position_ids=torch.arange(width).expand(len(requests), -1), logits_to_keep=last)[:, 0]
+                            position_ids=positions, logits_to_keep=last)[:, 0]
 
     def step(self, model) -> None:
         """One decoding step for every row: feed each row's last token, choose its next one."""

@@ -4,7 +4,8 @@ keys, values: (layers, slots, kv_heads, columns, head_dim). Row i of the running
 token at position p sits in column p (no padding), so
   - a decode step writes one column per row (one indexed copy per layer) and attends over columns
     0 .. longest row, masked per row (B, 1, 1, W);
-  - a prefill writes its right-padded prompts straight into their slots (one indexed copy per layer);
+  - a prefill writes its right-padded prompts straight into their slots (one indexed copy per layer), after
+    the prefix a slot already holds when the prompt begins like one prefilled before (serve/prefix_store.py);
   - a row that leaves is replaced by the batch's last row (one copy of that slot), and n choices of one
     prompt copy its prefilled slot.
 Measured before (engine with transformers' DynamicCache, SmolLM2-135M, 16 rows, 1 thread): the cache's
@@ -33,8 +34,8 @@ class SlotCache(Cache):
         self.values = torch.empty_like(self.keys)
         self.decoding = False
         self.slots: torch.Tensor | None = None  # (B,) slot of each row of this forward
-        self.columns: torch.Tensor | None = None  # decode: (B,) each row's column (= its position)
-        self.width = 0  # decode: columns 0 .. width-1 are read
+        self.columns: torch.Tensor | None = None  # decode: (B,) each row's column (= its position); prefill: (r, T)
+        self.width = 0  # columns 0 .. width-1 are read
 
     @classmethod
     def for_model(cls, model) -> SlotCache:
@@ -76,15 +77,24 @@ class SlotCache(Cache):
         mask = torch.zeros(len(lengths), self.width, dtype=self.dtype, device=self.device).masked_fill_(beyond, float("-inf"))
         return mask[:, None, None, :]
 
-    def start_prefill(self, slots: list[int], width: int) -> torch.Tensor:
-        """Prompts right-padded to `width` tokens; prompt i goes to slot slots[i], token t to column t.
+    def start_prefill(self, slots: list[int], width: int, starts: list[int] | None = None) -> torch.Tensor:
+        """Prompts right-padded to `width` tokens; prompt i goes to slot slots[i], its token t to column starts[i] + t
+        (starts: how many of its first tokens the slot already holds, from the prefix store; default none).
 
-        Returns the causal mask (1, 1, T, T) bool. Padding sits after each prompt, so no real token sees it;
-        its keys land in columns past the prompt, which decode masks out and then overwrites."""
+        Returns the attention mask, bool: causal (1, 1, T, T) when no slot holds tokens yet, else (r, 1, T, W) over
+        columns 0 .. W-1, W = max(starts) + T, token t of prompt i seeing columns 0 .. starts[i] + t. Padding sits
+        after each prompt, so no real token sees it; its keys land in columns past the prompt, which decode masks
+        out and then overwrites."""
         self.decoding = False
-        self.reserve(max(slots) + 1, width)
+        starts = starts or [0] * len(slots)
+        self.width = max(starts) + width
+        self.reserve(max(slots) + 1, self.width)
         self.slots = torch.tensor(slots, device=self.device)
-        return torch.ones(width, width, dtype=torch.bool, device=self.device).tril()[None, None]
+        if not any(starts):
+            self.columns = None
+            return torch.ones(width, width, dtype=torch.bool, device=self.device).tril()[None, None]
+        self.columns = torch.tensor(starts, device=self.device)[:, None] + torch.arange(width, device=self.device)  # (r, T)
+        return (torch.arange(self.width, device=self.device) <= self.columns[..., None])[:, None]  # (r, 1, T, W)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         """Store this forward's keys/values (B, kv_heads, T, head_dim); return what the layer attends over."""
@@ -94,10 +104,25 @@ class SlotCache(Cache):
             values[self.slots, :, self.columns] = value_states[:, :, 0]
             rows = key_states.shape[0]
             return keys[:rows, :, : self.width], values[:rows, :, : self.width]
-        width = key_states.shape[2]  # prefill (r, kv, T, d): prompt i → slot slots[i], columns 0..T-1
-        keys[self.slots, :, :width] = key_states
-        values[self.slots, :, :width] = value_states
-        return key_states, value_states
+        if self.columns is None:  # prefill (r, kv, T, d) of whole prompts: prompt i → slot slots[i], columns 0..T-1
+            width = key_states.shape[2]
+            keys[self.slots, :, :width] = key_states
+            values[self.slots, :, :width] = value_states
+            return key_states, value_states
+        # prefill after stored prefixes: token t of prompt i → slot slots[i], column columns[i, t]
+        keys[self.slots[:, None], :, self.columns] = key_states.transpose(1, 2)
+        values[self.slots[:, None], :, self.columns] = value_states.transpose(1, 2)
+        return keys[self.slots, :, : self.width], values[self.slots, :, : self.width]
+
+    def write_prefix(self, slot: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Slot `slot` takes a stored prefix's keys and values (layers, kv_heads, T, head_dim) in columns 0..T-1."""
+        self.reserve(slot + 1, keys.shape[2])
+        self.keys[:, slot, :, : keys.shape[2]] = keys
+        self.values[:, slot, :, : values.shape[2]] = values
+
+    def read(self, slot: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot `slot`'s first `columns` keys and values (layers, kv_heads, columns, head_dim), views."""
+        return self.keys[:, slot, :, :columns], self.values[:, slot, :, :columns]
 
     def copy_slots(self, sources: list[int], targets: list[int], columns: int) -> None:
         """Slot targets[i] takes slot sources[i]'s first `columns` columns (a row moving, or a choice's copy)."""

@@ -1,0 +1,86 @@
+"""Prompts already prefilled, their keys and values kept, so that a later prompt that begins the same way
+prefills only the tokens after the part they share.
+
+Chat prompts share their beginnings: the chat template's system prompt (SmolLM2's default makes the first 24 of
+the 35-40 tokens of every short question in examples/general/prompts.jsonl), a team's own instructions and
+few-shot examples, the earlier turns of a conversation sent again with each new message. vLLM (automatic prefix
+caching) and SGLang (RadixAttention) keep these too. Keys and values are a function of the tokens before them, the
+model's weights and the adapter, so an entry is found by (adapter, its tokens) and the whole store is dropped
+when the engine is handed another model object (a base wrapped by peft, a reload).
+
+The store holds whole prompts, least recently used first out once their keys and values pass `max_bytes`. A
+prompt reuses the longest match over all entries, at most all but its last token (the prefill must compute that
+one's logits), and only if it is at least MIN_REUSE tokens: a shorter match saves less than the copy costs.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MIN_REUSE = 8
+MAX_BYTES = 128 * 2**20  # SmolLM2-135M in bf16: 23 KB of keys and values a token, so ~5,800 tokens
+
+
+@dataclass
+class Prefix:
+    tokens: np.ndarray  # (T,) the prompt
+    keys: torch.Tensor  # (layers, kv_heads, T, head_dim)
+    values: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self.keys.numel() * self.keys.element_size()
+
+    def shared_with(self, prompt: np.ndarray) -> int:
+        """How many first tokens this entry shares with the prompt."""
+        width = min(len(self.tokens), len(prompt))
+        same = self.tokens[:width] == prompt[:width]
+        return width if same.all() else int(same.argmin())
+
+
+class PrefixStore:
+    def __init__(self, max_bytes: int = MAX_BYTES):
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[tuple[str | None, bytes], Prefix] = OrderedDict()  # least recently used first
+        self.nbytes = 0
+        self.model: weakref.ref | None = None
+
+    def bind(self, model) -> None:
+        """Drop every entry if the engine now runs another model object than the one they were computed on."""
+        if self.model is None or self.model() is not model:
+            self.entries.clear()
+            self.nbytes = 0
+            self.model = weakref.ref(model)
+
+    def longest(self, adapter: str | None, prompt: list[int]) -> tuple[Prefix | None, int]:
+        """The entry sharing the most first tokens with the prompt (same adapter), and how many it shares; (None, 0)
+        below MIN_REUSE. The prefill reuses at most all but the prompt's last token."""
+        tokens = np.asarray(prompt)
+        best, shared = None, 0
+        for (entry_adapter, _), entry in self.entries.items():
+            if entry_adapter == adapter and entry.tokens[0] == tokens[0]:
+                length = entry.shared_with(tokens)
+                if length > shared:
+                    best, shared = entry, length
+        if min(shared, len(prompt) - 1) < MIN_REUSE:
+            return None, 0
+        self.entries.move_to_end((adapter, best.tokens.tobytes()))
+        return best, shared
+
+    def add(self, adapter: str | None, prompt: list[int], keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Keep a prefilled prompt's keys and values (layers, kv_heads, T, head_dim), copied. A prompt that an entry
+        holds whole (it is that entry, or begins it) adds nothing."""
+        tokens = np.asarray(prompt)
+        if len(prompt) < MIN_REUSE or self.longest(adapter, prompt)[1] == len(prompt):
+            return
+        entry = Prefix(tokens, keys.clone(), values.clone())
+        if entry.nbytes > self.max_bytes:
+            return
+        self.entries[(adapter, tokens.tobytes())] = entry
+        self.nbytes += entry.nbytes
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self.entries.popitem(last=False)[1].nbytes
