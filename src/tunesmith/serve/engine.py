@@ -15,12 +15,13 @@ from __future__ import annotations
 import torch
 from peft import PeftModel
 
+from tunesmith.serve.decode_step import llama_decoder
 from tunesmith.serve.detokenize import ChoiceText
 from tunesmith.serve.prefix_store import PrefixStore
 from tunesmith.serve.requests import Delta, GenerationRequest
 from tunesmith.serve.sampling import choose_tokens
 from tunesmith.serve.slot_cache import SlotCache
-from tunesmith.serve.stacked_lora import stacked_lora
+from tunesmith.serve.stacked_lora import adapters_key, stacked_lora
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 # Most (padded) prompt tokens in one prefill pass; a longer prompt goes alone. Each pass's rows stream their first
@@ -146,11 +147,27 @@ class RunningBatch:
     def step(self, model) -> None:
         """One decoding step for every row: feed each row's last token, choose its next one."""
         mask = self.cache.start_decode(self.lengths)  # (B, 1, 1, W)
-        logits = self.forward(model, [row.request.adapter for row in self.rows],
-                              input_ids=torch.tensor(self.next_tokens).unsqueeze(1), attention_mask=mask,
-                              position_ids=torch.tensor(self.lengths).unsqueeze(1))[:, -1]  # (B, V)
+        adapters = [row.request.adapter for row in self.rows]
+        input_ids, positions = torch.tensor(self.next_tokens), torch.tensor(self.lengths)  # (B,)
+        logits = self.decode(model, adapters, input_ids, positions, mask)
+        if logits is None:  # transformers' forward
+            logits = self.forward(model, adapters, input_ids=input_ids.unsqueeze(1), attention_mask=mask,
+                                  position_ids=positions.unsqueeze(1))[:, -1]  # (B, V)
         self.lengths = [length + 1 for length in self.lengths]
         self.advance(self.rows, choose_for_rows(logits, self.rows), first=0)
+
+    def decode(self, model, adapters: list[str | None], input_ids, positions, mask) -> torch.Tensor | None:
+        """Logits (B, V) of one decoding step through the written-out decoder (serve/decode_step.py), each row with
+        its adapter; None where it does not apply."""
+        if not isinstance(model, PeftModel):
+            decoder = llama_decoder(model)
+            return None if decoder is None else decoder(input_ids, positions, mask, self.cache)
+        lora = stacked_lora(model)
+        decoder = llama_decoder(model.get_base_model(), adapters_key(model)) if lora is not None else None
+        if decoder is None:
+            return None
+        with lora.rows(adapters):
+            return decoder(input_ids, positions, mask, self.cache, lora if any(adapters) else None)
 
     def forward(self, model, adapters: list[str | None], **inputs) -> torch.Tensor:
         """The model's logits over the cache, each batch row with its own LoRA adapter (None = the base)."""

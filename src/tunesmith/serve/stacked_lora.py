@@ -176,10 +176,14 @@ class StackedLora:
     def layer_forward(self, module, peft_forward, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.masks is None:
             return peft_forward(x, *args, **kwargs)
+        return self.project(module, x)
+
+    def project(self, module, x: torch.Tensor) -> torch.Tensor:
+        """LoRA layer `module`'s output for x (rows, T, in) inside rows(): each row with its own adapter."""
         stack = self.stacks.get(id(module))
         mask = self.masks.get((stack.layout, stack.b.dtype)) if stack is not None else None
         if mask is None:
-            return module.base_layer(x, *args, **kwargs)
+            return module.base_layer(x)
         if (sibling := self.sibling_stacks.get(id(module))) is not None and x.dtype == stack.b.dtype:
             joint, index = sibling
             key = (stack.layout, stack.b.dtype, len(joint.product.columns))
@@ -187,7 +191,7 @@ class StackedLora:
                 repeated = self.masks[key] = mask.repeat(1, 1, len(joint.product.columns))
             return joint.output_of(index, x, repeated, module.base_layer.bias)
         if stack.joint is None:
-            output = module.base_layer(x, *args, **kwargs)
+            output = module.base_layer(x)
             lora = torch.matmul(x.to(stack.a.dtype), stack.a) * mask  # (rows, T, R)
             return output + torch.matmul(lora, stack.b).to(output.dtype)
         both = packed_linear(x, stack.packed) if stack.packed is not None else torch.nn.functional.linear(x, stack.joint)

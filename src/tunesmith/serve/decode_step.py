@@ -1,0 +1,153 @@
+"""One decoding step of a Llama-family model written out over its own weights: the engine's step without
+transformers' layer code.
+
+A step feeds one token per row. Its matrix products read every weight once and cost nearly the same at 1 row as
+at 16; the rest of transformers' forward (module calls, argument handling, mask and cache plumbing, output
+objects: ~40 Python-level operations a layer) was about a third of the step. Here the step is the same
+arithmetic in the same order, so the logits are bit-identical (tests/serve/test_decode_step.py):
+  - RMSNorm in float32 as LlamaRMSNorm does it; rotary embedding from the model's own `rotary_emb`;
+  - q/k/v and gate/up as one product each through their packed group (models/packed_linear.py), o and down
+    through their packed weights, the output head through its own;
+  - the row's key and value written into its slot of the cache (serve/slot_cache.py), attention over the
+    cache's columns with the grouped query heads folded onto their key/value heads, as transformers' sdpa path
+    does for one query token.
+Measured (SmolLM2-135M, bf16, packed, 2 threads, the same cache; /tmp-free: benchmarks/README.md "decoding step"):
+6 rows 27.4 → 20.4 ms, 16 rows 38.0-40.4 → 30.5-31.0 ms a step; calling each linear as a module instead (so
+peft's layers would apply) gave back 4 ms of that.
+
+With LoRA adapters stacked for the batch (serve/stacked_lora.py), the linears that carry a LoRA layer go through
+its stack (`StackedLora.project`), the others through their packed weights. Prefills stay on transformers'
+forward (many tokens a row: its overhead is small there). Models this does not cover (other layer types, a
+sliding window, unpacked weights, peft's own mixed batches) keep transformers' forward.
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+import torch.nn.functional as F
+from peft.tuners.lora import LoraLayer
+
+from tunesmith.serve.slot_cache import SlotCache
+
+_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # causal LM → (key, its LlamaDecoder or None)
+
+
+def llama_decoder(causal_lm, key=None) -> LlamaDecoder | None:
+    """The model's decoder, or None where it does not apply; built again when `key` changes (a peft model's
+    adapters: adding the first LoRA layers wraps the linears the decoder holds)."""
+    known = _DECODERS.get(causal_lm)
+    if known is None or known[0] != key:
+        decoder = LlamaDecoder(causal_lm) if LlamaDecoder.matches(causal_lm) else None
+        known = _DECODERS[causal_lm] = (key, decoder if decoder is not None and decoder.usable() else None)
+    return known[1]
+
+
+def base_of(linear: torch.nn.Module) -> torch.nn.Module:
+    return linear.base_layer if isinstance(linear, LoraLayer) else linear
+
+
+def packed_product(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+class Projection:
+    """One linear, or sibling linears that read one input (q/k/v, gate/up), of one decoder layer."""
+
+    def __init__(self, linears: list[torch.nn.Module]):
+        self.linears = linears
+        self.bases = [base_of(linear) for linear in linears]
+        self.lora = any(isinstance(linear, LoraLayer) for linear in linears)
+        grouped = self.bases[0].__dict__.get("packed_group")
+        self.group = grouped[0] if grouped is not None else None
+        self.columns = self.group.product.columns if self.group is not None else None
+
+    def usable(self) -> bool:
+        """Packed as the decoder needs: siblings as one group in this order, a single linear on its own."""
+        if len(self.bases) == 1:
+            return "packed_weight" in self.bases[0].__dict__ and self.group is None
+        return self.group is not None and self.group.layers == self.bases
+
+    def __call__(self, x: torch.Tensor, lora) -> list[torch.Tensor]:
+        """Each linear's output for x (rows, in); `lora`: the batch's stacked adapters, or None (base rows only)."""
+        if lora is not None and self.lora:  # stacked LoRA takes (rows, T, in); siblings share one product of x
+            x = x[:, None]
+            return [(lora.project(linear, x) if isinstance(linear, LoraLayer) else linear(x))[:, 0] for linear in self.linears]
+        if self.group is not None:
+            both = packed_product(x, *self.group.current())
+            return [both[:, start:end] for start, end in self.columns]
+        base = self.bases[0]
+        if base.packed_weight.weight is not base.weight:  # its weight was replaced: the plain product
+            return [F.linear(x, base.weight, base.bias)]
+        return [packed_product(x, base.packed_weight.current(), base.bias)]
+
+
+class DecoderLayer:
+    def __init__(self, layer):
+        attention, mlp = layer.self_attn, layer.mlp
+        self.qkv = Projection([attention.q_proj, attention.k_proj, attention.v_proj])
+        self.o = Projection([attention.o_proj])
+        self.gate_up = Projection([mlp.gate_proj, mlp.up_proj])
+        self.down = Projection([mlp.down_proj])
+        self.norms = (layer.input_layernorm, layer.post_attention_layernorm)
+        self.act = mlp.act_fn
+
+    def __call__(self, h, cos, sin, cache: SlotCache, index: int, mask, shape: tuple[int, int, int], lora):
+        rows, (heads, kv_heads, head_dim) = h.shape[0], shape
+        x = rms_norm(h, self.norms[0])
+        q, k, v = self.qkv(x, lora)
+        q = rotate(q.view(rows, heads, 1, head_dim), cos, sin)
+        k = rotate(k.view(rows, kv_heads, 1, head_dim), cos, sin)
+        keys, values = cache.update(k, v.view(rows, kv_heads, 1, head_dim), index)  # (rows, kv_heads, W, head_dim)
+        folded = q.reshape(rows, kv_heads, heads // kv_heads, head_dim)  # each key/value head's query heads
+        attended = F.scaled_dot_product_attention(folded, keys, values, attn_mask=mask)
+        h = h + self.o(attended.reshape(rows, heads * head_dim), lora)[0]
+        x = rms_norm(h, self.norms[1])
+        gate, up = self.gate_up(x, lora)
+        return h + self.down(self.act(gate) * up, lora)[0]
+
+
+def rms_norm(h: torch.Tensor, norm) -> torch.Tensor:
+    """LlamaRMSNorm's arithmetic: in float32, back to h's dtype, times the weight."""
+    x = h.to(torch.float32)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * x.to(h.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """transformers' apply_rotary_pos_emb for one tensor."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+class LlamaDecoder:
+    def __init__(self, causal_lm):
+        self.lm = causal_lm
+        config = causal_lm.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.shape = (config.num_attention_heads, config.num_key_value_heads, head_dim)
+        self.layers = [DecoderLayer(layer) for layer in causal_lm.model.layers]
+        self.head = Projection([causal_lm.lm_head])
+
+    @staticmethod
+    def matches(causal_lm) -> bool:
+        """A Llama causal LM: transformers' classes, no sliding window."""
+        inner = getattr(causal_lm, "model", None)
+        return type(causal_lm).__name__ == "LlamaForCausalLM" and type(inner).__name__ == "LlamaModel" \
+            and not getattr(causal_lm.config, "sliding_window", None) \
+            and all(type(layer).__name__ == "LlamaDecoderLayer" for layer in inner.layers)
+
+    def usable(self) -> bool:
+        """Every linear packed as the decoder reads it (bf16 on a CPU with oneDNN's bf16 kernels)."""
+        projections = [self.head] + [p for layer in self.layers for p in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+        return all(projection.usable() for projection in projections)
+
+    def __call__(self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: SlotCache,
+                 lora=None) -> torch.Tensor:
+        """Logits (B, V) for one token per row: input_ids and positions (B,), mask from cache.start_decode."""
+        h = self.lm.model.embed_tokens(input_ids)  # (B, hidden)
+        cos, sin = self.lm.model.rotary_emb(h, positions[:, None])  # (B, 1, head_dim)
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, 1, head_dim): over heads
+        for index, layer in enumerate(self.layers):
+            h = layer(h, cos, sin, cache, index, mask, self.shape, lora)
+        return self.head(rms_norm(h, self.lm.model.norm), lora)[0]

@@ -1,0 +1,111 @@
+"""The written-out decoding step (serve/decode_step.py) on the tiny llama in bf16, packed: logits bit-identical to
+transformers' forward over the same slot cache, with and without mixed LoRA rows; the engine takes it where it
+applies and transformers' forward elsewhere."""
+import pytest
+import torch
+
+from tunesmith.models.chat import render_prompts, stop_token_ids
+from tunesmith.models.packed_linear import bf16_kernels, pack_linears
+from tunesmith.serve.decode_step import llama_decoder
+from tunesmith.serve.engine import RunningBatch
+from tunesmith.serve.slot_cache import SlotCache
+from tunesmith.serve.stacked_lora import adapters_key, stacked_lora
+from tests.serve.test_slot_cache import generated, request
+from tests.tiny import lora_model, redrawn, tiny_model
+
+pytestmark = pytest.mark.skipif(not bf16_kernels(), reason="this CPU's oneDNN has no bf16 kernels")
+
+
+def packed_bf16(tokenizer):
+    model = redrawn(tiny_model(tokenizer).to(torch.bfloat16))
+    pack_linears(model)
+    return model
+
+
+@torch.inference_mode()
+def two_steps(model, decode, adapters=None):
+    """Logits (rows, V) of two decoding steps after a prefill of prompts of three lengths, through the serving
+    cache; `decode(input_ids (B,), positions (B,), mask, cache, lora)` makes each step."""
+    cache = SlotCache.for_model(model)
+    prompts = [[5, 9, 13, 7, 4, 4], [3, 4, 11], [8, 8, 6, 1, 30]]
+    lora = stacked_lora(model) if adapters else None
+    steps = []
+    with lora.rows(adapters) if lora else torch.no_grad():
+        mask = cache.start_prefill([0, 1, 2], 6)
+        padded = torch.tensor([p + [0] * (6 - len(p)) for p in prompts])
+        model(input_ids=padded, attention_mask=mask, position_ids=torch.arange(6).expand(3, -1), cache=cache, use_cache=True)
+        lengths = [len(p) for p in prompts]
+        for tokens in ([1, 2, 3], [40, 50, 60]):
+            mask = cache.start_decode(lengths)
+            steps.append(decode(torch.tensor(tokens), torch.tensor(lengths), mask, cache, lora).float())
+            lengths = [n + 1 for n in lengths]
+    return torch.cat(steps)
+
+
+def transformers_step(model):
+    def step(input_ids, positions, mask, cache, lora):
+        return model(input_ids=input_ids[:, None], attention_mask=mask, position_ids=positions[:, None], cache=cache,
+                     use_cache=True).logits[:, -1]
+    return step
+
+
+def decoder_step(causal_lm, key=None):
+    def step(input_ids, positions, mask, cache, lora):
+        return llama_decoder(causal_lm, key)(input_ids, positions, mask, cache, lora)
+    return step
+
+
+def test_the_decoders_logits_equal_transformers_forward(tokenizer):
+    model = packed_bf16(tokenizer)
+    expected = two_steps(model, transformers_step(model))
+    assert torch.equal(two_steps(model, decoder_step(model)), expected)
+    assert not torch.equal(expected[0], expected[1])  # rows differ: a row reading another's cache would show
+
+
+@pytest.mark.parametrize("targets", [("q_proj", "v_proj", "down_proj"), "all-linear"])
+def test_mixed_lora_rows_through_the_decoder_equal_transformers_forward(tokenizer, targets):
+    model = lora_model(packed_bf16(tokenizer), targets=targets)
+    adapters = ["a", None, "b"]
+    expected = two_steps(model, transformers_step(model), adapters)
+    got = two_steps(model, decoder_step(model.get_base_model(), adapters_key(model)), adapters)
+    assert torch.equal(got, expected)
+    assert not torch.equal(expected[0], two_steps(model, transformers_step(model))[0])  # the adapters count
+
+
+def test_the_decoder_is_built_again_when_adapters_wrap_its_linears(tokenizer):
+    base = packed_bf16(tokenizer)
+    before = llama_decoder(base)
+    assert before is not None and not before.layers[0].qkv.lora
+    model = lora_model(base)
+    after = llama_decoder(model.get_base_model(), adapters_key(model))
+    assert after is not before and after.layers[0].qkv.lora
+
+
+def test_models_it_does_not_cover_keep_transformers_forward(tokenizer):
+    assert llama_decoder(tiny_model(tokenizer)) is None  # float32: not packed
+    windowed = tiny_model(tokenizer).to(torch.bfloat16)
+    windowed.config.sliding_window = 4
+    pack_linears(windowed)
+    assert llama_decoder(windowed) is None
+
+
+def test_the_engine_decodes_through_it_and_answers_as_through_transformers(tokenizer, monkeypatch):
+    model = packed_bf16(tokenizer)
+    prompts = render_prompts(tokenizer, [[{"role": "user", "content": q}] for q in ["Gold?", "The symbol of iron is what?"]])
+
+    @torch.inference_mode()
+    def answers():
+        batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
+        requests = [request(p, 12) for p in prompts]
+        batch.admit(model, requests)
+        while batch:
+            batch.step(model)
+        return [generated(r) for r in requests]
+
+    calls = []
+    real = llama_decoder(model).__class__.__call__
+    monkeypatch.setattr(llama_decoder(model).__class__, "__call__", lambda self, *a, **k: (calls.append(1), real(self, *a, **k))[1])
+    through_decoder = answers()
+    assert len(calls) >= 10
+    monkeypatch.setattr(RunningBatch, "decode", lambda self, *args: None)
+    assert answers() == through_decoder
