@@ -69,6 +69,9 @@ def test_mixed_lora_rows_through_the_decoder_equal_transformers_forward(tokenize
     expected = two_steps(model, transformers_step(model), adapters)
     got = two_steps(model, decoder_step(model.get_base_model(), adapters_key(model)), adapters)
     assert torch.equal(got, expected)
+    layer = llama_decoder(model.get_base_model(), adapters_key(model)).layers[0]
+    direct = [projection.direct[1] is not None for projection in (layer.qkv, layer.o, layer.gate_up, layer.down)]
+    assert direct == ([True] * 4 if targets == "all-linear" else [False, False, False, True])  # fused and packed groups
     assert not torch.equal(expected[0], two_steps(model, transformers_step(model))[0])  # the adapters count
 
 

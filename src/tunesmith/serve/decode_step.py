@@ -15,8 +15,9 @@ Measured (SmolLM2-135M, bf16, packed, 2 threads, the same cache; /tmp-free: benc
 6 rows 27.4 → 20.4 ms, 16 rows 38.0-40.4 → 30.5-31.0 ms a step; calling each linear as a module instead (so
 peft's layers would apply) gave back 4 ms of that.
 
-With LoRA adapters stacked for the batch (serve/stacked_lora.py), the linears that carry a LoRA layer go through
-its stack (`StackedLora.project`), the others through their packed weights. Prefills stay on transformers'
+With LoRA adapters stacked for the batch (serve/stacked_lora.py), linears that carry LoRA layers go through their
+stack: fused and packed ones as one `DirectLora` (two products: [W; A] and the masked B), others layer by layer
+(`StackedLora.project`); linears without LoRA through their packed weights. Prefills stay on transformers'
 forward (many tokens a row: its overhead is small there). Models this does not cover (other layer types, a
 sliding window, unpacked weights, peft's own mixed batches) keep transformers' forward.
 """
@@ -61,6 +62,7 @@ class Projection:
         grouped = self.bases[0].__dict__.get("packed_group")
         self.group = grouped[0] if grouped is not None else None
         self.columns = self.group.product.columns if self.group is not None else None
+        self.direct: tuple = (None, None)  # (the StackedLora it was made for, its DirectLora or None)
 
     def usable(self) -> bool:
         """Packed as the decoder needs: siblings as one group in this order, a single linear on its own."""
@@ -70,9 +72,18 @@ class Projection:
 
     def __call__(self, x: torch.Tensor, lora) -> list[torch.Tensor]:
         """Each linear's output for x (rows, in); `lora`: the batch's stacked adapters, or None (base rows only)."""
-        if lora is not None and self.lora:  # stacked LoRA takes (rows, T, in); siblings share one product of x
-            x = x[:, None]
-            return [(lora.project(linear, x) if isinstance(linear, LoraLayer) else linear(x))[:, 0] for linear in self.linears]
+        if lora is not None and self.lora:
+            if self.direct[0] is not lora:
+                self.direct = (lora, lora.direct(self.linears) if all(isinstance(l, LoraLayer) for l in self.linears) else None)
+            direct = self.direct[1]
+            if direct is None:  # stacked LoRA layer by layer: it takes (rows, T, in); siblings share one product of x
+                x = x[:, None]
+                return [(lora.project(linear, x) if isinstance(linear, LoraLayer) else linear(x))[:, 0]
+                        for linear in self.linears]
+            mask = lora.direct_mask(direct.mask_key)
+            if mask is not None:
+                both = direct(x, mask)
+                return [both] if self.columns is None else [both[:, start:end] for start, end in self.columns]
         if self.group is not None:
             both = packed_product(x, *self.group.current())
             return [both[:, start:end] for start, end in self.columns]

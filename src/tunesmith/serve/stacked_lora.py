@@ -31,6 +31,7 @@ from __future__ import annotations
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -114,6 +115,23 @@ class SiblingStack:
         return packed_linear(both[..., self.width:] * mask, self.b).add_(both[..., :self.width])
 
 
+@dataclass
+class DirectLora:
+    """LoRA layers that read one input, all packed and fused (a SiblingStack's, or one layer's): their outputs for
+    a 2-D input inside rows() in two products and no per-layer dispatch, for the decoder
+    (serve/decode_step.py). The same arithmetic as `StackedLora.project`."""
+
+    joint: Callable[[], torch.Tensor]  # the packed [W; A] matrix
+    b: PackedWeight  # B, packed (block-diagonal for siblings)
+    width: int  # the base outputs' columns; x A^T's follow
+    mask_key: tuple  # (layout, dtype, siblings): StackedLora.direct_mask
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(rows, width) for x (rows, in); mask (rows, siblings x R)."""
+        both = torch.ops.mkldnn._linear_pointwise(x, self.joint(), None, "none", [], "")
+        return packed_linear(both[:, self.width:] * mask, self.b).add_(both[:, :self.width])
+
+
 class StackedLora:
     fuse = True  # A into the base weight where the base layer is a plain nn.Linear
     siblings = True  # packed sibling layers as one SiblingStack
@@ -122,6 +140,7 @@ class StackedLora:
         self.model, self.key = model, adapters_key(model)
         self.stacks: dict[int, Stack] = {}  # id(layer) → its stack
         self.masks: dict[tuple, torch.Tensor | None] | None = None  # (layout, dtype) → (rows, 1, R), while a forward runs
+        self.direct_masks: dict[tuple, torch.Tensor | None] = {}  # DirectLora.mask_key → (rows, siblings x R), likewise
         self.layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
         self.sibling_stacks: dict[int, tuple[SiblingStack, int]] = {}  # id(layer) → its siblings' stack, its index
         with torch.inference_mode(False), torch.no_grad():  # built mid-batch: plain tensors, not inference ones
@@ -201,6 +220,32 @@ class StackedLora:
         output = lora.add_(both[..., :out])
         return output if module.base_layer.bias is None else output.add_(module.base_layer.bias)
 
+    def direct(self, modules: list) -> DirectLora | None:
+        """The LoRA layers `modules` (siblings in their packed group's order, or one layer) as one DirectLora, or
+        None where they are not all stacked, fused and packed without a bias."""
+        stacks = [self.stacks.get(id(module)) for module in modules]
+        if any(stack is None for stack in stacks) or any(module.base_layer.bias is not None for module in modules):
+            return None
+        if len(modules) == 1:
+            stack = stacks[0]
+            if stack.packed is None or stack.b_packed is None:
+                return None
+            return DirectLora(stack.packed.current, stack.b_packed, stack.b.shape[1], (stack.layout, stack.b.dtype, 1))
+        siblings = [self.sibling_stacks.get(id(module)) for module in modules]
+        if any(sibling is None for sibling in siblings) or len({id(joint) for joint, _ in siblings}) != 1 \
+                or [index for _, index in siblings] != list(range(len(siblings[0][0].product.columns))):
+            return None
+        joint = siblings[0][0]
+        return DirectLora(lambda: joint.packed, joint.b, joint.width, (joint.layout, stacks[0].b.dtype, len(modules)))
+
+    def direct_mask(self, key: tuple) -> torch.Tensor | None:
+        """Inside rows(): the (rows, siblings x R) mask of a DirectLora's key; None if no row uses its adapters."""
+        if key not in self.direct_masks:
+            layout, dtype, siblings = key
+            mask = self.masks.get((layout, dtype))
+            self.direct_masks[key] = None if mask is None else mask[:, 0].repeat(1, siblings)
+        return self.direct_masks[key]
+
     @contextmanager
     def rows(self, adapters: list[str | None]):
         """Run the model inside this: row i gets adapters[i] (None = the base)."""
@@ -214,7 +259,7 @@ class StackedLora:
                         if picked:
                             mask[picked, :, start:stop], used = scaling, True
                     masks[layout, dtype] = mask if used else None  # None: no row of this batch uses these adapters
-        self.masks = masks
+        self.masks, self.direct_masks = masks, {}
         try:
             yield
         finally:
