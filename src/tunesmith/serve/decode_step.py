@@ -31,6 +31,7 @@ from peft.tuners.lora import LoraLayer
 
 from tunesmith.serve.slot_cache import SlotCache
 
+SILU = ("SiLU", "SiLUActivation")  # torch's and transformers' modules whose forward is F.silu
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # causal LM → (key, its LlamaDecoder or None)
 
 
@@ -70,8 +71,14 @@ class Projection:
             return "packed_weight" in self.bases[0].__dict__ and self.group is None
         return self.group is not None and self.group.layers == self.bases
 
-    def __call__(self, x: torch.Tensor, lora) -> list[torch.Tensor]:
-        """Each linear's output for x (rows, in); `lora`: the batch's stacked adapters, or None (base rows only)."""
+    def joint(self, x: torch.Tensor, lora) -> torch.Tensor:
+        """The linears' outputs for x (rows, in) side by side, (rows, sum of outs)."""
+        outputs = self(x, lora, joint=True)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+
+    def __call__(self, x: torch.Tensor, lora, joint: bool = False) -> list[torch.Tensor]:
+        """Each linear's output for x (rows, in), or with `joint` all of them as one tensor where they are computed
+        as one; `lora`: the batch's stacked adapters, or None (base rows only)."""
         if lora is not None and self.lora:
             if self.direct[0] is not lora:
                 self.direct = (lora, lora.direct(self.linears) if all(isinstance(l, LoraLayer) for l in self.linears) else None)
@@ -83,10 +90,10 @@ class Projection:
             mask = lora.direct_mask(direct.mask_key)
             if mask is not None:
                 both = direct(x, mask)
-                return [both] if self.columns is None else [both[:, start:end] for start, end in self.columns]
+                return [both] if joint or self.columns is None else [both[:, start:end] for start, end in self.columns]
         if self.group is not None:
             both = packed_product(x, *self.group.current())
-            return [both[:, start:end] for start, end in self.columns]
+            return [both] if joint else [both[:, start:end] for start, end in self.columns]
         base = self.bases[0]
         if base.packed_weight.weight is not base.weight:  # its weight was replaced: the plain product
             return [F.linear(x, base.weight, base.bias)]
@@ -100,29 +107,28 @@ class DecoderLayer:
         self.o = Projection([attention.o_proj])
         self.gate_up = Projection([mlp.gate_proj, mlp.up_proj])
         self.down = Projection([mlp.down_proj])
-        self.norms = (layer.input_layernorm, layer.post_attention_layernorm)
-        self.act = mlp.act_fn
+        self.norms = [(norm.weight, norm.variance_epsilon) for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
+        self.act = F.silu if type(mlp.act_fn).__name__ in SILU else mlp.act_fn
 
     def __call__(self, h, cos, sin, cache: SlotCache, index: int, mask, shape: tuple[int, int, int], lora):
         rows, (heads, kv_heads, head_dim) = h.shape[0], shape
-        x = rms_norm(h, self.norms[0])
-        q, k, v = self.qkv(x, lora)
-        q = rotate(q.view(rows, heads, 1, head_dim), cos, sin)
-        k = rotate(k.view(rows, kv_heads, 1, head_dim), cos, sin)
-        keys, values = cache.update(k, v.view(rows, kv_heads, 1, head_dim), index)  # (rows, kv_heads, W, head_dim)
-        folded = q.reshape(rows, kv_heads, heads // kv_heads, head_dim)  # each key/value head's query heads
+        qkv = self.qkv.joint(rms_norm(h, *self.norms[0]), lora)  # (rows, (heads + 2 kv_heads) head_dim)
+        rotated = (heads + kv_heads) * head_dim  # q and k rotated as one tensor
+        qk = rotate(qkv[:, :rotated].view(rows, heads + kv_heads, 1, head_dim), cos, sin)
+        v = qkv[:, rotated:].view(rows, kv_heads, 1, head_dim)
+        keys, values = cache.update(qk[:, heads:], v, index)  # (rows, kv_heads, W, head_dim)
+        folded = qk[:, :heads].reshape(rows, kv_heads, heads // kv_heads, head_dim)  # each key/value head's query heads
         attended = F.scaled_dot_product_attention(folded, keys, values, attn_mask=mask)
-        h = h + self.o(attended.reshape(rows, heads * head_dim), lora)[0]
-        x = rms_norm(h, self.norms[1])
-        gate, up = self.gate_up(x, lora)
-        return h + self.down(self.act(gate) * up, lora)[0]
+        h = h + self.o.joint(attended.reshape(rows, heads * head_dim), lora)
+        gate, up = self.gate_up(rms_norm(h, *self.norms[1]), lora)
+        return h + self.down.joint(self.act(gate) * up, lora)
 
 
-def rms_norm(h: torch.Tensor, norm) -> torch.Tensor:
+def rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """LlamaRMSNorm's arithmetic: in float32, back to h's dtype, times the weight."""
     x = h.to(torch.float32)
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * x.to(h.dtype)
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(h.dtype)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -161,4 +167,5 @@ class LlamaDecoder:
         cos, sin = cos[:, None], sin[:, None]  # (B, 1, 1, head_dim): over heads
         for index, layer in enumerate(self.layers):
             h = layer(h, cos, sin, cache, index, mask, self.shape, lora)
-        return self.head(rms_norm(h, self.lm.model.norm), lora)[0]
+        norm = self.lm.model.norm
+        return self.head.joint(rms_norm(h, norm.weight, norm.variance_epsilon), lora)
