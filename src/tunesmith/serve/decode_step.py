@@ -11,9 +11,9 @@ arithmetic in the same order, so the logits are bit-identical (tests/serve/test_
   - the row's key and value written into its slot of the cache (serve/slot_cache.py), attention over the
     cache's columns with the grouped query heads folded onto their key/value heads, as transformers' sdpa path
     does for one query token.
-Measured (SmolLM2-135M, bf16, packed, 2 threads, the same cache; /tmp-free: benchmarks/README.md "decoding step"):
-6 rows 27.4 → 20.4 ms, 16 rows 38.0-40.4 → 30.5-31.0 ms a step; calling each linear as a module instead (so
-peft's layers would apply) gave back 4 ms of that.
+Measured (SmolLM2-135M, bf16, packed, 2 threads, one step over the same cache, alternating; benchmarks/README.md,
+2026-12-05): 6 rows 27.4 → 20.4 ms, 16 rows 38.0 → 30.5 ms; calling each linear as a module instead (so peft's
+layers would apply) gave back 4 ms of that. The engine's 16 x 64 decode: 2.24-2.27 → 1.80-1.85 s.
 
 With LoRA adapters stacked for the batch (serve/stacked_lora.py), linears that carry LoRA layers go through their
 stack: fused and packed ones as one `DirectLora` (two products: [W; A] and the masked B), others layer by layer
