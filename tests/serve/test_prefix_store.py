@@ -1,6 +1,6 @@
 """Prompts that begin like one prefilled before prefill only the rest (serve/prefix_store.py), and still answer
 exactly as when generated alone; the store keeps adapters apart, forgets the oldest past its size, and forgets
-everything when the engine runs another model."""
+everything when the engine runs another model or the model's adapters change."""
 import pytest
 import torch
 
@@ -39,7 +39,7 @@ def test_the_longest_match_of_the_same_adapter_is_found_and_short_matches_are_no
     assert len(store.entries) == 3
 
 
-def test_the_least_recently_used_prompts_leave_past_the_size_and_another_model_empties_the_store():
+def test_the_least_recently_used_prompts_leave_past_the_size_and_another_model_or_adapters_empty_the_store():
     one = 2 * 2 * 1 * 20 * 4 * 4  # bytes of 20 tokens' keys and values
     store = PrefixStore(max_bytes=2 * one)
     model = torch.nn.Linear(1, 1)
@@ -53,7 +53,10 @@ def test_the_least_recently_used_prompts_leave_past_the_size_and_another_model_e
     assert [e.tokens[0] for e in store.entries.values()] == [0, 2]
     store.bind(model)  # the same model: kept
     assert len(store.entries) == 2
-    store.bind(torch.nn.Linear(1, 1))
+    store.bind(model, ("an adapter added",))  # its adapters changed
+    assert not store.entries and store.nbytes == 0
+    store.add(None, prompts[0], *kv(20))
+    store.bind(torch.nn.Linear(1, 1), ("an adapter added",))
     assert not store.entries and store.nbytes == 0
 
 

@@ -103,7 +103,7 @@ class RunningBatch:
         like one prefilled before prefills only the rest (serve/prefix_store.py)."""
         if self.cache is None:
             self.cache = SlotCache.for_model(model)
-        self.prefixes.bind(model)
+        self.prefixes.bind(model, adapters_key(model) if isinstance(model, PeftModel) else None)
         found = [self.prefixes.longest(request.adapter, request.prompt_ids) for request in requests]
         reused = [min(shared, len(request.prompt_ids) - 1) for request, (_, shared) in zip(requests, found)]
         for group in prefill_groups([len(request.prompt_ids) - n for request, n in zip(requests, reused)]):

@@ -6,7 +6,8 @@ the 35-40 tokens of every short question in examples/general/prompts.jsonl), a t
 few-shot examples, the earlier turns of a conversation sent again with each new message. vLLM (automatic prefix
 caching) and SGLang (RadixAttention) keep these too. Keys and values are a function of the tokens before them, the
 model's weights and the adapter, so an entry is found by (adapter, its tokens) and the whole store is dropped
-when the engine is handed another model object (a base wrapped by peft, a reload).
+when the engine is handed another model object (a base wrapped by peft, a reload) or the model's adapters change
+(one added, deleted or loaded again under its name).
 
 The store holds whole prompts, least recently used first out once their keys and values pass `max_bytes`. A
 prompt reuses the longest match over all entries, at most all but its last token (the prefill must compute that
@@ -48,13 +49,15 @@ class PrefixStore:
         self.entries: OrderedDict[tuple[str | None, bytes], Prefix] = OrderedDict()  # least recently used first
         self.nbytes = 0
         self.model: weakref.ref | None = None
+        self.adapters: tuple | None = None
 
-    def bind(self, model) -> None:
-        """Drop every entry if the engine now runs another model object than the one they were computed on."""
-        if self.model is None or self.model() is not model:
+    def bind(self, model, adapters: tuple | None = None) -> None:
+        """Drop every entry if the engine now runs another model object, or other adapters (`adapters`: what
+        identifies them, serve/stacked_lora.py `adapters_key`), than the entries were computed with."""
+        if self.model is None or self.model() is not model or self.adapters != adapters:
             self.entries.clear()
             self.nbytes = 0
-            self.model = weakref.ref(model)
+            self.model, self.adapters = weakref.ref(model), adapters
 
     def longest(self, adapter: str | None, prompt: list[int]) -> tuple[Prefix | None, int]:
         """The entry sharing the most first tokens with the prompt (same adapter), and how many it shares; (None, 0)
