@@ -55,8 +55,29 @@ def decoder_step(causal_lm, key=None):
     return step
 
 
-def test_the_decoders_logits_equal_transformers_forward(tokenizer):
-    model = packed_bf16(tokenizer)
+def sibling(tokenizer, family: str):
+    """The tiny llama's shape as a Qwen2 (q/k/v biases) or Mistral model, bf16, packed."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_class, model_class = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "mistral": (MistralConfig, MistralForCausalLM)}[family]
+    shape = tiny_model(tokenizer).config.to_dict()
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings")
+    torch.manual_seed(0)
+    model = model_class(config_class(**{key: shape[key] for key in keys}, sliding_window=None)).eval()
+    model = redrawn(model.to(torch.bfloat16))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("proj.bias"):
+                p.normal_(0, 0.5)
+    pack_linears(model)
+    return model
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+def test_the_decoders_logits_equal_transformers_forward(tokenizer, family):
+    model = packed_bf16(tokenizer) if family == "llama" else sibling(tokenizer, family)
+    assert llama_decoder(model) is not None
     expected = two_steps(model, transformers_step(model))
     assert torch.equal(two_steps(model, decoder_step(model)), expected)
     assert not torch.equal(expected[0], expected[1])  # rows differ: a row reading another's cache would show

@@ -1,4 +1,4 @@
-"""One decoding step of a Llama-family model written out over its own weights: the engine's step without
+"""One decoding step of a Llama-family model (Llama, Qwen2, Mistral) written out over its own weights: the engine's step without
 transformers' layer code.
 
 A step feeds one token per row. Its matrix products read every weight once and cost nearly the same at 1 row as
@@ -18,8 +18,9 @@ layers would apply) gave back 4 ms of that. The engine's 16 x 64 decode: 2.24-2.
 With LoRA adapters stacked for the batch (serve/stacked_lora.py), linears that carry LoRA layers go through their
 stack: fused and packed ones as one `DirectLora` (two products: [W; A] and the masked B), others layer by layer
 (`StackedLora.project`); linears without LoRA through their packed weights. Prefills stay on transformers'
-forward (many tokens a row: its overhead is small there). Models this does not cover (other layer types, a
-sliding window, unpacked weights, peft's own mixed batches) keep transformers' forward.
+forward (many tokens a row: its overhead is small there). Models this does not cover (other layer types, such
+as Qwen3's normed q and k or Gemma's scaled embeddings, a sliding window, unpacked weights, peft's own mixed
+batches) keep transformers' forward.
 """
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ from peft.tuners.lora import LoraLayer
 
 from tunesmith.serve.slot_cache import SlotCache
 
+FAMILIES = {  # causal LM class → (its model class, its decoder layer class): the layers this step writes out
+    "LlamaForCausalLM": ("LlamaModel", "LlamaDecoderLayer"),
+    "Qwen2ForCausalLM": ("Qwen2Model", "Qwen2DecoderLayer"),
+    "MistralForCausalLM": ("MistralModel", "MistralDecoderLayer"),
+}
 SILU = ("SiLU", "SiLUActivation")  # torch's and transformers' modules whose forward is F.silu
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # causal LM → (key, its LlamaDecoder or None)
 
@@ -148,11 +154,13 @@ class LlamaDecoder:
 
     @staticmethod
     def matches(causal_lm) -> bool:
-        """A Llama causal LM: transformers' classes, no sliding window."""
+        """A Llama, Qwen2 or Mistral causal LM (the same decoder layer; Qwen2's q/k/v biases ride in the packed
+        group) from transformers' classes, without a sliding window."""
         inner = getattr(causal_lm, "model", None)
-        return type(causal_lm).__name__ == "LlamaForCausalLM" and type(inner).__name__ == "LlamaModel" \
+        family = FAMILIES.get(type(causal_lm).__name__)
+        return family is not None and type(inner).__name__ == family[0] \
             and not getattr(causal_lm.config, "sliding_window", None) \
-            and all(type(layer).__name__ == "LlamaDecoderLayer" for layer in inner.layers)
+            and all(type(layer).__name__ == family[1] for layer in inner.layers)
 
     def usable(self) -> bool:
         """Every linear packed as the decoder reads it (bf16 on a CPU with oneDNN's bf16 kernels)."""
