@@ -133,3 +133,16 @@ def test_the_engine_decodes_through_it_and_answers_as_through_transformers(token
     assert len(calls) >= 10
     monkeypatch.setattr(RunningBatch, "decode", lambda self, *args: None)
     assert answers() == through_decoder
+
+
+def test_a_model_let_go_is_freed_with_its_decoder_and_stacked_adapters(tokenizer):
+    import gc
+    import weakref
+
+    plain, wrapped = packed_bf16(tokenizer), lora_model(packed_bf16(tokenizer))
+    assert llama_decoder(plain) is not None and stacked_lora(wrapped) is not None
+    assert llama_decoder(wrapped.get_base_model(), adapters_key(wrapped)) is not None
+    gone = [weakref.ref(plain), weakref.ref(wrapped)]
+    del plain, wrapped
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]  # the server's pool drops models: their memory must go too

@@ -24,8 +24,6 @@ batches) keep transformers' forward.
 """
 from __future__ import annotations
 
-import weakref
-
 import torch
 import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
@@ -38,16 +36,18 @@ FAMILIES = {  # causal LM class → (its model class, its decoder layer class): 
     "MistralForCausalLM": ("MistralModel", "MistralDecoderLayer"),
 }
 SILU = ("SiLU", "SiLUActivation")  # torch's and transformers' modules whose forward is F.silu
-_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # causal LM → (key, its LlamaDecoder or None)
+# (key, its LlamaDecoder or None), kept on the model itself: the decoder refers to the model, so a WeakKeyDictionary
+# value would keep its key alive and a model the pool lets go would never be freed; on the model it is one cycle
+DECODER_ATTRIBUTE = "_tunesmith_decoder"
 
 
 def llama_decoder(causal_lm, key=None) -> LlamaDecoder | None:
     """The model's decoder, or None where it does not apply; built again when `key` changes (a peft model's
     adapters: adding the first LoRA layers wraps the linears the decoder holds)."""
-    known = _DECODERS.get(causal_lm)
+    known = causal_lm.__dict__.get(DECODER_ATTRIBUTE)
     if known is None or known[0] != key:
         decoder = LlamaDecoder(causal_lm) if LlamaDecoder.matches(causal_lm) else None
-        known = _DECODERS[causal_lm] = (key, decoder if decoder is not None and decoder.usable() else None)
+        known = causal_lm.__dict__[DECODER_ATTRIBUTE] = (key, decoder if decoder is not None and decoder.usable() else None)
     return known[1]
 
 

@@ -28,7 +28,6 @@ model to peft's own path.
 """
 from __future__ import annotations
 
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -41,20 +40,22 @@ from peft.tuners.lora import LoraLayer
 
 from tunesmith.models.packed_linear import PACK_ROWS_HINT, PackedWeight, SharedProduct, packed_linear
 
-_STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (adapters_key, StackedLora or None)
+# (adapters_key, StackedLora or None), kept on the model itself: the stacks refer to the model, so a WeakKeyDictionary
+# value would keep its key alive and a model the pool lets go would never be freed; on the model it is one cycle
+STACKS_ATTRIBUTE = "_tunesmith_stacked_lora"
 
 
 def stacked_lora(model: PeftModel) -> StackedLora | None:
     """The model's stacked adapters (one per model: it owns the layers' forwards), rebuilt when its adapters
     change; None when they are not stackable (then peft's own mixed batch serves them)."""
     key = adapters_key(model)
-    known = _STACKED.get(model)
+    known = model.__dict__.get(STACKS_ATTRIBUTE)
     if known is not None and known[0] == key:
         return known[1]
     if known is not None and known[1] is not None:
         known[1].close()
     built = StackedLora(model) if stackable(model) else None
-    _STACKED[model] = (key, built)
+    model.__dict__[STACKS_ATTRIBUTE] = (key, built)
     return built
 
 
