@@ -77,33 +77,31 @@ class Projection:
             return "packed_weight" in self.bases[0].__dict__ and self.group is None
         return self.group is not None and self.group.layers == self.bases
 
-    def joint(self, x: torch.Tensor, lora) -> torch.Tensor:
-        """The linears' outputs for x (rows, in) side by side, (rows, sum of outs)."""
-        outputs = self(x, lora, joint=True)
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
-
-    def __call__(self, x: torch.Tensor, lora, joint: bool = False) -> list[torch.Tensor]:
-        """Each linear's output for x (rows, in), or with `joint` all of them as one tensor where they are computed
-        as one; `lora`: the batch's stacked adapters, or None (base rows only)."""
+    def __call__(self, x: torch.Tensor, lora) -> torch.Tensor:
+        """The linears' outputs for x (rows, in) side by side, (rows, sum of outs); `lora`: the batch's stacked
+        adapters, or None (base rows only)."""
         if lora is not None and self.lora:
             if self.direct[0] is not lora:
                 self.direct = (lora, lora.direct(self.linears) if all(isinstance(l, LoraLayer) for l in self.linears) else None)
             direct = self.direct[1]
             if direct is None:  # stacked LoRA layer by layer: it takes (rows, T, in); siblings share one product of x
                 x = x[:, None]
-                return [(lora.project(linear, x) if isinstance(linear, LoraLayer) else linear(x))[:, 0]
-                        for linear in self.linears]
+                outputs = [(lora.project(linear, x) if isinstance(linear, LoraLayer) else linear(x))[:, 0]
+                           for linear in self.linears]
+                return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
             mask = lora.direct_mask(direct.mask_key)
             if mask is not None:
-                both = direct(x, mask)
-                return [both] if joint or self.columns is None else [both[:, start:end] for start, end in self.columns]
+                return direct(x, mask)
         if self.group is not None:
-            both = packed_product(x, *self.group.current())
-            return [both] if joint else [both[:, start:end] for start, end in self.columns]
+            return packed_product(x, *self.group.current())
         base = self.bases[0]
         if base.packed_weight.weight is not base.weight:  # its weight was replaced: the plain product
-            return [F.linear(x, base.weight, base.bias)]
-        return [packed_product(x, base.packed_weight.current(), base.bias)]
+            return F.linear(x, base.weight, base.bias)
+        return packed_product(x, base.packed_weight.current(), base.bias)
+
+    def split(self, both: torch.Tensor) -> list[torch.Tensor]:
+        """Each sibling's columns of the joint output."""
+        return [both[:, start:end] for start, end in self.columns]
 
 
 class DecoderLayer:
@@ -118,16 +116,16 @@ class DecoderLayer:
 
     def __call__(self, h, cos, sin, cache: SlotCache, index: int, mask, shape: tuple[int, int, int], lora):
         rows, (heads, kv_heads, head_dim) = h.shape[0], shape
-        qkv = self.qkv.joint(rms_norm(h, *self.norms[0]), lora)  # (rows, (heads + 2 kv_heads) head_dim)
+        qkv = self.qkv(rms_norm(h, *self.norms[0]), lora)  # (rows, (heads + 2 kv_heads) head_dim)
         rotated = (heads + kv_heads) * head_dim  # q and k rotated as one tensor
         qk = rotate(qkv[:, :rotated].view(rows, heads + kv_heads, 1, head_dim), cos, sin)
         v = qkv[:, rotated:].view(rows, kv_heads, 1, head_dim)
         keys, values = cache.update(qk[:, heads:], v, index)  # (rows, kv_heads, W, head_dim)
         folded = qk[:, :heads].reshape(rows, kv_heads, heads // kv_heads, head_dim)  # each key/value head's query heads
         attended = F.scaled_dot_product_attention(folded, keys, values, attn_mask=mask)
-        h = h + self.o.joint(attended.reshape(rows, heads * head_dim), lora)
-        gate, up = self.gate_up(rms_norm(h, *self.norms[1]), lora)
-        return h + self.down.joint(self.act(gate) * up, lora)
+        h = h + self.o(attended.reshape(rows, heads * head_dim), lora)
+        gate, up = self.gate_up.split(self.gate_up(rms_norm(h, *self.norms[1]), lora))
+        return h + self.down(self.act(gate) * up, lora)
 
 
 def rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -176,4 +174,4 @@ class LlamaDecoder:
         for index, layer in enumerate(self.layers):
             h = layer(h, cos, sin, cache, index, mask, self.shape, lora)
         norm = self.lm.model.norm
-        return self.head.joint(rms_norm(h, norm.weight, norm.variance_epsilon), lora)
+        return self.head(rms_norm(h, norm.weight, norm.variance_epsilon), lora)
