@@ -12,7 +12,8 @@ continue:
   naive2e      naive with 2 epochs, the passes over the new data that the shipped recipe makes
   tunesmith    the example configs as shipped (u2.yaml, u3.yaml): 2 epochs over the new data, three quarters
                of each step replayed from all earlier updates (share 0.75), and update 3 not replaying
-               update 2's provisional names, which it corrects (drop_matching, 18 of update 2's 138 rows)
+               update 2's provisional names, which it corrects (drop_matching, 18 of update 2's 138 rows),
+               at half update 2's learning rate (0.001; u3lr1 below)
   replay       1 epoch, a quarter of each step replayed (data.replay.share 0.25)
   replay50     1 epoch, half of each step replayed (share 0.5: the configs shipped until 2026-12-04)
   anchor       replay + L2 pull towards the parent's weights (model.parent.anchor 100)
@@ -22,10 +23,12 @@ continue:
   replay2e     2 epochs, share 0.75, update 3 replaying update 2's provisional names too
   distill2e    replay2e with earlier_loss: kl_to_parent
   replay3e     replay2e, with 3 epochs over update 3's corrections (5 elements, 90 rows)
-  replay2d     the shipped recipe (the name the search measured it under)
+  replay2d     the shipped recipe until 2026-12-05 (update 3 at lr 0.002; the name the search measured it under)
   replay3d     replay2d with 3 epochs over update 3's corrections
   replay2d875  replay2d with 7 of each u3 step's 8 examples replayed (share 0.875: 180 steps, u1's rows replayed
                about as often as in u2, whose 2 epochs over 138 rows took 138 steps)
+  u3lr1        replay2d with update 3 at half the learning rate (0.001): its 90 steps over 6 replayed rows in 8
+               are 7.5 times naive's 12, and a smaller step moves earlier facts less (shipped since 2026-12-05)
 
 After each update every task so far is scored (held-out accuracy, eval phrasings never trained on) and
 perplexity on general English (examples/general). With several --seeds the whole sequence runs once per seed
@@ -57,8 +60,8 @@ TASKS = [("u1", "facts"), ("u2", "facts"), ("u2", "provisional"), ("u3", "facts"
 
 
 ONE_EPOCH = ("replay", "anchor", "replay50", "stack", "distill")  # the recipes before 2026-12-04
-TWO_EPOCHS = ("replay2e", "distill2e", "replay3e", "replay2d", "replay3d", "replay2d875")  # share 0.75
-DROPS_PROVISIONAL = ("tunesmith", "replay2d", "replay3d", "replay2d875")  # u3 drop_matching: ["(?i)unnil"]
+TWO_EPOCHS = ("replay2e", "distill2e", "replay3e", "replay2d", "replay3d", "replay2d875", "u3lr1")  # share 0.75
+DROPS_PROVISIONAL = ("tunesmith", "replay2d", "replay3d", "replay2d875", "u3lr1")  # u3 drop_matching: ["(?i)unnil"]
 
 
 def variant_config(update: str, variant: str, parent: Path | None, out: Path, max_steps: int | None, seed: int):
@@ -91,6 +94,8 @@ def variant_config(update: str, variant: str, parent: Path | None, out: Path, ma
             raw["train"]["epochs"] = 3
         if variant == "replay2d875" and update == "u3":
             replay["share"] = 0.875
+        if variant == "u3lr1" and update == "u3":
+            raw["train"]["lr"] = 0.001
         if variant in ("distill", "distill2e"):
             replay["earlier_loss"] = "kl_to_parent"
     if max_steps is not None:
@@ -214,7 +219,7 @@ def table(rows: list[dict]) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="naive,replay,tunesmith", help="comma-separated: naive, naive2e, tunesmith, replay, replay50, anchor, stack, distill, replay2e, distill2e, replay3e, replay2d, replay3d, replay2d875")
+    parser.add_argument("--variants", default="naive,replay,tunesmith", help="comma-separated: naive, naive2e, tunesmith, replay, replay50, anchor, stack, distill, replay2e, distill2e, replay3e, replay2d, replay3d, replay2d875, u3lr1")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-continual"))
     parser.add_argument("--seeds", default="42", help="comma-separated train.seed values; the table adds their means, "
                         "and the target is checked on the means (one held-out item of u1 is 1.4 points)")
