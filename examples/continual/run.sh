@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The continual example end to end: three gated updates, each a version of `elements-assistant`.
-# Run as: bash examples/continual/run.sh [HOME_DIR]      (from the repository root; ~15 min on 2 CPU cores)
+# Run as: bash examples/continual/run.sh [HOME_DIR]      (from the repository root; ~9 min on 2 CPU cores)
 #
 # Each update trains from the previous version (model.parent), replays earlier data, and is evaluated on
 # its own suite (gain over the previous version) and on every earlier suite (kept within eval.max_points_lost:
