@@ -129,3 +129,26 @@ def test_an_adapters_rows_reuse_only_what_that_adapter_prefilled(tokenizer, monk
     assert starts[0] == 0 and starts[1] >= MIN_REUSE  # the base row reuses the base's prefix, the adapter's does not
     for req in requests:
         assert generated(req) == [alone(model, tokenizer, req.prompt_ids, req.adapter)]
+
+
+def test_a_cold_burst_prefills_one_prompt_per_shared_beginning_first_and_the_rest_after_it(tokenizer, monkeypatch):
+    model = add_random_adapter(redrawn(tiny_model(tokenizer)), "a")
+    prompts = chats(tokenizer, SYSTEM, ["Symbol of gold?", "Symbol of iron?", "Symbol of tin?", "Symbol of lead?"])
+    stranger = chats(tokenizer, "Be brief.", ["Symbol of neon?"])[0]
+    passes = recording_prefills(monkeypatch)
+    batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
+    requests = [request(p, 8) for p in [*prompts, stranger]]
+    for req, adapter in zip(requests, [None, "a", None, "a", None]):
+        req.adapter = adapter
+    with torch.inference_mode():
+        batch.admit(model, requests)  # nothing stored: all five arrive together
+        while batch:
+            batch.step(model)
+    common = [next(i for i, (a, b) in enumerate(zip(prompts[k], prompts[k + 2])) if a != b) for k in (0, 1)]
+    assert min(common) >= MIN_REUSE
+    # first the first prompt of the base and the first of adapter a, whole (one pass each: two exceed PREFILL_TOKENS)
+    assert sorted(passes[:2]) == sorted([(len(prompts[0]), [0]), (len(prompts[1]), [0])])
+    later = sorted(start for _, starts in passes[2:] for start in starts)
+    assert later == sorted([0, *common])  # the other two reuse their own adapter's leader; the stranger shares nothing
+    for req in requests:
+        assert generated(req) == [alone(model, tokenizer, req.prompt_ids, req.adapter)]

@@ -1,10 +1,12 @@
 """The engine's slot cache on the tiny model: rows join and leave a running batch at any step, move between
 slots, grow the cache, and still answer exactly as when generated alone."""
+import numpy as np
 import pytest
 import torch
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.serve.engine import RunningBatch
+from tunesmith.serve.prefix_store import MIN_REUSE, shared_length
 from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
 from tunesmith.serve.slot_cache import SlotCache
 from tests.tiny import redrawn, tiny_model
@@ -122,7 +124,9 @@ def test_each_prefill_group_streams_its_first_tokens_before_the_next_group_is_pr
     monkeypatch.setattr(RunningBatch, "prefill", lambda self, *args: (
         streamed_before.append({i for i, r in enumerate(requests) if not r.out.empty()}), real_prefill(self, *args))[1])
     batch.admit(model, requests)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # shortest prompts first
+    # the first prompt goes first (the others begin like it: the default system prompt), then the shortest first
+    assert all(shared_length(np.asarray(prompts[0]), np.asarray(p)) >= MIN_REUSE for p in prompts[1:])
+    order = [0, *sorted(range(1, len(prompts)), key=lambda i: len(prompts[i]))]
     assert streamed_before == [set(order[:k]) for k in range(len(prompts))]
     while batch:
         batch.step(model)

@@ -12,12 +12,13 @@ What it calls: sampling.py chooses each row's next token, detokenize.py turns a 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from peft import PeftModel
 
 from tunesmith.serve.decode_step import llama_decoder
 from tunesmith.serve.detokenize import ChoiceText
-from tunesmith.serve.prefix_store import PrefixStore
+from tunesmith.serve.prefix_store import MIN_REUSE, PrefixStore, shared_length
 from tunesmith.serve.requests import Delta, GenerationRequest
 from tunesmith.serve.sampling import choose_tokens
 from tunesmith.serve.slot_cache import SlotCache
@@ -73,6 +74,28 @@ def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
     return choose_tokens(logits, temperature, top_p, ordered).tolist()
 
 
+def burst_leaders(requests: list[GenerationRequest], prefixes: PrefixStore) -> list[int]:
+    """The requests of one admission to prefill before the others: for each set of requests with the same adapter
+    whose prompts begin alike (SmolLM2's default system prompt: the first 24 of ~38 tokens of a short question), the
+    first of them, when that shared beginning is at least MIN_REUSE tokens longer than what the store holds for
+    the others. Its prompt then goes to the store, and the rest prefill only what follows it."""
+    stored = [min(prefixes.longest(r.adapter, r.prompt_ids)[1], len(r.prompt_ids) - 1) for r in requests]
+    candidates: list[int] = []
+    leaders: list[int] = []
+    for j, request in enumerate(requests):
+        prompt = np.asarray(request.prompt_ids)
+        for i in candidates:
+            if requests[i].adapter == request.adapter:
+                shared = min(shared_length(np.asarray(requests[i].prompt_ids), prompt), len(prompt) - 1)
+                if shared >= MIN_REUSE and shared >= stored[j] + MIN_REUSE:
+                    if i not in leaders:
+                        leaders.append(i)
+                    break
+        else:
+            candidates.append(j)
+    return leaders
+
+
 def prefill_groups(widths: list[int]) -> list[list[int]]:
     """Request indices per prefill pass, given the tokens each must prefill: fewest first (little padding), each
     pass at most PREFILL_TOKENS padded tokens unless one prompt alone is longer."""
@@ -100,10 +123,20 @@ class RunningBatch:
     def admit(self, model, requests: list[GenerationRequest]) -> None:
         """Prefill new requests and add their rows to the running batch, one prefill group at a time: a group's
         rows choose their first tokens (and stream them) before the next group is prefilled. A prompt that begins
-        like one prefilled before prefills only the rest (serve/prefix_store.py)."""
+        like one prefilled before prefills only the rest (serve/prefix_store.py); in a burst of prompts that begin
+        alike and find nothing stored, one of them is prefilled first so that the others find it."""
         if self.cache is None:
             self.cache = SlotCache.for_model(model)
         self.prefixes.bind(model, adapters_key(model) if isinstance(model, PeftModel) else None)
+        leaders = set(burst_leaders(requests, self.prefixes))
+        first = [request for i, request in enumerate(requests) if i in leaders]
+        rest = [request for i, request in enumerate(requests) if i not in leaders]
+        for part in (first, rest):
+            if part:
+                self.admit_after_prefixes(model, part)
+
+    def admit_after_prefixes(self, model, requests: list[GenerationRequest]) -> None:
+        """admit's prefill groups for these requests, each after the longest prefix the store holds for it."""
         found = [self.prefixes.longest(request.adapter, request.prompt_ids) for request in requests]
         reused = [min(shared, len(request.prompt_ids) - 1) for request, (_, shared) in zip(requests, found)]
         for group in prefill_groups([len(request.prompt_ids) - n for request, n in zip(requests, reused)]):

@@ -38,9 +38,14 @@ class Prefix:
 
     def shared_with(self, prompt: np.ndarray) -> int:
         """How many first tokens this entry shares with the prompt."""
-        width = min(len(self.tokens), len(prompt))
-        same = self.tokens[:width] == prompt[:width]
-        return width if same.all() else int(same.argmin())
+        return shared_length(self.tokens, prompt)
+
+
+def shared_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many first tokens two prompts share."""
+    width = min(len(a), len(b))
+    same = a[:width] == b[:width]
+    return width if same.all() else int(same.argmin())
 
 
 class PrefixStore:
