@@ -21,7 +21,8 @@ including the stop token (the server's usage.completion_tokens).
                    --max-tokens on both sides, so the cost is the adapters' alone). Both are checked.
   static_bf16      one left-padded batch of the 16 prompts through transformers `generate`, bf16 weights.
   sequential_*     `generate` one prompt after another (fp32: the issue's baseline; bf16 weights cast once).
-  llama_cpp        llama-cpp-python on the embedded Q4_1 GGUF, `create_chat_completion` one prompt after another.
+  llama_cpp        llama-cpp-python on the embedded Q4_1 GGUF, `create_chat_completion` one prompt after another
+                   (`extra_buffers` false: rerun without weight repacking after its AMX matmul crashed).
 
 `same_answers_as` counts the serve_16 answers whose text equals each sequential side's (greedy; bf16 rounding can
 change a near-tie, so bf16 serving is compared with sequential bf16 too). `targets` (issue 14) says pass/fail.
@@ -33,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -294,14 +296,30 @@ def run_static_batch(prompts: list[str], max_tokens: int, dtype) -> dict:
     return figures(seconds, sum(len(row) for row in rows), len(prompts))
 
 
-def run_llama_cpp(prompts: list[str], max_tokens: int, threads: int) -> dict:
+def run_llama_cpp(prompts: list[str], max_tokens: int, threads: int, extra_buffers: bool = True) -> dict:
+    """`extra_buffers`: llama.cpp's weight repacking (AMX, CPU_REPACK), on by default. Its AMX matmul crashes on
+    some Xeons (ggml-org/llama.cpp#20824; here on the embedded Q4_1 file's first decode), so the side reruns
+    without it when its process dies of a segmentation fault (side_in_own_process)."""
     import llama_cpp
+    import llama_cpp.llama_cpp as bindings
 
     from tunesmith.models.resolve import EMBEDDED_MODELS, embedded_gguf_path
 
     gguf = embedded_gguf_path(EMBEDDED_MODELS[BASE])
-    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads,
-                          verbose=False)  # n_threads_batch defaults to every core: it thrashed (6.3 s vs 0.7 s)
+    defaults = bindings.llama_model_default_params
+
+    def without_extra_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    if not extra_buffers:  # llama-cpp-python's Llama has no argument for it: its model parameters start from these
+        bindings.llama_model_default_params = without_extra_buffers
+    try:
+        llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads,
+                              verbose=False)  # n_threads_batch defaults to every core: it thrashed (6.3 s vs 0.7 s)
+    finally:
+        bindings.llama_model_default_params = defaults
     ask = lambda prompt, n: llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=n, temperature=0)
     ask("Hello!", 4)  # warm-up
     started = time.perf_counter()
@@ -309,7 +327,7 @@ def run_llama_cpp(prompts: list[str], max_tokens: int, threads: int) -> dict:
     seconds = time.perf_counter() - started
     # llama.cpp's usage does not count the stop token it ended on; count it, as the other sides do
     tokens = sum(a["usage"]["completion_tokens"] + (a["choices"][0]["finish_reason"] == "stop") for a in answers)
-    return {**figures(seconds, tokens, len(prompts)), "gguf": gguf.name}
+    return {**figures(seconds, tokens, len(prompts)), "gguf": gguf.name, "extra_buffers": extra_buffers}
 
 
 def figures(seconds: float, tokens: int, requests: int) -> dict:
@@ -382,7 +400,8 @@ def run_side(side: str, args) -> dict:
         result = run_sequential(prompts[: args.requests], args.max_tokens, {"sequential_bf16": torch.bfloat16,
                                                                             "sequential_fp32": torch.float32}[side])
         return {side: result, "texts": {side: result.pop("texts")}}
-    return {"llama_cpp": run_llama_cpp(prompts[: args.requests], args.max_tokens, args.threads)}
+    return {"llama_cpp": run_llama_cpp(prompts[: args.requests], args.max_tokens, args.threads,
+                                       extra_buffers=not args.llama_without_extra_buffers)}
 
 
 def side_in_own_process(side: str, args) -> dict:
@@ -391,6 +410,8 @@ def side_in_own_process(side: str, args) -> dict:
     command = [sys.executable, __file__, "--only", side, "--threads", str(args.threads), "--requests", str(args.requests),
                "--concurrency", args.concurrency, "--max-tokens", str(args.max_tokens)]
     done = subprocess.run(command, capture_output=True, text=True)
+    if side == "llama_cpp" and done.returncode == -signal.SIGSEGV:  # llama.cpp's AMX matmul (run_llama_cpp)
+        done = subprocess.run([*command, "--llama-without-extra-buffers"], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"side {side} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -404,6 +425,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=idle_cores(), help="torch threads, every side (default: idle cores)")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {','.join(SIDES)}")
     parser.add_argument("--only", choices=SIDES, help=argparse.SUPPRESS)  # internal: run one side, print its JSON
+    parser.add_argument("--llama-without-extra-buffers", action="store_true", help=argparse.SUPPRESS)  # internal
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.only:
