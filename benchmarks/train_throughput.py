@@ -93,11 +93,14 @@ def run_child(command: list[str], log_path: Path) -> dict:
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
 
 
-def tunesmith_config(settings: dict, train: Path, valid: Path, packing: bool, share_prefix: bool = False) -> dict:
+def tunesmith_config(settings: dict, train: Path, valid: Path, packing: bool, share_prefix: bool | None = None) -> dict:
+    """share_prefix None: tunesmith's default (on for packed supervised runs)."""
+    data = {"train": str(train), "valid": str(valid), "max_length": settings["max_length"], "packing": packing}
+    if share_prefix is not None:
+        data["share_prefix"] = share_prefix
     return {
         "model": {"base": settings["base_model"]},
-        "data": {"train": str(train), "valid": str(valid), "max_length": settings["max_length"], "packing": packing,
-                 "share_prefix": share_prefix},
+        "data": data,
         "lora": dict(settings["lora"]),
         "train": {
             "method": "lora",
@@ -133,10 +136,10 @@ def tunesmith_loop_figures(metrics_path: Path) -> dict:
             "in_run_valid_loss": valid_loss, "loop_peak_rss_mb": peak}
 
 
-def run_tunesmith(settings: dict, train: Path, valid: Path, work: Path, packing: bool, share_prefix: bool = False) -> dict:
+def run_tunesmith(settings: dict, train: Path, valid: Path, work: Path, packing: bool, share_prefix: bool | None = None) -> dict:
     import yaml
 
-    name = "tunesmith-share-prefix" if share_prefix else "tunesmith"
+    name = "tunesmith-no-share-prefix" if share_prefix is False else "tunesmith"
     config_path = work / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(tunesmith_config(settings, train, valid, packing, share_prefix), sort_keys=False))
     run_dir = work / f"{name}-run"
@@ -153,7 +156,7 @@ def run_tunesmith(settings: dict, train: Path, valid: Path, work: Path, packing:
         "final_train_loss": run["final_loss"],
         "adapter": str(run_dir / "adapter"),
         "packing": packing,
-        "share_prefix": share_prefix,
+        "share_prefix": yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["share_prefix"],  # as resolved
     }
 
 
@@ -400,8 +403,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     if "tunesmith" in sides:
         results["tunesmith"] = run_tunesmith(settings, train, valid, work, packing=not args.tunesmith_no_packing)
         machine["load_avg_after_tunesmith"] = [round(x, 2) for x in os.getloadavg()]
-    if "tunesmith_share_prefix" in sides:  # the same with data.share_prefix: the system prompt once per packed row
-        results["tunesmith_share_prefix"] = run_tunesmith(settings, train, valid, work, packing=True, share_prefix=True)
+    if "tunesmith_no_share_prefix" in sides:  # packing without sharing the system prompt (the default until 2026-12-05)
+        results["tunesmith_no_share_prefix"] = run_tunesmith(settings, train, valid, work, packing=True, share_prefix=False)
     if "trl" in sides:
         results["trl"] = run_trl(settings, train, valid, work, "trl", gradient_checkpointing=True)
         machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
@@ -422,7 +425,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     trl_sides = {name: r for name, r in results.items() if name.startswith("trl")}
     if trl_sides:  # TRL's fastest side in this run, whichever it is, against each tunesmith side
         fastest = max(trl_sides, key=lambda name: trl_sides[name]["tokens_per_s"])
-        for ours, key in (("tunesmith", "ratios_vs_fastest_trl"), ("tunesmith_share_prefix", "share_prefix_ratios_vs_fastest_trl")):
+        for ours, key in (("tunesmith", "ratios_vs_fastest_trl"), ("tunesmith_no_share_prefix", "no_share_prefix_ratios_vs_fastest_trl")):
             if ours in results:
                 report[key] = {"side": fastest, **compare(results[ours], trl_sides[fastest])}
     report["config"] = settings
@@ -459,9 +462,10 @@ def notes(results: dict, machine: dict, work: Path, settings: dict) -> list[str]
         f"int(0.03 × steps) warm-up steps, batch 16 without accumulation, seed {settings['seed']}; example order: "
         + ("TRL draws tunesmith's (the same batches at every step; valid loss moves by ~0.03 with the order alone)."
            if settings["trl_order"] == "tunesmith" else "each side's own shuffling, so the order differs."),
-        "tunesmith_share_prefix (when run): tunesmith with data.share_prefix, the examples' common untrained system "
-        "prompt computed once per packed row (each example still computes what it would alone; its tokens_per_s counts "
-        "every example's tokens, prompt included, as the other sides do).",
+        f"tunesmith share_prefix={ts.get('share_prefix')} (its default: the examples' common untrained system prompt "
+        "computed once per packed row; each example still computes what it would alone; tokens_per_s counts every "
+        "example's tokens, prompt included, as the other sides do). tunesmith_no_share_prefix (when run): packing "
+        "without it, the default until 2026-12-05.",
         "wall_s includes everything each command does: tunesmith train also writes a checkpoint and exports the merged "
         "model (safetensors); TRL runs trainer.evaluate() on the valid rows and saves the adapter.",
         "valid_loss: both adapters scored in the parent process by assistant_token_loss (fp32, token-weighted mean over "
@@ -490,8 +494,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tunesmith-no-packing", action="store_true", help="turn off tunesmith's default packing")
     parser.add_argument("--sides", default="tunesmith,trl,trl_no_gradient_checkpointing,trl_eager_no_gradient_checkpointing",
                         help="comma-separated subset to run (e.g. tunesmith alone, to see how its loss moves with --seed); "
-                             "also trl_eager (TRL with eager attention, gradient checkpointing on) and tunesmith_share_prefix "
-                             "(tunesmith with data.share_prefix: each packed row holds the examples' common system prompt once)")
+                             "also trl_eager (TRL with eager attention, gradient checkpointing on) and tunesmith_no_share_prefix "
+                             "(tunesmith with data.share_prefix off: every example keeps its own copy of the system prompt)")
     parser.add_argument("--trl-labels", choices=["trl", "tunesmith"], default="trl",
                         help="TRL's rows: its own prompt/completion rendering (trains the newline after <|im_end|> too), "
                              "or tunesmith's exact input_ids and labels")

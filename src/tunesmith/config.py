@@ -84,7 +84,7 @@ class DataConfig(Strict):
     valid: Path | None = Field(None, description="Validation file in the same format; loss is reported on it.")
     max_length: int = Field(1024, ge=8, description="Tokens per example; longer examples are truncated (data check warns).")
     packing: bool = Field(True, description="Pack short examples into one sequence with a block-diagonal mask.")
-    share_prefix: bool = Field(False, description="With packing: examples of a batch that begin with the same untrained tokens (a chat template's system prompt) share one copy of them per row; each example still computes exactly what it would alone (train/packing.py).")
+    share_prefix: bool | None = Field(None, description="With packing: examples of a batch that begin with the same untrained tokens (a chat template's system prompt) share one copy of them per row; each example still computes exactly what it would alone (train/packing.py). Default (null): on for packed supervised runs (train.method lora or full), off otherwise; the run's config.yaml records what it resolved to.")
     skip_invalid: bool = Field(False, description="Train on the valid rows and report the skipped ones, instead of refusing.")
     pii: Literal["refuse", "redact", "allow"] = Field("refuse", description="Personal data (emails, phones, cards, IBANs, national ids, IP and street addresses) in the train/valid files and the replayed general text: refuse to train, listing each by line (default: no shipped example has any, and nothing personal reaches a model unasked); redact into RUN_DIR/redacted/ and train on that copy (names too where a detector is installed); or allow.")
     replay: ReplayConfig | None = Field(None, description="Mix earlier data and/or general text into each step (continued runs); None = train on data.train alone.")
@@ -242,6 +242,8 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _share_prefix_in_packed_supervised_rows(self) -> "RunConfig":
+        if self.data.share_prefix is None:  # the default: share wherever it applies (2.5x TRL's fastest; benchmarks/README.md)
+            self.data.share_prefix = self.data.packing and self.train.method in ("lora", "full")
         if self.data.share_prefix and not self.data.packing:
             raise ValueError("data.share_prefix shares a prefix within packed rows: set data.packing: true, or drop share_prefix")
         if self.data.share_prefix and self.train.method in ("dpo", "classification"):

@@ -177,6 +177,17 @@ def test_share_prefix_is_refused_where_it_would_do_nothing(tmp_path):
             load_config(overrides={"model.base": "smollm2-135m-instruct", "out": tmp_path, "data.share_prefix": True, **overrides})
 
 
+def test_share_prefix_defaults_to_on_exactly_where_it_applies(tmp_path):
+    def resolved(**overrides):
+        config = load_config(overrides={"model.base": "smollm2-135m-instruct", "out": tmp_path, **overrides})
+        return config.data.share_prefix
+
+    assert resolved() is True and resolved(**{"train.method": "full"}) is True  # packed supervised runs
+    assert resolved(**{"data.packing": False}) is False
+    assert resolved(**{"train.method": "dpo"}) is False and resolved(**{"train.method": "classification"}) is False
+    assert resolved(**{"data.share_prefix": False}) is False  # said outright, kept
+
+
 def test_shared_rows_stay_narrow_when_max_length_is_long():
     prompted = [TokenizedExample(list(range(10)) + [99] * 40, [-100] * 11 + [99] * 39) for _ in range(12)]
     shared = collate(prompted, 0, max_length=4096, packing=True, share_prefix=True)
