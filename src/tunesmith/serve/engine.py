@@ -74,23 +74,23 @@ def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
     return choose_tokens(logits, temperature, top_p, ordered).tolist()
 
 
-def burst_leaders(requests: list[GenerationRequest], prefixes: PrefixStore) -> list[int]:
+def burst_leaders(requests: list[GenerationRequest], prefixes: PrefixStore) -> set[int]:
     """The requests of one admission to prefill before the others: for each set of requests with the same adapter
     whose prompts begin alike (SmolLM2's default system prompt: the first 24 of ~38 tokens of a short question), the
     first of them, when that shared beginning is at least MIN_REUSE tokens longer than what the store holds for
-    the others. Its prompt then goes to the store, and the rest prefill only what follows it."""
-    stored = [min(prefixes.longest(r.adapter, r.prompt_ids)[1], len(r.prompt_ids) - 1) for r in requests]
+    the others. Its prompt then goes to the store, and the rest prefill only what follows it. The store is asked
+    only about prompts that have such a partner."""
+    prompts = [np.asarray(request.prompt_ids) for request in requests]
     candidates: list[int] = []
-    leaders: list[int] = []
+    leaders: set[int] = set()
     for j, request in enumerate(requests):
-        prompt = np.asarray(request.prompt_ids)
         for i in candidates:
-            if requests[i].adapter == request.adapter:
-                shared = min(shared_length(np.asarray(requests[i].prompt_ids), prompt), len(prompt) - 1)
-                if shared >= MIN_REUSE and shared >= stored[j] + MIN_REUSE:
-                    if i not in leaders:
-                        leaders.append(i)
-                    break
+            if requests[i].adapter != request.adapter:
+                continue
+            shared = min(shared_length(prompts[i], prompts[j]), len(prompts[j]) - 1)
+            if shared >= MIN_REUSE and shared >= prefixes.longest(request.adapter, request.prompt_ids)[1] + MIN_REUSE:
+                leaders.add(i)
+                break
         else:
             candidates.append(j)
     return leaders
@@ -128,7 +128,7 @@ class RunningBatch:
         if self.cache is None:
             self.cache = SlotCache.for_model(model)
         self.prefixes.bind(model, adapters_key(model) if isinstance(model, PeftModel) else None)
-        leaders = set(burst_leaders(requests, self.prefixes))
+        leaders = burst_leaders(requests, self.prefixes)
         first = [request for i, request in enumerate(requests) if i in leaders]
         rest = [request for i, request in enumerate(requests) if i not in leaders]
         for part in (first, rest):
