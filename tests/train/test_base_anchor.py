@@ -11,6 +11,7 @@ from tunesmith.data.formats import load_file
 from tunesmith.data.render import records_to_examples
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.base_anchor import AnchoredExample, AnchoredTokenObjective
+from tunesmith.train.lora import adapters_switched_off
 from tunesmith.train.replay import load_replay
 from tunesmith.train.setup import build_model, loop_settings
 from tunesmith.train.sft import train
@@ -185,3 +186,23 @@ def test_new_examples_share_their_prefix_beside_anchored_chunks_and_the_loss_sta
     assert batches[1].tokens.input_ids.numel() < batches[0].tokens.input_ids.numel()  # the three facts share a prefix
     assert torch.equal(batches[1].anchored.input_ids, batches[0].anchored.input_ids)  # the chunks stay whole
     assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-5)
+
+
+def test_switching_the_adapters_off_gives_peft_s_base_and_puts_the_adapters_back(tiny_model_dir, tmp_path):
+    model = build_model(anchored_config(tiny_model_dir, tmp_path))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p) * 0.5)
+    ids = torch.tensor([[5, 9, 17, 3, 8]])
+    trained = {name: p.requires_grad for name, p in model.named_parameters()}
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits
+        with model.disable_adapter():
+            peft_base = model(input_ids=ids).logits
+        with adapters_switched_off(model):
+            base = model(input_ids=ids).logits
+        after = model(input_ids=ids).logits
+    assert torch.equal(base, peft_base) and not torch.allclose(base, adapted, atol=1e-3)
+    assert torch.equal(after, adapted)
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == trained

@@ -137,7 +137,7 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_update(tokenizer, tm
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tokenizer):
-    from tunesmith.train.forward import batch_loss_sum
+    from tunesmith.train.forward import batch_loss_sum, checkpointed
     from tunesmith.train.packing import collate
 
     batch = collate(fact_examples(tokenizer), tokenizer.pad_token_id, 128, packing=True)
@@ -146,6 +146,35 @@ def test_activation_checkpointing_gives_the_same_gradients(tokenizer):
         model = tiny_model(tokenizer, seed=2).train()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        assert checkpointed(model) == model.is_activation_checkpointing == checkpointing  # the cheap check agrees
         batch_loss_sum(model, batch).backward()
         grads.append([p.grad.clone() for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+
+def test_the_run_s_optimizer_steps_bit_for_bit_as_torch_s_per_tensor_adamw(tokenizer, tiny_model_dir, tmp_path):
+    from tests.train.test_sft_run import write_chat_file
+    from tunesmith.config import load_config
+    from tunesmith.train.forward import batch_loss_sum
+    from tunesmith.train.packing import collate
+    from tunesmith.train.setup import build_optimizer
+
+    config = load_config(overrides={"model.base": str(tiny_model_dir), "out": tmp_path / "run", "train.lr": 1e-2,
+                                    "data.train": write_chat_file(tmp_path / "t.jsonl", FACTS)})
+    models = [apply_lora(tiny_model(tokenizer, seed=3), LoraConfig(r=4, alpha=8)).train() for _ in range(2)]
+    fast = build_optimizer(models[0], config)
+    twin = dict(models[1].named_parameters())
+    names = {id(p): name for name, p in models[0].named_parameters()}
+    per_tensor = torch.optim.AdamW([{**group, "params": [twin[names[id(p)]] for p in group["params"]]}
+                                    for group in fast.param_groups], foreach=False)
+    assert fast.defaults["foreach"]
+    batch = collate(fact_examples(tokenizer), tokenizer.pad_token_id, 128, packing=True)
+    for _ in range(5):
+        for model, optimizer in zip(models, (fast, per_tensor)):
+            optimizer.zero_grad()
+            batch_loss_sum(model, batch).backward()
+            optimizer.step()
+    lora_b = [name for name in names.values() if "lora_B" in name]
+    assert all(twin[name].abs().sum() > 0 for name in lora_b)  # the adapters moved (B starts at zero)
+    assert all(torch.equal(p, twin[name]) for name, p in models[0].named_parameters())

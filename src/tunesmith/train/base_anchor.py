@@ -33,6 +33,7 @@ from safetensors.torch import load_file
 from tunesmith.config import ConfigError, RunConfig
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
 from tunesmith.train.forward import causal_lm_of, final_hidden
+from tunesmith.train.lora import adapters_switched_off
 from tunesmith.train.loss import trained_token_loss_and_hits
 from tunesmith.train.objective import BatchLayout, TokenObjective
 from tunesmith.train.packing import ModelBatch, collate, collate_placed
@@ -76,17 +77,6 @@ def collate_anchored(examples: list[TokenizedExample], settings: BatchLayout) ->
             chunks.append(example)
     anchored = collate(chunks, settings.pad_id, settings.max_length, packing=False) if chunks else None
     return AnchoredBatch(tokens, torch.cat(flat) if flat else torch.zeros(0, dtype=torch.long), anchored)
-
-
-@contextmanager
-def adapters_switched_off(model):
-    """The LoRA adapters off and on again: what `PeftModel.disable_adapter()` does, less its check that every
-    adapter layer agrees (get_model_status walks every module: 0.020 s against 0.008 s a step, 135M model)."""
-    model.base_model.disable_adapter_layers()
-    try:
-        yield
-    finally:
-        model.base_model.enable_adapter_layers()
 
 
 @contextmanager

@@ -34,9 +34,20 @@ def attention_kernel(causal_lm: PreTrainedModel, batch: ModelBatch):
     checkpointing: its backward recomputes the forward outside this context, where the kernel would differ."""
     if (torch.is_grad_enabled() and batch.input_ids.device.type == "cpu"
             and batch.input_ids.shape[1] <= MATH_ATTENTION_MAX_WIDTH
-            and not getattr(causal_lm, "is_activation_checkpointing", False)):
+            and not checkpointed(causal_lm)):
         return sdpa_kernel(SDPBackend.MATH)
     return contextlib.nullcontext()
+
+
+def checkpointed(causal_lm: PreTrainedModel) -> bool:
+    """Activation checkpointing on: transformers' flag on the decoder's layers (its `is_activation_checkpointing`
+    walks every module of the model, 11 ms a step on the 135M model), or its walk where there is no layer list."""
+    decoder = causal_lm.get_decoder()
+    layers = getattr(decoder, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList):
+        return bool(getattr(decoder, "gradient_checkpointing", False)) \
+            or any(getattr(layer, "gradient_checkpointing", False) for layer in layers)
+    return getattr(causal_lm, "is_activation_checkpointing", False)
 
 
 def final_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tensor:

@@ -7,8 +7,11 @@ import warnings
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from tunesmith.config import ConfigError, LoraConfig
+
+TUNER_LAYERS = "_tunesmith_tuner_layers"  # a model's adapter layers, kept in its __dict__ (not a registered submodule)
 
 
 def check_target_modules(model, target_modules: list[str] | str) -> None:
@@ -60,3 +63,30 @@ def ignore_peft_deprecation() -> None:
     """The same, for the rest of the process: for the server, which wraps models in passing threads while
     other threads run (`catch_warnings` saves and restores process-wide filters: not safe across threads)."""
     warnings.filterwarnings("ignore", message=PEFT_DEPRECATION, category=FutureWarning)
+
+
+@contextlib.contextmanager
+def adapters_switched_off(model):
+    """The LoRA adapters off and on again for a forward without gradients: each adapter layer's own switch
+    (`disable_adapters`, which its forward reads) over a list of them kept on the model. peft's
+    `disable_adapter_layers` / `enable_adapter_layers` do the same and more: they walk every module of the model
+    and reset each adapter weight's requires_grad, which a reference forward under no_grad does not need
+    (profile, demo step at batch 4 with kl_to_base: 35 ms of a ~570 ms step)."""
+    layers = tuner_layers(model)
+    before = [layer._disable_adapters for layer in layers]
+    for layer in layers:
+        layer._disable_adapters = True
+    try:
+        yield
+    finally:
+        for layer, was in zip(layers, before):
+            layer._disable_adapters = was
+
+
+def tuner_layers(model) -> list[BaseTunerLayer]:
+    """The model's peft adapter layers, found once (the list is kept on the model; adapters are not added while it
+    trains)."""
+    known = model.__dict__.get(TUNER_LAYERS)
+    if known is None:
+        known = model.__dict__[TUNER_LAYERS] = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    return known

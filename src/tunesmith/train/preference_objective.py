@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from tunesmith.data.render import TokenizedExample
+from tunesmith.train.lora import adapters_switched_off
 from tunesmith.train.objective import BatchLayout
 from tunesmith.train.packing import ModelBatch, collate_placed
 from tunesmith.train.preference_loss import (
@@ -94,7 +95,7 @@ def answer_logps(model, batch: PreferenceBatch) -> ChosenRejected:
 @torch.no_grad()
 def adapter_disabled_logps(model, batch: PreferenceBatch) -> ChosenRejected:
     """The reference log-probs: the same weights with the LoRA adapters off, i.e. the base model the run adapts."""
-    with model.disable_adapter():
+    with adapters_switched_off(model):
         return answer_logps(model, batch)
 
 

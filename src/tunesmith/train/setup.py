@@ -107,7 +107,10 @@ def build_optimizer(model, config: RunConfig) -> torch.optim.Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999))
+    # foreach: the same arithmetic as the per-tensor loop (bit-identical, tests/train/test_loop.py), one op over all
+    # of a group's tensors: torch picks it by default on GPUs only
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999),
+                                  foreach=True)
     if config.model.parent is not None and config.model.parent.anchor > 0:
         anchor_to_parent(optimizer, config.model.parent.anchor)  # before a checkpoint loads: anchors to the parent
     return optimizer
