@@ -206,3 +206,24 @@ def test_switching_the_adapters_off_gives_peft_s_base_and_puts_the_adapters_back
     assert torch.equal(base, peft_base) and not torch.allclose(base, adapted, atol=1e-3)
     assert torch.equal(after, adapted)
     assert {name: p.requires_grad for name, p in model.named_parameters()} == trained
+
+
+def test_switching_the_adapters_off_also_switches_off_modules_to_save_as_peft_does(tokenizer):
+    from peft import LoraConfig as PeftLoraConfig
+
+    from tests.tiny import tiny_model
+    from tunesmith.train.lora import peft_model
+
+    model = peft_model(tiny_model(tokenizer, seed=4), PeftLoraConfig(r=4, target_modules=["q_proj"],
+                                                                      modules_to_save=["lm_head"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "modules_to_save" in name:
+                p.add_(torch.randn_like(p))  # only the trained copy of the head moves
+        ids = torch.tensor([[5, 9, 17, 3, 8]])
+        adapted = model(input_ids=ids).logits
+        with model.disable_adapter():
+            peft_base = model(input_ids=ids).logits
+        with adapters_switched_off(model):
+            base = model(input_ids=ids).logits
+    assert torch.equal(base, peft_base) and not torch.allclose(base, adapted, atol=1e-3)

@@ -152,7 +152,6 @@ def test_activation_checkpointing_gives_the_same_gradients(tokenizer):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
 
 
-
 def test_the_run_s_optimizer_steps_bit_for_bit_as_torch_s_per_tensor_adamw(tokenizer, tiny_model_dir, tmp_path):
     from tests.train.test_sft_run import write_chat_file
     from tunesmith.config import load_config

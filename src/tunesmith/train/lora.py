@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.utils.other import AuxiliaryTrainingWrapper
 
 from tunesmith.config import ConfigError, LoraConfig
 
-TUNER_LAYERS = "_tunesmith_tuner_layers"  # a model's adapter layers, kept in its __dict__ (not a registered submodule)
+TUNER_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → its adapter layers
 
 
 def check_target_modules(model, target_modules: list[str] | str) -> None:
@@ -68,7 +70,7 @@ def ignore_peft_deprecation() -> None:
 @contextlib.contextmanager
 def adapters_switched_off(model):
     """The LoRA adapters off and on again for a forward without gradients: each adapter layer's own switch
-    (`disable_adapters`, which its forward reads) over a list of them kept on the model. peft's
+    (`disable_adapters`, which its forward reads) over a list of them found once per model. peft's
     `disable_adapter_layers` / `enable_adapter_layers` do the same and more: they walk every module of the model
     and reset each adapter weight's requires_grad, which a reference forward under no_grad does not need
     (profile, demo step at batch 4 with kl_to_base: 35 ms of a ~570 ms step)."""
@@ -83,10 +85,11 @@ def adapters_switched_off(model):
             layer._disable_adapters = was
 
 
-def tuner_layers(model) -> list[BaseTunerLayer]:
-    """The model's peft adapter layers, found once (the list is kept on the model; adapters are not added while it
-    trains)."""
-    known = model.__dict__.get(TUNER_LAYERS)
+def tuner_layers(model) -> list[torch.nn.Module]:
+    """The modules peft switches off with its adapters (its `_enable_adapter_layers`: adapter layers and wrappers of
+    trained modules such as modules_to_save), found once per model: adapters are not added while it trains."""
+    known = TUNER_LAYERS.get(model)
     if known is None:
-        known = model.__dict__[TUNER_LAYERS] = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        known = TUNER_LAYERS[model] = [m for m in model.modules()
+                                       if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
     return known
