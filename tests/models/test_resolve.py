@@ -67,3 +67,15 @@ def test_real_chat_template_trains_the_end_of_turn_token():
     trained = [t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX]
     assert trained[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>") == tokenizer.eos_token_id
     assert tokenizer.decode(trained) == "The symbol for gold is Au.<|im_end|>"
+
+
+def test_loaded_models_never_fetch_kernels_from_the_hub(tiny_model_dir, tmp_path):
+    """transformers kernelizes a loaded model by default (on a GPU, `train()` then downloads hub kernels: every
+    run failed on an H100 with no hub); our loaders switch it off, for causal LMs and classifiers alike."""
+    from tests.tiny import save_tiny_classifier
+    from tunesmith.models.classifier import load_classifier
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tiny_model_dir).use_kernels  # what transformers does on its own
+    assert load_model(str(tiny_model_dir)).use_kernels is False
+    assert load_classifier(save_tiny_classifier(tmp_path / "classifier")).model.use_kernels is False

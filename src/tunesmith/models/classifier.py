@@ -29,6 +29,8 @@ from typing import Literal
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from tunesmith.models.resolve import NO_HUB_KERNELS
+
 CLASSIFIER_FILE = "classifier.json"
 FORMAT_VERSION = 1
 ProblemType = Literal["multi_label_classification", "single_label_classification"]
@@ -221,7 +223,8 @@ def load_classifier(directory: str | Path, dtype: torch.dtype = torch.float32, d
     if meta.get("format") != FORMAT_VERSION:
         raise ClassifierFormatError(f"{meta_path}: format: {meta.get('format')!r} is not {FORMAT_VERSION} — re-export the model")
     bf16 = bf16_supported(torch.device(device)) if bf16 is None else bf16
-    model = AutoModelForSequenceClassification.from_pretrained(directory, dtype=dtype).to(device).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(directory, dtype=dtype, **NO_HUB_KERNELS)
+    model = model.to(device).eval()
     if bf16:
         model = model.to(torch.bfloat16)
     labels = list(meta["labels"])

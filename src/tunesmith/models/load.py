@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tunesmith.models.classifier import bf16_supported
-from tunesmith.models.resolve import resolve_model_dir
+from tunesmith.models.resolve import NO_HUB_KERNELS, resolve_model_dir
 
 
 class ChatTemplateError(ValueError):
@@ -25,10 +25,9 @@ def load_tokenizer(ref: str) -> PreTrainedTokenizerBase:
 
 
 def load_model(ref: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> PreTrainedModel:
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve_model_dir(ref), dtype=dtype, attn_implementation=attn_implementation
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model_dir(ref), dtype=dtype, attn_implementation=attn_implementation, **NO_HUB_KERNELS
     )
-    return model
 
 
 def inference_dtype(bf16: bool | None) -> torch.dtype:

@@ -39,6 +39,12 @@ EMBEDDED_MODELS = {
 }
 
 
+# transformers (5.2x) kernelizes a model it loaded by default: on a GPU, `model.train()` then fetches kernels
+# (kernels-community/rotary, ...) from the Hugging Face hub and runs their code. Seen on an H100 with no hub
+# reachable: every training run failed at its first step. tunesmith runs no code from the hub: every load says so.
+NO_HUB_KERNELS = {"use_kernels": False}
+
+
 def cache_root() -> Path:
     """Where dequantized checkpoints live: $TUNESMITH_CACHE, else ~/.cache/tunesmith."""
     return Path(os.environ.get("TUNESMITH_CACHE", Path.home() / ".cache" / "tunesmith"))
@@ -119,7 +125,7 @@ def materialize_embedded(model: EmbeddedModel) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **NO_HUB_KERNELS)
     loaded.hf_quantizer = None
     loaded.is_quantized = False
     if hasattr(loaded.config, "quantization_config"):

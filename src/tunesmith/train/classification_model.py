@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as transformers_logging
 
 from tunesmith.config import ConfigError, RunConfig
-from tunesmith.models.resolve import resolve_model_dir
+from tunesmith.models.resolve import NO_HUB_KERNELS, resolve_model_dir
 from tunesmith.train.lora import check_target_modules, peft_model
 
 HEAD = "score"  # the classification head of transformers' decoder ...ForSequenceClassification models
@@ -52,7 +52,8 @@ def build_classification_model(config: RunConfig, labels: list[str], multi_label
     transformers_logging.set_verbosity_error()  # the load report lists `score` as new and dropped layers as unused
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            directory, config=model_config, attn_implementation=config.model.attn_implementation, dtype=torch.float32)
+            directory, config=model_config, attn_implementation=config.model.attn_implementation, dtype=torch.float32,
+            **NO_HUB_KERNELS)
     finally:
         transformers_logging.set_verbosity(verbosity)
     model.config.use_cache = False
