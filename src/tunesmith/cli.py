@@ -24,7 +24,9 @@ models_app = typer.Typer(help="Named models with numbered versions: register, pr
 app.add_typer(models_app, name="models")
 app.add_typer(guard_app, name="guard")
 console = Console()
-err = Console(stderr=True)
+# Messages are not broken at the console's width (80 columns off a terminal): a path:line in an error stays one
+# string to copy or grep (seen split as 'train.j\nsonl:3' under a longer temporary directory).
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -170,6 +172,7 @@ def train(
     from tunesmith.models.resolve import ModelNotFoundError
     from tunesmith.train.checkpoint import CheckpointMismatchError
     from tunesmith.train.deepspeed import DeepSpeedSetupError
+    from tunesmith.train.distributed import NoGpuForRankError
     from tunesmith.train.loop import NoTrainedTokensError
     from tunesmith.train.setup import InvalidDataError, NoTrainingDataError
     from tunesmith.data.pii_policy import PersonalDataRefused
@@ -198,7 +201,7 @@ def train(
         result = run_training(run_config, resume=resume, console=err, stop_after=stop_after)
     except (ConfigError, SuiteError, InvalidDataError, NoTrainingDataError, ChatTemplateError, ModelNotFoundError,
             RunDirectoryInUse, CheckpointMismatchError, DeepSpeedSetupError, NoTrainedTokensError,
-            PersonalDataRefused) as exc:
+            PersonalDataRefused, NoGpuForRankError) as exc:
         if audited and run_config is not None:  # a refused run is recorded; a config that does not load is a typo
             audit_cli_action(home, None, "run.trained", str(run_config.out.resolve()),
                              "refused: " + str(exc).splitlines()[0][:200], config=str(config) if config else None)

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_train(*args, nproc=1):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # gloo on the CPU, also where there are GPUs (a machine with one GPU cannot give two processes one each)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run([sys.executable, "-m", "tunesmith.cli", "train", *args, "--nproc", str(nproc)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -50,11 +50,19 @@ class World:
             dist.barrier()
 
 
+class NoGpuForRankError(ValueError):
+    """More processes on this machine than it has GPUs; the message says what to launch instead."""
+
+
 def training_device() -> str:
     """This process's GPU (LOCAL_RANK picks it among the node's GPUs) when there is one, else the CPU."""
     if not torch.cuda.is_available():
         return "cpu"
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local >= gpus:  # CUDA would say "invalid device ordinal" at the first tensor moved
+        raise NoGpuForRankError(
+            f"process {local} of this machine has no GPU: it has {gpus}. Start at most {gpus} process(es) a machine "
+            "(--nproc), or hide the GPUs (CUDA_VISIBLE_DEVICES=) to train every process on the CPU with gloo.")
     torch.cuda.set_device(local)
     return f"cuda:{local}"
 
