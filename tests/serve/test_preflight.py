@@ -1,5 +1,6 @@
 """The web UI's extension endpoints in-process (no job worker): data check, cost estimate, suites, and the run
 config a job gets (its named suite, or the quick evaluation on its validation file)."""
+import torch
 import yaml
 from fastapi.testclient import TestClient
 
@@ -7,6 +8,7 @@ from tests.serve.server import FACTS, upload_file, wait_for, write_chat_file
 from tunesmith.evaluate.suite import load_suite
 from tunesmith.registry import comparisons, jobs, keys
 from tunesmith.serve.app import create_app
+from tunesmith.serve.routes.preflight import this_machine
 from tunesmith.serve.suites import QUICK_EVAL_ROWS
 from tunesmith.serve.worker import JobWorker
 
@@ -45,7 +47,8 @@ def test_data_check_reports_a_bad_row_by_line_and_a_good_file_with_histogram_and
     assert api.get(f"/ui/api/files/{file_id}/data-check", params={"model": "ft:nope"}).json()["error"]["param"] == "model"
 
 
-def test_estimate_resolves_auto_as_the_worker_will_and_prices_the_run(api, tmp_path, tiny_model_dir):
+def test_estimate_resolves_auto_as_the_worker_will_and_prices_the_run(api, tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this CPU's estimate (a GPU's: the next test)
     train = upload_file(api, write_chat_file(tmp_path / "train.jsonl"))
     body = {"model": tiny_model_dir.name, "training_file": train, "hyperparameters": {"batch_size": 2}}
     answer = api.post("/ui/api/estimate", json=body).json()
@@ -59,6 +62,14 @@ def test_estimate_resolves_auto_as_the_worker_will_and_prices_the_run(api, tmp_p
     assert estimate["memory"]["python, torch, tokenizer, data (measured)"] == api.app_state.runtime_bytes
     bad = api.post("/ui/api/estimate", json={**body, "training_file": "file-nope"})
     assert bad.status_code == 404 and bad.json()["error"]["param"] == "training_file"
+
+
+def test_on_a_gpu_machine_the_estimate_prices_that_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *device: "NVIDIA H100 80GB HBM3")  # an H100's name
+    assert this_machine() == "h100"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *device: "Some Future Accelerator")
+    assert this_machine() == "cpu"  # not in the GPU table: the estimate stays this machine's CPU's
 
 
 def test_a_job_names_a_server_suite_or_gets_the_quick_evaluation(api, tmp_path, tiny_model_dir):
