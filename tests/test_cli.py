@@ -33,6 +33,16 @@ def test_train_refuses_invalid_data_and_names_the_row(tmp_path, tiny_model_dir):
     assert not (tmp_path / "run" / "model").exists()
 
 
+def test_an_error_naming_a_long_path_keeps_its_path_and_line_whole(tmp_path, tiny_model_dir):
+    """Off a terminal the console is 80 columns wide; an error is not broken inside the path:line it names."""
+    folder = tmp_path / ("a-folder-whose-name-is-long-enough-to-cross-the-console-width-" * 2)
+    folder.mkdir()
+    data = write_rows(folder / "train.jsonl", [GOOD, {"messages": [{"role": "user", "content": "hi"}]}])
+    result = runner.invoke(app, ["train", "--base", str(tiny_model_dir), "--data", str(data),
+                                 "--out", str(tmp_path / "run"), "--max-steps", "1"])
+    assert result.exit_code == 1 and f"{data}:2: messages: no assistant turn" in result.stderr
+
+
 def test_skip_invalid_trains_on_valid_rows_and_reports_skipped_ones(tmp_path, tiny_model_dir):
     data = write_rows(tmp_path / "train.jsonl", [GOOD, GOOD, {"messages": [{"role": "user", "content": "hi"}]}])
     result = runner.invoke(app, ["train", "--base", str(tiny_model_dir), "--data", str(data),
