@@ -152,7 +152,7 @@ def test_activation_checkpointing_gives_the_same_gradients(tokenizer):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
 
 
-def test_the_run_s_optimizer_steps_bit_for_bit_as_torch_s_per_tensor_adamw(tokenizer, tiny_model_dir, tmp_path):
+def test_the_run_s_fused_optimizer_steps_as_torch_s_per_tensor_adamw(tokenizer, tiny_model_dir, tmp_path):
     from tests.train.test_sft_run import write_chat_file
     from tunesmith.config import load_config
     from tunesmith.train.forward import batch_loss_sum
@@ -167,7 +167,7 @@ def test_the_run_s_optimizer_steps_bit_for_bit_as_torch_s_per_tensor_adamw(token
     names = {id(p): name for name, p in models[0].named_parameters()}
     per_tensor = torch.optim.AdamW([{**group, "params": [twin[names[id(p)]] for p in group["params"]]}
                                     for group in fast.param_groups], foreach=False)
-    assert fast.defaults["foreach"]
+    assert fast.defaults["fused"]
     batch = collate(fact_examples(tokenizer), tokenizer.pad_token_id, 128, packing=True)
     for _ in range(5):
         for model, optimizer in zip(models, (fast, per_tensor)):
@@ -176,4 +176,5 @@ def test_the_run_s_optimizer_steps_bit_for_bit_as_torch_s_per_tensor_adamw(token
             optimizer.step()
     lora_b = [name for name in names.values() if "lora_B" in name]
     assert all(twin[name].abs().sum() > 0 for name in lora_b)  # the adapters moved (B starts at zero)
-    assert all(torch.equal(p, twin[name]) for name, p in models[0].named_parameters())
+    # fused is not promised bit-identical to the per-tensor loop (3e-8 apart on the demo's shapes after 50 steps)
+    assert max((p - twin[name]).abs().max().item() for name, p in models[0].named_parameters()) < 1e-6

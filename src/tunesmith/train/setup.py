@@ -107,13 +107,25 @@ def build_optimizer(model, config: RunConfig) -> torch.optim.Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # foreach: the same arithmetic as the per-tensor loop (bit-identical, tests/train/test_loop.py), one op over all
-    # of a group's tensors: torch picks it by default on GPUs only
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999),
-                                  foreach=True)
+                                  **adamw_kernel(decay + no_decay))
     if config.model.parent is not None and config.model.parent.anchor > 0:
         anchor_to_parent(optimizer, config.model.parent.anchor)  # before a checkpoint loads: anchors to the parent
     return optimizer
+
+
+def adamw_kernel(params: list[torch.Tensor]) -> dict:
+    """torch's fused AdamW (one kernel a tensor) where the parameters are plain tensors; FSDP's sharded (DTensor)
+    ones keep foreach (bit-identical to the per-tensor loop).
+
+    On the CPU foreach is a loop of ~10 ops a tensor: the demo's 420 LoRA tensors (4.9M values) took 23.4-24.3 ms
+    an optimizer step, fused 4.0-4.4 ms (~3.5% of a 0.55 s step); values within 3e-8 of foreach after 50 steps,
+    not bit-identical (tests/train/test_loop.py)."""
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in params):
+        return {"foreach": True}
+    return {"fused": True}
 
 
 def build_strategy(world: World, deepspeed_json: dict | None) -> Strategy:
