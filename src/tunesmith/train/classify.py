@@ -48,6 +48,7 @@ from tunesmith.train.distributed import init_world
 from tunesmith.train.export import atomic_directory_write
 from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.loop import fit, run_outcome
+from tunesmith.train.metrics import METRICS_FILE, logged_so_far
 from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
 from tunesmith.train.schedule import build_scheduler
 from tunesmith.train.setup import (
@@ -128,7 +129,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     )
 
     # --- fit
-    last: dict = {}
+    last = logged_so_far(run_dir / METRICS_FILE)  # a resumed run's steps before this one
     with training_progress(console, disable=not world.is_main) as progress:
         task = progress.add_task("training", total=settings.total_steps, completed=state.step, loss="")
 

@@ -24,6 +24,7 @@ from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.loop import fit, run_outcome
+from tunesmith.train.metrics import METRICS_FILE, logged_so_far
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
 from tunesmith.train.preference_objective import PreferenceExample, PreferenceObjective
 from tunesmith.train.reference import with_reference_logps
@@ -97,7 +98,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     )
 
     # --- fit
-    last: dict = {}
+    last = logged_so_far(run_dir / METRICS_FILE)  # a resumed run's steps before this one
     with training_progress(console, disable=not world.is_main) as progress:
         task = progress.add_task("training", total=settings.total_steps, completed=state.step, loss="")
 

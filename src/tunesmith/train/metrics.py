@@ -38,6 +38,15 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
+def logged_so_far(path: Path) -> dict:
+    """The records of a metrics.jsonl merged in order (the last loss, the last valid_loss, ...): what a resumed
+    run's recipe knows of the steps before it, also when it resumes at its last step and trains none."""
+    merged: dict = {}
+    for record in read_metrics(path):
+        merged.update(record)
+    return merged
+
+
 class MetricsLog:
     """Appends records to a run's metrics.jsonl; on resume, records past the checkpoint (and a torn line) are dropped.
 

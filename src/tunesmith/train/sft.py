@@ -22,6 +22,7 @@ from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.frozen_weights import frozen_weights_in_bf16
 from tunesmith.train.loop import fit, run_outcome
+from tunesmith.train.metrics import METRICS_FILE, logged_so_far
 from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
 from tunesmith.train.replay import ReplayPool, load_replay
@@ -115,7 +116,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     )
 
     # --- fit
-    last: dict = {}
+    last = logged_so_far(run_dir / METRICS_FILE)  # a resumed run's steps before this one
     with training_progress(console, disable=not world.is_main) as progress:
         task = progress.add_task("training", total=settings.total_steps, completed=state.step, loss="")
 
