@@ -128,6 +128,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tiny_model_dir, t
 
 def test_resuming_a_finished_run_trains_nothing_and_reports_its_final_losses(tiny_model_dir, tmp_path):
     first = train(run_config(tiny_model_dir, tmp_path, max_steps=3))
-    again = train(run_config(tiny_model_dir, tmp_path, max_steps=3), resume=True)  # `tunesmith train --resume` crashed printing None
+    # `tunesmith train --resume` on it crashed printing a None loss
+    again = train(run_config(tiny_model_dir, tmp_path, max_steps=3), resume=True)
     assert (again.steps, again.final_loss, again.final_valid_loss) == (3, first.final_loss, first.final_valid_loss)
     assert again.final_loss is not None
