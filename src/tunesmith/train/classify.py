@@ -129,7 +129,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     )
 
     # --- fit
-    last = logged_so_far(run_dir / METRICS_FILE)  # a resumed run's steps before this one
+    last = logged_so_far(run_dir / METRICS_FILE, state.step)  # a resumed run's steps before this one
     with training_progress(console, disable=not world.is_main) as progress:
         task = progress.add_task("training", total=settings.total_steps, completed=state.step, loss="")
 

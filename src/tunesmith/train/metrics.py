@@ -38,12 +38,14 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-def logged_so_far(path: Path) -> dict:
-    """The records of a metrics.jsonl merged in order (the last loss, the last valid_loss, ...): what a resumed
-    run's recipe knows of the steps before it, also when it resumes at its last step and trains none."""
+def logged_so_far(path: Path, resume_step: int) -> dict:
+    """The records of a metrics.jsonl up to `resume_step` merged in order (the last loss, the last valid_loss, ...):
+    what a resumed run's recipe knows of the steps before it, also when it resumes at its last step and trains
+    none. Records past the checkpoint are left out, as MetricsLog drops them."""
     merged: dict = {}
     for record in read_metrics(path):
-        merged.update(record)
+        if record["step"] <= resume_step:
+            merged.update(record)
     return merged
 
 
