@@ -95,6 +95,7 @@ class LoraConfig(Strict):
     alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names to adapt, or all linear layers but the output head.")
+    plus_lr_ratio: float | None = Field(None, gt=0, description="LoRA+ (Hayou et al. 2024; Axolotl's loraplus_lr_ratio): the B matrices learn at train.lr × this ratio, the A matrices at train.lr; the paper suggests 16. None = one learning rate for both.")
 
 
 class DpoConfig(Strict):

@@ -178,3 +178,24 @@ def test_the_run_s_fused_optimizer_steps_as_torch_s_per_tensor_adamw(tokenizer, 
     assert all(twin[name].abs().sum() > 0 for name in lora_b)  # the adapters moved (B starts at zero)
     # fused is not promised bit-identical to the per-tensor loop (3e-8 apart on the demo's shapes after 50 steps)
     assert max((p - twin[name]).abs().max().item() for name, p in models[0].named_parameters()) < 1e-6
+
+
+def test_lora_plus_gives_the_b_matrices_their_own_learning_rate_through_the_schedule(tokenizer, tiny_model_dir, tmp_path):
+    from tunesmith.config import load_config
+    from tunesmith.train.schedule import build_scheduler
+    from tunesmith.train.setup import build_optimizer
+
+    model = apply_lora(tiny_model(tokenizer, seed=3), LoraConfig(r=4, alpha=8))
+    names = {id(p): name for name, p in model.named_parameters()}
+    plain = build_optimizer(model, load_config(overrides={"train.lr": 1e-3}))
+    assert {group["lr"] for group in plain.param_groups} == {1e-3}
+    plus = build_optimizer(model, load_config(overrides={"train.lr": 1e-3, "lora.plus_lr_ratio": 16}))
+    by_lr = {group["lr"]: {names[id(p)] for p in group["params"]} for group in plus.param_groups}
+    assert set(by_lr) == {1e-3, 16e-3}
+    assert by_lr[16e-3] and all("lora_B" in name for name in by_lr[16e-3])
+    assert not any("lora_B" in name for name in by_lr[1e-3])
+    scheduler = build_scheduler(plus, "cosine", 0.5, 4)  # warm-up: 2 steps
+    plus.step(), scheduler.step()
+    assert sorted(group["lr"] for group in plus.param_groups) == pytest.approx([0.5e-3, 8e-3])  # both halfway up
+    full = build_optimizer(tiny_model(tokenizer, seed=3), load_config(overrides={"train.method": "full", "lora.plus_lr_ratio": 16}))
+    assert {group["lr"] for group in full.param_groups} == {2e-4}  # no LoRA, nothing to split

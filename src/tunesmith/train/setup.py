@@ -102,16 +102,28 @@ def build_model(config: RunConfig):
 
 
 def build_optimizer(model, config: RunConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay, lora_b, no_decay = [], [], []
+    plus = config.lora.plus_lr_ratio if config.train.uses_lora else None
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
+            if param.ndim < 2:
+                no_decay.append(param)
+            else:
+                (lora_b if plus is not None and is_lora_b(name) else decay).append(param)
     groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if lora_b:  # LoRA+: the B matrices' own learning rate; the schedule scales every group's alike
+        groups.append({"params": lora_b, "weight_decay": config.train.weight_decay, "lr": config.train.lr * plus})
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.train.lr, betas=(0.9, 0.999),
-                                  **adamw_kernel(decay + no_decay))
+                                  **adamw_kernel(decay + lora_b + no_decay))
     if config.model.parent is not None and config.model.parent.anchor > 0:
         anchor_to_parent(optimizer, config.model.parent.anchor)  # before a checkpoint loads: anchors to the parent
     return optimizer
+
+
+def is_lora_b(name: str) -> bool:
+    """A LoRA B matrix (the up-projection peft starts at zero), as peft's LoRA+ optimizer tells them: lora_B or
+    lora_embedding_B in the parameter's name."""
+    return "lora_B" in name or "lora_embedding_B" in name
 
 
 def adamw_kernel(params: list[torch.Tensor]) -> dict:
