@@ -146,6 +146,8 @@ def train(
     lora_alpha: Optional[int] = typer.Option(None, help="LoRA alpha."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: where supported)."),
+    compile_layers: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile each decoder layer "
+                                                  "(train.compile; one process only)."),
     save_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
     eval_every: Optional[int] = typer.Option(None, help="Steps between validation-loss evaluations."),
     time_budget: Optional[float] = typer.Option(None, help="Minutes the training steps must fit: after timing a few "
@@ -183,7 +185,7 @@ def train(
         "model.base": base, "model.parent.run": from_run, "data.train": data, "data.valid": valid, "train.method": method,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.lr": lr, "train.batch_size": batch_size,
         "train.micro_batch_size": micro_batch_size, "data.max_length": max_length, "data.packing": packing,
-        "lora.r": lora_r, "lora.alpha": lora_alpha, "train.seed": seed, "train.bf16": bf16,
+        "lora.r": lora_r, "lora.alpha": lora_alpha, "train.seed": seed, "train.bf16": bf16, "train.compile": compile_layers,
         "train.save_every": save_every, "train.eval_every": eval_every, "out": out, "train.time_budget": time_budget,
         "data.skip_invalid": skip_invalid or None, "train.distributed": distributed,
         "train.deepspeed_config": deepspeed_config,

@@ -16,8 +16,9 @@ each compile once more).
 Numerics: a fused kernel rounds once where eager bf16 rounds after each op, so a compiled run's losses differ
 from an eager run's within bf16 rounding, as any change of kernels moves a run (tests/train/test_compiled_layers.py).
 
-Refused where it is not tested: several processes (DDP, FSDP and DeepSpeed wrap the layers themselves) and
-methods other than supervised finetuning. On the CPU inductor needs a C++ compiler (g++ or clang++, or $CXX).
+Where it is not tested it is refused (methods other than supervised finetuning) or not applied, with a notice
+(several processes: DDP, FSDP and DeepSpeed wrap the layers themselves). On the CPU inductor needs a C++ compiler
+(g++ or clang++, or $CXX); without one the run is refused before the model loads.
 """
 from __future__ import annotations
 
@@ -31,11 +32,16 @@ class CompileUnavailable(ConfigError):
     """train.compile asked for what this machine or run cannot do (a config error: the CLI and the server say it as one)."""
 
 
-def check_compile(device: torch.device | str, processes: int) -> None:
-    """Refuse train.compile before the model loads: several processes, or a CPU without a C++ compiler."""
-    if processes > 1:
-        raise CompileUnavailable(f"train.compile: {processes} processes — compiled layers are tested in one process only; "
-                                 "set train.compile: false for a distributed run")
+def applies(processes: int) -> bool:
+    """Several processes train with eager layers (a notice says so): compiled layers are tested in one process only."""
+    return processes == 1
+
+
+NOT_APPLIED = "train.compile: not applied with {processes} processes (compiled layers are tested in one process only)"
+
+
+def check_compiler(device: torch.device | str) -> None:
+    """Refuse train.compile before the model loads on a CPU without a C++ compiler, which inductor needs there."""
     if torch.device(device).type == "cpu":
         from torch._inductor import exc
         from torch._inductor.cpp_builder import get_cpp_compiler
@@ -45,7 +51,7 @@ def check_compile(device: torch.device | str, processes: int) -> None:
         except exc.InvalidCxxCompiler:
             raise CompileUnavailable("train.compile: torch.compile on the CPU needs a C++ compiler and none was found — "
                                      "install g++ (Debian/Ubuntu: apt install g++), point $CXX at one, "
-                                     "or set train.compile: false") from None
+                                     "or set train.compile: false (--no-compile)") from None
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from tunesmith.config import RunConfig, save_config
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
-from tunesmith.train.compiled_layers import check_compile, compile_decoder_layers
+from tunesmith.train import compiled_layers
 from tunesmith.train.deepspeed import check_deepspeed
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
@@ -78,8 +78,9 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     uses_deepspeed = config.train.distributed == "deepspeed"
     deepspeed_json = check_deepspeed(config.train.deepspeed_config) if uses_deepspeed else None  # fail before loading
     world = init_world(config.train.distributed)
-    if config.train.compile:
-        check_compile(world.device, world.size)  # before anything loads
+    compiles = config.train.compile and compiled_layers.applies(world.size)
+    if compiles:
+        compiled_layers.check_compiler(world.device)  # before anything loads
     strategy = build_strategy(world, deepspeed_json)
     if not world.is_main:
         console = Console(stderr=True, quiet=True)
@@ -104,8 +105,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
     # DeepSpeed's engine takes over model and optimizer here; the schedule keeps driving the optimizer's lr
     model, optimizer = strategy.wrap(model, optimizer, settings)
-    if config.train.compile:
-        compile_decoder_layers(model)  # compiled at the first step (train/compiled_layers.py)
+    if compiles:
+        compiled_layers.compile_decoder_layers(model)  # compiled at the first step (train/compiled_layers.py)
     state, resumed_from = TrainState(step=0, trained_tokens=0), None
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
@@ -117,9 +118,12 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         f"{config.train.method} on {config.model.base}: {trainable:,} of {total:,} parameters trained, "
         f"{len(data.train)} train / {len(data.valid)} valid examples, {settings.total_steps} steps, "
         f"bf16={'on' if settings.bf16 else 'off'}"
-        + (", compiled layers (the first step compiles them)" if config.train.compile else "")
+        + (", compiled layers (the first step compiles them)" if compiles else "")
         + (f", {world.size} processes ({world.strategy})" if world.size > 1 else "")
     )
+
+    if config.train.compile and not compiles:
+        console.print(f"[yellow]{compiled_layers.NOT_APPLIED.format(processes=world.size)}[/]")
 
     # --- fit
     last = logged_so_far(run_dir / METRICS_FILE, state.step)  # a resumed run's steps before this one
