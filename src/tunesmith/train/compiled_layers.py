@@ -15,6 +15,9 @@ each compile once more).
 
 Numerics: a fused kernel rounds once where eager bf16 rounds after each op, so a compiled run's losses differ
 from an eager run's within bf16 rounding, as any change of kernels moves a run (tests/train/test_compiled_layers.py).
+A process compiles afresh or takes kernels from torch's cache, and the two need not round alike: the demo's seed 42
+scored 84.6% trained with a warm cache and 85.1% with an empty one. So a resumed compiled run continues from the
+checkpoint's exact state but may round differently after it (the SIGKILL tests check exact resume eager).
 
 Where it is not tested it is refused (methods other than supervised finetuning) or not applied, with a notice
 (several processes: DDP, FSDP and DeepSpeed wrap the layers themselves). On the CPU inductor needs a C++ compiler
