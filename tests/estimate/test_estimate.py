@@ -147,6 +147,17 @@ def test_probe_runs_real_steps_and_calibrates_the_cpu(tmp_path, tiny_model_dir):
         estimate_config(load_config(estimate_yaml(tmp_path, tiny_model_dir)), "h100", probe=True)
 
 
+def test_a_compiled_config_is_probed_compiled_and_its_compiling_counted(tmp_path, tiny_model_dir):
+    config = load_config(estimate_yaml(tmp_path, tiny_model_dir), {"train.compile": True})
+    modelled = estimate_config(config, "cpu")
+    assert any("train.compile is not modelled" in note for note in modelled.notes)
+    probed = estimate_config(config, "cpu", probe=True, probe_steps=2, probe_warmup=1)
+    assert probed.probe["compile_seconds"] > 1  # the warm-up step compiled the layers
+    assert not any("train.compile" in note for note in probed.notes)
+    eager = estimate_config(load_config(estimate_yaml(tmp_path, tiny_model_dir)), "cpu", probe=True, probe_steps=2, probe_warmup=1)
+    assert eager.probe["compile_seconds"] == 0
+
+
 @pytest.mark.parametrize("hardware", ["cpu", "h100"])
 def test_cli_prints_a_table(tmp_path, tiny_model_dir, hardware):
     result = runner.invoke(app, ["estimate", estimate_yaml(tmp_path, tiny_model_dir), "--hardware", hardware,

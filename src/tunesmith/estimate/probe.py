@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from tunesmith.config import RunConfig
 from tunesmith.data.render import TokenizedExample
 from tunesmith.estimate.cost_model import MicroBatchShape, Method, ModelShape, activation_bytes, micro_batch_flops
+from tunesmith.train import compiled_layers
 from tunesmith.train.loop import peak_rss_mb, train_step
 from tunesmith.train.schedule import build_scheduler, step_example_indices
 from tunesmith.train.setup import build_model, build_optimizer, loop_settings, seed_everything
@@ -24,6 +25,7 @@ class ProbeResult:
     real_tokens: int
     peak_rss_bytes: float  # process peak after warm-up and measured steps
     model_load_seconds: float
+    compile_seconds: float = 0.0  # train.compile: the warm-up's time beyond its steps' measured pace (compiling)
 
     @property
     def flops_per_s(self) -> float:
@@ -46,6 +48,9 @@ def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, pla
     started = time.perf_counter()
     model = build_model(config)
     model_load_seconds = time.perf_counter() - started
+    if config.train.compile:  # as the run will: its warm-up steps compile the layers
+        compiled_layers.check_compiler("cpu")
+        compiled_layers.compile_decoder_layers(model)
     settings = loop_settings(config, len(train), pad_id)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
@@ -57,8 +62,10 @@ def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, pla
     def examples_of(step: int) -> list[TokenizedExample]:
         return [train[i] for i in step_example_indices(step, len(train), settings.batch_size, settings.seed)[1]]
 
+    warm_started = time.perf_counter()
     for step in warm:
         train_step(model, optimizer, scheduler, examples_of(step), settings)
+    warm_seconds = time.perf_counter() - warm_started
     seconds, real = 0.0, 0
     for step in measured:
         begun = time.perf_counter()
@@ -74,4 +81,5 @@ def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, pla
         real_tokens=real,
         peak_rss_bytes=peak_rss_mb() * 2**20,
         model_load_seconds=model_load_seconds,
+        compile_seconds=max(0.0, warm_seconds - len(warm) * seconds / len(measured)) if config.train.compile else 0.0,
     )
