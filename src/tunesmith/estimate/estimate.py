@@ -246,14 +246,14 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
         probe=None if probed is None else {**asdict(probed), "flops_per_s": probed.flops_per_s,
                                              "tokens_per_s": probed.tokens_per_s},
         price_per_hour=price_per_hour,
-        notes=estimate_notes(hardware, bf16, probed is not None)
-        + (["train.compile is not modelled without --probe (on a CPU its steps ran 25-30% faster after ~45 s of compiling)"]
-           if config.train.compile and probed is None else []),
+        notes=estimate_notes(hardware, bf16, probed is not None, config.train.compile),
     )
 
 
-def estimate_notes(hardware: Hardware, bf16: bool, probed: bool) -> list[str]:
+def estimate_notes(hardware: Hardware, bf16: bool, probed: bool, compiled: bool) -> list[str]:
     notes = [hardware.description]
+    if compiled and not probed:
+        notes.append("train.compile is not modelled without --probe (on a CPU its steps ran 25-30% faster after ~45 s of compiling)")
     if hardware.kind == "cpu":
         notes.append("memory is the process's peak RSS" + (" (measured by the probe, grown to the run's length)" if probed else ""))
         if not probed:
