@@ -10,8 +10,8 @@ the first step (torch's FX graph cache in its temporary directory makes a later 
 
 Per layer, not the whole model: the layers share the compiled code (their weights are the graph's inputs), so
 compile time does not grow with depth, and shapes are dynamic, so packed rows of every width reuse one graph
-(a row count of 1 and a forward without gradients, as validation and the base model's reference forward run,
-each compile once more).
+(a row count of 1 and the base model's reference forward without gradients each compile once more; validation
+runs eager, train/loop.py).
 
 Numerics: a fused kernel rounds once where eager bf16 rounds after each op, so a compiled run's losses differ
 from an eager run's within bf16 rounding, as any change of kernels moves a run (tests/train/test_compiled_layers.py).
@@ -67,11 +67,23 @@ def decoder_layers(model) -> torch.nn.ModuleList:
 
 def compile_decoder_layers(model) -> int:
     """Each decoder layer compiled in place (`nn.Module.compile`: its parameters and state-dict names stay as they
-    are); the compiling happens at the layers' first call. Returns how many."""
+    are); the compiling happens at the layers' first call. Returns how many.
+
+    Every layer is to see an input that requires gradients, as the layers after the first do, so that all share
+    one training graph: with LoRA the embeddings are frozen and the first layer's input would not, a graph of its
+    own (forward and backward), 21 s of the demo's 50 s first step on an empty compile cache (28 s against 50).
+    That costs the first layer's input gradient, which nothing uses, in every backward."""
     layers = decoder_layers(model)
+    causal_lm_of(model).get_input_embeddings().register_forward_hook(_input_requires_grad)
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
+
+
+def _input_requires_grad(module, inputs, output: torch.Tensor) -> torch.Tensor:
+    if torch.is_grad_enabled() and not output.requires_grad:  # a forward without gradients keeps its one graph
+        output.requires_grad_(True)
+    return output
 
 
 def compiled(layer: torch.nn.Module) -> bool:
