@@ -86,7 +86,7 @@ def run_qa(task: QATask, model, tokenizer, decoding: Decoding, progress: bool) -
     items = read_jsonl(task.data, task.limit)
     require_keys(task.data, items, ("question", "answer"))
     result = evaluate_qa(model, tokenizer, items, method=task.method, max_new_tokens=decoding.max_new_tokens,
-                         batch_size=decoding.batch_size, system=decoding.system, progress=progress)
+                         batch_size=decoding.rows, system=decoding.system, progress=progress)
     rows = [{"id": row.get("id", i), "prompt": row["question"], "reference": row["answer"],
              "prediction": row["prediction"], "correct": row["correct"], "group": row.get("relation")}
             for i, row in enumerate(result.rows)]
@@ -125,7 +125,7 @@ def run_classification(task: ClassifyTask, model, tokenizer, decoding: Decoding,
         answers = [model.labels[i] for i in scores.argmax(dim=-1).tolist()]
     else:
         answers = generate_answers(model, tokenizer, [chat_prompt(decoding, p) for p in prompts],
-                                   decoding.max_new_tokens, decoding.batch_size, progress)
+                                   decoding.max_new_tokens, decoding.rows, progress)
     predicted = [read_label(answer, task.labels) for answer in answers]
     scores = classification_metrics([item["label"] for item in items], predicted, task.labels)
     rows = [{"id": item.get("id", i), "prompt": prompt, "reference": item["label"], "prediction": answer,
@@ -159,7 +159,7 @@ def run_multilabel(task: ClassifyTask, items: list[dict], model, tokenizer, deco
     else:
         started = time.perf_counter()
         prompts = [chat_prompt(decoding, task.template.replace("{text}", text)) for text in texts]
-        answers = generate_answers(model, tokenizer, prompts, decoding.max_new_tokens, decoding.batch_size, progress)
+        answers = generate_answers(model, tokenizer, prompts, decoding.max_new_tokens, decoding.rows, progress)
         items_per_second = len(texts) / (time.perf_counter() - started)
         predictions = [read_labels(answer, task.labels) for answer in answers]
     metrics, details = multilabel_metrics(truths, predictions, task.labels, marked)
@@ -218,7 +218,7 @@ def run_general(task: GeneralTask, model, tokenizer, decoding: Decoding, referen
     items = read_jsonl(task.prompts, task.limit)
     require_keys(task.prompts, items, ("prompt",))
     answers = generate_answers(model, tokenizer, [chat_prompt(decoding, item["prompt"]) for item in items],
-                               decoding.max_new_tokens, decoding.batch_size, progress)
+                               decoding.max_new_tokens, decoding.rows, progress)
     baseline = [row["prediction"] for row in reference.rows] if reference is not None else answers
     rows = [{"id": item.get("id", i), "prompt": item["prompt"], "reference": base, "prediction": answer,
              "agreement": token_f1(answer, base), "correct": answer == base}
@@ -243,7 +243,7 @@ def run_speed(task: SpeedTask, model, tokenizer, decoding: Decoding, progress: b
         latencies.append(time.perf_counter() - start)
     start = time.perf_counter()
     batch_tokens = sum(map(len, generate_token_ids(model, tokenizer, prompts, task.max_new_tokens,
-                                                   decoding.batch_size, False)))
+                                                   decoding.rows, False)))
     batch_seconds = time.perf_counter() - start
     ordered = sorted(latencies)
     metrics = {
@@ -252,7 +252,7 @@ def run_speed(task: SpeedTask, model, tokenizer, decoding: Decoding, progress: b
         "tokens_per_s": tokens / sum(latencies),
         "batch_tokens_per_s": batch_tokens / batch_seconds,
     }
-    return TaskRun(metrics, {"requests": len(prompts), "generated_tokens": tokens, "batch_size": decoding.batch_size})
+    return TaskRun(metrics, {"requests": len(prompts), "generated_tokens": tokens, "rows": decoding.rows})
 
 
 def run_preference(task: PreferenceTask, model, tokenizer, decoding: Decoding, reference: TaskRun | None,
@@ -277,7 +277,7 @@ def run_style(task: StyleTask, model, tokenizer, decoding: Decoding, progress: b
     items = read_jsonl(task.prompts, task.limit)
     require_keys(task.prompts, items, ("prompt",))
     answers = generate_answers(model, tokenizer, [chat_prompt(decoding, item["prompt"]) for item in items],
-                               decoding.max_new_tokens, decoding.batch_size, progress)
+                               decoding.max_new_tokens, decoding.rows, progress)
     probabilities = target_probabilities(judge, answers)
     rows = [{"id": item.get("id", i), "prompt": item["prompt"], "reference": item.get("reference"),
              "prediction": answer, "probability": round(p, 4), "correct": p > 0.5}

@@ -1,9 +1,10 @@
-"""Generation with transformers' `generate`: batched greedy answers, and one conversation streamed.
+"""Generation: batched greedy answers through the serving engine, and one conversation streamed by transformers.
 
-`generate_answers` / `generate_token_ids` serve evaluation and augmentation: prompts are sorted by length
-so each batch carries little padding, left-padded so every row's next token sits in the last column, and
-returned in the caller's order. `stream_chat` serves `tunesmith chat` and `tunesmith generate`. Both stop
-at every id of `stop_token_ids` (EOS and the end-of-turn token), as the server does (serve/engine.py).
+`generate_answers` / `generate_token_ids` serve evaluation and augmentation: the prompts go through the same
+engine as `tunesmith serve` (serve/offline.py: continuous batching, a shared system prompt prefilled once,
+the written-out decoding step) and come back in the caller's order. `stream_chat` serves `tunesmith chat` and
+`tunesmith generate` with transformers' `generate`. Both stop at every id of `stop_token_ids` (EOS and the
+end-of-turn token).
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from threading import Thread
 from typing import Iterator
 
 import torch
-from rich.progress import track
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
+from rich.progress import Progress
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
-from tunesmith.models.chat import left_pad, pad_token_id, render_prompts, stop_token_ids
+from tunesmith.models.chat import pad_token_id, render_prompts, stop_token_ids
+from tunesmith.serve.offline import greedy_token_ids
 
 
 def generate_answers(
@@ -35,15 +37,6 @@ def generate_answers(
     return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in rows]
 
 
-def until_stop(row: list[int], stops: list[int]) -> list[int]:
-    """Generated ids through the first stop token (padding after it dropped)."""
-    for position, token in enumerate(row):
-        if token in stops:
-            return row[: position + 1]
-    return row
-
-
-@torch.inference_mode()
 def generate_token_ids(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -53,36 +46,25 @@ def generate_token_ids(
     progress: bool = True,
     autocast_dtype: torch.dtype | None = None,
 ) -> list[list[int]]:
-    """Greedy new token ids per prompt, in input order, through the first stop token (which is counted)."""
+    """Greedy new token ids per prompt, in input order, through the first stop token (which is counted).
+
+    Decoded by the serving engine (serve/offline.py), at most `batch_size` rows at a time."""
     if not prompts:
         return []
-    stops, pad_id = stop_token_ids(tokenizer), pad_token_id(tokenizer)
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops, pad_token_id=pad_id
-    )
     encoded = render_prompts(tokenizer, prompts)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     device = next(model.parameters()).device
     autocast = (
         torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
     )
-    generated: list[list[int]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     try:
-        for batch in track(batches, description="generating", disable=not progress, transient=True):
-            input_ids, attention_mask = left_pad([encoded[i] for i in batch], pad_id)
-            with autocast:
-                output = model.generate(
-                    input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=config
-                )
-            new_tokens = output[:, input_ids.shape[1] :]  # (B, <= max_new_tokens)
-            for i, row in zip(batch, new_tokens.tolist()):
-                generated[i] = until_stop(row, stops)
+        with Progress(transient=True, disable=not progress) as bar, autocast:
+            task = bar.add_task("generating", total=len(encoded))
+            return greedy_token_ids(model, tokenizer, encoded, max_new_tokens, batch_size,
+                                    on_finished=lambda done: bar.update(task, completed=done))
     finally:
         model.train(was_training)
-    return generated
 
 
 def sampling_kwargs(tokenizer: PreTrainedTokenizerBase, max_new_tokens: int, temperature: float, seed: int | None) -> dict:

@@ -1,0 +1,57 @@
+"""The serving engine without a server: a list of prompts in, each one's greedy answer out (vLLM's offline `LLM.generate`).
+
+Evaluation and augmentation answer hundreds of prompts with one model (models/generate.py). They go through the
+same engine as `tunesmith serve` (serve/engine.py), so what a report measures is what the server will answer:
+rows join as others finish instead of waiting for a static batch's longest answer, every prompt's shared
+beginning (a system prompt) is prefilled once and reused (serve/prefix_store.py), and a decoding step runs the
+written-out decoder over packed weights (serve/decode_step.py).
+
+Measured (the demo's 416 held-out questions, SmolLM2-135M with bf16 weights, 2 threads, Intel Xeon with AMX;
+benchmarks/eval_speed.py): see benchmarks/README.md, "eval_speed.py".
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import torch
+
+from tunesmith.models.chat import stop_token_ids
+from tunesmith.serve.engine import Row, RunningBatch
+from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
+
+
+class RecordingBatch(RunningBatch):
+    """A running batch that keeps every request's generated token ids, its stop token included."""
+
+    def __init__(self, tokenizer, end_ids: set[int]):
+        super().__init__(tokenizer, end_ids)
+        self.generated: dict[int, list[int]] = {}  # id(request) → its tokens so far
+
+    def advance(self, rows: list[Row], tokens: list[int], first: int) -> None:
+        for row, token in zip(rows, tokens):
+            self.generated.setdefault(id(row.request), []).append(token)
+        super().advance(rows, tokens, first)
+
+
+@torch.inference_mode()
+def greedy_token_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, max_rows: int = 32,
+                     on_finished: Callable[[int], None] | None = None) -> list[list[int]]:
+    """Greedy new token ids per prompt (token ids, chat template already applied), in input order, through the
+    first stop token (counted). At most `max_rows` decode together; freed rows are refilled at the next step once
+    a quarter of them are free (or nothing else waits): each admission is a prefill pass of its own.
+    `on_finished(n)`: after each step, how many prompts are answered."""
+    batch = RecordingBatch(tokenizer, set(stop_token_ids(tokenizer)))
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    requests = [GenerationRequest(list(prompt), params, None, Usage()) for prompt in prompts]
+    waiting = deque(requests)
+    refill_at = max(1, max_rows // 4)
+    while waiting or len(batch):
+        room = max_rows - len(batch)
+        if waiting and (room >= refill_at or room >= len(waiting) or not len(batch)):
+            batch.admit(model, [waiting.popleft() for _ in range(min(room, len(waiting)))])
+        if len(batch):
+            batch.step(model)
+        if on_finished is not None:
+            on_finished(len(requests) - len(waiting) - len({id(row.request) for row in batch.rows}))
+    return [batch.generated[id(request)] for request in requests]
