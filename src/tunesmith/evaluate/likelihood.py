@@ -1,7 +1,8 @@
 """Per-example summed token losses in batches: held-out loss/perplexity and multiple-choice scores.
 
-The loss math is the training loss (`trained_token_loss_sum`), applied row by row to one batched
-forward pass, so an evaluation loss means exactly what the training log's valid_loss means.
+The loss math is the training loss (the per-token terms `trained_token_loss_sum` adds up, summed per example)
+over batches packed as training packs them, so an evaluation loss means exactly what the training log's
+valid_loss means.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.render import TokenizedExample, render_chat
 from tunesmith.train.forward import causal_lm_of
-from tunesmith.train.loss import trained_token_loss_sum
-from tunesmith.train.packing import collate
+from tunesmith.train.loss import trained_token_losses
+from tunesmith.train.packing import SHARED_ROW_TOKENS, filled_rows, row_layout
 
 
 @dataclass
@@ -25,29 +26,35 @@ class LossSum:
 
 @torch.inference_mode()
 def example_loss_sums(model, examples: list[TokenizedExample], pad_id: int, batch_size: int = 8) -> list[LossSum]:
-    """One LossSum per example, in input order; batches group similar lengths to waste little padding."""
+    """One LossSum per example, in input order.
+
+    Batches of `batch_size` examples of similar lengths are packed as training packs them (train/packing.py): the
+    beginning they share (a chat template's system prompt) computed once per row, each example masked to that and
+    itself. The demo's 300 validation rows (~52 tokens each, 21 of them the system prompt): see
+    benchmarks/README.md, "eval_speed.py"."""
     causal_lm = causal_lm_of(model)
     was_training = causal_lm.training
     causal_lm.eval()
     device = next(causal_lm.parameters()).device
+    head = causal_lm.get_output_embeddings()
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     sums: list[LossSum | None] = [None] * len(examples)
     try:
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            width = max(len(examples[i].input_ids) for i in indices)
-            batch = collate([examples[i] for i in indices], pad_id, width, packing=False)
+            chunk = [examples[i] for i in indices]
+            widest = max(len(example.input_ids) for example in chunk)
+            layout = row_layout(chunk, max(widest, SHARED_ROW_TOKENS), packing=True, share_prefix=True)
+            batch, placed = filled_rows(chunk, layout, pad_id)
+            batch = batch.to(device)
             hidden = causal_lm.get_decoder()(
-                input_ids=batch.input_ids.to(device),
-                attention_mask=batch.attention_mask.to(device),
-                position_ids=batch.position_ids.to(device),
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                 use_cache=False,
             ).last_hidden_state  # (R, T, H)
-            targets = batch.targets.to(device)  # (R, T)
-            head = causal_lm.get_output_embeddings()
-            for row, index in enumerate(indices):
-                loss = trained_token_loss_sum(hidden[row : row + 1], targets[row : row + 1], head)
-                sums[index] = LossSum(float(loss), examples[index].num_trained)
+            losses = trained_token_losses(hidden, batch.targets, head).cpu()  # (R, T)
+            for j, (index, (row, column)) in enumerate(zip(indices, placed)):
+                width = len(chunk[j].input_ids) - (layout.prefix if layout.sharing[j] else 0)  # its tokens in the row
+                sums[index] = LossSum(float(losses[row, column : column + width].sum()), examples[index].num_trained)
     finally:
         causal_lm.train(was_training)
     return sums  # type: ignore[return-value]

@@ -61,3 +61,18 @@ def _head_cross_entropy_and_hits(output_head: torch.nn.Module, hidden: torch.Ten
                                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     logits = output_head(hidden).float()  # (n, V)
     return F.cross_entropy(logits, labels, reduction="sum"), (logits.detach().argmax(-1) == labels).sum()
+
+
+def trained_token_losses(hidden: torch.Tensor, targets: torch.Tensor, output_head: torch.nn.Module,
+                         chunk: int = LOSS_CHUNK) -> torch.Tensor:
+    """(R, T) float32 cross-entropy of each trained position, 0 elsewhere: the same per-token terms that
+    trained_token_loss_sum adds up, kept apart so that examples packed into one row can be summed one by one
+    (evaluation; the head runs on `chunk` trained positions at a time)."""
+    keep = targets != IGNORE_INDEX
+    selected, labels = hidden[keep], targets[keep]  # (N, H), (N,)
+    losses = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
+    if labels.numel():
+        losses[keep] = torch.cat([F.cross_entropy(output_head(selected[start : start + chunk]).float(),
+                                                  labels[start : start + chunk], reduction="none")
+                                  for start in range(0, labels.shape[0], chunk)])
+    return losses
