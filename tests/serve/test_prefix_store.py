@@ -1,6 +1,7 @@
 """Prompts that begin like one prefilled before prefill only the rest (serve/prefix_store.py), and still answer
 exactly as when generated alone; the store keeps adapters apart, forgets the oldest past its size, and forgets
 everything when the engine runs another model or the model's adapters change."""
+import numpy as np
 import pytest
 import torch
 
@@ -152,3 +153,26 @@ def test_a_cold_burst_prefills_one_prompt_per_shared_beginning_first_and_the_res
     assert later == sorted([0, *common])  # the other two reuse their own adapter's leader; the stranger shares nothing
     for req in requests:
         assert generated(req) == [alone(model, tokenizer, req.prompt_ids, req.adapter)]
+
+
+def test_the_trie_finds_the_longest_match_and_forgets_evicted_prompts():
+    one = 2 * kv(10)[0].numel() * 4  # bytes of a 10-token entry (float32 keys and values)
+    store = PrefixStore(max_bytes=3 * one)
+    store.bind(object)
+    shared = list(range(100, 109))
+    prompts = [shared + [1], shared + [2], shared[:5] + [3] * 5]
+    for prompt in prompts:
+        store.add(None, prompt, *kv(10))
+    assert store.longest(None, shared + [2, 9])[1] == 10  # prompts[1], used
+    entry, length = store.longest(None, shared + [7])  # 9 shared with both: the earlier stored, used
+    assert (entry.tokens.tolist(), length) == (prompts[0], 9)
+    store.add(None, list(range(200, 210)), *kv(10))  # the least recently used (prompts[2]) goes
+    assert len(store.entries) == 3 and store.nbytes == 3 * one
+    assert store.longest(None, prompts[2]) == (None, 0)  # 5 tokens shared with what is left: under MIN_REUSE
+    store.add(None, list(range(300, 310)), *kv(10))  # then prompts[1]
+    entry, length = store.longest(None, shared + [2])
+    assert (entry.tokens.tolist(), length) == (prompts[0], 9)
+    store.add(None, list(range(400, 410)), *kv(10))  # then 200-209 (prompts[0] was just used)
+    assert store.longest(None, list(range(200, 210))) == (None, 0)
+    assert set(store.roots[None].children) == {100, 300, 400}  # the trie holds only what the store holds
+    assert list(store.roots[None].children[100].keys) == [(None, np.asarray(prompts[0]).tobytes())]
