@@ -96,18 +96,21 @@ def burst_leaders(requests: list[GenerationRequest], prefixes: PrefixStore) -> s
     return leaders
 
 
-def prefill_groups(widths: list[int]) -> list[list[int]]:
+def prefill_groups(widths: list[int], most: int | None = None) -> list[list[int]]:
     """Request indices per prefill pass, given the tokens each must prefill: fewest first (little padding), each
-    pass at most PREFILL_TOKENS padded tokens unless one prompt alone is longer."""
+    pass at most `most` (PREFILL_TOKENS) padded tokens unless one prompt alone is longer."""
+    most = PREFILL_TOKENS if most is None else most
     groups: list[list[int]] = []
     for i in sorted(range(len(widths)), key=lambda i: widths[i]):
-        if not groups or widths[i] * (len(groups[-1]) + 1) > PREFILL_TOKENS:
+        if not groups or widths[i] * (len(groups[-1]) + 1) > most:
             groups.append([])
         groups[-1].append(i)
     return groups
 
 
 class RunningBatch:
+    prefill_tokens: int | None = None  # most padded tokens in one prefill pass; None = PREFILL_TOKENS
+
     def __init__(self, tokenizer, end_ids: set[int]):
         self.tokenizer, self.end_ids = tokenizer, end_ids
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -139,7 +142,8 @@ class RunningBatch:
         """admit's prefill groups for these requests, each after the longest prefix the store holds for it."""
         found = [self.prefixes.longest(request.adapter, request.prompt_ids) for request in requests]
         reused = [min(shared, len(request.prompt_ids) - 1) for request, (_, shared) in zip(requests, found)]
-        for group in prefill_groups([len(request.prompt_ids) - n for request, n in zip(requests, reused)]):
+        for group in prefill_groups([len(request.prompt_ids) - n for request, n in zip(requests, reused)],
+                                    self.prefill_tokens):
             self.admit_group(model, [requests[i] for i in group], [(found[i][0], reused[i]) for i in group])
 
     def admit_group(self, model, requests: list[GenerationRequest], prefixes: list[tuple]) -> None:

@@ -22,7 +22,11 @@ from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
 
 
 class RecordingBatch(RunningBatch):
-    """A running batch that keeps every request's generated token ids, its stop token included."""
+    """A running batch that keeps every request's generated token ids, its stop token included. Nobody waits for a
+    first token here, so prefill passes are larger than the server's (the demo's 416 questions at 128 rows: 14.0-14.4
+    s with the server's 160 tokens a pass, 13.4-13.8 s with 1024)."""
+
+    prefill_tokens = 1024
 
     def __init__(self, tokenizer, end_ids: set[int]):
         super().__init__(tokenizer, end_ids)
