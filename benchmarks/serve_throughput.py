@@ -173,7 +173,7 @@ def engine_tokens_per_s(model, tokenizer, prompt_ids: list[list[int]], adapters:
     """The requests through one batcher, submitted together (no HTTP): generated tokens/s. `to_the_end`: stop
     tokens do not end a row, so every request generates max_tokens (the same work whatever the answers)."""
     from tunesmith.serve.model_pool import ServedModel
-    from tunesmith.serve.requests import SamplingParams, Usage
+    from tunesmith.models.decoding.requests import SamplingParams, Usage
 
     served = ServedModel(model, tokenizer)
     if to_the_end:

@@ -19,7 +19,7 @@ from tunesmith.registry import keys
 from tunesmith.serve.app import create_app
 from tunesmith.serve.batcher import BatchSlot, complete
 from tunesmith.serve.model_pool import ServedModel
-from tunesmith.serve.requests import SamplingParams
+from tunesmith.models.decoding.requests import SamplingParams
 from tunesmith.serve.settings import ServeSettings
 
 ANSWER = "The symbol for gold is Au."

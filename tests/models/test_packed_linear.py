@@ -1,14 +1,14 @@
 """oneDNN-packed linears (models/packed_linear.py) on the tiny model in bf16: the same logits as plain
 `F.linear`, a repack when a weight changes in place, plain linears where gradients are wanted, and mixed LoRA
-rows (serve/stacked_lora.py, whose fused matrix is packed too) answering as on the unpacked model."""
+rows (models/decoding/stacked_lora.py, whose fused matrix is packed too) answering as on the unpacked model."""
 import copy
 
 import pytest
 import torch
 
 from tunesmith.models.packed_linear import bf16_kernels, pack_linears, packing_supported
-from tunesmith.serve.slot_cache import SlotCache
-from tunesmith.serve.stacked_lora import stacked_lora
+from tunesmith.models.decoding.slot_cache import SlotCache
+from tunesmith.models.decoding.stacked_lora import stacked_lora
 from tests.tiny import lora_model, redrawn, tiny_model
 
 pytestmark = pytest.mark.skipif(not bf16_kernels(), reason="this CPU's oneDNN has no bf16 kernels")

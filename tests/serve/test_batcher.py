@@ -13,7 +13,7 @@ import torch
 from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.serve.batcher import BatchSlot, complete, generate_deltas
 from tunesmith.serve.model_pool import ServedModel
-from tunesmith.serve.requests import SamplingParams, Usage
+from tunesmith.models.decoding.requests import SamplingParams, Usage
 from tests.tiny import lora_model, redrawn, tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",

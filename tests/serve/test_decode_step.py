@@ -1,4 +1,4 @@
-"""The written-out decoding step (serve/decode_step.py) on the tiny llama in bf16, packed: logits bit-identical to
+"""The written-out decoding step (models/decoding/decode_step.py) on the tiny llama in bf16, packed: logits bit-identical to
 transformers' forward over the same slot cache, with and without mixed LoRA rows; the engine takes it where it
 applies and transformers' forward elsewhere."""
 import pytest
@@ -6,10 +6,10 @@ import torch
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.models.packed_linear import bf16_kernels, pack_linears
-from tunesmith.serve.decode_step import llama_decoder
-from tunesmith.serve.engine import RunningBatch
-from tunesmith.serve.slot_cache import SlotCache
-from tunesmith.serve.stacked_lora import adapters_key, stacked_lora
+from tunesmith.models.decoding.decode_step import llama_decoder
+from tunesmith.models.decoding.engine import RunningBatch
+from tunesmith.models.decoding.slot_cache import SlotCache
+from tunesmith.models.decoding.stacked_lora import adapters_key, stacked_lora
 from tests.serve.test_slot_cache import generated, request
 from tests.tiny import lora_model, redrawn, tiny_model
 

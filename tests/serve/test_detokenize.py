@@ -2,7 +2,7 @@
 import random
 import time
 
-from tunesmith.serve.detokenize import ChoiceText
+from tunesmith.models.decoding.detokenize import ChoiceText
 
 
 def every_prefix(text: str, stops: list[str]) -> int:

@@ -4,7 +4,7 @@ import pytest
 from tunesmith.models.chat import render_prompts
 from tunesmith.serve.batcher import BatchSlot, complete, generate_deltas
 from tunesmith.serve.model_pool import ServedModel
-from tunesmith.serve.requests import SamplingParams, Usage
+from tunesmith.models.decoding.requests import SamplingParams, Usage
 
 
 @pytest.fixture

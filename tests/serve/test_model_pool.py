@@ -10,7 +10,7 @@ from tunesmith.models.chat import render_prompts
 from tunesmith.models.packed_linear import bf16_kernels
 from tunesmith.serve.batcher import complete
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.requests import SamplingParams
+from tunesmith.models.decoding.requests import SamplingParams
 from tunesmith.train.export import export_model
 from tunesmith.train.lora import PEFT_DEPRECATION, apply_lora
 

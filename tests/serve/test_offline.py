@@ -3,7 +3,7 @@ import torch
 from transformers import GenerationConfig
 
 from tunesmith.models.chat import pad_token_id, render_prompts, stop_token_ids
-from tunesmith.serve.offline import greedy_token_ids
+from tunesmith.models.decoding.offline import greedy_token_ids
 
 QUESTIONS = ["Gold?", "What is the chemical symbol for gold? The quick brown fox jumps.", "Hydrogen has atomic number 1",
              "helium 2", "The lazy dog. 0123456789 and more words here", "Neon?", "Which element has the symbol Fe?"]

@@ -1,4 +1,4 @@
-"""Prompts that begin like one prefilled before prefill only the rest (serve/prefix_store.py), and still answer
+"""Prompts that begin like one prefilled before prefill only the rest (models/decoding/prefix_store.py), and still answer
 exactly as when generated alone; the store keeps adapters apart, forgets the oldest past its size, and forgets
 everything when the engine runs another model or the model's adapters change."""
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
-from tunesmith.serve.engine import RunningBatch
-from tunesmith.serve.prefix_store import MIN_REUSE, PrefixStore
-from tunesmith.serve.slot_cache import SlotCache
+from tunesmith.models.decoding.engine import RunningBatch
+from tunesmith.models.decoding.prefix_store import MIN_REUSE, PrefixStore
+from tunesmith.models.decoding.slot_cache import SlotCache
 from tests.serve.test_slot_cache import generated, greedy_alone, request
 from tests.serve.test_stacked_lora import add_random_adapter, alone
 from tests.tiny import redrawn, tiny_model

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
-from tunesmith.serve.engine import RunningBatch
-from tunesmith.serve.prefix_store import MIN_REUSE, shared_length
-from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
-from tunesmith.serve.slot_cache import SlotCache
+from tunesmith.models.decoding.engine import RunningBatch
+from tunesmith.models.decoding.prefix_store import MIN_REUSE, shared_length
+from tunesmith.models.decoding.requests import GenerationRequest, SamplingParams, Usage
+from tunesmith.models.decoding.slot_cache import SlotCache
 from tests.tiny import redrawn, tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
@@ -114,7 +114,7 @@ def test_slot_cache_writes_each_row_at_its_own_column_and_copies_slots(model):
 
 @torch.inference_mode()
 def test_each_prefill_group_streams_its_first_tokens_before_the_next_group_is_prefilled(model, tokenizer, prompts, monkeypatch):
-    import tunesmith.serve.engine as engine
+    import tunesmith.models.decoding.engine as engine
 
     monkeypatch.setattr(engine, "PREFILL_TOKENS", 1)  # every prompt a group of its own
     batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))

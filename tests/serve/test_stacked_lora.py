@@ -1,4 +1,4 @@
-"""Stacked LoRA (serve/stacked_lora.py) on the tiny model: per-row adapters in one pass answer as peft does with
+"""Stacked LoRA (models/decoding/stacked_lora.py) on the tiny model: per-row adapters in one pass answer as peft does with
 each adapter alone; adding an adapter rebuilds the stacks; adapters it does not cover (here a LoRA bias) go
 through peft's mixed batch."""
 import torch
@@ -6,9 +6,9 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora import LoraLayer
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
-from tunesmith.serve.engine import RunningBatch
-from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
-from tunesmith.serve.stacked_lora import stacked_lora
+from tunesmith.models.decoding.engine import RunningBatch
+from tunesmith.models.decoding.requests import GenerationRequest, SamplingParams, Usage
+from tunesmith.models.decoding.stacked_lora import stacked_lora
 from tests.tiny import redrawn, tiny_model
 
 

@@ -35,7 +35,7 @@ class Decoding(Strict):
     max_new_tokens: int = Field(32, ge=1, description="Greedy decoding stops at end of turn or after this many tokens.")
     batch_size: int = Field(32, ge=1, description="Texts per scoring batch (losses, choices, classifier scores).")
     rows: int = Field(128, ge=1, description="Most answers decoded together in generation tasks (the serving engine's "
-                      "continuous batching, serve/offline.py; the demo's 416 questions: 18.4 s at 32 rows, 13.5 s at 128).")
+                      "continuous batching, models/decoding/offline.py; the demo's 416 questions: 18.4 s at 32 rows, 13.5 s at 128).")
     system: str | None = Field(None, description="System message before every prompt; None = the template's default.")
     bf16: bool | None = Field(None, description="Load the models with bf16 weights for every task (losses still summed in "
                               "float32); None = where the hardware has bf16 matmuls (AVX512-BF16 or AMX CPUs, bf16 GPUs). "

@@ -1,7 +1,7 @@
 """Generation: batched greedy answers through the serving engine, and one conversation streamed by transformers.
 
 `generate_answers` / `generate_token_ids` serve evaluation and augmentation: the prompts go through the same
-engine as `tunesmith serve` (serve/offline.py: continuous batching, a shared system prompt prefilled once,
+engine as `tunesmith serve` (models/decoding/offline.py: continuous batching, a shared system prompt prefilled once,
 the written-out decoding step) and come back in the caller's order. `stream_chat` serves `tunesmith chat` and
 `tunesmith generate` with transformers' `generate`. Both stop at every id of `stop_token_ids` (EOS and the
 end-of-turn token).
@@ -17,7 +17,7 @@ from rich.progress import Progress
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
 from tunesmith.models.chat import pad_token_id, render_prompts, stop_token_ids
-from tunesmith.serve.offline import greedy_token_ids
+from tunesmith.models.decoding.offline import greedy_token_ids
 
 
 def generate_answers(
@@ -48,7 +48,7 @@ def generate_token_ids(
 ) -> list[list[int]]:
     """Greedy new token ids per prompt, in input order, through the first stop token (which is counted).
 
-    Decoded by the serving engine (serve/offline.py), at most `batch_size` rows at a time."""
+    Decoded by the serving engine (models/decoding/offline.py), at most `batch_size` rows at a time."""
     if not prompts:
         return []
     encoded = render_prompts(tokenizer, prompts)

@@ -2,7 +2,7 @@
 
 A route calls `complete` or `generate_deltas` with the request's `BatchSlot` (its model's batcher and its
 LoRA adapter); the request queues while the model is busy. Between decoding steps the thread takes
-everything waiting, has the engine (serve/engine.py, `RunningBatch`) prefill it and add its rows to the
+everything waiting, has the engine (models/decoding/engine.py, `RunningBatch`) prefill it and add its rows to the
 running batch, then runs one step for all rows; rows finish on their own (end of turn, stop string, max
 tokens) and leave. A request for a LoRA fine-tune runs in the same batch as the base and other adapters
 (peft mixed-adapter inference).
@@ -23,8 +23,8 @@ from typing import AsyncIterator, Iterator
 import torch
 
 from tunesmith.models.chat import stop_token_ids
-from tunesmith.serve.engine import RunningBatch
-from tunesmith.serve.requests import Delta, GenerationRequest, SamplingParams, Usage
+from tunesmith.models.decoding.engine import RunningBatch
+from tunesmith.models.decoding.requests import Delta, GenerationRequest, SamplingParams, Usage
 
 
 @dataclass

@@ -29,7 +29,7 @@ from tunesmith.registry.guards import Guard, find_guard
 from tunesmith.serve.classifier_pool import ServedClassifier
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.moderation import Verdict, load_moderation_model, moderate
-from tunesmith.serve.requests import Delta
+from tunesmith.models.decoding.requests import Delta
 
 SENTENCE_END = re.compile(r"[.!?\n][\"')\]]*\s*$")  # text that ends a sentence (or a line) so far
 

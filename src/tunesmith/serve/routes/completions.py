@@ -34,7 +34,7 @@ from tunesmith.serve.errors import APIError
 from tunesmith.serve.guard import Screen, screen_for
 from tunesmith.serve.limits import Reservation
 from tunesmith.serve.model_pool import LoadedModel
-from tunesmith.serve.requests import Delta, SamplingParams, Usage
+from tunesmith.models.decoding.requests import Delta, SamplingParams, Usage
 from tunesmith.serve.routes.models import resolve_served
 
 router = APIRouter(prefix="/v1")
@@ -77,7 +77,7 @@ class Sampling(BaseModel):
 
 def check_stop(stop: list[str]) -> None:
     """OpenAI's limits and error shape: at most 4 stop sequences; ours on each one's length, which the batcher
-    thread scans at every token (serve/detokenize.py)."""
+    thread scans at every token (models/decoding/detokenize.py)."""
     if len(stop) > MAX_STOP_SEQUENCES:
         raise APIError(400, f"Invalid 'stop': array too long. Expected an array with maximum length "
                             f"{MAX_STOP_SEQUENCES}, but got an array with length {len(stop)} instead.",

@@ -120,7 +120,7 @@ class SiblingStack:
 class DirectLora:
     """LoRA layers that read one input, all packed and fused (a SiblingStack's, or one layer's): their outputs for
     a 2-D input inside rows() in two products and no per-layer dispatch, for the decoder
-    (serve/decode_step.py). The same arithmetic as `StackedLora.project`."""
+    (models/decoding/decode_step.py). The same arithmetic as `StackedLora.project`."""
 
     joint: Callable[[], torch.Tensor]  # the packed [W; A] matrix
     b: PackedWeight  # B, packed (block-diagonal for siblings)

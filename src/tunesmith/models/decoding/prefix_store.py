@@ -69,7 +69,7 @@ class PrefixStore:
 
     def bind(self, model, adapters: tuple | None = None) -> None:
         """Drop every entry if the engine now runs another model object, or other adapters (`adapters`: what
-        identifies them, serve/stacked_lora.py `adapters_key`), than the entries were computed with."""
+        identifies them, models/decoding/stacked_lora.py `adapters_key`), than the entries were computed with."""
         if self.model is None or self.model() is not model or self.adapters != adapters:
             self.entries.clear()
             self.roots.clear()

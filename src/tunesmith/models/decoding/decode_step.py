@@ -8,14 +8,14 @@ arithmetic in the same order, so the logits are bit-identical (tests/serve/test_
   - RMSNorm in float32 as LlamaRMSNorm does it; rotary embedding from the model's own `rotary_emb`;
   - q/k/v and gate/up as one product each through their packed group (models/packed_linear.py), o and down
     through their packed weights, the output head through its own;
-  - the row's key and value written into its slot of the cache (serve/slot_cache.py), attention over the
+  - the row's key and value written into its slot of the cache (models/decoding/slot_cache.py), attention over the
     cache's columns with the grouped query heads folded onto their key/value heads, as transformers' sdpa path
     does for one query token.
 Measured (SmolLM2-135M, bf16, packed, 2 threads, one step over the same cache, alternating; benchmarks/README.md,
 2026-12-05): 6 rows 27.4 → 20.4 ms, 16 rows 38.0 → 30.5 ms; calling each linear as a module instead (so peft's
 layers would apply) gave back 4 ms of that. The engine's 16 x 64 decode: 2.24-2.27 → 1.80-1.85 s.
 
-With LoRA adapters stacked for the batch (serve/stacked_lora.py), linears that carry LoRA layers go through their
+With LoRA adapters stacked for the batch (models/decoding/stacked_lora.py), linears that carry LoRA layers go through their
 stack: fused and packed ones as one `DirectLora` (two products: [W; A] and the masked B), others layer by layer
 (`StackedLora.project`); linears without LoRA through their packed weights. Prefills stay on transformers'
 forward (many tokens a row: its overhead is small there). Models this does not cover (other layer types, such
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
 
-from tunesmith.serve.slot_cache import SlotCache
+from tunesmith.models.decoding.slot_cache import SlotCache
 
 FAMILIES = {  # causal LM class → (its model class, its decoder layer class): the layers this step writes out
     "LlamaForCausalLM": ("LlamaModel", "LlamaDecoderLayer"),

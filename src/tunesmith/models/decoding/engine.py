@@ -1,6 +1,6 @@
 """The engine: the rows decoded together on one model, one forward pass per step over a shared KV cache.
 
-Each row is one choice of one request, with its own slot in the batch's KV cache (serve/slot_cache.py), its
+Each row is one choice of one request, with its own slot in the batch's KV cache (models/decoding/slot_cache.py), its
 own position (count of its tokens so far), adapter, sampling settings and finish condition. New requests are
 prefilled in groups of similar length (right-padded), their keys and values written straight into their
 slots, each group's first tokens streamed before the next group's prefill. A request arriving mid-generation
@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from peft import PeftModel
 
-from tunesmith.serve.decode_step import llama_decoder
-from tunesmith.serve.detokenize import ChoiceText
-from tunesmith.serve.prefix_store import MIN_REUSE, PrefixStore, shared_length
-from tunesmith.serve.requests import Delta, GenerationRequest
-from tunesmith.serve.sampling import choose_tokens
-from tunesmith.serve.slot_cache import SlotCache
-from tunesmith.serve.stacked_lora import adapters_key, stacked_lora
+from tunesmith.models.decoding.decode_step import llama_decoder
+from tunesmith.models.decoding.detokenize import ChoiceText
+from tunesmith.models.decoding.prefix_store import MIN_REUSE, PrefixStore, shared_length
+from tunesmith.models.decoding.requests import Delta, GenerationRequest
+from tunesmith.models.decoding.sampling import choose_tokens
+from tunesmith.models.decoding.slot_cache import SlotCache
+from tunesmith.models.decoding.stacked_lora import adapters_key, stacked_lora
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 # Most (padded) prompt tokens in one prefill pass; a longer prompt goes alone. Each pass's rows stream their first
@@ -118,7 +118,7 @@ class RunningBatch:
         self.lengths: list[int] = []  # (B,) tokens in each row's cache = the position of its next token
         self.next_tokens: list[int] = []  # (B,) the token each row feeds at the next step
         self.cache: SlotCache | None = None
-        self.prefixes = PrefixStore()  # prompts prefilled before, outliving the cache (serve/prefix_store.py)
+        self.prefixes = PrefixStore()  # prompts prefilled before, outliving the cache (models/decoding/prefix_store.py)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -126,7 +126,7 @@ class RunningBatch:
     def admit(self, model, requests: list[GenerationRequest]) -> None:
         """Prefill new requests and add their rows to the running batch, one prefill group at a time: a group's
         rows choose their first tokens (and stream them) before the next group is prefilled. A prompt that begins
-        like one prefilled before prefills only the rest (serve/prefix_store.py); in a burst of prompts that begin
+        like one prefilled before prefills only the rest (models/decoding/prefix_store.py); in a burst of prompts that begin
         alike and find nothing stored, one of them is prefilled first so that the others find it."""
         if self.cache is None:
             self.cache = SlotCache.for_model(model)
@@ -194,7 +194,7 @@ class RunningBatch:
         self.advance(self.rows, choose_for_rows(logits, self.rows), first=0)
 
     def decode(self, model, adapters: list[str | None], input_ids, positions, mask) -> torch.Tensor | None:
-        """Logits (B, V) of one decoding step through the written-out decoder (serve/decode_step.py), each row with
+        """Logits (B, V) of one decoding step through the written-out decoder (models/decoding/decode_step.py), each row with
         its adapter; None where it does not apply."""
         if not isinstance(model, PeftModel):
             decoder = llama_decoder(model)
@@ -211,7 +211,7 @@ class RunningBatch:
         inputs.update(cache=self.cache, use_cache=True)
         if not isinstance(model, PeftModel):
             return model(**inputs).logits
-        lora = stacked_lora(model)  # serve/stacked_lora.py
+        lora = stacked_lora(model)  # models/decoding/stacked_lora.py
         if lora is None:  # adapters the stacked path does not cover: peft's mixed batch
             return model(**inputs, adapter_names=[adapter or BASE_ADAPTER for adapter in adapters]).logits
         with lora.rows(adapters):

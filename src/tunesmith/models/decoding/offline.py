@@ -1,10 +1,10 @@
 """The serving engine without a server: a list of prompts in, each one's greedy answer out (vLLM's offline `LLM.generate`).
 
 Evaluation and augmentation answer hundreds of prompts with one model (models/generate.py). They go through the
-same engine as `tunesmith serve` (serve/engine.py), so what a report measures is what the server will answer:
+same engine as `tunesmith serve` (models/decoding/engine.py), so what a report measures is what the server will answer:
 rows join as others finish instead of waiting for a static batch's longest answer, every prompt's shared
-beginning (a system prompt) is prefilled once and reused (serve/prefix_store.py), and a decoding step runs the
-written-out decoder over packed weights (serve/decode_step.py).
+beginning (a system prompt) is prefilled once and reused (models/decoding/prefix_store.py), and a decoding step runs the
+written-out decoder over packed weights (models/decoding/decode_step.py).
 
 Measured (the demo's 416 held-out questions, SmolLM2-135M with bf16 weights, 2 threads, Intel Xeon with AMX;
 benchmarks/eval_speed.py): see benchmarks/README.md, "eval_speed.py".
@@ -17,8 +17,8 @@ from collections.abc import Callable
 import torch
 
 from tunesmith.models.chat import stop_token_ids
-from tunesmith.serve.engine import Row, RunningBatch
-from tunesmith.serve.requests import GenerationRequest, SamplingParams, Usage
+from tunesmith.models.decoding.engine import Row, RunningBatch
+from tunesmith.models.decoding.requests import GenerationRequest, SamplingParams, Usage
 
 
 class RecordingBatch(RunningBatch):

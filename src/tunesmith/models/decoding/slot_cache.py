@@ -5,7 +5,7 @@ token at position p sits in column p (no padding), so
   - a decode step writes one column per row (one indexed copy per layer) and attends over columns
     0 .. longest row, masked per row (B, 1, 1, W);
   - a prefill writes its right-padded prompts straight into their slots (one indexed copy per layer), after
-    the prefix a slot already holds when the prompt begins like one prefilled before (serve/prefix_store.py);
+    the prefix a slot already holds when the prompt begins like one prefilled before (models/decoding/prefix_store.py);
   - a row that leaves is replaced by the batch's last row (one copy of that slot), and n choices of one
     prompt copy its prefilled slot.
 Measured before (engine with transformers' DynamicCache, SmolLM2-135M, 16 rows, 1 thread): the cache's
