@@ -114,9 +114,7 @@ def test_slot_cache_writes_each_row_at_its_own_column_and_copies_slots(model):
 
 @torch.inference_mode()
 def test_each_prefill_group_streams_its_first_tokens_before_the_next_group_is_prefilled(model, tokenizer, prompts, monkeypatch):
-    import tunesmith.models.decoding.engine as engine
-
-    monkeypatch.setattr(engine, "PREFILL_TOKENS", 1)  # every prompt a group of its own
+    monkeypatch.setattr(RunningBatch, "prefill_tokens", 1)  # every prompt a group of its own
     batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
     requests = [request(p, 6, n=2 if i == 1 else 1) for i, p in enumerate(prompts)]
     streamed_before = []  # at each prefill pass: the requests that already had their first delta

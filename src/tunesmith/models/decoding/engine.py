@@ -96,10 +96,9 @@ def burst_leaders(requests: list[GenerationRequest], prefixes: PrefixStore) -> s
     return leaders
 
 
-def prefill_groups(widths: list[int], most: int | None = None) -> list[list[int]]:
+def prefill_groups(widths: list[int], most: int) -> list[list[int]]:
     """Request indices per prefill pass, given the tokens each must prefill: fewest first (little padding), each
-    pass at most `most` (PREFILL_TOKENS) padded tokens unless one prompt alone is longer."""
-    most = PREFILL_TOKENS if most is None else most
+    pass at most `most` padded tokens unless one prompt alone is longer."""
     groups: list[list[int]] = []
     for i in sorted(range(len(widths)), key=lambda i: widths[i]):
         if not groups or widths[i] * (len(groups[-1]) + 1) > most:
@@ -109,7 +108,7 @@ def prefill_groups(widths: list[int], most: int | None = None) -> list[list[int]
 
 
 class RunningBatch:
-    prefill_tokens: int | None = None  # most padded tokens in one prefill pass; None = PREFILL_TOKENS
+    prefill_tokens = PREFILL_TOKENS  # most padded tokens in one prefill pass
 
     def __init__(self, tokenizer, end_ids: set[int]):
         self.tokenizer, self.end_ids = tokenizer, end_ids
