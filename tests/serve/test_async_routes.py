@@ -1,6 +1,6 @@
 """A real uvicorn server in-process, its tiny model slowed to 20 ms a step: a non-streaming client that
 disconnects stops its generation, and generations hold no worker threads, so health and file routes answer
-at once while 45 of them run."""
+while 45 of them run, long before any finishes."""
 import json
 import socket
 import threading
@@ -75,12 +75,13 @@ def test_health_and_file_routes_answer_while_generations_fill_the_server(live, t
     while batcher.stats.largest_batch < 45:  # all 45 generate at once (3 s each); a 40-thread pool held 40
         assert time.time() < deadline, f"at most {batcher.stats.largest_batch} requests generated at once"
         time.sleep(0.01)
-    latencies = []
+    steps_when_answered = []
     for path in ("/health", "/v1/files", "/v1/models"):
-        started = time.perf_counter()
         assert httpx.get(f"{url}{path}", headers=users[0], timeout=60).status_code == 200
-        latencies.append(time.perf_counter() - started)
+        steps_when_answered.append(batcher.stats.steps)
     for thread in threads:
         thread.join()
     assert answers == [200] * 45
-    assert max(latencies) < 0.5, latencies
+    # Each route answered mid-generation: a route that queued behind a generation would answer only after one
+    # finished, 150 steps on. Steps, not seconds: the test process's 45 client threads share one GIL on 2 cores.
+    assert max(steps_when_answered) < 150, steps_when_answered
