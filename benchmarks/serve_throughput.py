@@ -253,11 +253,18 @@ def generate_config(tokenizer, max_tokens: int) -> dict:
                 eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
 
 
+def until_stop(row: list[int], stops: list[int]) -> list[int]:
+    """Generated ids through the first stop token (padding after it dropped)."""
+    for position, token in enumerate(row):
+        if token in stops:
+            return row[: position + 1]
+    return row
+
+
 def run_sequential(prompts: list[str], max_tokens: int, dtype) -> dict:
     import torch
 
     from tunesmith.models.chat import stop_token_ids
-    from tunesmith.models.generate import until_stop
 
     model, tokenizer = load_hf(dtype)
     stops = stop_token_ids(tokenizer)
@@ -282,7 +289,6 @@ def run_static_batch(prompts: list[str], max_tokens: int, dtype) -> dict:
     import torch
 
     from tunesmith.models.chat import left_pad, render_prompts, stop_token_ids
-    from tunesmith.models.generate import until_stop
 
     model, tokenizer = load_hf(dtype)
     ids = render_prompts(tokenizer, [[{"role": "user", "content": p}] for p in prompts])
