@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 
 from tunesmith.config import ConfigError, RunConfig
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
+from tunesmith.models.argmax import argmax
 from tunesmith.train.forward import causal_lm_of, final_hidden
 from tunesmith.train.lora import adapters_switched_off
 from tunesmith.train.loss import trained_token_loss_and_hits
@@ -136,7 +137,7 @@ def base_kl_and_agreement(model, student_hidden: torch.Tensor, anchored: ModelBa
         base_hidden = final_hidden(causal_lm, anchored)[anchored.targets != IGNORE_INDEX]
         base = F.log_softmax(head(base_hidden).float(), dim=-1)
     kl = F.kl_div(student, base, log_target=True, reduction="sum")  # sum_v p_base (log p_base - log p_model)
-    return kl, (student.detach().argmax(-1) == base.argmax(-1)).sum()
+    return kl, (argmax(student.detach()) == argmax(base)).sum()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from tunesmith.data.render import IGNORE_INDEX
+from tunesmith.models.argmax import argmax
 
 # Trained positions whose logits are computed at once: one (LOSS_CHUNK, V) block is the loss's peak memory.
 # The cost estimator (tunesmith.estimate.cost_model) models this same chunk; change it here only.
@@ -60,7 +61,7 @@ def _head_cross_entropy(output_head: torch.nn.Module, hidden: torch.Tensor, labe
 def _head_cross_entropy_and_hits(output_head: torch.nn.Module, hidden: torch.Tensor,
                                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     logits = output_head(hidden).float()  # (n, V)
-    return F.cross_entropy(logits, labels, reduction="sum"), (logits.detach().argmax(-1) == labels).sum()
+    return F.cross_entropy(logits, labels, reduction="sum"), (argmax(logits.detach()) == labels).sum()
 
 
 def trained_token_losses(hidden: torch.Tensor, targets: torch.Tensor, output_head: torch.nn.Module,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from tunesmith.models.argmax import argmax
+
 
 def top_p_filter(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Logits (B, V) with every token outside each row's nucleus set to -inf; top_p is (B,).
@@ -29,7 +31,7 @@ def choose_tokens(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.
     one request draw together, in row order, from that request's generator.
     """
     logits = logits.float()
-    tokens = logits.argmax(dim=-1)  # (B,): the answer for greedy rows
+    tokens = argmax(logits)  # (B,): the answer for greedy rows
     for generator, rows in generator_groups:
         index = torch.tensor(rows)
         scaled = logits[index] / temperature[index].unsqueeze(1)  # (k, V)
