@@ -92,7 +92,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(args.run / "model", dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.run / "model")
     merged = evaluate_qa(model, tokenizer, items, method=task.method, max_new_tokens=max_new,
-                         batch_size=suite.decoding.batch_size, progress=False)
+                         batch_size=suite.decoding.rows, progress=False)
     merged_answers = [row["prediction"] for row in merged.rows]
     drift_items = items[: args.drift_items]
     full, starts = sequences(model, tokenizer, [i["question"] for i in drift_items], merged_answers[: len(drift_items)])
