@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.render import TokenizedExample, render_chat
+from tunesmith.models.attention_mask import for_attention
 from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.loss import trained_token_losses
 from tunesmith.train.packing import SHARED_ROW_TOKENS, filled_rows, row_layout
@@ -48,7 +49,8 @@ def example_loss_sums(model, examples: list[TokenizedExample], pad_id: int, batc
             batch, placed = filled_rows(chunk, layout, pad_id)
             batch = batch.to(device)
             hidden = causal_lm.get_decoder()(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                input_ids=batch.input_ids, attention_mask=for_attention(causal_lm, batch.attention_mask),
+                position_ids=batch.position_ids,
                 use_cache=False,
             ).last_hidden_state  # (R, T, H)
             losses = trained_token_losses(hidden, batch.targets, head).cpu()  # (R, T)

@@ -16,6 +16,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import PreTrainedModel
 
+from tunesmith.models.attention_mask import for_attention
 from tunesmith.train.loss import LOSS_CHUNK, trained_token_loss_and_hits, trained_token_loss_sum
 from tunesmith.train.packing import ModelBatch
 
@@ -54,7 +55,7 @@ def final_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tensor:
     with attention_kernel(causal_lm, batch):
         return causal_lm.get_decoder()(
             input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
+            attention_mask=for_attention(causal_lm, batch.attention_mask),
             position_ids=batch.position_ids,
             use_cache=False,
         ).last_hidden_state  # (R, T, H)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.data.render import IGNORE_INDEX
+from tunesmith.models.attention_mask import for_attention
 from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.loss import trained_token_loss_sum
 from tunesmith.train.packing import ModelBatch
@@ -70,7 +71,7 @@ def batch_example_logps(model, batch: ModelBatch, index: torch.Tensor, num_examp
     causal_lm = causal_lm_of(model)
     hidden = causal_lm.get_decoder()(
         input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
+        attention_mask=for_attention(causal_lm, batch.attention_mask),
         position_ids=batch.position_ids,
         use_cache=False,
     ).last_hidden_state  # (R, T, H)

@@ -17,6 +17,7 @@ import torch
 from peft import PeftModel
 
 from tunesmith.models.argmax import argmax
+from tunesmith.models.attention_mask import for_attention
 from tunesmith.models.decoding.decode_step import llama_decoder
 from tunesmith.models.decoding.detokenize import ChoiceText
 from tunesmith.models.decoding.prefix_store import MIN_REUSE, PrefixStore, shared_length
@@ -208,7 +209,8 @@ class RunningBatch:
 
     def forward(self, model, adapters: list[str | None], **inputs) -> torch.Tensor:
         """The model's logits over the cache, each batch row with its own LoRA adapter (None = the base)."""
-        inputs.update(cache=self.cache, use_cache=True)
+        causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
+        inputs.update(cache=self.cache, use_cache=True, attention_mask=for_attention(causal_lm, inputs["attention_mask"]))
         if not isinstance(model, PeftModel):
             return model(**inputs).logits
         lora = stacked_lora(model)  # models/decoding/stacked_lora.py
