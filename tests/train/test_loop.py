@@ -199,3 +199,19 @@ def test_lora_plus_gives_the_b_matrices_their_own_learning_rate_through_the_sche
     assert sorted(group["lr"] for group in plus.param_groups) == pytest.approx([0.5e-3, 8e-3])  # both halfway up
     full = build_optimizer(tiny_model(tokenizer, seed=3), load_config(overrides={"train.method": "full", "lora.plus_lr_ratio": 16}))
     assert {group["lr"] for group in full.param_groups} == {2e-4}  # no LoRA, nothing to split
+
+
+@pytest.mark.parametrize("micro_batch_size, passes", [(2, 3), (8, 2), (16, 1)])
+def test_validation_passes_hold_four_micro_batches_of_examples_at_least_sixteen(tokenizer, monkeypatch,
+                                                                               micro_batch_size, passes):
+    from tunesmith.train.loop import validation_metrics
+    from tunesmith.train.objective import TokenObjective
+
+    examples = fact_examples(tokenizer) * 5  # 40 rows
+    model, run, collated = tiny_model(tokenizer, seed=1), settings(tokenizer, micro_batch_size=micro_batch_size), []
+    collate = TokenObjective.collate
+    monkeypatch.setattr(TokenObjective, "collate", lambda self, chunk, layout: collated.append(len(chunk)) or collate(self, chunk, layout))
+    metrics = validation_metrics(model, examples, run)
+    assert len(collated) == passes and sum(collated) == 40
+    one_pass = validation_metrics(model, examples, run, batch_size=40)  # the same mean, however the rows are cut
+    assert metrics["valid_loss"] == pytest.approx(one_pass["valid_loss"], rel=1e-5)
