@@ -13,8 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.render import TokenizedExample, render_chat
-from tunesmith.models.attention_mask import for_attention
-from tunesmith.train.forward import causal_lm_of
+from tunesmith.train.forward import causal_lm_of, final_hidden
 from tunesmith.train.loss import trained_token_losses
 from tunesmith.train.packing import SHARED_ROW_TOKENS, filled_rows, row_layout
 
@@ -48,11 +47,7 @@ def example_loss_sums(model, examples: list[TokenizedExample], pad_id: int, batc
             layout = row_layout(chunk, max(widest, SHARED_ROW_TOKENS), packing=True, share_prefix=True)
             batch, placed = filled_rows(chunk, layout, pad_id)
             batch = batch.to(device)
-            hidden = causal_lm.get_decoder()(
-                input_ids=batch.input_ids, attention_mask=for_attention(causal_lm, batch.attention_mask),
-                position_ids=batch.position_ids,
-                use_cache=False,
-            ).last_hidden_state  # (R, T, H)
+            hidden = final_hidden(causal_lm, batch)  # (R, T, H)
             losses = trained_token_losses(hidden, batch.targets, head).cpu()  # (R, T)
             for j, (index, (row, column)) in enumerate(zip(indices, placed)):
                 width = len(chunk[j].input_ids) - (layout.prefix if layout.sharing[j] else 0)  # its tokens in the row

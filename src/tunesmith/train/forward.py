@@ -51,14 +51,20 @@ def checkpointed(causal_lm: PreTrainedModel) -> bool:
     return getattr(causal_lm, "is_activation_checkpointing", False)
 
 
+def decoder_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tensor:
+    """The decoder's last hidden states (R, T, H) for a packed batch, its mask as the model's attention reads it."""
+    return causal_lm.get_decoder()(
+        input_ids=batch.input_ids,
+        attention_mask=for_attention(causal_lm, batch.attention_mask),
+        position_ids=batch.position_ids,
+        use_cache=False,
+    ).last_hidden_state
+
+
 def final_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tensor:
+    """decoder_hidden under the attention kernel this batch trains with (attention_kernel)."""
     with attention_kernel(causal_lm, batch):
-        return causal_lm.get_decoder()(
-            input_ids=batch.input_ids,
-            attention_mask=for_attention(causal_lm, batch.attention_mask),
-            position_ids=batch.position_ids,
-            use_cache=False,
-        ).last_hidden_state  # (R, T, H)
+        return decoder_hidden(causal_lm, batch)
 
 
 def batch_loss_sum(model, batch: ModelBatch, loss_chunk: int = LOSS_CHUNK) -> torch.Tensor:

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.data.render import IGNORE_INDEX
-from tunesmith.models.attention_mask import for_attention
-from tunesmith.train.forward import causal_lm_of
+from tunesmith.train.forward import causal_lm_of, decoder_hidden
 from tunesmith.train.loss import trained_token_loss_sum
 from tunesmith.train.packing import ModelBatch
 
@@ -69,12 +68,7 @@ def example_logps(
 def batch_example_logps(model, batch: ModelBatch, index: torch.Tensor, num_examples: int) -> torch.Tensor:
     """(E,) summed log-probabilities of each example's trained tokens: one decoder pass, then the head per example."""
     causal_lm = causal_lm_of(model)
-    hidden = causal_lm.get_decoder()(
-        input_ids=batch.input_ids,
-        attention_mask=for_attention(causal_lm, batch.attention_mask),
-        position_ids=batch.position_ids,
-        use_cache=False,
-    ).last_hidden_state  # (R, T, H)
+    hidden = decoder_hidden(causal_lm, batch)  # (R, T, H)
     return example_logps(hidden, batch.targets, index.to(hidden.device), num_examples, causal_lm.get_output_embeddings())
 
 
