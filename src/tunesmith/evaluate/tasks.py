@@ -28,7 +28,6 @@ from tunesmith.evaluate.multilabel import (
     category_scores, classifier_label_sets, multilabel_metrics, read_labels, threshold_curves,
 )
 from tunesmith.evaluate.preference import load_pairs, pair_logps, preference_rows, preference_scores, reference_logps
-from tunesmith.evaluate.style import target_probabilities, train_judge
 from tunesmith.evaluate.suite import (
     ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, PreferenceTask, QATask, SpeedTask, StyleTask,
     SuiteError, Task,
@@ -267,6 +266,10 @@ def run_preference(task: PreferenceTask, model, tokenizer, decoding: Decoding, r
 
 
 def run_style(task: StyleTask, model, tokenizer, decoding: Decoding, progress: bool) -> TaskRun:
+    # scikit-learn (with scipy and pandas) takes ~0.7 s to import: only suites with a style task pay it, not
+    # every `tunesmith train` that evaluates after training
+    from tunesmith.evaluate.style import target_probabilities, train_judge
+
     texts = read_jsonl(task.texts)
     require_keys(task.texts, texts, ("text", "label"))
     is_target = [item["label"] == task.label for item in texts]
