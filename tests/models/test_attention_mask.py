@@ -35,9 +35,9 @@ def test_packed_rows_with_a_shared_prefix_score_as_examples_alone(tokenizer, mod
     with torch.no_grad():
         packed, placed = collate_placed(batch, tokenizer.pad_token_id, max_length=512, packing=True)
         hidden = final_hidden(model, packed)
-        for example, (row, start) in zip(batch, placed):
+        for example, (row, columns) in zip(batch, placed):
             alone = model.get_decoder()(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
-            assert torch.allclose(hidden[row, start : start + len(example.input_ids)], alone, atol=1e-4)
+            assert torch.allclose(hidden[row, columns], alone, atol=1e-4)
         padded = batch_loss_sum(model, collate(batch, tokenizer.pad_token_id, max_length=512, packing=False))
         shared = batch_loss_sum(model, collate(batch, tokenizer.pad_token_id, max_length=512, packing=True, share_prefix=True))
         assert torch.allclose(shared, padded, atol=1e-4)

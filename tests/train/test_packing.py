@@ -36,10 +36,9 @@ def test_packed_logits_equal_unpacked(tokenizer, model):
     with torch.no_grad():
         packed_hidden = decoder(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
                                 position_ids=packed.position_ids).last_hidden_state
-        for example, (row, start) in zip(batch, placed):
+        for example, (row, columns) in zip(batch, placed):
             alone = decoder(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
-            n = len(example.input_ids)
-            assert torch.allclose(packed_hidden[row, start : start + n], alone, atol=1e-4)
+            assert torch.allclose(packed_hidden[row, columns], alone, atol=1e-4)
 
 
 def attention_ops(model, batch, grad: bool = True) -> set[str]:
@@ -57,9 +56,9 @@ def test_training_attends_with_the_math_kernel_on_short_rows_and_packing_still_h
     assert "aten::_scaled_dot_product_attention_math" not in attention_ops(model, packed, grad=False)  # flash's forward is faster
     packed_hidden = final_hidden(model, packed).detach()  # with gradients: the math kernel
     with torch.no_grad():
-        for example, (row, start) in zip(batch, placed):
+        for example, (row, columns) in zip(batch, placed):
             alone = model.get_decoder()(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
-            assert torch.allclose(packed_hidden[row, start : start + len(example.input_ids)], alone, atol=1e-4)
+            assert torch.allclose(packed_hidden[row, columns], alone, atol=1e-4)
     wide = [TokenizedExample(list(range(1, MATH_ATTENTION_MAX_WIDTH + 2)), [1] * (MATH_ATTENTION_MAX_WIDTH + 1))]
     ops = attention_ops(model, collate(wide, tokenizer.pad_token_id, max_length=512, packing=True))
     assert any("flash_attention" in op for op in ops) and "aten::_scaled_dot_product_attention_math" not in ops
@@ -137,17 +136,15 @@ def test_examples_sharing_a_system_prompt_compute_it_once_and_each_computes_what
     shared, placed = collate_placed(batch, tokenizer.pad_token_id, max_length=512, packing=True, share_prefix=True)
     prefix, sharing = common_prefix(batch, [True] * len(batch))
     assert prefix >= 16 and sharing == [True, True, True, False]
-    assert min(column for _, column in placed) == prefix  # the row starts with the prefix, once
+    assert min(columns.start for _, columns in placed) == prefix  # the row starts with the prefix, once
     assert shared.input_ids.shape[0] == 1 and shared.input_ids.numel() == sum(len(e.input_ids) for e in batch) - 2 * prefix
     assert shared.num_real_tokens == plain.num_real_tokens and shared.num_trained == plain.num_trained
     with torch.no_grad():  # every example: its tokens' hidden states as alone, prefix read from the shared copy
         hidden = model.get_decoder()(input_ids=shared.input_ids, attention_mask=shared.attention_mask,
                                      position_ids=shared.position_ids).last_hidden_state[0]
-        for example, (_, start), shares in zip(batch, placed, [True, True, True, False]):
+        for example, (_, columns), shares in zip(batch, placed, [True, True, True, False]):
             alone = model.get_decoder()(input_ids=torch.tensor([example.input_ids])).last_hidden_state[0]
-            skip = prefix if shares else 0
-            n = len(example.input_ids) - skip
-            assert torch.allclose(hidden[start : start + n], alone[skip:], atol=1e-4)
+            assert torch.allclose(hidden[columns], alone[prefix if shares else 0 :], atol=1e-4)
     losses, grads = [], []
     for packed in (plain, shared):  # the same loss and gradients as without sharing
         model.zero_grad()

@@ -67,7 +67,7 @@ def trl_trainer(policy, reference, tokenizer, loss_type, tmp_path):
 
 def indexed(examples, tokenizer, packing):
     batch, placed = collate_placed(examples, tokenizer.pad_token_id, MAX_LENGTH, packing)
-    return batch, example_index(placed, [len(e.input_ids) for e in examples], batch.input_ids.shape)
+    return batch, example_index(placed, batch.input_ids.shape)
 
 
 def our_logps(model, examples, tokenizer, packing):

@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data.render import TokenizedExample, render_chat
 from tunesmith.train.forward import causal_lm_of, final_hidden
 from tunesmith.train.loss import trained_token_losses
-from tunesmith.train.packing import SHARED_ROW_TOKENS, filled_rows, row_layout
+from tunesmith.train.packing import SHARED_ROW_TOKENS, collate_placed
 
 
 @dataclass
@@ -44,14 +44,12 @@ def example_loss_sums(model, examples: list[TokenizedExample], pad_id: int, batc
             indices = order[start : start + batch_size]
             chunk = [examples[i] for i in indices]
             widest = max(len(example.input_ids) for example in chunk)
-            layout = row_layout(chunk, max(widest, SHARED_ROW_TOKENS), packing=True, share_prefix=True)
-            batch, placed = filled_rows(chunk, layout, pad_id)
+            batch, placed = collate_placed(chunk, pad_id, max(widest, SHARED_ROW_TOKENS), packing=True, share_prefix=True)
             batch = batch.to(device)
             hidden = final_hidden(causal_lm, batch)  # (R, T, H)
             losses = trained_token_losses(hidden, batch.targets, head).cpu()  # (R, T)
-            for j, (index, (row, column)) in enumerate(zip(indices, placed)):
-                width = len(chunk[j].input_ids) - (layout.prefix if layout.sharing[j] else 0)  # its tokens in the row
-                sums[index] = LossSum(float(losses[row, column : column + width].sum()), examples[index].num_trained)
+            for index, (row, columns) in zip(indices, placed):
+                sums[index] = LossSum(float(losses[row, columns].sum()), examples[index].num_trained)
     finally:
         causal_lm.train(was_training)
     return sums  # type: ignore[return-value]

@@ -70,10 +70,9 @@ def collate_anchored(examples: list[TokenizedExample], settings: BatchLayout) ->
     tokens, placed = collate_placed(examples, settings.pad_id, settings.max_length, settings.packing, settings.share_prefix,
                                     shareable=[not isinstance(e, AnchoredExample) for e in examples])  # chunks: one span
     width, flat, chunks = tokens.targets.shape[1], [], []
-    for example, (row, start) in zip(examples, placed):
+    for example, (row, span) in zip(examples, placed):
         if isinstance(example, AnchoredExample):
-            span = slice(start, start + len(example.input_ids))
-            flat.append(row * width + start + (tokens.targets[row, span] != IGNORE_INDEX).nonzero().flatten())
+            flat.append(row * width + span.start + (tokens.targets[row, span] != IGNORE_INDEX).nonzero().flatten())
             tokens.targets[row, span] = IGNORE_INDEX  # no next-token loss on them
             chunks.append(example)
     anchored = collate(chunks, settings.pad_id, settings.max_length, packing=False) if chunks else None

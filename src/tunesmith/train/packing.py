@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 
@@ -43,6 +44,14 @@ class ModelBatch:
     @property
     def num_trained(self) -> int:
         return int((self.targets != IGNORE_INDEX).sum())
+
+
+class Placement(NamedTuple):
+    """Where an example's tokens sit in a collated batch: its row and its columns there (for an example that shares
+    the row's prefix, its tokens after the prefix)."""
+
+    row: int
+    columns: slice
 
 
 def next_token_targets(example: TokenizedExample) -> list[int]:
@@ -91,11 +100,11 @@ def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, pack
 
 def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool,
                    share_prefix: bool = False,
-                   shareable: Sequence[bool] | None = None) -> tuple[ModelBatch, list[tuple[int, int]]]:
-    """The batch, and where each example landed in it: (row, first column), in the order of `examples`.
+                   shareable: Sequence[bool] | None = None) -> tuple[ModelBatch, list[Placement]]:
+    """The batch, and where each example landed in it, in the order of `examples`.
 
     With `share_prefix` (and packing), examples that start with the same untrained prefix share one copy of it
-    per row (module doc); such an example's (row, column) is where its tokens after the prefix begin.
+    per row (module doc); such an example's placement covers its tokens after the prefix.
     `shareable[i]` False keeps example i whole (a caller that reads an example's tokens as one span)."""
     layout = row_layout(examples, max_length, packing, share_prefix, shareable)
     return filled_rows(examples, layout, pad_id)
@@ -147,7 +156,7 @@ def common_prefix(examples: list[TokenizedExample], shareable: Sequence[bool]) -
     return length, [i in chosen for i in range(len(examples))]
 
 
-def filled_rows(examples: list[TokenizedExample], layout: RowLayout, pad_id: int) -> tuple[ModelBatch, list[tuple[int, int]]]:
+def filled_rows(examples: list[TokenizedExample], layout: RowLayout, pad_id: int) -> tuple[ModelBatch, list[Placement]]:
     """The batch for this layout: each row holds its examples in order, after one copy of the sharing examples'
     common prefix where the row has it; a sharing example keeps only its tokens after the prefix."""
     rows, width, prefix, sharing = layout.rows, layout.width, layout.prefix, layout.sharing
@@ -157,7 +166,7 @@ def filled_rows(examples: list[TokenizedExample], layout: RowLayout, pad_id: int
     segment = torch.full((len(rows), width), PADDING, dtype=torch.long)
     sees_prefix = torch.zeros((len(rows), width), dtype=torch.bool)
     head_ids = torch.tensor(examples[sharing.index(True)].input_ids[:prefix]) if prefix else None
-    placed = [(0, 0)] * len(examples)
+    placed: list[Placement | None] = [None] * len(examples)
     for r, row in enumerate(rows):
         start = 0
         if layout.has_prefix[r]:
@@ -171,10 +180,10 @@ def filled_rows(examples: list[TokenizedExample], layout: RowLayout, pad_id: int
             position_ids[r, start : start + n] = torch.arange(first, first + n)
             segment[r, start : start + n] = s
             sees_prefix[r, start : start + n] = sharing[index]
-            placed[index] = (r, start)
+            placed[index] = Placement(r, slice(start, start + n))
             start += n
     real = sum(len(e.input_ids) for e in examples)  # the examples' tokens, as without sharing: the same work done
-    return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment, sees_prefix), real), placed
+    return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment, sees_prefix), real), placed  # type: ignore[return-value]
 
 
 def shared_layout(lengths: list[int], max_length: int, prefix: int,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tunesmith.data.render import IGNORE_INDEX
 from tunesmith.train.forward import causal_lm_of, decoder_hidden
 from tunesmith.train.loss import trained_token_loss_sum
-from tunesmith.train.packing import ModelBatch
+from tunesmith.train.packing import ModelBatch, Placement
 
 
 @dataclass
@@ -43,14 +43,14 @@ class ChosenRejected:
         return cls(chosen, rejected)
 
 
-def example_index(placed: list[tuple[int, int]], lengths: list[int], shape: tuple[int, int]) -> torch.Tensor:
+def example_index(placed: list[Placement], shape: tuple[int, int]) -> torch.Tensor:
     """(R, T) index of the example at each position of a collated batch; -1 on padding.
 
-    `placed` is where `packing.collate_placed` put each example (row, first column), `shape` its input_ids' shape.
+    `placed` is where `packing.collate_placed` put each example, `shape` its input_ids' shape.
     """
     index = torch.full(tuple(shape), -1, dtype=torch.long)
-    for i, ((row, start), n) in enumerate(zip(placed, lengths)):
-        index[row, start : start + n] = i
+    for i, (row, columns) in enumerate(placed):
+        index[row, columns] = i
     return index
 
 

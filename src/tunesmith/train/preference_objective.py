@@ -72,7 +72,6 @@ class PreferenceBatch:
 
 def collate_pairs(pairs: list[PreferenceExample], settings: BatchLayout) -> PreferenceBatch:
     examples = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    lengths = [len(e.input_ids) for e in examples]
     trained = ChosenRejected.split(torch.tensor([float(e.num_trained) for e in examples]))
     given = [p.reference for p in pairs]
     reference = None
@@ -81,7 +80,7 @@ def collate_pairs(pairs: list[PreferenceExample], settings: BatchLayout) -> Pref
     inputs, placed = collate_placed(examples, settings.pad_id, settings.max_length, settings.packing)
     return PreferenceBatch(
         inputs=inputs,
-        index=example_index(placed, lengths, inputs.input_ids.shape),
+        index=example_index(placed, inputs.input_ids.shape),
         trained=trained,
         reference=reference,
     )
