@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -399,24 +400,20 @@ def benchmark(args: argparse.Namespace) -> dict:
         weights.read_bytes()
 
     sides = set(args.sides.split(",")) - ({"trl_no_gradient_checkpointing"} if args.skip_trl_no_gc else set())
-    results = {}
-    if "tunesmith" in sides:
-        results["tunesmith"] = run_tunesmith(settings, train, valid, work, packing=not args.tunesmith_no_packing)
-        machine["load_avg_after_tunesmith"] = [round(x, 2) for x in os.getloadavg()]
-    if "tunesmith_no_share_prefix" in sides:  # packing without sharing the system prompt (the default until 2026-12-05)
-        results["tunesmith_no_share_prefix"] = run_tunesmith(settings, train, valid, work, packing=True, share_prefix=False)
-    if "trl" in sides:
-        results["trl"] = run_trl(settings, train, valid, work, "trl", gradient_checkpointing=True)
-        machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
-    if "trl_no_gradient_checkpointing" in sides:
-        results["trl_no_gradient_checkpointing"] = run_trl(settings, train, valid, work, "trl-nogc", gradient_checkpointing=False)
-    for name, gradient_checkpointing in (("trl_eager", True), ("trl_eager_no_gradient_checkpointing", False)):
-        if name in sides:  # eager attention: matmul + softmax, the kind of kernel tunesmith uses on short rows
-            results[name] = run_trl(settings, train, valid, work, name.replace("_", "-"), gradient_checkpointing, "eager")
-    scores = score_adapters({name: r["adapter"] for name, r in results.items()}, valid)
+    rounds = []
+    for index in range(args.rounds):  # every side once per round, in the same order: the machine's drift meets each side
+        folder = work if args.rounds == 1 else work / f"round-{index + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        rounds.append(run_sides(sides, settings, train, valid, folder, args, machine if index == 0 else {}))
+    results = rounds[0] if len(rounds) == 1 else median_sides(rounds)
+    scores = score_adapters({name: r["adapter"] for name, r in results.items()}, valid)  # round 1's adapters
     for name, result in results.items():
         result["valid_loss"] = scores[name]
     report = {**results}
+    if len(rounds) > 1:
+        report["rounds"] = [{name: {key: side[key] for key in ROUND_FIGURES if key in side} for name, side in sides_run.items()}
+                            for sides_run in rounds]
+        report["ratios_vs_fastest_trl_each_round"] = [fastest_trl_ratios(sides_run) for sides_run in rounds]
     report["base_model_valid_loss"] = scores["base_model"]
     if {"tunesmith", "trl"} <= set(results):
         report["ratios"] = compare(results["tunesmith"], results["trl"])
@@ -434,13 +431,57 @@ def benchmark(args: argparse.Namespace) -> dict:
     return report
 
 
-def compare(ours: dict, theirs: dict) -> dict:
+def run_sides(sides: set[str], settings: dict, train: Path, valid: Path, work: Path, args: argparse.Namespace,
+              machine: dict) -> dict:
+    """One run of each side asked for, one after another; `machine` takes the load average after some of them."""
+    results = {}
+    if "tunesmith" in sides:
+        results["tunesmith"] = run_tunesmith(settings, train, valid, work, packing=not args.tunesmith_no_packing)
+        machine["load_avg_after_tunesmith"] = [round(x, 2) for x in os.getloadavg()]
+    if "tunesmith_no_share_prefix" in sides:  # packing without sharing the system prompt (the default until 2026-12-05)
+        results["tunesmith_no_share_prefix"] = run_tunesmith(settings, train, valid, work, packing=True, share_prefix=False)
+    if "trl" in sides:
+        results["trl"] = run_trl(settings, train, valid, work, "trl", gradient_checkpointing=True)
+        machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
+    if "trl_no_gradient_checkpointing" in sides:
+        results["trl_no_gradient_checkpointing"] = run_trl(settings, train, valid, work, "trl-nogc", gradient_checkpointing=False)
+    for name, gradient_checkpointing in (("trl_eager", True), ("trl_eager_no_gradient_checkpointing", False)):
+        if name in sides:  # eager attention: matmul + softmax, the kind of kernel tunesmith uses on short rows
+            results[name] = run_trl(settings, train, valid, work, name.replace("_", "-"), gradient_checkpointing, "eager")
+    return results
+
+
+ROUND_FIGURES = ("tokens_per_s", "train_s", "wall_s", "peak_rss_mb", "cpu_s", "final_train_loss")
+
+
+def median_sides(rounds: list[dict]) -> dict:
+    """Each side's figures as the median over the rounds (its adapter, scored for valid_loss, and the rest from
+    round 1). A side trains the same steps in every round: `same_training_each_round` says whether its final train
+    loss was the same in all of them."""
+    merged = {}
+    for name, first in rounds[0].items():
+        runs = [sides_run[name] for sides_run in rounds]
+        merged[name] = {**first, **{key: statistics.median(run[key] for run in runs)
+                                    for key in ROUND_FIGURES[:-1] if key in first}, "rounds": len(runs),
+                        "same_training_each_round": len({run.get("final_train_loss") for run in runs}) == 1}
+    return merged
+
+
+def fastest_trl_ratios(results: dict) -> dict:
+    trl_sides = {name: r for name, r in results.items() if name.startswith("trl")}
+    if "tunesmith" not in results or not trl_sides:
+        return {}
+    fastest = max(trl_sides, key=lambda name: trl_sides[name]["tokens_per_s"])
+    return {"side": fastest, **compare(results["tunesmith"], trl_sides[fastest], loss=False)}
+
+
+def compare(ours: dict, theirs: dict, loss: bool = True) -> dict:
     return {
         "throughput": ratio(ours["tokens_per_s"], theirs["tokens_per_s"]),
         "wall_time": ratio(theirs["wall_s"], ours["wall_s"]),  # > 1: tunesmith finishes sooner
         "train_time": ratio(theirs["train_s"], ours["train_s"]),
         "peak_rss": ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"]),  # < 1: tunesmith uses less
-        "valid_loss_delta": round(ours["valid_loss"] - theirs["valid_loss"], 4),  # <= 0: tunesmith equal or better
+        **({"valid_loss_delta": round(ours["valid_loss"] - theirs["valid_loss"], 4)} if loss else {}),  # <= 0: tunesmith equal or better
     }
 
 
@@ -504,6 +545,9 @@ def parse_args() -> argparse.Namespace:
                              "alone moves the valid loss by ~0.03, so only the same batches compare the training), "
                              "or its own sampler's")
     parser.add_argument("--skip-trl-no-gc", action="store_true", help="skip the extra TRL run without gradient checkpointing")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every side this many times, one round after another (each round every side once, in "
+                             "the same order); the figures are each side's medians, every round's are in `rounds`")
     # internal: the TRL child process
     parser.add_argument("--side", choices=["trl"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--settings", default=None, help=argparse.SUPPRESS)
