@@ -193,7 +193,8 @@ def engine_tokens_per_s(model, tokenizer, prompt_ids: list[list[int]], adapters:
     seconds = time.perf_counter() - started
     if (thread := served.batcher.thread) is not None:
         thread.join()  # its OpenMP pool goes before the next run's batcher starts
-    return figures(seconds, sum(r.usage.completion_tokens for r in requests), len(requests))
+    answers = [r.usage.completion_tokens for r in requests]
+    return {**figures(seconds, sum(answers), len(requests)), "longest_answer": max(answers)}
 
 
 def run_mixed_lora(prompts: list[str], max_tokens: int, dtype, rounds: int = 2) -> dict:
@@ -230,7 +231,10 @@ def run_mixed_lora(prompts: list[str], max_tokens: int, dtype, rounds: int = 2) 
         for _ in range(rounds):
             runs["base_only"].append(engine_tokens_per_s(base, tokenizer, ids, [None] * len(ids), max_tokens, to_the_end))
             runs["mixed_adapters"].append(engine_tokens_per_s(model.eval(), tokenizer, ids, adapters, max_tokens, to_the_end))
-        sides = {side: figures(sum(r["seconds"] for r in rs), sum(r["generated_tokens"] for r in rs), len(ids) * rounds)
+        # a batch runs until its longest answer ends: as answered, tokens/s moves with the answers' lengths
+        # (mean = generated_tokens / requests) against the longest, whatever the adapters cost
+        sides = {side: {**figures(sum(r["seconds"] for r in rs), sum(r["generated_tokens"] for r in rs), len(ids) * rounds),
+                        "longest_answer": max(r["longest_answer"] for r in rs)}
                  for side, rs in runs.items()}
         cost = round(1 - sides["mixed_adapters"]["generated_tokens_per_s"] / sides["base_only"]["generated_tokens_per_s"], 3)
         report[work] = {**sides, "cost": cost}
