@@ -124,8 +124,11 @@ def materialize_embedded(model: EmbeddedModel) -> Path:
     gguf = embedded_gguf_path(model)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **NO_HUB_KERNELS)
+    from tunesmith.models.gguf_read_once import gguf_parsed_once
+
+    with gguf_parsed_once():  # transformers would parse the file three times
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **NO_HUB_KERNELS)
     loaded.hf_quantizer = None
     loaded.is_quantized = False
     if hasattr(loaded.config, "quantization_config"):
