@@ -1,0 +1,122 @@
+"""The demo end to end, timed as a newcomer's first run: `tunesmith demo` with an empty model cache and an empty
+torch compile cache; prints JSON (issue 14's line: the demo, set-up excluded, in under 8 minutes).
+
+Run as: .venv/bin/python benchmarks/demo_time.py [--out FILE] [--keep DIR] [--warm-caches]
+
+The demo runs in a child process of its own (`tunesmith demo --out DIR`), so its wall time and peak RSS
+(os.wait4) are the whole command's: model materialization from the embedded GGUF, data checks, training with its
+first steps' compiling, the final validation and export, and both models' evaluation. `--warm-caches` keeps this
+machine's caches instead (TUNESMITH_CACHE and TORCHINDUCTOR_CACHE_DIR as set), the figure of a second run.
+
+Measured:
+  wall_s            the whole `tunesmith demo` process
+  training_s        run.json's seconds (the model load to the merged model's export)
+  evaluation_s      eval/report.json's seconds (both models, every task of the suite)
+  tokens_per_s      median of the training log's real tokens/s lines (the first one, which compiles, excluded)
+  held_out, perplexity_change, gates   what the demo reports (a faster demo that scores otherwise is another run)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 8 * 60
+
+
+def run_demo(work: Path, warm_caches: bool) -> dict:
+    env = dict(os.environ)
+    if not warm_caches:
+        env["TUNESMITH_CACHE"] = str(work / "tunesmith-cache")
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor-cache")
+    command = [str(Path(sys.executable).parent / "tunesmith"), "demo", "--out", str(work / "run")]
+    log_path = work / "demo.log"
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 and not (work / "run" / "eval" / "report.json").is_file():  # a failed gate still leaves its report
+        raise RuntimeError(f"{' '.join(command)} exited {code}; log {log_path}:\n{log_path.read_text()[-3000:]}")
+    return {"wall_s": round(wall, 1), "exit_code": code, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+
+
+def run_figures(run: Path) -> dict:
+    """What the finished run recorded: phase times, the training's pace, the demo's scores and gates."""
+    record = json.loads((run / "run.json").read_text())
+    report = json.loads((run / "eval" / "report.json").read_text())
+    rates = [json.loads(line).get("tokens_per_s") for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    rates = [rate for rate in rates if rate is not None][1:]  # the first window holds the compiling
+    tasks = {task["name"]: task for task in report["tasks"]}
+    qa, general = tasks.get("elements"), tasks.get("general")
+    figures = {
+        "training_s": round(record["seconds"], 1),
+        "evaluation_s": round(report["seconds"], 1),
+        "steps": record["steps"],
+        "tokens_per_s": round(statistics.median(rates), 1) if rates else None,
+        "gates_passed": report["passed"],
+        "gates": [gate["message"] for gate in report["gates"]],
+    }
+    if qa is not None:
+        figures["held_out"] = {"base": qa["baseline"]["metrics"]["accuracy"], "finetuned": qa["candidate"]["metrics"]["accuracy"]}
+    if general is not None:
+        before, after = general["baseline"]["metrics"]["perplexity"], general["candidate"]["metrics"]["perplexity"]
+        figures["perplexity_change"] = round(after / before - 1, 5)
+    return figures
+
+
+def machine_state() -> dict:
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+             if line.startswith("model name")]
+    return {"cpu": names[0] if names else platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "load_avg_before": [round(x, 2) for x in os.getloadavg()]}
+
+
+def code_revision() -> str | None:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--keep", type=Path, default=None, help="run in this directory and keep it (default: a temporary one)")
+    parser.add_argument("--warm-caches", action="store_true", help="use this machine's model and compile caches as they are")
+    args = parser.parse_args()
+    machine = machine_state()
+    with tempfile.TemporaryDirectory(prefix="tunesmith-demo-bench-") as temporary:
+        work = args.keep or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        process = run_demo(work, args.warm_caches)
+        figures = run_figures(work / "run")
+    machine["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    other = process["wall_s"] - figures["training_s"] - figures["evaluation_s"]
+    report = {
+        **process, **figures, "other_s": round(other, 1),
+        "caches": "warm (this machine's)" if args.warm_caches else "empty (a first run)",
+        "code_revision": code_revision(), "machine": machine,
+        "targets": {"demo_wall_s": {"measured": process["wall_s"], "target": f"< {TARGET_S}", "pass": process["wall_s"] < TARGET_S}},
+    }
+    text = json.dumps(report, indent=2)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
