@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from json_report import emit
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 8 * 60
 
@@ -112,10 +114,7 @@ def main() -> None:
         "code_revision": code_revision(), "machine": machine,
         "targets": {"demo_wall_s": {"measured": process["wall_s"], "target": f"< {TARGET_S}", "pass": process["wall_s"] < TARGET_S}},
     }
-    text = json.dumps(report, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from json_report import emit
 # Shared with the supervised benchmark beside this file: child-process accounting, machine description,
 # and tunesmith's loop seconds rebuilt from metrics.jsonl.
 from train_throughput import machine_state, ratio, run_child, tunesmith_loop_figures
@@ -429,10 +430,7 @@ def main() -> None:
         trl_side(args)
         return
     report = benchmark(args)
-    text = json.dumps(report, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from json_report import emit
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "tunesmith.cli"]
 
@@ -80,10 +82,7 @@ def main() -> None:
         "within_25_percent": abs(predicted["total_seconds"] / measured_s - 1) <= 0.25
         and abs(predicted["peak_memory_bytes"] / measured_rss - 1) <= 0.25,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

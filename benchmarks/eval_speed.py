@@ -13,7 +13,6 @@ scaled to 500 items).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -24,6 +23,8 @@ import torch
 from rich.console import Console
 
 from tunesmith.evaluate.runner import run_eval
+
+from json_report import emit
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_TOTAL_S, TARGET_QA_500_S = 90.0, 30.0
@@ -71,10 +72,7 @@ def main() -> None:
               "load_average_before": load_before, "load_average_after": os.getloadavg(), "sides": sides}
     if {"bf16", "fp32"} <= set(sides):
         report["bf16_speedup"] = round(sides["fp32"]["total_s"] / sides["bf16"]["total_s"], 2)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

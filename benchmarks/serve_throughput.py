@@ -44,6 +44,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from json_report import emit
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = "smollm2-135m-instruct"
 PROMPTS = REPO / "examples" / "general" / "prompts.jsonl"
@@ -459,10 +461,7 @@ def main() -> None:
                                      for name, other in texts.items() if name.startswith("sequential")}
     report["targets"] = target_checks(report)
     report["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(report, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

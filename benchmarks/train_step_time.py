@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from json_report import emit
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -84,10 +86,7 @@ def main() -> None:
     report["compiled_over_eager_step"] = {str(s["batch_size"]): round(s["mean_step_s"] / eager[s["batch_size"]]["mean_step_s"], 3)
                                           for s in report["sides"] if s["compile"]}
     report["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

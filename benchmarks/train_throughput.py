@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from json_report import emit
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = "smollm2-135m-instruct"
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"}
@@ -563,10 +565,7 @@ def main() -> None:
         trl_side(args)
         return
     report = benchmark(args)
-    text = json.dumps(report, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
