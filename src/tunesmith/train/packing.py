@@ -175,12 +175,13 @@ def filled_rows(examples: list[TokenizedExample], layout: RowLayout, pad_id: int
         for s, index in enumerate(row):
             example, first = examples[index], prefix if sharing[index] else 0
             n = len(example.input_ids) - first
-            input_ids[r, start : start + n] = torch.tensor(example.input_ids[first:])
-            targets[r, start : start + n] = torch.tensor(next_token_targets(example)[first:])
-            position_ids[r, start : start + n] = torch.arange(first, first + n)
-            segment[r, start : start + n] = s
-            sees_prefix[r, start : start + n] = sharing[index]
-            placed[index] = Placement(r, slice(start, start + n))
+            columns = slice(start, start + n)
+            input_ids[r, columns] = torch.tensor(example.input_ids[first:])
+            targets[r, columns] = torch.tensor(next_token_targets(example)[first:])
+            position_ids[r, columns] = torch.arange(first, first + n)
+            segment[r, columns] = s
+            sees_prefix[r, columns] = sharing[index]
+            placed[index] = Placement(r, columns)
             start += n
     real = sum(len(e.input_ids) for e in examples)  # the examples' tokens, as without sharing: the same work done
     return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment, sees_prefix), real), placed  # type: ignore[return-value]
