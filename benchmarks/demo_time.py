@@ -20,19 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from json_report import emit
+from train_throughput import cpu_name, run_child  # the supervised benchmark's child-process accounting
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 8 * 60
+GATE_FAILED = 1  # `tunesmith demo`'s exit code when a gate fails (and for other errors: then there is no report)
 
 
 def run_demo(work: Path, warm_caches: bool) -> dict:
@@ -41,17 +41,11 @@ def run_demo(work: Path, warm_caches: bool) -> dict:
         env["TUNESMITH_CACHE"] = str(work / "tunesmith-cache")
         env["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor-cache")
     command = [str(Path(sys.executable).parent / "tunesmith"), "demo", "--out", str(work / "run")]
-    log_path = work / "demo.log"
-    started = time.perf_counter()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0 and not (work / "run" / "eval" / "report.json").is_file():  # a failed gate still leaves its report
-        raise RuntimeError(f"{' '.join(command)} exited {code}; log {log_path}:\n{log_path.read_text()[-3000:]}")
-    return {"wall_s": round(wall, 1), "exit_code": code, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+    process = run_child(command, work / "demo.log", env, exit_codes=(0, GATE_FAILED))
+    if process["exit_code"] != 0 and not (work / "run" / "eval" / "report.json").is_file():  # failed before its gates
+        raise RuntimeError(f"{' '.join(command)} exited {process['exit_code']}; log {work / 'demo.log'}:\n"
+                           f"{(work / 'demo.log').read_text()[-3000:]}")
+    return process
 
 
 def run_figures(run: Path) -> dict:
@@ -81,10 +75,7 @@ def run_figures(run: Path) -> dict:
 def machine_state() -> dict:
     import torch
 
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
-             if line.startswith("model name")]
-    return {"cpu": names[0] if names else platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "load_avg_before": [round(x, 2) for x in os.getloadavg()]}
 

@@ -82,18 +82,20 @@ def warmup_steps(rows: int, batch_size: int, epochs: float, ratio: float) -> int
 
 # --- child processes -----------------------------------------------------------------------------------------------
 
-def run_child(command: list[str], log_path: Path) -> dict:
-    """Run one side to completion; its own wall time and peak RSS (not the maximum over all children)."""
+def run_child(command: list[str], log_path: Path, env: dict | None = None, exit_codes: tuple[int, ...] = (0,)) -> dict:
+    """Run one side to completion; its own wall time and peak RSS (not the maximum over all children). An exit code
+    outside `exit_codes` is an error; the one it ended with is `exit_code`."""
     started = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
-    if process.returncode != 0:
+    if process.returncode not in exit_codes:
         tail = log_path.read_text()[-3000:]
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}); log {log_path}:\n{tail}")
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+    return {"wall_s": round(wall, 2), "exit_code": process.returncode, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
 
 
 def tunesmith_config(settings: dict, train: Path, valid: Path, packing: bool, share_prefix: bool | None = None) -> dict:
@@ -364,15 +366,20 @@ def score_adapters(adapters: dict[str, str], valid: Path) -> dict[str, float]:
 
 # --- the benchmark ---------------------------------------------------------------------------------------------------
 
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor() or platform.machine())
+
+
 def machine_state() -> dict:
     import torch
     import transformers
     import trl
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()),
@@ -413,7 +420,8 @@ def benchmark(args: argparse.Namespace) -> dict:
         result["valid_loss"] = scores[name]
     report = {**results}
     if len(rounds) > 1:
-        report["rounds"] = [{name: {key: side[key] for key in ROUND_FIGURES if key in side} for name, side in sides_run.items()}
+        report["rounds"] = [{name: {key: side[key] for key in (*MEDIAN_FIGURES, "final_train_loss") if key in side}
+                             for name, side in sides_run.items()}
                             for sides_run in rounds]
         report["ratios_vs_fastest_trl_each_round"] = [fastest_trl_ratios(sides_run) for sides_run in rounds]
     report["base_model_valid_loss"] = scores["base_model"]
@@ -453,7 +461,7 @@ def run_sides(sides: set[str], settings: dict, train: Path, valid: Path, work: P
     return results
 
 
-ROUND_FIGURES = ("tokens_per_s", "train_s", "wall_s", "peak_rss_mb", "cpu_s", "final_train_loss")
+MEDIAN_FIGURES = ("tokens_per_s", "train_s", "wall_s", "peak_rss_mb", "cpu_s")  # a side's figures over the rounds
 
 
 def median_sides(rounds: list[dict]) -> dict:
@@ -464,7 +472,7 @@ def median_sides(rounds: list[dict]) -> dict:
     for name, first in rounds[0].items():
         runs = [sides_run[name] for sides_run in rounds]
         merged[name] = {**first, **{key: statistics.median(run[key] for run in runs)
-                                    for key in ROUND_FIGURES[:-1] if key in first}, "rounds": len(runs),
+                                    for key in MEDIAN_FIGURES if key in first}, "rounds": len(runs),
                         "same_training_each_round": len({run.get("final_train_loss") for run in runs}) == 1}
     return merged
 
