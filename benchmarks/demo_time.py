@@ -13,7 +13,8 @@ Measured:
   training_s        run.json's seconds (the model load to the merged model's export)
   evaluation_s      eval/report.json's seconds (both models, every task of the suite)
   tokens_per_s      median of the training log's real tokens/s lines (the first one, which compiles, excluded)
-  held_out, perplexity_change, gates   what the demo reports (a faster demo that scores otherwise is another run)
+  held_out, perplexity_change, gates   what the demo reports (a faster demo that scores otherwise is another run),
+                    held-out accuracy per relation included
 """
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def run_figures(run: Path) -> dict:
         "gates": [gate["message"] for gate in report["gates"]],
     }
     if qa is not None:
-        figures["held_out"] = {"base": qa["baseline"]["metrics"]["accuracy"], "finetuned": qa["candidate"]["metrics"]["accuracy"]}
+        figures["held_out"] = {"base": qa["baseline"]["metrics"]["accuracy"], "finetuned": qa["candidate"]["metrics"]["accuracy"],
+                               "finetuned_by_relation": qa["candidate"]["details"].get("by_relation")}  # which relation a draw lost
     if general is not None:
         before, after = general["baseline"]["metrics"]["perplexity"], general["candidate"]["metrics"]["perplexity"]
         figures["perplexity_change"] = round(after / before - 1, 5)
