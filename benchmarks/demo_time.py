@@ -33,7 +33,18 @@ from train_throughput import cpu_name, run_child  # the supervised benchmark's c
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 8 * 60
-GATE_FAILED = 1  # `tunesmith demo`'s exit code when a gate fails (and for other errors: then there is no report)
+TUNESMITH = str(Path(sys.executable).parent / "tunesmith")
+GATE_FAILED = 1  # `tunesmith demo`'s and `train`'s exit code when a gate fails (and for other errors: then there is no report)
+
+
+def run_to_report(command: list[str], run: Path, log: Path, env: dict) -> dict:
+    """run_child for a tunesmith command that trains into `run` and evaluates it: a failed gate is a result; an exit
+    without the run's evaluation report is an error, with the log's tail."""
+    process = run_child(command, log, env, exit_codes=(0, GATE_FAILED))
+    if not (run / "eval" / "report.json").is_file():  # failed before its gates (or its config has no eval section)
+        raise RuntimeError(f"{' '.join(command)} exited {process['exit_code']} without {run / 'eval' / 'report.json'}; "
+                           f"log {log}:\n{log.read_text()[-3000:]}")
+    return process
 
 
 def run_demo(work: Path, warm_caches: bool) -> dict:
@@ -41,12 +52,7 @@ def run_demo(work: Path, warm_caches: bool) -> dict:
     if not warm_caches:
         env["TUNESMITH_CACHE"] = str(work / "tunesmith-cache")
         env["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor-cache")
-    command = [str(Path(sys.executable).parent / "tunesmith"), "demo", "--out", str(work / "run")]
-    process = run_child(command, work / "demo.log", env, exit_codes=(0, GATE_FAILED))
-    if process["exit_code"] != 0 and not (work / "run" / "eval" / "report.json").is_file():  # failed before its gates
-        raise RuntimeError(f"{' '.join(command)} exited {process['exit_code']}; log {work / 'demo.log'}:\n"
-                           f"{(work / 'demo.log').read_text()[-3000:]}")
-    return process
+    return run_to_report([TUNESMITH, "demo", "--out", str(work / "run")], work / "run", work / "demo.log", env)
 
 
 def run_figures(run: Path) -> dict:

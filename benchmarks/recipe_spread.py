@@ -22,27 +22,19 @@ import argparse
 import os
 import shlex
 import statistics
-import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
-from demo_time import code_revision, run_figures
+from demo_time import TUNESMITH, code_revision, machine_state, run_figures, run_to_report
 from json_report import emit
-from train_throughput import cpu_name, run_child
 
 REPO = Path(__file__).resolve().parents[1]
-GATE_FAILED = 1  # `tunesmith train`'s exit code when a gate of its evaluation fails
 
 
 def train_seed(config: Path, seed: int, out: Path, train_args: list[str]) -> dict:
     """One seed's run and its figures; raises when the run failed before its gates."""
-    command = [str(Path(sys.executable).parent / "tunesmith"), "train", str(config), "--seed", str(seed),
-               "--out", str(out), *train_args]
-    process = run_child(command, out.parent / f"{out.name}.log", dict(os.environ), exit_codes=(0, GATE_FAILED))
-    if not (out / "eval" / "report.json").is_file():
-        raise RuntimeError(f"{' '.join(command)} wrote no evaluation report: does the config have an eval section? "
-                           f"Log: {out.parent / f'{out.name}.log'}")
+    command = [TUNESMITH, "train", str(config), "--seed", str(seed), "--out", str(out), *train_args]
+    process = run_to_report(command, out, out.parent / f"{out.name}.log", dict(os.environ))
     return {"wall_s": process["wall_s"], **run_figures(out)}
 
 
@@ -70,8 +62,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
-               "load_avg_before": [round(x, 2) for x in os.getloadavg()]}
+    machine = machine_state()
     runs: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(prefix="tunesmith-recipe-spread-") as temporary:
         work = args.keep or Path(temporary)
