@@ -93,7 +93,8 @@ def main() -> None:
     parser.add_argument("--records", type=Path, help="an elements.jsonl written before: skip the dictd parsing")
     parser.add_argument("--spec", type=Path, default=SPEC, help="question templates (augment spec YAML)")
     parser.add_argument("--out", type=Path, default=Path("examples/elements"))
-    parser.add_argument("--per-fact", type=int, help="training phrasings per element x relation (default: the spec's 9)")
+    parser.add_argument("--per-fact", type=int,
+                        help="training phrasings per element x relation (default: the spec's train_per_source)")
     parser.add_argument("--valid-size", type=int, help="valid rows (default: the spec's 300)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
