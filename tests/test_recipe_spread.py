@@ -1,23 +1,12 @@
 """benchmarks/recipe_spread.py's summary over seeds: passes counted from the gates, the worst draws named."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.benchmark_script import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its neighbours (demo_time, json_report, train_throughput)
-    try:
-        spec = importlib.util.spec_from_file_location("recipe_spread_benchmark", BENCHMARKS / "recipe_spread.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return load_benchmark("recipe_spread")
 
 
 def run(finetuned: float, perplexity_change: float, passed: bool) -> dict:
