@@ -98,8 +98,9 @@ def run_child(command: list[str], log_path: Path, env: dict | None = None, exit_
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
 
 
-def tunesmith_config(settings: dict, train: Path, valid: Path, packing: bool, share_prefix: bool | None = None) -> dict:
-    """share_prefix None: tunesmith's default (on for packed supervised runs)."""
+def tunesmith_config(settings: dict, train: Path, valid: Path, packing: bool, share_prefix: bool | None = None,
+                     grouped_attention: bool = True) -> dict:
+    """share_prefix None: tunesmith's default (on for packed supervised runs); grouped_attention False: sdpa's kernels."""
     data = {"train": str(train), "valid": str(valid), "max_length": settings["max_length"], "packing": packing}
     if share_prefix is not None:
         data["share_prefix"] = share_prefix
@@ -119,6 +120,7 @@ def tunesmith_config(settings: dict, train: Path, valid: Path, packing: bool, sh
             "max_grad_norm": settings["max_grad_norm"],
             "seed": settings["seed"],
             "bf16": settings["bf16"],
+            "grouped_attention": grouped_attention,
         },
     }
 
@@ -141,12 +143,14 @@ def tunesmith_loop_figures(metrics_path: Path) -> dict:
             "in_run_valid_loss": valid_loss, "loop_peak_rss_mb": peak}
 
 
-def run_tunesmith(settings: dict, train: Path, valid: Path, work: Path, packing: bool, share_prefix: bool | None = None) -> dict:
+def run_tunesmith(settings: dict, train: Path, valid: Path, work: Path, packing: bool, share_prefix: bool | None = None,
+                  grouped_attention: bool = True) -> dict:
     import yaml
 
-    name = "tunesmith-no-share-prefix" if share_prefix is False else "tunesmith"
+    name = "tunesmith-no-share-prefix" if share_prefix is False else "tunesmith" if grouped_attention else "tunesmith-sdpa"
     config_path = work / f"{name}.yaml"
-    config_path.write_text(yaml.safe_dump(tunesmith_config(settings, train, valid, packing, share_prefix), sort_keys=False))
+    config = tunesmith_config(settings, train, valid, packing, share_prefix, grouped_attention)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     run_dir = work / f"{name}-run"
     command = [str(Path(sys.executable).parent / "tunesmith"), "train", str(config_path), "--out", str(run_dir)]
     process = run_child(command, work / f"{name}.log")
@@ -432,7 +436,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     trl_sides = {name: r for name, r in results.items() if name.startswith("trl")}
     if trl_sides:  # TRL's fastest side in this run, whichever it is, against each tunesmith side
         fastest = max(trl_sides, key=lambda name: trl_sides[name]["tokens_per_s"])
-        for ours, key in (("tunesmith", "ratios_vs_fastest_trl"), ("tunesmith_no_share_prefix", "no_share_prefix_ratios_vs_fastest_trl")):
+        for ours, key in (("tunesmith", "ratios_vs_fastest_trl"), ("tunesmith_no_share_prefix", "no_share_prefix_ratios_vs_fastest_trl"),
+                          ("tunesmith_sdpa", "sdpa_ratios_vs_fastest_trl")):
             if ours in results:
                 report[key] = {"side": fastest, **compare(results[ours], trl_sides[fastest])}
     report["config"] = settings
@@ -450,6 +455,9 @@ def run_sides(sides: set[str], settings: dict, train: Path, valid: Path, work: P
         machine["load_avg_after_tunesmith"] = [round(x, 2) for x in os.getloadavg()]
     if "tunesmith_no_share_prefix" in sides:  # packing without sharing the system prompt (the default until 2026-12-05)
         results["tunesmith_no_share_prefix"] = run_tunesmith(settings, train, valid, work, packing=True, share_prefix=False)
+    if "tunesmith_sdpa" in sides:  # sdpa's attention kernels instead of grouped attention (the default until 2026-12-06)
+        results["tunesmith_sdpa"] = run_tunesmith(settings, train, valid, work, packing=not args.tunesmith_no_packing,
+                                                  grouped_attention=False)
     if "trl" in sides:
         results["trl"] = run_trl(settings, train, valid, work, "trl", gradient_checkpointing=True)
         machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
@@ -516,7 +524,9 @@ def notes(results: dict, machine: dict, work: Path, settings: dict) -> list[str]
         f"tunesmith share_prefix={ts.get('share_prefix')} (its default: the examples' common untrained system prompt "
         "computed once per packed row; each example still computes what it would alone; tokens_per_s counts every "
         "example's tokens, prompt included, as the other sides do). tunesmith_no_share_prefix (when run): packing "
-        "without it, the default until 2026-12-05.",
+        "without it, the default until 2026-12-05. tunesmith_sdpa (when run): the training forward through sdpa's "
+        "kernels over each packed row's masked square instead of grouped attention (each example's block as its own "
+        "dense product), the default until 2026-12-06.",
         "wall_s includes everything each command does: tunesmith train also writes a checkpoint and exports the merged "
         "model (safetensors); TRL runs trainer.evaluate() on the valid rows and saves the adapter.",
         "valid_loss: both adapters scored in the parent process by assistant_token_loss (fp32, token-weighted mean over "
@@ -546,7 +556,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sides", default="tunesmith,trl,trl_no_gradient_checkpointing,trl_eager_no_gradient_checkpointing",
                         help="comma-separated subset to run (e.g. tunesmith alone, to see how its loss moves with --seed); "
                              "also trl_eager (TRL with eager attention, gradient checkpointing on) and tunesmith_no_share_prefix "
-                             "(tunesmith with data.share_prefix off: every example keeps its own copy of the system prompt)")
+                             "(tunesmith with data.share_prefix off: every example keeps its own copy of the system prompt) and "
+                             "tunesmith_sdpa (tunesmith with train.grouped_attention off: sdpa's kernels)")
     parser.add_argument("--trl-labels", choices=["trl", "tunesmith"], default="trl",
                         help="TRL's rows: its own prompt/completion rendering (trains the newline after <|im_end|> too), "
                              "or tunesmith's exact input_ids and labels")

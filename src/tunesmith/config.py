@@ -121,6 +121,7 @@ class TrainConfig(Strict):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
     activation_checkpointing: bool = Field(False, description="Recompute layer activations in backward: less memory, ~30% more compute.")
     compile: bool = Field(False, description="torch.compile each decoder layer (inductor), at the first step: LoRA steps ~25-30% faster on the CPU at small batches, after 30-45 s of compiling (train/compiled_layers.py). Supervised runs (lora, full) in one process; needs a C++ compiler on the CPU.")
+    grouped_attention: bool = Field(True, description="Training forwards on the CPU attend each packed example as its own small dense block instead of the row's whole masked square (train/grouped_attention.py); with model.attn_implementation sdpa only. Off: sdpa's kernels.")
     seed: int = Field(42, description="Seeds data order, initialisation and dropout.")
     bf16: bool | None = Field(None, description="bf16 autocast; None = on where the hardware supports it (AMX/AVX512-BF16 CPUs, bf16 GPUs).")
     log_every: int = Field(5, ge=1, description="Steps between metrics.jsonl lines.")

@@ -7,6 +7,9 @@ math kernel's forward + backward took 0.63× the flash kernel's time (0.73× at 
 kernel's (R, heads, T, T) scores grow with the square of the width, so wider rows keep flash. Forward passes
 without gradients (validation, reference models) keep flash too: its forward alone is the faster one (math
 1.3-2.6× at 60-128 tokens). GPUs keep their own kernels.
+
+A model switched to grouped attention (train/grouped_attention.py: each packed example's block of the mask as a
+small dense product, not the row's whole square) takes it in training forwards on the CPU, whatever the width.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import PreTrainedModel
 
 from tunesmith.models.attention_mask import for_attention
+from tunesmith.train.grouped_attention import uses_grouped_attention
 from tunesmith.train.loss import LOSS_CHUNK, trained_token_loss_and_hits, trained_token_loss_sum
 from tunesmith.train.packing import ModelBatch
 
@@ -58,7 +62,16 @@ def decoder_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tenso
         attention_mask=for_attention(causal_lm, batch.attention_mask),
         position_ids=batch.position_ids,
         use_cache=False,
+        **grouped(causal_lm, batch),
     ).last_hidden_state
+
+
+def grouped(causal_lm: PreTrainedModel, batch: ModelBatch) -> dict:
+    """The batch's attention groups as the decoder's keyword, where the model attends in groups (module doc)."""
+    if (batch.attention_groups is not None and torch.is_grad_enabled() and batch.input_ids.device.type == "cpu"
+            and uses_grouped_attention(causal_lm)):
+        return {"attention_groups": batch.attention_groups}
+    return {}
 
 
 def final_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tensor:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
+from tunesmith.train.grouped_attention import AttentionGroups, attention_groups
 
 
 @dataclass
@@ -35,11 +36,14 @@ class ModelBatch:
     position_ids: torch.Tensor  # (R, T) restarting at 0 for every example
     attention_mask: torch.Tensor  # (R, 1, T, T) bool, True = may attend
     num_real_tokens: int  # tokens of real examples (padding excluded)
+    attention_groups: AttentionGroups | None = None  # the same mask as dense groups (train/grouped_attention.py)
 
     def to(self, device: torch.device | str) -> "ModelBatch":
         """The same batch on `device` (itself when already there)."""
+        groups = self.attention_groups.to(device) if self.attention_groups is not None else None
         return replace(self, input_ids=self.input_ids.to(device), targets=self.targets.to(device),
-                       position_ids=self.position_ids.to(device), attention_mask=self.attention_mask.to(device))
+                       position_ids=self.position_ids.to(device), attention_mask=self.attention_mask.to(device),
+                       attention_groups=groups)
 
     @property
     def num_trained(self) -> int:
@@ -184,7 +188,9 @@ def filled_rows(examples: list[TokenizedExample], layout: RowLayout, pad_id: int
             placed[index] = Placement(r, columns)
             start += n
     real = sum(len(e.input_ids) for e in examples)  # the examples' tokens, as without sharing: the same work done
-    return ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment, sees_prefix), real), placed  # type: ignore[return-value]
+    batch = ModelBatch(input_ids, targets, position_ids, block_causal_mask(segment, sees_prefix), real,
+                       attention_groups(segment, sees_prefix, PREFIX, PADDING))
+    return batch, placed  # type: ignore[return-value]
 
 
 def shared_layout(lengths: list[int], max_length: int, prefix: int,

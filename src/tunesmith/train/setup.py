@@ -18,6 +18,7 @@ from tunesmith.train.deepspeed import DeepSpeedStrategy
 from tunesmith.train.distributed import World
 from tunesmith.train.lora import apply_lora
 from tunesmith.train.forward import causal_lm_of
+from tunesmith.train.grouped_attention import use_grouped_attention
 from tunesmith.train.loop import LoopSettings
 from tunesmith.train.objective import TokenObjective
 from tunesmith.train.parent import anchor_to_parent, build_from_parent
@@ -96,6 +97,8 @@ def build_model(config: RunConfig):
             model = apply_lora(model, config.lora)
     causal_lm = causal_lm_of(model)
     causal_lm.config.use_cache = False
+    if config.train.grouped_attention:
+        use_grouped_attention(causal_lm)  # sdpa wherever a forward passes no groups (train/forward.py)
     if config.train.activation_checkpointing:
         causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
