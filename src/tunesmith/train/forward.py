@@ -62,11 +62,11 @@ def decoder_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tenso
         attention_mask=for_attention(causal_lm, batch.attention_mask),
         position_ids=batch.position_ids,
         use_cache=False,
-        **grouped(causal_lm, batch),
+        **groups_keyword(causal_lm, batch),
     ).last_hidden_state
 
 
-def grouped(causal_lm: PreTrainedModel, batch: ModelBatch) -> dict:
+def groups_keyword(causal_lm: PreTrainedModel, batch: ModelBatch) -> dict:
     """The batch's attention groups as the decoder's keyword, where the model attends in groups (module doc)."""
     if (batch.attention_groups is not None and torch.is_grad_enabled() and batch.input_ids.device.type == "cpu"
             and uses_grouped_attention(causal_lm)):
