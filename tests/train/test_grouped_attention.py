@@ -109,3 +109,19 @@ def test_a_saved_model_does_not_carry_the_training_attention(tmp_path, model):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "llama"
     model.config._attn_implementation = "eager"
     assert not use_grouped_attention(model)  # only a model on sdpa switches
+
+
+def test_a_run_trains_with_grouped_attention_where_asked_and_saves_a_plain_sdpa_model(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from tests.train.test_sft_run import run_config
+    from tunesmith.train.forward import causal_lm_of
+    from tunesmith.train.setup import build_model
+    from tunesmith.train.sft import train
+
+    assert not uses_grouped_attention(causal_lm_of(build_model(run_config(tiny_model_dir, tmp_path, grouped_attention=False))))
+    config = run_config(tiny_model_dir, tmp_path)
+    assert uses_grouped_attention(causal_lm_of(build_model(config)))  # the default
+    train(config)
+    assert NAME not in (tmp_path / "run" / "model" / "config.json").read_text()
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model").config._attn_implementation == "sdpa"
