@@ -82,6 +82,18 @@ def test_packed_examples_compute_what_they_would_alone_under_grouped_attention(t
             assert torch.allclose(hidden[row, columns], alone, atol=1e-4)
 
 
+def test_batches_with_a_group_wider_than_the_limit_train_through_sdpa(tokenizer, model, monkeypatch):
+    from tunesmith.train import forward
+
+    _, plain = batches(tokenizer)
+    use_grouped_attention(model)
+    for limit, sdpa_expected in ((plain.attention_groups.widest, False), (plain.attention_groups.widest - 1, True)):
+        monkeypatch.setattr(forward, "GROUPED_MAX_KEYS", limit)
+        with profile() as trace:
+            final_hidden(model, plain)
+        assert any("scaled_dot_product" in event.key for event in trace.key_averages()) == sdpa_expected
+
+
 def test_forwards_without_gradients_keep_sdpa(tokenizer, model):
     shared, _ = batches(tokenizer)
     use_grouped_attention(model)

@@ -9,7 +9,8 @@ without gradients (validation, reference models) keep flash too: its forward alo
 1.3-2.6× at 60-128 tokens). GPUs keep their own kernels.
 
 A model switched to grouped attention (train/grouped_attention.py: each packed example's block of the mask as a
-small dense product, not the row's whole square) takes it in training forwards on the CPU, whatever the width.
+small dense product, not the row's whole square) takes it in training forwards on the CPU whose examples see at
+most GROUPED_MAX_KEYS keys each, whatever the row's width.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import PreTrainedModel
 
 from tunesmith.models.attention_mask import for_attention
-from tunesmith.train.grouped_attention import uses_grouped_attention
+from tunesmith.train.grouped_attention import GROUPED_MAX_KEYS, uses_grouped_attention
 from tunesmith.train.loss import LOSS_CHUNK, trained_token_loss_and_hits, trained_token_loss_sum
 from tunesmith.train.packing import ModelBatch
 
@@ -68,9 +69,10 @@ def decoder_hidden(causal_lm: PreTrainedModel, batch: ModelBatch) -> torch.Tenso
 
 def groups_keyword(causal_lm: PreTrainedModel, batch: ModelBatch) -> dict:
     """The batch's attention groups as the decoder's keyword, where the model attends in groups (module doc)."""
-    if (batch.attention_groups is not None and torch.is_grad_enabled() and batch.input_ids.device.type == "cpu"
-            and uses_grouped_attention(causal_lm)):
-        return {"attention_groups": batch.attention_groups}
+    groups = batch.attention_groups
+    if (groups is not None and groups.widest <= GROUPED_MAX_KEYS and torch.is_grad_enabled()
+            and batch.input_ids.device.type == "cpu" and uses_grouped_attention(causal_lm)):
+        return {"attention_groups": groups}
     return {}
 
 
