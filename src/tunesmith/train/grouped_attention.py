@@ -56,7 +56,7 @@ class AttentionGroups:
         kv_heads = key.shape[1]
         repeats = heads // kv_heads
         groups, lq = self.queries.shape
-        lk = self.keys.shape[1]
+        lk = self.widest
 
         def gathered(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
             flat = x.transpose(1, 2).reshape(rows * width, x.shape[1] * dim)
@@ -87,14 +87,13 @@ def attention_groups(segment: torch.Tensor, sees_prefix: torch.Tensor, prefix_id
         kinds, counts = torch.unique_consecutive(ids, return_counts=True)
         start = 0
         for kind, count in zip(kinds.tolist(), counts.tolist()):
-            columns = torch.arange(start, start + count) + r * width
+            if kind != padding_id:
+                columns = torch.arange(start, start + count) + r * width
+                seen = prefix if kind != prefix_id and bool(sees_prefix[r, start]) else columns[:0]
+                queries.append(columns)
+                keys.append(torch.cat([seen, columns]))
+                prefix_lengths.append(len(seen))
             start += count
-            if kind == padding_id:
-                continue
-            seen = prefix if kind != prefix_id and bool(sees_prefix[r, columns[0] - r * width]) else columns[:0]
-            queries.append(columns)
-            keys.append(torch.cat([seen, columns]))
-            prefix_lengths.append(len(seen))
     lq, lk = max(len(q) for q in queries), max(len(k) for k in keys)
     padded_queries = torch.stack([torch.cat([q, q[:1].expand(lq - len(q))]) for q in queries])
     padded_keys = torch.stack([torch.cat([k, k[:1].expand(lk - len(k))]) for k in keys])
