@@ -189,3 +189,25 @@ def test_shared_rows_stay_narrow_when_max_length_is_long():
     prompted = [TokenizedExample(list(range(10)) + [99] * 40, [-100] * 11 + [99] * 39) for _ in range(12)]
     shared = collate(prompted, 0, max_length=4096, packing=True, share_prefix=True)
     assert tuple(shared.input_ids.shape) == (2, 10 + 6 * 40) and 10 + 6 * 40 <= SHARED_ROW_TOKENS  # not one row of 490
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_rows_of_padding_change_no_loss_or_gradient(tokenizer, model, grouped):
+    from tunesmith.train.grouped_attention import use_grouped_attention
+
+    if grouped:
+        assert use_grouped_attention(model)
+    batch = system_prompted(tokenizer)
+    results = []
+    for min_rows in (1, 3):
+        packed, placed = collate_placed(batch, tokenizer.pad_token_id, max_length=512, packing=True, share_prefix=True,
+                                        min_rows=min_rows)
+        assert packed.input_ids.shape[0] == min_rows and {row for row, _ in placed} == {0}
+        assert (packed.input_ids[1:] == tokenizer.pad_token_id).all() and (packed.targets[1:] == IGNORE_INDEX).all()
+        model.zero_grad()
+        loss = batch_loss_sum(model, packed)
+        loss.backward()
+        results.append((loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]),
+                        packed.num_real_tokens, packed.num_trained))
+    (l1, g1, *counts1), (l3, g3, *counts3) = results
+    assert counts1 == counts3 and torch.allclose(l1, l3, atol=1e-6) and torch.allclose(g1, g3, atol=1e-6)

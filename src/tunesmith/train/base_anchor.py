@@ -65,10 +65,15 @@ class AnchoredBatch:
     def num_real_tokens(self) -> int:
         return self.tokens.num_real_tokens
 
+    @property
+    def rows(self) -> int:
+        return self.tokens.rows
+
 
 def collate_anchored(examples: list[TokenizedExample], settings: BatchLayout) -> AnchoredBatch:
     tokens, placed = collate_placed(examples, settings.pad_id, settings.max_length, settings.packing, settings.share_prefix,
-                                    shareable=[not isinstance(e, AnchoredExample) for e in examples])  # chunks: one span
+                                    shareable=[not isinstance(e, AnchoredExample) for e in examples],  # chunks: one span
+                                    min_rows=settings.min_rows)
     width, flat, chunks = tokens.targets.shape[1], [], []
     for example, (row, span) in zip(examples, placed):
         if isinstance(example, AnchoredExample):

@@ -10,8 +10,11 @@ the first step (torch's FX graph cache in its temporary directory makes a later 
 
 Per layer, not the whole model: the layers share the compiled code (their weights are the graph's inputs), so
 compile time does not grow with depth, and shapes are dynamic, so packed rows of every width reuse one graph
-(the first layer, whose input needs no gradients, a row count of 1 and the base model's reference forward without
-gradients each compile once more; validation runs eager, train/loop.py).
+(the first layer, whose input needs no gradients, and the base model's reference forward without gradients each
+compile once more; validation runs eager, train/loop.py). Dynamo specialises a row count of 1, so a batch of one
+row would compile the layers again: where every micro-batch of a run's first step has two rows or more, a batch of one row (an epoch's
+short last step) gets a row of padding instead (`row_floor`; the demo's last step, 4 new examples and 4 replayed
+chunks in one row, compiled for 41 s on the AMD EPYC before).
 
 Numerics: a fused kernel rounds once where eager bf16 rounds after each op, so a compiled run's losses differ
 from an eager run's within bf16 rounding, as any change of kernels moves a run (tests/train/test_compiled_layers.py).
@@ -29,6 +32,7 @@ import torch
 
 from tunesmith.config import ConfigError
 from tunesmith.train.forward import causal_lm_of
+from tunesmith.train.loop import LoopSettings, local_batches, step_examples
 
 
 class CompileUnavailable(ConfigError):
@@ -79,6 +83,14 @@ def compile_decoder_layers(model) -> int:
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
+
+
+def row_floor(train_examples: list, settings: LoopSettings) -> int:
+    """The run's settings.min_rows with compiled layers: 2 where every micro-batch of the first step has two rows or
+    more (a later batch of one row is padded to the graph those compiled for), else 1 (the first step compiles a
+    graph for one row anyway, and a run whose every step ends in a small micro-batch would pay for padding at each)."""
+    batches = local_batches(step_examples(0, train_examples, settings), settings.strategy, settings.micro_batch_size)
+    return 2 if all(settings.objective.collate(chunk, settings).rows >= 2 for chunk, _ in batches) else 1
 
 
 def compiled(layer: torch.nn.Module) -> bool:

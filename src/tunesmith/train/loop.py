@@ -64,6 +64,7 @@ class LoopSettings:
     report_to: tuple[str, ...] = ()  # trackers that get each metrics.jsonl record too (train.report_to)
     time_budget: float | None = None  # minutes the loop's steps must fit (train.time_budget); None: no limit
     share_prefix: bool = False  # packed examples share their common untrained prefix (data.share_prefix)
+    min_rows: int = 1  # a batch of fewer rows gets rows of padding (compiled layers: compiled_layers.row_floor)
 
     @property
     def new_per_step(self) -> int:
@@ -211,10 +212,7 @@ def fit(
     model.train()
     window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
     while state.step < run_end(settings, stop_after):
-        epoch, indices = step_example_indices(state.step, len(train_examples), settings.new_per_step, settings.seed)
-        examples = [train_examples[i] for i in indices]
-        if settings.replay is not None:
-            examples += settings.replay.step_examples(state.step, settings.seed)
+        examples = step_examples(state.step, train_examples, settings)
         step_started = time.perf_counter()
         try:
             result = train_step(model, optimizer, scheduler, examples, settings)
@@ -263,6 +261,16 @@ def fit(
 def run_end(settings: LoopSettings, stop_after: int | None) -> int:
     """The step this call of fit ends at (the run's total may change once, when a time budget decides it)."""
     return settings.total_steps if stop_after is None else min(stop_after, settings.total_steps)
+
+
+def step_examples(step: int, train_examples: list, settings: LoopSettings) -> list:
+    """0-based step `step`'s examples: its batch of the run's own data, then its replayed ones (pure: the same for
+    a resumed run)."""
+    _, indices = step_example_indices(step, len(train_examples), settings.new_per_step, settings.seed)
+    examples = [train_examples[i] for i in indices]
+    if settings.replay is not None:
+        examples += settings.replay.step_examples(step, settings.seed)
+    return examples
 
 
 def start_time_budget(state: TrainState, settings: LoopSettings, scheduler) -> TimeBudget | None:

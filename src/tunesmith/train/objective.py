@@ -34,6 +34,7 @@ class BatchLayout(Protocol):
     max_length: int
     packing: bool
     share_prefix: bool
+    min_rows: int  # rows of padding fill a batch up to this many (train/compiled_layers.py: row_floor)
 
 
 class Batch(Protocol):
@@ -77,7 +78,8 @@ class TokenObjective:
         return example.num_trained
 
     def collate(self, examples: list[TokenizedExample], settings: BatchLayout) -> ModelBatch:
-        return collate(examples, settings.pad_id, settings.max_length, settings.packing, settings.share_prefix)
+        return collate(examples, settings.pad_id, settings.max_length, settings.packing, settings.share_prefix,
+                       min_rows=settings.min_rows)
 
     def loss_sum(self, model, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, hits = batch_loss_and_hits(model, batch)

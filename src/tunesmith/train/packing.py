@@ -49,6 +49,10 @@ class ModelBatch:
     def num_trained(self) -> int:
         return int((self.targets != IGNORE_INDEX).sum())
 
+    @property
+    def rows(self) -> int:
+        return self.input_ids.shape[0]
+
 
 class Placement(NamedTuple):
     """Where an example's tokens sit in a collated batch: its row and its columns there (for an example that shares
@@ -98,19 +102,23 @@ PREFIX, PADDING = -2, -1  # segment ids of a row's shared prefix and of its padd
 
 
 def collate(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool,
-            share_prefix: bool = False, shareable: Sequence[bool] | None = None) -> ModelBatch:
-    return collate_placed(examples, pad_id, max_length, packing, share_prefix, shareable)[0]
+            share_prefix: bool = False, shareable: Sequence[bool] | None = None, min_rows: int = 1) -> ModelBatch:
+    return collate_placed(examples, pad_id, max_length, packing, share_prefix, shareable, min_rows)[0]
 
 
 def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: int, packing: bool,
-                   share_prefix: bool = False,
-                   shareable: Sequence[bool] | None = None) -> tuple[ModelBatch, list[Placement]]:
+                   share_prefix: bool = False, shareable: Sequence[bool] | None = None,
+                   min_rows: int = 1) -> tuple[ModelBatch, list[Placement]]:
     """The batch, and where each example landed in it, in the order of `examples`.
 
     With `share_prefix` (and packing), examples that start with the same untrained prefix share one copy of it
     per row (module doc); such an example's placement covers its tokens after the prefix.
-    `shareable[i]` False keeps example i whole (a caller that reads an example's tokens as one span)."""
+    `shareable[i]` False keeps example i whole (a caller that reads an example's tokens as one span).
+    `min_rows`: rows of padding after the examples' until the batch has that many (compiled layers keep their
+    graph's row count: train/compiled_layers.py); they change no loss."""
     layout = row_layout(examples, max_length, packing, share_prefix, shareable)
+    if (missing := min_rows - len(layout.rows)) > 0:
+        layout = replace(layout, rows=layout.rows + [[] for _ in range(missing)], has_prefix=layout.has_prefix + [False] * missing)
     return filled_rows(examples, layout, pad_id)
 
 

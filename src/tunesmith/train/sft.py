@@ -107,6 +107,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     model, optimizer = strategy.wrap(model, optimizer, settings)
     if compiles:
         compiled_layers.compile_decoder_layers(model)  # compiled at the first step (train/compiled_layers.py)
+        settings.min_rows = compiled_layers.row_floor(data.train, settings)  # a one-row batch: padded, not recompiled
     state, resumed_from = TrainState(step=0, trained_tokens=0), None
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if checkpoint is not None:
