@@ -61,7 +61,6 @@ def test_a_cpu_without_a_cpp_compiler_is_told_what_to_install(monkeypatch):
         check_compiler(torch.device("cpu"))
 
 
-
 @pytest.mark.parametrize("padded", [True, False])
 def test_a_one_row_batch_after_wider_ones_runs_their_graphs_padded_instead_of_compiling_more(tiny_model_dir, tmp_path,
                                                                                              monkeypatch, padded):

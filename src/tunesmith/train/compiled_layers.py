@@ -12,9 +12,9 @@ Per layer, not the whole model: the layers share the compiled code (their weight
 compile time does not grow with depth, and shapes are dynamic, so packed rows of every width reuse one graph
 (the first layer, whose input needs no gradients, and the base model's reference forward without gradients each
 compile once more; validation runs eager, train/loop.py). Dynamo specialises a row count of 1, so a batch of one
-row would compile the layers again: where every micro-batch of a run's first step has two rows or more, a batch of one row (an epoch's
-short last step) gets a row of padding instead (`row_floor`; the demo's last step, 4 new examples and 4 replayed
-chunks in one row, compiled for 41 s on the AMD EPYC before).
+row would compile the layers again: where every micro-batch of a run's first step has two rows or more, a batch of
+one row (an epoch's short last step) gets a row of padding instead (`row_floor`; the demo's last step, 4 new
+examples and 4 replayed chunks in one row, compiled for 41 s on the AMD EPYC before).
 
 Numerics: a fused kernel rounds once where eager bf16 rounds after each op, so a compiled run's losses differ
 from an eager run's within bf16 rounding, as any change of kernels moves a run (tests/train/test_compiled_layers.py).

@@ -118,7 +118,8 @@ def collate_placed(examples: list[TokenizedExample], pad_id: int, max_length: in
     graph's row count: train/compiled_layers.py); they change no loss."""
     layout = row_layout(examples, max_length, packing, share_prefix, shareable)
     if (missing := min_rows - len(layout.rows)) > 0:
-        layout = replace(layout, rows=layout.rows + [[] for _ in range(missing)], has_prefix=layout.has_prefix + [False] * missing)
+        layout = replace(layout, rows=layout.rows + [[] for _ in range(missing)],
+                         has_prefix=layout.has_prefix + [False] * missing)
     return filled_rows(examples, layout, pad_id)
 
 
