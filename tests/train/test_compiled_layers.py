@@ -75,11 +75,11 @@ def test_a_one_row_batch_after_wider_ones_runs_their_graphs_padded_instead_of_co
 
 
 def test_the_row_floor_is_two_only_where_the_first_step_has_no_one_row_micro_batch(tokenizer):
-    rows = [render_chat(tokenizer, [{"role": "user", "content": f"Question {i}?"},
-                                    {"role": "assistant", "content": f"Answer {i}."}], 64) for i in range(12)]
+    examples = [render_chat(tokenizer, [{"role": "user", "content": f"Question {i}?"},
+                                        {"role": "assistant", "content": f"Answer {i}."}], 64) for i in range(12)]
     settings = LoopSettings(total_steps=3, batch_size=4, micro_batch_size=4, max_length=64, packing=False, seed=0,
                             bf16=False, max_grad_norm=1.0, log_every=1, eval_every=None, save_every=10,
                             keep_checkpoints=1, pad_id=tokenizer.pad_token_id)
-    assert compiled_layers.row_floor(rows, settings) == 2
+    assert compiled_layers.row_floor(examples, settings) == 2
     settings.micro_batch_size = 3  # the first step's micro-batches: 3 rows, then 1
-    assert compiled_layers.row_floor(rows, settings) == 1
+    assert compiled_layers.row_floor(examples, settings) == 1
