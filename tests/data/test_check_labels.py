@@ -57,3 +57,11 @@ def test_cli_prints_rows_per_label(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Rows per label" in result.output and "classification (label)" in result.output
     assert "imbalance" in result.output and "2×" in result.output
+
+
+def test_personal_data_in_labelled_texts_is_found_by_line_and_masked(tmp_path):
+    rows = TRAIN[:2] + [{"text": "mail me at jane.doe@example.com or I will hurt you", "labels": ["violence"]}]
+    report = check_data(write(tmp_path / "train.jsonl", rows))
+    [entry] = report.pii
+    assert (entry.file, entry.line, entry.kind) == (str(tmp_path / "train.jsonl"), 3, "email")
+    assert "jane.doe@example.com" not in entry.snippet

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from math import ceil
 from pathlib import Path
@@ -137,7 +138,7 @@ def check_data(
         files=[_summary(role, file) for role, file in loaded.items()],
         errors=[asdict(error) for file in loaded.values() for error in file.errors] + mixed,
         warnings=_duplicate_warnings(list(loaded.values())),
-        pii=[entry for file in loaded.values() for entry in _pii_entries(file)],
+        pii=[entry for file in loaded.values() for entry in _pii_entries(file, _record_text)],
         token_stats=[],
     )
     if tokenizer is not None:
@@ -199,10 +200,11 @@ def _record_text(record: Record) -> str:
     return record.text if record.kind == "text" else "\n".join(m["content"] for m in record.messages)
 
 
-def _pii_entries(file: LoadedFile) -> list[PiiEntry]:
+def _pii_entries(file: LoadedFile | LabeledFile, text_of: Callable[[Any], str]) -> list[PiiEntry]:
+    """Each PII finding in the file's valid records (`text_of(record)`: the text a record trains on), masked."""
     entries = []
     for record in file.records:
-        text = _record_text(record)
+        text = text_of(record)
         findings = find_pii(text)
         for finding, snippet in zip(findings, masked_snippets(text, findings)):
             entries.append(PiiEntry(file=str(file.path), line=record.line, kind=finding.kind, snippet=snippet))
@@ -427,7 +429,7 @@ def check_classification(
         warnings=_content_warnings([(index, record.line, " ".join(classification_text(record).lower().split()))
                                     for index, file in enumerate(files) for record in file.records],
                                    [str(file.path) for file in files], "identical text"),
-        pii=[entry for file in files for entry in _labeled_pii(file)],
+        pii=[entry for file in files for entry in _pii_entries(file, classification_text)],
         token_stats=[],
         class_balance=[_label_balance(file, labels) for file in files],
     )
@@ -445,16 +447,6 @@ def _label_balance(file: LabeledFile, labels: list[str]) -> LabelBalance:
     balance = class_balance(file.records, labels)
     return LabelBalance(file=str(file.path), rows=balance.rows, counts=balance.counts, unlabelled=balance.unlabelled,
                         imbalance=round(balance.imbalance, 2), missing=balance.missing)
-
-
-def _labeled_pii(file: LabeledFile) -> list[PiiEntry]:
-    entries = []
-    for record in file.records:
-        text = classification_text(record)
-        findings = find_pii(text)
-        for finding, snippet in zip(findings, masked_snippets(text, findings)):
-            entries.append(PiiEntry(file=str(file.path), line=record.line, kind=finding.kind, snippet=snippet))
-    return entries
 
 
 def _add_label_token_stats(report: DataReport, file: LabeledFile, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
