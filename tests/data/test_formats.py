@@ -121,3 +121,78 @@ def test_missing_empty_and_non_utf8_files(tmp_path):
     loaded = load_file(path)
     assert [(e.line, "UTF-8" in e.message) for e in loaded.errors] == [(2, True)]
     assert len(loaded.records) == 1
+
+
+def test_prompt_completion_strings_become_two_turn_chats(tmp_path):
+    rows = [{"prompt": "Symbol of gold?", "completion": "Au."}, {"prompt": "Symbol of iron?", "completion": "Fe."}]
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", rows))
+    assert loaded.errors == [] and (loaded.kind, loaded.format) == ("chat", "prompt_completion")
+    assert loaded.records[0].messages == [{"role": "user", "content": "Symbol of gold?"},
+                                          {"role": "assistant", "content": "Au."}]
+
+
+def test_conversational_prompt_completion_trains_the_completion_only(tmp_path):
+    row = {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Gold?"},
+                      {"role": "assistant", "content": "Au."}, {"role": "user", "content": "Iron?"}],
+           "completion": [{"role": "assistant", "content": "Fe."}]}
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [row]))
+    assert loaded.errors == [] and loaded.format == "prompt_completion"
+    assert [(m["role"], m["content"], m.get("weight", 1)) for m in loaded.records[0].messages] == [
+        ("system", "Be brief.", 1), ("user", "Gold?", 1), ("assistant", "Au.", 0), ("user", "Iron?", 1),
+        ("assistant", "Fe.", 1)]
+
+
+def test_sharegpt_conversations_become_chats(tmp_path):
+    row = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Gold?"},
+                             {"from": "gpt", "value": "Au."}]}
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [row, row]))
+    assert loaded.errors == [] and (loaded.kind, loaded.format) == ("chat", "sharegpt")
+    assert loaded.records[1].messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Gold?"},
+                                          {"role": "assistant", "content": "Au."}]
+
+
+def turns(*pairs):
+    return {"conversations": [{"from": speaker, "value": value} for speaker, value in pairs]}
+
+
+PROMPT = [{"role": "user", "content": "Gold?"}]
+ANSWER = [{"role": "assistant", "content": "Au."}]
+
+
+@pytest.mark.parametrize(
+    ("good", "row", "field", "message"),
+    [
+        ({"prompt": "a", "completion": "b"}, {"prompt": "a", "completion": "  "}, "completion", "empty content"),
+        ({"prompt": "a", "completion": "b"}, {"prompt": "a", "complete": "b"}, "complete", "unknown key 'complete'"),
+        ({"prompt": "a", "completion": "b"}, {"prompt": "a"}, "completion", "missing key 'completion'"),
+        ({"prompt": "a", "completion": "b"}, {"prompt": PROMPT, "completion": "b"}, "completion", "differ in form"),
+        ({"prompt": PROMPT, "completion": ANSWER}, {"prompt": PROMPT, "completion": PROMPT}, "completion[0].role",
+         "completion turns are the assistant's"),
+        ({"prompt": PROMPT, "completion": ANSWER}, {"prompt": ANSWER + PROMPT, "completion": ANSWER}, "prompt[0].role",
+         "assistant turn before any user turn"),
+        ({"prompt": PROMPT, "completion": ANSWER}, {"prompt": PROMPT + [dict(ANSWER[0], weight=1)], "completion": ANSWER},
+         "prompt[1].weight", "the prompt is never trained"),
+        ({"prompt": PROMPT, "completion": ANSWER}, {"prompt": PROMPT, "completion": []}, "completion", "no assistant turn"),
+        ({"prompt": PROMPT, "completion": ANSWER}, {"prompt": PROMPT, "completion": [dict(ANSWER[0], weight=0)]},
+         "completion", "nothing is trained"),
+        (turns(("human", "a"), ("gpt", "b")), turns(("human", "a"), ("bot", "b")), "conversations[1].from", "unknown speaker 'bot'"),
+        (turns(("human", "a"), ("gpt", "b")), turns(("human", "a"), ("gpt", "")), "conversations[1].value", "empty content"),
+        (turns(("human", "a"), ("gpt", "b")), turns(("gpt", "a"), ("human", "b")), "conversations[0].from",
+         "assistant turn before any user turn"),
+        (turns(("human", "a"), ("gpt", "b")), turns(("human", "a")), "conversations", "no assistant turn"),
+        (turns(("human", "a"), ("gpt", "b")), {"conversations": "hi"}, "conversations", "expected a list of turns"),
+        (turns(("human", "a"), ("gpt", "b")), {"conversations": [{"from": "human", "vaule": "a"}, {"from": "gpt", "value": "b"}]},
+         "conversations[0].vaule", "unknown key 'vaule'"),
+    ],
+)
+def test_prompt_completion_and_sharegpt_errors_name_line_and_field(tmp_path, good, row, field, message):
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [good, good, row, good]))
+    assert [record.line for record in loaded.records] == [1, 2, 4]
+    matching = [error for error in loaded.errors if error.line == 3 and error.field == field and message in error.message]
+    assert matching, loaded.errors
+    assert all(error.hint for error in loaded.errors)
+
+
+def test_a_conversational_prompt_without_completion_is_reported_as_missing_only(tmp_path):
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [{"prompt": PROMPT, "completion": ANSWER}, {"prompt": PROMPT}]))
+    assert [(e.line, e.field, e.message) for e in loaded.errors] == [(2, "completion", "missing key 'completion'")]

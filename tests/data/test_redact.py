@@ -118,6 +118,19 @@ def test_instruction_rows_redact_content_fields_only(tmp_path):
         "source": "ticket 10.1.2.3"}
 
 
+def test_prompt_completion_and_sharegpt_rows_redact_their_text_and_keep_speakers(tmp_path):
+    rows = [{"prompt": "Mail jane.doe@example.com", "completion": "Sent to jane.doe@example.com."},
+            {"conversations": [{"from": "human", "value": "My ip is 10.1.2.3"}, {"from": "gpt", "value": "Noted."}]}]
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = redact_file(source, tmp_path / "redacted.jsonl", NAMES)
+    assert [json.loads(line) for line in (tmp_path / "redacted.jsonl").read_text().splitlines()] == [
+        {"prompt": "Mail <EMAIL_1>", "completion": "Sent to <EMAIL_1>."},
+        {"conversations": [{"from": "human", "value": "My ip is <IPV4_1>"}, {"from": "gpt", "value": "Noted."}]}]
+    assert [(r.line, r.field) for r in report.redactions] == [(1, "prompt"), (1, "completion"),
+                                                               (2, "conversations[0].value")]
+
+
 def test_text_files_report_the_line_of_each_finding(tmp_path):
     source = tmp_path / "notes.txt"
     source.write_text("First paragraph.\n\nWrite to\nann@example.com today.\n\n\nCard 4111-1111-1111-1111 and ann@example.com.\n")

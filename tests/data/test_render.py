@@ -57,3 +57,13 @@ def test_records_to_examples(tmp_path, tokenizer):
     chunks = records_to_examples(load_file(text_path), tokenizer, max_length=4)
     assert [len(chunk.input_ids) for chunk in chunks[:3]] == [4, 4, 3]  # 11 tokens in chunks of 4
     assert all(chunk.labels == chunk.input_ids for chunk in chunks)
+
+
+def test_conversational_prompt_completion_trains_only_the_completion(tmp_path, tokenizer):
+    row = {"prompt": [{"role": "user", "content": "Gold?"}, {"role": "assistant", "content": "Au."},
+                      {"role": "user", "content": "Iron?"}], "completion": [{"role": "assistant", "content": "Fe."}]}
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    [example] = records_to_examples(load_file(path), tokenizer, 256)
+    trained = [t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX]
+    assert tokenizer.decode(trained) == "Fe.<|im_end|>"

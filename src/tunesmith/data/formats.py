@@ -1,9 +1,11 @@
 """Load a training data file into records, collecting every row error instead of stopping at the first.
 
 Formats: OpenAI chat JSONL (`{"messages": [...]}`), instruction JSONL (`instruction`, `input`, `output`,
-converted to a two-turn chat) and raw text for continued pretraining (a `.txt` file whose documents are
-separated by blank lines, or JSONL rows `{"text": ...}`). The majority of valid rows decides a file's
-format; rows in another format are errors.
+converted to a two-turn chat), prompt-completion JSONL as TRL reads it (`prompt` and `completion`: two strings,
+a two-turn chat; or two lists of messages, the prompt's turns untrained), ShareGPT JSONL as Axolotl reads it
+(`{"conversations": [{"from": "human" | "gpt" | "system", "value": ...}]}`) and raw text for continued
+pretraining (a `.txt` file whose documents are separated by blank lines, or JSONL rows `{"text": ...}`). The
+majority of valid rows decides a file's format; rows in another format are errors.
 """
 from __future__ import annotations
 
@@ -17,13 +19,18 @@ from typing import Any, Literal
 ROLES = ("system", "user", "assistant")
 MESSAGE_KEYS = ("role", "content", "weight", "name")  # `name` is accepted (OpenAI allows it) and dropped
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "ai": "assistant"}
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+SHAREGPT_KEYS = ("from", "value")
 ROW_KEYS = {
     "chat": ("messages",),
     "instruction": ("instruction", "input", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "sharegpt": ("conversations",),
     "text": ("text",),
 }
-REQUIRED_KEYS = {"chat": ("messages",), "instruction": ("instruction", "output"), "text": ("text",)}
-Format = Literal["chat", "instruction", "text"]
+REQUIRED_KEYS = {"chat": ("messages",), "instruction": ("instruction", "output"),
+                 "prompt_completion": ("prompt", "completion"), "sharegpt": ("conversations",), "text": ("text",)}
+Format = Literal["chat", "instruction", "prompt_completion", "sharegpt", "text"]
 
 
 NESTED_TOO_DEEPLY = "nested too deeply (more levels of [ and { than the parser allows)"
@@ -164,8 +171,12 @@ def _parse_json_row(name: str, number: int, text: str) -> _Row | RowError:
 def _guess_format(data: dict) -> Format | None:
     if "messages" in data:
         return "chat"
+    if "conversations" in data:
+        return "sharegpt"
     if "instruction" in data or "output" in data:
         return "instruction"
+    if "prompt" in data or "completion" in data:
+        return "prompt_completion"
     if "text" in data:
         return "text"
     return None
@@ -203,6 +214,8 @@ def _format_hint(row_format: Format) -> str:
     examples = {
         "chat": 'use {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}',
         "instruction": 'use {"instruction": ..., "input": ..., "output": ...}',
+        "prompt_completion": 'use {"prompt": ..., "completion": ...}',
+        "sharegpt": 'use {"conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}]}',
         "text": 'use {"text": ...}',
     }
     return f"keep one format per file: {examples[row_format]}"
@@ -216,6 +229,10 @@ def _row_problems(data: dict, row_format: Format) -> list[tuple[str, str, str]]:
         problems += _string_problems(data, "instruction", allow_empty=False)
         problems += _string_problems(data, "input", allow_empty=True)
         problems += _string_problems(data, "output", allow_empty=False)
+    elif row_format == "prompt_completion":
+        problems += _prompt_completion_problems(data)
+    elif row_format == "sharegpt" and "conversations" in data:
+        problems += _conversations_problems(data["conversations"])
     elif row_format == "text":
         problems += _string_problems(data, "text", allow_empty=False)
     return problems
@@ -258,10 +275,10 @@ def _messages_problems(messages: Any) -> list[tuple[str, str, str]]:
     return problems
 
 
-def _message_problems(index: int, message: Any) -> list[tuple[str, str, str]]:
-    prefix = f"messages[{index}]."
+def _message_problems(index: int, message: Any, key: str = "messages") -> list[tuple[str, str, str]]:
+    prefix = f"{key}[{index}]."
     if not isinstance(message, dict):
-        return [(f"messages[{index}]", f"expected an object, got {_type_name(message)}", 'write {"role": ..., "content": ...}')]
+        return [(f"{key}[{index}]", f"expected an object, got {_type_name(message)}", 'write {"role": ..., "content": ...}')]
     problems = _key_problems(message, MESSAGE_KEYS, ("role", "content"), prefix)
     role = message.get("role")
     if "role" in message and role not in ROLES:
@@ -285,20 +302,79 @@ def _weight_problems(prefix: str, role: Any, weight: Any) -> list[tuple[str, str
     return []
 
 
-def _turn_order_problems(messages: list) -> list[tuple[str, str, str]]:
-    roles = [m.get("role") if isinstance(m, dict) else None for m in messages]
+def _turn_order_problems(messages: list, roles: list | None = None, fields: list[str] | None = None,
+                         key: str = "messages") -> list[tuple[str, str, str]]:
+    """System first, a user turn before the first assistant turn, an assistant turn to train on. `roles` and
+    `fields` (each turn's role and where it is written) default to the messages' own."""
+    roles = roles or [m.get("role") if isinstance(m, dict) else None for m in messages]
+    fields = fields or [f"messages[{index}].role" for index in range(len(roles))]
     problems = []
     for index, role in enumerate(roles):
         if role == "system" and index > 0:
-            problems.append((f"messages[{index}].role", "system message is not first", "move it to the start or drop it"))
+            problems.append((fields[index], "system message is not first", "move it to the start or drop it"))
     first_user = roles.index("user") if "user" in roles else len(roles)
     if "assistant" in roles[:first_user]:
         index = roles.index("assistant")
-        problems.append((f"messages[{index}].role", "assistant turn before any user turn", "start with a user message (after an optional system message)"))
+        problems.append((fields[index], "assistant turn before any user turn", "start with a user message (after an optional system message)"))
     if "assistant" not in roles:
-        problems.append(("messages", "no assistant turn", "add the reply to train on as an assistant message"))
-    elif all(m.get("weight", 1) == 0 for m in messages if isinstance(m, dict) and m.get("role") == "assistant"):
-        problems.append(("messages", "every assistant turn has weight 0, so nothing is trained", "set weight 1 on at least one assistant turn"))
+        problems.append((key, "no assistant turn", "add the reply to train on as an assistant message"))
+    elif all(m.get("weight", 1) == 0 for m, role in zip(messages, roles) if isinstance(m, dict) and role == "assistant"):
+        problems.append((key, "every assistant turn has weight 0, so nothing is trained", "set weight 1 on at least one assistant turn"))
+    return problems
+
+
+def _prompt_completion_problems(data: dict) -> list[tuple[str, str, str]]:
+    """Two strings (TRL's standard form) or two lists of messages (its conversational form: the prompt's turns,
+    then the assistant turns of the completion). A missing key is _key_problems' to report."""
+    prompt, completion = data.get("prompt"), data.get("completion")
+    if not (isinstance(prompt, list) or isinstance(completion, list)):
+        return _string_problems(data, "prompt", allow_empty=False) + _string_problems(data, "completion", allow_empty=False)
+    if not ("prompt" in data and "completion" in data):
+        return []
+    if not (isinstance(prompt, list) and isinstance(completion, list)):
+        return [("completion" if isinstance(prompt, list) else "prompt", "prompt and completion differ in form",
+                 "write both as strings, or both as lists of messages")]
+    return _conversational_problems(prompt, completion)
+
+
+def _conversational_problems(prompt: list, completion: list) -> list[tuple[str, str, str]]:
+    problems = [problem for index, message in enumerate(prompt) for problem in _message_problems(index, message, "prompt")]
+    problems += [problem for index, message in enumerate(completion)
+                 for problem in _message_problems(index, message, "completion")]
+    problems += [(f"prompt[{index}].weight", "the prompt is never trained", "move the turn into completion, or drop weight")
+                 for index, message in enumerate(prompt) if isinstance(message, dict) and "weight" in message]
+    problems += [(f"completion[{index}].role", f"completion turns are the assistant's, got {message.get('role')!r}",
+                  "move the turn into prompt") for index, message in enumerate(completion)
+                 if isinstance(message, dict) and message.get("role") not in ("assistant", None)]
+    if not completion:
+        problems.append(("completion", "no assistant turn", "add the reply to train on as an assistant message"))
+    if problems:
+        return problems
+    context = [m | {"weight": 0} if m["role"] == "assistant" else m for m in prompt]  # as _to_record trains it
+    fields = [f"prompt[{i}].role" for i in range(len(prompt))] + [f"completion[{i}].role" for i in range(len(completion))]
+    return _turn_order_problems(context + completion, fields=fields, key="completion")
+
+
+def _conversations_problems(conversations: Any) -> list[tuple[str, str, str]]:
+    """ShareGPT turns: {"from": human | gpt | system, "value": text}."""
+    if not isinstance(conversations, list):
+        return [("conversations", f"expected a list of turns, got {_type_name(conversations)}",
+                 'write "conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}]')]
+    problems = []
+    for index, turn in enumerate(conversations):
+        prefix = f"conversations[{index}]."
+        if not isinstance(turn, dict):
+            problems.append((f"conversations[{index}]", f"expected an object, got {_type_name(turn)}",
+                             'write {"from": ..., "value": ...}'))
+            continue
+        problems += _key_problems(turn, SHAREGPT_KEYS, SHAREGPT_KEYS, prefix)
+        if "from" in turn and turn["from"] not in SHAREGPT_ROLES:
+            problems.append((f"{prefix}from", f"unknown speaker {turn['from']!r}", "use one of human, gpt, system"))
+        problems += _string_problems(turn, "value", allow_empty=False, prefix=prefix)
+    if not problems:
+        roles = [SHAREGPT_ROLES[turn["from"]] for turn in conversations]
+        problems += _turn_order_problems(conversations, roles, [f"conversations[{i}].from" for i in range(len(roles))],
+                                         key="conversations")
     return problems
 
 
@@ -309,6 +385,16 @@ def _to_record(row: _Row, row_format: Format) -> Record:
     if row_format == "instruction":
         prompt = data["instruction"] + (f"\n\n{data['input']}" if data.get("input", "").strip() else "")
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": data["output"]}]
+        return Record(row.line, "chat", messages, None)
+    if row_format == "prompt_completion":
+        if isinstance(data["prompt"], str):
+            messages = [{"role": "user", "content": data["prompt"]}, {"role": "assistant", "content": data["completion"]}]
+        else:  # the prompt's assistant turns are context, not targets
+            prompt = [m | {"weight": 0} if m["role"] == "assistant" else m for m in data["prompt"]]
+            messages = [{key: value for key, value in m.items() if key != "name"} for m in prompt + data["completion"]]
+        return Record(row.line, "chat", messages, None)
+    if row_format == "sharegpt":
+        messages = [{"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]} for turn in data["conversations"]]
         return Record(row.line, "chat", messages, None)
     messages = [{key: value for key, value in m.items() if key != "name"} for m in data["messages"]]
     return Record(row.line, "chat", messages, None)

@@ -3,8 +3,8 @@
 The same value gets the same placeholder everywhere in a file (`<EMAIL_1>` on line 3 is `<EMAIL_1>` on line
 900), so a conversation that names one person twice still reads as one person talking about one person.
 Only the text a model trains on changes: message `content` (and the `text` of content parts),
-`instruction`/`input`/`output` and `text`; keys, roles and weights stay, and a JSONL row without findings
-is written back byte for byte. Any other file is plain text. The report says what was replaced where
+`instruction`/`input`/`output`, `prompt`/`completion`, ShareGPT `value`s and `text`; keys, roles and weights
+stay, and a JSONL row without findings is written back byte for byte. Any other file is plain text. The report says what was replaced where
 (line, field, kind, placeholder), never the data itself.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from tunesmith.data.pii import PiiFinding, find_pii
 from tunesmith.data.person_names import NameDetector, name_detector
 
-CONTENT_KEYS = ("content", "text", "instruction", "input", "output", "prompt", "chosen", "rejected")  # + TRL preference rows
+CONTENT_KEYS = ("content", "text", "instruction", "input", "output", "prompt", "completion", "value",  # + ShareGPT turns
+                "chosen", "rejected")  # + TRL preference rows
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 

@@ -6,8 +6,8 @@ and create a job with the extension field `"suite": "NAME"` (the web UI offers t
 A job that names no suite still gets a before/after report: a quick evaluation of held-out validation loss, the
 base model (or the parent a job continues) before and the job's model after, on the job's validation file. It is
 a one-task suite written into the job directory, so the report, the run record and the model card come from the
-same code as any other evaluation. It needs a validation file of chat, instruction or text rows (a supervised
-job's); DPO and classification jobs without a suite get no report.
+same code as any other evaluation. It needs a validation file of supervised rows (any format of
+data/formats.py: a supervised job's); DPO and classification jobs without a suite get no report.
 """
 from __future__ import annotations
 

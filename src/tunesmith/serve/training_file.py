@@ -1,8 +1,9 @@
 """An uploaded training file's kind and validation: supervised rows, or classification rows for a moderation model.
 
-Supervised files (chat, instruction, text rows) are checked by data/check.py. Classification files, whose
-rows carry `label` or `labels` (data/labels.py), make a job train a classifier. OpenAI's job API has no
-method for that, so the file's rows decide: a client uploads its labelled file and creates the job as usual.
+Supervised files (chat, instruction, prompt-completion, ShareGPT or text rows: data/formats.py) are checked by
+data/check.py. Classification files, whose rows carry `label` or `labels` (data/labels.py), make a job train a
+classifier. OpenAI's job API has no method for that, so the file's rows decide: a client uploads its labelled file
+and creates the job as usual.
 """
 from __future__ import annotations
 
