@@ -46,3 +46,21 @@ def test_continued_pretraining_on_raw_text_trains_every_token(tiny_model_dir, tm
     assert lines[0]["trained_tokens"] == expected
     assert lines[-1]["loss"] < lines[0]["loss"]
     assert record["method"] == "lora" and result.steps == 20
+
+
+def test_prompt_completion_rows_train_only_their_completion_tokens(tiny_model_dir, tmp_path):
+    from tunesmith.models.load import load_tokenizer
+
+    rows = [{"prompt": [{"role": "user", "content": "Gold?"}, {"role": "assistant", "content": "Au."},
+                        {"role": "user", "content": "Iron?"}], "completion": [{"role": "assistant", "content": "Fe."}]},
+            {"conversations": [{"from": "human", "value": "Tin?"}, {"from": "gpt", "value": "Sn."}]}]
+    for index, row in enumerate(rows):
+        data = tmp_path / f"train{index}.jsonl"
+        data.write_text(json.dumps(row) + "\n")
+        config = load_config(overrides={"model.base": str(tiny_model_dir), "data.train": data,
+                                        "out": tmp_path / f"run{index}", "train.max_steps": 1, "train.log_every": 1})
+        assert train(config).steps == 1
+        first = json.loads((tmp_path / f"run{index}" / "metrics.jsonl").read_text().splitlines()[0])
+        answer = "Fe." if index == 0 else "Sn."
+        tokenizer = load_tokenizer(str(tiny_model_dir))
+        assert first["trained_tokens"] == len(tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"])
