@@ -105,6 +105,22 @@ def test_bad_sampling_parameters_are_400_and_base_models_cannot_be_deleted(api, 
     assert_error(api.delete(f"/v1/models/{tiny_model_dir.name}", headers=headers), 403)
 
 
+def test_parameters_the_server_does_not_implement_are_refused_unless_they_ask_for_nothing(api, tiny_model_dir):
+    headers = api.key()
+    chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    for name, value in [("logprobs", True), ("top_logprobs", 2), ("frequency_penalty", 0.5), ("presence_penalty", -1),
+                        ("logit_bias", {"42": 5}), ("response_format", {"type": "json_object"}), ("tool_choice", "auto"),
+                        ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}])]:
+        error = assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, name: value}), 400, name)
+        assert error["code"] == "unsupported_parameter" and f"'{name}'" in error["message"]
+    inert = {"logprobs": False, "frequency_penalty": 0, "presence_penalty": 0.0, "logit_bias": {}, "tools": [],
+             "tool_choice": "none", "response_format": {"type": "text"}, "user": "someone"}
+    assert api.post("/v1/chat/completions", headers=headers, json={**chat, **inert}).status_code == 200
+    prompt = {"model": tiny_model_dir.name, "prompt": "hi", "max_tokens": 2}
+    assert_error(api.post("/v1/completions", headers=headers, json={**prompt, "logprobs": 3}), 400, "logprobs")
+    assert api.post("/v1/completions", headers=headers, json={**prompt, "logprobs": 0}).status_code == 200
+
+
 def test_stop_strings_are_capped_in_count_and_length_with_openais_error(api, tiny_model_dir):
     headers = api.key()
     chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
@@ -56,6 +56,13 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+# what each unsupported parameter may be sent as: values that ask for nothing beyond a plain answer
+UNSUPPORTED = {"logprobs": (None, False, 0), "top_logprobs": (None, 0), "frequency_penalty": (None, 0),
+               "presence_penalty": (None, 0), "logit_bias": (None, {}), "tools": (None, []), "functions": (None, []),
+               "tool_choice": (None, "none"), "function_call": (None, "none"),
+               "response_format": (None, {"type": "text"})}
+
+
 class Sampling(BaseModel):
     model: str
     temperature: float | None = Field(None, ge=0, le=2)
@@ -66,6 +73,21 @@ class Sampling(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # OpenAI parameters this server does not implement: accepted at values that ask for nothing, refused otherwise
+    # (an answer that silently ignored them would not be the answer asked for); see `refuse_unsupported`
+    logprobs: Any = None
+    top_logprobs: Any = None
+    frequency_penalty: Any = None
+    presence_penalty: Any = None
+    logit_bias: Any = None
+
+    def refuse_unsupported(self) -> None:
+        """OpenAI's 400 for a parameter the model does not support, naming it (code `unsupported_parameter`)."""
+        for name, inert in UNSUPPORTED.items():
+            if name in self.model_fields_set and getattr(self, name) not in inert:
+                raise APIError(400, f"Unsupported parameter: '{name}' is not supported by this server "
+                                    f"(tunesmith serve); leave it out of the request.",
+                               param=name, code="unsupported_parameter")
 
     def params(self, default_max_tokens: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -92,6 +114,11 @@ def check_stop(stop: list[str]) -> None:
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    response_format: Any = None
 
 
 class CompletionRequest(Sampling):
@@ -132,6 +159,7 @@ class Prepared:
 
 def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     """Everything before generation; in a worker thread (it may load a model, tokenize, screen the prompt)."""
+    body.refuse_unsupported()
     body.max_tokens = body.max_completion_tokens or body.max_tokens
     params = body.params(request.app.state.settings.default_max_tokens)
     loaded = load(request, key, body.model)
@@ -146,6 +174,7 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
 
 
 def prepare_completion(request: Request, key: str, body: CompletionRequest) -> Prepared:
+    body.refuse_unsupported()
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise APIError(400, "Send one prompt per request (a list of prompts is not supported yet).", param="prompt")
