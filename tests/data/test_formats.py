@@ -47,7 +47,12 @@ def test_valid_chat_loads_with_lines_and_drops_name(tmp_path):
     ],
 )
 def test_each_error_kind_is_reported_at_its_line_and_field(tmp_path, row, field, message):
-    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [GOOD_CHAT, GOOD_CHAT, row, GOOD_CHAT]))
+    assert_reported_between_good_rows(tmp_path, GOOD_CHAT, row, field, message)
+
+
+def assert_reported_between_good_rows(tmp_path, good, row, field, message):
+    """`row` as line 3 of four, the others `good`: only it is refused, at `field`, with a hint."""
+    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [good, good, row, good]))
     assert [record.line for record in loaded.records] == [1, 2, 4]
     matching = [error for error in loaded.errors if error.line == 3 and error.field == field and message in error.message]
     assert matching, loaded.errors
@@ -186,11 +191,7 @@ ANSWER = [{"role": "assistant", "content": "Au."}]
     ],
 )
 def test_prompt_completion_and_sharegpt_errors_name_line_and_field(tmp_path, good, row, field, message):
-    loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [good, good, row, good]))
-    assert [record.line for record in loaded.records] == [1, 2, 4]
-    matching = [error for error in loaded.errors if error.line == 3 and error.field == field and message in error.message]
-    assert matching, loaded.errors
-    assert all(error.hint for error in loaded.errors)
+    assert_reported_between_good_rows(tmp_path, good, row, field, message)
 
 
 def test_a_conversational_prompt_without_completion_is_reported_as_missing_only(tmp_path):
