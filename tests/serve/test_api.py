@@ -108,8 +108,8 @@ def test_bad_sampling_parameters_are_400_and_base_models_cannot_be_deleted(api, 
 def test_parameters_the_server_does_not_implement_are_refused_unless_they_ask_for_nothing(api, tiny_model_dir):
     headers = api.key()
     chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    for name, value in [("logprobs", True), ("top_logprobs", 2), ("frequency_penalty", 0.5), ("presence_penalty", -1),
-                        ("logit_bias", {"42": 5}), ("response_format", {"type": "json_object"}), ("tool_choice", "auto"),
+    for name, value in [("frequency_penalty", 0.5), ("presence_penalty", -1), ("logit_bias", {"42": 5}),
+                        ("response_format", {"type": "json_object"}), ("tool_choice", "auto"),
                         ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}])]:
         error = assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, name: value}), 400, name)
         assert error["code"] == "unsupported_parameter" and f"'{name}'" in error["message"]
@@ -118,7 +118,29 @@ def test_parameters_the_server_does_not_implement_are_refused_unless_they_ask_fo
     assert api.post("/v1/chat/completions", headers=headers, json={**chat, **inert}).status_code == 200
     prompt = {"model": tiny_model_dir.name, "prompt": "hi", "max_tokens": 2}
     assert_error(api.post("/v1/completions", headers=headers, json={**prompt, "logprobs": 3}), 400, "logprobs")
-    assert api.post("/v1/completions", headers=headers, json={**prompt, "logprobs": 0}).status_code == 200
+
+
+def test_chat_logprobs_through_the_official_client_streamed_or_not(api, tiny_model_dir):
+    import openai
+
+    key = api.key()["Authorization"].removeprefix("Bearer ")
+    client = openai.OpenAI(base_url="http://testserver/v1", api_key=key, http_client=api, max_retries=0)
+    asked = dict(model=tiny_model_dir.name, messages=[{"role": "user", "content": "hi"}], max_tokens=6, temperature=0)
+    choice = client.chat.completions.create(**asked, logprobs=True, top_logprobs=2).choices[0]
+    content = choice.logprobs.content
+    assert content and b"".join(bytes(item.bytes) for item in content).decode() == choice.message.content
+    for item in content:
+        assert len(item.top_logprobs) == 2 and item.top_logprobs[0].logprob >= item.top_logprobs[1].logprob
+        assert item.logprob <= 0 and item.token == item.top_logprobs[0].token  # greedy: the likeliest token
+    stream = client.chat.completions.create(**asked, logprobs=True, top_logprobs=2, stream=True)
+    streamed = [item for chunk in stream for c in chunk.choices if c.logprobs for item in c.logprobs.content]
+    assert [(i.token, round(i.logprob, 4)) for i in streamed] == [(i.token, round(i.logprob, 4)) for i in content]
+    plain = client.chat.completions.create(**asked).choices[0]
+    assert plain.logprobs is None and plain.message.content == choice.message.content
+    with pytest.raises(openai.BadRequestError, match="'logprobs' must be true"):
+        client.chat.completions.create(**asked, top_logprobs=2)
+    with pytest.raises(openai.BadRequestError, match="logprobs"):
+        client.completions.create(model=tiny_model_dir.name, prompt="hi", max_tokens=2, logprobs=0)
 
 
 def test_stop_strings_are_capped_in_count_and_length_with_openais_error(api, tiny_model_dir):

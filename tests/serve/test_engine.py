@@ -49,3 +49,35 @@ def test_streamed_deltas_join_to_the_complete_answer(model, tokenizer, prompt):
     answers, _ = complete(prompt, params, slot)
     assert joined == [text for text, _ in answers]
     assert sorted(d.index for d in deltas if d.finish_reason) == [0, 1]  # one finish per choice
+
+
+def test_logprobs_are_the_models_log_softmax_at_each_generated_token(model, tokenizer, prompt):
+    import torch
+
+    params = SamplingParams(max_new_tokens=6, temperature=0, logprobs=3)
+    deltas = list(generate_deltas(prompt, params, Usage(), slot_for(model, tokenizer)))
+    entries = [entry for delta in deltas for entry in delta.logprobs]
+    text = "".join(delta.text for delta in deltas)
+    tokens = [entry.token for entry in entries]
+    assert tokenizer.decode(tokens) == text  # one entry per token of the answer (an end token has none)
+    with torch.no_grad():
+        for i, entry in enumerate(entries):
+            logits = model(torch.tensor([prompt + tokens[:i]])).logits[0, -1].float()
+            expected = torch.log_softmax(logits, dim=-1)
+            assert entry.logprob == pytest.approx(expected[entry.token].item(), abs=1e-4)
+            assert [t for t, _ in entry.top] == expected.topk(3).indices.tolist()
+            assert entry.top[0][0] == entry.token  # greedy: the likeliest
+    without = list(generate_deltas(prompt, SamplingParams(max_new_tokens=6, temperature=0), Usage(), slot_for(model, tokenizer)))
+    assert all(delta.logprobs is None for delta in without) and "".join(d.text for d in without) == text
+
+
+def test_logprobs_end_with_the_answer_at_a_stop_string(model, tokenizer, prompt):
+    (full, _), = run(model, tokenizer, prompt, max_new_tokens=12, temperature=1.0, seed=2)[0]
+    stop = full.strip()[3:5]
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, seed=2, stop=[stop], logprobs=0)
+    deltas = list(generate_deltas(prompt, params, Usage(), slot_for(model, tokenizer)))
+    text = "".join(delta.text for delta in deltas)
+    tokens = [entry.token for delta in deltas for entry in delta.logprobs]
+    written = tokenizer.decode(tokens)
+    assert written.startswith(text) and stop not in written[: len(text)]
+    assert len(tokenizer.decode(tokens[:-1])) < len(text) <= len(written)  # the last token is the one that reaches the stop

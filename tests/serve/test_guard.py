@@ -80,6 +80,9 @@ def test_a_guarded_model_refuses_a_flagged_prompt_for_the_guarded_key_only(api):
     assert "violence (1.00)" in error["message"] and "illicit/violent" in error["message"]
     assert chat(api, bob_headers, harmful).status_code == 200  # bob's requests are not guarded
     assert chat(api, alice_headers, QUESTION).status_code == 200
+    # a guard releases text as it screens it: no per-token log-probabilities from a guarded model
+    assert assert_error(chat(api, alice_headers, QUESTION, logprobs=True), 400, "logprobs")["code"] == "unsupported_parameter"
+    assert chat(api, bob_headers, QUESTION, logprobs=True).json()["choices"][0]["logprobs"]["content"]
     prompt = {"model": api.model, "prompt": "Tell me about helium", "max_tokens": 4}
     assert_error(api.post("/v1/completions", headers=alice_headers, json=prompt), 400, "prompt")
 

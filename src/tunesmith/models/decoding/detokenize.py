@@ -20,6 +20,7 @@ class ChoiceText:
         self.tokens: list[int] = []
         self.emitted = 0
         self.finish_reason: str | None = None
+        self.cut: int | None = None  # where a stop string began in the text (the answer ends there)
 
     def text(self) -> str:
         return self.tokenizer.decode(self.tokens, skip_special_tokens=True)
@@ -31,8 +32,8 @@ class ChoiceText:
         text = self.text()
         hits = [i for i in (text.find(s, max(0, self.emitted - len(s))) for s in self.stop) if i >= 0]
         if hits:
-            self.finish_reason = "stop"
-            return self.flush(text[: min(hits)])
+            self.finish_reason, self.cut = "stop", min(hits)
+            return self.flush(text[: self.cut])
         if end_of_turn:
             self.finish_reason = "stop"
             return self.flush(text)
@@ -41,6 +42,13 @@ class ChoiceText:
             return ""
         delta, self.emitted = text[self.emitted : safe], safe
         return delta
+
+    def tokens_through(self, end: int) -> int:
+        """How many of the tokens it takes to write the text's first `end` characters (the last may run past)."""
+        for count in range(len(self.tokens) + 1):
+            if len(self.tokenizer.decode(self.tokens[:count], skip_special_tokens=True)) >= end:
+                return count
+        return len(self.tokens)
 
     def held_back(self, text: str) -> int:
         """Length of the longest tail of `text` that could still grow into a stop string."""

@@ -21,7 +21,7 @@ from tunesmith.models.attention_mask import for_attention
 from tunesmith.models.decoding.decode_step import llama_decoder
 from tunesmith.models.decoding.detokenize import ChoiceText
 from tunesmith.models.decoding.prefix_store import MIN_REUSE, PrefixStore, shared_length
-from tunesmith.models.decoding.requests import Delta, GenerationRequest
+from tunesmith.models.decoding.requests import Delta, GenerationRequest, TokenLogprob
 from tunesmith.models.decoding.sampling import choose_tokens
 from tunesmith.models.decoding.slot_cache import SlotCache
 from tunesmith.models.decoding.stacked_lora import adapters_key, stacked_lora
@@ -40,23 +40,58 @@ class Row:
         self.request, self.index, self.end_ids = request, index, end_ids
         self.text = ChoiceText(tokenizer, request.params.stop)
         self.generated = 0
+        # the log-probabilities of the tokens not yet sent with a delta (None: not asked for), and how many were sent
+        self.logprobs: list[TokenLogprob] | None = None if request.params.logprobs is None else []
+        self.logprobs_sent = 0
 
-    def accept(self, token: int) -> bool:
-        """Take the next token; report the text it makes safe to send. True once the row is finished."""
+    def accept(self, token: int, logprob: TokenLogprob | None = None) -> bool:
+        """Take the next token (and its log-probability, when the request asked); report the text it makes safe to
+        send. True once the row is finished."""
         self.request.usage.completion_tokens += 1
         self.generated += 1
-        delta = self.text.add(token, token in self.end_ids)
+        end_of_turn = token in self.end_ids
+        if self.logprobs is not None and logprob is not None and not end_of_turn:  # the end token writes no text
+            self.logprobs.append(logprob)
+        delta = self.text.add(token, end_of_turn)
         if self.text.finish_reason is None and self.generated >= self.request.params.max_new_tokens:
             self.text.finish_reason = "length"
             delta += self.text.flush()
         finish = self.text.finish_reason
         if delta or finish:
-            self.request.out.put(Delta(self.index, delta, finish))
+            self.request.out.put(Delta(self.index, delta, finish, self.take_logprobs()))
         if finish is not None:
             self.request.rows_left -= 1
             if self.request.rows_left == 0:
                 self.request.out.put(None)
         return finish is not None
+
+    def take_logprobs(self) -> list[TokenLogprob] | None:
+        """The log-probabilities of the tokens behind the text released so far and not sent before; after a stop
+        string, not those of the tokens that begin at or after it (the answer ends before it)."""
+        if self.logprobs is None:
+            return None
+        entries = self.logprobs
+        if self.text.cut is not None:
+            entries = entries[: max(0, self.text.tokens_through(self.text.cut) - self.logprobs_sent)]
+        self.logprobs, self.logprobs_sent = [], self.logprobs_sent + len(entries)
+        return entries
+
+
+def token_logprobs(logits: torch.Tensor, rows: list[Row], tokens: list[int]) -> list[TokenLogprob | None] | None:
+    """Per row, its chosen token's log-probability and its request's likeliest tokens (logits (B, V), log-softmax
+    in float32); None when no row asked, so a batch without such requests pays nothing."""
+    asked = [i for i, row in enumerate(rows) if row.request.params.logprobs is not None]
+    if not asked:
+        return None
+    logp = torch.log_softmax(logits[asked].float(), dim=-1)  # (k, V)
+    chosen = logp.gather(1, torch.tensor([[tokens[i]] for i in asked]))[:, 0].tolist()
+    most = max(rows[i].request.params.logprobs for i in asked)
+    top_values, top_ids = logp.topk(most, dim=-1) if most else (logp[:, :0], logp[:, :0].long())  # (k, most)
+    found: list[TokenLogprob | None] = [None] * len(rows)
+    for j, i in enumerate(asked):
+        k = rows[i].request.params.logprobs
+        found[i] = TokenLogprob(tokens[i], chosen[j], list(zip(top_ids[j, :k].tolist(), top_values[j, :k].tolist())))
+    return found
 
 
 def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
@@ -168,7 +203,8 @@ class RunningBatch:
         self.rows += rows
         self.lengths += [len(row.request.prompt_ids) for row in rows]
         self.next_tokens += [self.pad_id] * len(rows)
-        self.advance(rows, choose_for_rows(logits, rows), first=first)
+        tokens = choose_for_rows(logits, rows)
+        self.advance(rows, tokens, first=first, logprobs=token_logprobs(logits, rows, tokens))
 
     def prefill(self, model, requests: list[GenerationRequest], slots: list[int], starts: list[int]) -> torch.Tensor:
         """Logits (r, V) of each request's last prompt token; its keys and values go to slots[i], after the
@@ -192,7 +228,8 @@ class RunningBatch:
             logits = self.forward(model, adapters, input_ids=input_ids.unsqueeze(1), attention_mask=mask,
                                   position_ids=positions.unsqueeze(1))[:, -1]  # (B, V)
         self.lengths = [length + 1 for length in self.lengths]
-        self.advance(self.rows, choose_for_rows(logits, self.rows), first=0)
+        tokens = choose_for_rows(logits, self.rows)
+        self.advance(self.rows, tokens, first=0, logprobs=token_logprobs(logits, self.rows, tokens))
 
     def decode(self, model, adapters: list[str | None], input_ids, positions, mask) -> torch.Tensor | None:
         """Logits (B, V) of one decoding step through the written-out decoder (models/decoding/decode_step.py), each row with
@@ -219,11 +256,13 @@ class RunningBatch:
         with lora.rows(adapters):
             return model(**inputs).logits
 
-    def advance(self, rows: list[Row], tokens: list[int], first: int) -> None:
-        """Rows self.rows[first:first + len(rows)] take their tokens; finished rows leave the batch."""
+    def advance(self, rows: list[Row], tokens: list[int], first: int,
+                logprobs: list[TokenLogprob | None] | None = None) -> None:
+        """Rows self.rows[first:first + len(rows)] take their tokens (and log-probabilities, token_logprobs);
+        finished rows leave the batch."""
         for offset, (row, token) in enumerate(zip(rows, tokens)):
             self.next_tokens[first + offset] = token
-            row.accept(token)
+            row.accept(token, logprobs[offset] if logprobs is not None else None)
         self.drop_finished()
 
     def drop_finished(self) -> None:

@@ -32,10 +32,10 @@ class RecordingBatch(RunningBatch):
         super().__init__(tokenizer, end_ids)
         self.generated: dict[int, list[int]] = {}  # id(request) → its tokens so far
 
-    def advance(self, rows: list[Row], tokens: list[int], first: int) -> None:
+    def advance(self, rows: list[Row], tokens: list[int], first: int, logprobs=None) -> None:
         for row, token in zip(rows, tokens):
             self.generated.setdefault(id(row.request), []).append(token)
-        super().advance(rows, tokens, first)
+        super().advance(rows, tokens, first, logprobs)
 
 
 @torch.inference_mode()

@@ -22,6 +22,17 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     n: int = 1
     seed: int | None = None
+    logprobs: int | None = None  # k: each generated token's log-probability and the k likeliest at its step; None: none
+
+
+@dataclass
+class TokenLogprob:
+    """A generated token's log-probability under the model (the log-softmax of its logits, before temperature and
+    top_p, as OpenAI reports it) and the likeliest tokens at that step with theirs, most likely first."""
+
+    token: int
+    logprob: float
+    top: list[tuple[int, float]]
 
 
 @dataclass
@@ -29,6 +40,7 @@ class Delta:
     index: int  # which of the n choices
     text: str
     finish_reason: str | None = None  # "stop" (end of turn or a stop string) | "length"
+    logprobs: list[TokenLogprob] | None = None  # the tokens behind `text`, when the request asked for them
 
 
 @dataclass

@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, ClassVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
@@ -33,8 +33,9 @@ from tunesmith.serve.batcher import generate_deltas, stream_deltas
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.guard import Screen, screen_for
 from tunesmith.serve.limits import Reservation
+from tunesmith.serve.logprobs import MAX_TOP_LOGPROBS, chat_logprobs
 from tunesmith.serve.model_pool import LoadedModel
-from tunesmith.models.decoding.requests import Delta, SamplingParams, Usage
+from tunesmith.models.decoding.requests import Delta, SamplingParams, TokenLogprob, Usage
 from tunesmith.serve.routes.models import resolve_served
 
 router = APIRouter(prefix="/v1")
@@ -56,11 +57,11 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-# what each unsupported parameter may be sent as: values that ask for nothing beyond a plain answer
-UNSUPPORTED = {"logprobs": (None, False, 0), "top_logprobs": (None, 0), "frequency_penalty": (None, 0),
-               "presence_penalty": (None, 0), "logit_bias": (None, {}), "tools": (None, []), "functions": (None, []),
-               "tool_choice": (None, "none"), "function_call": (None, "none"),
-               "response_format": (None, {"type": "text"})}
+# OpenAI parameters this server does not implement, and the values they may be sent as: values that ask for nothing
+UNSUPPORTED = {"frequency_penalty": (None, 0), "presence_penalty": (None, 0), "logit_bias": (None, {})}
+UNSUPPORTED_IN_CHAT = {"tools": (None, []), "functions": (None, []), "tool_choice": (None, "none"),
+                       "function_call": (None, "none"), "response_format": (None, {"type": "text"})}
+UNSUPPORTED_IN_COMPLETIONS = {"logprobs": (None,)}  # the legacy endpoint's logprobs: 0 already asks for them
 
 
 class Sampling(BaseModel):
@@ -75,26 +76,26 @@ class Sampling(BaseModel):
     stream_options: StreamOptions | None = None
     # OpenAI parameters this server does not implement: accepted at values that ask for nothing, refused otherwise
     # (an answer that silently ignored them would not be the answer asked for); see `refuse_unsupported`
-    logprobs: Any = None
-    top_logprobs: Any = None
     frequency_penalty: Any = None
     presence_penalty: Any = None
     logit_bias: Any = None
+    unsupported: ClassVar[dict] = UNSUPPORTED
 
     def refuse_unsupported(self) -> None:
         """OpenAI's 400 for a parameter the model does not support, naming it (code `unsupported_parameter`)."""
-        for name, inert in UNSUPPORTED.items():
+        for name, inert in self.unsupported.items():
             if name in self.model_fields_set and getattr(self, name) not in inert:
                 raise APIError(400, f"Unsupported parameter: '{name}' is not supported by this server "
                                     f"(tunesmith serve); leave it out of the request.",
                                param=name, code="unsupported_parameter")
 
-    def params(self, default_max_tokens: int) -> SamplingParams:
+    def params(self, default_max_tokens: int, logprobs: int | None = None) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         check_stop(stop)
         return SamplingParams(max_new_tokens=self.max_tokens or default_max_tokens,
                               temperature=1.0 if self.temperature is None else self.temperature,
-                              top_p=1.0 if self.top_p is None else self.top_p, stop=stop, n=self.n, seed=self.seed)
+                              top_p=1.0 if self.top_p is None else self.top_p, stop=stop, n=self.n, seed=self.seed,
+                              logprobs=logprobs)
 
 
 def check_stop(stop: list[str]) -> None:
@@ -114,16 +115,28 @@ def check_stop(stop: list[str]) -> None:
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     tools: Any = None
     tool_choice: Any = None
     functions: Any = None
     function_call: Any = None
     response_format: Any = None
+    unsupported: ClassVar[dict] = UNSUPPORTED | UNSUPPORTED_IN_CHAT
+
+    def logprobs_asked(self) -> int | None:
+        """How many alternatives each token's log-probability comes with; None when logprobs were not asked for."""
+        if self.top_logprobs and not self.logprobs:
+            raise APIError(400, "Invalid value for 'top_logprobs': 'logprobs' must be true to use it.",
+                           param="top_logprobs", code="invalid_value")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(Sampling):
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
+    logprobs: Any = None
+    unsupported: ClassVar[dict] = UNSUPPORTED | UNSUPPORTED_IN_COMPLETIONS
 
 
 def load(request: Request, key: str, model_id: str) -> LoadedModel:
@@ -161,13 +174,17 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     """Everything before generation; in a worker thread (it may load a model, tokenize, screen the prompt)."""
     body.refuse_unsupported()
     body.max_tokens = body.max_completion_tokens or body.max_tokens
-    params = body.params(request.app.state.settings.default_max_tokens)
+    params = body.params(request.app.state.settings.default_max_tokens, body.logprobs_asked())
     loaded = load(request, key, body.model)
     prompt_ids = render_prompts(loaded.tokenizer, [[{"role": m.role, "content": m.text()} for m in body.messages]])[0]
     check_context(loaded, prompt_ids, params)
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
             "system_fingerprint": None}
     screen = screen_for(request, key, body.model, head["id"])
+    if screen is not None and params.logprobs is not None:
+        raise APIError(400, f"Unsupported parameter: 'logprobs' is not available from {body.model}, whose answers a "
+                            "moderation guard releases as it screens them; leave it out.",
+                       param="logprobs", code="unsupported_parameter")
     if screen is not None:
         screen.check_prompt([m.text() for m in body.messages], param="messages")
     return Prepared(loaded, prompt_ids, params, head, screen)
@@ -216,14 +233,24 @@ async def answer_deltas(prepared: Prepared, usage: Usage) -> AsyncIterator[Delta
         await run_in_threadpool(screened.close)  # stops generation when the client has gone
 
 
-async def joined(deltas: AsyncIterator[Delta], n: int) -> list[tuple[str, str]]:
-    """[(text, finish_reason)] per choice, as batcher.join_deltas."""
-    texts, reasons = [""] * n, ["length"] * n
+@dataclass
+class Answer:
+    text: str = ""
+    finish_reason: str = "length"
+    logprobs: list[TokenLogprob] | None = None  # when asked for: one entry per token of the text
+
+
+async def joined(deltas: AsyncIterator[Delta], n: int) -> list[Answer]:
+    """Each choice's answer, as batcher.join_deltas."""
+    answers = [Answer() for _ in range(n)]
     async for delta in deltas:
-        texts[delta.index] += delta.text
+        answer = answers[delta.index]
+        answer.text += delta.text
         if delta.finish_reason:
-            reasons[delta.index] = delta.finish_reason
-    return list(zip(texts, reasons))
+            answer.finish_reason = delta.finish_reason
+        if delta.logprobs is not None:
+            answer.logprobs = (answer.logprobs or []) + delta.logprobs
+    return answers
 
 
 async def until_disconnected(request: Request) -> None:
@@ -233,7 +260,7 @@ async def until_disconnected(request: Request) -> None:
 
 
 async def answered(request: Request, prepared: Prepared, usage: Usage,
-                   reservation: Reservation) -> list[tuple[str, str]] | None:
+                   reservation: Reservation) -> list[Answer] | None:
     """A non-streaming request's choices, or None when its client disconnected first: then its rows leave the
     batch at once instead of generating max_tokens for nobody."""
     answer = asyncio.ensure_future(joined(answer_deltas(prepared, usage), prepared.params.n))
@@ -302,23 +329,27 @@ async def chat_completions(request: Request, body: ChatRequest, key: ApiKey = De
     answers = await answered(request, prepared, usage, reservation)
     if answers is None:
         return client_gone()
-    choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(answers)]
+    tokenizer = prepared.loaded.tokenizer
+    choices = [{"index": i, "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                "logprobs": None if answer.logprobs is None else chat_logprobs(tokenizer, answer.logprobs),
+                "finish_reason": answer.finish_reason} for i, answer in enumerate(answers)]
     return {**prepared.head, "object": "chat.completion", "choices": choices, "usage": usage_object(usage)}
 
 
 async def chat_stream(prepared: Prepared, usage: Usage, include_usage: bool) -> AsyncIterator[str]:
     head = {**prepared.head, "object": "chat.completion.chunk"}
 
-    def chunk(index: int, delta: dict, finish_reason: str | None) -> str:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(index: int, delta: dict, finish_reason: str | None, logprobs: list[TokenLogprob] | None = None) -> str:
+        choice = {"index": index, "delta": delta,
+                  "logprobs": None if logprobs is None else chat_logprobs(prepared.loaded.tokenizer, logprobs),
+                  "finish_reason": finish_reason}
         return sse({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
 
     for index in range(prepared.params.n):
         yield chunk(index, {"role": "assistant", "content": ""}, None)
     async for delta in answer_deltas(prepared, usage):
-        if delta.text:
-            yield chunk(delta.index, {"content": delta.text}, None)
+        if delta.text or delta.logprobs:
+            yield chunk(delta.index, {"content": delta.text}, None, delta.logprobs)
         if delta.finish_reason:
             yield chunk(delta.index, {}, delta.finish_reason)
     if include_usage:
@@ -335,8 +366,8 @@ async def completions(request: Request, body: CompletionRequest, key: ApiKey = D
     answers = await answered(request, prepared, usage, reservation)
     if answers is None:
         return client_gone()
-    choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}
-               for i, (text, reason) in enumerate(answers)]
+    choices = [{"index": i, "text": answer.text, "logprobs": None, "finish_reason": answer.finish_reason}
+               for i, answer in enumerate(answers)]
     return {**prepared.head, "choices": choices, "usage": usage_object(usage)}
 
 

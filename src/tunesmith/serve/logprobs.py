@@ -1,0 +1,51 @@
+"""OpenAI's `logprobs` object of a chat completion from the engine's per-token entries (models/decoding/requests.py).
+
+Each token is written as its text and its bytes: a byte-level BPE token (GPT-2's alphabet, SmolLM2's and Llama 3's
+tokenizers) may hold part of a UTF-8 character, whose text alone is U+FFFD; its bytes are the token's own, so a
+client joining the bytes of an answer's tokens gets the answer back, as with OpenAI's.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tunesmith.models.decoding.requests import TokenLogprob
+
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit on top_logprobs
+
+
+@lru_cache(maxsize=1)
+def byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet reversed: the character each byte is written as inside a token → the byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    alphabet, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            alphabet[chr(byte)] = byte
+        else:
+            alphabet[chr(256 + shifted)] = byte
+            shifted += 1
+    return alphabet
+
+
+def token_bytes(tokenizer, token: int) -> list[int]:
+    """The token's own bytes: read off its byte-level piece where the tokenizer is byte-level, else its text's."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and type(backend.decoder).__name__ == "ByteLevel":
+        piece, alphabet = tokenizer.convert_ids_to_tokens(token), byte_level_alphabet()
+        if isinstance(piece, str) and all(char in alphabet for char in piece):
+            return [alphabet[char] for char in piece]
+    return list(tokenizer.decode([token]).encode("utf-8"))
+
+
+def logprob_item(tokenizer, token: int, logprob: float) -> dict:
+    return {"token": tokenizer.decode([token]), "logprob": logprob, "bytes": token_bytes(tokenizer, token)}
+
+
+def chat_logprobs(tokenizer, entries: list[TokenLogprob]) -> dict:
+    """{"content": [{token, logprob, bytes, top_logprobs}], "refusal": None}, OpenAI's shape for chat: one item per
+    token of the answer's text (a special token writes none, as the answer skips it; it may be an alternative)."""
+    special = set(tokenizer.all_special_ids)
+    content = [logprob_item(tokenizer, entry.token, entry.logprob)
+               | {"top_logprobs": [logprob_item(tokenizer, token, logprob) for token, logprob in entry.top]}
+               for entry in entries if entry.token not in special]
+    return {"content": content, "refusal": None}
