@@ -350,9 +350,13 @@ def _conversational_problems(prompt: list, completion: list) -> list[tuple[str, 
         problems.append(("completion", "no assistant turn", "add the reply to train on as an assistant message"))
     if problems:
         return problems
-    context = [m | {"weight": 0} if m["role"] == "assistant" else m for m in prompt]  # as _to_record trains it
     fields = [f"prompt[{i}].role" for i in range(len(prompt))] + [f"completion[{i}].role" for i in range(len(completion))]
-    return _turn_order_problems(context + completion, fields=fields, key="completion")
+    return _turn_order_problems(_as_context(prompt) + completion, fields=fields, key="completion")
+
+
+def _as_context(prompt: list[dict]) -> list[dict]:
+    """A conversational prompt's turns as they are trained: its assistant turns are context (weight 0), not targets."""
+    return [m | {"weight": 0} if m["role"] == "assistant" else m for m in prompt]
 
 
 def _conversations_problems(conversations: Any) -> list[tuple[str, str, str]]:
@@ -389,9 +393,9 @@ def _to_record(row: _Row, row_format: Format) -> Record:
     if row_format == "prompt_completion":
         if isinstance(data["prompt"], str):
             messages = [{"role": "user", "content": data["prompt"]}, {"role": "assistant", "content": data["completion"]}]
-        else:  # the prompt's assistant turns are context, not targets
-            prompt = [m | {"weight": 0} if m["role"] == "assistant" else m for m in data["prompt"]]
-            messages = [{key: value for key, value in m.items() if key != "name"} for m in prompt + data["completion"]]
+        else:
+            messages = [{key: value for key, value in m.items() if key != "name"}
+                        for m in _as_context(data["prompt"]) + data["completion"]]
         return Record(row.line, "chat", messages, None)
     if row_format == "sharegpt":
         messages = [{"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]} for turn in data["conversations"]]

@@ -249,7 +249,8 @@ async def joined(deltas: AsyncIterator[Delta], n: int) -> list[Answer]:
         if delta.finish_reason:
             answer.finish_reason = delta.finish_reason
         if delta.logprobs is not None:
-            answer.logprobs = (answer.logprobs or []) + delta.logprobs
+            answer.logprobs = answer.logprobs or []
+            answer.logprobs.extend(delta.logprobs)
     return answers
 
 
