@@ -108,13 +108,12 @@ def test_bad_sampling_parameters_are_400_and_base_models_cannot_be_deleted(api, 
 def test_parameters_the_server_does_not_implement_are_refused_unless_they_ask_for_nothing(api, tiny_model_dir):
     headers = api.key()
     chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    for name, value in [("frequency_penalty", 0.5), ("presence_penalty", -1), ("logit_bias", {"42": 5}),
-                        ("response_format", {"type": "json_object"}), ("tool_choice", "auto"),
+    for name, value in [("response_format", {"type": "json_object"}), ("tool_choice", "auto"),
                         ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}])]:
         error = assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, name: value}), 400, name)
         assert error["code"] == "unsupported_parameter" and f"'{name}'" in error["message"]
-    inert = {"logprobs": False, "frequency_penalty": 0, "presence_penalty": 0.0, "logit_bias": {}, "tools": [],
-             "tool_choice": "none", "response_format": {"type": "text"}, "user": "someone"}
+    inert = {"logprobs": False, "tools": [], "tool_choice": "none", "response_format": {"type": "text"},
+             "user": "someone"}
     assert api.post("/v1/chat/completions", headers=headers, json={**chat, **inert}).status_code == 200
     prompt = {"model": tiny_model_dir.name, "prompt": "hi", "max_tokens": 2}
     assert_error(api.post("/v1/completions", headers=headers, json={**prompt, "logprobs": 3}), 400, "logprobs")
@@ -141,6 +140,30 @@ def test_chat_logprobs_through_the_official_client_streamed_or_not(api, tiny_mod
         client.chat.completions.create(**asked, top_logprobs=2)
     with pytest.raises(openai.BadRequestError, match="logprobs"):
         client.completions.create(model=tiny_model_dir.name, prompt="hi", max_tokens=2, logprobs=0)
+
+
+def test_penalties_and_logit_bias_through_the_official_client_and_their_limits(api, tiny_model_dir, tokenizer):
+    import openai
+
+    key = api.key()["Authorization"].removeprefix("Bearer ")
+    client = openai.OpenAI(base_url="http://testserver/v1", api_key=key, http_client=api, max_retries=0)
+    asked = dict(model=tiny_model_dir.name, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    forced = tokenizer.convert_tokens_to_ids("a")
+    assert client.chat.completions.create(**asked, logit_bias={str(forced): 100}).choices[0].message.content == "aaaa"
+    plain = client.chat.completions.create(**asked, temperature=0).choices[0].message.content
+    penalised = client.chat.completions.create(**asked, temperature=0, frequency_penalty=2, presence_penalty=1)
+    assert penalised.choices[0].message.content != plain  # the tiny model repeats itself unless penalised
+    legacy = client.completions.create(model=tiny_model_dir.name, prompt="hi", max_tokens=3,
+                                       logit_bias={str(forced): 100})
+    assert legacy.choices[0].text == "aaa"
+    for name, value, says in [("frequency_penalty", 2.5, "less than or equal to 2"),
+                              ("presence_penalty", -3, "greater than or equal to -2"),
+                              ("logit_bias", {"x1": 5}, "non-negative integers"),
+                              ("logit_bias", {str(10 ** 9): 5}, "token ids end at"),
+                              ("logit_bias", {"5": 101}, "between -100 and 100")]:
+        with pytest.raises(openai.BadRequestError, match=says) as raised:
+            client.chat.completions.create(**asked, **{name: value})
+        assert raised.value.param == name, (name, value)
 
 
 def test_stop_strings_are_capped_in_count_and_length_with_openais_error(api, tiny_model_dir):

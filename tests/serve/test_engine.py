@@ -81,3 +81,69 @@ def test_logprobs_end_with_the_answer_at_a_stop_string(model, tokenizer, prompt)
     written = tokenizer.decode(tokens)
     assert written.startswith(text) and stop not in written[: len(text)]
     assert len(tokenizer.decode(tokens[:-1])) < len(text) <= len(written)  # the last token is the one that reaches the stop
+
+
+def greedy_with_penalties(model, tokenizer, prompt, steps, frequency=0.0, presence=0.0, bias=None) -> list[int]:
+    """OpenAI's formula written out over full forwards: each step's logits minus count × frequency and presence for
+    the tokens generated so far, plus the bias; the argmax; through an end token."""
+    from collections import Counter
+
+    import torch
+
+    from tunesmith.models.chat import stop_token_ids
+
+    tokens, counts, ends = [], Counter(), set(stop_token_ids(tokenizer))
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(torch.tensor([prompt + tokens])).logits[0, -1].float()
+            for token, count in counts.items():
+                logits[token] -= count * frequency + presence
+            for token, value in (bias or {}).items():
+                logits[token] += value
+            tokens.append(int(logits.argmax()))
+            counts[tokens[-1]] += 1
+            if tokens[-1] in ends:
+                break
+    return tokens
+
+
+@pytest.mark.parametrize("asked", [{"frequency_penalty": 1.5}, {"presence_penalty": 2.0},
+                                   {"frequency_penalty": 0.7, "presence_penalty": -0.5, "logit_bias": {11: 3.0}}])
+def test_penalties_and_logit_bias_follow_openais_formula(model, tokenizer, prompt, asked):
+    (plain, _), = run(model, tokenizer, prompt, max_new_tokens=8, temperature=0)[0]
+    (text, _), = run(model, tokenizer, prompt, max_new_tokens=8, temperature=0, **asked)[0]
+    expected = greedy_with_penalties(model, tokenizer, prompt, 8, asked.get("frequency_penalty", 0.0),
+                                     asked.get("presence_penalty", 0.0), asked.get("logit_bias"))
+    assert text == tokenizer.decode(expected, skip_special_tokens=True)
+    assert text != plain  # the tiny model repeats itself: a penalty that did nothing would leave its answer
+
+
+def test_logit_bias_bans_and_forces_tokens_and_leaves_logprobs_the_models(model, tokenizer, prompt):
+    first = greedy_with_penalties(model, tokenizer, prompt, 1)[0]
+    banned = greedy_with_penalties(model, tokenizer, prompt, 1, bias={first: -100})[0]
+    params = SamplingParams(max_new_tokens=1, temperature=0, logit_bias={first: -100.0}, logprobs=1)
+    (delta, *_), = [list(generate_deltas(prompt, params, Usage(), slot_for(model, tokenizer)))]
+    (entry,) = delta.logprobs
+    assert entry.token == banned != first and entry.top[0][0] == first  # chosen under the bias, reported without it
+    forced = tokenizer.convert_tokens_to_ids("a")
+    (text, _), = run(model, tokenizer, prompt, max_new_tokens=4, temperature=1.0, seed=3, logit_bias={forced: 100.0})[0]
+    assert text == "aaaa"
+
+
+def test_a_penalised_request_leaves_the_others_in_its_batch_alone(model, tokenizer, prompt):
+    from tunesmith.models.chat import stop_token_ids
+    from tunesmith.models.decoding.engine import RunningBatch
+    from tunesmith.models.decoding.requests import GenerationRequest
+
+    def answers(*params):
+        batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
+        requests = [GenerationRequest(prompt, p, None, Usage()) for p in params]
+        batch.admit(model, requests)
+        while len(batch):
+            batch.step(model)
+        return ["".join(d.text for d in iter(r.out.get_nowait, None)) for r in requests]
+
+    plain = SamplingParams(max_new_tokens=6, temperature=0)
+    penalised = SamplingParams(max_new_tokens=6, temperature=0, frequency_penalty=2.0)
+    together = answers(plain, penalised)
+    assert together == [answers(plain)[0], answers(penalised)[0]] and together[0] != together[1]

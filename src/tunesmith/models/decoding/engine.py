@@ -12,6 +12,8 @@ What it calls: sampling.py chooses each row's next token, detokenize.py turns a 
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 from peft import PeftModel
@@ -20,6 +22,7 @@ from tunesmith.models.argmax import argmax
 from tunesmith.models.attention_mask import for_attention
 from tunesmith.models.decoding.decode_step import llama_decoder
 from tunesmith.models.decoding.detokenize import ChoiceText
+from tunesmith.models.decoding.penalties import adjusts_logits, penalized
 from tunesmith.models.decoding.prefix_store import MIN_REUSE, PrefixStore, shared_length
 from tunesmith.models.decoding.requests import Delta, GenerationRequest, TokenLogprob
 from tunesmith.models.decoding.sampling import choose_tokens
@@ -43,12 +46,16 @@ class Row:
         # the log-probabilities of the tokens not yet sent with a delta (None: not asked for), and how many were sent
         self.logprobs: list[TokenLogprob] | None = None if request.params.logprobs is None else []
         self.logprobs_sent = 0
+        # how often it has generated each token, for its request's penalties (None: it asked for no penalty or bias)
+        self.counts: Counter | None = Counter() if adjusts_logits(request.params) else None
 
     def accept(self, token: int, logprob: TokenLogprob | None = None) -> bool:
         """Take the next token (and its log-probability, when the request asked); report the text it makes safe to
         send. True once the row is finished."""
         self.request.usage.completion_tokens += 1
         self.generated += 1
+        if self.counts is not None:
+            self.counts[token] += 1
         end_of_turn = token in self.end_ids
         if self.logprobs is not None and logprob is not None and not end_of_turn:  # the end token writes no text
             self.logprobs.append(logprob)
@@ -97,7 +104,10 @@ def token_logprobs(logits: torch.Tensor, rows: list[Row], tokens: list[int]) -> 
 def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
     """Next token per row from logits (B, V), with each row's own sampling settings.
 
-    The rows of one sampling request draw from its generator in choice order, wherever they sit in the batch."""
+    The rows of one sampling request draw from its generator in choice order, wherever they sit in the batch; a
+    request's penalties and logit bias (models/decoding/penalties.py) apply to its rows first."""
+    logits = penalized(logits, [(i, row.request.params, row.counts) for i, row in enumerate(rows)
+                                if row.counts is not None])
     groups: dict[int, tuple[torch.Generator, list[int]]] = {}
     for i, row in enumerate(rows):
         if row.request.generator is not None:

@@ -23,12 +23,15 @@ class SamplingParams:
     n: int = 1
     seed: int | None = None
     logprobs: int | None = None  # k: each generated token's log-probability and the k likeliest at its step; None: none
+    frequency_penalty: float = 0.0  # OpenAI's: subtracted from a token's logit once per time the answer has used it
+    presence_penalty: float = 0.0  # subtracted once from the logit of every token the answer has used
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit at every step
 
 
 @dataclass
 class TokenLogprob:
-    """A generated token's log-probability under the model (the log-softmax of its logits, before temperature and
-    top_p, as OpenAI reports it) and the likeliest tokens at that step with theirs, most likely first."""
+    """A generated token's log-probability under the model (the log-softmax of its logits, before penalties, logit
+    bias, temperature and top_p) and the likeliest tokens at that step with theirs, most likely first."""
 
     token: int
     logprob: float

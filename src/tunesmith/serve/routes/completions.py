@@ -58,7 +58,6 @@ class StreamOptions(BaseModel):
 
 
 # OpenAI parameters this server does not implement, and the values they may be sent as: values that ask for nothing
-UNSUPPORTED = {"frequency_penalty": (None, 0), "presence_penalty": (None, 0), "logit_bias": (None, {})}
 UNSUPPORTED_IN_CHAT = {"tools": (None, []), "functions": (None, []), "tool_choice": (None, "none"),
                        "function_call": (None, "none"), "response_format": (None, {"type": "text"})}
 UNSUPPORTED_IN_COMPLETIONS = {"logprobs": (None,)}  # the legacy endpoint's logprobs: 0 already asks for them
@@ -74,12 +73,12 @@ class Sampling(BaseModel):
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)  # OpenAI's range
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None  # token id (as a string, JSON's keys) -> -100 ... 100
     # OpenAI parameters this server does not implement: accepted at values that ask for nothing, refused otherwise
     # (an answer that silently ignored them would not be the answer asked for); see `refuse_unsupported`
-    frequency_penalty: Any = None
-    presence_penalty: Any = None
-    logit_bias: Any = None
-    unsupported: ClassVar[dict] = UNSUPPORTED
+    unsupported: ClassVar[dict] = {}
 
     def refuse_unsupported(self) -> None:
         """OpenAI's 400 for a parameter the model does not support, naming it (code `unsupported_parameter`)."""
@@ -89,13 +88,32 @@ class Sampling(BaseModel):
                                     f"(tunesmith serve); leave it out of the request.",
                                param=name, code="unsupported_parameter")
 
-    def params(self, default_max_tokens: int, logprobs: int | None = None) -> SamplingParams:
+    def params(self, default_max_tokens: int, vocab_size: int, logprobs: int | None = None) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         check_stop(stop)
         return SamplingParams(max_new_tokens=self.max_tokens or default_max_tokens,
                               temperature=1.0 if self.temperature is None else self.temperature,
                               top_p=1.0 if self.top_p is None else self.top_p, stop=stop, n=self.n, seed=self.seed,
-                              logprobs=logprobs)
+                              logprobs=logprobs, frequency_penalty=self.frequency_penalty or 0.0,
+                              presence_penalty=self.presence_penalty or 0.0,
+                              logit_bias=checked_logit_bias(self.logit_bias or {}, vocab_size))
+
+
+def checked_logit_bias(bias: dict[str, float], vocab_size: int) -> dict[int, float]:
+    """OpenAI's logit_bias as token id -> bias: keys are token ids of this model's vocabulary, values -100 ... 100."""
+    checked = {}
+    for key, value in bias.items():
+        if not key.isdigit():
+            raise APIError(400, f"Invalid key in 'logit_bias': {key}. Keys are token ids: non-negative integers.",
+                           param="logit_bias", code="invalid_value")
+        if int(key) >= vocab_size:
+            raise APIError(400, f"Invalid key in 'logit_bias': {key}. This model's token ids end at {vocab_size - 1}.",
+                           param="logit_bias", code="invalid_value")
+        if not -100 <= value <= 100:
+            raise APIError(400, f"Invalid value for 'logit_bias' at key {key}: {value:g}. Biases are between -100 "
+                                "and 100.", param="logit_bias", code="invalid_value")
+        checked[int(key)] = value
+    return checked
 
 
 def check_stop(stop: list[str]) -> None:
@@ -122,7 +140,7 @@ class ChatRequest(Sampling):
     functions: Any = None
     function_call: Any = None
     response_format: Any = None
-    unsupported: ClassVar[dict] = UNSUPPORTED | UNSUPPORTED_IN_CHAT
+    unsupported: ClassVar[dict] = UNSUPPORTED_IN_CHAT
 
     def logprobs_asked(self) -> int | None:
         """How many alternatives each token's log-probability comes with; None when logprobs were not asked for."""
@@ -136,7 +154,7 @@ class CompletionRequest(Sampling):
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
     logprobs: Any = None
-    unsupported: ClassVar[dict] = UNSUPPORTED | UNSUPPORTED_IN_COMPLETIONS
+    unsupported: ClassVar[dict] = UNSUPPORTED_IN_COMPLETIONS
 
 
 def load(request: Request, key: str, model_id: str) -> LoadedModel:
@@ -149,6 +167,11 @@ def load(request: Request, key: str, model_id: str) -> LoadedModel:
     if served.adapter is not None:  # NAME:latest runs under its version's id: promote/rollback switch adapters
         return pool.get_adapter(served.base_id, bases[served.base_id], served.model_id, served.adapter)
     return pool.get(served.model_id, ref)
+
+
+def vocab_size(loaded: LoadedModel) -> int:
+    """The width of the model's logits: the token ids a logit_bias may name."""
+    return loaded.model.config.vocab_size
 
 
 def check_context(loaded: LoadedModel, prompt_ids: list[int], params: SamplingParams) -> None:
@@ -174,8 +197,8 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     """Everything before generation; in a worker thread (it may load a model, tokenize, screen the prompt)."""
     body.refuse_unsupported()
     body.max_tokens = body.max_completion_tokens or body.max_tokens
-    params = body.params(request.app.state.settings.default_max_tokens, body.logprobs_asked())
     loaded = load(request, key, body.model)
+    params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded), body.logprobs_asked())
     prompt_ids = render_prompts(loaded.tokenizer, [[{"role": m.role, "content": m.text()} for m in body.messages]])[0]
     check_context(loaded, prompt_ids, params)
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
@@ -195,8 +218,8 @@ def prepare_completion(request: Request, key: str, body: CompletionRequest) -> P
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise APIError(400, "Send one prompt per request (a list of prompts is not supported yet).", param="prompt")
-    params = body.params(request.app.state.settings.default_max_tokens)
     loaded = load(request, key, body.model)
+    params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded))
     prompt_ids = loaded.tokenizer(prompts[0], add_special_tokens=False)["input_ids"]
     if not prompt_ids:
         raise APIError(400, "The prompt is empty.", param="prompt")
