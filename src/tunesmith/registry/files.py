@@ -49,15 +49,17 @@ def _record(row) -> FileRecord:
 
 
 def add_file(db: Database, file_id: str, owner: str, filename: str, purpose: str, size: int,
-             report: dict | None, sha256: str | None = None, status: str = "processed", **detail) -> FileRecord:
-    """`detail` goes into the audit entry (e.g. what the PII policy did). A file recorded as `uploaded` gets
-    its report and final status from `finish_check`."""
+             report: dict | None, sha256: str | None = None, status: str = "processed",
+             action: str = "file.uploaded", **detail) -> FileRecord:
+    """`detail` goes into the audit entry (e.g. what the PII policy did); `action` names it (file.created: a file
+    the server wrote, a batch's output). A file recorded as `uploaded` gets its report and final status from
+    `finish_check`."""
     with db.transaction() as tx:
         tx.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, report, sha256, status)"
                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (file_id, owner, filename, purpose, size, now(), json.dumps(report) if report else None, sha256,
                     status))
-        audit.record(tx, owner, "file.uploaded", file_id, filename=filename, bytes=size, sha256=sha256, **detail)
+        audit.record(tx, owner, action, file_id, filename=filename, bytes=size, sha256=sha256, **detail)
     return get_file(db, owner, file_id)
 
 

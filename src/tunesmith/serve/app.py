@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from tunesmith.estimate.estimate import current_rss_bytes
 from tunesmith.models.load import inference_dtype
 from tunesmith.registry.db import Database
+from tunesmith.serve.batches import BatchRunner
 from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.comparisons import Comparisons
 from tunesmith.serve.errors import install_error_handlers
@@ -18,8 +19,8 @@ from tunesmith.serve.file_checks import FileChecks
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.routes import (comparisons, completions, export, files, jobs, lineage, models, moderations,
-                                    preflight, ui)
+from tunesmith.serve.routes import (batches, comparisons, completions, export, files, jobs, lineage, models,
+                                    moderations, preflight, ui)
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
 
@@ -38,9 +39,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         files.remove_staging_files(settings.files_dir)  # left by a server killed mid-upload
         file_checks.resume()  # files whose data check a stopped server did not finish
+        app.state.batches.start()  # with the batches a stopped server did not finish
         if worker is not None:
             worker.start()
         yield
+        await app.state.batches.close()
         if worker is not None:
             worker.close()
         file_checks.close()
@@ -52,11 +55,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     app.state.comparisons = Comparisons(db, settings.home / "comparisons")
     app.state.runtime_bytes = current_rss_bytes()  # no model loaded yet: the cost estimate's runtime memory
+    app.state.batches = BatchRunner(app, db, settings)
     app.state.limits = KeyLimits(settings.max_concurrent_requests, settings.tokens_per_minute)
     install_error_handlers(app)
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
-    for module in (files, jobs, lineage, export, models, completions, moderations, ui, preflight, comparisons):  # lineage, export before models' {id:path}
+    for module in (files, jobs, lineage, export, models, completions, moderations, ui, preflight, comparisons, batches):  # lineage, export before models' {id:path}
         app.include_router(module.router)
 
     @app.get("/health")

@@ -35,8 +35,7 @@ def not_found(kind: str, object_id: str, param: str | None = None) -> APIError:
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
                    headers: dict | None = None, type: str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type or ERROR_TYPES.get(status, "invalid_request_error"),
-                      "param": param, "code": code}}
+    body = error_body(APIError(status, message, param, code, type))
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -64,6 +63,20 @@ def disk_full() -> APIError:
                          "freed space.", code="insufficient_storage")
 
 
+def invalid_value(errors: list[dict]) -> APIError:
+    """The 400 for a body that fails its pydantic model (FastAPI's RequestValidationError or pydantic's own
+    ValidationError `.errors()`), naming the first wrong field."""
+    first = errors[0]
+    location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
+    param = ".".join(location) or None
+    return APIError(400, f"Invalid value for {param or 'request'}: {first['msg']}", param, "invalid_value")
+
+
+def error_body(error: APIError) -> dict:
+    return {"error": {"message": error.message, "type": error.type or ERROR_TYPES.get(error.status, "invalid_request_error"),
+                      "param": error.param, "code": error.code}}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError):
@@ -75,10 +88,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
-        param = ".".join(location) or None
-        return error_response(400, f"Invalid value for {param or 'request'}: {first['msg']}", param, "invalid_value")
+        error = invalid_value(exc.errors())
+        return error_response(error.status, error.message, error.param, error.code)
 
     @app.exception_handler(sqlite3.OperationalError)
     @app.exception_handler(OSError)

@@ -1,6 +1,7 @@
 """Registry records → the JSON objects OpenAI's API returns (what the `openai` package parses)."""
 from __future__ import annotations
 
+from tunesmith.registry.batches import STAMPS, Batch
 from tunesmith.registry.files import FileRecord
 from tunesmith.registry.job_events import Checkpoint, Event
 from tunesmith.registry.jobs import Job
@@ -62,3 +63,14 @@ def version_object(version: ModelVersion, serving: bool, alias: str | None = Non
     return model_object(alias or version.id, version.created_at, owned_by=version.owner) | {
         "version": version.number, "parent": f"{version.name}:{version.parent}" if version.parent else None,
         "root": version.base, "passed": version.passed, "promoted": serving, "failures": failures(version)}
+
+
+def batch_object(batch: Batch) -> dict:
+    return {"id": batch.id, "object": "batch", "endpoint": batch.endpoint,
+            "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
+            "input_file_id": batch.input_file_id, "completion_window": batch.completion_window, "status": batch.status,
+            "output_file_id": batch.output_file_id, "error_file_id": batch.error_file_id,
+            "created_at": batch.created_at, "expires_at": batch.expires_at,
+            **{stamp: batch.stamps.get(stamp) for stamp in STAMPS},
+            "request_counts": {"total": batch.total, "completed": batch.completed, "failed": batch.failed},
+            "metadata": batch.metadata}

@@ -353,6 +353,10 @@ async def chat_completions(request: Request, body: ChatRequest, key: ApiKey = De
     answers = await answered(request, prepared, usage, reservation)
     if answers is None:
         return client_gone()
+    return chat_completion_object(prepared, answers, usage)
+
+
+def chat_completion_object(prepared: Prepared, answers: list[Answer], usage: Usage) -> dict:
     tokenizer = prepared.loaded.tokenizer
     choices = [{"index": i, "message": {"role": "assistant", "content": answer.text, "refusal": None},
                 "logprobs": None if answer.logprobs is None else chat_logprobs(tokenizer, answer.logprobs),
@@ -390,9 +394,27 @@ async def completions(request: Request, body: CompletionRequest, key: ApiKey = D
     answers = await answered(request, prepared, usage, reservation)
     if answers is None:
         return client_gone()
+    return completion_object(prepared, answers, usage)
+
+
+def completion_object(prepared: Prepared, answers: list[Answer], usage: Usage) -> dict:
     choices = [{"index": i, "text": answer.text, "logprobs": None, "finish_reason": answer.finish_reason}
                for i, answer in enumerate(answers)]
     return {**prepared.head, "choices": choices, "usage": usage_object(usage)}
+
+
+async def answer_request(request: Request, key: str, endpoint: str, body: dict) -> dict:
+    """A request's answer as its route gives it without streaming, for a caller that is not its HTTP client: a
+    batch's runner (serve/batches.py) with the app's request scope, acting for the batch's key. The rows join the
+    running batch as a route's do; a bad body raises pydantic's ValidationError or APIError, as the route would
+    answer 400."""
+    requests = {"/v1/chat/completions": (ChatRequest, prepare_chat, chat_completion_object),
+                "/v1/completions": (CompletionRequest, prepare_completion, completion_object)}
+    shape, prepare, answer_object = requests[endpoint]
+    parsed = shape.model_validate(body)
+    prepared = await run_in_threadpool(prepare, request, key, parsed)
+    usage = Usage()
+    return answer_object(prepared, await joined(answer_deltas(prepared, usage), prepared.params.n), usage)
 
 
 async def completion_stream(prepared: Prepared, usage: Usage) -> AsyncIterator[str]:

@@ -20,17 +20,19 @@ from tunesmith.data.line_screen import blank_lines, screen_lines
 from tunesmith.data.pii_policy import PersonalDataRefused, PiiOutcome, apply_pii_policy
 from tunesmith.data.redact import RedactionError
 from tunesmith.registry import audit, files, keys
+from tunesmith.registry.batches import unfinished_batches_using
 from tunesmith.registry.erasure import erase_data
 from tunesmith.registry.jobs import unfinished_jobs_using
 from tunesmith.registry.lineage import registry_names
 from tunesmith.serve.auth import api_key
+from tunesmith.serve.batch_file import check_batch_input
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.file_checks import row_errors_message
 from tunesmith.serve.shapes import file_object, list_object
 from tunesmith.serve.training_file import check_training_file
 
 router = APIRouter(prefix="/v1/files")
-PURPOSES = {"fine-tune"}
+PURPOSES = {"fine-tune", "batch"}  # batch: a batch's requests (serve/batch_file.py); batch_output is ours to write
 CHUNK = 1 << 20
 PII_REMEDY = ("redact it (tunesmith data redact IN OUT) and upload the copy, or ask the operator to set this key's "
               "policy to redact or allow (tunesmith keys pii KEY_ID redact)")
@@ -108,15 +110,19 @@ async def store_upload(request: Request, key: str, file_id: str, filename: str, 
     is in that trip too: on the event loop it would stall every request while another thread held the database."""
     record = await run_in_threadpool(stored_upload, request.app.state, key, file_id, filename, purpose, upload.file,
                                      staging, target)
-    request.app.state.file_checks.submit(record)
+    if record.status == "uploaded":
+        request.app.state.file_checks.submit(record)
     return file_object(record)
 
 
 def stored_upload(state, key: str, file_id: str, filename: str, purpose: str, upload: BinaryIO, staging: Path,
                   target: Path) -> files.FileRecord:
-    """Stage, screen line by line, apply the key's PII policy, then move into place and record as `uploaded`."""
+    """Stage, screen line by line, apply the key's PII policy, then move into place and record: as `uploaded` (its
+    data check follows), or a batch's requests as `processed` (checked here, line by line: it is small work)."""
     size = save_upload(upload, staging, state.settings.max_upload_bytes)
     screen_upload(state.settings.max_row_bytes, staging, filename)
+    if purpose == "batch" and (errors := check_batch_input(staging).errors):
+        raise invalid_file(filename, errors)
     try:
         outcome = apply_key_policy(state.db, key, file_id, filename, staging)
     except RedactionError as error:  # rows the PII scan cannot read (not JSON objects): the full check names them
@@ -132,7 +138,8 @@ def stored_upload(state, key: str, file_id: str, filename: str, purpose: str, up
     os.replace(staging, target)
     try:
         return files.add_file(state.db, file_id, key, filename, purpose, size, {"pii_policy": outcome.summary()},
-                              sha256=digest, status="uploaded", pii_policy=outcome.policy,
+                              sha256=digest, status="processed" if purpose == "batch" else "uploaded",
+                              pii_policy=outcome.policy,
                               pii_findings=outcome.findings)
     except BaseException:
         target.unlink(missing_ok=True)  # not recorded: no one could ever see or delete it
@@ -210,7 +217,7 @@ def delete_file(request: Request, file_id: str, delete_models: bool = False, key
     through a parent, and those deleted with `?delete_models=true`."""
     record = owned_file(request, key, file_id)
     db, files_dir = request.app.state.db, request.app.state.settings.files_dir
-    if users := unfinished_jobs_using(db, key, file_id):
+    if users := unfinished_jobs_using(db, key, file_id) + unfinished_batches_using(db, key, file_id):
         audit.append(db, key, "file.deleted", file_id, outcome="refused: read by unfinished jobs", jobs=users)
         raise APIError(409, f"File {file_id} is used by unfinished job(s) {', '.join(users)}; cancel them first.",
                        param="file_id", code="file_in_use")

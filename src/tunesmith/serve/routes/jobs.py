@@ -131,6 +131,9 @@ def stored_file(request: Request, key: str, file_id: str | None, param: str) -> 
     record = files.get_file(request.app.state.db, key, file_id)
     if record is None:
         raise not_found("file", file_id, param=param)
+    if record.purpose != "fine-tune":
+        raise APIError(400, f"File {file_id} was uploaded with purpose {record.purpose!r}; a job trains on files "
+                            "uploaded with purpose 'fine-tune'.", param=param, code="invalid_file")
     if record.status == "uploaded":
         request.app.state.file_checks.wait(file_id, CHECK_WAIT_SECONDS)
         record = files.get_file(request.app.state.db, key, file_id) or record
