@@ -1,7 +1,8 @@
 """tunesmith serve against its peers on one machine, in one run: generated tokens/s, time to first token.
 
 Run as: nice -n 10 .venv/bin/python benchmarks/serve_throughput.py --threads 2 [--concurrency 16,32,64]
-        [--max-tokens 64] [--sides serve,mixed_lora,static_bf16,sequential_bf16,sequential_fp32,llama_cpp] [--out FILE]
+        [--max-tokens 64] [--sides serve,batch_api,mixed_lora,static_bf16,sequential_bf16,sequential_fp32,llama_cpp]
+        [--out FILE]
 
 Every side runs in a process of its own (started one after another) with the same torch thread count on SmolLM2-135M-Instruct (embedded), the same
 prompts (examples/general/prompts.jsonl, cycled past its 24 rows, rendered with the model's chat template),
@@ -23,6 +24,10 @@ including the stop token (the server's usage.completion_tokens).
                    (rows end at their stop tokens: the adapters' answers differ in length from the base's, so the
                    two sides do different work) and with equal work (stop tokens ignored: every row generates
                    --max-tokens on both sides, so the cost is the adapters' alone). Both are checked.
+  batch_api        the same server, the largest --concurrency level's prompts as one file through OpenAI's Batch API
+                   (/v1/batches, the server's batch_concurrency: 64 by default, --batch-concurrency): time from creating the batch to its
+                   status `completed` (polled every 0.05 s), tokens from the output file's usage. Against
+                   serve_N at the same N: what the offline path costs or gains over as many concurrent clients.
   static_bf16      one left-padded batch of the 16 prompts through transformers `generate`, bf16 weights.
   sequential_*     `generate` one prompt after another (fp32: the issue's baseline; bf16 weights cast once).
   llama_cpp        llama-cpp-python on the embedded Q4_1 GGUF, `create_chat_completion` one prompt after another
@@ -53,7 +58,7 @@ from json_report import emit
 REPO = Path(__file__).resolve().parents[1]
 BASE = "smollm2-135m-instruct"
 PROMPTS = REPO / "examples" / "general" / "prompts.jsonl"
-SIDES = ("serve", "mixed_lora", "static_bf16", "sequential_bf16", "sequential_fp32", "llama_cpp")
+SIDES = ("serve", "batch_api", "mixed_lora", "static_bf16", "sequential_bf16", "sequential_fp32", "llama_cpp")
 TARGETS = {"serve_16_tokens_per_s": 250, "serve_16_vs_sequential_fp32": 10.0, "ttft_p50_s": 0.5, "ttft_p99_s": 1.5,
            "mixed_lora_cost": 0.20}
 
@@ -69,7 +74,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, concurrency: int):
+def start_server(home: Path, concurrency: int, **settings):
     """The real app in a uvicorn thread; (base url, API key, the app, the uvicorn server to stop)."""
     import httpx
     import uvicorn
@@ -78,7 +83,8 @@ def start_server(home: Path, concurrency: int):
     from tunesmith.serve.app import create_app
     from tunesmith.serve.settings import ServeSettings
 
-    app = create_app(ServeSettings(home=home, bases=[BASE], run_jobs=False, max_concurrent_requests=concurrency))
+    app = create_app(ServeSettings(home=home, bases=[BASE], run_jobs=False, max_concurrent_requests=concurrency,
+                                   **settings))
     _, secret = create_key(app.state.db, "benchmark")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -396,6 +402,41 @@ def target_checks(report: dict) -> dict:
                    "pass": passed[op](value, target)} for name, (value, op, target) in checks.items()}
 
 
+def run_batch_api(prompts: list[str], max_tokens: int, batch_concurrency: int | None) -> dict:
+    """The prompts as one batch file: seconds from creating the batch to its completion, tokens from its output."""
+    import httpx
+
+    with tempfile.TemporaryDirectory(prefix="tunesmith-serve-bench-") as home:
+        chosen = {} if batch_concurrency is None else {"batch_concurrency": batch_concurrency}
+        url, secret, app, server = start_server(Path(home), len(prompts), **chosen)
+        headers = {"Authorization": f"Bearer {secret}"}
+        try:
+            with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+                stream_chat(client, url, secret, "Hello!", 4)  # loads the model into the pool
+                rows = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                         "body": {"model": BASE, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+                                  "max_tokens": max_tokens}} for i, prompt in enumerate(prompts)]
+                content = "".join(json.dumps(row) + "\n" for row in rows).encode()
+                file_id = client.post("/v1/files", data={"purpose": "batch"},
+                                      files={"file": ("batch.jsonl", content)}).raise_for_status().json()["id"]
+                started = time.perf_counter()
+                batch = client.post("/v1/batches", json={"input_file_id": file_id, "completion_window": "24h",
+                                                         "endpoint": "/v1/chat/completions"}).raise_for_status().json()
+                while batch["status"] not in ("completed", "failed", "cancelled", "expired"):
+                    time.sleep(0.05)
+                    batch = client.get(f"/v1/batches/{batch['id']}").raise_for_status().json()
+                seconds = time.perf_counter() - started
+                assert batch["status"] == "completed" and batch["request_counts"]["failed"] == 0, batch
+                output = client.get(f"/v1/files/{batch['output_file_id']}/content").raise_for_status().text
+        finally:
+            server.should_exit = True
+    answers = {row["custom_id"]: row["response"]["body"] for row in map(json.loads, output.splitlines())}
+    tokens = sum(answer["usage"]["completion_tokens"] for answer in answers.values())
+    texts = [answers[f"r{i}"]["choices"][0]["message"]["content"] for i in range(len(prompts))]
+    return {**figures(seconds, tokens, len(prompts)), "batch_concurrency": app.state.settings.batch_concurrency,
+            "texts": texts}
+
+
 def run_side(side: str, args) -> dict:
     """One side, in this process: {report key: figures}, texts under "texts"."""
     import torch
@@ -409,6 +450,9 @@ def run_side(side: str, args) -> dict:
         served = run_serve(prompts, levels, args.max_tokens)
         served["texts"] = {f"serve_{level}": served[f"serve_{level}"].pop("texts") for level in levels}
         return served
+    if side == "batch_api":
+        result = run_batch_api(prompts[: max(levels)], args.max_tokens, args.batch_concurrency)
+        return {"batch_api": result, "texts": {"batch_api": result.pop("texts")}}
     if side == "mixed_lora":
         return {"mixed_lora": run_mixed_lora(prompts[: args.requests], args.max_tokens, inference_dtype(None))}
     if side == "static_bf16":
@@ -426,6 +470,8 @@ def side_in_own_process(side: str, args) -> dict:
     batcher thread, the allocator's freed blocks) slows the next one (serve/passing_thread.py)."""
     command = [sys.executable, __file__, "--only", side, "--threads", str(args.threads), "--requests", str(args.requests),
                "--concurrency", args.concurrency, "--max-tokens", str(args.max_tokens)]
+    if args.batch_concurrency is not None:
+        command += ["--batch-concurrency", str(args.batch_concurrency)]
     done = subprocess.run(command, capture_output=True, text=True)
     if side == "llama_cpp" and done.returncode == -signal.SIGSEGV:  # llama.cpp's AMX matmul (run_llama_cpp)
         done = subprocess.run([*command, "--llama-without-extra-buffers"], capture_output=True, text=True)
@@ -441,6 +487,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=idle_cores(), help="torch threads, every side (default: idle cores)")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {','.join(SIDES)}")
+    parser.add_argument("--batch-concurrency", type=int, help="the batch_api side's server setting (default: its default)")
     parser.add_argument("--only", choices=SIDES, help=argparse.SUPPRESS)  # internal: run one side, print its JSON
     parser.add_argument("--llama-without-extra-buffers", action="store_true", help=argparse.SUPPRESS)  # internal
     parser.add_argument("--out", type=Path)
@@ -461,6 +508,12 @@ def main() -> None:
         result = side_in_own_process(side, args)
         texts.update(result.pop("texts", {}))
         report.update(result)
+    if "batch_api" in texts and f"serve_{max(report['settings']['concurrency'])}" in texts:
+        level = max(report["settings"]["concurrency"])
+        served = texts[f"serve_{level}"]
+        report["batch_api"]["same_answers_as_serve"] = f"{sum(a == b for a, b in zip(texts['batch_api'], served))}/{level}"
+        report["batch_api"][f"vs_serve_{level}"] = round(report["batch_api"]["generated_tokens_per_s"]
+                                                         / report[f"serve_{level}"]["generated_tokens_per_s"], 3)
     if "serve_16" in texts:
         report["same_answers_as"] = {name: f"{sum(a == b for a, b in zip(texts['serve_16'], other))}/{len(other)}"
                                      for name, other in texts.items() if name.startswith("sequential")}
