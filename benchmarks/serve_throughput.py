@@ -25,9 +25,9 @@ including the stop token (the server's usage.completion_tokens).
                    two sides do different work) and with equal work (stop tokens ignored: every row generates
                    --max-tokens on both sides, so the cost is the adapters' alone). Both are checked.
   batch_api        the same server, the largest --concurrency level's prompts as one file through OpenAI's Batch API
-                   (/v1/batches, the server's batch_concurrency: 64 by default, --batch-concurrency): time from creating the batch to its
-                   status `completed` (polled every 0.05 s), tokens from the output file's usage. Against
-                   serve_N at the same N: what the offline path costs or gains over as many concurrent clients.
+                   (/v1/batches, the server's batch_concurrency: 64 by default, --batch-concurrency): time from
+                   creating the batch to its status `completed` (polled every 0.05 s), tokens from the output file's
+                   usage. Against serve_N at the same N: what the offline path costs or gains over as many clients.
   static_bf16      one left-padded batch of the 16 prompts through transformers `generate`, bf16 weights.
   sequential_*     `generate` one prompt after another (fp32: the issue's baseline; bf16 weights cast once).
   llama_cpp        llama-cpp-python on the embedded Q4_1 GGUF, `create_chat_completion` one prompt after another
