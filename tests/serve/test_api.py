@@ -116,7 +116,10 @@ def test_parameters_the_server_does_not_implement_are_refused_unless_they_ask_fo
              "user": "someone"}
     assert api.post("/v1/chat/completions", headers=headers, json={**chat, **inert}).status_code == 200
     prompt = {"model": tiny_model_dir.name, "prompt": "hi", "max_tokens": 2}
-    assert_error(api.post("/v1/completions", headers=headers, json={**prompt, "logprobs": 3}), 400, "logprobs")
+    for name, value in [("echo", True), ("best_of", 2), ("suffix", "end")]:
+        assert_error(api.post("/v1/completions", headers=headers, json={**prompt, name: value}), 400, name)
+    inert = {"echo": False, "best_of": 1, "suffix": None}
+    assert api.post("/v1/completions", headers=headers, json={**prompt, **inert}).status_code == 200
 
 
 def test_chat_logprobs_through_the_official_client_streamed_or_not(api, tiny_model_dir):
@@ -139,7 +142,29 @@ def test_chat_logprobs_through_the_official_client_streamed_or_not(api, tiny_mod
     with pytest.raises(openai.BadRequestError, match="'logprobs' must be true"):
         client.chat.completions.create(**asked, top_logprobs=2)
     with pytest.raises(openai.BadRequestError, match="logprobs"):
-        client.completions.create(model=tiny_model_dir.name, prompt="hi", max_tokens=2, logprobs=0)
+        client.completions.create(model=tiny_model_dir.name, prompt="hi", max_tokens=2, logprobs=6)  # OpenAI's max: 5
+
+
+def test_legacy_completion_logprobs_in_openais_shape_streamed_or_not(api, tiny_model_dir):
+    import openai
+
+    key = api.key()["Authorization"].removeprefix("Bearer ")
+    client = openai.OpenAI(base_url="http://testserver/v1", api_key=key, http_client=api, max_retries=0)
+    asked = dict(model=tiny_model_dir.name, prompt="Once upon", max_tokens=6, temperature=0, logit_bias={"5": 4})
+    choice = client.completions.create(**asked, logprobs=2).choices[0]
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == choice.text and len(logprobs.tokens) == 6
+    assert logprobs.text_offset[0] == len("Once upon")  # offsets count from the prompt's start, as OpenAI's
+    assert [b - a for a, b in zip(logprobs.text_offset, logprobs.text_offset[1:])] == [len(t) for t in logprobs.tokens[:-1]]
+    for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs):
+        assert logprob <= 0 and top[token] == logprob and 2 <= len(top) <= 3  # the chosen token is always there
+    streamed = list(client.completions.create(**asked, logprobs=2, stream=True))
+    tokens = [t for chunk in streamed for c in chunk.choices if c.logprobs for t in c.logprobs.tokens]
+    offsets = [o for chunk in streamed for c in chunk.choices if c.logprobs for o in c.logprobs.text_offset]
+    assert tokens == logprobs.tokens and offsets == logprobs.text_offset
+    zero = client.completions.create(**asked, logprobs=0).choices[0].logprobs
+    assert [list(top) for top in zero.top_logprobs] == [[t] for t in zero.tokens]  # the chosen token alone
+    assert client.completions.create(**asked).choices[0].logprobs is None
 
 
 def test_penalties_and_logit_bias_through_the_official_client_and_their_limits(api, tiny_model_dir, tokenizer):

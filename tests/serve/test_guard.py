@@ -85,6 +85,8 @@ def test_a_guarded_model_refuses_a_flagged_prompt_for_the_guarded_key_only(api):
     assert chat(api, bob_headers, QUESTION, logprobs=True).json()["choices"][0]["logprobs"]["content"]
     prompt = {"model": api.model, "prompt": "Tell me about helium", "max_tokens": 4}
     assert_error(api.post("/v1/completions", headers=alice_headers, json=prompt), 400, "prompt")
+    legacy = {**prompt, "prompt": QUESTION[0]["content"], "logprobs": 1}
+    assert assert_error(api.post("/v1/completions", headers=alice_headers, json=legacy), 400, "logprobs")["code"] == "unsupported_parameter"
 
     [first, second] = flags(api.db)
     assert first["actor"] == alice and first["object_id"] == api.model and first["outcome"] == "flagged"

@@ -1,4 +1,5 @@
-"""OpenAI's `logprobs` object of a chat completion from the engine's per-token entries (models/decoding/requests.py).
+"""OpenAI's `logprobs` objects, of a chat completion and of a legacy text completion, from the engine's per-token
+entries (models/decoding/requests.py).
 
 Each token is written as its text and its bytes: a byte-level BPE token (GPT-2's alphabet, SmolLM2's and Llama 3's
 tokenizers) may hold part of a UTF-8 character, whose text alone is U+FFFD; its bytes are the token's own, so a
@@ -11,6 +12,7 @@ from functools import lru_cache
 from tunesmith.models.decoding.requests import TokenLogprob
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit on top_logprobs
+MAX_LEGACY_LOGPROBS = 5  # and on /v1/completions' logprobs
 
 
 @lru_cache(maxsize=1)
@@ -49,3 +51,20 @@ def chat_logprobs(tokenizer, entries: list[TokenLogprob]) -> dict:
                | {"top_logprobs": [logprob_item(tokenizer, token, logprob) for token, logprob in entry.top]}
                for entry in entries if entry.token not in special]
     return {"content": content, "refusal": None}
+
+
+def completion_logprobs(tokenizer, entries: list[TokenLogprob], text_offset: int) -> dict:
+    """{tokens, token_logprobs, top_logprobs, text_offset}, the legacy completions' shape: per token of the answer its
+    text, log-probability, the likeliest tokens with theirs (the chosen one always among them, so up to logprobs + 1)
+    and where its text starts, counted in characters from the prompt's start (`text_offset`: the prompt's length)."""
+    special = set(tokenizer.all_special_ids)
+    found: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for entry in (entry for entry in entries if entry.token not in special):
+        text = tokenizer.decode([entry.token])
+        top = {tokenizer.decode([token]): logprob for token, logprob in entry.top}
+        found["tokens"].append(text)
+        found["token_logprobs"].append(entry.logprob)
+        found["top_logprobs"].append(top | {text: entry.logprob})
+        found["text_offset"].append(text_offset)
+        text_offset += len(text)
+    return found

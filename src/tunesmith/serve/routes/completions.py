@@ -33,7 +33,7 @@ from tunesmith.serve.batcher import generate_deltas, stream_deltas
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.guard import Screen, screen_for
 from tunesmith.serve.limits import Reservation
-from tunesmith.serve.logprobs import MAX_TOP_LOGPROBS, chat_logprobs
+from tunesmith.serve.logprobs import MAX_LEGACY_LOGPROBS, MAX_TOP_LOGPROBS, chat_logprobs, completion_logprobs
 from tunesmith.serve.model_pool import LoadedModel
 from tunesmith.models.decoding.requests import Delta, SamplingParams, TokenLogprob, Usage
 from tunesmith.serve.routes.models import resolve_served
@@ -60,7 +60,7 @@ class StreamOptions(BaseModel):
 # OpenAI parameters this server does not implement, and the values they may be sent as: values that ask for nothing
 UNSUPPORTED_IN_CHAT = {"tools": (None, []), "functions": (None, []), "tool_choice": (None, "none"),
                        "function_call": (None, "none"), "response_format": (None, {"type": "text"})}
-UNSUPPORTED_IN_COMPLETIONS = {"logprobs": (None,)}  # the legacy endpoint's logprobs: 0 already asks for them
+UNSUPPORTED_IN_COMPLETIONS = {"echo": (None, False), "best_of": (None, 1), "suffix": (None, "")}
 
 
 class Sampling(BaseModel):
@@ -153,7 +153,10 @@ class ChatRequest(Sampling):
 class CompletionRequest(Sampling):
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
-    logprobs: Any = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_LEGACY_LOGPROBS)  # 0 already asks for the chosen tokens'
+    echo: Any = None
+    best_of: Any = None
+    suffix: Any = None
     unsupported: ClassVar[dict] = UNSUPPORTED_IN_COMPLETIONS
 
 
@@ -191,6 +194,14 @@ class Prepared:
     params: SamplingParams
     head: dict
     screen: Screen | None
+    prompt_chars: int = 0  # a text completion's prompt, in characters: where its answer's text_offset starts
+
+
+def refuse_logprobs_when_guarded(screen: Screen | None, params: SamplingParams, model: str) -> None:
+    if screen is not None and params.logprobs is not None:
+        raise APIError(400, f"Unsupported parameter: 'logprobs' is not available from {model}, whose answers a "
+                            "moderation guard releases as it screens them; leave it out.",
+                       param="logprobs", code="unsupported_parameter")
 
 
 def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
@@ -204,10 +215,7 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
             "system_fingerprint": None}
     screen = screen_for(request, key, body.model, head["id"])
-    if screen is not None and params.logprobs is not None:
-        raise APIError(400, f"Unsupported parameter: 'logprobs' is not available from {body.model}, whose answers a "
-                            "moderation guard releases as it screens them; leave it out.",
-                       param="logprobs", code="unsupported_parameter")
+    refuse_logprobs_when_guarded(screen, params, body.model)
     if screen is not None:
         screen.check_prompt([m.text() for m in body.messages], param="messages")
     return Prepared(loaded, prompt_ids, params, head, screen)
@@ -219,7 +227,7 @@ def prepare_completion(request: Request, key: str, body: CompletionRequest) -> P
     if len(prompts) != 1:
         raise APIError(400, "Send one prompt per request (a list of prompts is not supported yet).", param="prompt")
     loaded = load(request, key, body.model)
-    params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded))
+    params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded), body.logprobs)
     prompt_ids = loaded.tokenizer(prompts[0], add_special_tokens=False)["input_ids"]
     if not prompt_ids:
         raise APIError(400, "The prompt is empty.", param="prompt")
@@ -227,9 +235,10 @@ def prepare_completion(request: Request, key: str, body: CompletionRequest) -> P
     head = {"id": f"cmpl-{secrets.token_hex(12)}", "object": "text_completion", "created": int(time.time()),
             "model": body.model, "system_fingerprint": None}
     screen = screen_for(request, key, body.model, head["id"])
+    refuse_logprobs_when_guarded(screen, params, body.model)
     if screen is not None:
         screen.check_prompt(prompts, param="prompt")
-    return Prepared(loaded, prompt_ids, params, head, screen)
+    return Prepared(loaded, prompt_ids, params, head, screen, prompt_chars=len(prompts[0]))
 
 
 def admit(request: Request, key: ApiKey, prepared: Prepared) -> Reservation:
@@ -398,7 +407,9 @@ async def completions(request: Request, body: CompletionRequest, key: ApiKey = D
 
 
 def completion_object(prepared: Prepared, answers: list[Answer], usage: Usage) -> dict:
-    choices = [{"index": i, "text": answer.text, "logprobs": None, "finish_reason": answer.finish_reason}
+    choices = [{"index": i, "text": answer.text, "finish_reason": answer.finish_reason,
+                "logprobs": None if answer.logprobs is None else
+                completion_logprobs(prepared.loaded.tokenizer, answer.logprobs, prepared.prompt_chars)}
                for i, answer in enumerate(answers)]
     return {**prepared.head, "choices": choices, "usage": usage_object(usage)}
 
@@ -418,7 +429,12 @@ async def answer_request(request: Request, key: str, endpoint: str, body: dict) 
 
 
 async def completion_stream(prepared: Prepared, usage: Usage) -> AsyncIterator[str]:
+    offsets = [prepared.prompt_chars] * prepared.params.n  # each choice's text so far, from the prompt's start
     async for delta in answer_deltas(prepared, usage):
-        choice = {"index": delta.index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
+        logprobs = None
+        if delta.logprobs is not None:
+            logprobs = completion_logprobs(prepared.loaded.tokenizer, delta.logprobs, offsets[delta.index])
+            offsets[delta.index] += sum(len(token) for token in logprobs["tokens"])
+        choice = {"index": delta.index, "text": delta.text, "logprobs": logprobs, "finish_reason": delta.finish_reason}
         yield sse({**prepared.head, "choices": [choice]})
     yield sse("[DONE]")
