@@ -92,9 +92,10 @@ class DataConfig(Strict):
 
 class LoraConfig(Strict):
     r: int = Field(16, ge=1, description="LoRA rank.")
-    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r, or alpha / √r with rslora).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Module names to adapt, or all linear layers but the output head.")
+    rslora: bool = Field(False, description="Rank-stabilised LoRA (Kalajdzievski 2023; peft's use_rslora, Axolotl's peft_use_rslora): scale = alpha / √r instead of alpha / r, so higher ranks keep learning instead of being scaled down.")
     plus_lr_ratio: float | None = Field(None, gt=0, description="LoRA+ (Hayou et al. 2024; Axolotl's loraplus_lr_ratio): the B matrices learn at train.lr × this ratio, the A matrices at train.lr; the paper suggests 16. None = one learning rate for both.")
 
 
@@ -131,6 +132,7 @@ class TrainConfig(Strict):
     distributed: Literal["ddp", "fsdp", "deepspeed"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed), fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device) or deepspeed (ZeRO through accelerate with train.deepspeed_config; needs the deepspeed package). A 1-process run ignores ddp and fsdp.")
     deepspeed_config: Path | None = Field(None, description="DeepSpeed JSON config passed through to accelerate; required with distributed: deepspeed.")
     time_budget: float | None = Field(None, gt=0, description="Minutes the training steps must fit (model loading and export not counted): after timing a few steps, the run fixes its total at what fits (at most what epochs / max_steps give) and the learning-rate schedule ends there; None = no limit.")
+    neftune_alpha: float | None = Field(None, gt=0, description="NEFTune (Jain et al. 2023; TRL's and Axolotl's neftune_noise_alpha): uniform noise of magnitude alpha / √(row tokens × hidden size) added to the input embeddings of training forwards (not validation or reference forwards); the paper uses 5. Supervised runs (method lora or full). None = off.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field([], description="Also send metrics to TensorBoard (RUN_DIR/tensorboard) and/or MLflow (RUN_DIR/mlruns, or $MLFLOW_TRACKING_URI); needs the tensorboard / mlflow extra.")
 
     @property
@@ -143,6 +145,13 @@ class TrainConfig(Strict):
         if self.weights is not None and self.method not in ("dpo", "classification"):
             raise ValueError(f"train.weights is for method dpo or classification; a supervised run names its weights in train.method — "
                              f"drop train.weights, or set train.method: {self.weights}")
+        return self
+
+    @model_validator(mode="after")
+    def _neftune_only_supervised(self) -> "TrainConfig":
+        if self.neftune_alpha is not None and self.method not in ("lora", "full"):
+            raise ValueError(f"train.neftune_alpha is for supervised runs (method lora or full), not {self.method} — "
+                             "drop train.neftune_alpha")
         return self
 
     @model_validator(mode="after")

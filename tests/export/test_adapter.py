@@ -39,3 +39,27 @@ def test_base_plus_adapter_is_the_merged_model(files):
         update = adapter[f"{name}.lora_b"] @ adapter[f"{name}.lora_a"]  # scale alpha/rank = 1
         assert np.abs(update).max() > 1e-3, name  # training moved it
         assert np.allclose(base[name] + update, merged[name], atol=1e-5), name
+
+
+def test_a_rank_stabilised_adapter_folds_alpha_over_root_rank(export_base, tmp_path):
+    """lora.rslora: peft scales by alpha / √r; the GGUF adapter's B carries that scale, so base + B·A is still
+    the merged model."""
+    import json
+
+    from tunesmith.config import load_config
+    from tunesmith.train.sft import train
+
+    rows = [{"messages": [{"role": "user", "content": f"Symbol for {n}?"}, {"role": "assistant", "content": f"{s}."}]}
+            for n, s in [("gold", "Au"), ("tin", "Sn"), ("lead", "Pb")]]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = load_config(overrides={"model.base": str(export_base), "data.train": tmp_path / "train.jsonl",
+                                    "out": tmp_path / "run", "train.max_steps": 3, "train.batch_size": 3,
+                                    "train.lr": 2e-2, "lora.r": 4, "lora.alpha": 8, "lora.rslora": True})
+    train(config)
+    assert json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())["use_rslora"] is True
+    adapter = tensors(export(str(tmp_path / "run"), "lora", tmp_path / "adapter.gguf", "f32").files[0])
+    base = tensors(export(str(export_base), "gguf", tmp_path / "base.gguf", "f32").files[0])
+    merged = tensors(export(str(tmp_path / "run"), "gguf", tmp_path / "merged.gguf", "f32").files[0])
+    name = "blk.0.attn_q.weight"
+    update = adapter[f"{name}.lora_b"] @ adapter[f"{name}.lora_a"]
+    assert np.abs(update).max() > 1e-4 and np.allclose(base[name] + update, merged[name], atol=1e-5)

@@ -82,3 +82,14 @@ def test_an_adapter_the_stacks_do_not_cover_goes_through_peft(tokenizer):
     order = ["biased", None, "a"]
     expected = [alone(model, tokenizer, prompt, a) for a in order]
     assert batched(model, tokenizer, batch, prompt, order) == expected and stacked_lora(model) is None
+
+
+def test_a_rank_stabilised_adapter_answers_as_peft_does(tokenizer):
+    """lora.rslora's scale, alpha / √r, is the one the stacks multiply by (read from peft's layers)."""
+    prompt = render_prompts(tokenizer, [[{"role": "user", "content": "What is the symbol for tin?"}]])[0]
+    model = add_random_adapter(add_random_adapter(talkative(tokenizer), "plain"), "stable", use_rslora=True)
+    layer = next(m for m in model.modules() if isinstance(m, LoraLayer))
+    assert (layer.scaling["plain"], layer.scaling["stable"]) == (8 / 4, 8 / 4 ** 0.5)
+    order = ["stable", None, "plain"]
+    batch = RunningBatch(tokenizer, set(stop_token_ids(tokenizer)))
+    assert batched(model, tokenizer, batch, prompt, order) == [alone(model, tokenizer, prompt, a) for a in order]

@@ -63,7 +63,7 @@ def build_classification_model(config: RunConfig, labels: list[str], multi_label
         return model
     check_target_modules(model, config.lora.target_modules)
     return peft_model(model, PeftLoraConfig(
-        r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+        r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout, use_rslora=config.lora.rslora,
         target_modules=config.lora.target_modules, task_type="SEQ_CLS", modules_to_save=[HEAD],
     ))
 

@@ -39,6 +39,7 @@ def apply_lora(model, config: LoraConfig):
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
         target_modules=config.target_modules,
+        use_rslora=config.rslora,
         task_type="CAUSAL_LM",
     )
     return peft_model(model, peft_config)

@@ -25,9 +25,9 @@ from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_\d+>")  # what `tunesmith data redact` writes
 METHOD_NAMES = {"lora": "LoRA finetune", "full": "full finetune"}
-HYPERPARAMETERS = {"lora": ("r", "alpha", "dropout", "target_modules"),
+HYPERPARAMETERS = {"lora": ("r", "alpha", "rslora", "dropout", "target_modules"),
                    "train": ("epochs", "max_steps", "lr", "batch_size", "micro_batch_size", "warmup_ratio",
-                             "scheduler", "weight_decay", "max_grad_norm", "seed", "distributed"),
+                             "scheduler", "weight_decay", "max_grad_norm", "neftune_alpha", "seed", "distributed"),
                    "data": ("max_length", "packing")}
 
 

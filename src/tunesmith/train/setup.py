@@ -17,6 +17,7 @@ from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.deepspeed import DeepSpeedStrategy
 from tunesmith.train.distributed import World
 from tunesmith.train.lora import apply_lora
+from tunesmith.train.neftune import add_neftune
 from tunesmith.train.forward import causal_lm_of
 from tunesmith.train.grouped_attention import use_grouped_attention
 from tunesmith.train.loop import LoopSettings
@@ -97,6 +98,8 @@ def build_model(config: RunConfig):
             model = apply_lora(model, config.lora)
     causal_lm = causal_lm_of(model)
     causal_lm.config.use_cache = False
+    if config.train.neftune_alpha is not None:
+        add_neftune(causal_lm, config.train.neftune_alpha)
     if config.train.grouped_attention:
         use_grouped_attention(causal_lm)  # sdpa wherever a forward passes no groups (train/forward.py)
     if config.train.activation_checkpointing:
