@@ -214,9 +214,13 @@ def train(
         console.print(f"stopped after step {result.steps} with a checkpoint; continue with: "
                       f"tunesmith train --out {result.run_dir} --resume")
         return
-    stopped = " (the time budget's)" if result.stopped_by == "time_budget" else ""
+    stopped = {"time_budget": " (the time budget's)", "early_stopping": " (stopped early)"}.get(result.stopped_by, "")
     console.print(f"done: {result.steps} steps{stopped}, final loss {result.final_loss:.4f}"
                   + (f", valid loss {result.final_valid_loss:.4f}" if result.final_valid_loss is not None else ""))
+    if result.early_stopping and result.early_stopping["best_step"] != result.steps:
+        best = result.early_stopping
+        console.print(f"exported the weights of step {best['best_step']}, the best validation loss "
+                      f"({best['best_valid_loss']:.4f})")
     console.print(f"adapter and merged model in {result.run_dir}")
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process evaluates
         evaluate_finished_run(run_config, result.run_dir)

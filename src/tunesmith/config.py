@@ -127,6 +127,7 @@ class TrainConfig(Strict):
     bf16: bool | None = Field(None, description="bf16 autocast; None = on where the hardware supports it (AMX/AVX512-BF16 CPUs, bf16 GPUs).")
     log_every: int = Field(5, ge=1, description="Steps between metrics.jsonl lines.")
     eval_every: int | None = Field(None, ge=1, description="Steps between validation-loss evaluations; None = each epoch end.")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop once this many validations in a row have not lowered the best validation loss (HF Trainer's EarlyStoppingCallback, Axolotl's early_stopping_patience), and export the weights of the best validation, not the last (load_best_model_at_end); needs data.valid. Each new best is checkpointed and kept. None = train every step.")
     save_every: int = Field(50, ge=1, description="Steps between checkpoints (also at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     distributed: Literal["ddp", "fsdp", "deepspeed"] = Field("ddp", description="How several processes share a run: ddp (each holds the whole model, gradients summed), fsdp (parameters, gradients and optimizer state sharded: models that do not fit one device) or deepspeed (ZeRO through accelerate with train.deepspeed_config; needs the deepspeed package). A 1-process run ignores ddp and fsdp.")
@@ -229,6 +230,13 @@ class RunConfig(Strict):
                 raise ValueError(f"lora (r {self.lora.r}, alpha {self.lora.alpha}) differs from the parent adapter's "
                                  f"(r {inherited.r}, alpha {inherited.alpha}) that this run continues — drop the lora "
                                  "section, or set model.parent.adapter: stack to train a new adapter")
+        return self
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_validation(self) -> "RunConfig":
+        if self.train.early_stopping_patience is not None and self.data.valid is None:
+            raise ValueError("train.early_stopping_patience stops on the validation loss: set data.valid (a held-out "
+                             "file in the training file's format)")
         return self
 
     @model_validator(mode="after")

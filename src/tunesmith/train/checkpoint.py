@@ -46,6 +46,9 @@ class TrainState:
     trained_tokens: int  # trained (loss-bearing) tokens seen so far
     best_valid_loss: float | None = None
     time_budget: dict | None = None  # train.time_budget's decision (time_budget.py): its total_steps ends the run
+    best_step: int | None = None  # the step of the lowest validation loss so far
+    evals_since_best: int = 0  # validations since then that did not improve on it (train.early_stopping_patience)
+    stopped_early: bool = False  # the patience ran out: the run is finished
 
 
 FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on rank 0 when sharded
@@ -73,8 +76,9 @@ def gather_torch_state(model: torch.nn.Module, optimizer) -> tuple[dict[str, tor
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainState, keep: int,
-                    strategy: Strategy) -> Path:
-    """Every rank calls this (gathering shards is collective); only the main rank writes files."""
+                    strategy: Strategy, protect: int | None = None) -> Path:
+    """Every rank calls this (gathering shards is collective); only the main rank writes files. The `keep`
+    newest checkpoints stay, and the one of step `protect` (the best validation's, for early stopping)."""
     weights, optim = strategy.gather_state(model, optimizer)
     writer = strategy.world.is_main
     root = run_dir / "checkpoints"
@@ -96,7 +100,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainStat
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
-    prune_checkpoints(root, keep)
+    prune_checkpoints(root, keep, protect)
     return final
 
 
@@ -113,9 +117,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def prune_checkpoints(root: Path, keep: int) -> None:
+def prune_checkpoints(root: Path, keep: int, protect: int | None = None) -> None:
     for old in complete_checkpoints(root.parent)[:-keep]:
-        shutil.rmtree(old)
+        if old.name != (checkpoint_name(protect) if protect is not None else None):
+            shutil.rmtree(old)
 
 
 def checkpoint_name(step: int) -> str:

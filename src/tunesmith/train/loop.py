@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from tunesmith.train.checkpoint import TrainState, save_checkpoint
+from tunesmith.train.checkpoint import TrainState, checkpoint_name, save_checkpoint
 from tunesmith.train.data_parallel import DataParallelStrategy
 from tunesmith.train.metrics import METRICS_FILE, MetricsLog
 from tunesmith.train.objective import Objective, TokenObjective
@@ -65,6 +65,7 @@ class LoopSettings:
     time_budget: float | None = None  # minutes the loop's steps must fit (train.time_budget); None: no limit
     share_prefix: bool = False  # packed examples share their common untrained prefix (data.share_prefix)
     min_rows: int = 1  # a batch of fewer rows gets rows of padding (compiled layers: compiled_layers.row_floor)
+    early_stopping_patience: int | None = None  # validations without a new best: the run stops (note_validation)
 
     @property
     def new_per_step(self) -> int:
@@ -211,7 +212,8 @@ def fit(
     per_epoch = steps_per_epoch(len(train_examples), settings.new_per_step)
     model.train()
     window_seconds, window_real, window_trained = 0.0, 0, 0  # training time only: evals and saves excluded
-    while state.step < run_end(settings, stop_after):
+    patience = settings.early_stopping_patience
+    while state.step < run_end(settings, stop_after) and not state.stopped_early:
         examples = step_examples(state.step, train_examples, settings)
         step_started = time.perf_counter()
         try:
@@ -242,20 +244,55 @@ def fit(
                           trained_tokens=state.trained_tokens, peak_rss_mb=round(peak_rss_mb(), 1))
             window_seconds, window_real, window_trained = 0.0, 0, 0
         eval_due = (state.step % settings.eval_every == 0) if settings.eval_every else (state.step % per_epoch == 0)
+        improved = False
         if valid_examples and (eval_due or last):
             record.update(validation_metrics(model, valid_examples, settings))
-            if state.best_valid_loss is None or record["valid_loss"] < state.best_valid_loss:
-                state.best_valid_loss = record["valid_loss"]
+            improved = note_validation(state, record["valid_loss"], patience)
+            if state.stopped_early:
+                record["early_stopping"] = early_stopping_record(state, patience)
         if metrics is not None and ("tokens_per_s" in record or "valid_loss" in record):
             metrics.write(record)
-        if state.step % settings.save_every == 0 or last:
-            save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints, strategy)
+        if state.step % settings.save_every == 0 or last or state.stopped_early or (improved and patience is not None):
+            save_checkpoint(run_dir, model, optimizer, scheduler, state, settings.keep_checkpoints, strategy,
+                            protect=state.best_step if patience is not None else None)
             world.barrier()  # every rank joins (FSDP gathers shards); main writes
         if on_step:  # the recipe prints the decision
             on_step(state.step, {**record, "time_budget": decision} if decision is not None else record)
     if metrics is not None:
         metrics.close()
+    if patience is not None and (state.stopped_early or state.step >= settings.total_steps):
+        restore_best(model, optimizer, state, run_dir, strategy)
     return state
+
+
+def note_validation(state: TrainState, valid_loss: float, patience: int | None) -> bool:
+    """Track the best validation loss (and its step); with a patience, count validations since it and stop the run
+    once they reach it. True when this one is a new best."""
+    improved = state.best_valid_loss is None or valid_loss < state.best_valid_loss
+    if improved:
+        state.best_valid_loss, state.best_step, state.evals_since_best = valid_loss, state.step, 0
+    else:
+        state.evals_since_best += 1
+    state.stopped_early = patience is not None and state.evals_since_best >= patience
+    return improved
+
+
+def restore_best(model, optimizer, state: TrainState, run_dir: Path, strategy: Strategy) -> None:
+    """The finished run's weights become those of its best validation (checkpointed when it was reached and kept
+    since), so the recipe exports them; a run whose last validation is its best keeps what it has."""
+    if state.best_step is None or state.best_step == state.step:
+        return
+    strategy.load_state(model, optimizer, run_dir / "checkpoints" / checkpoint_name(state.best_step))
+    log.info("early stopping: exporting the weights of step %d (validation loss %.4f)", state.best_step,
+             state.best_valid_loss)
+
+
+def early_stopping_record(state: TrainState, patience: int | None) -> dict | None:
+    """What run.json and a metrics line say about early stopping: the best step, its loss, where the run stopped."""
+    if patience is None:
+        return None
+    return {"patience": patience, "best_step": state.best_step, "best_valid_loss": state.best_valid_loss,
+            "stopped_at_step": state.step if state.stopped_early else None}
 
 
 def run_end(settings: LoopSettings, stop_after: int | None) -> int:
@@ -293,7 +330,9 @@ def fix_budget_total(state: TrainState, settings: LoopSettings, scheduler, decis
 def run_outcome(state: TrainState, settings: LoopSettings) -> dict:
     """How fit left the run, for the recipe's RunResult and run.json: finished (export now) or paused (resume
     later), what stopped it (stopped_by: steps, time_budget, or paused) and the budget's record."""
-    if state.step < settings.total_steps:
+    if state.stopped_early:
+        stopped_by = "early_stopping"
+    elif state.step < settings.total_steps:
         stopped_by = "paused"  # stop_after: checkpointed, continue with --resume
     elif state.time_budget is not None and state.time_budget["limited_by"] == "time_budget":
         stopped_by = "time_budget"
@@ -303,4 +342,5 @@ def run_outcome(state: TrainState, settings: LoopSettings) -> dict:
     if budget is None and settings.time_budget is not None:
         budget = {"minutes": settings.time_budget, "total_steps": settings.total_steps, "decided_at_step": None,
                   "limited_by": "epochs/max_steps (the run ended, or paused, before its pace was measured)"}
-    return {"finished": stopped_by != "paused", "stopped_by": stopped_by, "time_budget": budget}
+    return {"finished": stopped_by != "paused", "stopped_by": stopped_by, "time_budget": budget,
+            "early_stopping": early_stopping_record(state, settings.early_stopping_patience)}

@@ -27,7 +27,8 @@ PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_\d+>")  # what `tunesmith data red
 METHOD_NAMES = {"lora": "LoRA finetune", "full": "full finetune"}
 HYPERPARAMETERS = {"lora": ("r", "alpha", "rslora", "dropout", "target_modules"),
                    "train": ("epochs", "max_steps", "lr", "batch_size", "micro_batch_size", "warmup_ratio",
-                             "scheduler", "weight_decay", "max_grad_norm", "neftune_alpha", "seed", "distributed"),
+                             "scheduler", "weight_decay", "max_grad_norm", "neftune_alpha", "early_stopping_patience",
+                             "seed", "distributed"),
                    "data": ("max_length", "packing")}
 
 
@@ -198,6 +199,12 @@ def training_procedure(facts: RunFacts) -> str:
         lines.append(f"- training loss {_number(losses[0]['loss'])} (step {losses[0].get('step')}) → "
                      f"{_number(losses[-1]['loss'])} (step {losses[-1].get('step')})"
                      + (f"; final validation loss {_number(run['final_valid_loss'])}" if run.get("final_valid_loss") is not None else ""))
+    stopping = run.get("early_stopping")
+    if stopping and stopping.get("best_step") is not None:
+        lines.append(f"- early stopping (patience {stopping['patience']}): "
+                     + (f"stopped at step {stopping['stopped_at_step']}; " if stopping.get("stopped_at_step") else "")
+                     + f"these are the weights of step {stopping['best_step']}, validation loss "
+                       f"{_number(stopping['best_valid_loss'])}")
     lines += ["", "| hyperparameter | value |", "|---|---|"]
     for section, names in HYPERPARAMETERS.items():
         if section == "lora" and run.get("method") != "lora":

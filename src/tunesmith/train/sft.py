@@ -54,8 +54,9 @@ class RunResult:
     seconds: float
     resumed_from: int | None
     finished: bool = True
-    stopped_by: str = "steps"  # steps (epochs / max_steps), time_budget, or paused (stop_after)
+    stopped_by: str = "steps"  # steps (epochs / max_steps), time_budget, early_stopping, or paused (stop_after)
     time_budget: dict | None = None  # train.time_budget's decision: measured s/step, steps chosen
+    early_stopping: dict | None = None  # train.early_stopping_patience: the best step (exported), its loss, the stop
 
 
 def prepare_run_dir(config: RunConfig, resume: bool) -> Path:
