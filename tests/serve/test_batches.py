@@ -190,3 +190,25 @@ def test_a_stopped_servers_batch_is_resumed_without_answering_twice(tmp_path, ti
         assert set(answers) == {"r0", "r1", "r2", "r4"} and answers["r1"] == kept  # r1 was not answered again
         assert by_custom_id(client.files.content(resumed.error_file_id).text) == {"r3": failed}
         assert not directory.exists()
+
+
+def test_a_server_error_fails_the_batch_and_keeps_its_answers_so_far(served, monkeypatch):
+    from tunesmith.serve import batches as runner
+
+    client, model = served
+    rows = [request_line(f"r{i}", model, f"q {i}", max_tokens=2, temperature=0) for i in range(3)]
+    upload = client.files.create(file=("three.jsonl", jsonl(rows)), purpose="batch")
+    real_finish = runner.BatchRunner.finish
+    calls = []
+
+    def finish_once_broken(self, batch):
+        calls.append(batch.status)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real_finish(self, batch)
+
+    monkeypatch.setattr(runner.BatchRunner, "finish", finish_once_broken)
+    batch = finished(client, client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                                   completion_window="24h").id)
+    assert batch.status == "failed" and batch.errors.data[0].code == "server_error"
+    assert set(by_custom_id(client.files.content(batch.output_file_id).text)) == {"r0", "r1", "r2"}

@@ -76,7 +76,12 @@ class BatchRunner:
     async def run_batches(self) -> None:
         while True:
             self.wake.clear()  # before looking, so that a batch created meanwhile wakes the wait below
-            pending = await run_in_threadpool(batches.unfinished_batches, self.db)
+            try:
+                pending = await run_in_threadpool(batches.unfinished_batches, self.db)
+            except Exception:  # the registry unreadable for now (a full disk): look again shortly
+                log.exception("could not read the batches to run")
+                await asyncio.sleep(5)
+                continue
             if not pending:
                 await self.wake.wait()
             for batch in pending:
@@ -86,9 +91,21 @@ class BatchRunner:
                     raise
                 except Exception as error:  # a bug must fail this batch, not retry it for ever
                     log.exception("batch %s failed", batch.id)
-                    await run_in_threadpool(batches.move, self.db, batch, "failed", errors=[{
-                        "code": "server_error", "message": f"The server had an error running the batch "
-                        f"({type(error).__name__}); its answers so far are lost.", "param": None, "line": None}])
+                    try:
+                        await run_in_threadpool(self.fail, batch, error)
+                    except Exception:  # not even recorded (a full disk): tried again shortly
+                        log.exception("batch %s: could not record its failure", batch.id)
+                        await asyncio.sleep(5)
+
+    def fail(self, batch: Batch, error: Exception) -> None:
+        """Failed by the server's own error: the answers so far still become its output and error files."""
+        batches.move(self.db, batch, "failed", errors=[{
+            "code": "server_error", "message": f"The server had an error running the batch ({type(error).__name__}); "
+            "the requests answered before it are in its output and error files.", "param": None, "line": None}])
+        try:
+            self.finish(batch)
+        except Exception:
+            log.exception("batch %s: its answers so far stay in %s", batch.id, self.directory(batch))
 
     def directory(self, batch: Batch) -> Path:
         return self.settings.home / "batches" / batch.id
