@@ -103,7 +103,8 @@ class DpoConfig(Strict):
     """Preference tuning (train.method: dpo): pairs of a preferred and a non-preferred answer to one prompt."""
 
     beta: float = Field(0.1, gt=0, description="How far the model may move from the reference: the implicit reward is beta × log(π/π_ref); smaller lets it move further.")
-    loss: Literal["sigmoid", "ipo"] = Field("sigmoid", description="sigmoid: DPO's −log σ(β × reward margin); ipo: IPO's squared loss on per-token log-ratios.")
+    loss: Literal["sigmoid", "ipo", "simpo"] = Field("sigmoid", description="sigmoid: DPO's −log σ(β × reward margin); ipo: IPO's squared loss on per-token log-ratios; simpo: SimPO's −log σ(β × (mean log-prob per token of the preferred answer − of the other) − γ), with no reference model (Meng et al. 2024; TRL's CPOTrainer loss_type simpo): no reference forward or precomputation, and the paper's β is larger (2 to 2.5).")
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin γ (TRL's simpo_gamma); dpo.loss simpo only.")
     sft_weight: float = Field(0.0, ge=0, description="Adds this × the preferred answer's supervised loss (per token, averaged per pair), as RPO does: ranking alone need not change what the model writes.")
     reference: Literal["auto", "precomputed"] = Field("auto", description="The reference model's log-probs: auto = the same weights with the LoRA adapters disabled while the run's adapter starts at zero (no second copy), else precomputed; precomputed = computed once before training into DIR/reference_logps.safetensors and reused on resume.")
 

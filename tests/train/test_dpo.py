@@ -190,6 +190,19 @@ def test_full_dpo_run_stores_the_reference_and_exports_whole_weights(tiny_model_
     assert metrics(run)[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # the stored reference is the start
 
 
+def test_simpo_needs_no_reference_even_for_a_full_finetune(tiny_model_dir, tmp_path):
+    config = run_config(tiny_model_dir, tmp_path, **{"train.weights": "full", "dpo.loss": "simpo", "dpo.beta": 2.0,
+                                                      "train.max_steps": 4, "train.eval_every": 2})
+    result = train_run(config)
+    run = tmp_path / "run"
+    assert result.finished and not (run / REFERENCE_FILE).exists()  # no precomputed reference
+    lines = metrics(run)
+    first = lines[0]  # SimPO's loss at the start is not DPO's log 2: it compares the answers' own log-probs
+    margin = first["logps/chosen"] - first["logps/rejected"]  # per token, as TRL logs them for simpo
+    assert first["loss"] != pytest.approx(0.6931, abs=1e-3) and first["rewards/margin"] == pytest.approx(2.0 * margin, abs=1e-4)
+    assert lines[-1]["rewards/margin"] > first["rewards/margin"]  # it learnt to prefer the chosen answers
+
+
 def test_invalid_preference_rows_are_refused_like_chat_rows(tiny_model_dir, tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl")
     rows = data.read_text().splitlines()

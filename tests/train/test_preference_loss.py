@@ -165,3 +165,34 @@ def test_dpo_loss_falls_as_the_chosen_answer_gains_probability():
     metrics = reward_metrics(rewards, ChosenRejected(torch.tensor([-5.0, -12.0]), torch.tensor([-10.0, -9.0])))
     assert metrics["rewards/accuracy"] == 0.5
     assert metrics["rewards/margin"] == pytest.approx((0.5 - 0.0 + -0.2 - 0.1) / 2)
+
+
+def test_simpo_loss_rewards_and_mean_logps_equal_trl_cpo_trainers(tokenizer, model):
+    """SimPO against TRL's own code (CPOTrainer, loss_type simpo): its per-token mean log-probs from each answer's
+    logits, its loss and rewards from those, beside ours from one packed forward."""
+    from types import SimpleNamespace
+
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from trl.experimental.cpo import CPOTrainer
+
+    from tunesmith.train.preference_loss import mean_logps, simpo_loss, simpo_rewards
+
+    examples = rendered_examples(tokenizer)
+    with torch.no_grad():
+        ours = mean_logps(our_logps(model, examples, tokenizer, packing=True), trained_tokens(examples))
+        theirs = torch.stack([CPOTrainer.get_batch_logps(model(torch.tensor([e.input_ids])).logits,
+                                                         torch.tensor([e.labels]), average_log_prob=True)[0]
+                              for e in examples])
+    torch.testing.assert_close(torch.cat([ours.chosen, ours.rejected]), theirs, atol=1e-5, rtol=0)
+    trainer = SimpleNamespace(beta=2.0, simpo_gamma=0.5, label_smoothing=0.0, alpha=0.0, loss_type="simpo",
+                              accelerator=SimpleNamespace(device="cpu"))
+    trl_losses, trl_chosen, trl_rejected = CPOTrainer.cpo_loss(trainer, *theirs.chunk(2))
+    summed = our_logps(model, examples, tokenizer, packing=True)
+    losses = simpo_loss(summed, 2.0, 0.5, trained_tokens(examples))
+    torch.testing.assert_close(losses, trl_losses, atol=1e-5, rtol=0)
+    rewards = simpo_rewards(summed, 2.0, trained_tokens(examples))
+    torch.testing.assert_close(torch.cat([rewards.chosen, rewards.rejected]), torch.cat([trl_chosen, trl_rejected]),
+                               atol=1e-5, rtol=0)
+    assert losses.min() > 0.01  # a real loss

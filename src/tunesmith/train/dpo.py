@@ -1,4 +1,5 @@
-"""Preference tuning (DPO; IPO with dpo.loss: ipo; RPO with dpo.sft_weight) on preferred / non-preferred pairs.
+"""Preference tuning (DPO; IPO with dpo.loss: ipo; SimPO, reference-free, with dpo.loss: simpo; RPO with
+dpo.sft_weight) on preferred / non-preferred pairs.
 
 Run as: tunesmith train examples/voice/voice.yaml
 
@@ -74,12 +75,13 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     reference_from_adapter = config.dpo.reference == "auto" and adapter_is_fresh(model)
     model = strategy.shard(model)  # FSDP shards it
     trainable, total = count_parameters(model)
-    objective = PreferenceObjective(config.dpo.beta, config.dpo.loss, config.dpo.sft_weight)
+    objective = PreferenceObjective(config.dpo.beta, config.dpo.loss, config.dpo.sft_weight, config.dpo.simpo_gamma)
     settings = replace(loop_settings(config, len(data.train), tokenizer.pad_token_id, strategy), objective=objective)
     optimizer = build_optimizer(model, config)  # after shard: it must hold the shards
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
     model, optimizer = strategy.wrap(model, optimizer, settings)  # DeepSpeed's engine takes over here
-    if not reference_from_adapter:  # scored now, before a checkpoint loads: the reference is the starting model
+    if objective.needs_reference and not reference_from_adapter:  # scored now, before a checkpoint loads: the
+        # reference is the starting model
         splits = with_reference_logps(model, {"train": data.train, "valid": data.valid}, settings, run_dir,
                                       starting_model(config))
         data = replace(data, train=splits["train"], valid=splits["valid"])
@@ -91,7 +93,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
         console.print(f"resuming from {checkpoint} (step {state.step}/{settings.total_steps})")
     console.print(
         f"dpo ({config.dpo.loss}, beta {config.dpo.beta}, sft_weight {config.dpo.sft_weight}, reference "
-        f"{'adapters disabled' if reference_from_adapter else 'precomputed'}) on {config.model.base}: "
+        f"{reference_kind(objective, reference_from_adapter)}) on {config.model.base}: "
         f"{trainable:,} of {total:,} parameters trained, {len(data.train)} train / {len(data.valid)} valid pairs, "
         f"{settings.total_steps} steps, bf16={'on' if settings.bf16 else 'off'}"
         + (f", {world.size} processes ({world.strategy})" if world.size > 1 else "")
@@ -158,6 +160,12 @@ def load_preference_data(config: DataConfig, tokenizer) -> TrainingData:
     if not splits["train"]:
         raise NoTrainingDataError(f"{config.train}: no valid preference pairs to train on")
     return TrainingData(train=splits["train"], valid=splits["valid"], skipped=skipped, truncated=truncated)
+
+
+def reference_kind(objective: PreferenceObjective, from_adapter: bool) -> str:
+    if not objective.needs_reference:
+        return "none"
+    return "adapters disabled" if from_adapter else "precomputed"
 
 
 def adapter_is_fresh(model) -> bool:

@@ -1,4 +1,4 @@
-"""Preference losses (DPO sigmoid, IPO) from the log-probabilities of each pair's two answers.
+"""Preference losses (DPO sigmoid, IPO, SimPO) from the log-probabilities of each pair's two answers.
 
 A pair's answers are scored by the summed log-probability of their trained tokens (the answer through its
 end-of-turn token) under the policy and under the reference model. With log-ratios
@@ -9,6 +9,12 @@ rho = log pi(y|x) - log pi_ref(y|x) and the implicit reward r = beta * rho, per 
     ipo:      (rho_chosen / n_chosen - rho_rejected / n_rejected - 1 / (2 beta))^2,   n = trained tokens
 
 (TRL divides IPO's log-ratios by the answer length; its comment says the IPO authors confirmed this.)
+SimPO has no reference model: with each answer's mean log-probability per trained token a = log pi(y|x) / n,
+
+    simpo:    -log sigmoid(beta * (a_chosen - a_rejected) - gamma)
+
+as TRL's CPOTrainer computes it (loss_type "simpo", its logits less gamma / beta, times beta); its implicit
+reward is beta * a.
 Losses are returned per pair: a step's loss is their sum over its micro-batches divided by the step's
 number of pairs, which for one micro-batch is TRL's batch mean.
 
@@ -87,6 +93,23 @@ def ipo_loss(policy: ChosenRejected, reference: ChosenRejected, beta: float, tra
     ratios = log_ratios(policy, reference)
     delta = ratios.chosen / trained_tokens.chosen.clamp(min=1) - ratios.rejected / trained_tokens.rejected.clamp(min=1)
     return (delta - 1 / (2 * beta)) ** 2
+
+
+def mean_logps(policy: ChosenRejected, trained_tokens: ChosenRejected) -> ChosenRejected:
+    """Each answer's log-probability per trained token."""
+    return ChosenRejected(policy.chosen / trained_tokens.chosen.clamp(min=1),
+                          policy.rejected / trained_tokens.rejected.clamp(min=1))
+
+
+def simpo_loss(policy: ChosenRejected, beta: float, gamma: float, trained_tokens: ChosenRejected) -> torch.Tensor:  # (P,)
+    means = mean_logps(policy, trained_tokens)
+    return -F.logsigmoid(beta * (means.chosen - means.rejected) - gamma)
+
+
+def simpo_rewards(policy: ChosenRejected, beta: float, trained_tokens: ChosenRejected) -> ChosenRejected:
+    """beta * mean log-prob per token, detached: SimPO's implicit reward (no reference)."""
+    means = mean_logps(policy, trained_tokens)
+    return ChosenRejected(beta * means.chosen.detach(), beta * means.rejected.detach())
 
 
 def implicit_rewards(policy: ChosenRejected, reference: ChosenRejected, beta: float) -> ChosenRejected:

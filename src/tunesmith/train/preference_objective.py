@@ -7,7 +7,8 @@ A micro-batch holds whole pairs: the chosen and the rejected answer of a pair al
 together, packed into rows with `packing.collate`'s block-diagonal mask (no answer sees another) or one a
 row, laid out as [chosen of every pair..., rejected of every pair...] for `ChosenRejected.split`.
 
-The reference model's log-probabilities come from one of two places (dpo.py decides which):
+The reference model's log-probabilities come from one of two places (dpo.py decides which), unless the loss
+needs none (SimPO):
 - the same forward weights with the LoRA adapters disabled, in the same micro-batch (no second copy);
 - values computed once before training (reference.py), carried on each example into its batch.
 
@@ -31,7 +32,10 @@ from tunesmith.train.preference_loss import (
     example_index,
     implicit_rewards,
     ipo_loss,
+    mean_logps,
     pair_reward_values,
+    simpo_loss,
+    simpo_rewards,
 )
 
 REWARD_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracy", "rewards/margin", "logps/chosen", "logps/rejected")
@@ -101,8 +105,9 @@ def adapter_disabled_logps(model, batch: PreferenceBatch) -> ChosenRejected:
 @dataclass(frozen=True)
 class PreferenceObjective:
     beta: float
-    loss: str  # "sigmoid" | "ipo"
+    loss: str  # "sigmoid" | "ipo" | "simpo"
     sft_weight: float = 0.0
+    simpo_gamma: float = 0.5
     metric_names: tuple[str, ...] = REWARD_METRICS
 
     def denominator(self, example: PreferenceExample) -> int:
@@ -116,13 +121,23 @@ class PreferenceObjective:
 
     def loss_sum(self, model, batch: PreferenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         policy = answer_logps(model, batch)
-        reference = batch.reference if batch.reference is not None else adapter_disabled_logps(model, batch)
-        if self.loss == "ipo":
-            losses = ipo_loss(policy, reference, self.beta, batch.trained)
+        logged = policy  # logps/chosen, logps/rejected: summed, or per token where the loss works per token (TRL's)
+        if self.loss == "simpo":  # reference-free: no second forward
+            losses = simpo_loss(policy, self.beta, self.simpo_gamma, batch.trained)
+            rewards, logged = simpo_rewards(policy, self.beta, batch.trained), mean_logps(policy, batch.trained)
         else:
-            losses = dpo_sigmoid_loss(policy, reference, self.beta)
+            reference = batch.reference if batch.reference is not None else adapter_disabled_logps(model, batch)
+            if self.loss == "ipo":
+                losses = ipo_loss(policy, reference, self.beta, batch.trained)
+            else:
+                losses = dpo_sigmoid_loss(policy, reference, self.beta)
+            rewards = implicit_rewards(policy, reference, self.beta)
         if self.sft_weight:
             losses = losses - self.sft_weight * policy.chosen / batch.trained.chosen.clamp(min=1)
         # summed over the batch's pairs; the loop divides by the step's pairs: means, as TRL logs them
-        values = pair_reward_values(implicit_rewards(policy, reference, self.beta), policy)
+        values = pair_reward_values(rewards, logged)
         return losses.sum(), {name: v.sum() for name, v in values.items()}
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.loss != "simpo"
