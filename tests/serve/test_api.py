@@ -184,6 +184,7 @@ def test_penalties_and_logit_bias_through_the_official_client_and_their_limits(a
     for name, value, says in [("frequency_penalty", 2.5, "less than or equal to 2"),
                               ("presence_penalty", -3, "greater than or equal to -2"),
                               ("logit_bias", {"x1": 5}, "non-negative integers"),
+                              ("logit_bias", {"²": 5}, "non-negative integers"),  # a digit to isdigit, not to int
                               ("logit_bias", {str(10 ** 9): 5}, "token ids end at"),
                               ("logit_bias", {"5": 101}, "between -100 and 100")]:
         with pytest.raises(openai.BadRequestError, match=says) as raised:

@@ -103,7 +103,7 @@ def checked_logit_bias(bias: dict[str, float], vocab_size: int) -> dict[int, flo
     """OpenAI's logit_bias as token id -> bias: keys are token ids of this model's vocabulary, values -100 ... 100."""
     checked = {}
     for key, value in bias.items():
-        if not key.isdigit():
+        if not (key.isascii() and key.isdigit()):
             raise APIError(400, f"Invalid key in 'logit_bias': {key}. Keys are token ids: non-negative integers.",
                            param="logit_bias", code="invalid_value")
         if int(key) >= vocab_size:
