@@ -119,16 +119,17 @@ def tunesmith_config(settings: dict, train: Path) -> dict:
             "log_every": 1,
             "save_every": steps,
         },
-        "dpo": {"beta": settings["beta"], "loss": settings["loss"], "sft_weight": 0.0, "reference": "auto"},
+        "dpo": {"beta": settings["beta"], "loss": settings["loss"], "sft_weight": 0.0, "reference": "auto",
+                **({"simpo_gamma": settings["simpo_gamma"]} if settings["loss"] == "simpo" else {})},
     }
 
 
-def run_tunesmith(settings: dict, train: Path, work: Path) -> dict:
+def run_tunesmith(settings: dict, train: Path, work: Path, name: str = "tunesmith") -> dict:
     import yaml
 
-    config_path = work / "tunesmith.yaml"
+    config_path = work / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(tunesmith_config(settings, train), sort_keys=False))
-    run_dir = work / "tunesmith-run"
+    run_dir = work / f"{name}-run"
     command = [str(Path(sys.executable).parent / "tunesmith"), "train", str(config_path), "--out", str(run_dir)]
     process = run_child(command, work / "tunesmith.log")
     loop = tunesmith_loop_figures(run_dir / "metrics.jsonl")
@@ -145,7 +146,7 @@ def run_tunesmith(settings: dict, train: Path, work: Path) -> dict:
         "final_train_loss": run["final_loss"],  # the last step's loss
         "mean_train_loss": round(sum(step_losses) / len(step_losses), 4),  # over every step (TRL's training_loss)
         "packing": True,
-        "reference": "adapters disabled, in the same micro-batch",
+        "reference": "adapters disabled, in the same micro-batch" if settings["loss"] != "simpo" else "none (SimPO)",
         "adapter": str(run_dir / "adapter"),
     }
 
@@ -344,6 +345,11 @@ def benchmark(args: argparse.Namespace) -> dict:
     machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
     results["trl_no_gradient_checkpointing"] = run_trl(settings, train, work, "trl-nogc", gradient_checkpointing=False)
     machine["load_avg_after_trl_no_gc"] = [round(x, 2) for x in os.getloadavg()]
+    if args.simpo_beta is not None:  # tunesmith's reference-free SimPO on the same pairs: what the reference costs
+        simpo = settings | {"loss": "simpo", "beta": args.simpo_beta, "simpo_gamma": args.simpo_gamma}
+        results["tunesmith_simpo"] = run_tunesmith(simpo, train, work, "tunesmith-simpo")
+        results["tunesmith_simpo"].update(loss="simpo", beta=args.simpo_beta, simpo_gamma=args.simpo_gamma)
+        machine["load_avg_after_simpo"] = [round(x, 2) for x in os.getloadavg()]
     sets = heldout_pairs(args.valid, args.train, args.pairs)
     scored = score_adapters(args.base, {name: r["adapter"] for name, r in results.items()}, sets, args.beta, args.max_length)
     for name, result in results.items():
@@ -353,6 +359,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "heldout": {key: scored[key] for key in ("pairs", "terms", "delta_ci95", "disagreements")},
         "ratios_vs_trl_defaults": compare(results["tunesmith"], results["trl"]),
         "ratios_vs_trl_fastest": compare(results["tunesmith"], results["trl_no_gradient_checkpointing"]),
+        **({"simpo_vs_dpo": compare(results["tunesmith_simpo"], results["tunesmith"])} if "tunesmith_simpo" in results else {}),
         "target": "pairs/s >= 1.5x TRL's fastest at equal or better held-out reward accuracy (all held-out pairs)",
         "target_met": target_met(results["tunesmith"], results["trl_no_gradient_checkpointing"]),
         "config": settings,
@@ -410,6 +417,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3, help="examples/voice/voice.yaml's")
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--simpo-beta", type=float, default=None, help="also train tunesmith's SimPO (dpo.loss simpo) "
+                        "with this beta (the SimPO paper's 2.0-2.5); its reward accuracy is scored as every side's")
+    parser.add_argument("--simpo-gamma", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--train", type=Path, default=REPO / "examples/voice/train.jsonl")
