@@ -212,3 +212,27 @@ def test_a_server_error_fails_the_batch_and_keeps_its_answers_so_far(served, mon
                                                    completion_window="24h").id)
     assert batch.status == "failed" and batch.errors.data[0].code == "server_error"
     assert set(by_custom_id(client.files.content(batch.output_file_id).text)) == {"r0", "r1", "r2"}
+
+
+def test_a_moderation_batch_labels_texts_as_the_route_does(tmp_path, tiny_model_dir, tokenizer):
+    from tests.serve.keyword_classifier import save_keyword_classifier
+
+    classifier = save_keyword_classifier(tmp_path / "moderation", tokenizer, [353])  # " helium" flags
+    with serving(tmp_path / "home", tiny_model_dir, moderation_model=classifier) as api:
+        client = official_client(api, keys.create_key(api.app.state.db)[1])
+        texts = ["What is gold?", "Tell me about helium", [{"type": "image_url", "image_url": {"url": "x.png"}}]]
+        rows = [{"custom_id": f"t{i}", "method": "POST", "url": "/v1/moderations", "body": {"input": text}}
+                for i, text in enumerate(texts)]  # no model: OpenAI's default, omni-moderation-latest
+        upload = client.files.create(file=("texts.jsonl", jsonl(rows)), purpose="batch")
+        batch = finished(client, client.batches.create(input_file_id=upload.id, endpoint="/v1/moderations",
+                                                       completion_window="24h").id)
+        answers = by_custom_id(client.files.content(batch.output_file_id).text)
+        for i in (0, 1):
+            direct = client.moderations.create(input=texts[i])
+            body = answers[f"t{i}"]["response"]["body"]
+            assert body["model"] == "omni-moderation-latest"
+            assert [r["flagged"] for r in body["results"]] == [r.flagged for r in direct.results] == [i == 1]
+            assert body["results"][0]["category_scores"] == direct.results[0].category_scores.model_dump(by_alias=True)
+        (failure,) = by_custom_id(client.files.content(batch.error_file_id).text).values()
+        assert failure["custom_id"] == "t2" and failure["response"]["status_code"] == 400
+        assert failure["response"]["body"]["error"]["code"] == "unsupported_input"  # the route's own refusal

@@ -1,5 +1,7 @@
 """The input file of a batch (OpenAI's Batch API): one request per line, checked line by line before it is stored.
 
+Endpoints: chat completions, text completions and moderations (a moderation model labelling a dataset).
+
 Each line is `{"custom_id": "...", "method": "POST", "url": "/v1/chat/completions", "body": {...}}`: custom_id
 names the request's answer in the output file (unique in the file), url is the endpoint every line of the file
 targets, body is that endpoint's request with one `model` for the whole file (OpenAI's rules). What a body asks
@@ -11,7 +13,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
+from tunesmith.serve.moderation import ALIASES
+
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/moderations")
+DEFAULT_MODELS = {"/v1/moderations": ALIASES[0]}  # a body that names no model gets OpenAI's default there
 MAX_REQUESTS = 50_000  # OpenAI's limit per batch
 LINE_KEYS = {"custom_id", "method", "url", "body"}
 
@@ -77,7 +82,7 @@ def line_errors(line: str, number: int, seen: dict[str, int], found: BatchInput)
     body = row.get("body")
     if not isinstance(body, dict):
         return errors + [("body", "missing: the endpoint's request as a JSON object")]
-    model = body.get("model")
+    model = body.get("model", DEFAULT_MODELS.get(url))
     if not isinstance(model, str) or not model:
         errors.append(("body.model", "missing: the model that answers"))
     elif found.model is None:

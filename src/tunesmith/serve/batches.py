@@ -34,6 +34,7 @@ from tunesmith.registry.db import Database
 from tunesmith.serve.batch_file import check_batch_input, read_requests
 from tunesmith.serve.errors import APIError, error_body, invalid_value
 from tunesmith.serve.routes.completions import answer_request
+from tunesmith.serve.routes.moderations import ModerationRequest, moderation_object
 from tunesmith.serve.settings import ServeSettings
 
 log = logging.getLogger("tunesmith.batches")
@@ -177,7 +178,12 @@ class BatchRunner:
         """OpenAI's output line for one request: its response (status, body as the route answers), and whether
         it succeeded."""
         try:
-            body, status = await answer_request(self.request, batch.owner, batch.endpoint, row["body"]), 200
+            if batch.endpoint == "/v1/moderations":  # a classifier pass: in a worker thread, batched with its others
+                request = ModerationRequest.model_validate(row["body"])
+                body = await run_in_threadpool(moderation_object, self.request.app.state, batch.owner, request)
+            else:
+                body = await answer_request(self.request, batch.owner, batch.endpoint, row["body"])
+            status = 200
         except ValidationError as error:
             failure = invalid_value(error.errors())
             body, status = error_body(failure), failure.status

@@ -54,13 +54,16 @@ def part_text(index: int, part: dict) -> str:
 @router.post("/moderations")
 def create_moderation(request: Request, body: ModerationRequest, calling: ApiKey = Depends(calling_key)):
     """Counts against the key's requests in flight (serve/limits.py), like a completion; not its tokens."""
-    texts = input_texts(body.input)
-    state, key = request.app.state, calling.id
-    reservation = state.limits.admit(calling, 0)
+    reservation = request.app.state.limits.admit(calling, 0)
     try:
-        served = load_moderation_model(state.classifiers, state.db, state.settings, body.model, owner=key)
-        verdicts = moderate(served, texts)
+        return moderation_object(request.app.state, calling.id, body)
     finally:
         reservation.release()
+
+
+def moderation_object(state, key: str, body: ModerationRequest) -> dict:
+    """The answer to one moderation request for this key (the route's; a batch's runner calls it too)."""
+    texts = input_texts(body.input)
+    served = load_moderation_model(state.classifiers, state.db, state.settings, body.model, owner=key)
     return {"id": f"modr-{secrets.token_hex(12)}", "model": body.model,
-            "results": [verdict.result_object() for verdict in verdicts]}
+            "results": [verdict.result_object() for verdict in moderate(served, texts)]}
