@@ -329,7 +329,8 @@ def fix_budget_total(state: TrainState, settings: LoopSettings, scheduler, decis
 
 def run_outcome(state: TrainState, settings: LoopSettings) -> dict:
     """How fit left the run, for the recipe's RunResult and run.json: finished (export now) or paused (resume
-    later), what stopped it (stopped_by: steps, time_budget, or paused) and the budget's record."""
+    later), what stopped it (stopped_by: steps, time_budget, early_stopping, or paused), the budget's record and
+    early stopping's."""
     if state.stopped_early:
         stopped_by = "early_stopping"
     elif state.step < settings.total_steps:
