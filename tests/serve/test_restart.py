@@ -53,3 +53,38 @@ def processes_mentioning(text: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_sigkill_mid_batch_then_restart_answers_each_request_once(tmp_path, tiny_model_dir):
+    """A batch's answers are appended as they finish: a server killed mid-batch loses none of them, and the next
+    server answers only the rest (a line the kill tore is answered again)."""
+    import json
+
+    home, port = tmp_path / "home", free_port()
+    server = start_server(home, tiny_model_dir, port)
+    key = create_key(home)
+    api = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=60)
+    rows = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": f"q {i}"}],
+                      "max_tokens": 5 + 5 * i, "temperature": 0}} for i in range(40)]  # finishing one by one
+    upload = api.files.create(file=("batch.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()),
+                              purpose="batch")
+    batch = api.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    partial = home / "batches" / batch.id / "output.jsonl"
+    wait_for(lambda: partial.is_file() and partial.read_bytes().count(b"\n") >= 3, every=0.005)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    before = partial.read_bytes()
+    kept = [json.loads(line) for line in before[: before.rfind(b"\n") + 1].splitlines()]
+    assert 3 <= len(kept) < 40, "the server must really have been killed mid-batch"
+
+    server = start_server(home, tiny_model_dir, port)
+    try:
+        done = wait_for(lambda: (b := api.batches.retrieve(batch.id)).status in {"completed", "failed"} and b)
+        assert done.status == "completed" and done.request_counts.completed == 40
+        answers = [json.loads(line) for line in api.files.content(done.output_file_id).text.splitlines()]
+        assert sorted(a["custom_id"] for a in answers) == sorted(r["custom_id"] for r in rows)  # each once
+        assert answers[: len(kept)] == kept  # answered before the kill: kept as written, not answered again
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
