@@ -177,11 +177,11 @@ def test_simpo_loss_rewards_and_mean_logps_equal_trl_cpo_trainers(tokenizer, mod
         warnings.simplefilter("ignore")
         from trl.experimental.cpo import CPOTrainer
 
-    from tunesmith.train.preference_loss import mean_logps, simpo_loss, simpo_rewards
+    from tunesmith.train.preference_loss import per_token, simpo_loss, simpo_rewards
 
     examples = rendered_examples(tokenizer)
     with torch.no_grad():
-        ours = mean_logps(our_logps(model, examples, tokenizer, packing=True), trained_tokens(examples))
+        ours = per_token(our_logps(model, examples, tokenizer, packing=True), trained_tokens(examples))
         theirs = torch.stack([CPOTrainer.get_batch_logps(model(torch.tensor([e.input_ids])).logits,
                                                          torch.tensor([e.labels]), average_log_prob=True)[0]
                               for e in examples])
@@ -189,10 +189,10 @@ def test_simpo_loss_rewards_and_mean_logps_equal_trl_cpo_trainers(tokenizer, mod
     trainer = SimpleNamespace(beta=2.0, simpo_gamma=0.5, label_smoothing=0.0, alpha=0.0, loss_type="simpo",
                               accelerator=SimpleNamespace(device="cpu"))
     trl_losses, trl_chosen, trl_rejected = CPOTrainer.cpo_loss(trainer, *theirs.chunk(2))
-    summed = our_logps(model, examples, tokenizer, packing=True)
-    losses = simpo_loss(summed, 2.0, 0.5, trained_tokens(examples))
+    means = per_token(our_logps(model, examples, tokenizer, packing=True), trained_tokens(examples))
+    losses = simpo_loss(means, 2.0, 0.5)
     torch.testing.assert_close(losses, trl_losses, atol=1e-5, rtol=0)
-    rewards = simpo_rewards(summed, 2.0, trained_tokens(examples))
+    rewards = simpo_rewards(means, 2.0)
     torch.testing.assert_close(torch.cat([rewards.chosen, rewards.rejected]), torch.cat([trl_chosen, trl_rejected]),
                                atol=1e-5, rtol=0)
     assert losses.min() > 0.01  # a real loss

@@ -90,25 +90,23 @@ def dpo_sigmoid_loss(policy: ChosenRejected, reference: ChosenRejected, beta: fl
 
 def ipo_loss(policy: ChosenRejected, reference: ChosenRejected, beta: float, trained_tokens: ChosenRejected) -> torch.Tensor:  # (P,)
     """IPO on per-token log-ratios: the squared loss would otherwise grow with the answers' lengths."""
-    ratios = log_ratios(policy, reference)
-    delta = ratios.chosen / trained_tokens.chosen.clamp(min=1) - ratios.rejected / trained_tokens.rejected.clamp(min=1)
-    return (delta - 1 / (2 * beta)) ** 2
+    ratios = per_token(log_ratios(policy, reference), trained_tokens)
+    return (ratios.chosen - ratios.rejected - 1 / (2 * beta)) ** 2
 
 
-def mean_logps(policy: ChosenRejected, trained_tokens: ChosenRejected) -> ChosenRejected:
-    """Each answer's log-probability per trained token."""
-    return ChosenRejected(policy.chosen / trained_tokens.chosen.clamp(min=1),
-                          policy.rejected / trained_tokens.rejected.clamp(min=1))
+def per_token(summed: ChosenRejected, trained_tokens: ChosenRejected) -> ChosenRejected:
+    """Each answer's summed value (a log-probability, a log-ratio) per trained token."""
+    return ChosenRejected(summed.chosen / trained_tokens.chosen.clamp(min=1),
+                          summed.rejected / trained_tokens.rejected.clamp(min=1))
 
 
-def simpo_loss(policy: ChosenRejected, beta: float, gamma: float, trained_tokens: ChosenRejected) -> torch.Tensor:  # (P,)
-    means = mean_logps(policy, trained_tokens)
+def simpo_loss(means: ChosenRejected, beta: float, gamma: float) -> torch.Tensor:  # (P,)
+    """From each answer's mean log-probability per token (`per_token` of the policy's)."""
     return -F.logsigmoid(beta * (means.chosen - means.rejected) - gamma)
 
 
-def simpo_rewards(policy: ChosenRejected, beta: float, trained_tokens: ChosenRejected) -> ChosenRejected:
+def simpo_rewards(means: ChosenRejected, beta: float) -> ChosenRejected:
     """beta * mean log-prob per token, detached: SimPO's implicit reward (no reference)."""
-    means = mean_logps(policy, trained_tokens)
     return ChosenRejected(beta * means.chosen.detach(), beta * means.rejected.detach())
 
 

@@ -32,8 +32,8 @@ from tunesmith.train.preference_loss import (
     example_index,
     implicit_rewards,
     ipo_loss,
-    mean_logps,
     pair_reward_values,
+    per_token,
     simpo_loss,
     simpo_rewards,
 )
@@ -123,8 +123,8 @@ class PreferenceObjective:
         policy = answer_logps(model, batch)
         logged = policy  # logps/chosen, logps/rejected: summed, or per token where the loss works per token (TRL's)
         if self.loss == "simpo":  # reference-free: no second forward
-            losses = simpo_loss(policy, self.beta, self.simpo_gamma, batch.trained)
-            rewards, logged = simpo_rewards(policy, self.beta, batch.trained), mean_logps(policy, batch.trained)
+            logged = per_token(policy, batch.trained)
+            losses, rewards = simpo_loss(logged, self.beta, self.simpo_gamma), simpo_rewards(logged, self.beta)
         else:
             reference = batch.reference if batch.reference is not None else adapter_disabled_logps(model, batch)
             if self.loss == "ipo":
