@@ -29,10 +29,10 @@ class BatchInput:
     errors: list[dict] = field(default_factory=list)  # {line, field, message}: OpenAI's batch errors carry the line
 
 
-def read_requests(path: Path) -> list[tuple[int, dict]]:
-    """(line number, request) for each non-blank line; the file has been checked (check_batch_input)."""
+def read_requests(path: Path) -> list[dict]:
+    """The request of each non-blank line; the file has been checked (check_batch_input)."""
     with open(path, encoding="utf-8") as handle:
-        return [(number, json.loads(line)) for number, line in enumerate(handle, 1) if line.strip()]
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def check_batch_input(path: Path) -> BatchInput:

@@ -123,8 +123,9 @@ class BatchRunner:
         return None if record is None else files.blob_path(self.settings.files_dir, record.id, record.filename)
 
     def validate(self, batch: Batch) -> bool:
-        """validating → in_progress with its request count, or → failed with OpenAI's errors by line."""
-        if batch.status == "cancelling" or batch.id in self.stopping:
+        """validating → in_progress with its request count, or → failed with OpenAI's errors by line (a batch
+        cancelled meanwhile goes on to `finish`)."""
+        if batch.id in self.stopping:
             return True
         path = self.input_path(batch)
         if path is None:
@@ -158,8 +159,7 @@ class BatchRunner:
         if path is None:
             await run_in_threadpool(self.input_gone, batch)
             return
-        waiting = iter([row for _, row in await run_in_threadpool(read_requests, path)
-                        if row["custom_id"] not in answered])
+        waiting = iter([row for row in await run_in_threadpool(read_requests, path) if row["custom_id"] not in answered])
 
         async def answer_in_turn() -> None:
             for row in waiting:  # the workers share one iterator: each request is taken once

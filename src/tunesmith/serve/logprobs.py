@@ -43,13 +43,19 @@ def logprob_item(tokenizer, token: int, logprob: float) -> dict:
     return {"token": tokenizer.decode([token]), "logprob": logprob, "bytes": token_bytes(tokenizer, token)}
 
 
+def text_entries(tokenizer, entries: list[TokenLogprob]) -> list[TokenLogprob]:
+    """The entries of the tokens that write the answer's text: a special token writes none, as the answer skips it
+    (it may still be an alternative)."""
+    special = set(tokenizer.all_special_ids)
+    return [entry for entry in entries if entry.token not in special]
+
+
 def chat_logprobs(tokenizer, entries: list[TokenLogprob]) -> dict:
     """{"content": [{token, logprob, bytes, top_logprobs}], "refusal": None}, OpenAI's shape for chat: one item per
-    token of the answer's text (a special token writes none, as the answer skips it; it may be an alternative)."""
-    special = set(tokenizer.all_special_ids)
+    token of the answer's text."""
     content = [logprob_item(tokenizer, entry.token, entry.logprob)
                | {"top_logprobs": [logprob_item(tokenizer, token, logprob) for token, logprob in entry.top]}
-               for entry in entries if entry.token not in special]
+               for entry in text_entries(tokenizer, entries)]
     return {"content": content, "refusal": None}
 
 
@@ -57,9 +63,8 @@ def completion_logprobs(tokenizer, entries: list[TokenLogprob], text_offset: int
     """{tokens, token_logprobs, top_logprobs, text_offset}, the legacy completions' shape: per token of the answer its
     text, log-probability, the likeliest tokens with theirs (the chosen one always among them, so up to logprobs + 1)
     and where its text starts, counted in characters from the prompt's start (`text_offset`: the prompt's length)."""
-    special = set(tokenizer.all_special_ids)
     found: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-    for entry in (entry for entry in entries if entry.token not in special):
+    for entry in text_entries(tokenizer, entries):
         text = tokenizer.decode([entry.token])
         top = {tokenizer.decode([token]): logprob for token, logprob in entry.top}
         found["tokens"].append(text)

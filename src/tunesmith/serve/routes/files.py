@@ -219,7 +219,8 @@ def delete_file(request: Request, file_id: str, delete_models: bool = False, key
     db, files_dir = request.app.state.db, request.app.state.settings.files_dir
     if users := unfinished_jobs_using(db, key, file_id) + unfinished_batches_using(db, key, file_id):
         audit.append(db, key, "file.deleted", file_id, outcome="refused: read by unfinished jobs", jobs=users)
-        raise APIError(409, f"File {file_id} is used by unfinished job(s) {', '.join(users)}; cancel them first.",
+        raise APIError(409, f"File {file_id} is used by unfinished job(s) or batch(es) {', '.join(users)}; cancel them "
+                            "first.",
                        param="file_id", code="file_in_use")
     blob = files.blob_path(files_dir, record.id, record.filename)
     digest = record.sha256 or (file_sha256(blob) if blob.is_file() else None)  # files stored before digests were kept
