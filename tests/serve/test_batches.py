@@ -59,6 +59,10 @@ def test_a_batch_answers_each_request_as_its_route_does(served):
     rows.append({**request_line("prompted", model, ""), "url": "/v1/chat/completions"} | {
         "body": {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "n": 2,
                  "logit_bias": {"5": 100}}})
+    shape = {"type": "object", "properties": {"metal": {"type": "boolean"}}, "required": ["metal"],
+             "additionalProperties": False}
+    rows.append(request_line("shaped", model, "question", max_tokens=20, temperature=0, response_format={
+        "type": "json_schema", "json_schema": {"name": "shape", "schema": shape}}))
     upload = client.files.create(file=("requests.jsonl", jsonl(rows)), purpose="batch")
     assert upload.status == "processed"
     created = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
@@ -66,10 +70,12 @@ def test_a_batch_answers_each_request_as_its_route_does(served):
     assert created.status == "validating" and created.metadata == {"run": "nightly"}
     batch = finished(client, created.id)
     assert batch.status == "completed", batch
-    assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (6, 5, 1)
+    assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (7, 6, 1)
     assert batch.in_progress_at and batch.completed_at and batch.expires_at - batch.created_at == 24 * 3600
     answers = by_custom_id(client.files.content(batch.output_file_id).text)
-    assert set(answers) == {"q0", "q1", "q2", "q3", "prompted"}
+    assert set(answers) == {"q0", "q1", "q2", "q3", "prompted", "shaped"}
+    assert json.loads(answers["shaped"]["response"]["body"]["choices"][0]["message"]["content"]) in (
+        {"metal": True}, {"metal": False})
     for row in rows[:4] + rows[5:]:
         direct = client.chat.completions.create(**row["body"])
         answer = answers[row["custom_id"]]["response"]

@@ -21,6 +21,7 @@ from peft import PeftModel
 from tunesmith.models.argmax import argmax
 from tunesmith.models.attention_mask import for_attention
 from tunesmith.models.decoding.decode_step import llama_decoder
+from tunesmith.models.decoding.constraints import constrained
 from tunesmith.models.decoding.detokenize import ChoiceText
 from tunesmith.models.decoding.penalties import adjusts_logits, penalized
 from tunesmith.models.decoding.prefix_store import MIN_REUSE, PrefixStore, shared_length
@@ -48,6 +49,8 @@ class Row:
         self.logprobs_sent = 0
         # how often it has generated each token, for its request's penalties (None: it asked for no penalty or bias)
         self.counts: Counter | None = Counter() if adjusts_logits(request.params) else None
+        # the grammar's state after its tokens so far, when the request holds its answers to one (None: free text)
+        self.matcher = request.params.grammar.start() if request.params.grammar is not None else None
 
     def accept(self, token: int, logprob: TokenLogprob | None = None) -> bool:
         """Take the next token (and its log-probability, when the request asked); report the text it makes safe to
@@ -56,6 +59,9 @@ class Row:
         self.generated += 1
         if self.counts is not None:
             self.counts[token] += 1
+        if self.matcher is not None and not self.matcher.consume_token(token):  # its mask allowed no token at all
+            self.request.fail(RuntimeError(f"the answer's grammar took no token: {self.matcher.get_error()}"))
+            return True
         end_of_turn = token in self.end_ids
         if self.logprobs is not None and logprob is not None and not end_of_turn:  # the end token writes no text
             self.logprobs.append(logprob)
@@ -105,9 +111,11 @@ def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
     """Next token per row from logits (B, V), with each row's own sampling settings.
 
     The rows of one sampling request draw from its generator in choice order, wherever they sit in the batch; a
-    request's penalties and logit bias (models/decoding/penalties.py) apply to its rows first."""
+    request's penalties and logit bias (models/decoding/penalties.py) apply to its rows first, then its grammar's
+    mask (models/decoding/constraints.py)."""
     logits = penalized(logits, [(i, row.request.params, row.counts) for i, row in enumerate(rows)
                                 if row.counts is not None])
+    logits = constrained(logits, [(i, row.matcher) for i, row in enumerate(rows) if row.matcher is not None])
     groups: dict[int, tuple[torch.Generator, list[int]]] = {}
     for i, row in enumerate(rows):
         if row.request.generator is not None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from tunesmith.models.chat import stop_token_ids
+from tunesmith.models.decoding.constraints import Grammar
 from tunesmith.models.decoding.engine import Row, RunningBatch
 from tunesmith.models.decoding.requests import GenerationRequest, SamplingParams, Usage
 
@@ -40,13 +41,15 @@ class RecordingBatch(RunningBatch):
 
 @torch.inference_mode()
 def greedy_token_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, max_rows: int = 32,
-                     on_finished: Callable[[int], None] | None = None) -> list[list[int]]:
+                     on_finished: Callable[[int], None] | None = None,
+                     grammar: Grammar | None = None) -> list[list[int]]:
     """Greedy new token ids per prompt (token ids, chat template already applied), in input order, through the
     first stop token (counted). At most `max_rows` decode together; freed rows are refilled at the next step once
     a quarter of them are free (or nothing else waits): each admission is a prefill pass of its own.
-    `on_finished(n)`: after each step, how many prompts are answered."""
+    `on_finished(n)`: after each step, how many prompts are answered. `grammar`: what every answer must be
+    (models/decoding/constraints.py), each row following its own copy."""
     batch = RecordingBatch(tokenizer, set(stop_token_ids(tokenizer)))
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, grammar=grammar)
     requests = [GenerationRequest(list(prompt), params, None, Usage()) for prompt in prompts]
     waiting = deque(requests)
     refill_at = max(1, max_rows // 4)

@@ -10,8 +10,12 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from tunesmith.models.decoding.constraints import Grammar
 
 
 @dataclass
@@ -26,6 +30,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0  # OpenAI's: subtracted from a token's logit once per time the answer has used it
     presence_penalty: float = 0.0  # subtracted once from the logit of every token the answer has used
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit at every step
+    grammar: Grammar | None = None  # what each answer must be (models/decoding/constraints.py): JSON under a schema
 
 
 @dataclass

@@ -35,6 +35,7 @@ from tunesmith.serve.guard import Screen, screen_for
 from tunesmith.serve.limits import Reservation
 from tunesmith.serve.logprobs import MAX_LEGACY_LOGPROBS, MAX_TOP_LOGPROBS, chat_logprobs, completion_logprobs
 from tunesmith.serve.model_pool import LoadedModel
+from tunesmith.serve.response_format import ResponseFormat, answer_grammar
 from tunesmith.models.decoding.requests import Delta, SamplingParams, TokenLogprob, Usage
 from tunesmith.serve.routes.models import resolve_served
 
@@ -59,7 +60,7 @@ class StreamOptions(BaseModel):
 
 # OpenAI parameters this server does not implement, and the values they may be sent as: values that ask for nothing
 UNSUPPORTED_IN_CHAT = {"tools": (None, []), "functions": (None, []), "tool_choice": (None, "none"),
-                       "function_call": (None, "none"), "response_format": (None, {"type": "text"})}
+                       "function_call": (None, "none")}
 UNSUPPORTED_IN_COMPLETIONS = {"echo": (None, False), "best_of": (None, 1), "suffix": (None, "")}
 
 
@@ -139,7 +140,7 @@ class ChatRequest(Sampling):
     tool_choice: Any = None
     functions: Any = None
     function_call: Any = None
-    response_format: Any = None
+    response_format: ResponseFormat | None = None  # text, JSON mode or a JSON schema (serve/response_format.py)
     unsupported: ClassVar[dict] = UNSUPPORTED_IN_CHAT
 
     def logprobs_asked(self) -> int | None:
@@ -210,6 +211,8 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     body.max_tokens = body.max_completion_tokens or body.max_tokens
     loaded = load(request, key, body.model)
     params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded), body.logprobs_asked())
+    params.grammar = answer_grammar(body.response_format, [m.text() for m in body.messages], loaded.tokenizer,
+                                    vocab_size(loaded))
     prompt_ids = render_prompts(loaded.tokenizer, [[{"role": m.role, "content": m.text()} for m in body.messages]])[0]
     check_context(loaded, prompt_ids, params)
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
