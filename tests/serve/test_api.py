@@ -108,12 +108,11 @@ def test_bad_sampling_parameters_are_400_and_base_models_cannot_be_deleted(api, 
 def test_parameters_the_server_does_not_implement_are_refused_unless_they_ask_for_nothing(api, tiny_model_dir):
     headers = api.key()
     chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    for name, value in [("tool_choice", "auto"),
-                        ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}])]:
+    for name, value in [("functions", [{"name": "f", "parameters": {}}]), ("function_call", "auto")]:
         error = assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, name: value}), 400, name)
         assert error["code"] == "unsupported_parameter" and f"'{name}'" in error["message"]
-    inert = {"logprobs": False, "tools": [], "tool_choice": "none", "response_format": {"type": "text"},
-             "user": "someone"}
+    inert = {"logprobs": False, "functions": [], "function_call": "none", "tools": [], "tool_choice": "none",
+             "response_format": {"type": "text"}, "user": "someone"}
     assert api.post("/v1/chat/completions", headers=headers, json={**chat, **inert}).status_code == 200
     prompt = {"model": tiny_model_dir.name, "prompt": "hi", "max_tokens": 2}
     for name, value in [("echo", True), ("best_of", 2), ("suffix", "end")]:

@@ -70,6 +70,16 @@ def json_grammar(schema: dict, tokenizer, vocab_size: int) -> Grammar:
         text = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=COMPACT)
     except ValueError as error:
         raise SchemaError(str(error)) from error
+    return compiled(text, tokenizer, vocab_size)
+
+
+def lark_grammar(lark: str, tokenizer, vocab_size: int) -> Grammar:
+    """A grammar in llguidance's Lark dialect (which embeds JSON schemas as `%json {...}`): the answers of
+    `tool_choice` "required" (models/tool_calls.py)."""
+    return compiled(llguidance.LLMatcher.grammar_from_lark(lark), tokenizer, vocab_size)
+
+
+def compiled(text: str, tokenizer, vocab_size: int) -> Grammar:
     matcher = llguidance.LLMatcher(grammar_tokenizer(tokenizer, vocab_size), text, log_level=0)
     if matcher.is_error():
         raise SchemaError(matcher.get_error())

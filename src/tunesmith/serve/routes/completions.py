@@ -26,6 +26,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from tunesmith.models.chat import render_prompts
+from tunesmith.models.tool_calls import AnswerSplitter, as_plain_messages, parse_answer
 from tunesmith.models.classifier import is_classifier_dir
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import calling_key
@@ -36,6 +37,7 @@ from tunesmith.serve.limits import Reservation
 from tunesmith.serve.logprobs import MAX_LEGACY_LOGPROBS, MAX_TOP_LOGPROBS, chat_logprobs, completion_logprobs
 from tunesmith.serve.model_pool import LoadedModel
 from tunesmith.serve.response_format import ResponseFormat, answer_grammar
+from tunesmith.serve.tools import Tool, ToolChoice, calls_grammar, parses_calls, tool_call_objects, tool_specs
 from tunesmith.models.decoding.requests import Delta, SamplingParams, TokenLogprob, Usage
 from tunesmith.serve.routes.models import resolve_served
 
@@ -47,6 +49,13 @@ MAX_STOP_CHARS = 256  # each; OpenAI states none, a stop string longer than an a
 class Message(BaseModel):
     role: str
     content: str | list[dict] | None = None
+    tool_calls: list[dict] | None = None  # an assistant turn's calls, as OpenAI returned them
+    tool_call_id: str | None = None  # a `tool` turn: the call it answers
+
+    def as_dict(self) -> dict:
+        """The turn for models/tool_calls.as_plain_messages: role, text, and its calls when it has any."""
+        return {"role": self.role, "content": self.text(),
+                **({"tool_calls": self.tool_calls} if self.tool_calls else {})}
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: only text parts carry meaning here
@@ -59,8 +68,7 @@ class StreamOptions(BaseModel):
 
 
 # OpenAI parameters this server does not implement, and the values they may be sent as: values that ask for nothing
-UNSUPPORTED_IN_CHAT = {"tools": (None, []), "functions": (None, []), "tool_choice": (None, "none"),
-                       "function_call": (None, "none")}
+UNSUPPORTED_IN_CHAT = {"functions": (None, []), "function_call": (None, "none")}  # deprecated for `tools`
 UNSUPPORTED_IN_COMPLETIONS = {"echo": (None, False), "best_of": (None, 1), "suffix": (None, "")}
 
 
@@ -136,8 +144,9 @@ class ChatRequest(Sampling):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    tools: Any = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = None  # function calling (serve/tools.py)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
     functions: Any = None
     function_call: Any = None
     response_format: ResponseFormat | None = None  # text, JSON mode or a JSON schema (serve/response_format.py)
@@ -196,6 +205,7 @@ class Prepared:
     head: dict
     screen: Screen | None
     prompt_chars: int = 0  # a text completion's prompt, in characters: where its answer's text_offset starts
+    tool_calls: bool = False  # a chat answer's <tool_call> blocks come back as tool_calls (serve/tools.py)
 
 
 def refuse_logprobs_when_guarded(screen: Screen | None, params: SamplingParams, model: str) -> None:
@@ -213,7 +223,15 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded), body.logprobs_asked())
     params.grammar = answer_grammar(body.response_format, [m.text() for m in body.messages], loaded.tokenizer,
                                     vocab_size(loaded))
-    prompt_ids = render_prompts(loaded.tokenizer, [[{"role": m.role, "content": m.text()} for m in body.messages]])[0]
+    tools = tool_specs(body.tools, body.tool_choice)
+    if tools is not None and body.tool_choice != "none":
+        if params.grammar is not None:
+            raise APIError(400, "Send either 'response_format' (a JSON answer) or 'tools' (calls), not both, or set "
+                                "'tool_choice' to 'none'.", param="response_format", code="invalid_value")
+        params.grammar = calls_grammar(tools, body.tool_choice, body.parallel_tool_calls, loaded.tokenizer,
+                                       vocab_size(loaded))
+    messages = as_plain_messages([m.as_dict() for m in body.messages], tools)
+    prompt_ids = render_prompts(loaded.tokenizer, [messages])[0]
     check_context(loaded, prompt_ids, params)
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
             "system_fingerprint": None}
@@ -221,7 +239,7 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     refuse_logprobs_when_guarded(screen, params, body.model)
     if screen is not None:
         screen.check_prompt([m.text() for m in body.messages], param="messages")
-    return Prepared(loaded, prompt_ids, params, head, screen)
+    return Prepared(loaded, prompt_ids, params, head, screen, tool_calls=parses_calls(tools, body.tool_choice))
 
 
 def prepare_completion(request: Request, key: str, body: CompletionRequest) -> Prepared:
@@ -370,9 +388,18 @@ async def chat_completions(request: Request, body: ChatRequest, key: ApiKey = De
 
 def chat_completion_object(prepared: Prepared, answers: list[Answer], usage: Usage) -> dict:
     tokenizer = prepared.loaded.tokenizer
-    choices = [{"index": i, "message": {"role": "assistant", "content": answer.text, "refusal": None},
-                "logprobs": None if answer.logprobs is None else chat_logprobs(tokenizer, answer.logprobs),
-                "finish_reason": answer.finish_reason} for i, answer in enumerate(answers)]
+    choices = []
+    for i, answer in enumerate(answers):
+        message = {"role": "assistant", "content": answer.text, "refusal": None}
+        finish_reason = answer.finish_reason
+        if prepared.tool_calls:
+            content, calls = parse_answer(answer.text)
+            if calls:
+                message = {**message, "content": content, "tool_calls": tool_call_objects(calls)}
+                finish_reason = "tool_calls"
+        choices.append({"index": i, "message": message,
+                        "logprobs": None if answer.logprobs is None else chat_logprobs(tokenizer, answer.logprobs),
+                        "finish_reason": finish_reason})
     return {**prepared.head, "object": "chat.completion", "choices": choices, "usage": usage_object(usage)}
 
 
@@ -385,13 +412,26 @@ async def chat_stream(prepared: Prepared, usage: Usage, include_usage: bool) -> 
                   "finish_reason": finish_reason}
         return sse({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
 
+    # with tools, each choice's text passes a splitter: text before a call streams, calls come whole at the end
+    splitters = [AnswerSplitter() if prepared.tool_calls else None for _ in range(prepared.params.n)]
     for index in range(prepared.params.n):
         yield chunk(index, {"role": "assistant", "content": ""}, None)
     async for delta in answer_deltas(prepared, usage):
-        if delta.text or delta.logprobs:
-            yield chunk(delta.index, {"content": delta.text}, None, delta.logprobs)
+        splitter = splitters[delta.index]
+        text = delta.text if splitter is None else splitter.feed(delta.text)
+        if text or delta.logprobs:
+            yield chunk(delta.index, {"content": text}, None, delta.logprobs)
         if delta.finish_reason:
-            yield chunk(delta.index, {}, delta.finish_reason)
+            finish_reason = delta.finish_reason
+            if splitter is not None:
+                rest, calls = splitter.finish()
+                if rest:
+                    yield chunk(delta.index, {"content": rest}, None)
+                if calls:
+                    objects = [{"index": k, **call} for k, call in enumerate(tool_call_objects(calls))]
+                    yield chunk(delta.index, {"tool_calls": objects}, None)
+                    finish_reason = "tool_calls"
+            yield chunk(delta.index, {}, finish_reason)
     if include_usage:
         yield sse({**head, "choices": [], "usage": usage_object(usage)})
     yield sse("[DONE]")
