@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tunesmith.data import tool_rows
+from tunesmith.models.tool_calls import as_plain_messages, tool_spec
+
 ROLES = ("system", "user", "assistant")
 MESSAGE_KEYS = ("role", "content", "weight", "name")  # `name` is accepted (OpenAI allows it) and dropped
+TOOL_MESSAGE_KEYS = MESSAGE_KEYS + ("tool_calls", "tool_call_id")  # chat rows: function calling (data/tool_rows.py)
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "ai": "assistant"}
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 SHAREGPT_KEYS = ("from", "value")
 ROW_KEYS = {
-    "chat": ("messages",),
+    "chat": ("messages", "tools", "parallel_tool_calls"),
     "instruction": ("instruction", "input", "output"),
     "prompt_completion": ("prompt", "completion"),
     "sharegpt": ("conversations",),
@@ -223,8 +227,10 @@ def _format_hint(row_format: Format) -> str:
 
 def _row_problems(data: dict, row_format: Format) -> list[tuple[str, str, str]]:
     problems = _key_problems(data, ROW_KEYS[row_format], REQUIRED_KEYS[row_format], prefix="")
+    if row_format == "chat":
+        problems += tool_rows.tools_problems(data)
     if row_format == "chat" and "messages" in data:
-        problems += _messages_problems(data["messages"])
+        problems += _messages_problems(data["messages"], tool_rows.tool_names(data))
     elif row_format == "instruction":
         problems += _string_problems(data, "instruction", allow_empty=False)
         problems += _string_problems(data, "input", allow_empty=True)
@@ -265,23 +271,34 @@ def _string_problems(data: dict, key: str, allow_empty: bool, prefix: str = "") 
     return []
 
 
-def _messages_problems(messages: Any) -> list[tuple[str, str, str]]:
+def _messages_problems(messages: Any, tool_names: set[str] | None = None) -> list[tuple[str, str, str]]:
+    """A chat row's turns; they may call the row's tools (`tool_names`, None when it lists none) and hold their
+    results (data/tool_rows.py)."""
     if not isinstance(messages, list):
         return [("messages", f"expected a list of messages, got {_type_name(messages)}", 'write "messages": [{"role": ..., "content": ...}, ...]')]
     problems = []
     for index, message in enumerate(messages):
-        problems += _message_problems(index, message)
+        problems += _message_problems(index, message, tools=True, tool_names=tool_names)
     problems += _turn_order_problems(messages)
+    problems += tool_rows.tool_turn_problems(messages)
     return problems
 
 
-def _message_problems(index: int, message: Any, key: str = "messages") -> list[tuple[str, str, str]]:
+def _message_problems(index: int, message: Any, key: str = "messages", tools: bool = False,
+                      tool_names: set[str] | None = None) -> list[tuple[str, str, str]]:
+    """One turn; with `tools` (chat rows), also `tool` turns and assistant `tool_calls` (then content is optional)."""
     prefix = f"{key}[{index}]."
     if not isinstance(message, dict):
         return [(f"{key}[{index}]", f"expected an object, got {_type_name(message)}", 'write {"role": ..., "content": ...}')]
-    problems = _key_problems(message, MESSAGE_KEYS, ("role", "content"), prefix)
     role = message.get("role")
-    if "role" in message and role not in ROLES:
+    calls = tools and "tool_calls" in message
+    problems = _key_problems(message, TOOL_MESSAGE_KEYS if tools else MESSAGE_KEYS,
+                             ("role",) if calls else ("role", "content"), prefix)
+    if calls:
+        problems += tool_rows.tool_calls_problems(prefix, role, message["tool_calls"], tool_names)
+        if message.get("content") is None:  # a turn that only calls
+            return problems + (_weight_problems(prefix, role, message["weight"]) if "weight" in message else [])
+    if "role" in message and role not in ROLES and not (tools and role == "tool"):
         alias = ROLE_ALIASES.get(str(role).lower()) if isinstance(role, str) else None
         hint = f"use one of {', '.join(ROLES)}" + (f" ('{alias}' here?)" if alias else "")
         problems.append((f"{prefix}role", f"unknown role {role!r}", hint))
@@ -401,6 +418,9 @@ def _to_record(row: _Row, row_format: Format) -> Record:
         messages = [{"role": SHAREGPT_ROLES[turn["from"]], "content": turn["value"]} for turn in data["conversations"]]
         return Record(row.line, "chat", messages, None)
     messages = [{key: value for key, value in m.items() if key != "name"} for m in data["messages"]]
+    if "tools" in data or any("tool_calls" in m or m["role"] == "tool" for m in messages):
+        # function calling as the text serving reads and writes (models/tool_calls.py)
+        messages = as_plain_messages(messages, [tool_spec(tool["function"]) for tool in data.get("tools") or []])
     return Record(row.line, "chat", messages, None)
 
 

@@ -3,7 +3,7 @@
 The same value gets the same placeholder everywhere in a file (`<EMAIL_1>` on line 3 is `<EMAIL_1>` on line
 900), so a conversation that names one person twice still reads as one person talking about one person.
 Only the text a model trains on changes: message `content` (and the `text` of content parts),
-`instruction`/`input`/`output`, `prompt`/`completion`, ShareGPT `value`s and `text`; keys, roles and weights
+`instruction`/`input`/`output`, `prompt`/`completion`, ShareGPT `value`s, `text` and tool calls' `arguments`; keys, roles and weights
 stay, and a JSONL row without findings is written back byte for byte. Any other file is plain text. The report says what was replaced where
 (line, field, kind, placeholder), never the data itself.
 """
@@ -23,7 +23,8 @@ from tunesmith.data.pii import PiiFinding, find_pii
 from tunesmith.data.person_names import NameDetector, name_detector
 
 CONTENT_KEYS = ("content", "text", "instruction", "input", "output", "prompt", "completion", "value",  # + ShareGPT turns
-                "chosen", "rejected")  # + TRL preference rows
+                "chosen", "rejected",  # + TRL preference rows
+                "arguments")  # + a tool call's arguments (a JSON string: placeholders hold no quote or backslash)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
