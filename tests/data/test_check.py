@@ -92,6 +92,18 @@ def test_exact_and_near_duplicates_are_warned(tmp_path):
     assert report.ok
 
 
+def test_a_shared_system_prompt_makes_no_near_duplicates_and_still_counts_for_exact_ones(tmp_path):
+    def with_system(system, user, assistant):
+        return {"messages": [{"role": "system", "content": system}] + chat(user, assistant)["messages"]}
+
+    rows = [with_system(PARAGRAPH, "Symbol of gold?", "Au."), with_system(PARAGRAPH, "Symbol of iron?", "Fe."),
+            with_system(PARAGRAPH, "Symbol of tin?", "Sn."), with_system(PARAGRAPH, "Symbol of tin?", "Sn."),
+            with_system("Be brief.", "Symbol of tin?", "Sn.")]
+    report = check_data(write_jsonl(tmp_path / "train.jsonl", rows))
+    kinds = {w.kind: [loc.line for loc in w.locations] for w in report.warnings}
+    assert kinds == {"duplicate": [3, 4], "near_duplicate": [3, 5]}  # the system prompt alone is no near-duplicate
+
+
 def test_leakage_between_train_and_valid_names_both_lines(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", [chat("Symbol of iron?", "Fe."), {"messages": GOLD}, chat("Explain the table.", PARAGRAPH)])
     valid = write_jsonl(tmp_path / "valid.jsonl", [chat("Explain the table!", PARAGRAPH + " Thanks!"), {"messages": GOLD}])

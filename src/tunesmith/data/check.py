@@ -153,18 +153,23 @@ def _summary(role: Literal["train", "valid"], file: LoadedFile) -> FileSummary:
 
 def _duplicate_warnings(files: list[LoadedFile]) -> list[DataWarning]:
     """Exact and near duplicates within each file, and rows shared between train and valid (leakage)."""
-    items = [(index, record.line, normalize_record_content(record)) for index, file in enumerate(files) for record in file.records]
-    return _content_warnings(items, [str(file.path) for file in files], "identical content")
+    records = [(index, record) for index, file in enumerate(files) for record in file.records]
+    items = [(index, record.line, normalize_record_content(record)) for index, record in records]
+    near = [normalize_record_content(record, system=False) for _, record in records]
+    return _content_warnings(items, [str(file.path) for file in files], "identical content", near)
 
 
-def _content_warnings(items: list[tuple[int, int, str]], names: list[str], identical: str) -> list[DataWarning]:
-    """`items` are (file index, line, normalized content): exact and near duplicates, within files and across."""
+def _content_warnings(items: list[tuple[int, int, str]], names: list[str], identical: str,
+                      near: list[str] | None = None) -> list[DataWarning]:
+    """`items` are (file index, line, normalized content): exact and near duplicates, within files and across;
+    `near`, when given, is the content to compare for near duplicates (per item)."""
+    near = near if near is not None else [content for _, _, content in items]
     groups = exact_groups([content for _, _, content in items])
     warnings = []
     for group in groups:
         warnings += _group_warnings([items[i][:2] for i in group], names, "duplicate", "leakage", identical)
     first_of_each = [group[0] for group in groups] + _singletons(len(items), groups)
-    clusters = near_duplicate_clusters([items[i][2] for i in first_of_each])
+    clusters = near_duplicate_clusters([near[i] for i in first_of_each])
     for cluster, similarity in clusters:
         members = [items[first_of_each[i]][:2] for i in cluster]
         warnings += _group_warnings(members, names, "near_duplicate", "near_leakage", f"≥{similarity:.0%} shared word 3-grams")

@@ -22,13 +22,16 @@ _SHINGLE_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E377
 _BAND_MIX = np.array([0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x27D4EB2F165667C5], dtype=np.uint64)
 
 
-def normalize_record_content(record: Record) -> str:
+def normalize_record_content(record: Record, system: bool = True) -> str:
     """Lowercased, whitespace-collapsed content; chat roles are kept so a question is not its answer.
 
     Punctuation is kept (unlike `phrasings.normalize_wording`): an exact duplicate is the same text,
-    not merely the same words; near duplicates are what the 3-gram comparison is for.
+    not merely the same words; near duplicates are what the 3-gram comparison is for. `system=False` leaves the
+    system turns out: a system prompt that every row shares (a brand's instructions, the tools a row may call)
+    would make any two short rows near duplicates.
     """
-    body = record.text if record.kind == "text" else "\n".join(f"{m['role']}: {m['content']}" for m in record.messages)
+    body = record.text if record.kind == "text" else "\n".join(
+        f"{m['role']}: {m['content']}" for m in record.messages if system or m["role"] != "system")
     return " ".join(body.lower().split())
 
 
