@@ -147,11 +147,23 @@ class StyleTask(Strict):
     limit: Limit = None
 
 
-Task = Annotated[Union[QATask, ChoiceTask, ClassifyTask, LossTask, GeneralTask, SpeedTask, PreferenceTask, StyleTask],
-                 Field(discriminator="kind")]
+class ToolCallTask(Strict):
+    """Function calling (evaluate/tool_calls.py). Items: {id, messages, tools, expected: [{name, arguments}]}: the
+    conversation so far and the tools offered, as OpenAI's API takes them, and the calls its next turn should make
+    ([]: answer without calling). The model answers as `tunesmith serve` does with tool_choice "auto"."""
+
+    kind: Literal["tool_calls"]
+    name: TaskName
+    data: DataPath
+    limit: Limit = None
+
+
+Task = Annotated[Union[QATask, ChoiceTask, ClassifyTask, LossTask, GeneralTask, SpeedTask, PreferenceTask, StyleTask,
+                       ToolCallTask], Field(discriminator="kind")]
 TASK_TYPES: dict[str, type[BaseModel]] = {
     "qa": QATask, "multiple_choice": ChoiceTask, "classification": ClassifyTask,
     "loss": LossTask, "general": GeneralTask, "speed": SpeedTask, "preference": PreferenceTask, "style": StyleTask,
+    "tool_calls": ToolCallTask,
 }
 
 # +1: higher is better, -1: lower is better. Gates may name only these.
@@ -165,6 +177,7 @@ KIND_METRICS: dict[str, dict[str, int]] = {
     "speed": {"latency_ms_p50": -1, "latency_ms_p95": -1, "tokens_per_s": 1, "batch_tokens_per_s": 1},
     "preference": {"reward_accuracy": 1, "margin": 1},
     "style": {"share": 1, "judge_accuracy": 1},
+    "tool_calls": {"accuracy": 1, "name_accuracy": 1, "call_rate": 1, "false_call_rate": -1},
 }
 
 

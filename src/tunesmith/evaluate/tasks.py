@@ -30,8 +30,9 @@ from tunesmith.evaluate.multilabel import (
 from tunesmith.evaluate.preference import load_pairs, pair_logps, preference_rows, preference_scores, reference_logps
 from tunesmith.evaluate.suite import (
     ChoiceTask, ClassifyTask, Decoding, GeneralTask, LossTask, PreferenceTask, QATask, SpeedTask, StyleTask,
-    SuiteError, Task,
+    SuiteError, Task, ToolCallTask,
 )
+from tunesmith.evaluate.tool_calls import check_items, tool_call_metrics, tool_call_rows
 from tunesmith.models.classifier import Classifier
 from tunesmith.models.generate import generate_answers, generate_token_ids
 
@@ -290,6 +291,13 @@ def run_style(task: StyleTask, model, tokenizer, decoding: Decoding, progress: b
                    {"n": len(rows), "label": task.label, "judge_texts": len(texts)}, rows)
 
 
+def run_tool_calls(task: ToolCallTask, model, tokenizer, decoding: Decoding, progress: bool) -> TaskRun:
+    items = read_jsonl(task.data, task.limit)
+    check_items(task.data, items)
+    rows = tool_call_rows(items, model, tokenizer, decoding.max_new_tokens, decoding.rows, decoding.system, progress)
+    return TaskRun(tool_call_metrics(rows), {"n": len(rows), "calls_due": sum(row["due"] for row in rows)}, rows)
+
+
 RUNNERS = {"qa": run_qa, "multiple_choice": run_choice, "classification": run_classification,
-           "loss": run_loss, "speed": run_speed, "style": run_style}
+           "loss": run_loss, "speed": run_speed, "style": run_style, "tool_calls": run_tool_calls}
 COMPARED = {"general": run_general, "preference": run_preference}  # these take the reference run too
