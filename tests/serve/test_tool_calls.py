@@ -1,6 +1,7 @@
 """Function calling: the text format training and serving share, the streamed splitter, and the API through the
 official client (tool_choice required / named / auto / none, parallel calls, tool results in the conversation)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,7 @@ from tunesmith.models.chat import render_prompts
 from tests.tiny import tiny_model, tiny_tokenizer
 from tunesmith.models.tool_calls import AnswerSplitter, ToolCall, as_plain_messages, parse_answer, tool_spec
 
+REPO = Path(__file__).resolve().parents[2]
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"enum": ["Oslo", "Paris", "Lima"]},
@@ -161,3 +163,18 @@ def test_bad_tool_requests_are_400s_naming_the_field(api, tiny_model_dir, more, 
     with pytest.raises(openai.BadRequestError, match=says) as raised:
         client_for(api).chat.completions.create(**body)
     assert raised.value.param == param
+
+
+def test_a_function_calling_training_file_is_accepted_and_a_bad_call_refused_by_line(api):
+    rows = [json.loads(line) for line in (REPO / "examples/tools/train.jsonl").read_text().splitlines()[:5]]
+
+    def checked(rows) -> dict:
+        stored = client_for(api).files.create(file=("train.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()),
+                                              purpose="fine-tune")
+        return api.get(f"/ui/api/files/{stored.id}/check").json()  # waits for the full check, as the web UI does
+
+    assert checked(rows)["status"] == "processed"
+    rows[2]["messages"][1]["tool_calls"][0]["function"]["name"] = "lookup_elements"
+    refused = checked(rows)
+    assert refused["status"] == "error" and "line 3" in refused["status_details"]
+    assert "lookup_elements" in refused["status_details"]
