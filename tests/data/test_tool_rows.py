@@ -23,6 +23,10 @@ ROW = {"messages": [{"role": "user", "content": "Weather in Oslo?"},
 def test_a_calling_row_trains_the_call_and_the_answer_not_the_tool_result(tmp_path, tokenizer):
     loaded = load_file(write_jsonl(tmp_path / "train.jsonl", [ROW]))
     assert loaded.errors == [] and loaded.format == "chat"
+    for content in ("", None):  # a calling turn's content may be empty or null, as OpenAI writes it
+        row = json.loads(json.dumps(ROW))
+        row["messages"][1]["content"] = content
+        assert load_file(write_jsonl(tmp_path / "empty.jsonl", [row])).errors == []
     (record,) = loaded.records
     assert record.messages == as_plain_messages(ROW["messages"], [tool_spec(TOOLS[0]["function"])])
     example = render_chat(tokenizer, record.messages, max_length=4096)

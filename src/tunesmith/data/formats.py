@@ -296,11 +296,11 @@ def _message_problems(index: int, message: Any, key: str = "messages", tools: bo
                              ("role",) if calls else ("role", "content"), prefix)
     if calls:
         problems += tool_rows.tool_calls_problems(prefix, role, message["tool_calls"], tool_names)
-        if message.get("content") is None:  # a turn that only calls
+        if not message.get("content"):  # a turn that only calls (content null, absent or "")
             return problems + (_weight_problems(prefix, role, message["weight"]) if "weight" in message else [])
     if "role" in message and role not in ROLES and not (tools and role == "tool"):
         alias = ROLE_ALIASES.get(str(role).lower()) if isinstance(role, str) else None
-        hint = f"use one of {', '.join(ROLES)}" + (f" ('{alias}' here?)" if alias else "")
+        hint = f"use one of {', '.join(ROLES + (('tool',) if tools else ()))}" + (f" ('{alias}' here?)" if alias else "")
         problems.append((f"{prefix}role", f"unknown role {role!r}", hint))
     if isinstance(message.get("content"), list):
         problems.append((f"{prefix}content", "expected a string, got list", "join the text parts into one string"))
