@@ -97,6 +97,35 @@ def test_the_calls_grammar_takes_one_call_or_several_only_when_parallel(tokenize
         assert (taken == len(ids) and matcher.consume_tokens(ids) and matcher.is_accepting()) == whole, (parallel, text)
 
 
+def test_with_a_response_format_on_auto_the_answer_is_that_json_or_calls(tokenizer, model, api, tiny_model_dir):
+    from tunesmith.models.decoding.constraints import lark_grammar
+    from tunesmith.models.tool_calls import calls_grammar_text
+
+    schema = {"type": "object", "properties": {"temp": {"type": "integer"}}, "required": ["temp"],
+              "additionalProperties": False}
+    text = calls_grammar_text([tool_spec(WEATHER["function"])], True, schema)
+    for answer, whole in [('{"temp":3}', True), (call_block_of("Oslo"), True), ("It is cold.", False),
+                          ('{"temp":"cold"}', False)]:
+        matcher = lark_grammar(text, tokenizer, model.config.vocab_size).start()
+        ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        assert (matcher.validate_tokens(ids) == len(ids) and matcher.consume_tokens(ids)
+                and matcher.is_accepting()) == whole, answer
+    reading = {"type": "json_schema", "json_schema": {"name": "reading", "schema": schema}}
+    choice = client_for(api).chat.completions.create(**asked(tiny_model_dir.name, parallel_tool_calls=False,
+                                                             response_format=reading)).choices[0]
+    assert choice.finish_reason in ("stop", "tool_calls"), choice
+    if choice.message.tool_calls:
+        assert choice.finish_reason == "tool_calls"
+    else:
+        assert isinstance(json.loads(choice.message.content)["temp"], int)
+
+
+def call_block_of(city: str) -> str:
+    from tunesmith.models.tool_calls import call_block
+
+    return call_block("get_weather", {"city": city, "unit": "C"})
+
+
 def test_required_calls_offered_tools_with_valid_arguments_streamed_or_not(api, tiny_model_dir):
     client = client_for(api)
     choice = client.chat.completions.create(**asked(tiny_model_dir.name, tool_choice="required",
@@ -150,7 +179,6 @@ def test_tool_results_in_the_conversation_reach_the_model_as_training_renders_th
     ({"tools": None, "tool_choice": "required"}, "tool_choice", "only allowed when 'tools'"),
     ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice", "no function named 'nope'"),
     ({"tools": [WEATHER, WEATHER]}, "tools", "unique"),
-    ({"tool_choice": "required", "response_format": {"type": "json_object"}}, "response_format", "not both"),
     ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools.0.function.name", "pattern"),
 ])
 def test_bad_tool_requests_are_400s_naming_the_field(api, tiny_model_dir, more, param, says):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 # json.dumps' default separators: the calls a grammar writes are the calls training rendered
 SEPARATORS = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
+COMPACT_JSON = {"whitespace_flexible": False}  # a response_format answer: {"a":1,"b":[2,3]}
 BLOCK = re.compile(re.escape(CALL_OPEN) + r"\s*(.*?)\s*" + re.escape(CALL_CLOSE), re.DOTALL)
 
 
@@ -169,9 +170,12 @@ def calls_schema(tools: list[dict]) -> dict:
     return {**schema, "x-guidance": SEPARATORS}
 
 
-def calls_grammar_text(tools: list[dict], parallel: bool) -> str:
-    """A Lark grammar (llguidance's dialect) for an answer that is only calls: one, or one or more with `parallel`."""
+def calls_grammar_text(tools: list[dict], parallel: bool, or_json: dict | None = None) -> str:
+    """A Lark grammar (llguidance's dialect) for an answer that is only calls: one, or one or more with `parallel`;
+    with `or_json` (a JSON schema), either those calls or compact JSON valid under it."""
     repeat = ' ("\\n" call)*' if parallel else ""
-    return (f"start: call{repeat}\n"
+    either = (f"start: calls | answer\nanswer: %json {json.dumps({**or_json, 'x-guidance': COMPACT_JSON})}\n"
+              if or_json is not None else "start: calls\n")
+    return (either + f"calls: call{repeat}\n"
             f'call: "{CALL_OPEN}\\n" body "\\n{CALL_CLOSE}"\n'
             f"body: %json {json.dumps(calls_schema(tools))}\n")

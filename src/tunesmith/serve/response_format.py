@@ -8,6 +8,7 @@
 
 Both JSON kinds are held to their grammar token by token (models/decoding/constraints.py), strict or not: a
 schema the grammar compiler cannot follow is a 400 naming why, never an answer that quietly ignores part of it.
+With `tools` and tool_choice "auto", the answer is that JSON or calls (serve/tools.py builds the grammar).
 The official client's `chat.completions.parse(response_format=SomePydanticModel)` works unchanged.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunesmith.models.decoding.constraints import Grammar, SchemaError, json_grammar
+from tunesmith.models.decoding.constraints import SchemaError, json_grammar
 from tunesmith.serve.errors import APIError
 
 
@@ -34,24 +35,24 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchema | None = None
 
 
-def answer_grammar(response_format: ResponseFormat | None, messages: list[str], tokenizer,
-                   vocab_size: int) -> Grammar | None:
-    """The grammar a request's answers follow, or None for free text; a 400 for a format that cannot be honoured."""
+def answer_schema(response_format: ResponseFormat | None, messages: list[str], tokenizer,
+                  vocab_size: int) -> dict | None:
+    """The JSON schema a request's answers follow (checked: its grammar compiles), or None for free text; a 400 for
+    a format that cannot be honoured."""
     if response_format is None or response_format.type == "text":
         return None
     if response_format.type == "json_object":
         if not any("json" in text.lower() for text in messages):
             raise APIError(400, "'messages' must contain the word 'json' in some form, to use 'response_format' of "
                                 "type 'json_object'.", param="messages")
-        schema = {"type": "object"}
-    else:
-        if response_format.json_schema is None:
-            raise APIError(400, "Missing required parameter: 'response_format.json_schema'.",
-                           param="response_format.json_schema", code="missing_required_parameter")
-        schema = response_format.json_schema.schema_ if response_format.json_schema.schema_ is not None else {}
+        return {"type": "object"}
+    if response_format.json_schema is None:
+        raise APIError(400, "Missing required parameter: 'response_format.json_schema'.",
+                       param="response_format.json_schema", code="missing_required_parameter")
+    schema = response_format.json_schema.schema_ if response_format.json_schema.schema_ is not None else {}
     try:
-        return json_grammar(schema, tokenizer, vocab_size)
+        json_grammar(schema, tokenizer, vocab_size)  # 1-5 ms: a schema error is named here, not as a tools error
     except SchemaError as error:
-        raise APIError(400, f"Invalid schema for response_format '{response_format.json_schema.name}': {error}"
-                       if response_format.json_schema is not None else f"Invalid response_format: {error}",
+        raise APIError(400, f"Invalid schema for response_format '{response_format.json_schema.name}': {error}",
                        param="response_format", code="invalid_value") from error
+    return schema

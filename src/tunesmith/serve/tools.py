@@ -7,6 +7,7 @@ The conversation reaches the model in the text format training uses (models/tool
 - "required", or {"type": "function", "function": {"name": ...}}: the answer is held to calls of the offered tools
   (or of the named one), each call's arguments valid under its `parameters` schema, one call unless
   `parallel_tool_calls` (models/decoding/constraints.py);
+- "auto" with a `response_format` schema: the answer is that JSON or calls;
 - "none": the tools are shown, nothing is parsed as a call.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tunesmith.models.decoding.constraints import Grammar, SchemaError, lark_grammar
+from tunesmith.models.decoding.constraints import Grammar, SchemaError, json_grammar, lark_grammar
 from tunesmith.models.tool_calls import ToolCall, calls_grammar_text, tool_spec
 from tunesmith.serve.errors import APIError
 
@@ -69,16 +70,22 @@ def parses_calls(specs: list[dict] | None, tool_choice: ToolChoice | None) -> bo
     return specs is not None and tool_choice != "none"
 
 
-def calls_grammar(specs: list[dict], tool_choice: ToolChoice | None, parallel: bool, tokenizer,
-                  vocab_size: int) -> Grammar | None:
-    """The grammar of an answer that must call: None for "auto" and "none"."""
-    if tool_choice in (None, "auto", "none"):
+def answer_grammar(schema: dict | None, specs: list[dict] | None, tool_choice: ToolChoice | None, parallel: bool,
+                   tokenizer, vocab_size: int) -> Grammar | None:
+    """The grammar of a chat answer, or None for free text: calls when tool_choice requires them (the named
+    function's only, then once); with tools on "auto" and a response_format schema, that JSON or calls; the schema
+    alone without tools (or with tool_choice "none")."""
+    calling = parses_calls(specs, tool_choice)
+    if not calling:
+        return None if schema is None else json_grammar(schema, tokenizer, vocab_size)
+    if tool_choice in (None, "auto") and schema is None:
         return None
     if isinstance(tool_choice, NamedToolChoice):
         specs = [spec for spec in specs if spec["function"]["name"] == tool_choice.function.name]
         parallel = False
+    either = schema if tool_choice in (None, "auto") else None  # "required": calls are the answer
     try:
-        return lark_grammar(calls_grammar_text(specs, parallel), tokenizer, vocab_size)
+        return lark_grammar(calls_grammar_text(specs, parallel, either), tokenizer, vocab_size)
     except SchemaError as error:
         raise APIError(400, f"Invalid 'tools': a function's parameters cannot be followed: {error}", param="tools",
                        code="invalid_value") from error

@@ -24,9 +24,7 @@ import numpy as np
 import torch
 
 from tunesmith.models.chat import stop_token_ids
-
-# the JSON's syntax without whitespace: {"a":1,"b":[2,3]}
-COMPACT = {"whitespace_flexible": False}
+from tunesmith.models.tool_calls import COMPACT_JSON as COMPACT  # the JSON's syntax without whitespace: {"a":1}
 
 
 class SchemaError(ValueError):

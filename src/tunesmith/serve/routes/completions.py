@@ -36,8 +36,8 @@ from tunesmith.serve.guard import Screen, screen_for
 from tunesmith.serve.limits import Reservation
 from tunesmith.serve.logprobs import MAX_LEGACY_LOGPROBS, MAX_TOP_LOGPROBS, chat_logprobs, completion_logprobs
 from tunesmith.serve.model_pool import LoadedModel
-from tunesmith.serve.response_format import ResponseFormat, answer_grammar
-from tunesmith.serve.tools import Tool, ToolChoice, calls_grammar, parses_calls, tool_call_objects, tool_specs
+from tunesmith.serve.response_format import ResponseFormat, answer_schema
+from tunesmith.serve.tools import Tool, ToolChoice, answer_grammar, parses_calls, tool_call_objects, tool_specs
 from tunesmith.models.decoding.requests import Delta, SamplingParams, TokenLogprob, Usage
 from tunesmith.serve.routes.models import resolve_served
 
@@ -221,15 +221,11 @@ def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     body.max_tokens = body.max_completion_tokens or body.max_tokens
     loaded = load(request, key, body.model)
     params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded), body.logprobs_asked())
-    params.grammar = answer_grammar(body.response_format, [m.text() for m in body.messages], loaded.tokenizer,
-                                    vocab_size(loaded))
+    schema = answer_schema(body.response_format, [m.text() for m in body.messages], loaded.tokenizer,
+                           vocab_size(loaded))
     tools = tool_specs(body.tools, body.tool_choice)
-    if tools is not None and body.tool_choice != "none":
-        if params.grammar is not None:
-            raise APIError(400, "Send either 'response_format' (a JSON answer) or 'tools' (calls), not both, or set "
-                                "'tool_choice' to 'none'.", param="response_format", code="invalid_value")
-        params.grammar = calls_grammar(tools, body.tool_choice, body.parallel_tool_calls, loaded.tokenizer,
-                                       vocab_size(loaded))
+    params.grammar = answer_grammar(schema, tools, body.tool_choice, body.parallel_tool_calls, loaded.tokenizer,
+                                    vocab_size(loaded))
     messages = as_plain_messages([m.as_dict() for m in body.messages], tools)
     prompt_ids = render_prompts(loaded.tokenizer, [messages])[0]
     check_context(loaded, prompt_ids, params)
