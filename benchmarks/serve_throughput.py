@@ -1,7 +1,8 @@
 """tunesmith serve against its peers on one machine, in one run: generated tokens/s, time to first token.
 
 Run as: nice -n 10 .venv/bin/python benchmarks/serve_throughput.py --threads 2 [--concurrency 16,32,64]
-        [--max-tokens 64] [--sides serve,batch_api,mixed_lora,static_bf16,sequential_bf16,sequential_fp32,llama_cpp]
+        [--max-tokens 64]
+        [--sides serve,serve_schema,batch_api,mixed_lora,static_bf16,sequential_bf16,sequential_fp32,llama_cpp]
         [--out FILE]
 
 Every side runs in a process of its own (started one after another) with the same torch thread count on SmolLM2-135M-Instruct (embedded), the same
@@ -13,6 +14,11 @@ including the stop token (the server's usage.completion_tokens).
                    with its defaults: bf16 weights where the CPU has bf16 matmuls); N streaming requests POSTed to
                    /v1/chat/completions at once, each from its own thread, after one warm-up request. Time: first
                    request sent → last answer received. TTFT: request sent → first content chunk.
+  serve_schema_N   serve_N with every request's answer held to a JSON schema (response_format json_schema
+                   {"answer": string}, models/decoding/constraints.py), after a warm-up request with the schema
+                   (the first one builds llguidance's view of the tokenizer, 0.5 s once per model): `schema_cost`
+                   is 1 - its tokens/s over serve_N's, `schema_seconds_ratio` its wall time over serve_N's. The
+                   answers differ (a JSON answer often ends sooner), so read both beside the decode steps.
   mixed_lora       the engine alone (the batcher, no HTTP) on the served weights: 16 requests on the plain base
                    model vs the same 16 on the base wrapped by peft with two LoRA adapters (r 16, all linear layers,
                    random non-zero B), the requests cycling base / adapter a / adapter b in one batch; the two
@@ -58,7 +64,7 @@ from json_report import emit
 REPO = Path(__file__).resolve().parents[1]
 BASE = "smollm2-135m-instruct"
 PROMPTS = REPO / "examples" / "general" / "prompts.jsonl"
-SIDES = ("serve", "batch_api", "mixed_lora", "static_bf16", "sequential_bf16", "sequential_fp32", "llama_cpp")
+SIDES = ("serve", "serve_schema", "batch_api", "mixed_lora", "static_bf16", "sequential_bf16", "sequential_fp32", "llama_cpp")
 TARGETS = {"serve_16_tokens_per_s": 250, "serve_16_vs_sequential_fp32": 10.0, "ttft_p50_s": 0.5, "ttft_p99_s": 1.5,
            "mixed_lora_cost": 0.20}
 
@@ -98,13 +104,19 @@ def start_server(home: Path, concurrency: int, **settings):
     raise TimeoutError("server did not start")
 
 
-def stream_chat(client, url: str, secret: str, prompt: str, max_tokens: int) -> dict:
+SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
+    "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+    "additionalProperties": False}}}
+
+
+def stream_chat(client, url: str, secret: str, prompt: str, max_tokens: int, response_format: dict | None = None) -> dict:
     """One streamed chat completion: its text, completion tokens and seconds to the first content chunk.
 
     `client` (an httpx.Client) is made before the clock starts, as an application keeps its client: making one
     builds an SSL context, tens of milliseconds of CPU that 16 client threads would add to the server's TTFT."""
     body = {"model": BASE, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": max_tokens,
-            "stream": True, "stream_options": {"include_usage": True}}
+            "stream": True, "stream_options": {"include_usage": True},
+            **({"response_format": response_format} if response_format is not None else {})}
     started, first, text, tokens = time.perf_counter(), None, "", 0
     with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"},
                        timeout=600) as response:
@@ -127,7 +139,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def concurrent_chats(url: str, secret: str, prompts: list[str], max_tokens: int) -> tuple[float, list[dict]]:
+def concurrent_chats(url: str, secret: str, prompts: list[str], max_tokens: int,
+                     response_format: dict | None = None) -> tuple[float, list[dict]]:
     """All prompts streamed at once, one client thread each: (seconds from the first request sent to the last
     answer received, the answers). Runs in a client process of its own, as the server's users are elsewhere."""
     import httpx
@@ -135,7 +148,7 @@ def concurrent_chats(url: str, secret: str, prompts: list[str], max_tokens: int)
     answers: list[dict | None] = [None] * len(prompts)
     clients = [httpx.Client() for _ in prompts]
     threads = [threading.Thread(target=lambda i=i: answers.__setitem__(
-        i, stream_chat(clients[i], url, secret, prompts[i], max_tokens))) for i in range(len(prompts))]
+        i, stream_chat(clients[i], url, secret, prompts[i], max_tokens, response_format))) for i in range(len(prompts))]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -147,8 +160,9 @@ def concurrent_chats(url: str, secret: str, prompts: list[str], max_tokens: int)
     return seconds, answers
 
 
-def run_serve(prompts: list[str], levels: list[int], max_tokens: int) -> dict:
-    """serve_N for each concurrency level N, one server (the model loads once), the clients in another process."""
+def run_serve(prompts: list[str], levels: list[int], max_tokens: int, response_format: dict | None = None,
+              name: str = "serve") -> dict:
+    """{name}_N for each concurrency level N, one server (the model loads once), the clients in another process."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -160,15 +174,18 @@ def run_serve(prompts: list[str], levels: list[int], max_tokens: int) -> dict:
         url, secret, app, server = start_server(Path(home), max(levels))
         try:
             with httpx.Client() as client:
-                stream_chat(client, url, secret, "Hello!", 4)  # loads the model into the pool
+                # loads the model into the pool (and, with a schema, builds llguidance's view of the tokenizer: 0.5 s
+                # once per model, which the first schema request pays; not timed, as for the model's load)
+                stream_chat(client, url, secret, "Hello!", 4, response_format)
             client_process.submit(time.sleep, 0).result()  # the client process is up before the clock starts
             batcher = app.state.pool.loaded[BASE].batcher
             for level in levels:
                 batcher.stats.largest_batch, steps_before, admitted_before = 0, batcher.stats.steps, len(batcher.stats.admitted)
-                seconds, answers = client_process.submit(concurrent_chats, url, secret, prompts[:level], max_tokens).result()
+                seconds, answers = client_process.submit(concurrent_chats, url, secret, prompts[:level], max_tokens,
+                                                         response_format).result()
                 ttfts = [a["ttft"] for a in answers]
                 tokens = sum(a["tokens"] for a in answers)
-                results[f"serve_{level}"] = {
+                results[f"{name}_{level}"] = {
                     **figures(seconds, tokens, level), "ttft_p50_s": round(percentile(ttfts, 0.5), 3),
                     "ttft_p99_s": round(percentile(ttfts, 0.99), 3), "ttft_max_s": round(max(ttfts), 3),
                     "decode_steps": batcher.stats.steps - steps_before, "largest_batch": batcher.stats.largest_batch,
@@ -412,7 +429,9 @@ def run_batch_api(prompts: list[str], max_tokens: int, batch_concurrency: int | 
         headers = {"Authorization": f"Bearer {secret}"}
         try:
             with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
-                stream_chat(client, url, secret, "Hello!", 4)  # loads the model into the pool
+                # loads the model into the pool (and, with a schema, builds llguidance's view of the tokenizer: 0.5 s
+                # once per model, which the first schema request pays; not timed, as for the model's load)
+                stream_chat(client, url, secret, "Hello!", 4, response_format)
                 rows = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
                          "body": {"model": BASE, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
                                   "max_tokens": max_tokens}} for i, prompt in enumerate(prompts)]
@@ -446,9 +465,9 @@ def run_side(side: str, args) -> dict:
     torch.set_num_threads(args.threads)
     levels = [int(n) for n in args.concurrency.split(",")]
     prompts = read_prompts(max(levels + [args.requests]))
-    if side == "serve":
-        served = run_serve(prompts, levels, args.max_tokens)
-        served["texts"] = {f"serve_{level}": served[f"serve_{level}"].pop("texts") for level in levels}
+    if side in ("serve", "serve_schema"):
+        served = run_serve(prompts, levels, args.max_tokens, SCHEMA_FORMAT if side == "serve_schema" else None, side)
+        served["texts"] = {f"{side}_{level}": served[f"{side}_{level}"].pop("texts") for level in levels}
         return served
     if side == "batch_api":
         result = run_batch_api(prompts[: max(levels)], args.max_tokens, args.batch_concurrency)
@@ -514,6 +533,12 @@ def main() -> None:
         report["batch_api"]["same_answers_as_serve"] = f"{sum(a == b for a, b in zip(texts['batch_api'], served))}/{level}"
         report["batch_api"][f"vs_serve_{level}"] = round(report["batch_api"]["generated_tokens_per_s"]
                                                          / report[f"serve_{level}"]["generated_tokens_per_s"], 3)
+    levels = report["settings"]["concurrency"]
+    if all(f"{side}_{level}" in report for side in ("serve", "serve_schema") for level in levels):
+        report["schema_cost"] = {level: round(1 - report[f"serve_schema_{level}"]["generated_tokens_per_s"]
+                                              / report[f"serve_{level}"]["generated_tokens_per_s"], 3) for level in levels}
+        report["schema_seconds_ratio"] = {level: round(report[f"serve_schema_{level}"]["seconds"]
+                                                       / report[f"serve_{level}"]["seconds"], 3) for level in levels}
     if "serve_16" in texts:
         report["same_answers_as"] = {name: f"{sum(a == b for a, b in zip(texts['serve_16'], other))}/{len(other)}"
                                      for name, other in texts.items() if name.startswith("sequential")}
