@@ -68,23 +68,21 @@ def as_plain_messages(messages: list[dict], tools: list[dict] | None) -> list[di
     """OpenAI messages (with `tool_calls` and `tool` turns) and tools as system / user / assistant turns any chat
     template renders. Keys other than role and content (a turn's training weight) are kept."""
     plain: list[dict] = []
-    for message in messages:
+    for i, message in enumerate(messages):
         role = message["role"]
         extra = {key: value for key, value in message.items()
                  if key not in ("role", "content", "tool_calls", "tool_call_id", "name")}
         if role == "tool":
             response = f"<tool_response>\n{message.get('content') or ''}\n</tool_response>"
-            if plain and plain[-1].get("tool_responses"):
+            if i and messages[i - 1]["role"] == "tool":  # results of one turn's calls share one user turn
                 plain[-1]["content"] += "\n" + response
             else:
-                plain.append({"role": "user", "content": response, "tool_responses": True})
+                plain.append({"role": "user", "content": response})
         elif role == "assistant" and message.get("tool_calls"):
             plain.append({"role": "assistant", "content": assistant_text(message.get("content"), message["tool_calls"]),
                           **extra})
         else:
             plain.append({"role": role, "content": message.get("content") or "", **extra})
-    for message in plain:
-        message.pop("tool_responses", None)
     if tools:
         if plain and plain[0]["role"] == "system":
             plain[0] = {**plain[0], "content": f"{plain[0]['content']}\n\n{tools_section(tools)}"}
@@ -127,34 +125,27 @@ class AnswerSplitter:
     `finish`, which parses it."""
 
     def __init__(self):
-        self.held = ""
+        self.held = ""  # what has not been sent: from the first call on, the calls and the whitespace before them
         self.calling = False
-        self.sent = ""
 
     def feed(self, text: str) -> str:
         self.held += text
         if self.calling:
             return ""
-        start = self.held.find(CALL_OPEN)
-        if start >= 0:
-            self.calling = True
-            out = self.held[:start].rstrip()
-            self.held = self.held[len(out):]
-        else:
-            keep = next((n for n in range(min(len(CALL_OPEN) - 1, len(self.held)), 0, -1)
-                         if CALL_OPEN.startswith(self.held[-n:])), 0)
-            out = self.held[: len(self.held) - keep]
-            stripped = out.rstrip()
-            keep += len(out) - len(stripped)
-            out, self.held = stripped, self.held[len(stripped):]
-        self.sent += out
+        end = self.held.find(CALL_OPEN)
+        self.calling = end >= 0
+        if not self.calling:  # a tail that may be the beginning of <tool_call> waits
+            end = len(self.held) - next((n for n in range(min(len(CALL_OPEN) - 1, len(self.held)), 0, -1)
+                                         if CALL_OPEN.startswith(self.held[-n:])), 0)
+        out = self.held[:end].rstrip()  # whitespace before a call waits with it
+        self.held = self.held[len(out):]
         return out
 
     def finish(self) -> tuple[str, list[ToolCall]]:
         """(the text not sent yet, the calls)."""
         if not self.calling:
             return self.held, []
-        content, calls = parse_answer(self.sent + self.held)
+        _, calls = parse_answer(self.held)  # the text sent before the first call does not change the calls
         if not calls:
             return self.held, []
         return "", calls
