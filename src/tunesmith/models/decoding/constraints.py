@@ -72,8 +72,8 @@ def json_grammar(schema: dict, tokenizer, vocab_size: int) -> Grammar:
 
 
 def lark_grammar(lark: str, tokenizer, vocab_size: int) -> Grammar:
-    """A grammar in llguidance's Lark dialect (which embeds JSON schemas as `%json {...}`): the answers of
-    `tool_choice` "required" (models/tool_calls.py)."""
+    """A grammar in llguidance's Lark dialect (which embeds JSON schemas as `%json {...}`): answers that must be tool
+    calls, or calls or a response_format's JSON (models/tool_calls.calls_grammar_text)."""
     return compiled(llguidance.LLMatcher.grammar_from_lark(lark), tokenizer, vocab_size)
 
 
