@@ -439,6 +439,9 @@ def serve(
     guard: Optional[str] = typer.Option(None, help="Screen every model's input, output or both with --moderation-model "
                                         "(registry guards, `tunesmith guard set`, take precedence)."),
     audit_flagged_text: bool = typer.Option(False, help="Keep flagged texts in the audit log (default: categories and scores)."),
+    allow_python_graders: bool = typer.Option(False, envvar="TUNESMITH_ALLOW_PYTHON_GRADERS",
+                                              help="Let the graders/run endpoint run python graders: callers' code, "
+                                                   "with this server's user and files."),
     max_concurrent: int = typer.Option(16, help="Completions one key may have in flight (a key's own limit overrides it)."),
     tokens_per_minute: Optional[int] = typer.Option(None, help="Tokens one key may request per minute (default: no limit)."),
     max_queued_jobs: int = typer.Option(16, help="Fine-tuning jobs one key may have waiting or running."),
@@ -460,7 +463,8 @@ def serve(
         overrides["guard"] = default_guard(guard)
     settings = ServeSettings(home=home, database=database, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                              checkpoint_every=checkpoint_every, retention_days=retention_days, moderation_model=moderation_model,
-                             audit_flagged_text=audit_flagged_text, max_concurrent_requests=max_concurrent,
+                             audit_flagged_text=audit_flagged_text, allow_python_graders=allow_python_graders,
+                             max_concurrent_requests=max_concurrent,
                              tokens_per_minute=tokens_per_minute, max_queued_jobs=max_queued_jobs,
                              max_job_seconds=max_job_hours * 3600, bf16=bf16, **overrides)
     run_server(settings, host, port)

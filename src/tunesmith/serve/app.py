@@ -19,8 +19,8 @@ from tunesmith.serve.file_checks import FileChecks
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.routes import (batches, comparisons, completions, export, files, jobs, lineage, models,
-                                    moderations, preflight, ui)
+from tunesmith.serve.routes import (batches, comparisons, completions, export, files, graders, jobs, lineage,
+                                    models, moderations, preflight, ui)
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
 
@@ -60,7 +60,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
-    for module in (files, jobs, lineage, export, models, completions, moderations, ui, preflight, comparisons, batches):  # lineage, export before models' {id:path}
+    for module in (files, jobs, graders, lineage, export, models, completions, moderations, ui, preflight, comparisons,
+                   batches):  # lineage, export before models' {id:path}
         app.include_router(module.router)
 
     @app.get("/health")

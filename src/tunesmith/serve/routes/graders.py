@@ -1,0 +1,92 @@
+"""/v1/fine_tuning/alpha/graders/validate and /run: OpenAI's grader endpoints over train/graders.py.
+
+validate answers `{"grader": normalized JSON}` (a multi grader's `graders` always as a map name -> grader); run
+grades one `model_sample` against one `item` and answers OpenAI's GraderRunResponse. A bad grader is a 400 whose
+`param` is the field path (grader.graders.exact.operation). A grading failure is not an error response: reward
+0.0 and a flag in metadata.errors — invalid_variable_error (a template reads a field the item or sample lacks),
+python_grader_runtime_error with its details (grade raised), python_grader_server_error with its type (timeout,
+exited), other_error (calculate_output failed for these rewards: a division by zero, log of 0).
+
+A python grader runs the caller's code on this host (train/python_grader.py: a subprocess, not a sandbox), so
+/run refuses it unless the operator started the server with --allow-python-graders; validate only compiles it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from tunesmith.registry.keys import ApiKey
+from tunesmith.serve.auth import calling_key
+from tunesmith.serve.errors import APIError
+from tunesmith.train.graders import Grade, Grader, GraderError, parse_grader, uses_python
+
+router = APIRouter(prefix="/v1/fine_tuning/alpha/graders")
+
+ERROR_FLAGS = ("formula_parse_error", "invalid_variable_error", "model_grader_parse_error",
+               "model_grader_refusal_error", "model_grader_server_error", "other_error", "python_grader_runtime_error",
+               "python_grader_server_error", "sample_parse_error", "truncated_observation_error",
+               "unresponsive_reward_error")
+FLAG_OF_ERROR = {"template": "invalid_variable_error", "formula": "other_error",
+                 "python_runtime": "python_grader_runtime_error", "python_timeout": "python_grader_server_error",
+                 "python_exited": "python_grader_server_error"}
+
+
+class ValidateRequest(BaseModel):
+    grader: dict[str, Any]
+
+
+class RunRequest(BaseModel):
+    grader: dict[str, Any]
+    model_sample: str = Field(description="The answer graded: `sample.output_text` (and `output_json` if it is JSON).")
+    item: dict[str, Any] = Field(default_factory=dict, description="The dataset row: the `item` namespace.")
+
+
+def parsed_grader(spec: dict) -> Grader:
+    try:
+        return parse_grader(spec, "grader")
+    except GraderError as exc:
+        raise APIError(400, str(exc), param=exc.path, code="invalid_value") from None
+
+
+@router.post("/validate")
+def validate_grader(body: ValidateRequest, calling: ApiKey = Depends(calling_key)) -> dict:
+    return {"grader": parsed_grader(body.grader).spec()}
+
+
+@router.post("/run")
+def run_grader(request: Request, body: RunRequest, calling: ApiKey = Depends(calling_key)) -> dict:
+    """Counts against the key's requests in flight (serve/limits.py), like a moderation."""
+    grader = parsed_grader(body.grader)
+    if uses_python(grader) and not request.app.state.settings.allow_python_graders:
+        raise APIError(400, "python graders run the caller's code on the server, and this server does not allow "
+                            "it — grade with string_check, text_similarity or multi, or ask the operator to start "
+                            "it with `tunesmith serve --allow-python-graders`.", param="grader",
+                       code="python_graders_disabled")
+    reservation = request.app.state.limits.admit(calling, 0)
+    try:
+        started = time.perf_counter()
+        grade = grader.grade(body.model_sample, body.item)
+        elapsed = time.perf_counter() - started
+    finally:
+        reservation.release()
+    return run_response(grader, grade, elapsed)
+
+
+def run_response(grader: Grader, grade: Grade, execution_time: float) -> dict:
+    """OpenAI's GraderRunResponse for one grade."""
+    errors: dict[str, Any] = dict.fromkeys(ERROR_FLAGS, False)
+    errors.update(model_grader_server_error_details=None, python_grader_runtime_error_details=None,
+                  python_grader_server_error_type=None)
+    if grade.error is not None:
+        errors[FLAG_OF_ERROR.get(grade.error_type, "other_error")] = True
+        if grade.error_type == "python_runtime":
+            errors["python_grader_runtime_error_details"] = grade.error
+        elif grade.error_type in ("python_timeout", "python_exited"):
+            errors["python_grader_server_error_type"] = grade.error_type.removeprefix("python_")
+    metadata = {"name": grader.name, "type": grader.type, "errors": errors, "execution_time": execution_time,
+                "scores": dict(grade.sub_rewards), "token_usage": None, "sampled_model_name": None}
+    return {"reward": grade.reward, "sub_rewards": dict(grade.sub_rewards), "metadata": metadata,
+            "model_grader_token_usage_per_model": {}}
