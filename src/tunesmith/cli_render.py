@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tunesmith.registry.versions import ScoreHistory
 
 SHOWN = 20  # entries printed per section of a data report; the rest are counted
+SAMPLED_ANSWERS = "No answers in a prompt file: they are sampled from the model during training and scored by the grader."
 
 
 def print_data_report(report: DataReport, console: Console) -> None:
@@ -39,6 +40,8 @@ def print_data_report(report: DataReport, console: Console) -> None:
     if report.preview is not None:
         console.print(Text(f"\nPreview ({report.preview.file}:{report.preview.line}), trained tokens in [[...]]:", style="bold"))
         console.print(_marked_preview(report.preview.text))
+    if _prompts(report):
+        console.print(Text(f"\n{SAMPLED_ANSWERS}", style="bold"))
     if report.ok:
         console.print(Text("\nOK: no errors", style="bold green"))
     else:
@@ -50,12 +53,18 @@ def _files_table(report: DataReport) -> Table:
     for column in ("role", "path", "format", "rows", "valid rows"):
         table.add_column(column, justify="right" if "rows" in column else "left")
     for summary in report.files:
-        row_format = f"{summary.kind} ({summary.format})" if summary.kind in ("preference", "classification") else summary.format
+        row_format = f"{summary.kind} ({summary.format})" if summary.kind in ("preference", "classification", "prompts") else summary.format
         table.add_row(summary.role, Text(summary.path), row_format, str(summary.rows), str(summary.valid_rows))
     return table
 
 
+def _prompts(report: DataReport) -> bool:
+    return any(summary.kind == "prompts" for summary in report.files)
+
+
 def _token_table(report: DataReport) -> Table:
+    if _prompts(report):
+        return _prompt_token_table(report)
     pairs = any(stats.part != "row" for stats in report.token_stats)  # preference files: prompt, chosen, rejected, pair
     table = Table(title=f"Tokens per {'pair part' if pairs else 'row'} (max_length {report.max_length})")
     for column in ("file", *(["part"] if pairs else []), "rows", "min", "median", "p95", "max", "trained tokens", "truncated"):
@@ -63,6 +72,17 @@ def _token_table(report: DataReport) -> Table:
     for stats in report.token_stats:
         numbers = (stats.count, stats.min, f"{stats.median:g}", stats.p95, stats.max, stats.trained_tokens, stats.truncated_rows)
         table.add_row(Text(stats.file), *([stats.part] if pairs else []), *map(str, numbers))
+    return table
+
+
+def _prompt_token_table(report: DataReport) -> Table:
+    """Prompt files: each prompt's tokens as generation starts from it; nothing is trained, so no trained column."""
+    table = Table(title=f"Prompt tokens per row, with the chat template (max_length {report.max_length})")
+    for column in ("file", "rows", "min", "median", "p95", "max", f"skipped (≥ {report.max_length})"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for stats in report.token_stats:
+        numbers = (stats.count, stats.min, f"{stats.median:g}", stats.p95, stats.max, stats.truncated_rows)
+        table.add_row(Text(stats.file), *map(str, numbers))
     return table
 
 

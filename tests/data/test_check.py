@@ -33,11 +33,11 @@ def test_clean_file_is_ok_with_summary(tmp_path):
 
 def test_errors_from_both_files_are_reported_and_make_it_not_ok(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", [{"messages": GOLD}, "{broken", {"messages": [{"role": "bot", "content": "x"}]}])
-    valid = write_jsonl(tmp_path / "valid.jsonl", [{"messages": GOLD[:1]}])
+    valid = write_jsonl(tmp_path / "valid.jsonl", [{"messages": GOLD[1:]}])  # not GOLD[:1]: that file would be prompts
     report = check_data(train, valid)
     assert not report.ok
     located = {(e["file"].rsplit("/", 1)[-1], e["line"], e["field"]) for e in report.errors}
-    assert {("train.jsonl", 2, ""), ("train.jsonl", 3, "messages[0].role"), ("valid.jsonl", 1, "messages")} <= located
+    assert {("train.jsonl", 2, ""), ("train.jsonl", 3, "messages[0].role"), ("valid.jsonl", 1, "messages[0].role")} <= located
     assert report.files[1].valid_rows == 0
 
 
@@ -133,7 +133,7 @@ def test_report_json_round_trips(tmp_path, tokenizer):
 
 def test_file_whose_rows_are_all_short_or_invalid_is_reported_not_crashed(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"oops": 1}\n')
+    path.write_text('{"oops": 1}\n{"messages": [{"role": "user", "content": "hi"}]}\n')  # the other way round it is prompts
     report = check_data(path)
     assert not report.ok and {e["line"] for e in report.errors} == {1, 2}
 

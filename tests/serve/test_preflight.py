@@ -1,5 +1,7 @@
 """The web UI's extension endpoints in-process (no job worker): data check, cost estimate, suites, and the run
 config a job gets (its named suite, or the quick evaluation on its validation file)."""
+import json
+
 import torch
 import yaml
 from fastapi.testclient import TestClient
@@ -138,3 +140,13 @@ def test_two_models_compared_on_a_server_suite_a_before_b_after(api, tmp_path, t
         stopped = again.get(f"/ui/api/comparisons/{left_running.id}").json()
         assert stopped["status"] == "failed" and stopped["error"] == comparisons.INTERRUPTED
         assert [c["id"] for c in again.get("/ui/api/comparisons").json()["data"]] == [left_running.id, started["id"]]
+
+
+def test_data_check_of_a_prompt_file_reports_prompt_tokens_without_a_preview(api, tmp_path, tiny_model_dir):
+    rows = [{"messages": [{"role": "user", "content": f"What is {n} + {n}?"}], "answer": str(2 * n)} for n in range(3)]
+    body = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    report = api.post("/ui/api/data-check", data={"model": tiny_model_dir.name},
+                      files={"file": ("rft.jsonl", body)}).json()
+    assert report["ok"] and report["files"][0]["kind"] == "prompts" and report["preview"] is None
+    (stats,) = report["token_stats"]
+    assert (stats["part"], stats["count"], stats["trained_tokens"]) == ("prompt", 3, 0)

@@ -50,3 +50,13 @@ def test_upload_accepts_classification_rows_and_names_bad_ones(api, tmp_path):
     check = api.get(f"/ui/api/files/{refused.json()['id']}/check", headers=headers).json()  # waits for the check
     assert check["status"] == "error", check
     assert "line 4, text: empty text" in check["status_details"] and "line 5, labels: expected a list" in check["status_details"]
+
+
+def test_upload_of_reinforcement_prompts_is_processed_with_a_prompts_report(api, tmp_path):
+    headers = api.key()
+    rows = [{"messages": [{"role": "user", "content": f"What is {n} + {n}?"}], "answer": str(2 * n)} for n in range(3)]
+    stored = upload(api, headers, write_rows(tmp_path / "rft.jsonl", rows))
+    assert stored.status_code == 200, stored.text
+    check = api.get(f"/ui/api/files/{stored.json()['id']}/check", headers=headers).json()  # waits for the check
+    assert check["status"] == "processed", check
+    assert [(f["kind"], f["path"], f["valid_rows"]) for f in check["report"]["files"]] == [("prompts", "train.jsonl", 3)]

@@ -12,12 +12,17 @@ repeated within a file, prompts shared between train and valid, and both trained
 Classification files ({"text", "label"} or {"text", "labels": [...]}, data/labels.py) get their rows
 validated by `load_labeled_file` (a valid file against the training file's labels), the class balance of
 each file, duplicates and leakage of texts, and token statistics as the classifier tokenizes them.
+
+Prompt files (OpenAI's reinforcement rows: messages ending with the user turn to answer, data/prompts.py) get
+their rows validated by `load_prompt_rows`, prompts repeated within a file or shared with valid, PII in the
+prompts, and the prompt tokens as generation starts from them. Nothing in them is trained on: the answers are
+sampled during training and scored by the job's grader, so there is no trained-token preview.
 """
 from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from math import ceil
 from pathlib import Path
@@ -29,18 +34,21 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data.classification_examples import classification_text
 from tunesmith.data.duplicates import exact_groups, near_duplicate_clusters, normalize_record_content
 from tunesmith.data.labels import LabeledFile, class_balance, load_labeled_file
-from tunesmith.data.formats import LoadedFile, Record, RowError, load_file, loads_row
+from tunesmith.data.formats import LoadedFile, Record, RowError, first_object_row, load_file
 from tunesmith.data.pii import find_pii, masked_snippets
 from tunesmith.data.preference import LoadedPreferences, PreferencePair, load_preferences, pair_token_lengths, render_pair
+from tunesmith.data.prompts import LoadedPrompts, PromptRow, is_prompt_file, load_prompt_rows
 from tunesmith.data.render import TokenizedExample, format_trained_tokens, render_chat, render_text, truncate
+from tunesmith.models.chat import render_prompts
 from tunesmith.models.classifier import encode_texts
 
 
 class FileSummary(BaseModel):
     role: Literal["train", "valid"]
     path: str
-    kind: Literal["chat", "text", "preference", "classification"]
-    format: str  # chat, instruction or text; openai or trl for preference pairs; label or labels for classification
+    kind: Literal["chat", "text", "preference", "classification", "prompts"]
+    format: str  # chat, instruction or text; openai or trl for preference pairs; label or labels for classification;
+    # openai for prompts
     rows: int
     valid_rows: int
 
@@ -79,8 +87,9 @@ class TokenStats(BaseModel):
     median: float
     p95: int  # nearest-rank 95th percentile
     max: int
-    trained_tokens: int  # tokens with a label, after truncation to max_length
-    truncated_rows: int  # preference files: pairs whose longer side exceeds max_length, on the `pair` line
+    trained_tokens: int  # tokens with a label, after truncation to max_length (0 for prompts: nothing is trained)
+    truncated_rows: int  # preference files: pairs whose longer side exceeds max_length, on the `pair` line;
+    # prompt files: prompts at or over max_length, which training skips (no room is left for an answer)
     histogram: list[LengthBin] = []  # at most HISTOGRAM_BINS equal-width bins from min to max
 
 
@@ -123,14 +132,16 @@ def check_data(
     tokenizer: PreTrainedTokenizerBase | None = None,
     max_length: int = 2048,
 ) -> DataReport:
-    """The report for the training file's kind: preference pairs, labelled texts, or chat/instruction/text rows."""
+    """The report for the training file's kind: preference pairs, labelled texts, prompts, or chat/instruction/text rows."""
     if is_preference_file(train_path):
         return check_preferences(train_path, valid_path, tokenizer, max_length)
     if first_row_has(train_path, ("label", "labels")):
         return check_classification(train_path, valid_path, tokenizer, max_length)
+    if is_prompt_file(train_path):
+        return check_prompts(train_path, valid_path, tokenizer, max_length)
     loaded, mixed = {"train": load_file(train_path)}, []
-    if valid_path is not None and is_preference_file(valid_path):
-        mixed = _mixed_kinds(valid_path, "preference pairs", "supervised rows")
+    if valid_path is not None and (is_preference_file(valid_path) or is_prompt_file(valid_path)):
+        mixed = _mixed_kinds(valid_path, kind_name(valid_path), "supervised rows")
     elif valid_path is not None:
         loaded["valid"] = load_file(valid_path)
     report = DataReport(
@@ -138,7 +149,7 @@ def check_data(
         files=[_summary(role, file) for role, file in loaded.items()],
         errors=[asdict(error) for file in loaded.values() for error in file.errors] + mixed,
         warnings=_duplicate_warnings(list(loaded.values())),
-        pii=[entry for file in loaded.values() for entry in _pii_entries(file, _record_text)],
+        pii=[entry for file in loaded.values() for entry in _pii_entries(str(file.path), file.records, _record_text)],
         token_stats=[],
     )
     if tokenizer is not None:
@@ -205,14 +216,14 @@ def _record_text(record: Record) -> str:
     return record.text if record.kind == "text" else "\n".join(m["content"] for m in record.messages)
 
 
-def _pii_entries(file: LoadedFile | LabeledFile, text_of: Callable[[Any], str]) -> list[PiiEntry]:
-    """Each PII finding in the file's valid records (`text_of(record)`: the text a record trains on), masked."""
+def _pii_entries(name: str, records: Iterable[Any], text_of: Callable[[Any], str]) -> list[PiiEntry]:
+    """Each PII finding in a file's valid records (each with a `line`; `text_of(record)`: its text), masked."""
     entries = []
-    for record in file.records:
+    for record in records:
         text = text_of(record)
         findings = find_pii(text)
         for finding, snippet in zip(findings, masked_snippets(text, findings)):
-            entries.append(PiiEntry(file=str(file.path), line=record.line, kind=finding.kind, snippet=snippet))
+            entries.append(PiiEntry(file=name, line=record.line, kind=finding.kind, snippet=snippet))
     return entries
 
 
@@ -286,17 +297,8 @@ def is_preference_file(path: str | Path) -> bool:
 
     Instruction rows also have `input`, but as a string; an unreadable file is not one (load_file reports it).
     """
-    if not Path(path).is_file():
-        return False
-    with open(path, "rb") as handle:
-        for line in handle:
-            try:
-                row = loads_row(line)
-            except ValueError:  # a bad row: validation reports it; the kind comes from the next good one
-                continue
-            if isinstance(row, dict):
-                return any(key in row for key in PREFERENCE_ONLY_KEYS) or isinstance(row.get("input"), dict)
-    return False
+    row = first_object_row(path)
+    return row is not None and (any(key in row for key in PREFERENCE_ONLY_KEYS) or isinstance(row.get("input"), dict))
 
 
 def check_preferences(
@@ -311,7 +313,7 @@ def check_preferences(
         if is_preference_file(valid_path) or not Path(valid_path).is_file():
             loaded["valid"] = load_preferences(valid_path)
         else:
-            mixed = _mixed_kinds(valid_path, "supervised rows", "preference pairs")
+            mixed = _mixed_kinds(valid_path, kind_name(valid_path), "preference pairs")
     files = list(loaded.values())
     report = DataReport(
         max_length=max_length,
@@ -319,7 +321,7 @@ def check_preferences(
                            valid_rows=len(file.pairs)) for role, file in loaded.items()],
         errors=[asdict(error) for file in files for error in file.errors] + mixed,
         warnings=_pair_warnings(files),
-        pii=[entry for file in files for entry in _pair_pii(file)],
+        pii=[entry for file in files for entry in _pii_entries(str(file.path), file.pairs, _pair_text)],
         token_stats=[],
     )
     if tokenizer is not None:
@@ -328,14 +330,24 @@ def check_preferences(
     return report
 
 
+def kind_name(path: str | Path) -> str:
+    """What a file holds, in the words of the error for a validation file of another kind than the training file."""
+    if is_preference_file(path):
+        return "preference pairs"
+    if is_prompt_file(path):
+        return "prompts (rows ending with a user turn)"
+    return "classification rows" if first_row_has(path, ("label", "labels")) else "supervised rows"
+
+
 def _mixed_kinds(valid_path: str | Path, found: str, expected: str) -> list[dict]:
     error = RowError(str(valid_path), 0, "", f"the validation file has {found}, the training file {expected}",
                      "validate with rows of the same kind as training")
     return [asdict(error)]
 
 
-def _prompt_text(pair: PreferencePair) -> str:
-    return " ".join("\n".join(f"{m['role']}: {m['content']}" for m in pair.prompt).lower().split())
+def _prompt_text(messages: list[dict]) -> str:
+    """A prompt as compared for duplicates: each turn's role and content, lower-cased, whitespace collapsed."""
+    return " ".join("\n".join(f"{m['role']}: {m['content']}" for m in messages).lower().split())
 
 
 def _pair_warnings(files: list[LoadedPreferences]) -> list[DataWarning]:
@@ -346,20 +358,14 @@ def _pair_warnings(files: list[LoadedPreferences]) -> list[DataWarning]:
     """
     names = [str(file.path) for file in files]
     pairs = [(index, pair) for index, file in enumerate(files) for pair in file.pairs]
-    by_prompt = [(index, pair.line, _prompt_text(pair)) for index, pair in pairs]
-    whole = [(index, pair.line, f"{_prompt_text(pair)}\n{pair.chosen}\n{pair.rejected}") for index, pair in pairs]
+    by_prompt = [(index, pair.line, _prompt_text(pair.prompt)) for index, pair in pairs]
+    whole = [(index, pair.line, f"{_prompt_text(pair.prompt)}\n{pair.chosen}\n{pair.rejected}") for index, pair in pairs]
     warnings = [w for w in _content_warnings(whole, names, "identical pairs") if w.kind == "duplicate"]
     return warnings + [w for w in _content_warnings(by_prompt, names, "the same prompt") if w.kind in ("leakage", "near_leakage")]
 
 
-def _pair_pii(file: LoadedPreferences) -> list[PiiEntry]:
-    entries = []
-    for pair in file.pairs:
-        text = "\n".join([*(m["content"] for m in pair.prompt), pair.chosen, pair.rejected])
-        findings = find_pii(text)
-        for finding, snippet in zip(findings, masked_snippets(text, findings)):
-            entries.append(PiiEntry(file=str(file.path), line=pair.line, kind=finding.kind, snippet=snippet))
-    return entries
+def _pair_text(pair: PreferencePair) -> str:
+    return "\n".join([*(m["content"] for m in pair.prompt), pair.chosen, pair.rejected])
 
 
 def _add_pair_token_stats(report: DataReport, file: LoadedPreferences, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
@@ -398,17 +404,8 @@ def _add_pair_token_stats(report: DataReport, file: LoadedPreferences, tokenizer
 def first_row_has(path: str | Path, keys: tuple[str, ...]) -> bool:
     """True when the first row that parses as a JSON object has one of `keys` (a bad row is skipped: validation
     reports it)."""
-    if not Path(path).is_file():
-        return False
-    with open(path, "rb") as handle:
-        for line in handle:
-            try:
-                row = loads_row(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                return any(key in row for key in keys)
-    return False
+    row = first_object_row(path)
+    return row is not None and any(key in row for key in keys)
 
 
 def check_classification(
@@ -434,7 +431,7 @@ def check_classification(
         warnings=_content_warnings([(index, record.line, " ".join(classification_text(record).lower().split()))
                                     for index, file in enumerate(files) for record in file.records],
                                    [str(file.path) for file in files], "identical text"),
-        pii=[entry for file in files for entry in _pii_entries(file, classification_text)],
+        pii=[entry for file in files for entry in _pii_entries(str(file.path), file.records, classification_text)],
         token_stats=[],
         class_balance=[_label_balance(file, labels) for file in files],
     )
@@ -470,3 +467,71 @@ def _add_label_token_stats(report: DataReport, file: LabeledFile, tokenizer: Pre
         report.preview = Preview(file=name, line=first.line,
                                  text=f"labels: {', '.join(first.labels) or '(none)'}\n[[{classification_text(first)}]]")
 
+
+
+# --- prompts (reinforcement)
+
+
+def check_prompts(
+    train_path: str | Path,
+    valid_path: str | Path | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    max_length: int = 2048,
+) -> DataReport:
+    """Prompts to sample answers to (data/prompts.py): row errors, repeated and leaked prompts, PII, prompt tokens."""
+    loaded = {"train": load_prompt_rows(train_path)}
+    mixed = []
+    if valid_path is not None:
+        first = first_object_row(valid_path)  # none: an empty, missing or unreadable file, which the loader names
+        if first is None or is_prompt_file(valid_path):
+            loaded["valid"] = load_prompt_rows(valid_path)
+        else:
+            mixed = _mixed_kinds(valid_path, kind_name(valid_path), "prompts (rows ending with a user turn)")
+    files = list(loaded.values())
+    report = DataReport(
+        max_length=max_length,
+        files=[FileSummary(role=role, path=str(file.path), kind="prompts", format="openai", rows=file.row_count,
+                           valid_rows=len(file.rows)) for role, file in loaded.items()],
+        errors=[asdict(error) for file in files for error in file.errors] + mixed,
+        warnings=_prompt_warnings(files),
+        pii=[entry for file in files for entry in _pii_entries(str(file.path), file.rows, _row_prompt_text)],
+        token_stats=[],
+    )
+    if tokenizer is not None:
+        for file in files:
+            _add_prompt_token_stats(report, file, tokenizer, max_length)
+    return report
+
+
+def _row_prompt_text(row: PromptRow) -> str:
+    return "\n".join(m["content"] for m in row.messages)
+
+
+def _prompt_warnings(files: list[LoadedPrompts]) -> list[DataWarning]:
+    """A prompt repeated within a file (sampled and graded that many times as often), and prompts shared between
+    train and valid, exactly or nearly (a valid prompt seen in training measures nothing)."""
+    items = [(index, row.line, _prompt_text(row.messages)) for index, file in enumerate(files) for row in file.rows]
+    warnings = _content_warnings(items, [str(file.path) for file in files], "the same prompt")
+    return [warning for warning in warnings if warning.kind in ("duplicate", "leakage", "near_leakage")]
+
+
+def _add_prompt_token_stats(report: DataReport, file: LoadedPrompts, tokenizer: PreTrainedTokenizerBase,
+                            max_length: int) -> None:
+    """Each prompt as generation starts from it (chat template + generation prompt, models/chat.py); one at or over
+    max_length leaves no room for an answer, and training skips it (train/reinforce.py)."""
+    name, lengths, long_lines = str(file.path), [], []
+    for row in file.rows:
+        try:
+            (ids,) = render_prompts(tokenizer, [row.messages])
+        except ValueError as error:
+            report.errors.append(asdict(RowError(name, row.line, "", f"cannot render: {error}", "use a base model with a standard chat template")))
+            continue
+        lengths.append(len(ids))
+        if len(ids) >= max_length:
+            long_lines.append(row.line)
+    if long_lines:
+        message = (f"{len(long_lines)} prompts in {name} are {max_length} tokens or longer, which leaves no room for an "
+                   f"answer: training skips them: lines {_lines(long_lines)}")
+        report.warnings.append(DataWarning(kind="long_rows", message=message, locations=[Location(file=name, line=line) for line in long_lines]))
+    if lengths:
+        report.token_stats.append(_token_stats(name, lengths, 0, len(long_lines), "prompt"))

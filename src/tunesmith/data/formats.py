@@ -49,6 +49,22 @@ def loads_row(text: str | bytes) -> Any:
         raise json.JSONDecodeError(NESTED_TOO_DEEPLY, "", 0) from None
 
 
+def first_object_row(path: str | Path) -> dict | None:
+    """The first row that parses as a JSON object, which decides a file's kind; None when there is none (or no file).
+    Rows before it that do not parse are skipped: validation reports them."""
+    if not Path(path).is_file():
+        return None
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                row = loads_row(line)
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+                continue
+            if isinstance(row, dict):
+                return row
+    return None
+
+
 @dataclass
 class RowError:
     """One problem in one row; `line` is 1-based, 0 for problems with the whole file."""

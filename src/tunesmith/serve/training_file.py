@@ -1,7 +1,9 @@
-"""An uploaded training file's kind and validation: supervised rows, or classification rows for a moderation model.
+"""An uploaded training file's kind and validation: supervised rows, preference pairs, prompts for a reinforcement
+job, or classification rows for a moderation model.
 
-Supervised files (chat, instruction, prompt-completion, ShareGPT or text rows: data/formats.py) are checked by
-data/check.py. Classification files, whose rows carry `label` or `labels` (data/labels.py), make a job train a
+Supervised files (chat, instruction, prompt-completion, ShareGPT or text rows: data/formats.py), preference pairs
+(data/preference.py) and prompts (OpenAI's reinforcement rows, ending with a user turn: data/prompts.py) are checked
+by data/check.py, whose report names the kind in each file's summary. Classification files, whose rows carry `label` or `labels` (data/labels.py), make a job train a
 classifier. OpenAI's job API has no method for that, so the file's rows decide: a client uploads its labelled file
 and creates the job as usual.
 """
@@ -13,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, computed_field
 
-from tunesmith.data.check import DataReport, check_data
-from tunesmith.data.formats import RowError, loads_row
+from tunesmith.data.check import DataReport, check_data, kind_name
+from tunesmith.data.formats import RowError, first_object_row
 from tunesmith.data.labels import class_balance, load_labeled_file
 
 CLASSIFICATION_KEYS = ("label", "labels")
@@ -22,15 +24,8 @@ CLASSIFICATION_KEYS = ("label", "labels")
 
 def is_classification_file(path: Path) -> bool:
     """True when the first row that parses as a JSON object has `label` or `labels`."""
-    with open(path, "rb") as handle:
-        for line in handle:
-            try:
-                row = loads_row(line)
-            except ValueError:  # a bad row: validation reports it; the kind comes from the next good one
-                continue
-            if isinstance(row, dict):
-                return any(key in row for key in CLASSIFICATION_KEYS)
-    return False
+    row = first_object_row(path)
+    return row is not None and any(key in row for key in CLASSIFICATION_KEYS)
 
 
 class ClassificationFileSummary(BaseModel):
@@ -81,10 +76,10 @@ def check_training_file(train_path: Path, valid_path: Path | None = None) -> Dat
     """The report for the training file's kind; a validation file of the other kind is an error in it."""
     if not is_classification_file(train_path):
         if valid_path is not None and is_classification_file(valid_path):
-            return mixed_kinds(valid_path, "classification rows (label/labels)", "supervised rows")
+            return mixed_kinds(valid_path, "classification rows (label/labels)", kind_name(train_path))
         return check_data(train_path, valid_path)
     if valid_path is not None and not is_classification_file(valid_path):
-        return mixed_kinds(valid_path, "supervised rows", "classification rows (label/labels)")
+        return mixed_kinds(valid_path, kind_name(valid_path), "classification rows (label/labels)")
     return check_classification(train_path, valid_path)
 
 

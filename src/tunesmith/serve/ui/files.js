@@ -25,15 +25,24 @@ function errorTable(errors) {
       <td>${esc(e.message)}</td><td>${esc(e.hint || "")}</td></tr>`).join("")}</tbody></table></div>`;
 }
 
-function tokenTable(stats) {
+function tokenTable(stats, prompts) {  // a prompt file trains no token of its own: no trained column; long prompts are skipped
   return `<div class="scroll"><table><thead><tr><th>File</th><th>Part</th><th>Rows</th><th>Min</th><th>Median</th><th>p95</th><th>Max</th>
-    <th>Trained tokens</th><th>Truncated</th></tr></thead><tbody>${stats.map((t) => `<tr><td>${esc(t.file)}</td><td>${esc(t.part)}</td>
-    <td>${t.count}</td><td>${t.min}</td><td>${t.median}</td><td>${t.p95}</td><td>${t.max}</td><td>${t.trained_tokens}</td>
+    ${prompts ? "" : "<th>Trained tokens</th>"}<th>${prompts ? "Skipped" : "Truncated"}</th></tr></thead><tbody>${stats.map((t) => `<tr><td>${esc(t.file)}</td><td>${esc(t.part)}</td>
+    <td>${t.count}</td><td>${t.min}</td><td>${t.median}</td><td>${t.p95}</td><td>${t.max}</td>${prompts ? "" : `<td>${t.trained_tokens}</td>`}
     <td>${t.truncated_rows}</td></tr>`).join("")}</tbody></table></div>`;
+}
+
+function previewSection(report, prompts) {
+  if (prompts) return "<h4>Answers</h4><p>none in a prompt file: they are sampled from the model during training and scored by the grader</p>";
+  return `<h4>Trained tokens of one row${report.preview ? ` (line ${report.preview.line}; highlighted tokens are trained)` : ""}</h4>
+    ${report.preview ? `<pre class="preview">${previewHtml(report.preview.text)}</pre>` : "<p>none</p>"}`;
 }
 
 export function renderCheck(target, name, report) {
   const stats = report.token_stats || [];
+  const prompts = (report.files || []).some((f) => f.kind === "prompts");  // reinforcement prompts, answered in training
+  const lengths = !report.max_length ? "" : prompts ? ` (prompts of ${report.max_length} tokens or more are skipped)`
+    : ` (rows longer than ${report.max_length} are truncated)`;
   const balance = (report.class_balance || []).map((b) => `${esc(b.file)}: ` + Object.entries(b.counts).map(([k, v]) => `${esc(k)} ${v}`).join(", "));
   target.innerHTML = `<h3>Data check: ${esc(name)} <span class="${report.ok === false || (report.errors || []).length ? "fail" : "pass"}">
       ${(report.errors || []).length ? `${report.errors.length} invalid row(s)` : "ready to train"}</span></h3>
@@ -42,11 +51,10 @@ export function renderCheck(target, name, report) {
     <h4>Warnings</h4>${list(report.warnings, (w) => esc(w.message))}
     <h4>Personal data (PII)</h4>${list(report.pii, (p) => esc(`line ${p.line}: ${p.kind} — ${p.snippet}`))}
     ${balance.length ? `<h4>Class balance</h4>${list(balance, (b) => b)}` : ""}
-    <h4>Token lengths${report.max_length ? ` (rows longer than ${report.max_length} are truncated)` : ""}</h4>
-    ${stats.length ? tokenTable(stats) + `<figure><figcaption>Rows by length in tokens (${esc(stats[0].file)}, ${esc(stats[0].part)})</figcaption>
+    <h4>${prompts ? "Prompt tokens" : "Token lengths"}${lengths}</h4>
+    ${stats.length ? tokenTable(stats, prompts) + `<figure><figcaption>Rows by length in tokens (${esc(stats[0].file)}, ${esc(stats[0].part)})</figcaption>
       <svg id="length-histogram" viewBox="0 0 640 220" role="img" aria-label="token length histogram"></svg></figure>` : "<p>none (the file has no valid rows)</p>"}
-    <h4>Trained tokens of one row${report.preview ? ` (line ${report.preview.line}; highlighted tokens are trained)` : ""}</h4>
-    ${report.preview ? `<pre class="preview">${previewHtml(report.preview.text)}</pre>` : "<p>none</p>"}`;
+    ${previewSection(report, prompts)}`;
   if (stats.length) histogram($("length-histogram"), stats[0].histogram || []);
 }
 
