@@ -134,7 +134,7 @@ def train(
     key: Optional[str] = typer.Option(None, help="With --home: API key id that owns the model (default: the only key)."),
     data: Optional[Path] = typer.Option(None, help="Training data file."),
     valid: Optional[Path] = typer.Option(None, help="Validation data file."),
-    method: Optional[str] = typer.Option(None, help="lora (default) or full: supervised finetuning; dpo: preference pairs (config section dpo); classification: labelled texts (config section classification)."),
+    method: Optional[str] = typer.Option(None, help="lora (default) or full: supervised finetuning; dpo: preference pairs (config section dpo); classification: labelled texts (config section classification); reinforcement: prompts and a grader (config section reinforcement)."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the data."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),

@@ -109,9 +109,27 @@ class DpoConfig(Strict):
     reference: Literal["auto", "precomputed"] = Field("auto", description="The reference model's log-probs: auto = the same weights with the LoRA adapters disabled while the run's adapter starts at zero (no second copy), else precomputed; precomputed = computed once before training into DIR/reference_logps.safetensors and reused on resume.")
 
 
+class ReinforcementConfig(Strict):
+    """Reinforcement finetuning (train.method: reinforcement; GRPO, Shao et al. 2024, as TRL's GRPOTrainer): each step
+    samples `group_size` answers to each of its prompts from the model being trained, scores them with the grader,
+    and raises the log-probability of the answers that score above their group's mean (train/reward_objective.py)."""
+
+    grader: dict[str, Any] | None = Field(None, description="The grader, in OpenAI's grader JSON (string_check, text_similarity, python or multi; train/graders.py): reads the answer as {{ sample.output_text }} and the prompt row's fields as {{ item.<key> }}; required.")
+    group_size: int = Field(8, ge=2, description="Answers sampled per prompt (TRL's num_generations, default 8); each answer's advantage is its reward against its group's.")
+    max_new_tokens: int = Field(256, ge=1, description="Longest sampled answer (TRL's max_completion_length); a longer one is cut there and trained as it stands.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the answers trained on (TRL's default 1.0).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the answers trained on.")
+    beta: float = Field(0.0, ge=0, description="Weight of the per-token KL to the base model (TRL's beta, default 0.0: no reference forward); with LoRA the base is the same weights with the adapters off.")
+    scale_rewards: Literal["group", "none"] = Field("group", description="Advantages: (reward − group mean) / group std (group, GRPO and TRL's default) or not divided (none, as Dr. GRPO).")
+    valid_samples: int = Field(64, ge=1, description="Validation prompts answered greedily at each evaluation (from data.valid); their mean reward is logged as valid_reward, and the validation loss is its negative (so early stopping keeps the best reward).")
+
+
+WEIGHTS_METHODS = ("dpo", "classification", "reinforcement")  # methods whose weights train.weights names
+
+
 class TrainConfig(Strict):
-    method: Literal["lora", "full", "dpo", "classification"] = Field("lora", description="lora / full: supervised finetuning of LoRA adapters (default) or of all weights; dpo: preference tuning on preferred / non-preferred pairs (the dpo section); classification: a label classifier with a head over the base model (the classification section); dpo and classification train the weights train.weights names.")
-    weights: Literal["lora", "full"] | None = Field(None, description="Which weights a dpo or classification run trains: LoRA adapters (None, the default; a classifier's head trains whole) or all; supervised runs say it in train.method.")
+    method: Literal["lora", "full", "dpo", "classification", "reinforcement"] = Field("lora", description="lora / full: supervised finetuning of LoRA adapters (default) or of all weights; dpo: preference tuning on preferred / non-preferred pairs (the dpo section); classification: a label classifier with a head over the base model (the classification section); reinforcement: answers sampled from the model and scored by a grader (the reinforcement section; GRPO); dpo, classification and reinforcement train the weights train.weights names.")
+    weights: Literal["lora", "full"] | None = Field(None, description="Which weights a dpo, classification or reinforcement run trains: LoRA adapters (None, the default; a classifier's head trains whole) or all; supervised runs say it in train.method.")
     epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
@@ -140,12 +158,12 @@ class TrainConfig(Strict):
     @property
     def uses_lora(self) -> bool:
         """LoRA adapters train (method lora, or dpo / classification without weights: full), not all weights."""
-        return self.method == "lora" or (self.method in ("dpo", "classification") and self.weights != "full")
+        return self.method == "lora" or (self.method in WEIGHTS_METHODS and self.weights != "full")
 
     @model_validator(mode="after")
     def _weights_only_with_dpo(self) -> "TrainConfig":
-        if self.weights is not None and self.method not in ("dpo", "classification"):
-            raise ValueError(f"train.weights is for method dpo or classification; a supervised run names its weights in train.method — "
+        if self.weights is not None and self.method not in WEIGHTS_METHODS:
+            raise ValueError(f"train.weights is for method dpo, classification or reinforcement; a supervised run names its weights in train.method — "
                              f"drop train.weights, or set train.method: {self.weights}")
         return self
 
@@ -199,6 +217,7 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     dpo: DpoConfig = DpoConfig()
     classification: ClassificationConfig = ClassificationConfig()
+    reinforcement: ReinforcementConfig = ReinforcementConfig()
     eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
@@ -274,7 +293,7 @@ class RunConfig(Strict):
             self.data.share_prefix = self.data.packing and self.train.method in ("lora", "full")
         if self.data.share_prefix and not self.data.packing:
             raise ValueError("data.share_prefix shares a prefix within packed rows: set data.packing: true, or drop share_prefix")
-        if self.data.share_prefix and self.train.method in ("dpo", "classification"):
+        if self.data.share_prefix and self.train.method in WEIGHTS_METHODS:
             raise ValueError(f"data.share_prefix applies to supervised runs (train.method lora or full); a {self.train.method} "
                              "run packs its examples whole — drop share_prefix")
         return self

@@ -5,11 +5,11 @@ The CLI and the server's job worker call `train_run`; a new method is one recipe
 from __future__ import annotations
 
 from tunesmith.config import RunConfig
-from tunesmith.train import classify, dpo, sft
+from tunesmith.train import classify, dpo, reinforce, sft
 from tunesmith.train.distributed import leave_world
 from tunesmith.train.sft import RunResult
 
-RECIPES = {"dpo": dpo.train, "classification": classify.train}  # any other method (lora / full): supervised finetuning
+RECIPES = {"dpo": dpo.train, "classification": classify.train, "reinforcement": reinforce.train}  # any other method (lora / full): supervised finetuning
 
 
 def train_run(config: RunConfig, **options) -> RunResult:

@@ -31,11 +31,11 @@ class RecordingBatch(RunningBatch):
 
     def __init__(self, tokenizer, end_ids: set[int]):
         super().__init__(tokenizer, end_ids)
-        self.generated: dict[int, list[int]] = {}  # id(request) → its tokens so far
+        self.generated: dict[tuple[int, int], list[int]] = {}  # (id(request), choice) → its tokens so far
 
     def advance(self, rows: list[Row], tokens: list[int], first: int, logprobs=None) -> None:
         for row, token in zip(rows, tokens):
-            self.generated.setdefault(id(row.request), []).append(token)
+            self.generated.setdefault((id(row.request), row.index), []).append(token)
         super().advance(rows, tokens, first, logprobs)
 
 
@@ -48,17 +48,34 @@ def greedy_token_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens:
     a quarter of them are free (or nothing else waits): each admission is a prefill pass of its own.
     `on_finished(n)`: after each step, how many prompts are answered. `grammar`: what every answer must be
     (models/decoding/constraints.py), each row following its own copy."""
-    batch = RecordingBatch(tokenizer, set(stop_token_ids(tokenizer)))
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, grammar=grammar)
-    requests = [GenerationRequest(list(prompt), params, None, Usage()) for prompt in prompts]
+    answers = answer_token_ids(model, tokenizer, prompts, [params] * len(prompts), max_rows, on_finished)
+    return [choices[0] for choices in answers]
+
+
+@torch.inference_mode()
+def answer_token_ids(model, tokenizer, prompts: list[list[int]], params: list[SamplingParams], max_rows: int = 32,
+                     on_finished: Callable[[int], None] | None = None) -> list[list[list[int]]]:
+    """Each prompt's `params[i].n` answers (new token ids through the first stop token), in input order. A sampling
+    request draws from its own generator (seeded by `params[i].seed`), so its answers do not depend on which other
+    prompts share its batch; its n choices share one prefill. Rows as in `greedy_token_ids`."""
+    batch = RecordingBatch(tokenizer, set(stop_token_ids(tokenizer)))
+    requests = [GenerationRequest(list(prompt), given, None, Usage()) for prompt, given in zip(prompts, params)]
     waiting = deque(requests)
     refill_at = max(1, max_rows // 4)
     while waiting or len(batch):
         room = max_rows - len(batch)
-        if waiting and (room >= refill_at or room >= len(waiting) or not len(batch)):
-            batch.admit(model, [waiting.popleft() for _ in range(min(room, len(waiting)))])
+        if waiting and (room >= refill_at or room >= sum(r.params.n for r in waiting) or not len(batch)):
+            admitted, rows = [], 0
+            # whole requests (a request's n rows join together), as many as fit; one at least into an empty batch
+            while waiting and (rows + waiting[0].params.n <= room or not (admitted or len(batch))):
+                rows += waiting[0].params.n
+                admitted.append(waiting.popleft())
+            if admitted:
+                batch.admit(model, admitted)
         if len(batch):
             batch.step(model)
         if on_finished is not None:
             on_finished(len(requests) - len(waiting) - len({id(row.request) for row in batch.rows}))
-    return [batch.generated[id(request)] for request in requests]
+    return [[batch.generated.get((id(request), choice), []) for choice in range(request.params.n)]
+            for request in requests]
