@@ -86,7 +86,7 @@ def test_method_and_file_mismatches_are_400s_that_name_the_line(api, tmp_path, t
     assert "method.dpo.hyperparameters" in error_of(
         create(api, model=base, training_file=pairs, method={"type": "dpo"}, **hyper), "hyperparameters")
     error_of(create(api, model=base, training_file=pairs, method={"type": "dpo", "supervised": hyper}), "method.supervised")
-    error_of(create(api, model=base, training_file=pairs, method={"type": "reinforcement"}), "method.type")
+    error_of(create(api, model=base, training_file=pairs, method={"type": "grpo"}), "method.type")
     bad_beta = {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}}
     message = error_of(create(api, model=base, training_file=pairs, method=bad_beta), "method.dpo.hyperparameters.beta")
     assert 'must be > 0 and <= 2, or "auto"' in message

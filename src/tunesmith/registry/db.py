@@ -130,8 +130,9 @@ ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the fi
     ("files", "sha256"): "TEXT",  # the stored content's digest: lineage and erasure find models by it
     ("api_keys", "pii_policy"): "TEXT NOT NULL DEFAULT 'refuse'",  # what an upload with personal data gets
     ("jobs", "integrations"): "TEXT",  # the job's OpenAI `integrations`, as sent
-    ("jobs", "method"): "TEXT NOT NULL DEFAULT 'supervised'",  # OpenAI's method.type: supervised or dpo
+    ("jobs", "method"): "TEXT NOT NULL DEFAULT 'supervised'",  # OpenAI's method.type: supervised, dpo or reinforcement
     ("jobs", "suite"): "TEXT",  # the evaluation suite (HOME/suites/NAME.yaml) the job names; None = quick evaluation
+    ("jobs", "grader"): "TEXT",  # a reinforcement job's grader (OpenAI's grader JSON, as checked); None otherwise
     ("api_keys", "scope"): "TEXT NOT NULL DEFAULT 'fine-tune'",  # what the key may do (registry/keys.py SCOPES)
     ("api_keys", "max_concurrent"): "INTEGER",  # per-key limits; NULL = the server's default (serve/limits.py)
     ("api_keys", "tokens_per_minute"): "INTEGER",

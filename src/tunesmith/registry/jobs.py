@@ -49,29 +49,31 @@ class Job:
     finished_at: int | None
     metadata: dict | None
     integrations: list | None  # OpenAI's `integrations` as the client sent them (recorded, see routes/jobs.py)
-    method: str  # OpenAI's method.type: supervised or dpo
+    method: str  # OpenAI's method.type: supervised, dpo or reinforcement
     suite: str | None = None  # extension: the evaluation suite run after training (serve/suites.py)
+    grader: dict | None = None  # a reinforcement job's grader (train/graders.py), as checked when it was created
 
 
 def _job(row) -> Job:
     data = dict(row)
-    for key in ("hyperparameters", "error", "metadata", "integrations"):
+    for key in ("hyperparameters", "error", "metadata", "integrations", "grader"):
         data[key] = json.loads(data[key]) if data[key] else None
     return Job(**data)
 
 
 def create_job(db: Database, owner: str, model: str, training_file: str, validation_file: str | None,
                hyperparameters: dict, suffix: str | None, seed: int, metadata: dict | None = None,
-               integrations: list | None = None, method: str = "supervised", suite: str | None = None) -> Job:
+               integrations: list | None = None, method: str = "supervised", suite: str | None = None,
+               grader: dict | None = None) -> Job:
     job_id = new_id("ftjob")
     with db.transaction() as tx:
         tx.execute(
             "INSERT INTO jobs (id, owner, created_at, model, training_file, validation_file, hyperparameters,"
-            " suffix, seed, status, metadata, integrations, method, suite)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?, ?, ?)",
+            " suffix, seed, status, metadata, integrations, method, suite, grader)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files', ?, ?, ?, ?, ?)",
             (job_id, owner, now(), model, training_file, validation_file, json.dumps(hyperparameters), suffix, seed,
              json.dumps(metadata) if metadata else None, json.dumps(integrations) if integrations else None, method,
-             suite),
+             suite, json.dumps(grader) if grader is not None else None),
         )
         insert_event(tx, job_id, f"Created fine-tuning job: {job_id}")
         audit.record(tx, owner, "job.created", job_id, model=model, training_file=training_file,

@@ -11,6 +11,10 @@ OpenAI documents no formula for "auto". Ours:
   between 1 and 16 (the example brand-voice run, 354 pairs, uses 16).
 - learning_rate_multiplier: 1, times the LoRA learning rate the worker starts from.
 - beta (DPO): 0.1, OpenAI's and the DPO paper's usual value and tunesmith's dpo.beta default.
+- reinforcement: compute_multiplier 1 (8 answers sampled per prompt: reinforcement.group_size is 8 × it, at least
+  2), eval_interval the steps of one epoch at the auto batch size, eval_samples 64 validation prompts (each
+  answered once, greedily, and graded), reasoning_effort "default" (the models served here do not reason: any
+  other value is refused when the job is created).
 """
 from __future__ import annotations
 
@@ -20,11 +24,15 @@ AUTO = "auto"
 METHOD_HYPERPARAMETERS = {
     "supervised": ("n_epochs", "batch_size", "learning_rate_multiplier"),
     "dpo": ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"),
+    "reinforcement": ("n_epochs", "batch_size", "learning_rate_multiplier", "compute_multiplier", "eval_interval",
+                      "eval_samples", "reasoning_effort"),
 }
 SUPERVISED_KEYS = METHOD_HYPERPARAMETERS["supervised"]  # what the job object's deprecated top-level field shows
 TARGET_EPOCHS, MIN_EXAMPLES, MAX_EXAMPLES, MAX_EPOCHS = 3, 100, 25_000, 25
 STEPS_PER_EPOCH, MAX_BATCH = 16, 16
 DEFAULT_BETA = 0.1
+GROUP_SIZE = 8  # answers sampled per prompt at compute_multiplier 1 (TRL's num_generations default)
+EVAL_SAMPLES = 64
 
 
 def requested_hyperparameters(method: str, given: dict | None) -> dict:
@@ -52,7 +60,16 @@ AUTO_RULES = {
     "batch_size": auto_batch_size,
     "learning_rate_multiplier": lambda examples: 1.0,
     "beta": lambda examples: DEFAULT_BETA,
+    "compute_multiplier": lambda examples: 1.0,
+    "eval_interval": lambda examples: max(1, examples // auto_batch_size(examples)),
+    "eval_samples": lambda examples: EVAL_SAMPLES,
+    "reasoning_effort": lambda examples: "default",
 }
+
+
+def group_size(compute_multiplier: float) -> int:
+    """Answers sampled per prompt for OpenAI's compute_multiplier (the exploring a step does scales with it)."""
+    return max(2, round(GROUP_SIZE * compute_multiplier))
 
 
 def resolve_hyperparameters(hyperparameters: dict, examples: int) -> dict:

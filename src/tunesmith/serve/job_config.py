@@ -10,6 +10,7 @@ from pathlib import Path
 from tunesmith.config import RunConfig, load_config
 from tunesmith.registry import models
 from tunesmith.registry.db import Database
+from tunesmith.serve.hyperparameters import group_size
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.training_file import is_classification_file
 
@@ -20,8 +21,9 @@ BASE_LR = 2e-4  # learning_rate_multiplier scales this (the config's LoRA defaul
 
 def job_run_config(settings: ServeSettings, db: Database, *, owner: str, model: str, method: str, train_path: Path,
                    valid_path: Path | None, hyperparameters: dict, seed: int, out: Path,
-                   integrations: list | None = None, suite: Path | None = None) -> RunConfig:
-    """`hyperparameters` resolved (numbers, no "auto"); `model` a served base, or an ft: model of `owner` to continue."""
+                   integrations: list | None = None, suite: Path | None = None, grader: dict | None = None) -> RunConfig:
+    """`hyperparameters` resolved (numbers, no "auto"); `model` a served base, or an ft: model of `owner` to continue;
+    `grader` a reinforcement job's."""
     bases = settings.base_models()
     parent = None if model in bases else models.get_model(db, owner, model)
     if model not in bases and parent is None:
@@ -29,6 +31,11 @@ def job_run_config(settings: ServeSettings, db: Database, *, owner: str, model: 
                          "fine-tuned model of this key")
     start = {"model.parent.run": parent.run_dir} if parent else {"model.base": bases[model]}
     chosen = {"train.method": "dpo", "dpo.beta": hyperparameters["beta"]} if method == "dpo" else {}
+    if method == "reinforcement":
+        chosen = {"train.method": "reinforcement", "reinforcement.grader": grader,
+                  "reinforcement.group_size": group_size(hyperparameters["compute_multiplier"]),
+                  "reinforcement.valid_samples": hyperparameters["eval_samples"],
+                  "train.eval_every": hyperparameters["eval_interval"] if valid_path is not None else None}
     if is_classification_file(train_path):
         chosen = {"train.method": "classification"}  # a moderation model: /v1/moderations serves it
     return load_config(overrides={

@@ -32,7 +32,8 @@ def job_object(job: Job) -> dict:
         "finished_at": job.finished_at, "trained_tokens": job.trained_tokens, "error": job.error,
         "result_files": [], "organization_id": job.owner, "estimated_finish": None, "integrations": job.integrations or [],
         "metadata": job.metadata, "user_provided_suffix": job.suffix,
-        "method": {"type": job.method, job.method: {"hyperparameters": job.hyperparameters}},
+        "method": {"type": job.method, job.method: {"hyperparameters": job.hyperparameters,
+                                                    **({"grader": job.grader} if job.method == "reinforcement" else {})}},
         "suite": job.suite,  # extension: the evaluation suite the job names (None: the quick evaluation)
     }
 

@@ -171,7 +171,7 @@ class JobWorker:
         train_path, valid_path = self.file_path(job.owner, job.training_file), self.file_path(job.owner, job.validation_file)
         config = job_run_config(self.settings, self.db, owner=job.owner, model=job.model, method=job.method,
                                 train_path=train_path, valid_path=valid_path, hyperparameters=hyper, seed=job.seed,
-                                out=directory / "run", integrations=job.integrations, suite=suite)
+                                out=directory / "run", integrations=job.integrations, suite=suite, grader=job.grader)
         if suite is None and valid_path is not None and config.train.method in ("lora", "full"):
             config.eval.suite = write_quick_suite(valid_path, config.data.max_length, directory)
         return config

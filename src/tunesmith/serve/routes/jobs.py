@@ -2,8 +2,9 @@
 
 The handlers only record intent in the registry; the job worker (another process's supervisor
 thread) does the training and notices cancel/pause between its polls. A job's method is OpenAI's
-`method: {type: supervised | dpo, <type>: {hyperparameters: {...}}}` (the top-level `hyperparameters`
-still works for supervised jobs); each value is a number or "auto", resolved when the job starts.
+`method: {type: supervised | dpo | reinforcement, <type>: {hyperparameters: {...}}}` (the top-level `hyperparameters`
+still works for supervised jobs; a reinforcement job's section also holds its `grader`, train/graders.py); each value
+is a number or "auto", resolved when the job starts.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from tunesmith.data.check import is_preference_file
+from tunesmith.data.check import is_preference_file, is_prompt_file
 from tunesmith.data.preference import load_preferences
+from tunesmith.data.prompts import load_prompt_rows
 from tunesmith.registry import audit, files, job_events, jobs, models
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import api_key, calling_key
@@ -24,6 +26,7 @@ from tunesmith.serve.hyperparameters import requested_hyperparameters
 from tunesmith.serve.limits import rate_limited
 from tunesmith.serve.suites import available_suites
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
+from tunesmith.train.graders import GraderError, check_templates, parse_grader, uses_python
 from tunesmith.train.trackers import tracker_installed
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
@@ -56,6 +59,15 @@ class DpoHyperparameters(Hyperparameters):
     beta: Annotated[float | Literal["auto"] | None, within(0, 2, low_included=False)] = None
 
 
+class ReinforcementHyperparameters(Hyperparameters):
+    """OpenAI's reinforcement hyperparameters (serve/hyperparameters.py says what each "auto" becomes)."""
+
+    compute_multiplier: Annotated[float | Literal["auto"] | None, within(0.25, 8)] = None  # × 8 answers a prompt
+    eval_interval: Annotated[int | Literal["auto"] | None, within(1, 10_000)] = None
+    eval_samples: Annotated[int | Literal["auto"] | None, within(1, 10_000)] = None
+    reasoning_effort: Literal["default", "low", "medium", "high"] | None = None
+
+
 class Supervised(Strict):
     hyperparameters: Hyperparameters | None = None
 
@@ -64,10 +76,16 @@ class Dpo(Strict):
     hyperparameters: DpoHyperparameters | None = None
 
 
+class Reinforcement(Strict):
+    grader: dict
+    hyperparameters: ReinforcementHyperparameters | None = None
+
+
 class Method(BaseModel):
-    type: Literal["supervised", "dpo"]
+    type: Literal["supervised", "dpo", "reinforcement"]
     supervised: Supervised | None = None
     dpo: Dpo | None = None
+    reinforcement: Reinforcement | None = None
 
 
 class Integration(BaseModel):
@@ -109,19 +127,44 @@ class CreateJob(BaseModel):
 def method_and_hyperparameters(body: CreateJob) -> tuple[str, dict]:
     """(method type, every hyperparameter of it as asked: a number or "auto"); a misplaced section is a 400."""
     method = body.method.type if body.method is not None else "supervised"
-    other = "dpo" if method == "supervised" else "supervised"
-    if body.method is not None and getattr(body.method, other) is not None:
-        raise APIError(400, f"method.{other} is given but method.type is {method}: put the hyperparameters in "
-                            f"method.{method}", param=f"method.{other}", code="invalid_value")
+    for other in ("supervised", "dpo", "reinforcement"):
+        if other != method and body.method is not None and getattr(body.method, other) is not None:
+            raise APIError(400, f"method.{other} is given but method.type is {method}: put the hyperparameters in "
+                                f"method.{method}", param=f"method.{other}", code="invalid_value")
     section = getattr(body.method, method) if body.method is not None else None
+    if method == "reinforcement" and section is None:
+        raise APIError(400, "a reinforcement job needs method.reinforcement.grader: the grader that scores each "
+                            "sampled answer", param="method.reinforcement", code="invalid_value")
     given = section.hyperparameters if section is not None else None
+    if given is not None and getattr(given, "reasoning_effort", None) not in (None, "default"):
+        raise APIError(400, f"reasoning_effort {given.reasoning_effort!r}: the models this server trains do not reason "
+                            "— leave it out or use \"default\"", param="method.reinforcement.hyperparameters.reasoning_effort",
+                       code="invalid_value")
     if body.hyperparameters is not None:
-        if method == "dpo":
-            raise APIError(400, "hyperparameters (top level, deprecated) apply to supervised jobs: pass a dpo job's "
-                                "in method.dpo.hyperparameters", param="hyperparameters", code="invalid_value")
+        if method != "supervised":
+            raise APIError(400, f"hyperparameters (top level, deprecated) apply to supervised jobs: pass a {method} "
+                                f"job's in method.{method}.hyperparameters", param="hyperparameters", code="invalid_value")
         given = given or body.hyperparameters  # method.supervised wins where both are given
     values = given.model_dump(exclude_none=True) if given is not None else {}
     return method, requested_hyperparameters(method, values)
+
+
+def job_grader(request: Request, body: CreateJob):
+    """A reinforcement job's grader, checked (train/graders.py); None for other methods. A bad one is a 400 naming
+    the field; a python grader (the caller's code, run on this host in every training step) only where the operator
+    allows python graders (`tunesmith serve --allow-python-graders`), as for /v1/fine_tuning/alpha/graders/run."""
+    if body.method is None or body.method.type != "reinforcement" or body.method.reinforcement is None:
+        return None
+    try:
+        grader = parse_grader(body.method.reinforcement.grader, where="method.reinforcement.grader")
+    except GraderError as error:
+        raise APIError(400, str(error), param=error.path, code="invalid_value") from None
+    if uses_python(grader) and not request.app.state.settings.allow_python_graders:
+        raise APIError(400, "method.reinforcement.grader: a python grader runs your code on the server in every "
+                            "training step, and this server does not allow it — use string_check, text_similarity or "
+                            "multi, or ask its operator to start it with --allow-python-graders",
+                       param="method.reinforcement.grader", code="python_graders_disabled")
+    return grader
 
 
 def stored_file(request: Request, key: str, file_id: str | None, param: str) -> files.FileRecord | None:
@@ -146,11 +189,20 @@ def stored_file(request: Request, key: str, file_id: str | None, param: str) -> 
     return record
 
 
-def check_method_data(request: Request, method: str, record: files.FileRecord | None, param: str) -> None:
-    """A dpo job trains on preference pairs and a supervised one on anything else: say which line shows otherwise."""
+def check_method_data(request: Request, method: str, record: files.FileRecord | None, param: str,
+                      grader=None) -> None:
+    """A dpo job trains on preference pairs, a reinforcement one on prompts with the fields its grader reads, and a
+    supervised one on anything else: say which line shows otherwise."""
     if record is None:
         return
     path = files.blob_path(request.app.state.settings.files_dir, record.id, record.filename)
+    if method == "reinforcement":
+        check_prompt_rows(record, path, grader, param)
+        return
+    if is_prompt_file(path):
+        raise APIError(400, f"File {record.id} ({record.filename}) holds prompts without answers: create the job with "
+                            'method {"type": "reinforcement"} and a grader to train on them', param=param,
+                       code="invalid_file_format")
     pairs = is_preference_file(path)
     if method == "dpo" and not pairs:
         error = load_preferences(path).errors[0]
@@ -160,6 +212,22 @@ def check_method_data(request: Request, method: str, record: files.FileRecord | 
     if method == "supervised" and pairs:
         raise APIError(400, f"File {record.id} ({record.filename}) holds preference pairs: create the job with "
                             f'method {{"type": "dpo"}} to train on them', param=param, code="invalid_file_format")
+
+
+def check_prompt_rows(record: files.FileRecord, path, grader, param: str) -> None:
+    """Every row a prompt (no final answer) with every field the grader's templates read."""
+    loaded = load_prompt_rows(path)
+    if loaded.errors:
+        error = loaded.errors[0]
+        where = f"line {error.line}" + (f", {error.field}" if error.field else "")
+        raise APIError(400, f"File {record.id} ({record.filename}) is not reinforcement prompts, which a reinforcement "
+                            f"job trains on: {where}: {error.message} — {error.hint}", param=param,
+                       code="invalid_file_format")
+    for row in loaded.rows:
+        missing = check_templates(grader, row.item)
+        if missing is not None:
+            raise APIError(400, f"File {record.id} ({record.filename}), line {row.line}: {missing} — add the field to "
+                                "every row, or change the grader's template", param=param, code="invalid_file_format")
 
 
 def check_job_quota(request: Request, key: ApiKey) -> None:
@@ -182,8 +250,9 @@ def create_job(request: Request, body: CreateJob, calling: ApiKey = Depends(call
                             f"(served: {', '.join(bases)}) nor one of your fine-tuned models (ft:...).",
                        param="model", code="model_not_found")
     method, hyperparameters = method_and_hyperparameters(body)
+    grader = job_grader(request, body)
     for file_id, param in ((body.training_file, "training_file"), (body.validation_file, "validation_file")):
-        check_method_data(request, method, stored_file(request, key, file_id, param), param)
+        check_method_data(request, method, stored_file(request, key, file_id, param), param, grader)
     suites = available_suites(request.app.state.settings)
     if body.suite is not None and body.suite not in suites:
         raise APIError(400, f"suite: no suite {body.suite!r} on this server — use one of {', '.join(suites) or 'none'} "
@@ -192,7 +261,8 @@ def create_job(request: Request, body: CreateJob, calling: ApiKey = Depends(call
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     job = jobs.create_job(request.app.state.db, key, body.model, body.training_file, body.validation_file,
                           hyperparameters, body.suffix, seed, body.metadata,
-                          integrations=checked_integrations(body.integrations), method=method, suite=body.suite)
+                          integrations=checked_integrations(body.integrations), method=method, suite=body.suite,
+                          grader=grader.spec() if grader is not None else None)
     return job_object(job)
 
 

@@ -35,7 +35,7 @@ from tunesmith.serve.hyperparameters import resolve_hyperparameters
 from tunesmith.serve.job_config import job_run_config
 from tunesmith.serve.gate import MULTIPART_OVERHEAD
 from tunesmith.serve.routes.files import owned_file, save_upload, too_large
-from tunesmith.serve.routes.jobs import CreateJob, check_method_data, method_and_hyperparameters, stored_file
+from tunesmith.serve.routes.jobs import CreateJob, check_method_data, job_grader, method_and_hyperparameters, stored_file
 from tunesmith.serve.suites import available_suites, suite_summary
 from tunesmith.serve.worker import training_rows
 
@@ -124,16 +124,17 @@ async def estimate_job(request: Request, body: CreateJob, key: str = Depends(api
     settings, db = request.app.state.settings, request.app.state.db
     base_ref(request, key, body.model)  # 404 for a model the key may not train
     method, requested = method_and_hyperparameters(body)
+    grader = job_grader(request, body)
     train = await run_in_threadpool(stored_file, request, key, body.training_file, "training_file")  # waits for its check
     valid = await run_in_threadpool(stored_file, request, key, body.validation_file, "validation_file")
     for record, param in ((train, "training_file"), (valid, "validation_file")):
-        check_method_data(request, method, record, param)
+        check_method_data(request, method, record, param, grader)
     resolved = resolve_hyperparameters(requested, training_rows(train, settings.files_dir))
     valid_path = files.blob_path(settings.files_dir, valid.id, valid.filename) if valid else None
     config = job_run_config(settings, db, owner=key, model=body.model, method=method, train_path=files.blob_path(
                                 settings.files_dir, train.id, train.filename), valid_path=valid_path,
                             hyperparameters=resolved, seed=body.seed or 0,
-                            out=settings.jobs_dir / "estimate")
+                            out=settings.jobs_dir / "estimate", grader=grader.spec() if grader is not None else None)
     try:
         estimate = await run_in_threadpool(estimate_config, config, this_machine(),
                                            runtime_bytes=request.app.state.runtime_bytes)

@@ -1,0 +1,96 @@
+"""Reinforcement fine-tuning jobs as OpenAI takes them: method and grader parsing, "auto" resolution, prompt files
+checked by line against the grader's fields, python graders only where the operator allows them, and one job run to
+the end through the official `openai` client against a real `tunesmith serve`."""
+import json
+
+import openai
+
+from tests.serve.server import FACTS, create_key, free_port, start_server, upload_file, wait_for, write_chat_file
+from tests.serve.test_dpo_jobs import create, error_of
+from tunesmith.registry import jobs
+from tunesmith.serve.worker import JobWorker
+
+AUTO = "auto"
+GRADER = {"type": "string_check", "name": "symbol", "input": "{{ sample.output_text }}",
+          "reference": "{{ item.symbol }}", "operation": "like"}
+PYTHON = {"type": "python", "name": "short", "source": "def grade(sample, item):\n    return float(len(sample['output_text']) < 20)\n"}
+
+
+def write_prompt_file(path, facts=FACTS, field="symbol"):
+    rows = [{"messages": [{"role": "user", "content": f"What is the symbol for {n}?"}], field: s} for n, s in facts]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def reinforcement(grader=GRADER, **hyperparameters) -> dict:
+    return {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyperparameters}}
+
+
+def test_a_reinforcement_job_records_its_grader_and_trains_with_it(api, tmp_path, tiny_model_dir):
+    train = upload_file(api, write_prompt_file(tmp_path / "prompts.jsonl"))
+    valid = upload_file(api, write_prompt_file(tmp_path / "valid.jsonl", FACTS[:3]))
+    job = create(api, model=tiny_model_dir.name, training_file=train, validation_file=valid,
+                 method=reinforcement(compute_multiplier=0.5, eval_samples=2)).json()
+    asked = {"n_epochs": AUTO, "batch_size": AUTO, "learning_rate_multiplier": AUTO, "compute_multiplier": 0.5,
+             "eval_interval": AUTO, "eval_samples": 2, "reasoning_effort": AUTO}
+    assert job["method"] == {"type": "reinforcement", "reinforcement": {"hyperparameters": asked, "grader": GRADER}}
+
+    worker = JobWorker(api.app_state.db, api.app_state.settings)  # what the worker does when the job starts
+    record = jobs.get_job(api.app_state.db, job["id"])
+    resolved = worker.resolved_hyperparameters(record)
+    assert resolved == {"n_epochs": 10, "batch_size": 1, "learning_rate_multiplier": 1.0, "compute_multiplier": 0.5,
+                        "eval_interval": 10, "eval_samples": 2, "reasoning_effort": "default"}  # 10 prompts
+    config = worker.run_config(record, resolved, tmp_path / "job")
+    assert config.train.method == "reinforcement" and config.reinforcement.grader == GRADER
+    assert (config.reinforcement.group_size, config.reinforcement.valid_samples, config.train.eval_every) == (4, 2, 10)
+
+
+def test_graders_files_and_hyperparameters_that_cannot_train_are_400s_by_field(api, tmp_path, tiny_model_dir):
+    base = tiny_model_dir.name
+    prompts = upload_file(api, write_prompt_file(tmp_path / "prompts.jsonl"))
+    chat = upload_file(api, write_chat_file(tmp_path / "chat.jsonl"))
+    wrong_field = upload_file(api, write_prompt_file(tmp_path / "named.jsonl", field="answer"))
+    assert "needs method.reinforcement.grader" in error_of(
+        create(api, model=base, training_file=prompts, method={"type": "reinforcement"}), "method.reinforcement")
+    message = error_of(create(api, model=base, training_file=prompts, method=reinforcement({**GRADER, "operation": "has"})),
+                       "method.reinforcement.grader.operation")
+    assert "eq, ne, like, ilike" in message
+    assert "do not reason" in error_of(create(api, model=base, training_file=prompts,
+                                              method=reinforcement(reasoning_effort="high")),
+                                       "method.reinforcement.hyperparameters.reasoning_effort")
+    refused = create(api, model=base, training_file=prompts, method=reinforcement(PYTHON))
+    assert refused.json()["error"]["code"] == "python_graders_disabled"
+    assert "--allow-python-graders" in error_of(refused, "method.reinforcement.grader")
+    message = error_of(create(api, model=base, training_file=chat, method=reinforcement()), "training_file")
+    assert "is not reinforcement prompts" in message and "line 1, messages[1].role" in message
+    message = error_of(create(api, model=base, training_file=wrong_field, method=reinforcement()), "training_file")
+    assert "line 1" in message and "item.symbol" in message
+    assert 'method {"type": "reinforcement"}' in error_of(create(api, model=base, training_file=prompts), "training_file")
+    api.app_state.settings.allow_python_graders = True
+    assert create(api, model=base, training_file=prompts, method=reinforcement(PYTHON)).status_code == 200
+
+
+def test_openai_client_runs_a_reinforcement_job_to_a_model(tmp_path, tiny_model_dir):
+    port = free_port()
+    process = start_server(tmp_path / "home", tiny_model_dir, port, "--checkpoint-every", "2")
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=create_key(tmp_path / "home"),
+                               max_retries=0, timeout=60)
+        train = client.files.create(file=write_prompt_file(tmp_path / "prompts.jsonl").open("rb"), purpose="fine-tune")
+        assert client.files.retrieve(train.id).status == "processed"
+        created = client.fine_tuning.jobs.create(
+            model=tiny_model_dir.name, training_file=train.id, seed=3,
+            method={"type": "reinforcement", "reinforcement": {"grader": GRADER, "hyperparameters": {
+                "n_epochs": 1, "batch_size": 5, "compute_multiplier": 0.25}}})
+        assert created.method.type == "reinforcement" and created.method.reinforcement.grader.type == "string_check"
+        job = wait_for(lambda: (j := client.fine_tuning.jobs.retrieve(created.id)).status in
+                       ("succeeded", "failed", "cancelled") and j, timeout=300)
+        events = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+        assert job.status == "succeeded", events
+        assert job.method.reinforcement.hyperparameters.n_epochs == 1 and job.fine_tuned_model.startswith("ft:")
+        answer = client.chat.completions.create(model=job.fine_tuned_model, max_tokens=4,
+                                                messages=[{"role": "user", "content": "What is the symbol for gold?"}])
+        assert answer.choices[0].message.content is not None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
