@@ -94,7 +94,7 @@ def test_packed_loss_and_gradient_equal_the_plain_per_answer_computation(tokeniz
     assert 0 < answers.rewards.sum() < 12, "the test needs groups that score differently"
     goal_with_fixed = GroupRewardObjective(**{**goal.__dict__})
     object.__setattr__(goal_with_fixed, "answer", lambda model, prompts: answers)
-    loss, metrics = goal_with_fixed.loss_sum(model, PromptBatch(batch))
+    loss, metrics = goal_with_fixed.loss_sum(model, PromptBatch(batch, width=128))
     grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
 
     def reference_model():
@@ -124,6 +124,9 @@ def test_sampled_answers_follow_their_seed_not_their_batch_mates(tokenizer):
     assert together == alone
     assert all(len(choices) == 3 for choices in together)
     assert any(len({tuple(c) for c in choices}) > 1 for choices in together), "a prompt's n answers are drawn apart"
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # inside a bf16 training step: the cache takes bf16
+        sampled_bf16 = answer_token_ids(model, tokenizer, ids, params, max_rows=7)
+    assert [len(choices) for choices in sampled_bf16] == [3] * len(ids)
     greedy = SamplingParams(max_new_tokens=6, temperature=0.0)
     assert answer_token_ids(model, tokenizer, ids[:2], [greedy, greedy]) == \
         [[a] for a in [answer_token_ids(model, tokenizer, [i], [greedy])[0][0] for i in ids[:2]]]

@@ -23,6 +23,7 @@ from tunesmith.models.load import load_tokenizer
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
+from tunesmith.train.frozen_weights import frozen_weights_in_bf16
 from tunesmith.train.graders import GraderError, check_templates, parse_grader
 from tunesmith.train.loop import fit, run_outcome
 from tunesmith.train.metrics import METRICS_FILE, logged_so_far
@@ -92,7 +93,11 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
             print_decisions(console, record)
             progress.update(task, completed=step, total=settings.total_steps, loss=f"reward {last['reward']:.3f}")
 
-        state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step, stop_after)
+        # frozen base weights cast to bf16 once (train/frozen_weights.py): the step's forward and its sampling both
+        # run on them; fp32 again for export
+        with frozen_weights_in_bf16(model, settings.bf16 and config.train.uses_lora and world.size == 1):
+            state = fit(model, optimizer, scheduler, data.train, data.valid, settings, run_dir, state, on_step,
+                        stop_after)
     outcome = run_outcome(state, settings)
 
     # --- export

@@ -55,6 +55,7 @@ class PromptBatch:
     """A micro-batch of prompts; the answers (and their token count) come in `loss_sum`."""
 
     prompts: list[PromptExample]
+    width: int  # packed rows' width (data.max_length): a row holds a prompt once and as many of its answers as fit
     num_real_tokens: int = 0  # prompt + answer tokens of the forward with gradients, set once answered
 
     def to(self, device: torch.device | str) -> "PromptBatch":
@@ -90,7 +91,7 @@ class GroupRewardObjective:
         return 0  # answers are sampled each step: the loop's token counts come from num_real_tokens
 
     def collate(self, examples: list[PromptExample], settings: BatchLayout) -> PromptBatch:
-        return PromptBatch(list(examples))
+        return PromptBatch(list(examples), settings.max_length)
 
     def loss_sum(self, model, batch: PromptBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if not torch.is_grad_enabled():
@@ -100,8 +101,8 @@ class GroupRewardObjective:
         examples = [answer_example(prompt.prompt_ids, answers.tokens[i * self.group_size + k])
                     for i, prompt in enumerate(batch.prompts) for k in range(self.group_size)]
         # a prompt's G answers share one copy of it per packed row (packing.py: share_prefix)
-        inputs, placed = collate_placed(examples, pad_token_id(self.tokenizer), max_width(examples), packing=True,
-                                        share_prefix=True)
+        inputs, placed = collate_placed(examples, pad_token_id(self.tokenizer), max(batch.width, max_width(examples)),
+                                        packing=True, share_prefix=True)
         batch.num_real_tokens = inputs.num_real_tokens
         logps = answer_token_logps(model, inputs)  # (R, T), 0 off the answers
         index = example_index(placed, inputs.input_ids.shape)  # (R, T)
@@ -189,14 +190,12 @@ def max_width(examples: list[TokenizedExample]) -> int:
 @torch.no_grad()
 def sampled(model, tokenizer, prompts: list[tuple[int, ...]], params: list[SamplingParams]) -> list[list[list[int]]]:
     """The engine's answers from the model being trained: its transformers model (the peft wrapper's LoRA layers stay
-    live in it), in eval mode (no dropout), in the weights' own dtype: the step's bf16 autocast is off here (under it
-    the engine's cache would get bf16 values and float32 keys, RoPE's products promoting them)."""
+    live in it), in eval mode (no dropout), under the step's autocast (bf16 products, as the step's own forward)."""
     causal_lm = causal_lm_of(model)
     was_training = causal_lm.training
     causal_lm.eval()
     try:
-        with torch.autocast(causal_lm.device.type, enabled=False):
-            return answer_token_ids(causal_lm, tokenizer, [list(p) for p in prompts], params,
-                                    max_rows=max(32, 4 * params[0].n))
+        return answer_token_ids(causal_lm, tokenizer, [list(p) for p in prompts], params,
+                                max_rows=max(32, 4 * params[0].n))
     finally:
         causal_lm.train(was_training)

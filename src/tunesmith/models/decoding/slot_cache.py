@@ -43,7 +43,10 @@ class SlotCache(Cache):
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         weight = model.get_input_embeddings().weight
         kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        return cls(config.num_hidden_layers, kv_heads, head_dim, weight.dtype, weight.device)
+        dtype = weight.dtype  # under autocast (answers sampled inside a bf16 training step), the products' dtype
+        if torch.is_autocast_enabled(weight.device.type):
+            dtype = torch.get_autocast_dtype(weight.device.type)
+        return cls(config.num_hidden_layers, kv_heads, head_dim, dtype, weight.device)
 
     @property
     def capacity(self) -> tuple[int, int]:
@@ -99,6 +102,9 @@ class SlotCache(Cache):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         """Store this forward's keys/values (B, kv_heads, T, head_dim); return what the layer attends over."""
         keys, values = self.keys[layer_idx], self.values[layer_idx]  # (slots, kv_heads, columns, head_dim)
+        # under autocast, RoPE's float32 cos/sin promote the keys while the values stay bf16: both to the cache's
+        # dtype (a no-op where they have it, as when serving)
+        key_states, value_states = key_states.to(keys.dtype), value_states.to(values.dtype)
         if self.decoding:  # (B, kv, 1, d): row i → slot i, column columns[i]
             keys[self.slots, :, self.columns] = key_states[:, :, 0]
             values[self.slots, :, self.columns] = value_states[:, :, 0]
