@@ -7,6 +7,7 @@ import yaml
 from tunesmith.config import load_config
 from tunesmith.data.augment_spec import load_spec
 from tunesmith.evaluate.suite import load_suite
+from tunesmith.train.reinforce import checked_grader
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "examples").rglob("*.yaml"))
@@ -43,4 +44,6 @@ def test_shipped_yaml_is_valid(path, monkeypatch):
     replay_text = config.data.replay.general_text if config.data.replay is not None else None
     for named in (config.data.train, config.data.valid, config.eval.suite, replay_text):
         assert named is None or Path(named).is_file(), f"{path} names {named}, which does not exist"
+    if config.train.method == "reinforcement":
+        checked_grader(config)  # its grader parses (a bad one is a ConfigError naming the field)
 

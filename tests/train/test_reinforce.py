@@ -167,6 +167,10 @@ def test_recipe_raises_the_graders_reward_and_exports(tmp_path, tiny_model_dir):
     assert (result.run_dir / "model" / "model.safetensors").is_file()
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["reinforcement"]["group_size"] == 4 and record["final_reward"] == rewards[-1]
+    card = (result.run_dir / "model" / "README.md").read_text()
+    assert "A reinforcement finetune (GRPO) of" in card and "| train | " in card and "| prompts | 6 (6) |" in card
+    assert f"reinforcement against the grader `has_o` (string_check): mean reward of the sampled answers" in card
+    assert "| reinforcement.group_size | 4 |" in card
 
 
 def test_paused_then_resumed_run_samples_and_ends_as_the_uninterrupted_one(tmp_path, tiny_model_dir):

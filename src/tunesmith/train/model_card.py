@@ -21,15 +21,18 @@ import tunesmith
 from tunesmith.data.formats import load_file
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii import find_pii
+from tunesmith.data.prompts import is_prompt_file, load_prompt_rows
 from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_\d+>")  # what `tunesmith data redact` writes
-METHOD_NAMES = {"lora": "LoRA finetune", "full": "full finetune"}
+METHOD_NAMES = {"lora": "LoRA finetune", "full": "full finetune", "dpo": "preference finetune (DPO)",
+                "classification": "classification finetune", "reinforcement": "reinforcement finetune (GRPO)"}
 HYPERPARAMETERS = {"lora": ("r", "alpha", "rslora", "dropout", "target_modules"),
                    "train": ("epochs", "max_steps", "lr", "batch_size", "micro_batch_size", "warmup_ratio",
                              "scheduler", "weight_decay", "max_grad_norm", "neftune_alpha", "early_stopping_patience",
                              "seed", "distributed"),
-                   "data": ("max_length", "packing")}
+                   "data": ("max_length", "packing"),
+                   "reinforcement": ("group_size", "max_new_tokens", "temperature", "top_p", "beta", "scale_rewards")}
 
 
 @dataclass
@@ -99,12 +102,18 @@ def data_facts(role: str, path: str, sha256: str | None) -> DataFacts:
     file = Path(path)
     if not file.is_file() or sha256 is None or file_sha256(file) != sha256:
         return DataFacts(role, path, sha256, present=False)
-    loaded = load_file(file)
-    texts = [record.text if record.kind == "text" else "\n".join(m["content"] for m in record.messages)
-             for record in loaded.records]
+    if is_prompt_file(file):  # reinforcement prompts (data/prompts.py): no answers to read
+        prompts = load_prompt_rows(file)
+        texts = ["\n".join(m["content"] for m in row.messages) for row in prompts.rows]
+        shape = ("prompts", prompts.row_count, len(prompts.rows))
+    else:
+        loaded = load_file(file)
+        texts = [record.text if record.kind == "text" else "\n".join(m["content"] for m in record.messages)
+                 for record in loaded.records]
+        shape = (loaded.format, loaded.rows, len(loaded.records))
     pii = Counter(finding.kind for text in texts for finding in find_pii(text))
     placeholders = sum(len(PLACEHOLDER.findall(text)) for text in texts)
-    return DataFacts(role, path, sha256, True, loaded.format, loaded.rows, len(loaded.records), dict(pii), placeholders)
+    return DataFacts(role, path, sha256, True, *shape, dict(pii), placeholders)
 
 
 def model_card(facts: RunFacts) -> str:
@@ -157,7 +166,7 @@ def intended_use(facts: RunFacts) -> str:
         f"`{facts.run.get('train_file')}`"
     tasks = ", ".join(f"{t['name']} ({t['kind']})" for t in facts.report["tasks"]) if facts.report else None
     lines = ["## Intended use", "",
-             f"A {METHOD_NAMES.get(facts.run.get('method'), 'finetuned')} of `{facts.run.get('base_model')}` on {shape}: it is meant "
+             f"A {METHOD_NAMES.get(facts.run.get('method'), 'finetune')} of `{facts.run.get('base_model')}` on {shape}: it is meant "
              "for prompts like those rows, answered in their style."]
     lines.append(f"It was measured on: {tasks}; use beyond those tasks is unmeasured." if tasks else
                  "It has not been evaluated yet; nothing beyond the training loss has been measured.")
@@ -195,7 +204,9 @@ def training_procedure(facts: RunFacts) -> str:
     lines.append("- lineage: `lineage.json` beside this card holds the record of this run and of every ancestor "
                  "(data files with SHA-256, base weights, evaluations); `tunesmith lineage MODEL_DIR` prints it")
     losses = [m for m in facts.metrics if m.get("loss") is not None]
-    if losses:
+    if run.get("method") == "reinforcement":  # its loss is a surrogate (0 in value): the reward says what it learnt
+        lines.append(reinforcement_line(facts))
+    elif losses:
         lines.append(f"- training loss {_number(losses[0]['loss'])} (step {losses[0].get('step')}) → "
                      f"{_number(losses[-1]['loss'])} (step {losses[-1].get('step')})"
                      + (f"; final validation loss {_number(run['final_valid_loss'])}" if run.get("final_valid_loss") is not None else ""))
@@ -207,11 +218,32 @@ def training_procedure(facts: RunFacts) -> str:
                        f"{_number(stopping['best_valid_loss'])}")
     lines += ["", "| hyperparameter | value |", "|---|---|"]
     for section, names in HYPERPARAMETERS.items():
-        if section == "lora" and run.get("method") != "lora":
+        if section == "lora" and not trains_lora(run, config):
+            continue
+        if section == "reinforcement" and run.get("method") != "reinforcement":
             continue
         values = config.get(section) or {}
         lines += [f"| {section}.{name} | {values[name]} |" for name in names if values.get(name) is not None]
     return "\n".join(lines)
+
+
+def trains_lora(run: dict, config: dict) -> bool:
+    return run.get("method") == "lora" or (run.get("method") in ("dpo", "classification", "reinforcement")
+                                           and (config.get("train") or {}).get("weights") != "full")
+
+
+def reinforcement_line(facts: RunFacts) -> str:
+    """The grader the run was trained against and its mean reward over the run (sampled answers), and on validation."""
+    grader = (facts.config.get("reinforcement") or {}).get("grader") or {}
+    rewards = [m for m in facts.metrics if m.get("reward") is not None]
+    valid = [m for m in facts.metrics if m.get("valid_reward") is not None]
+    line = f"- reinforcement against the grader `{grader.get('name')}` ({grader.get('type')})"
+    if rewards:
+        line += (f": mean reward of the sampled answers {_number(rewards[0]['reward'])} (step {rewards[0].get('step')})"
+                 f" → {_number(rewards[-1]['reward'])} (step {rewards[-1].get('step')})")
+    if valid:
+        line += f"; greedy validation reward {_number(valid[-1]['valid_reward'])} (step {valid[-1].get('step')})"
+    return line
 
 
 def evaluation(facts: RunFacts) -> str:
