@@ -178,3 +178,11 @@ def test_cli_json_and_unknown_hardware(tmp_path, tiny_model_dir):
     assert result.exit_code == 1 and "h100" in result.stderr
     result = runner.invoke(app, ["estimate", config, "--hardware", "h100", "--probe"])
     assert result.exit_code == 1 and "--hardware cpu" in result.stderr
+
+
+@pytest.mark.parametrize("method", ["dpo", "reinforcement"])
+def test_methods_the_estimate_does_not_model_are_refused_by_name(method, tiny_model_dir, tmp_path):
+    config = load_config(None, {"model.base": str(tiny_model_dir), "train.method": method,
+                                "data.train": write_chat_file(tmp_path / "train.jsonl")})
+    with pytest.raises(ValueError, match=f"models supervised runs .*; a {method} run is not modelled yet"):
+        estimate_config(config)

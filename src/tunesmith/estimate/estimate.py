@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
-from tunesmith.config import RunConfig
+from tunesmith.config import ConfigError, RunConfig
 from tunesmith.estimate.cost_model import (
     MicroBatchShape,
     Method,
@@ -190,6 +190,9 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     """`runtime_bytes`: the memory a training process holds besides the model (python, torch, libraries, data);
     None = this process's now. A server passes what it measured before loading any model."""
     lookup_hardware(hardware_name, mfu)  # fail on an unknown name before any slow work
+    if config.train.method not in ("lora", "full"):
+        raise ConfigError(f"the estimate models supervised runs (train.method lora or full); a {config.train.method} "
+                          "run is not modelled yet — time a few steps instead (train.max_steps, then metrics.jsonl)")
     if probe and hardware_name.lower() != "cpu":
         raise HardwareError("--probe measures this machine; use it with --hardware cpu")
     started = time.perf_counter()
