@@ -219,3 +219,21 @@ def test_a_run_without_a_grader_or_with_a_bad_one_stops_before_loading(tmp_path,
     with pytest.raises(ConfigError, match="reinforcement.grader.operation"):
         train_run(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_kl_holds_a_continued_adapter_to_its_parent_not_to_the_base(tmp_path, tiny_model_dir):
+    chat = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Gold is Au."}]}
+            for q in QUESTIONS]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    parent = train_run(load_config(None, {
+        "out": tmp_path / "parent", "model.base": str(tiny_model_dir), "data.train": write_rows(tmp_path / "chat.jsonl", chat),
+        "train.max_steps": 4, "train.lr": 5e-2, "train.bf16": False, "lora.r": 4, "lora.alpha": 8}))
+    config = rl_config(tmp_path / "child", tiny_model_dir, **{
+        "model.parent.run": parent.run_dir, "train.weights": None, "train.lr": 1e-3, "train.max_steps": 1,
+        "reinforcement.beta": 0.5})
+    train_run(config)
+    assert metrics(config.out)[0]["kl"] == 0.0  # step 1 samples from the parent's adapter, the reference
+    config = rl_config(tmp_path / "from-base", tiny_model_dir, **{"train.weights": None, "train.max_steps": 1,
+                                                                 "reinforcement.beta": 0.5})
+    train_run(config)
+    assert metrics(config.out)[0]["kl"] == 0.0  # a fresh adapter: the base, adapters off, is where it starts

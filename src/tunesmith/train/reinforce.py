@@ -20,6 +20,7 @@ from tunesmith.data.formats import RowError
 from tunesmith.data.prompts import load_prompt_rows
 from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.models.load import load_tokenizer
+from tunesmith.train.base_anchor import parent_adapter_weights
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
@@ -67,7 +68,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     trainable, total = count_parameters(model)
     r = config.reinforcement
     objective = GroupRewardObjective(grader, r.group_size, r.max_new_tokens, r.temperature, r.top_p, r.beta,
-                                     r.scale_rewards, frozenset(stop_token_ids(tokenizer)), tokenizer)
+                                     r.scale_rewards, frozenset(stop_token_ids(tokenizer)), tokenizer,
+                                     reference_weights=kl_reference_weights(config))
     settings = replace(loop_settings(config, len(data.train), tokenizer.pad_token_id, strategy), objective=objective)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
@@ -133,6 +135,16 @@ def checked_grader(config: RunConfig):
         return parse_grader(config.reinforcement.grader, where="reinforcement.grader")
     except GraderError as error:
         raise ConfigError(str(error)) from None
+
+
+def kl_reference_weights(config: RunConfig) -> dict | None:
+    """What reinforcement.beta's KL holds the model to: the run's starting point. A run that continues its parent's
+    adapter starts from the parent's adapter weights (swapped in for the reference forward); any other LoRA run
+    starts from its base with the adapters off (None)."""
+    parent = config.model.parent
+    if config.reinforcement.beta and parent is not None and parent.adapter == "continue" and config.train.uses_lora:
+        return parent_adapter_weights(config)
+    return None
 
 
 def load_prompt_data(config: DataConfig, tokenizer, grader) -> TrainingData:

@@ -12,8 +12,9 @@ trained) gives each answer token's log-probability logp_t, and a prompt's loss i
     (1/G) Σ_i (1/|o_i|) Σ_t [ −exp(logp_t − sg(logp_t)) · A_i + β · KL_t ],  KL_t = exp(ref_t − logp_t) − (ref_t − logp_t) − 1
 
 which is TRL's GRPOTrainer loss with loss_type "grpo" and one update per generation (num_iterations 1: the clipped
-ratio is exactly 1 and its gradient is ∇logp_t · A_i); KL_t is its k3 estimator against the base model (the LoRA
-adapters switched off). The loop divides the step's sum by its prompts: a mean over all the step's answers of their
+ratio is exactly 1 and its gradient is ∇logp_t · A_i); KL_t is its k3 estimator against the model the run starts
+from: the base (the LoRA adapters switched off), or the parent run whose adapter this run continues (the parent's
+adapter weights swapped in, base_anchor.weights_swapped_in: no second copy of the model). The loop divides the step's sum by its prompts: a mean over all the step's answers of their
 per-token means. A group whose answers all score alike has advantage 0 and teaches nothing (`zero_std_groups`).
 
 In validation (no gradients) each prompt is answered once, greedily, and its loss is its negative reward, so the
@@ -21,7 +22,7 @@ validation loss that early stopping and the best checkpoint follow is the reward
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,6 +30,7 @@ from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
 from tunesmith.models.chat import pad_token_id
 from tunesmith.models.decoding.offline import answer_token_ids
 from tunesmith.models.decoding.requests import SamplingParams
+from tunesmith.train.base_anchor import weights_swapped_in
 from tunesmith.train.forward import causal_lm_of, final_hidden
 from tunesmith.train.graders import grade_many
 from tunesmith.train.lora import adapters_switched_off
@@ -82,6 +84,7 @@ class GroupRewardObjective:
     scale_rewards: str  # "group" | "none"
     end_ids: frozenset[int]
     tokenizer: object
+    reference_weights: dict | None = field(default=None, compare=False)  # the parent's adapter; None: the base
     metric_names: tuple[str, ...] = REWARD_METRICS
 
     def denominator(self, example: PromptExample) -> int:
@@ -110,7 +113,7 @@ class GroupRewardObjective:
         per_token = -torch.exp(logps - logps.detach()) * advantages[index.clamp(min=0)] * trained
         kl = torch.zeros_like(logps)
         if self.beta:
-            with torch.no_grad(), adapters_switched_off(model):
+            with torch.no_grad(), self.reference(model):
                 reference = answer_token_logps(model, inputs)
             delta = reference - logps
             kl = (torch.exp(delta) - delta - 1) * trained
@@ -128,6 +131,12 @@ class GroupRewardObjective:
             "clipped_answers": torch.tensor(answers.clipped / self.group_size),
         }
         return loss, metrics
+
+    def reference(self, model):
+        """The model the KL term holds the policy to, as a context over `model`."""
+        if self.reference_weights is not None:
+            return weights_swapped_in(model, self.reference_weights)
+        return adapters_switched_off(model)
 
     def answer(self, model, prompts: list[PromptExample]) -> Answers:
         """G sampled answers to each prompt from the model as it is now, and their rewards."""
