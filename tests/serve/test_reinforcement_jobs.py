@@ -7,8 +7,8 @@ import openai
 
 from tests.serve.server import FACTS, create_key, free_port, start_server, upload_file, wait_for, write_chat_file
 from tests.serve.test_dpo_jobs import create, error_of
-from tunesmith.registry import jobs
-from tunesmith.serve.worker import JobWorker
+from tunesmith.registry import job_events, jobs
+from tunesmith.serve.worker import JobWorker, RunningJob
 
 AUTO = "auto"
 GRADER = {"type": "string_check", "name": "symbol", "input": "{{ sample.output_text }}",
@@ -43,6 +43,37 @@ def test_a_reinforcement_job_records_its_grader_and_trains_with_it(api, tmp_path
     config = worker.run_config(record, resolved, tmp_path / "job")
     assert config.train.method == "reinforcement" and config.reinforcement.grader == GRADER
     assert (config.reinforcement.group_size, config.reinforcement.valid_samples, config.train.eval_every) == (4, 2, 10)
+
+
+def write_reward_metrics(run_dir, steps=4) -> None:
+    """metrics.jsonl as a reinforcement run writes it: a surrogate loss near 0, the reward rising, validation (its
+    loss the reward negated) every other step."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for step in range(1, steps + 1):
+        line = {"step": step, "epoch": step / steps, "loss": 1e-9 * step, "lr": 1e-4, "reward": 0.1 * step,
+                "reward_std": 0.2, "answer_tokens": 12.0, "kl": 0.0, "zero_std_groups": 0.0, "clipped_answers": 1.0,
+                "tokens_per_s": 50.0, "trained_tokens": 100 * step}
+        if step % 2 == 0:
+            line |= {"valid_loss": -0.2 * step, "valid_reward": 0.2 * step, "valid_kl": 0.0}
+        lines.append(json.dumps(line) + "\n")
+    (run_dir / "metrics.jsonl").write_text("".join(lines))
+
+
+def test_a_reinforcement_runs_reward_reaches_the_jobs_events_and_names_each_step(api, tmp_path, tiny_model_dir):
+    train = upload_file(api, write_prompt_file(tmp_path / "prompts.jsonl"))
+    job = create(api, model=tiny_model_dir.name, training_file=train, method=reinforcement()).json()
+    worker = JobWorker(api.app_state.db, api.app_state.settings)
+    running = RunningJob(job["id"], tmp_path / "job", process=None)
+    write_reward_metrics(running.run_dir)
+    worker.record_progress(running)
+    events = [e for e in job_events.list_events(api.app_state.db, job["id"], limit=100)[0] if e.type == "metrics"]
+    by_step = {e.data["step"]: e for e in events}
+    assert sorted(by_step) == [1, 2, 3, 4]
+    assert by_step[4].data["reward"] == 0.4 and by_step[4].data["valid_reward"] == 0.8
+    assert by_step[4].data["clipped_answers"] == 1.0 and "valid_reward" not in by_step[3].data
+    assert by_step[4].message == "Step 4: reward=0.400, validation reward=0.800"  # not the surrogate loss
+    assert by_step[3].message == "Step 3: reward=0.300"
 
 
 def test_graders_files_and_hyperparameters_that_cannot_train_are_400s_by_field(api, tmp_path, tiny_model_dir):

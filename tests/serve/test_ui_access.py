@@ -1,20 +1,25 @@
 """The web UI used by keyboard alone, at 1280 px and on a 400 px window, with every API error beside the control
 that caused it (headless Debian chromium through Playwright, against an in-process server with a tiny model and
 no job worker, so it takes seconds: nothing trains). Also: a suite comparison is still listed, with its report,
-after the server restarts."""
+after the server restarts; a reinforcement job is set up in the form (its grader checked by the server, each error
+beside the grader), and its page plots the grader's reward, not the surrogate loss."""
+import json
 import threading
 import time
 
+import httpx
 import pytest
 import yaml
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect, sync_playwright
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.serve.server import FACTS, free_port, write_chat_file
-from tunesmith.registry import keys
+from tests.serve.server import FACTS, free_port, upload_file, write_chat_file
+from tests.serve.test_reinforcement_jobs import write_prompt_file, write_reward_metrics
+from tunesmith.registry import job_events, keys
 from tunesmith.serve.app import create_app
 from tunesmith.serve.settings import ServeSettings
+from tunesmith.serve.worker import JobWorker, RunningJob
 
 CONTROLS = "input:not([type=hidden]), select, textarea, button, a.button-like, .error:not(:empty), svg"
 
@@ -242,3 +247,92 @@ def test_the_workflow_by_keyboard_at_two_widths_with_errors_beside_their_control
             page.set_viewport_size({"width": width, "height": 900})
             assert_fits(page, f"playground at {width}")
         browser.close()
+
+
+def test_a_reinforcement_job_from_the_form_with_its_grader_checked_and_its_reward_plotted(tmp_path, tiny_model_dir):
+    settings = ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False)
+    port = free_port()
+    server = Server(settings, port)
+    url, key = f"http://127.0.0.1:{port}", keys.create_key(server.app.state.db)[1]
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    prompts = upload_file(http, write_prompt_file(tmp_path / "prompts.jsonl", field="answer"))  # 10 prompts
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{url}/ui#new")
+            page.fill("#api-key", key)
+            page.click("#save-key")
+            expect(page.locator("#job-training-file")).to_have_value(prompts)
+            assert page.locator("#grader-field").is_hidden() and page.locator("#hp-compute_multiplier").is_hidden()
+
+            # reinforcement: the grader (a string_check example reading item.answer) and its hyperparameters, each
+            # "auto" resolved for 10 prompts although this machine's estimate refuses the method
+            page.select_option("#job-method", "reinforcement")
+            expect(page.locator("#grader-field")).to_be_visible()
+            assert page.locator("#beta-field").is_hidden()
+            example = json.loads(page.input_value("#job-grader"))
+            assert (example["type"], example["operation"]) == ("string_check", "ilike")
+            assert example["reference"] == "{{ item.answer }}"
+            expect(page.locator("#hp-compute_multiplier-resolved")).to_have_text("auto → 1")
+            expect(page.locator("#hp-eval_interval-resolved")).to_have_text("auto → 10")
+            expect(page.locator("#hp-eval_samples-resolved")).to_have_text("auto → 64")
+            expect(page.locator("#estimate")).to_contain_text("No cost estimate")
+            page.click("#check-grader")
+            expect(page.locator("#job-grader-status")).to_have_text('OK: string_check grader "answer"')
+
+            # not JSON: caught here; a grader the server refuses: its message (the field named) beside the grader
+            page.fill("#job-grader", '{"type": "string_check", name: "answer"}')
+            page.click("#check-grader")
+            assert_described_error(page, "job-grader", "not valid JSON")
+            expect(page.locator("#job-grader-status")).to_be_empty()
+            bad = {**example, "operation": "contains"}
+            page.fill("#job-grader", json.dumps(bad))
+            page.click("#check-grader")
+            assert_described_error(page, "job-grader", 'grader.operation: "contains" is not one of eq, ne, like, ilike')
+            expect(page.locator("#job-grader")).to_have_attribute("aria-invalid", "true")
+            page.click("#create-job")  # job creation refuses it too (method.reinforcement.grader.operation)
+            assert_described_error(page, "job-grader", "method.reinforcement.grader.operation")
+            expect(page.locator("#job-grader")).to_be_focused()
+            for width in (400, 1280):
+                page.set_viewport_size({"width": width, "height": 900})
+                assert_fits(page, f"reinforcement form with a grader error at {width}")
+            page.screenshot(path=str(tmp_path / "reinforcement-form.png"), full_page=True)
+
+            good = {**example, "name": "symbol", "operation": "like"}
+            page.fill("#job-grader", json.dumps(good, indent=2))
+            page.click("#check-grader")
+            expect(page.locator("#job-grader-status")).to_have_text('OK: string_check grader "symbol"')
+            expect(page.locator("#job-grader-error")).to_be_empty()
+            page.fill("#hp-compute_multiplier", "0.5")
+            page.fill("#hp-eval_samples", "2")
+            expect(page.locator("#hp-compute_multiplier-resolved")).to_have_text("0.5")
+            page.click("#create-job")
+            page.wait_for_url("**/ui#jobs/ftjob-*")
+            job_id = page.url.split("/")[-1]
+            method = http.get(f"/v1/fine_tuning/jobs/{job_id}").json()["method"]
+            assert method["type"] == "reinforcement" and method["reinforcement"]["grader"] == good
+            asked = method["reinforcement"]["hyperparameters"]
+            assert (asked["compute_multiplier"], asked["eval_samples"], asked["eval_interval"]) == (0.5, 2, "auto")
+            expect(page.locator("#job-grader-json")).to_contain_text('"reference": "{{ item.answer }}"')
+
+            # its run's metrics, as the worker records them: the reward and validation reward are plotted where
+            # the loss would be; the surrogate loss is not
+            running = RunningJob(job_id, settings.jobs_dir / job_id, process=None)
+            write_reward_metrics(running.run_dir)
+            JobWorker(server.app.state.db, settings).record_progress(running)
+            surrogate = {"step": 4, "train_loss": 4e-9, "valid_loss": -0.8}  # OpenAI's checkpoint metrics
+            job_events.add_checkpoint(server.app.state.db, job_id, 4, surrogate, f"ft:tiny:{job_id}:ckpt-step-4")
+            page.wait_for_selector("#reward-curve[data-points='4']")  # the page follows the job every 2 s
+            assert page.locator("#reward-curve polyline.train").get_attribute("points").count(",") == 4
+            assert page.locator("#reward-curve polyline.valid").get_attribute("points").count(",") == 2
+            expect(page.locator("#reward-figure figcaption")).to_contain_text("Grader reward")
+            assert page.locator("#loss-figure").is_hidden() and page.locator("#reward-curves").is_hidden()
+            expect(page.locator("#events")).to_contain_text("Step 4: reward=0.400, validation reward=0.800")
+            columns = ["Step", "Checkpoint model", "Reward", "Validation reward"]  # the reward, not the surrogate
+            expect(page.locator("#checkpoints th")).to_have_text(columns)
+            expect(page.locator("#checkpoints td")).to_have_text(["4", f"ft:tiny:{job_id}:ckpt-step-4", "0.4", "0.8"])
+            page.screenshot(path=str(tmp_path / "reinforcement-job.png"), full_page=True)
+            browser.close()
+    finally:
+        server.stop()

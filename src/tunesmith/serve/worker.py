@@ -38,7 +38,26 @@ log = logging.getLogger("tunesmith.worker")
 JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 MAX_STEP_ERRORS = 10  # a job whose worker steps fail this many polls in a row is failed (worker_error)
 REWARD_METRICS = ("rewards/accuracy", "rewards/margin", "valid_rewards/accuracy", "valid_rewards/margin")
-CHARTED_METRICS = ("lr", "token_accuracy", "valid_token_accuracy", "accuracy", "valid_accuracy", *REWARD_METRICS)  # passed on to the job's events for the UI
+# reinforcement (train/reward_objective.py): the grader's reward is what the run is judged by (its loss is a surrogate)
+GRADER_METRICS = ("reward", "reward_std", "answer_tokens", "kl", "zero_std_groups", "clipped_answers", "valid_reward")
+CHARTED_METRICS = ("lr", "token_accuracy", "valid_token_accuracy", "accuracy", "valid_accuracy", *REWARD_METRICS,
+                   *GRADER_METRICS)  # passed on to the job's events for the UI
+
+
+def metrics_message(record: dict) -> str:
+    """A step's event line. A reinforcement step names the grader's reward, not its loss: that loss is a surrogate
+    (~0 by construction) and its validation loss only the reward negated."""
+    if "reward" in record:
+        message = f"Step {record['step']}: reward={record['reward']:.3f}"
+        if "valid_reward" in record:
+            message += f", validation reward={record['valid_reward']:.3f}"
+        return message
+    message = f"Step {record['step']}: training loss={record['loss']:.4f}"
+    if "valid_loss" in record:
+        message += f", validation loss={record['valid_loss']:.4f}"
+    if "rewards/accuracy" in record:
+        message += f", reward accuracy={record['rewards/accuracy']:.2f}, margin={record['rewards/margin']:.3f}"
+    return message
 
 
 @dataclass
@@ -247,14 +266,10 @@ class JobWorker:
             if record["step"] <= current.recorded_step:
                 continue
             data = {"step": record["step"], "train_loss": record["loss"], "epoch": record.get("epoch")}
-            message = f"Step {record['step']}: training loss={record['loss']:.4f}"
             if "valid_loss" in record:
                 data["valid_loss"] = record["valid_loss"]
-                message += f", validation loss={record['valid_loss']:.4f}"
             data |= {name: record[name] for name in CHARTED_METRICS if name in record}  # the UI plots them
-            if "rewards/accuracy" in record:
-                message += f", reward accuracy={record['rewards/accuracy']:.2f}, margin={record['rewards/margin']:.3f}"
-            job_events.add_event(self.db, current.job_id, message, type="metrics", data=data,
+            job_events.add_event(self.db, current.job_id, metrics_message(record), type="metrics", data=data,
                                  dedupe=f"{current.job_id}:step:{record['step']}")
             current.recorded_step = record["step"]
         if metrics and "trained_tokens" in metrics[-1]:

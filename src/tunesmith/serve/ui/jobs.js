@@ -16,6 +16,10 @@ const REWARD_ACCURACY = [{ key: "rewards/accuracy", cls: "train", label: "reward
   { key: "valid_rewards/accuracy", cls: "valid", label: "valid reward accuracy", colour: "#c2561a", dash: true }];
 const REWARD_MARGIN = [{ key: "rewards/margin", cls: "train", label: "reward margin", colour: "#1f6fd1" },
   { key: "valid_rewards/margin", cls: "valid", label: "valid reward margin", colour: "#c2561a", dash: true }];
+// A reinforcement job is judged by its grader's reward: its training loss is a surrogate (~0 by construction) and
+// its validation loss the validation reward negated, so the loss chart gives way to this one
+const GRADER_REWARD = [{ key: "reward", cls: "train", label: "reward", colour: "#1f6fd1" },
+  { key: "valid_reward", cls: "valid", label: "validation reward", colour: "#c2561a", dash: true }];
 let shown = { id: null, state: null };  // the job on screen, and the status it was drawn in
 
 export function selectedJob() { return shown.id; }
@@ -30,8 +34,12 @@ async function allEvents(jobId) {  // oldest first
   }
 }
 
-function drawMetrics(points) {
-  lineChart($("loss-curve"), points, LOSS);
+function drawMetrics(points, method) {
+  const reinforcement = method === "reinforcement";
+  $("reward-figure").hidden = !reinforcement;
+  $("loss-figure").hidden = reinforcement;
+  if (reinforcement) lineChart($("reward-curve"), points, GRADER_REWARD);
+  else lineChart($("loss-curve"), points, LOSS);
   lineChart($("lr-curve"), points, LR);
   const accuracy = points.filter((p) => ACCURACY.some((s) => p[s.key] != null));
   $("accuracy-figure").hidden = !accuracy.length;
@@ -62,11 +70,21 @@ function timing(job, events, points) {
   return parts.join(" · ");
 }
 
-function renderCheckpoints(checkpoints) {
+// A reinforcement checkpoint shows the latest reward and validation reward logged up to its step (from the step
+// metrics: the checkpoint object carries OpenAI's loss fields only, and here they are the surrogate's)
+function checkpointColumns(points, reinforcement) {
+  if (!reinforcement) return { names: ["Training loss", "Validation loss"], values: (c) => [c.metrics.train_loss, c.metrics.valid_loss] };
+  const upTo = (step, key) => points.filter((p) => p.step <= step && p[key] != null).map((p) => p[key]).pop();
+  return { names: ["Reward", "Validation reward"],
+    values: (c) => [upTo(c.step_number, "reward"), upTo(c.step_number, "valid_reward")] };
+}
+
+function renderCheckpoints(checkpoints, points, reinforcement) {
   if (!checkpoints.length) return "none yet";
-  return `<table><thead><tr><th>Step</th><th>Checkpoint model</th><th>Training loss</th><th>Validation loss</th></tr></thead><tbody>
+  const columns = checkpointColumns(points, reinforcement);
+  return `<table><thead><tr><th>Step</th><th>Checkpoint model</th>${columns.names.map((n) => `<th>${n}</th>`).join("")}</tr></thead><tbody>
     ${checkpoints.map((c) => `<tr><td>${c.step_number}</td><td>${esc(c.fine_tuned_model_checkpoint)}</td>
-      <td>${esc(fmt(c.metrics.train_loss))}</td><td>${esc(fmt(c.metrics.valid_loss))}</td></tr>`).join("")}</tbody></table>`;
+      ${columns.values(c).map((v) => `<td>${esc(fmt(v))}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
 }
 
 const fmt = (v) => v == null ? "—" : typeof v === "number" ? Number(v.toPrecision(4)).toString() : String(v);
@@ -129,13 +147,14 @@ export async function showJob(jobId) {
   $("job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "";
   $("job-chat").hidden = !model;
   if (model) $("job-chat").href = `#playground/${encodeURIComponent(model)}`;
-  const hyper = job.method[job.method.type].hyperparameters;
+  const section = job.method[job.method.type], hyper = section.hyperparameters;
   $("job-hyper").innerHTML = `<p>${esc(job.model)} → ${esc(model || "(not yet)")}, method ${esc(job.method.type)}; ` +
-    Object.entries(hyper).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(", ") + `; evaluation ${esc(job.suite || "quick")}</p>`;
+    Object.entries(hyper).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(", ") + `; evaluation ${esc(job.suite || "quick")}</p>` +
+    (section.grader ? `<h4>Grader</h4><pre id="job-grader-json">${esc(JSON.stringify(section.grader, null, 2))}</pre>` : "");
   const points = events.filter((e) => e.type === "metrics").map((e) => e.data);
   $("job-times").textContent = timing(job, events, points);
-  drawMetrics(points);
-  $("checkpoints").innerHTML = renderCheckpoints(checkpoints.data);
+  drawMetrics(points, job.method.type);
+  $("checkpoints").innerHTML = renderCheckpoints(checkpoints.data, points, job.method.type === "reinforcement");
   $("events").innerHTML = events.map((e) => `<li class="${e.level === "error" ? "fail" : ""}">${esc(when(e.created_at))} ${esc(e.message)}</li>`).join("");
   $("evaluation").innerHTML = evaluationHtml(job, evaluation);
   $("lineage").innerHTML = model ? lineageHtml(lineage) : "No model yet.";

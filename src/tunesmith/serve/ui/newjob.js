@@ -1,15 +1,26 @@
-// New-job form: model to start from, files, method, hyperparameters ("auto" shown as what it resolves to),
-// evaluation suite, suffix; the cost estimate for this machine before the job starts.
+// New-job form: model to start from, files, method (a reinforcement job's grader as JSON, checked by the server),
+// hyperparameters ("auto" shown as what it resolves to), evaluation suite, suffix; the cost estimate for this
+// machine before the job starts.
 import { $, api, bytes, clearErrors, duration, esc, showError } from "./api.js";
 
-const HYPER = ["n_epochs", "batch_size", "learning_rate_multiplier", "beta"];
+const HYPER = ["n_epochs", "batch_size", "learning_rate_multiplier", "beta", "compute_multiplier", "eval_interval",
+  "eval_samples"];
+const METHOD_ONLY = { beta: "dpo", compute_multiplier: "reinforcement", eval_interval: "reinforcement",
+  eval_samples: "reinforcement" };  // the other hyperparameters belong to every method
 const FIELDS = { model: "job-model", training_file: "job-training-file", validation_file: "job-validation-file",
   suite: "job-suite", suffix: "job-suffix", method: "job-method" };
+// What the grader field starts with: rewards an answer that contains the row's `answer`, in any case
+const EXAMPLE_GRADER = { type: "string_check", name: "answer", input: "{{ sample.output_text }}",
+  reference: "{{ item.answer }}", operation: "ilike" };
 let estimateSeq = 0, estimateTimer = null;
 
-function controlFor(param) {  // an API error's `param` (e.g. method.dpo.hyperparameters.beta) → the control to mark
+// An API error's `param` → the control to mark: method.dpo.hyperparameters.beta → hp-beta; a grader's field, from
+// job creation (method.reinforcement.grader.operation) or from graders/validate (grader.operation) → the grader
+function controlFor(param) {
   if (!param) return "job-form";
-  const hyper = HYPER.find((name) => param.split(".").includes(name));
+  const path = param.split(".");
+  if (path[0] === "grader" || (path[0] === "method" && path.includes("grader"))) return "job-grader";
+  const hyper = HYPER.find((name) => path.includes(name));
   if (hyper) return `hp-${hyper}`;
   const field = Object.keys(FIELDS).find((name) => param.split(".")[0] === name);
   return field ? FIELDS[field] : "job-form";
@@ -42,7 +53,7 @@ function hyperparameters() {  // {name: number} for the filled fields; a field t
   const values = {};
   for (const name of HYPER) {
     const input = $(`hp-${name}`), text = input.value.trim();
-    if (name === "beta" && $("job-method").value !== "dpo") continue;
+    if (METHOD_ONLY[name] && METHOD_ONLY[name] !== $("job-method").value) continue;
     if (!text || text === "auto") continue;
     const value = Number(text);
     if (!isFinite(value)) throw Object.assign(new Error(`${text} is not a number: write one, or leave it empty for auto`), { control: input.id });
@@ -51,10 +62,27 @@ function hyperparameters() {  // {name: number} for the filled fields; a field t
   return values;
 }
 
+// The grader textarea's JSON; not JSON, or not an object, is an error beside it before anything is sent
+function grader() {
+  const text = $("job-grader").value.trim(), control = "job-grader";
+  if (!text) throw Object.assign(new Error("write the grader as JSON: a reinforcement job needs one"), { control });
+  let value;
+  try { value = JSON.parse(text); } catch (err) {
+    throw Object.assign(new Error(`the grader is not valid JSON (${err.message}): fix it, e.g. quote every key and string`), { control });
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw Object.assign(new Error('the grader is a JSON object, e.g. {"type": "string_check", ...}'), { control });
+  }
+  return value;
+}
+
 function jobBody() {
-  const method = $("job-method").value === "dpo" ? "dpo" : "supervised";  // classification: the file's rows decide
+  const chosen = $("job-method").value;  // classification trains as supervised: the file's label rows decide
+  const method = chosen === "dpo" || chosen === "reinforcement" ? chosen : "supervised";
+  const section = { hyperparameters: hyperparameters() };
+  if (method === "reinforcement") section.grader = grader();
   const body = { model: $("job-model").value, training_file: $("job-training-file").value,
-    method: { type: method, [method]: { hyperparameters: hyperparameters() } } };
+    method: { type: method, [method]: section } };
   if ($("job-validation-file").value) body.validation_file = $("job-validation-file").value;
   if ($("job-suite").value) body.suite = $("job-suite").value;
   if ($("job-suffix").value.trim()) body.suffix = $("job-suffix").value.trim();
@@ -108,6 +136,23 @@ async function estimate() {
 
 function scheduleEstimate() { clearTimeout(estimateTimer); estimateTimer = setTimeout(estimate, 300); }
 
+// POST /v1/fine_tuning/alpha/graders/validate: OK with the grader's type and name, or the server's error beside
+// the field (its message names the grader's field, e.g. grader.operation)
+async function checkGrader() {
+  const status = $("job-grader-status");
+  status.textContent = "";
+  showError("job-grader", "");
+  try {
+    const checked = (await api("/v1/fine_tuning/alpha/graders/validate", { json: { grader: grader() } })).grader;
+    status.textContent = `OK: ${checked.type} grader ${JSON.stringify(checked.name)}`;
+  } catch (err) { showError("job-grader", err.message); }
+}
+
+function showMethodFields() {  // each method's own fields: DPO's beta, reinforcement's grader and its hyperparameters
+  const method = $("job-method").value;
+  for (const field of $("job-form").querySelectorAll("[data-method]")) field.hidden = field.dataset.method !== method;
+}
+
 async function isClassificationFile(fileId) {
   const check = await api(`/ui/api/files/${encodeURIComponent(fileId)}/check`);
   return (check.report || {}).kind === "classification";
@@ -135,6 +180,12 @@ async function createJob(event) {
 export function setUpJobForm() {
   $("job-form").addEventListener("submit", createJob);
   $("job-form").addEventListener("change", scheduleEstimate);
-  $("job-form").addEventListener("input", (event) => { if (event.target.matches("input")) scheduleEstimate(); });
-  $("job-method").addEventListener("change", () => { $("beta-field").hidden = $("job-method").value !== "dpo"; });
+  $("job-form").addEventListener("input", (event) => {
+    if (event.target.matches("input")) scheduleEstimate();
+    if (event.target.id === "job-grader") $("job-grader-status").textContent = "";  // an OK no longer holds
+  });
+  $("job-method").addEventListener("change", showMethodFields);
+  $("check-grader").addEventListener("click", checkGrader);
+  $("job-grader").value = JSON.stringify(EXAMPLE_GRADER, null, 2);
+  showMethodFields();
 }
