@@ -19,6 +19,7 @@ from tunesmith.train.lora import apply_lora
 from tunesmith.train.recipes import train_run
 from tunesmith.train.reward_objective import (
     Answers,
+    GraderFailed,
     GroupRewardObjective,
     PromptBatch,
     PromptExample,
@@ -237,3 +238,16 @@ def test_the_kl_holds_a_continued_adapter_to_its_parent_not_to_the_base(tmp_path
                                                                  "reinforcement.beta": 0.5})
     train_run(config)
     assert metrics(config.out)[0]["kl"] == 0.0  # a fresh adapter: the base, adapters off, is where it starts
+
+
+def test_grader_failures_are_counted_and_a_grader_that_fails_on_everything_stops_the_run(tmp_path, tiny_model_dir):
+    partly = {"type": "python", "name": "partly", "source":
+              "def grade(sample, item):\n    return 1.0 if 'o' in sample['output_text'] else item['missing']\n"}
+    config = rl_config(tmp_path / "partly", tiny_model_dir, **{"train.max_steps": 2, "reinforcement.grader": partly})
+    train_run(config)
+    logged = metrics(config.out)
+    assert all(0 < r["grader_errors"] < 4 for r in logged), logged  # per prompt, of its 4 answers
+    broken = {"type": "python", "name": "broken", "source": "def grade(sample, item):\n    raise ValueError('no')\n"}
+    config = rl_config(tmp_path / "broken", tiny_model_dir, **{"train.max_steps": 2, "reinforcement.grader": broken})
+    with pytest.raises(GraderFailed, match="failed on all 12 answers of a batch, e.g.: ValueError: no"):
+        train_run(config)

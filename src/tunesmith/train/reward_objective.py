@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tunesmith.config import ConfigError
 from tunesmith.data.render import IGNORE_INDEX, TokenizedExample
 from tunesmith.models.chat import pad_token_id
 from tunesmith.models.decoding.offline import answer_token_ids
@@ -39,7 +40,12 @@ from tunesmith.train.objective import BatchLayout
 from tunesmith.train.packing import ModelBatch, collate_placed
 from tunesmith.train.preference_loss import example_index
 
-REWARD_METRICS = ("reward", "reward_std", "answer_tokens", "kl", "zero_std_groups", "clipped_answers")
+REWARD_METRICS = ("reward", "reward_std", "answer_tokens", "kl", "zero_std_groups", "clipped_answers", "grader_errors")
+
+
+class GraderFailed(ConfigError):
+    """The grader could not score a single answer of a batch (its template, formula or python code fails on every
+    row): training on rewards of 0 would teach nothing, so the run stops with the grader's first error."""
 STD_EPSILON = 1e-4  # TRL's: a group with one distinct reward has std 0
 
 
@@ -71,6 +77,7 @@ class Answers:
     tokens: list[list[int]]
     rewards: torch.Tensor  # (P·G,) float32
     clipped: int  # answers cut at max_new_tokens (no end-of-turn token)
+    errors: int  # answers the grader failed on (reward 0.0: a template, formula or python error)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class GroupRewardObjective:
             "kl": (per_example_sum(kl, index, len(examples)).detach() / lengths).view(-1, self.group_size).mean(dim=1).sum(),
             "zero_std_groups": (grouped.std(dim=1) == 0).float().sum(),
             "clipped_answers": torch.tensor(answers.clipped / self.group_size),
+            "grader_errors": torch.tensor(answers.errors / self.group_size),
         }
         return loss, metrics
 
@@ -146,22 +154,30 @@ class GroupRewardObjective:
         tokens = [choice for choices in sampled(model, self.tokenizer, [p.prompt_ids for p in prompts], params)
                   for choice in choices]
         items = [p.item for p in prompts for _ in range(self.group_size)]
-        return Answers(tokens, self.rewards(tokens, items), sum(not t or t[-1] not in self.end_ids for t in tokens))
+        rewards, errors = self.rewards(tokens, items)
+        return Answers(tokens, rewards, sum(not t or t[-1] not in self.end_ids for t in tokens), errors)
 
-    def rewards(self, tokens: list[list[int]], items: list[dict]) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        return torch.tensor([grade.reward for grade in grade_many(self.grader, texts, items)], dtype=torch.float32)
+    def rewards(self, tokens: list[list[int]], items: list[dict]) -> tuple[torch.Tensor, int]:
+        """(each answer's reward, how many the grader failed on); GraderFailed when it failed on all."""
+        grades = grade_many(self.grader, self.tokenizer.batch_decode(tokens, skip_special_tokens=True), items)
+        failed = [grade for grade in grades if grade.error is not None]
+        if failed and len(failed) == len(grades):
+            raise GraderFailed(f"the grader {self.grader.name!r} failed on all {len(grades)} answers of a batch, e.g.: "
+                               f"{failed[0].error} — fix the grader (tunesmith's /v1/fine_tuning/alpha/graders/run "
+                               "or train.graders.grade_many tries it on one answer)")
+        return torch.tensor([grade.reward for grade in grades], dtype=torch.float32), len(failed)
 
     def validation_sum(self, model, batch: PromptBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each prompt answered once, greedily: the loss is the negative summed reward."""
         params = [SamplingParams(max_new_tokens=self.max_new_tokens, temperature=0.0)] * len(batch.prompts)
         tokens = [choices[0] for choices in sampled(model, self.tokenizer, [p.prompt_ids for p in batch.prompts], params)]
-        rewards = self.rewards(tokens, [p.item for p in batch.prompts])
+        rewards, errors = self.rewards(tokens, [p.item for p in batch.prompts])
         zero = torch.tensor(0.0)
         lengths = torch.tensor([float(len(t)) for t in tokens])
         metrics = {"reward": rewards.sum(), "reward_std": zero, "answer_tokens": lengths.sum(), "kl": zero,
                    "zero_std_groups": zero,
-                   "clipped_answers": torch.tensor(float(sum(not t or t[-1] not in self.end_ids for t in tokens)))}
+                   "clipped_answers": torch.tensor(float(sum(not t or t[-1] not in self.end_ids for t in tokens))),
+                   "grader_errors": torch.tensor(float(errors))}
         return -rewards.sum(), metrics
 
 
