@@ -108,7 +108,8 @@ def test_openai_client_runs_a_reinforcement_job_to_a_model(tmp_path, tiny_model_
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=create_key(tmp_path / "home"),
                                max_retries=0, timeout=60)
         train = client.files.create(file=write_prompt_file(tmp_path / "prompts.jsonl").open("rb"), purpose="fine-tune")
-        assert client.files.retrieve(train.id).status == "processed"
+        assert wait_for(lambda: client.files.retrieve(train.id).status != "uploaded") and \
+            client.files.retrieve(train.id).status == "processed"  # its data check read it as prompts
         created = client.fine_tuning.jobs.create(
             model=tiny_model_dir.name, training_file=train.id, seed=3,
             method={"type": "reinforcement", "reinforcement": {"grader": GRADER, "hyperparameters": {

@@ -39,7 +39,8 @@ JOB_ID = re.compile(r"^ftjob-[0-9a-f]{24}$")
 MAX_STEP_ERRORS = 10  # a job whose worker steps fail this many polls in a row is failed (worker_error)
 REWARD_METRICS = ("rewards/accuracy", "rewards/margin", "valid_rewards/accuracy", "valid_rewards/margin")
 # reinforcement (train/reward_objective.py): the grader's reward is what the run is judged by (its loss is a surrogate)
-GRADER_METRICS = ("reward", "reward_std", "answer_tokens", "kl", "zero_std_groups", "clipped_answers", "valid_reward")
+GRADER_METRICS = ("reward", "reward_std", "answer_tokens", "kl", "zero_std_groups", "clipped_answers", "grader_errors",
+                  "valid_reward")
 CHARTED_METRICS = ("lr", "token_accuracy", "valid_token_accuracy", "accuracy", "valid_accuracy", *REWARD_METRICS,
                    *GRADER_METRICS)  # passed on to the job's events for the UI
 
