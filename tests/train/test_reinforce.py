@@ -166,6 +166,8 @@ def test_recipe_raises_the_graders_reward_and_exports(tmp_path, tiny_model_dir):
     assert sum(rewards[-10:]) / 10 > sum(rewards[:10]) / 10 + 0.3, rewards  # it learns to write an "o"
     assert "valid_reward" in logged[-1] and logged[-1]["valid_loss"] == -logged[-1]["valid_reward"]
     assert (result.run_dir / "model" / "model.safetensors").is_file()
+    # trained tokens: every answer's tokens (≤ 6 each, 12 answers a step), counted once sampled
+    assert 40 * 12 <= result.trained_tokens <= 40 * 12 * 6 and logged[-1]["trained_tokens_per_s"] > 0
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["reinforcement"]["group_size"] == 4 and record["final_reward"] == rewards[-1]
     card = (result.run_dir / "model" / "README.md").read_text()

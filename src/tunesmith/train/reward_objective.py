@@ -56,6 +56,9 @@ class PromptExample:
     prompt_ids: tuple[int, ...]
     item: dict
     line: int
+    # answer tokens trained the last time a step drew this prompt (written by loss_sum on the rank that answered
+    # it): what the loop counts as the step's trained tokens, known only once the answers are sampled
+    trained: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)
 
 
 @dataclass
@@ -98,7 +101,7 @@ class GroupRewardObjective:
         return 1
 
     def trained_tokens(self, example: PromptExample) -> int:
-        return 0  # answers are sampled each step: the loop's token counts come from num_real_tokens
+        return example.trained[0]  # its answers' tokens at the step that just drew it
 
     def collate(self, examples: list[PromptExample], settings: BatchLayout) -> PromptBatch:
         return PromptBatch(list(examples), settings.max_length)
@@ -126,6 +129,8 @@ class GroupRewardObjective:
             kl = (torch.exp(delta) - delta - 1) * trained
             per_token = per_token + self.beta * kl
         lengths = per_example_sum(trained.float(), index, len(examples)).clamp(min=1)  # (P·G,)
+        for prompt, group in zip(batch.prompts, lengths.view(-1, self.group_size).sum(dim=1).tolist()):
+            prompt.trained[0] = int(group)
         per_answer = per_example_sum(per_token, index, len(examples)) / lengths  # (P·G,) per-token means
         loss = per_answer.view(-1, self.group_size).mean(dim=1).sum()  # Σ over prompts of the group mean
         grouped = answers.rewards.view(-1, self.group_size)
