@@ -39,10 +39,17 @@ def test_prompts_are_valid_and_their_answers_are_the_records():
             assert check_templates(grader, row.item) is None
 
 
-def test_no_prompt_is_phrased_as_a_held_out_question():
+def test_no_prompt_is_phrased_as_a_held_out_question_nor_trained_by_the_demo():
     held_out = {json.loads(line)["question"].lower() for line in (REPO / "examples/elements/eval.jsonl").read_text().splitlines()}
     asked = {row["messages"][-1]["content"].lower() for name in ("train.jsonl", "valid.jsonl") for row in rows(name)}
     assert not asked & held_out
+
+    def demo(name):
+        return {json.loads(line)["messages"][0]["content"].lower()
+                for line in (REPO / "examples/elements" / name).read_text().splitlines()}
+    trained = {row["messages"][-1]["content"].lower() for row in rows("train.jsonl")}
+    assert not trained & demo("train.jsonl") and not trained & demo("valid.jsonl")  # phrasings new to the demo's run
+    assert {row["messages"][-1]["content"].lower() for row in rows("valid.jsonl")} <= demo("valid.jsonl")
 
 
 @pytest.mark.parametrize("reply, answer, case_sensitive, aliases", [
