@@ -46,6 +46,8 @@ REWARD_METRICS = ("reward", "reward_std", "answer_tokens", "kl", "zero_std_group
 class GraderFailed(ConfigError):
     """The grader could not score a single answer of a batch (its template, formula or python code fails on every
     row): training on rewards of 0 would teach nothing, so the run stops with the grader's first error."""
+
+
 STD_EPSILON = 1e-4  # TRL's: a group with one distinct reward has std 0
 
 
@@ -110,15 +112,17 @@ class GroupRewardObjective:
         if not torch.is_grad_enabled():
             return self.validation_sum(model, batch)
         answers = self.answer(model, batch.prompts)
-        advantages = group_advantages(answers.rewards, self.group_size, self.scale_rewards)  # (P·G,)
+        device = answers_device(model)
+        advantages = group_advantages(answers.rewards, self.group_size, self.scale_rewards).to(device)  # (P·G,)
         examples = [answer_example(prompt.prompt_ids, answers.tokens[i * self.group_size + k])
                     for i, prompt in enumerate(batch.prompts) for k in range(self.group_size)]
         # a prompt's G answers share one copy of it per packed row (packing.py: share_prefix)
         inputs, placed = collate_placed(examples, pad_token_id(self.tokenizer), max(batch.width, max_width(examples)),
                                         packing=True, share_prefix=True)
         batch.num_real_tokens = inputs.num_real_tokens
+        inputs = inputs.to(device)
         logps = answer_token_logps(model, inputs)  # (R, T), 0 off the answers
-        index = example_index(placed, inputs.input_ids.shape)  # (R, T)
+        index = example_index(placed, inputs.input_ids.shape).to(device)  # (R, T)
         trained = inputs.targets != IGNORE_INDEX
         per_token = -torch.exp(logps - logps.detach()) * advantages[index.clamp(min=0)] * trained
         kl = torch.zeros_like(logps)
@@ -211,6 +215,11 @@ def per_example_sum(values: torch.Tensor, index: torch.Tensor, num_examples: int
     """(E,) sum of `values` (R, T) over each example's positions (index −1: padding, dropped)."""
     keep = index >= 0
     return torch.zeros(num_examples, dtype=values.dtype, device=values.device).index_add(0, index[keep], values[keep])
+
+
+def answers_device(model) -> torch.device:
+    """Where the model computes: the answers' batch goes there once sampled (the prompts stay lists of ids)."""
+    return next(model.parameters()).device
 
 
 def max_width(examples: list[TokenizedExample]) -> int:
