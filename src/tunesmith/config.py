@@ -119,7 +119,7 @@ class ReinforcementConfig(Strict):
     max_new_tokens: int = Field(256, ge=1, description="Longest sampled answer (TRL's max_completion_length); a longer one is cut there and trained as it stands.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the answers trained on (TRL's default 1.0).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the answers trained on.")
-    beta: float = Field(0.0, ge=0, description="Weight of the per-token KL to the base model (TRL's beta, default 0.0: no reference forward); with LoRA the base is the same weights with the adapters off.")
+    beta: float = Field(0.0, ge=0, description="Weight of the per-token KL (k3) to the run's starting point (TRL's beta, default 0.0: no reference forward): the base model, the same weights with the LoRA adapters off, or the parent run whose adapter this run continues (its adapter weights swapped in); LoRA runs only.")
     scale_rewards: Literal["group", "none"] = Field("group", description="Advantages: (reward − group mean) / group std (group, GRPO and TRL's default) or not divided (none, as Dr. GRPO).")
     valid_samples: int = Field(64, ge=1, description="Validation prompts answered greedily at each evaluation (from data.valid); their mean reward is logged as valid_reward, and the validation loss is its negative (so early stopping keeps the best reward).")
 
@@ -157,7 +157,7 @@ class TrainConfig(Strict):
 
     @property
     def uses_lora(self) -> bool:
-        """LoRA adapters train (method lora, or dpo / classification without weights: full), not all weights."""
+        """LoRA adapters train (method lora, or dpo / classification / reinforcement without weights: full), not all weights."""
         return self.method == "lora" or (self.method in WEIGHTS_METHODS and self.weights != "full")
 
     @model_validator(mode="after")
