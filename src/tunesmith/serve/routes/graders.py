@@ -44,27 +44,31 @@ class RunRequest(BaseModel):
     item: dict[str, Any] = Field(default_factory=dict, description="The dataset row: the `item` namespace.")
 
 
-def parsed_grader(spec: dict) -> Grader:
+def api_grader(spec: dict, where: str, allow_python: bool) -> Grader:
+    """A grader from a request body, parsed: a bad one is a 400 whose `param` is the field path. A python grader runs
+    the caller's code on this host, so it is a 400 too unless `allow_python` (the operator's
+    --allow-python-graders, for what will run it: /run, a reinforcement job)."""
     try:
-        return parse_grader(spec, "grader")
+        grader = parse_grader(spec, where)
     except GraderError as exc:
         raise APIError(400, str(exc), param=exc.path, code="invalid_value") from None
+    if uses_python(grader) and not allow_python:
+        raise APIError(400, f"{where}: python graders run the caller's code on the server, and this server does not "
+                            "allow it — grade with string_check, text_similarity or multi, or ask the operator to start "
+                            "it with `tunesmith serve --allow-python-graders`.", param=where,
+                       code="python_graders_disabled")
+    return grader
 
 
 @router.post("/validate")
 def validate_grader(body: ValidateRequest, calling: ApiKey = Depends(calling_key)) -> dict:
-    return {"grader": parsed_grader(body.grader).spec()}
+    return {"grader": api_grader(body.grader, "grader", allow_python=True).spec()}  # compiled, never run
 
 
 @router.post("/run")
 def run_grader(request: Request, body: RunRequest, calling: ApiKey = Depends(calling_key)) -> dict:
     """Counts against the key's requests in flight (serve/limits.py), like a moderation."""
-    grader = parsed_grader(body.grader)
-    if uses_python(grader) and not request.app.state.settings.allow_python_graders:
-        raise APIError(400, "python graders run the caller's code on the server, and this server does not allow "
-                            "it — grade with string_check, text_similarity or multi, or ask the operator to start "
-                            "it with `tunesmith serve --allow-python-graders`.", param="grader",
-                       code="python_graders_disabled")
+    grader = api_grader(body.grader, "grader", request.app.state.settings.allow_python_graders)
     reservation = request.app.state.limits.admit(calling, 0)
     try:
         started = time.perf_counter()

@@ -23,10 +23,11 @@ from tunesmith.serve.auth import api_key, calling_key
 from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.file_checks import CHECK_WAIT_SECONDS
 from tunesmith.serve.hyperparameters import requested_hyperparameters
+from tunesmith.serve.routes.graders import api_grader
 from tunesmith.serve.limits import rate_limited
 from tunesmith.serve.suites import available_suites
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
-from tunesmith.train.graders import GraderError, check_templates, parse_grader, uses_python
+from tunesmith.train.graders import check_templates
 from tunesmith.train.trackers import tracker_installed
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
@@ -150,21 +151,12 @@ def method_and_hyperparameters(body: CreateJob) -> tuple[str, dict]:
 
 
 def job_grader(request: Request, body: CreateJob):
-    """A reinforcement job's grader, checked (train/graders.py); None for other methods. A bad one is a 400 naming
-    the field; a python grader (the caller's code, run on this host in every training step) only where the operator
-    allows python graders (`tunesmith serve --allow-python-graders`), as for /v1/fine_tuning/alpha/graders/run."""
+    """A reinforcement job's grader, checked as /v1/fine_tuning/alpha/graders/run checks one (a python grader runs in
+    every training step, so only where the operator allows python graders); None for other methods."""
     if body.method is None or body.method.type != "reinforcement" or body.method.reinforcement is None:
         return None
-    try:
-        grader = parse_grader(body.method.reinforcement.grader, where="method.reinforcement.grader")
-    except GraderError as error:
-        raise APIError(400, str(error), param=error.path, code="invalid_value") from None
-    if uses_python(grader) and not request.app.state.settings.allow_python_graders:
-        raise APIError(400, "method.reinforcement.grader: a python grader runs your code on the server in every "
-                            "training step, and this server does not allow it — use string_check, text_similarity or "
-                            "multi, or ask its operator to start it with --allow-python-graders",
-                       param="method.reinforcement.grader", code="python_graders_disabled")
-    return grader
+    return api_grader(body.method.reinforcement.grader, "method.reinforcement.grader",
+                      request.app.state.settings.allow_python_graders)
 
 
 def stored_file(request: Request, key: str, file_id: str | None, param: str) -> files.FileRecord | None:
