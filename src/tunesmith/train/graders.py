@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
 
+from tunesmith.data.formats import RowError
+from tunesmith.data.prompts import PromptRow, load_prompt_rows
 from tunesmith.train import grader_templates as templates
 from tunesmith.train.grader_formula import FUNCTIONS, Formula, FormulaError, parse_formula
 from tunesmith.train.grader_specs import (SPEC_ADAPTER, SPECS, GraderError, MultiSpec, PythonSpec, StringCheckSpec,
@@ -28,7 +30,8 @@ from tunesmith.train.grader_specs import (SPEC_ADAPTER, SPECS, GraderError, Mult
 from tunesmith.train.python_grader import check_source, run_python_grader
 from tunesmith.train.text_similarity import similarity_function
 
-__all__ = ["Grade", "Grader", "GraderError", "check_templates", "grade_many", "parse_grader", "uses_python"]
+__all__ = ["Grade", "Grader", "GraderError", "check_templates", "grade_many", "graded_prompt_rows", "parse_grader",
+           "uses_python"]
 
 PYTHON_BATCH_TIMEOUT_S = 30.0
 
@@ -204,6 +207,21 @@ def check_templates(grader: Grader, item: dict) -> str | None:
         except Exception:  # a failure that depends on the sample is not the row's to fix
             continue
     return None
+
+
+def graded_prompt_rows(path, grader: Grader) -> tuple[list[PromptRow], list[RowError]]:
+    """A prompt file's rows (data/prompts.py) that `grader` can read, and every row error by line: the file's own and
+    each row lacking a field the grader's templates read (the training recipe and a job's creation both ask)."""
+    loaded = load_prompt_rows(path)
+    rows, errors = [], list(loaded.errors)
+    for row in loaded.rows:
+        missing = check_templates(grader, row.item)
+        if missing is None:
+            rows.append(row)
+        else:
+            errors.append(RowError(str(path), row.line, "", missing,
+                                   "add the field to every row, or change the grader's template"))
+    return rows, sorted(errors, key=lambda error: error.line)
 
 
 def uses_python(grader: Grader) -> bool:

@@ -17,7 +17,6 @@ from rich.console import Console
 
 from tunesmith.config import ConfigError, DataConfig, RunConfig
 from tunesmith.data.formats import RowError
-from tunesmith.data.prompts import load_prompt_rows
 from tunesmith.models.chat import render_prompts, stop_token_ids
 from tunesmith.models.load import load_tokenizer
 from tunesmith.train.base_anchor import parent_adapter_weights
@@ -25,7 +24,7 @@ from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_check
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.frozen_weights import frozen_weights_in_bf16
-from tunesmith.train.graders import GraderError, check_templates, parse_grader
+from tunesmith.train.graders import GraderError, graded_prompt_rows, parse_grader
 from tunesmith.train.loop import fit, run_outcome
 from tunesmith.train.metrics import METRICS_FILE, logged_so_far
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
@@ -157,16 +156,7 @@ def load_prompt_data(config: DataConfig, tokenizer, grader) -> TrainingData:
         splits[name] = []
         if path is None:
             continue
-        loaded = load_prompt_rows(path)
-        errors = list(loaded.errors)
-        rows = []
-        for row in loaded.rows:
-            missing = check_templates(grader, row.item)
-            if missing is not None:
-                errors.append(RowError(str(path), row.line, "", missing, "add the field to every row, or change the "
-                                       "grader's template"))
-            else:
-                rows.append(row)
+        rows, errors = graded_prompt_rows(path, grader)
         if errors and not config.skip_invalid:
             raise InvalidDataError(errors)
         skipped += errors

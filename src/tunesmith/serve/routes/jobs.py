@@ -16,7 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tunesmith.data.check import is_preference_file, is_prompt_file
 from tunesmith.data.preference import load_preferences
-from tunesmith.data.prompts import load_prompt_rows
 from tunesmith.registry import audit, files, job_events, jobs, models
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import api_key, calling_key
@@ -27,7 +26,7 @@ from tunesmith.serve.routes.graders import api_grader
 from tunesmith.serve.limits import rate_limited
 from tunesmith.serve.suites import available_suites
 from tunesmith.serve.shapes import checkpoint_object, event_object, job_object, list_object
-from tunesmith.train.graders import check_templates
+from tunesmith.train.graders import graded_prompt_rows
 from tunesmith.train.trackers import tracker_installed
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
@@ -207,19 +206,14 @@ def check_method_data(request: Request, method: str, record: files.FileRecord | 
 
 
 def check_prompt_rows(record: files.FileRecord, path, grader, param: str) -> None:
-    """Every row a prompt (no final answer) with every field the grader's templates read."""
-    loaded = load_prompt_rows(path)
-    if loaded.errors:
-        error = loaded.errors[0]
+    """Every row a prompt (no final answer) with every field the grader's templates read: the first error by line."""
+    _, errors = graded_prompt_rows(path, grader)
+    if errors:
+        error = errors[0]
         where = f"line {error.line}" + (f", {error.field}" if error.field else "")
-        raise APIError(400, f"File {record.id} ({record.filename}) is not reinforcement prompts, which a reinforcement "
-                            f"job trains on: {where}: {error.message} — {error.hint}", param=param,
-                       code="invalid_file_format")
-    for row in loaded.rows:
-        missing = check_templates(grader, row.item)
-        if missing is not None:
-            raise APIError(400, f"File {record.id} ({record.filename}), line {row.line}: {missing} — add the field to "
-                                "every row, or change the grader's template", param=param, code="invalid_file_format")
+        raise APIError(400, f"File {record.id} ({record.filename}) is not reinforcement prompts its grader can read, "
+                            f"which a reinforcement job trains on: {where}: {error.message} — {error.hint}",
+                       param=param, code="invalid_file_format")
 
 
 def check_job_quota(request: Request, key: ApiKey) -> None:
