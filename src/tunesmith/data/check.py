@@ -33,11 +33,11 @@ from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.classification_examples import classification_text
 from tunesmith.data.duplicates import exact_groups, near_duplicate_clusters, normalize_record_content
-from tunesmith.data.labels import LabeledFile, class_balance, load_labeled_file
+from tunesmith.data.labels import LabeledFile, class_balance, is_classification_file, load_labeled_file
 from tunesmith.data.formats import LoadedFile, Record, RowError, first_object_row, load_file
 from tunesmith.data.pii import find_pii, masked_snippets
 from tunesmith.data.preference import LoadedPreferences, PreferencePair, load_preferences, pair_token_lengths, render_pair
-from tunesmith.data.prompts import LoadedPrompts, PromptRow, is_prompt_file, load_prompt_rows
+from tunesmith.data.prompts import LoadedPrompts, PromptRow, is_prompt_file, is_prompt_row, load_prompt_rows
 from tunesmith.data.render import TokenizedExample, format_trained_tokens, render_chat, render_text, truncate
 from tunesmith.models.chat import render_prompts
 from tunesmith.models.classifier import encode_texts
@@ -135,7 +135,7 @@ def check_data(
     """The report for the training file's kind: preference pairs, labelled texts, prompts, or chat/instruction/text rows."""
     if is_preference_file(train_path):
         return check_preferences(train_path, valid_path, tokenizer, max_length)
-    if first_row_has(train_path, ("label", "labels")):
+    if is_classification_file(train_path):
         return check_classification(train_path, valid_path, tokenizer, max_length)
     if is_prompt_file(train_path):
         return check_prompts(train_path, valid_path, tokenizer, max_length)
@@ -336,7 +336,7 @@ def kind_name(path: str | Path) -> str:
         return "preference pairs"
     if is_prompt_file(path):
         return "prompts (rows ending with a user turn)"
-    return "classification rows" if first_row_has(path, ("label", "labels")) else "supervised rows"
+    return "classification rows" if is_classification_file(path) else "supervised rows"
 
 
 def _mixed_kinds(valid_path: str | Path, found: str, expected: str) -> list[dict]:
@@ -399,13 +399,6 @@ def _add_pair_token_stats(report: DataReport, file: LoadedPreferences, tokenizer
 
 
 # --- classification (labelled texts)
-
-
-def first_row_has(path: str | Path, keys: tuple[str, ...]) -> bool:
-    """True when the first row that parses as a JSON object has one of `keys` (a bad row is skipped: validation
-    reports it)."""
-    row = first_object_row(path)
-    return row is not None and any(key in row for key in keys)
 
 
 def check_classification(
@@ -483,7 +476,7 @@ def check_prompts(
     mixed = []
     if valid_path is not None:
         first = first_object_row(valid_path)  # none: an empty, missing or unreadable file, which the loader names
-        if first is None or is_prompt_file(valid_path):
+        if first is None or is_prompt_row(first):
             loaded["valid"] = load_prompt_rows(valid_path)
         else:
             mixed = _mixed_kinds(valid_path, kind_name(valid_path), "prompts (rows ending with a user turn)")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from tunesmith.data.formats import ROLES, RowError, loads_row
+from tunesmith.data.formats import ROLES, RowError, first_object_row, loads_row
 
 # OpenAI's moderation categories, the label set of a moderation model (a team's own set maps onto these).
 MODERATION_CATEGORIES = (
@@ -28,9 +28,17 @@ MODERATION_CATEGORIES = (
     "violence/graphic",
 )
 
-ROW_KEYS = ("text", "messages", "label", "labels")
+LABEL_KEYS = ("label", "labels")  # a row with one of these is a labelled text: a file of them trains a classifier
+ROW_KEYS = ("text", "messages", *LABEL_KEYS)
 MESSAGE_KEYS = ("role", "content", "name")  # `name` is accepted (OpenAI allows it) and dropped
 LabelMode = Literal["single", "multi"]
+
+
+def is_classification_file(path: str | Path) -> bool:
+    """True when the file's first row that parses as a JSON object has `label` or `labels` (a bad row before it is
+    skipped: validation reports it)."""
+    row = first_object_row(path)
+    return row is not None and any(key in row for key in LABEL_KEYS)
 
 
 @dataclass

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data.formats import RowError, _decode_lines, _type_name, first_object_row, loads_row
+from tunesmith.data.labels import LABEL_KEYS  # a conversation with one of these is a row to classify, not a prompt
 from tunesmith.data.preference import _prompt_problems
 
 ROW_EXAMPLE = '{"messages": [{"role": "user", "content": ...}], "answer": ...}'
-LABEL_KEYS = ("label", "labels")  # a conversation with one of these is a row to classify (data/labels.py), not a prompt
 
 
 @dataclass

@@ -3,9 +3,9 @@ job, or classification rows for a moderation model.
 
 Supervised files (chat, instruction, prompt-completion, ShareGPT or text rows: data/formats.py), preference pairs
 (data/preference.py) and prompts (OpenAI's reinforcement rows, ending with a user turn: data/prompts.py) are checked
-by data/check.py, whose report names the kind in each file's summary. Classification files, whose rows carry `label` or `labels` (data/labels.py), make a job train a
-classifier. OpenAI's job API has no method for that, so the file's rows decide: a client uploads its labelled file
-and creates the job as usual.
+by data/check.py, whose report names the kind in each file's summary. Classification files, whose rows carry `label`
+or `labels` (data/labels.py), make a job train a classifier. OpenAI's job API has no method for that, so the file's
+rows decide: a client uploads its labelled file and creates the job as usual.
 """
 from __future__ import annotations
 
@@ -16,17 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, computed_field
 
 from tunesmith.data.check import DataReport, check_data, kind_name
-from tunesmith.data.formats import RowError, first_object_row
-from tunesmith.data.labels import class_balance, load_labeled_file
-
-CLASSIFICATION_KEYS = ("label", "labels")
-
-
-def is_classification_file(path: Path) -> bool:
-    """True when the first row that parses as a JSON object has `label` or `labels`."""
-    row = first_object_row(path)
-    return row is not None and any(key in row for key in CLASSIFICATION_KEYS)
-
+from tunesmith.data.formats import RowError
+from tunesmith.data.labels import class_balance, is_classification_file, load_labeled_file
 
 class ClassificationFileSummary(BaseModel):
     """Named like data/check.py's FileSummary where they agree, so the web UI shows either."""
