@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+from tunesmith.config import ReinforcementConfig
+
 AUTO = "auto"
 METHOD_HYPERPARAMETERS = {
     "supervised": ("n_epochs", "batch_size", "learning_rate_multiplier"),
@@ -31,8 +33,8 @@ SUPERVISED_KEYS = METHOD_HYPERPARAMETERS["supervised"]  # what the job object's 
 TARGET_EPOCHS, MIN_EXAMPLES, MAX_EXAMPLES, MAX_EPOCHS = 3, 100, 25_000, 25
 STEPS_PER_EPOCH, MAX_BATCH = 16, 16
 DEFAULT_BETA = 0.1
-GROUP_SIZE = 8  # answers sampled per prompt at compute_multiplier 1 (TRL's num_generations default)
-EVAL_SAMPLES = 64
+GROUP_SIZE = ReinforcementConfig().group_size  # answers sampled per prompt at compute_multiplier 1 (TRL's default 8)
+EVAL_SAMPLES = ReinforcementConfig().valid_samples
 
 
 def requested_hyperparameters(method: str, given: dict | None) -> dict:

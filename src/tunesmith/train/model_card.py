@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 import tunesmith
+from tunesmith.config import TrainConfig
 from tunesmith.data.formats import load_file
 from tunesmith.data.hashing import file_sha256
 from tunesmith.data.pii import find_pii
@@ -218,7 +219,7 @@ def training_procedure(facts: RunFacts) -> str:
                        f"{_number(stopping['best_valid_loss'])}")
     lines += ["", "| hyperparameter | value |", "|---|---|"]
     for section, names in HYPERPARAMETERS.items():
-        if section == "lora" and not trains_lora(run, config):
+        if section == "lora" and not trains_lora(config):
             continue
         if section == "reinforcement" and run.get("method") != "reinforcement":
             continue
@@ -227,9 +228,9 @@ def training_procedure(facts: RunFacts) -> str:
     return "\n".join(lines)
 
 
-def trains_lora(run: dict, config: dict) -> bool:
-    return run.get("method") == "lora" or (run.get("method") in ("dpo", "classification", "reinforcement")
-                                           and (config.get("train") or {}).get("weights") != "full")
+def trains_lora(config: dict) -> bool:
+    """Whether the run's saved config trained LoRA adapters (config.TrainConfig.uses_lora, read as the config says)."""
+    return TrainConfig.model_validate(config.get("train") or {}).uses_lora
 
 
 def reinforcement_line(facts: RunFacts) -> str:

@@ -14,8 +14,8 @@ trained) gives each answer token's log-probability logp_t, and a prompt's loss i
 which is TRL's GRPOTrainer loss with loss_type "grpo" and one update per generation (num_iterations 1: the clipped
 ratio is exactly 1 and its gradient is ∇logp_t · A_i); KL_t is its k3 estimator against the model the run starts
 from: the base (the LoRA adapters switched off), or the parent run whose adapter this run continues (the parent's
-adapter weights swapped in, base_anchor.weights_swapped_in: no second copy of the model). The loop divides the step's sum by its prompts: a mean over all the step's answers of their
-per-token means. A group whose answers all score alike has advantage 0 and teaches nothing (`zero_std_groups`).
+adapter weights swapped in, base_anchor.weights_swapped_in: no second copy of the model). The loop divides the
+step's sum by its prompts: a mean over all the step's answers of their per-token means. A group whose answers all score alike has advantage 0 and teaches nothing (`zero_std_groups`).
 
 In validation (no gradients) each prompt is answered once, greedily, and its loss is its negative reward, so the
 validation loss that early stopping and the best checkpoint follow is the reward, negated.
@@ -164,7 +164,7 @@ class GroupRewardObjective:
                   for choice in choices]
         items = [p.item for p in prompts for _ in range(self.group_size)]
         rewards, errors = self.rewards(tokens, items)
-        return Answers(tokens, rewards, sum(not t or t[-1] not in self.end_ids for t in tokens), errors)
+        return Answers(tokens, rewards, self.clipped(tokens), errors)
 
     def rewards(self, tokens: list[list[int]], items: list[dict]) -> tuple[torch.Tensor, int]:
         """(each answer's reward, how many the grader failed on); GraderFailed when it failed on all."""
@@ -176,6 +176,10 @@ class GroupRewardObjective:
                                "or train.graders.grade_many tries it on one answer)")
         return torch.tensor([grade.reward for grade in grades], dtype=torch.float32), len(failed)
 
+    def clipped(self, answers: list[list[int]]) -> int:
+        """Answers cut at max_new_tokens: they end without an end-of-turn token."""
+        return sum(not tokens or tokens[-1] not in self.end_ids for tokens in answers)
+
     def validation_sum(self, model, batch: PromptBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each prompt answered once, greedily: the loss is the negative summed reward."""
         params = [SamplingParams(max_new_tokens=self.max_new_tokens, temperature=0.0)] * len(batch.prompts)
@@ -185,7 +189,7 @@ class GroupRewardObjective:
         lengths = torch.tensor([float(len(t)) for t in tokens])
         metrics = {"reward": rewards.sum(), "reward_std": zero, "answer_tokens": lengths.sum(), "kl": zero,
                    "zero_std_groups": zero,
-                   "clipped_answers": torch.tensor(float(sum(not t or t[-1] not in self.end_ids for t in tokens))),
+                   "clipped_answers": torch.tensor(float(self.clipped(tokens))),
                    "grader_errors": torch.tensor(float(errors))}
         return -rewards.sum(), metrics
 
