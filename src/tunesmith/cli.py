@@ -440,8 +440,8 @@ def serve(
                                         "(registry guards, `tunesmith guard set`, take precedence)."),
     audit_flagged_text: bool = typer.Option(False, help="Keep flagged texts in the audit log (default: categories and scores)."),
     allow_python_graders: bool = typer.Option(False, envvar="TUNESMITH_ALLOW_PYTHON_GRADERS",
-                                              help="Let the graders/run endpoint run python graders: callers' code, "
-                                                   "with this server's user and files."),
+                                              help="Accept python graders (callers' code, run with this server's user "
+                                                   "and files) in graders/run and reinforcement jobs."),
     max_concurrent: int = typer.Option(16, help="Completions one key may have in flight (a key's own limit overrides it)."),
     tokens_per_minute: Optional[int] = typer.Option(None, help="Tokens one key may request per minute (default: no limit)."),
     max_queued_jobs: int = typer.Option(16, help="Fine-tuning jobs one key may have waiting or running."),

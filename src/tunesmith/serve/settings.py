@@ -58,8 +58,8 @@ class ServeSettings(BaseModel):
                                     "least every this many characters; text reaches the client only once screened.")
     audit_flagged_text: bool = Field(False, description="Write the flagged text itself into the audit log "
                                      "(by default a flag records only its categories and scores).")
-    allow_python_graders: bool = Field(False, description="Let /v1/fine_tuning/alpha/graders/run run python graders: "
-                                       "the caller's code, in a subprocess with the server's user and files.")
+    allow_python_graders: bool = Field(False, description="Accept python graders in /v1/fine_tuning/alpha/graders/run and in "
+                                       "reinforcement jobs: the caller's code, in a subprocess with the server's user and files.")
 
     @property
     def database_path(self) -> Path:
