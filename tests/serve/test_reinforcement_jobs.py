@@ -8,7 +8,7 @@ import openai
 from tests.serve.server import FACTS, create_key, free_port, start_server, upload_file, wait_for, write_chat_file
 from tests.serve.test_dpo_jobs import create, error_of
 from tunesmith.registry import job_events, jobs
-from tunesmith.serve.worker import JobWorker, RunningJob
+from tunesmith.serve.worker import JobWorker, RunningJob, job_dir
 
 AUTO = "auto"
 GRADER = {"type": "string_check", "name": "symbol", "input": "{{ sample.output_text }}",
@@ -99,6 +99,24 @@ def test_graders_files_and_hyperparameters_that_cannot_train_are_400s_by_field(a
     assert 'method {"type": "reinforcement"}' in error_of(create(api, model=base, training_file=prompts), "training_file")
     api.app_state.settings.allow_python_graders = True
     assert create(api, model=base, training_file=prompts, method=reinforcement(PYTHON)).status_code == 200
+
+
+def test_a_python_grader_job_waits_paused_on_a_server_restarted_without_python_graders(api, tmp_path, tiny_model_dir):
+    train = upload_file(api, write_prompt_file(tmp_path / "prompts.jsonl"))
+    api.app_state.settings.allow_python_graders = True
+    job = create(api, model=tiny_model_dir.name, training_file=train, method=reinforcement(PYTHON)).json()
+    jobs.transition(api.app_state.db, job["id"], "queued", "worker")
+    api.app_state.settings.allow_python_graders = False  # the server started again without the flag
+    worker = JobWorker(api.app_state.db, api.app_state.settings)
+    worker.launch(jobs.get_job(api.app_state.db, job["id"]))
+    assert worker.current is None and jobs.get_job(api.app_state.db, job["id"]).status == "paused"
+    assert not job_dir(api.app_state.settings, job["id"]).exists()  # nothing written, nothing run
+    latest = job_events.list_events(api.app_state.db, job["id"], limit=1)[0][0]
+    assert "--allow-python-graders" in latest.message and "resume" in latest.message
+    api.app_state.settings.allow_python_graders = True  # restarted with it, the resumed job starts
+    jobs.transition(api.app_state.db, job["id"], "queued", "user", only_from={"paused"})
+    assert not worker.python_grader_refused(jobs.get_job(api.app_state.db, job["id"]))
+    assert jobs.get_job(api.app_state.db, job["id"]).status == "queued"
 
 
 def test_openai_client_runs_a_reinforcement_job_to_a_model(tmp_path, tiny_model_dir):

@@ -32,6 +32,7 @@ from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.suites import available_suites, write_quick_suite
 from tunesmith.serve.training_file import check_training_file
 from tunesmith.train.checkpoint import complete_checkpoints, latest_checkpoint
+from tunesmith.train.graders import parse_grader, uses_python
 from tunesmith.train.metrics import METRICS_FILE, read_metrics
 
 log = logging.getLogger("tunesmith.worker")
@@ -181,6 +182,20 @@ class JobWorker:
             pass  # cancelled meanwhile
 
     # --- queued | interrupted running → running, in a training process
+    def python_grader_refused(self, job: jobs.Job) -> bool:
+        """A job whose grader runs python was accepted by a server started with --allow-python-graders; started
+        again without it, the server does not run that code either: the job is paused (its checkpoints kept) until
+        an operator restarts with the flag and resumes it, or cancels it."""
+        if job.grader is None or self.settings.allow_python_graders or not uses_python(parse_grader(job.grader)):
+            return False
+        try:
+            jobs.transition(self.db, job.id, "paused", "worker",
+                            "Job paused: its grader runs python, which this server does not allow; restart the server "
+                            "with --allow-python-graders and resume the job, or cancel it")
+        except jobs.InvalidTransition:
+            pass  # cancelled or paused meanwhile
+        return True
+
     def run_config(self, job: jobs.Job, hyper: dict, directory: Path) -> RunConfig:
         """The job's config, evaluated after training on the suite it names or else on a quick suite (suites.py)."""
         suite = None
@@ -204,6 +219,8 @@ class JobWorker:
         return resolve_hyperparameters(job.hyperparameters, training_rows(record, self.settings.files_dir))
 
     def launch(self, job: jobs.Job) -> None:
+        if self.python_grader_refused(job):
+            return
         directory = job_dir(self.settings, job.id)
         directory.mkdir(parents=True, exist_ok=True)
         try:
