@@ -116,7 +116,8 @@ class ReinforcementConfig(Strict):
 
     grader: dict[str, Any] | None = Field(None, description="The grader, in OpenAI's grader JSON (string_check, text_similarity, python or multi; train/graders.py): reads the answer as {{ sample.output_text }} and the prompt row's fields as {{ item.<key> }}; required.")
     group_size: int = Field(8, ge=2, description="Answers sampled per prompt (TRL's num_generations, default 8); each answer's advantage is its reward against its group's.")
-    max_new_tokens: int = Field(256, ge=1, description="Longest sampled answer (TRL's max_completion_length); a longer one is cut there and trained as it stands.")
+    max_new_tokens: int = Field(256, ge=1, description="Longest sampled answer (TRL's max_completion_length); a longer one is cut there and trained as it stands, unless mask_truncated_answers.")
+    mask_truncated_answers: bool = Field(False, description="Answers cut at max_new_tokens still count in their group's mean and std but train nothing (TRL's mask_truncated_completions, DAPO's advice): an unfinished answer is not penalised or rewarded for where it was cut.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the answers trained on (TRL's default 1.0).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the answers trained on.")
     beta: float = Field(0.0, ge=0, description="Weight of the per-token KL (k3) to the run's starting point (TRL's beta, default 0.0: no reference forward): the base model, the same weights with the LoRA adapters off, or the parent run whose adapter this run continues (its adapter weights swapped in); LoRA runs only.")

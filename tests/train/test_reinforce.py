@@ -32,9 +32,10 @@ CONTAINS_O = {"type": "string_check", "name": "has_o", "input": "{{ sample.outpu
 QUESTIONS = ["What is gold?", "Name a noble gas.", "Say something.", "Which element is 2?", "What is tin?", "Hello?"]
 
 
-def objective(tokenizer, beta=0.0, group_size=4, scale="group", grader=CONTAINS_O) -> GroupRewardObjective:
+def objective(tokenizer, beta=0.0, group_size=4, scale="group", grader=CONTAINS_O,
+              mask_truncated=False) -> GroupRewardObjective:
     return GroupRewardObjective(parse_grader(grader), group_size, 6, 1.0, 1.0, beta, scale,
-                                frozenset(stop_token_ids(tokenizer)), tokenizer)
+                                frozenset(stop_token_ids(tokenizer)), mask_truncated, tokenizer)
 
 
 def prompts(tokenizer, questions=QUESTIONS) -> list[PromptExample]:
@@ -52,9 +53,10 @@ def test_advantages_are_rewards_against_their_group():
 
 
 def plain_grpo_loss(model, tokenizer, batch: list[PromptExample], answers: Answers, group_size: int,
-                    beta: float = 0.0, reference=None) -> torch.Tensor:
+                    beta: float = 0.0, reference=None, masked: torch.Tensor | None = None) -> torch.Tensor:
     """TRL's loss_type "grpo" written out per answer, one unpacked forward each: per prompt, the mean over its answers
-    of mean_t(−A·ratio_t) (+ β·mean_t k3 KL), summed over prompts."""
+    of mean_t(−A·ratio_t) (+ β·mean_t k3 KL), summed over prompts; a `masked` answer adds 0 but still counts in the
+    mean (TRL's mask_truncated_completions zeroes its completion mask)."""
     advantages = group_advantages(answers.rewards, group_size, "group")
     losses = []
     for i, prompt in enumerate(batch):
@@ -70,7 +72,7 @@ def plain_grpo_loss(model, tokenizer, batch: list[PromptExample], answers: Answe
                     ref = F.log_softmax(reference(input_ids=ids).logits[0, start - 1:-1].float(), -1)
                     ref = ref.gather(1, torch.tensor(answer)[:, None])[:, 0]
                 term = term + beta * (torch.exp(ref - logp) - (ref - logp) - 1)
-            losses.append(term.mean())
+            losses.append(term.mean() * (0.0 if masked is not None and masked[i * group_size + k] else 1.0))
     return torch.stack(losses).view(-1, group_size).mean(dim=1).sum()
 
 
@@ -84,15 +86,17 @@ def moved_lora(tokenizer):
     return model.train()
 
 
-@pytest.mark.parametrize("beta", [0.0, 0.2])
-def test_packed_loss_and_gradient_equal_the_plain_per_answer_computation(tokenizer, beta):
+@pytest.mark.parametrize("beta, mask_truncated", [(0.0, False), (0.2, False), (0.2, True)])
+def test_packed_loss_and_gradient_equal_the_plain_per_answer_computation(tokenizer, beta, mask_truncated):
     model = moved_lora(tokenizer)
-    goal = objective(tokenizer, beta=beta, grader={**CONTAINS_O, "reference": "a"})  # ~half this model's answers
+    goal = objective(tokenizer, beta=beta, grader={**CONTAINS_O, "reference": "a"},  # ~half this model's answers
+                     mask_truncated=mask_truncated)
     batch = prompts(tokenizer)[:3]
     torch.manual_seed(5)
     answers = goal.answer(model, batch)
     assert len(answers.tokens) == 12 and answers.rewards.shape == (12,)
     assert 0 < answers.rewards.sum() < 12, "the test needs groups that score differently"
+    answers.clipped = torch.arange(12) % 3 == 0  # whichever were cut: a third of the answers, some in each group
     goal_with_fixed = GroupRewardObjective(**{**goal.__dict__})
     object.__setattr__(goal_with_fixed, "answer", lambda model, prompts: answers)
     loss, metrics = goal_with_fixed.loss_sum(model, PromptBatch(batch, width=128))
@@ -106,12 +110,16 @@ def test_packed_loss_and_gradient_equal_the_plain_per_answer_computation(tokeniz
                     return model(**kw)
         return Off()
 
-    expected = plain_grpo_loss(model, tokenizer, batch, answers, 4, beta, reference_model() if beta else None)
+    expected = plain_grpo_loss(model, tokenizer, batch, answers, 4, beta, reference_model() if beta else None,
+                               masked=answers.clipped if mask_truncated else None)
     expected_grads = torch.autograd.grad(expected, [p for p in model.parameters() if p.requires_grad])
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
     assert max((a - b).abs().max().item() for a, b in zip(grads, expected_grads)) < 1e-5
     assert any(g.abs().max() > 0 for g in grads)
     assert metrics["reward"].item() == pytest.approx(answers.rewards.view(3, 4).mean(dim=1).sum().item())
+    assert metrics["clipped_answers"].item() == pytest.approx(4 / 4)  # 4 answers cut, per group of 4
+    trained = sum(len(answers.tokens[i]) for i in range(12) if not (mask_truncated and answers.clipped[i]))
+    assert sum(prompt.trained[0] for prompt in batch) == trained  # the loop's trained tokens
     if beta:
         assert metrics["kl"].item() > 0
 

@@ -33,7 +33,8 @@ HYPERPARAMETERS = {"lora": ("r", "alpha", "rslora", "dropout", "target_modules")
                              "scheduler", "weight_decay", "max_grad_norm", "neftune_alpha", "early_stopping_patience",
                              "seed", "distributed"),
                    "data": ("max_length", "packing"),
-                   "reinforcement": ("group_size", "max_new_tokens", "temperature", "top_p", "beta", "scale_rewards")}
+                   "reinforcement": ("group_size", "max_new_tokens", "temperature", "top_p", "beta", "scale_rewards",
+                                     "mask_truncated_answers")}
 
 
 @dataclass

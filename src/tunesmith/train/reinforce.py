@@ -67,7 +67,8 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     trainable, total = count_parameters(model)
     r = config.reinforcement
     objective = GroupRewardObjective(grader, r.group_size, r.max_new_tokens, r.temperature, r.top_p, r.beta,
-                                     r.scale_rewards, frozenset(stop_token_ids(tokenizer)), tokenizer,
+                                     r.scale_rewards, frozenset(stop_token_ids(tokenizer)), r.mask_truncated_answers,
+                                     tokenizer,
                                      reference_weights=kl_reference_weights(config))
     settings = replace(loop_settings(config, len(data.train), tokenizer.pad_token_id, strategy), objective=objective)
     optimizer = build_optimizer(model, config)

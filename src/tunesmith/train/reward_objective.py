@@ -16,6 +16,8 @@ ratio is exactly 1 and its gradient is ∇logp_t · A_i); KL_t is its k3 estimat
 from: the base (the LoRA adapters switched off), or the parent run whose adapter this run continues (the parent's
 adapter weights swapped in, base_anchor.weights_swapped_in: no second copy of the model). The loop divides the
 step's sum by its prompts: a mean over all the step's answers of their per-token means. A group whose answers all score alike has advantage 0 and teaches nothing (`zero_std_groups`).
+With mask_truncated_answers (TRL's mask_truncated_completions) an answer cut at max_new_tokens keeps its reward in its
+group's mean and std but its terms are 0: it still counts in the group's mean over G.
 
 In validation (no gradients) each prompt is answered once, greedily, and its loss is its negative reward, so the
 validation loss that early stopping and the best checkpoint follow is the reward, negated.
@@ -81,8 +83,12 @@ class Answers:
 
     tokens: list[list[int]]
     rewards: torch.Tensor  # (P·G,) float32
-    clipped: int  # answers cut at max_new_tokens (no end-of-turn token)
+    clipped: torch.Tensor  # (P·G,) bool: cut at max_new_tokens (no end-of-turn token)
     errors: int  # answers the grader failed on (reward 0.0: a template, formula or python error)
+
+    def trains(self, mask_truncated: bool) -> torch.Tensor:
+        """(P·G,) bool: the answers whose tokens are trained."""
+        return ~self.clipped if mask_truncated else torch.ones_like(self.clipped)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class GroupRewardObjective:
     beta: float
     scale_rewards: str  # "group" | "none"
     end_ids: frozenset[int]
+    mask_truncated: bool  # answers cut at max_new_tokens train nothing (their rewards still shape the group's)
     tokenizer: object
     reference_weights: dict | None = field(default=None, compare=False)  # the parent's adapter; None: the base
     metric_names: tuple[str, ...] = REWARD_METRICS
@@ -123,7 +130,7 @@ class GroupRewardObjective:
         inputs = inputs.to(device)
         logps = answer_token_logps(model, inputs)  # (R, T), 0 off the answers
         index = example_index(placed, inputs.input_ids.shape).to(device)  # (R, T)
-        trained = inputs.targets != IGNORE_INDEX
+        trained = (inputs.targets != IGNORE_INDEX) & answers.trains(self.mask_truncated).to(device)[index.clamp(min=0)]
         per_token = -torch.exp(logps - logps.detach()) * advantages[index.clamp(min=0)] * trained
         kl = torch.zeros_like(logps)
         if self.beta:
@@ -132,19 +139,21 @@ class GroupRewardObjective:
             delta = reference - logps
             kl = (torch.exp(delta) - delta - 1) * trained
             per_token = per_token + self.beta * kl
-        lengths = per_example_sum(trained.float(), index, len(examples)).clamp(min=1)  # (P·G,)
+        lengths = per_example_sum(trained.float(), index, len(examples))  # (P·G,) trained tokens (0: masked)
         for prompt, group in zip(batch.prompts, lengths.view(-1, self.group_size).sum(dim=1).tolist()):
             prompt.trained[0] = int(group)
+        lengths = lengths.clamp(min=1)
         per_answer = per_example_sum(per_token, index, len(examples)) / lengths  # (P·G,) per-token means
         loss = per_answer.view(-1, self.group_size).mean(dim=1).sum()  # Σ over prompts of the group mean
         grouped = answers.rewards.view(-1, self.group_size)
+        sampled_lengths = torch.tensor([float(len(tokens)) for tokens in answers.tokens])
         metrics = {
             "reward": grouped.mean(dim=1).sum(),
             "reward_std": grouped.std(dim=1).sum(),
-            "answer_tokens": lengths.view(-1, self.group_size).mean(dim=1).sum(),
+            "answer_tokens": sampled_lengths.view(-1, self.group_size).mean(dim=1).sum(),
             "kl": (per_example_sum(kl, index, len(examples)).detach() / lengths).view(-1, self.group_size).mean(dim=1).sum(),
             "zero_std_groups": (grouped.std(dim=1) == 0).float().sum(),
-            "clipped_answers": torch.tensor(answers.clipped / self.group_size),
+            "clipped_answers": answers.clipped.float().sum() / self.group_size,
             "grader_errors": torch.tensor(answers.errors / self.group_size),
         }
         return loss, metrics
@@ -164,7 +173,7 @@ class GroupRewardObjective:
                   for choice in choices]
         items = [p.item for p in prompts for _ in range(self.group_size)]
         rewards, errors = self.rewards(tokens, items)
-        return Answers(tokens, rewards, self.clipped(tokens), errors)
+        return Answers(tokens, rewards, self.cut(tokens), errors)
 
     def rewards(self, tokens: list[list[int]], items: list[dict]) -> tuple[torch.Tensor, int]:
         """(each answer's reward, how many the grader failed on); GraderFailed when it failed on all."""
@@ -176,9 +185,9 @@ class GroupRewardObjective:
                                "or train.graders.grade_many tries it on one answer)")
         return torch.tensor([grade.reward for grade in grades], dtype=torch.float32), len(failed)
 
-    def clipped(self, answers: list[list[int]]) -> int:
-        """Answers cut at max_new_tokens: they end without an end-of-turn token."""
-        return sum(not tokens or tokens[-1] not in self.end_ids for tokens in answers)
+    def cut(self, answers: list[list[int]]) -> torch.Tensor:
+        """(A,) bool: the answers cut at max_new_tokens, which end without an end-of-turn token."""
+        return torch.tensor([not tokens or tokens[-1] not in self.end_ids for tokens in answers], dtype=torch.bool)
 
     def validation_sum(self, model, batch: PromptBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Each prompt answered once, greedily: the loss is the negative summed reward."""
@@ -189,7 +198,7 @@ class GroupRewardObjective:
         lengths = torch.tensor([float(len(t)) for t in tokens])
         metrics = {"reward": rewards.sum(), "reward_std": zero, "answer_tokens": lengths.sum(), "kl": zero,
                    "zero_std_groups": zero,
-                   "clipped_answers": torch.tensor(float(self.clipped(tokens))),
+                   "clipped_answers": self.cut(tokens).float().sum(),
                    "grader_errors": torch.tensor(float(errors))}
         return -rewards.sum(), metrics
 
