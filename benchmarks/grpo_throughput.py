@@ -10,7 +10,9 @@ tunesmith's grade_many on both sides), LoRA r16 on all linear layers from the ba
 temperature 1.0 and at most 32 tokens, GRPO's loss normalised per answer (TRL's loss_type "grpo"), group-scaled
 advantages, beta 0, one update per generation, constant lr, bf16 autocast over fp32 weights. TRL runs twice: with
 GRPOConfig's defaults for everything not shared (gradient checkpointing on) and with gradient checkpointing off, its
-fastest CPU setting here (vLLM, its fast sampler, needs a GPU).
+fastest CPU setting here (vLLM, its fast sampler, needs a GPU). tunesmith runs twice too: at its defaults (activation
+checkpointing off) and with train.activation_checkpointing on, TRL's default memory setting (ratios_checkpointed_vs_
+trl_defaults compares those two like for like).
 
 Measured:
   answers_per_s   sampled, graded and trained answers per second of the training loop. tunesmith: loop seconds from
@@ -62,23 +64,24 @@ def prompt_files(settings: dict, work: Path) -> tuple[Path, Path]:
 
 # --- the tunesmith side -------------------------------------------------------------------------------------------
 
-def run_tunesmith(settings: dict, prompts: Path, work: Path) -> dict:
+def run_tunesmith(settings: dict, prompts: Path, work: Path, name: str, activation_checkpointing: bool) -> dict:
     config = {
         "model": {"base": settings["base_model"]},
         "data": {"train": str(prompts), "max_length": settings["max_length"]},
         "lora": dict(settings["lora"]),
         "train": {"method": "reinforcement", "epochs": 1, "lr": settings["lr"], "batch_size": settings["batch_size"],
                   "warmup_ratio": 0.0, "scheduler": "constant", "seed": settings["seed"], "bf16": settings["bf16"],
-                  "max_grad_norm": settings["max_grad_norm"], "log_every": 1, "save_every": settings["steps"]},
+                  "max_grad_norm": settings["max_grad_norm"], "log_every": 1, "save_every": settings["steps"],
+                  "activation_checkpointing": activation_checkpointing},
         "reinforcement": {"grader": settings["grader"], "group_size": settings["group_size"],
                           "max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"],
                           "beta": settings["beta"], "scale_rewards": settings["scale_rewards"]},
     }
-    path = work / "tunesmith.yaml"
+    path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    run_dir = work / "tunesmith-run"
+    run_dir = work / f"{name}-run"
     process = run_child([str(Path(sys.executable).parent / "tunesmith"), "train", str(path), "--out", str(run_dir)],
-                        work / "tunesmith.log")
+                        work / f"{name}.log")
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     loop_s = sum(r["real_tokens"] / r["tokens_per_s"] for r in records if "tokens_per_s" in r)
     answers = settings["steps"] * settings["batch_size"] * settings["group_size"]
@@ -198,8 +201,11 @@ def benchmark(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="tunesmith-grpo-bench-")) if args.workdir is None else args.workdir
     work.mkdir(parents=True, exist_ok=True)
     prompts, trl_prompts = prompt_files(settings, work)
-    results = {"tunesmith": run_tunesmith(settings, prompts, work)}
+    results = {"tunesmith": run_tunesmith(settings, prompts, work, "tunesmith", activation_checkpointing=False)}
     machine["load_avg_after_tunesmith"] = [round(x, 2) for x in os.getloadavg()]
+    results["tunesmith_activation_checkpointing"] = run_tunesmith(settings, prompts, work, "tunesmith-ac",
+                                                                  activation_checkpointing=True)
+    machine["load_avg_after_tunesmith_ac"] = [round(x, 2) for x in os.getloadavg()]
     results["trl"] = run_trl(settings, trl_prompts, work, "trl", gradient_checkpointing=True)
     machine["load_avg_after_trl"] = [round(x, 2) for x in os.getloadavg()]
     results["trl_no_gradient_checkpointing"] = run_trl(settings, trl_prompts, work, "trl-nogc",
@@ -214,6 +220,8 @@ def benchmark(args: argparse.Namespace) -> dict:
         "heldout_prompts": args.heldout,
         "ratios_vs_trl_defaults": compare(results["tunesmith"], results["trl"]),
         "ratios_vs_trl_fastest": compare(results["tunesmith"], results["trl_no_gradient_checkpointing"]),
+        # like for like in memory: both recompute each layer's activations in backward
+        "ratios_checkpointed_vs_trl_defaults": compare(results["tunesmith_activation_checkpointing"], results["trl"]),
         "config": settings,
         "machine": machine,
         "notes": [
