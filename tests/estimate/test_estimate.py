@@ -10,22 +10,28 @@ from tests.train.test_sft_run import FACTS, write_chat_file
 from tunesmith.cli import app
 from tunesmith.config import load_config
 from tunesmith.data.render import TokenizedExample
+from tests.train.test_dpo import write_pairs
 from tunesmith.estimate.cost_model import (
     MicroBatchShape,
     Method,
     activation_bytes,
     allocator_growth,
+    eval_shapes,
     micro_batch_flops,
     micro_batch_shape,
     model_shape_of,
+    plan_steps,
     read_model_shape,
     static_memory,
 )
-from tunesmith.estimate.estimate import count_evaluations, estimate_config
+from tunesmith.estimate.estimate import count_evaluations, estimate_config, load_workload, method_of
 from tunesmith.estimate.hardware import GIB, UnknownHardwareError, lookup_hardware
 from tunesmith.train.lora import apply_lora
+from tunesmith.train.loop import LoopSettings
 from tunesmith.train.loss import LOSS_CHUNK
 from tunesmith.train.packing import collate
+from tunesmith.train.preference_objective import collate_pairs
+from tunesmith.train.schedule import step_example_indices
 from tunesmith.train.setup import count_parameters
 
 runner = CliRunner()
@@ -180,9 +186,67 @@ def test_cli_json_and_unknown_hardware(tmp_path, tiny_model_dir):
     assert result.exit_code == 1 and "--hardware cpu" in result.stderr
 
 
-@pytest.mark.parametrize("method", ["dpo", "reinforcement"])
+@pytest.mark.parametrize("method", ["classification", "reinforcement"])
 def test_methods_the_estimate_does_not_model_are_refused_by_name(method, tiny_model_dir, tmp_path):
     config = load_config(None, {"model.base": str(tiny_model_dir), "train.method": method,
                                 "data.train": write_chat_file(tmp_path / "train.jsonl")})
-    with pytest.raises(ValueError, match=f"models supervised runs .*; a {method} run is not modelled yet"):
+    with pytest.raises(ValueError, match=f"models supervised and preference runs .*; a {method} run is not modelled yet"):
         estimate_config(config)
+
+
+def dpo_config(tmp_path, tiny_model_dir, **dpo):
+    return load_config(None, {"model.base": str(tiny_model_dir), "train.method": "dpo", "train.batch_size": 4,
+                              "train.epochs": 1, "lora.r": 4, "data.max_length": 64,
+                              "data.train": str(write_pairs(tmp_path / "pairs.jsonl")),
+                              "data.valid": str(write_pairs(tmp_path / "valid.jsonl", ["copper", "silver"])),
+                              **{f"dpo.{k}": v for k, v in dpo.items()}})
+
+
+def test_a_dpo_runs_micro_batches_are_its_pairs_both_answers_as_collate_pairs_builds_them(tmp_path, tiny_model_dir,
+                                                                                           tokenizer):
+    config = dpo_config(tmp_path, tiny_model_dir)
+    data = load_workload(config, tokenizer)
+    assert len(data.train) == 10 and len(data.rows()) == 20  # pairs, and the answers they put through the model
+    plan = plan_steps(data.train, 3, 4, 4, config.train.seed, 64, packing=True, expand=data.expand)
+    for step, shapes in enumerate(plan):
+        _, indices = step_example_indices(step, len(data.train), 4, config.train.seed)
+        batch = collate_pairs([data.train[i] for i in indices], LoopSettings(
+            total_steps=3, batch_size=4, micro_batch_size=4, max_length=64, packing=True, seed=0, bf16=False,
+            max_grad_norm=1.0, log_every=1, eval_every=None, save_every=10, keep_checkpoints=1,
+            pad_id=tokenizer.pad_token_id))
+        assert (shapes[0].rows, shapes[0].width) == tuple(batch.inputs.input_ids.shape)
+        assert shapes[0].real_tokens == batch.num_real_tokens
+        assert shapes[0].trained_tokens == int(batch.trained.chosen.sum() + batch.trained.rejected.sum())
+
+
+def test_a_dpo_estimate_counts_the_reference_forward_where_the_run_makes_it(tmp_path, tiny_model_dir, tokenizer):
+    fresh = estimate_config(dpo_config(tmp_path, tiny_model_dir), "h100")  # adapters off in every step
+    precomputed = estimate_config(dpo_config(tmp_path, tiny_model_dir, reference="precomputed"), "h100")
+    simpo = estimate_config(dpo_config(tmp_path, tiny_model_dir, loss="simpo"), "h100")  # no reference at all
+    assert [s.label for s in fresh.scenarios[:2]] == ["dpo (sigmoid), LoRA r=4 (config)", "full finetune"]
+    assert fresh.train_examples == 10 and fresh.steps_per_epoch == 3
+    shape = read_model_shape(tiny_model_dir)
+    data = load_workload(dpo_config(tmp_path, tiny_model_dir), tokenizer)
+    plan = plan_steps(data.train, 3, 4, 4, 42, 64, packing=True, expand=data.expand)
+    lora = method_of(dpo_config(tmp_path, tiny_model_dir), shape)
+    trained = sum(micro_batch_flops(mb, shape, lora) for step in plan for mb in step)
+    reference = sum(micro_batch_flops(mb, shape, Method("eval")) for step in plan for mb in step)
+    assert simpo.scenarios[0].flops == pytest.approx(trained)
+    assert fresh.scenarios[0].flops == pytest.approx(trained + reference)
+    assert precomputed.scenarios[0].flops == pytest.approx(trained)  # its reference pass comes before the steps,
+    scored = data.expand(data.train) + data.expand(data.valid)  # once over every train and valid pair: in the total
+    assert precomputed.scenarios[0].reference_seconds == pytest.approx(
+        sum(micro_batch_flops(mb, shape, Method("eval")) for mb in eval_shapes(data.train, 64, True, expand=data.expand)
+            + eval_shapes(data.valid, 64, True, expand=data.expand)) / precomputed.hardware.achieved_flops)
+    assert precomputed.scenarios[0].reference_seconds > 0 and len(scored) == 24
+    assert fresh.scenarios[0].reference_seconds == simpo.scenarios[0].reference_seconds == 0
+    assert fresh.scenarios[1].flops == precomputed.scenarios[1].flops  # all weights: no adapters to switch off
+    assert fresh.epoch_tokens == sum(len(e.input_ids) for e in data.rows())
+
+
+def test_the_probe_times_real_dpo_steps(tmp_path, tiny_model_dir):
+    for options in ({}, {"reference": "precomputed"}):
+        estimate = estimate_config(dpo_config(tmp_path, tiny_model_dir, **options), "cpu", probe=True, probe_steps=1,
+                                   probe_warmup=1)
+        assert estimate.probe["steps"] == 1 and estimate.probe["flops_per_s"] > 0
+        assert estimate.probe["real_tokens"] > 0 and estimate.scenarios[0].measured_memory

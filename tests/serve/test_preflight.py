@@ -66,6 +66,23 @@ def test_estimate_resolves_auto_as_the_worker_will_and_prices_the_run(api, tmp_p
     assert bad.status_code == 404 and bad.json()["error"]["param"] == "training_file"
 
 
+def test_a_dpo_jobs_estimate_counts_its_pairs_and_a_reinforcement_jobs_says_why_there_is_none(api, tmp_path,
+                                                                                             tiny_model_dir, monkeypatch):
+    from tests.serve.test_dpo_jobs import write_preference_file
+    from tests.serve.test_reinforcement_jobs import reinforcement, write_prompt_file
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pairs = upload_file(api, write_preference_file(tmp_path / "pairs.jsonl"))
+    answer = api.post("/ui/api/estimate", json={"model": tiny_model_dir.name, "training_file": pairs, "method": {
+        "type": "dpo", "dpo": {"hyperparameters": {"batch_size": 2, "n_epochs": 1}}}}).json()
+    assert answer["estimate"]["train_examples"] == 10 and answer["estimate"]["steps"] == 5
+    assert answer["estimate"]["label"].startswith("dpo (sigmoid), LoRA")
+    prompts = upload_file(api, write_prompt_file(tmp_path / "prompts.jsonl"))
+    answer = api.post("/ui/api/estimate", json={"model": tiny_model_dir.name, "training_file": prompts,
+                                                "method": reinforcement()}).json()
+    assert answer["estimate"] is None and "a reinforcement run is not modelled yet" in answer["estimate_error"]
+
+
 def test_on_a_gpu_machine_the_estimate_prices_that_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *device: "NVIDIA H100 80GB HBM3")  # an H100's name

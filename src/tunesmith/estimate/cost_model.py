@@ -9,6 +9,7 @@ positions in chunks of LOSS_CHUNK (train/loss.py), LoRA adapters on frozen weigh
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -104,21 +105,31 @@ def micro_batch_shape(examples: list[TokenizedExample], max_length: int, packing
                            sum(e.num_trained for e in examples))
 
 
-def plan_steps(examples: list[TokenizedExample], steps: int, batch_size: int, micro_batch_size: int, seed: int,
-               max_length: int, packing: bool, share_prefix: bool = False) -> list[list[MicroBatchShape]]:
+# What one of the loop's examples puts through the model: a supervised example itself; a preference pair its
+# preferred and its other answer, every pair's preferred ones first (train/preference_objective.collate_pairs).
+Expand = Callable[[Sequence], list[TokenizedExample]]
+
+
+def as_rows(examples: Sequence) -> list[TokenizedExample]:
+    return list(examples)
+
+
+def plan_steps(examples: Sequence, steps: int, batch_size: int, micro_batch_size: int, seed: int,
+               max_length: int, packing: bool, share_prefix: bool = False,
+               expand: Expand = as_rows) -> list[list[MicroBatchShape]]:
     """Micro-batch shapes of each optimizer step, in the order the loop will see them."""
     plan = []
     for step in range(steps):
         _, indices = step_example_indices(step, len(examples), batch_size, seed)
-        plan.append([micro_batch_shape([examples[i] for i in chunk], max_length, packing, share_prefix)
+        plan.append([micro_batch_shape(expand([examples[i] for i in chunk]), max_length, packing, share_prefix)
                      for chunk in micro_batches(indices, micro_batch_size)])
     return plan
 
 
-def eval_shapes(examples: list[TokenizedExample], max_length: int, packing: bool, batch_size: int = 16,
-                share_prefix: bool = False) -> list[MicroBatchShape]:
+def eval_shapes(examples: Sequence, max_length: int, packing: bool, batch_size: int = 16,
+                share_prefix: bool = False, expand: Expand = as_rows) -> list[MicroBatchShape]:
     """Shapes of one validation pass (tunesmith.train.loop.validation_loss: batches of 16)."""
-    return [micro_batch_shape(examples[i : i + batch_size], max_length, packing, share_prefix)
+    return [micro_batch_shape(expand(examples[i : i + batch_size]), max_length, packing, share_prefix)
             for i in range(0, len(examples), batch_size)]
 
 

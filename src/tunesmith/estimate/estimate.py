@@ -5,21 +5,27 @@ Run as: tunesmith estimate examples/elements/demo.yaml [--hardware h100] [--pric
 Recipe: real token lengths of the config's data → the exact micro-batch shapes of every step → FLOPs and
 bytes (cost_model) → seconds on the hardware (peak × MFU for a GPU; measured by --probe, or a default, on
 this CPU). The same arithmetic is repeated for a full finetune and for Chinchilla-style pretraining.
+Supervised runs (lora, full) and preference runs (dpo) are modelled: a dpo step puts each pair's two answers
+through the model, plus the reference model's forward (none for SimPO; each step's batch again with the adapters
+off for a fresh LoRA adapter, or once over every pair before training).
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 from tunesmith.config import ConfigError, RunConfig
 from tunesmith.estimate.cost_model import (
+    Expand,
     MicroBatchShape,
     Method,
     ModelShape,
     activation_bytes,
     allocator_growth,
+    as_rows,
     eval_shapes,
     micro_batch_flops,
     plan_steps,
@@ -50,6 +56,7 @@ class Scenario:
     memory: dict[str, float]  # peak-memory parts, bytes
     measured_memory: bool = False  # memory comes from the probe's peak RSS
     cost: float | None = None
+    reference_seconds: float = 0.0  # in total_seconds: a preference run's reference log-probs, scored before step 1
 
     @property
     def peak_memory_bytes(self) -> float:
@@ -86,8 +93,50 @@ def current_rss_bytes() -> float:
         return peak_rss_mb() * 2**20
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What the run's loop steps on: supervised examples, or preference pairs and their reference forwards."""
+
+    train: Sequence  # the loop's examples: TokenizedExample, or PreferenceExample (a pair)
+    valid: Sequence
+    expand: Expand = as_rows  # an example → what it puts through the model
+    lora_reference: str = "none"  # a LoRA run's reference forwards: "none", "each step" (adapters off) or "once"
+    full_reference: str = "none"  # the same run training all weights: "none" or "once"
+
+    def rows(self) -> list:
+        return self.expand(self.train)
+
+
+def load_workload(config: RunConfig, tokenizer) -> Workload:
+    if config.train.method in ("lora", "full"):
+        data = load_training_data(config.data, tokenizer)
+        return Workload(data.train, data.valid)
+    if config.train.method == "dpo":
+        from tunesmith.train.dpo import load_preference_data
+
+        data = load_preference_data(config.data, tokenizer)
+        once = "none" if config.dpo.loss == "simpo" else "once"
+        fresh_adapter = config.dpo.reference == "auto" and config.model.parent is None  # train/dpo.adapter_is_fresh
+        return Workload(data.train, data.valid, expand=pair_rows,
+                        lora_reference="each step" if fresh_adapter and once == "once" else once, full_reference=once)
+    raise ConfigError(f"the estimate models supervised and preference runs (train.method lora, full or dpo); a "
+                      f"{config.train.method} run is not modelled yet — time a few steps instead (train.max_steps, "
+                      "then metrics.jsonl)")
+
+
+def pair_rows(pairs: Sequence) -> list:
+    """A micro-batch of pairs as collate_pairs orders it: every preferred answer, then every other one."""
+    return [pair.chosen for pair in pairs] + [pair.rejected for pair in pairs]
+
+
+def micro_batch_cost(mb: MicroBatchShape, shape: ModelShape, method: Method, reference: str) -> float:
+    """FLOPs of one training micro-batch, with the reference model's forward over it where each step runs one."""
+    return micro_batch_flops(mb, shape, method) + (micro_batch_flops(mb, shape, Method("eval"))
+                                                    if reference == "each step" else 0.0)
+
+
 def method_of(config: RunConfig, shape: ModelShape, name: str | None = None) -> Method:
-    name = name or config.train.method
+    name = name or ("lora" if config.train.uses_lora else "full")
     lora = name == "lora"
     return Method(
         name=name,
@@ -124,11 +173,16 @@ def memory_parts(shape: ModelShape, method: Method, biggest: float, hardware: Ha
 
 def finetune_scenario(label: str, config: RunConfig, shape: ModelShape, method: Method, hardware: Hardware,
                       bf16: bool, plan: list[list[MicroBatchShape]], steps: int, per_epoch: int,
-                      valid_shapes: list[MicroBatchShape], fixed_seconds: float, runtime_bytes: float) -> Scenario:
-    step_flops = [sum(micro_batch_flops(mb, shape, method) for mb in step) for step in plan]
+                      valid_shapes: list[MicroBatchShape], fixed_seconds: float, runtime_bytes: float,
+                      reference: str = "none", reference_shapes: Sequence[MicroBatchShape] = ()) -> Scenario:
+    """`reference`: "each step" adds the reference forward to every micro-batch and validation batch; "once" scores
+    `reference_shapes` (every train and valid pair) before the first step."""
+    step_flops = [sum(micro_batch_cost(mb, shape, method, reference) for mb in step) for step in plan]
     rate = hardware.achieved_flops
     train_flops = sum(step_flops[:steps])
     eval_flops = sum(micro_batch_flops(mb, shape, Method("eval")) for mb in valid_shapes)
+    eval_flops *= 2 if reference == "each step" else 1
+    reference_flops = sum(micro_batch_flops(mb, shape, Method("eval")) for mb in reference_shapes) if reference == "once" else 0.0
     evaluations = count_evaluations(steps, per_epoch, config.train.eval_every) if valid_shapes else 0
     trainable = trainable_params(shape, method)
     saves = math.ceil(steps / config.train.save_every)
@@ -143,8 +197,10 @@ def finetune_scenario(label: str, config: RunConfig, shape: ModelShape, method: 
         flops=train_flops,
         seconds_per_epoch=sum(step_flops[:per_epoch]) / rate,
         train_seconds=train_flops / rate,
-        total_seconds=(train_flops + evaluations * eval_flops) / rate + written / DISK_BYTES_PER_S + fixed_seconds,
+        total_seconds=(train_flops + evaluations * eval_flops + reference_flops) / rate + written / DISK_BYTES_PER_S
+        + fixed_seconds,
         memory=memory_parts(shape, method, biggest, hardware, bf16, steps, runtime_bytes),
+        reference_seconds=reference_flops / rate,
     )
 
 
@@ -190,14 +246,11 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     """`runtime_bytes`: the memory a training process holds besides the model (python, torch, libraries, data);
     None = this process's now. A server passes what it measured before loading any model."""
     lookup_hardware(hardware_name, mfu)  # fail on an unknown name before any slow work
-    if config.train.method not in ("lora", "full"):
-        raise ConfigError(f"the estimate models supervised runs (train.method lora or full); a {config.train.method} "
-                          "run is not modelled yet — time a few steps instead (train.max_steps, then metrics.jsonl)")
     if probe and hardware_name.lower() != "cpu":
         raise HardwareError("--probe measures this machine; use it with --hardware cpu")
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model.base)
-    data = load_training_data(config.data, tokenizer)
+    data = load_workload(config, tokenizer)
     shape = read_model_shape(resolve_model_dir(config.model.base))
     data_seconds = time.perf_counter() - started
     import peft  # noqa: F401  (part of what a training process holds in memory)
@@ -208,30 +261,39 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     steps = total_steps(len(data.train), t.batch_size, t.epochs, t.max_steps)
     per_epoch = steps_per_epoch(len(data.train), t.batch_size)
     plan = plan_steps(data.train, max(steps, per_epoch), t.batch_size, micro, t.seed, config.data.max_length,
-                      config.data.packing, config.data.share_prefix)
-    valid_shapes = eval_shapes(data.valid, config.data.max_length, config.data.packing, share_prefix=config.data.share_prefix)
+                      config.data.packing, config.data.share_prefix, data.expand)
+    valid_shapes = eval_shapes(data.valid, config.data.max_length, config.data.packing,
+                               share_prefix=config.data.share_prefix, expand=data.expand)
+    reference_shapes = [mb for split in (data.train, data.valid)  # train/reference.score_pairs: 16 pairs a batch
+                        for mb in eval_shapes(split, config.data.max_length, config.data.packing, expand=data.expand)]
     is_cpu = hardware_name.lower() == "cpu"
     bf16 = t.bf16 if t.bf16 is not None else (bf16_available() if is_cpu else True)
     method = method_of(config, shape)
+    reference = data.lora_reference if method.name == "lora" else data.full_reference
 
     probed = None
     if probe:
         from tunesmith.estimate.probe import run_probe
 
-        probed = run_probe(config, data.train, tokenizer.pad_token_id, plan[:steps], shape, method,
+        probed = run_probe(config, probe_examples(data, reference), tokenizer.pad_token_id, plan[:steps], shape,
+                           method, lambda mb: micro_batch_cost(mb, shape, method, reference),
                            steps=probe_steps, warmup=probe_warmup)
     hardware = lookup_hardware(hardware_name, mfu, probed.flops_per_s if probed else None)
     load_seconds = probed.model_load_seconds if probed else 4.0 * shape.total_params / DISK_BYTES_PER_S
     fixed = data_seconds + load_seconds + (probed.compile_seconds if probed else 0.0)
     common = dict(config=config, shape=shape, hardware=hardware, bf16=bf16, plan=plan, steps=steps, per_epoch=per_epoch,
-                  valid_shapes=valid_shapes, fixed_seconds=fixed, runtime_bytes=runtime_bytes)
+                  valid_shapes=valid_shapes, fixed_seconds=fixed, runtime_bytes=runtime_bytes,
+                  reference_shapes=reference_shapes)
     label = f"LoRA r={config.lora.r} (config)" if method.name == "lora" else "full finetune (config)"
-    scenarios = [finetune_scenario(label, method=method, **common)]
+    if config.train.method == "dpo":
+        label = f"dpo ({config.dpo.loss}), {label}"
+    scenarios = [finetune_scenario(label, method=method, reference=reference, **common)]
     if probed is not None:
         biggest = max(activation_bytes(mb, shape, method, bf16) for step in plan for mb in step)
         apply_probe(scenarios[0], probed, biggest)
     if method.name == "lora":
-        scenarios.append(finetune_scenario("full finetune", method=method_of(config, shape, "full"), **common))
+        scenarios.append(finetune_scenario("full finetune", method=method_of(config, shape, "full"),
+                                           reference=data.full_reference, **common))
     rows = max(mb.rows for step in plan for mb in step)
     scenarios.append(pretraining_scenario(config, shape, hardware, bf16, rows, runtime_bytes))
     for scenario in scenarios:
@@ -242,8 +304,8 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
         hardware=hardware,
         bf16=bf16,
         train_examples=len(data.train),
-        epoch_tokens=sum(len(e.input_ids) for e in data.train),
-        epoch_trained_tokens=sum(e.num_trained for e in data.train),
+        epoch_tokens=sum(len(e.input_ids) for e in data.rows()),
+        epoch_trained_tokens=sum(e.num_trained for e in data.rows()),
         steps_per_epoch=per_epoch,
         scenarios=scenarios,
         probe=None if probed is None else {**asdict(probed), "flops_per_s": probed.flops_per_s,
@@ -251,6 +313,14 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
         price_per_hour=price_per_hour,
         notes=estimate_notes(hardware, bf16, probed is not None, config.train.compile),
     )
+
+
+def probe_examples(data: Workload, reference: str) -> Sequence:
+    """The examples the probe trains on: a pair whose run scores its reference once carries it (any value: the step
+    runs no reference forward), as the run's pairs will; a fresh adapter's pairs go without (the step runs it)."""
+    if reference != "once":
+        return data.train
+    return [replace(pair, reference=(0.0, 0.0)) for pair in data.train]
 
 
 def estimate_notes(hardware: Hardware, bf16: bool, probed: bool, compiled: bool) -> list[str]:

@@ -5,11 +5,11 @@ Run as: tunesmith estimate examples/elements/demo.yaml --probe
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from tunesmith.config import RunConfig
-from tunesmith.data.render import TokenizedExample
-from tunesmith.estimate.cost_model import MicroBatchShape, Method, ModelShape, activation_bytes, micro_batch_flops
+from tunesmith.estimate.cost_model import MicroBatchShape, Method, ModelShape, activation_bytes
 from tunesmith.train import compiled_layers
 from tunesmith.train.loop import peak_rss_mb, train_step
 from tunesmith.train.schedule import build_scheduler, step_example_indices
@@ -41,9 +41,11 @@ def largest_step(plan: list[list[MicroBatchShape]], shape: ModelShape, method: M
     return max(range(len(plan)), key=lambda s: max(activation_bytes(mb, shape, method, bf16) for mb in plan[s]))
 
 
-def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, plan: list[list[MicroBatchShape]],
-              shape: ModelShape, method: Method, steps: int = 3, warmup: int = 1) -> ProbeResult:
-    """Train `warmup` steps (the largest first), then time `steps` steps of the run's own order; weights are discarded."""
+def run_probe(config: RunConfig, train: Sequence, pad_id: int, plan: list[list[MicroBatchShape]],
+              shape: ModelShape, method: Method, flops_of: Callable[[MicroBatchShape], float], steps: int = 3,
+              warmup: int = 1) -> ProbeResult:
+    """Train `warmup` steps (the largest first), then time `steps` steps of the run's own order; weights are discarded.
+    `train`: the loop's examples (supervised examples or preference pairs); `flops_of`: a micro-batch's modelled FLOPs."""
     seed_everything(config.train.seed)
     started = time.perf_counter()
     model = build_model(config)
@@ -52,6 +54,10 @@ def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, pla
         compiled_layers.check_compiler("cpu")
         compiled_layers.compile_decoder_layers(model)
     settings = loop_settings(config, len(train), pad_id)
+    if config.train.method == "dpo":
+        from tunesmith.train.dpo import preference_objective
+
+        settings = replace(settings, objective=preference_objective(config))
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
     model.train()
@@ -59,7 +65,7 @@ def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, pla
     warm = [biggest] + [s for s in range(len(plan)) if s != biggest][: warmup - 1]
     measured = [s for s in range(len(plan)) if s not in warm][:steps] or warm[:1]
 
-    def examples_of(step: int) -> list[TokenizedExample]:
+    def examples_of(step: int) -> list:
         return [train[i] for i in step_example_indices(step, len(train), settings.batch_size, settings.seed)[1]]
 
     warm_started = time.perf_counter()
@@ -72,7 +78,7 @@ def run_probe(config: RunConfig, train: list[TokenizedExample], pad_id: int, pla
         result = train_step(model, optimizer, scheduler, examples_of(step), settings)
         seconds += time.perf_counter() - begun
         real += result.real_tokens
-    flops = sum(micro_batch_flops(mb, shape, method) for step in measured for mb in plan[step])
+    flops = sum(flops_of(mb) for step in measured for mb in plan[step])
     return ProbeResult(
         steps=len(measured),
         warmup_steps=len(warm),

@@ -55,6 +55,8 @@ def estimate_table(estimate: Estimate) -> Table:
     row("peak memory", lambda s: format_bytes(s.peak_memory_bytes) + (" (probed)" if s.measured_memory else "")
         + ("" if s.peak_memory_bytes <= memory_limit else f" [red]> {format_bytes(memory_limit)}[/]"))
     row("time per epoch", lambda s: format_duration(s.seconds_per_epoch))
+    if any(s.reference_seconds for s in estimate.scenarios):  # a preference run scoring its reference first
+        row("reference pass", lambda s: format_duration(s.reference_seconds) if s.reference_seconds else "—")
     row("total time", lambda s: format_duration(s.total_seconds))
     row("cost", lambda s: "—" if s.cost is None else f"${s.cost:,.2f}")
     table.caption = "\n".join(estimate.notes)

@@ -75,7 +75,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     reference_from_adapter = config.dpo.reference == "auto" and adapter_is_fresh(model)
     model = strategy.shard(model)  # FSDP shards it
     trainable, total = count_parameters(model)
-    objective = PreferenceObjective(config.dpo.beta, config.dpo.loss, config.dpo.sft_weight, config.dpo.simpo_gamma)
+    objective = preference_objective(config)
     settings = replace(loop_settings(config, len(data.train), tokenizer.pad_token_id, strategy), objective=objective)
     optimizer = build_optimizer(model, config)  # after shard: it must hold the shards
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
@@ -166,6 +166,10 @@ def reference_kind(objective: PreferenceObjective, from_adapter: bool) -> str:
     if not objective.needs_reference:
         return "none"
     return "adapters disabled" if from_adapter else "precomputed"
+
+
+def preference_objective(config: RunConfig) -> PreferenceObjective:
+    return PreferenceObjective(config.dpo.beta, config.dpo.loss, config.dpo.sft_weight, config.dpo.simpo_gamma)
 
 
 def adapter_is_fresh(model) -> bool:
