@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.serve.server import FACTS, write_chat_file
 from tunesmith.config import load_config
-from tunesmith.registry import audit, files, keys, models
+from tunesmith.registry import audit, batches, files, keys, models
 from tunesmith.serve.app import create_app
 from tunesmith.serve.retention import expire
 from tunesmith.serve.settings import ServeSettings
@@ -131,6 +131,20 @@ def test_erasure_lists_a_model_continued_from_one_trained_on_the_file_then_delet
     assert ("file.deleted", again["id"]) in actions and ("model.deleted", child) in actions
     deletion = next(e for e in audit.entries(api.db, child) if e["action"] == "model.deleted")
     assert deletion["actor"] == owner and "erasure" in deletion["detail"]["reason"]
+
+
+def test_a_file_an_unfinished_batch_reads_is_neither_deleted_nor_expired_and_the_refusal_names_it(api):
+    owner, headers = api.new_key()
+    file_id = upload(api, headers, write_chat_file_bytes()).json()["id"]
+    batch = batches.create_batch(api.db, owner, "/v1/chat/completions", file_id, "24h", None)  # runner not woken
+    assert api.delete(f"/v1/files/{file_id}", headers=headers).status_code == 409
+    refusal = [e for e in audit.entries(api.db, file_id) if e["action"] == "file.deleted"][-1]
+    assert refusal["outcome"] == "refused: read by unfinished batches" and refusal["detail"]["batches"] == [batch.id]
+    settings = api.settings.model_copy(update={"retention_days": 1})
+    assert expire(api.db, settings, time.time() + 2 * 86400) == []  # the batch still reads it
+    assert api.get(f"/v1/files/{file_id}", headers=headers).status_code == 200
+    batches.move(api.db, batch, "cancelled", only_from=batches.UNFINISHED)
+    assert expire(api.db, settings, time.time() + 2 * 86400) == [file_id]
 
 
 def test_retention_deletes_old_files_and_models_and_audits_it(api, tmp_path, tiny_model_dir):

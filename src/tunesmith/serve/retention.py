@@ -2,7 +2,7 @@
 
 Run as: tunesmith serve --home DIR --retention-days 30   (the job worker applies it every few minutes)
 
-Old uploads go (a file an unfinished job still reads waits for it), then old fine-tuned models (their run
+Old uploads go (a file an unfinished job or batch still reads waits for it), then old fine-tuned models (their run
 directory: weights, adapter, checkpoints; the model stops being served), then the directories of old jobs
 that produced no model (failed or cancelled runs keep checkpoints trained on the data). Each deletion is
 an audit entry by the actor `retention`, with the age limit that caused it.
@@ -14,6 +14,7 @@ import time
 
 from tunesmith.registry import audit, files, jobs, models
 from tunesmith.registry.db import Database
+from tunesmith.registry.file_readers import unfinished_readers
 from tunesmith.serve.settings import ServeSettings
 
 ACTOR = "retention"
@@ -38,7 +39,7 @@ def expire(db: Database, settings: ServeSettings, now: float) -> list[str]:
     detail = {"retention_days": settings.retention_days}
     deleted: list[str] = []
     for record in files.files_older_than(db, cutoff):
-        if jobs.unfinished_jobs_using(db, record.owner, record.id):
+        if any(unfinished_readers(db, record.owner, record.id).values()):
             continue
         if files.delete_file(db, record.owner, record.id, actor=ACTOR, action="file.expired", **detail):
             files.blob_path(settings.files_dir, record.id, record.filename).unlink(missing_ok=True)

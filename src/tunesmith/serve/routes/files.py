@@ -20,9 +20,8 @@ from tunesmith.data.line_screen import blank_lines, screen_lines
 from tunesmith.data.pii_policy import PersonalDataRefused, PiiOutcome, apply_pii_policy
 from tunesmith.data.redact import RedactionError
 from tunesmith.registry import audit, files, keys
-from tunesmith.registry.batches import unfinished_batches_using
 from tunesmith.registry.erasure import erase_data
-from tunesmith.registry.jobs import unfinished_jobs_using
+from tunesmith.registry.file_readers import unfinished_readers
 from tunesmith.registry.lineage import registry_names
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.batch_file import check_batch_input
@@ -217,8 +216,10 @@ def delete_file(request: Request, file_id: str, delete_models: bool = False, key
     through a parent, and those deleted with `?delete_models=true`."""
     record = owned_file(request, key, file_id)
     db, files_dir = request.app.state.db, request.app.state.settings.files_dir
-    if users := unfinished_jobs_using(db, key, file_id) + unfinished_batches_using(db, key, file_id):
-        audit.append(db, key, "file.deleted", file_id, outcome="refused: read by unfinished jobs", jobs=users)
+    readers = {kind: ids for kind, ids in unfinished_readers(db, key, file_id).items() if ids}
+    if users := [id_ for ids in readers.values() for id_ in ids]:
+        audit.append(db, key, "file.deleted", file_id, outcome=f"refused: read by unfinished {' and '.join(readers)}",
+                     **readers)
         raise APIError(409, f"File {file_id} is used by unfinished job(s) or batch(es) {', '.join(users)}; cancel them "
                             "first.",
                        param="file_id", code="file_in_use")
