@@ -1,4 +1,5 @@
-"""Every YAML shipped under examples/ loads with the strict schema of its kind, and the files it names exist."""
+"""Every YAML shipped under examples/ (and the benchmarks' run configs) loads with the strict schema of its kind, and
+the files it names exist."""
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from tunesmith.evaluate.suite import load_suite
 from tunesmith.train.reinforce import checked_grader
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((REPO / "examples").rglob("*.yaml"))
+SHIPPED = sorted((REPO / "examples").rglob("*.yaml")) + sorted((REPO / "benchmarks").glob("*.yaml"))
 
 
 def kind_of(raw: dict) -> str:
@@ -28,7 +29,7 @@ def test_examples_ship_run_configs_and_suites():
     assert {"run", "suite", "augment"} <= kinds
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO / "examples")))
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
 def test_shipped_yaml_is_valid(path, monkeypatch):
     raw = yaml.safe_load(path.read_text())
     kind = kind_of(raw)

@@ -294,11 +294,12 @@ def estimate(
     config: Path = typer.Argument(..., help="YAML config of the run to estimate."),
     hardware: str = typer.Option("cpu", help="cpu (this machine) or a GPU: t4, l4, a10g, a100-40, a100-80, h100, h200."),
     price_per_hour: Optional[float] = typer.Option(None, help="Price of the hardware in USD per hour, for the cost row."),
-    probe: bool = typer.Option(False, help="Run a few real training steps here to measure speed and peak memory."),
+    probe: bool = typer.Option(False, help="Run a few real training steps here to measure speed and peak memory (a reinforcement config needs it: its steps are timed, not modelled)."),
     mfu: Optional[float] = typer.Option(None, help="GPU: fraction of peak FLOP/s reached (default 0.30)."),
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
 ) -> None:
-    """Predict peak memory, time and cost of a run, next to full finetuning and pretraining from scratch."""
+    """Predict peak memory, time and cost of a run, next to full finetuning and pretraining from scratch (supervised and
+    dpo configs modelled from their data, reinforcement configs timed with --probe)."""
     import json
 
     from tunesmith.config import ConfigError, load_config

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.tiny import tiny_model
@@ -26,6 +27,7 @@ from tunesmith.estimate.cost_model import (
 )
 from tunesmith.estimate.estimate import count_evaluations, estimate_config, load_workload, method_of
 from tunesmith.estimate.hardware import GIB, UnknownHardwareError, lookup_hardware
+from tunesmith.estimate.table import estimate_table
 from tunesmith.train.lora import apply_lora
 from tunesmith.train.loop import LoopSettings
 from tunesmith.train.loss import LOSS_CHUNK
@@ -186,12 +188,44 @@ def test_cli_json_and_unknown_hardware(tmp_path, tiny_model_dir):
     assert result.exit_code == 1 and "--hardware cpu" in result.stderr
 
 
-@pytest.mark.parametrize("method", ["classification", "reinforcement"])
-def test_methods_the_estimate_does_not_model_are_refused_by_name(method, tiny_model_dir, tmp_path):
-    config = load_config(None, {"model.base": str(tiny_model_dir), "train.method": method,
+def test_a_classification_config_is_refused_by_name(tiny_model_dir, tmp_path):
+    config = load_config(None, {"model.base": str(tiny_model_dir), "train.method": "classification",
                                 "data.train": write_chat_file(tmp_path / "train.jsonl")})
-    with pytest.raises(ValueError, match=f"models supervised and preference runs .*; a {method} run is not modelled yet"):
+    with pytest.raises(ValueError, match="times reinforcement runs .*; a classification run is not modelled yet"):
         estimate_config(config)
+
+
+def reinforcement_config(tmp_path, tiny_model_dir):
+    from tests.serve.test_reinforcement_jobs import GRADER, write_prompt_file
+
+    return load_config(None, {"model.base": str(tiny_model_dir), "train.method": "reinforcement", "lora.r": 4,
+                              "train.batch_size": 2, "train.epochs": 1, "train.eval_every": 2,
+                              "data.train": str(write_prompt_file(tmp_path / "prompts.jsonl")),
+                              "data.valid": str(write_prompt_file(tmp_path / "valid.jsonl")),
+                              "reinforcement.grader": GRADER, "reinforcement.group_size": 2,
+                              "reinforcement.max_new_tokens": 4, "reinforcement.valid_samples": 3})
+
+
+def test_a_reinforcement_run_is_timed_on_this_machine_not_modelled(tmp_path, tiny_model_dir):
+    config = reinforcement_config(tmp_path, tiny_model_dir)
+    for hardware, probe in (("cpu", False), ("h100", True)):
+        with pytest.raises(ValueError, match="timed, not modelled: .* --probe` on the machine that will train"):
+            estimate_config(config, hardware, probe=probe)
+    estimate = estimate_config(config, "cpu", probe=True, probe_steps=2, probe_warmup=1, price_per_hour=1.0)
+    [scenario] = estimate.scenarios
+    assert scenario.label == "reinforcement (GRPO), LoRA r=4 (config)" and scenario.flops is None
+    assert scenario.steps == 5 and estimate.train_examples == 10  # 10 prompts, 2 a step
+    probe = estimate.probe
+    assert probe["steps"] == 2 and probe["answers"] == 2 * 2 * 2 and probe["validation_seconds"] > 0
+    assert scenario.train_seconds == pytest.approx(5 * probe["seconds"] / 2)
+    validations = 3  # after steps 2 and 4, and the last
+    assert scenario.total_seconds > scenario.train_seconds + validations * probe["validation_seconds"]
+    assert scenario.measured_memory and scenario.peak_memory_bytes == probe["peak_rss_bytes"]
+    assert scenario.cost == pytest.approx(scenario.total_seconds / 3600)
+    console = Console(width=200, record=True)
+    console.print(estimate_table(estimate))
+    printed = console.export_text()
+    assert scenario.label in printed and "— (timed)" in printed  # no FLOPs to show: the steps were timed
 
 
 def dpo_config(tmp_path, tiny_model_dir, **dpo):

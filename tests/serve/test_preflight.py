@@ -80,7 +80,7 @@ def test_a_dpo_jobs_estimate_counts_its_pairs_and_a_reinforcement_jobs_says_why_
     prompts = upload_file(api, write_prompt_file(tmp_path / "prompts.jsonl"))
     answer = api.post("/ui/api/estimate", json={"model": tiny_model_dir.name, "training_file": prompts,
                                                 "method": reinforcement()}).json()
-    assert answer["estimate"] is None and "a reinforcement run is not modelled yet" in answer["estimate_error"]
+    assert answer["estimate"] is None and "a reinforcement run is timed, not modelled" in answer["estimate_error"]
 
 
 def test_on_a_gpu_machine_the_estimate_prices_that_gpu(monkeypatch):

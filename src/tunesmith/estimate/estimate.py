@@ -7,7 +7,8 @@ bytes (cost_model) → seconds on the hardware (peak × MFU for a GPU; measured 
 this CPU). The same arithmetic is repeated for a full finetune and for Chinchilla-style pretraining.
 Supervised runs (lora, full) and preference runs (dpo) are modelled: a dpo step puts each pair's two answers
 through the model, plus the reference model's forward (none for SimPO; each step's batch again with the adapters
-off for a fresh LoRA adapter, or once over every pair before training).
+off for a fresh LoRA adapter, or once over every pair before training). Reinforcement runs are timed instead
+(--probe: estimate/reinforcement.py), their steps being mostly sampling of answers whose length the model chooses.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Scenario:
     trainable: int
     steps: int
     tokens: float  # real (unpadded) tokens through the model over the run
-    flops: float  # training FLOPs over the run
+    flops: float | None  # training FLOPs over the run (None: timed, not modelled — a reinforcement run's sampling)
     seconds_per_epoch: float
     train_seconds: float  # optimizer steps only
     total_seconds: float  # + loading, validation passes, checkpoints, export
@@ -119,9 +120,9 @@ def load_workload(config: RunConfig, tokenizer) -> Workload:
         fresh_adapter = config.dpo.reference == "auto" and config.model.parent is None  # train/dpo.adapter_is_fresh
         return Workload(data.train, data.valid, expand=pair_rows,
                         lora_reference="each step" if fresh_adapter and once == "once" else once, full_reference=once)
-    raise ConfigError(f"the estimate models supervised and preference runs (train.method lora, full or dpo); a "
-                      f"{config.train.method} run is not modelled yet — time a few steps instead (train.max_steps, "
-                      "then metrics.jsonl)")
+    raise ConfigError(f"the estimate models supervised and preference runs (train.method lora, full or dpo) and "
+                      f"times reinforcement runs (--probe); a {config.train.method} run is not modelled yet — time a "
+                      "few steps instead (train.max_steps, then metrics.jsonl)")
 
 
 def pair_rows(pairs: Sequence) -> list:
@@ -185,8 +186,7 @@ def finetune_scenario(label: str, config: RunConfig, shape: ModelShape, method: 
     reference_flops = sum(micro_batch_flops(mb, shape, Method("eval")) for mb in reference_shapes) if reference == "once" else 0.0
     evaluations = count_evaluations(steps, per_epoch, config.train.eval_every) if valid_shapes else 0
     trainable = trainable_params(shape, method)
-    saves = math.ceil(steps / config.train.save_every)
-    written = saves * 12.0 * trainable + 4.0 * shape.total_params + (4.0 * trainable if method.name == "lora" else 0)
+    written = written_bytes(trainable, shape, method, math.ceil(steps / config.train.save_every))
     biggest = max(activation_bytes(mb, shape, method, bf16) for step in plan for mb in step)
     return Scenario(
         label=label,
@@ -201,6 +201,67 @@ def finetune_scenario(label: str, config: RunConfig, shape: ModelShape, method: 
         + fixed_seconds,
         memory=memory_parts(shape, method, biggest, hardware, bf16, steps, runtime_bytes),
         reference_seconds=reference_flops / rate,
+    )
+
+
+def written_bytes(trainable: int, shape: ModelShape, method: Method, saves: int) -> float:
+    """Checkpoints (the trained weights and their AdamW moments) and the export (the merged model; LoRA's adapter)."""
+    return saves * 12.0 * trainable + 4.0 * shape.total_params + (4.0 * trainable if method.name == "lora" else 0)
+
+
+def reinforcement_estimate(config: RunConfig, hardware_name: str, price_per_hour: float | None, probe: bool,
+                           probe_steps: int, probe_warmup: int) -> Estimate:
+    """A reinforcement run's time and peak memory from real steps on this machine (estimate/reinforcement.py)."""
+    from tunesmith.estimate.reinforcement import probe_reinforcement, refuse_unprobed
+    from tunesmith.train.reinforce import checked_grader, load_prompt_data
+
+    refuse_unprobed(probe, hardware_name)
+    grader = checked_grader(config)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(config.model.base)
+    data = load_prompt_data(config.data, tokenizer, grader)
+    valid = data.valid[:config.reinforcement.valid_samples]
+    shape = read_model_shape(resolve_model_dir(config.model.base))
+    data_seconds = time.perf_counter() - started
+    t = config.train
+    steps = total_steps(len(data.train), t.batch_size, t.epochs, t.max_steps)
+    per_epoch = steps_per_epoch(len(data.train), t.batch_size)
+    probed = probe_reinforcement(config, data.train, valid, tokenizer, grader, probe_steps, probe_warmup)
+    method = method_of(config, shape)
+    validations = count_evaluations(steps, per_epoch, t.eval_every) if valid else 0
+    train_seconds = probed.seconds_per_step * steps
+    written = written_bytes(trainable_params(shape, method), shape, method, math.ceil(steps / t.save_every))
+    total = (train_seconds + probed.validation_seconds * validations + written / DISK_BYTES_PER_S + data_seconds
+             + probed.model_load_seconds)
+    weights = f"LoRA r={config.lora.r}" if method.name == "lora" else "all weights"
+    scenario = Scenario(
+        label=f"reinforcement (GRPO), {weights} (config)",
+        method=method.name,
+        trainable=trainable_params(shape, method),
+        steps=steps,
+        tokens=probed.real_tokens / probed.steps * steps,
+        flops=None,
+        seconds_per_epoch=probed.seconds_per_step * per_epoch,
+        train_seconds=train_seconds,
+        total_seconds=total,
+        memory={f"peak RSS measured over {probed.warmup_steps + probed.steps} probe steps": probed.peak_rss_bytes},
+        measured_memory=True,
+        cost=None if price_per_hour is None else price_per_hour * total / 3600,
+    )
+    hardware = lookup_hardware("cpu")
+    return Estimate(
+        model=config.model.base, hardware=hardware, bf16=bf16_available() if t.bf16 is None else t.bf16,
+        train_examples=len(data.train), epoch_tokens=sum(len(p.prompt_ids) for p in data.train),
+        epoch_trained_tokens=0, steps_per_epoch=per_epoch, scenarios=[scenario],
+        probe={**asdict(probed), "seconds_per_step": probed.seconds_per_step, "tokens_per_s": probed.tokens_per_s},
+        price_per_hour=price_per_hour,
+        notes=[hardware.description,
+               f"reinforcement: {probed.steps} real steps timed after {probed.warmup_steps} warm-up "
+               f"({probed.seconds_per_step:.1f} s a step, {probed.answers // probed.steps} answers each) and one "
+               f"validation pass ({probed.validation_seconds:.1f} s, {len(valid)} prompts), scaled to the run; "
+               "answers change length as the model learns, so this is the run at the pace of its start",
+               "memory is the process's peak RSS over the probe steps (not grown to the run's length)",
+               "epoch tokens are the prompts' (answers are sampled during the run)"],
     )
 
 
@@ -246,6 +307,8 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     """`runtime_bytes`: the memory a training process holds besides the model (python, torch, libraries, data);
     None = this process's now. A server passes what it measured before loading any model."""
     lookup_hardware(hardware_name, mfu)  # fail on an unknown name before any slow work
+    if config.train.method == "reinforcement":
+        return reinforcement_estimate(config, hardware_name, price_per_hour, probe, probe_steps, probe_warmup)
     if probe and hardware_name.lower() != "cpu":
         raise HardwareError("--probe measures this machine; use it with --hardware cpu")
     started = time.perf_counter()

@@ -51,7 +51,7 @@ def estimate_table(estimate: Estimate) -> Table:
     row("trained parameters", lambda s: format_count(s.trainable))
     row("optimizer steps", lambda s: f"{s.steps:,}")
     row("tokens", lambda s: format_count(s.tokens))
-    row("training FLOPs", lambda s: format_count(s.flops))
+    row("training FLOPs", lambda s: "— (timed)" if s.flops is None else format_count(s.flops))
     row("peak memory", lambda s: format_bytes(s.peak_memory_bytes) + (" (probed)" if s.measured_memory else "")
         + ("" if s.peak_memory_bytes <= memory_limit else f" [red]> {format_bytes(memory_limit)}[/]"))
     row("time per epoch", lambda s: format_duration(s.seconds_per_epoch))

@@ -66,10 +66,7 @@ def train(config: RunConfig, resume: bool = False, console: Console | None = Non
     model = build_model(config).to(world.device)
     trainable, total = count_parameters(model)
     r = config.reinforcement
-    objective = GroupRewardObjective(grader, r.group_size, r.max_new_tokens, r.temperature, r.top_p, r.beta,
-                                     r.scale_rewards, frozenset(stop_token_ids(tokenizer)), r.mask_truncated_answers,
-                                     tokenizer,
-                                     reference_weights=kl_reference_weights(config))
+    objective = reward_objective(config, grader, tokenizer)
     settings = replace(loop_settings(config, len(data.train), tokenizer.pad_token_id, strategy), objective=objective)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
@@ -135,6 +132,14 @@ def checked_grader(config: RunConfig):
         return parse_grader(config.reinforcement.grader, where="reinforcement.grader")
     except GraderError as error:
         raise ConfigError(str(error)) from None
+
+
+def reward_objective(config: RunConfig, grader, tokenizer) -> GroupRewardObjective:
+    """The loop's objective for this run: its grader and reinforcement settings, the KL's reference."""
+    r = config.reinforcement
+    return GroupRewardObjective(grader, r.group_size, r.max_new_tokens, r.temperature, r.top_p, r.beta,
+                                r.scale_rewards, frozenset(stop_token_ids(tokenizer)), r.mask_truncated_answers,
+                                tokenizer, reference_weights=kl_reference_weights(config))
 
 
 def kl_reference_weights(config: RunConfig) -> dict | None:
