@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
-from tunesmith.serve.batcher import BatchSlot, complete, generate_deltas
+from tunesmith.serve.batcher import BACKGROUND_SHARE, INTERACTIVE_RESERVE, BatchSlot, complete, generate_deltas
 from tunesmith.serve.model_pool import ServedModel
-from tunesmith.models.decoding.requests import SamplingParams, Usage
+from tunesmith.models.decoding.requests import GenerationRequest, SamplingParams, Usage
 from tests.tiny import lora_model, redrawn, tiny_model
 
 QUESTIONS = ["What is the symbol for gold?", "Hydrogen?", "The quick brown fox jumps over the lazy dog. Why?",
@@ -221,6 +221,49 @@ def test_requests_beyond_max_rows_wait_for_room_and_then_run(model, tokenizer, p
     assert sum(shared.batcher.stats.admitted) == 3
     for (prompt, params, _), answer in zip(jobs, answers):
         assert answer[0] == alone(shared, prompt, params)[0]
+
+
+def queued(batcher, kinds: str, n: int = 1) -> list:
+    """Requests put on the batcher's queue without its thread: "i" interactive, "b" background, in that order."""
+    requests = [GenerationRequest([1, 2, 3], SamplingParams(max_new_tokens=4, n=n), None, Usage(), background=kind == "b")
+                for kind in kinds]
+    for request in requests:
+        batcher.pending.put(request)
+    batcher.waiting += len(requests)
+    return requests
+
+
+def test_interactive_requests_go_first_and_background_ones_keep_to_their_share_beside_them(shared):
+    assert (BACKGROUND_SHARE, INTERACTIVE_RESERVE) == (4, 8)  # the figures below
+    batcher = shared.batcher
+    batcher.max_rows = 8  # background share beside interactive requests: 8 // BACKGROUND_SHARE = 2 rows
+    requests = queued(batcher, "bbbbiib")
+    taken = batcher.take_pending(room=8)
+    assert taken == [requests[4], requests[5], requests[0], requests[1]]  # both chats, then 2 of the batch's rows
+    assert batcher.held == [requests[2], requests[3], requests[6]]  # the rest wait, in their order
+    # the chats still decode: a freed row goes to no background request beyond the share
+    assert batcher.take_pending(room=4, background_rows=2, interactive_running=True) == []
+    assert batcher.take_pending(room=4, background_rows=1, interactive_running=True) == [requests[2]]
+    # no chat running or waiting: a batch job takes every row but the one kept free for a chat (8 // 8)
+    assert batcher.take_pending(room=6, background_rows=2) == [requests[3], requests[6]] and not batcher.held
+    alone_ones = queued(batcher, "bbbb")
+    assert batcher.take_pending(room=4, background_rows=4) == alone_ones[:3] and batcher.held == alone_ones[3:]
+    batcher.held = []
+    later = queued(batcher, "bi", n=3)  # a chat that does not fit waits at the head; nothing overtakes it
+    assert batcher.take_pending(room=2, background_rows=6) == [] and batcher.held == [later[1], later[0]]
+    assert batcher.take_pending(room=8) == [later[1]] and batcher.held == [later[0]]  # 3 rows: over the share
+
+
+def test_background_and_interactive_rows_answer_as_if_alone(shared, prompts):
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    shared.batcher.max_rows = 4
+    with shared.lock:
+        requests = [shared.batcher.submit(p, params, None, Usage(), background=True) for p in prompts] + \
+                   [shared.batcher.submit(prompts[1], params, None, Usage())]
+    answers = [collect(request)[0] for request in requests]
+    assert shared.batcher.stats.admitted[0] == 2  # the chat and one background row (4 // BACKGROUND_SHARE)
+    for prompt, answer in zip([*prompts, prompts[1]], answers):
+        assert answer == alone(shared, prompt, params)[0]
 
 
 @pytest.fixture

@@ -89,7 +89,17 @@ def test_a_batch_answers_each_request_as_its_route_does(served):
     assert [b.id for b in client.batches.list()] == [batch.id]
 
 
-def test_a_text_completion_batch(served):
+def test_a_text_completion_batch(served, monkeypatch):
+    from tunesmith.serve.batcher import Batcher
+
+    submitted, submit = [], Batcher.submit
+
+    def recorded(self, *args, **kwargs):
+        request = submit(self, *args, **kwargs)
+        submitted.append(request.background)
+        return request
+
+    monkeypatch.setattr(Batcher, "submit", recorded)
     client, model = served
     rows = [{"custom_id": f"p{i}", "method": "POST", "url": "/v1/completions",
              "body": {"model": model, "prompt": f"Once {i}", "max_tokens": 4, "temperature": 0}} for i in range(3)]
@@ -101,6 +111,8 @@ def test_a_text_completion_batch(served):
         direct = client.completions.create(**row["body"])
         assert answers[row["custom_id"]]["response"]["body"]["choices"][0]["text"] == direct.choices[0].text
     assert batch.error_file_id is None
+    # the batch's rows yield to interactive ones (serve/batcher.py); the client's own requests above do not
+    assert submitted == [True] * 3 + [False] * 3
 
 
 def test_the_input_file_is_checked_line_by_line_when_uploaded(served):

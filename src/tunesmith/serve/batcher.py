@@ -7,6 +7,12 @@ running batch, then runs one step for all rows; rows finish on their own (end of
 tokens) and leave. A request for a LoRA fine-tune runs in the same batch as the base and other adapters
 (peft mixed-adapter inference).
 
+Requests of a batch (/v1/batches, marked background) yield to interactive ones: interactive requests are admitted
+first; background rows never take the last 1/INTERACTIVE_RESERVE of the rows, so a chat arriving during a batch job
+finds a free row at the next step instead of waiting for a batch row to finish; and while any chat runs or waits,
+background rows may hold at most 1/BACKGROUND_SHARE of the rows (rows already decoding finish; new background
+requests wait), so the chat's decoding steps are not those of a full batch.
+
 The thread holds the model's lock for each step, so the pool can add an adapter between steps. It exits
 after a while without work and starts again on the next request.
 """
@@ -25,6 +31,9 @@ import torch
 from tunesmith.models.chat import stop_token_ids
 from tunesmith.models.decoding.engine import RunningBatch
 from tunesmith.models.decoding.requests import Delta, GenerationRequest, SamplingParams, Usage
+
+BACKGROUND_SHARE = 4  # while interactive requests run or wait, background rows hold at most max_rows // this
+INTERACTIVE_RESERVE = 8  # background rows never hold the last max(1, max_rows // this) rows
 
 
 @dataclass
@@ -54,8 +63,9 @@ class Batcher:
         self.held: list[GenerationRequest] = []  # taken off the queue to wake the thread, admitted first
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, usage: Usage,
-               out: queue.Queue | LoopQueue | None = None) -> GenerationRequest:
-        request = GenerationRequest(prompt_ids, params, adapter, usage, **({"out": out} if out is not None else {}))
+               out: queue.Queue | LoopQueue | None = None, background: bool = False) -> GenerationRequest:
+        request = GenerationRequest(prompt_ids, params, adapter, usage, background=background,
+                                    **({"out": out} if out is not None else {}))
         with self.thread_lock:
             self.waiting += 1
             self.pending.put(request)
@@ -64,8 +74,10 @@ class Batcher:
                 self.thread.start()
         return request
 
-    def take_pending(self, room: int) -> list[GenerationRequest]:
-        """Waiting requests, oldest first, as many as fit in `room` more rows; the rest wait for rows to leave.
+    def take_pending(self, room: int, background_rows: int = 0, interactive_running: bool = False) -> list[GenerationRequest]:
+        """Waiting requests, interactive ones first, each kind oldest first, as many as fit in `room` more rows; the
+        rest wait for rows to leave. Background requests also wait while they would hold more than their share of
+        the rows next to interactive requests (`background_rows` of the running batch are theirs already).
 
         A request asking for more rows than `max_rows` still runs, alone, when the batch is empty.
         """
@@ -76,13 +88,27 @@ class Batcher:
             except queue.Empty:
                 break
         live = [request for request in queued if not request.cancelled.is_set()]
-        for request in live:
+        interactive = [request for request in live if not request.background]
+        held_before = len(self.held)
+        for request in interactive:
             fits = request.params.n <= room or (room == self.max_rows and not taken)  # oversized: alone
-            if self.held or not fits:
+            if len(self.held) > held_before or not fits:
                 self.held.append(request)  # keep arrival order: nothing overtakes a request that did not fit
             else:
                 taken.append(request)
                 room -= request.params.n
+        share = self.max_rows // BACKGROUND_SHARE if interactive or interactive_running else \
+            self.max_rows - max(1, self.max_rows // INTERACTIVE_RESERVE)
+        held_before = len(self.held)
+        for request in (request for request in live if request.background):
+            fits = (request.params.n <= room and background_rows + request.params.n <= share) \
+                or (room == self.max_rows and not taken)
+            if len(self.held) > held_before or not fits:
+                self.held.append(request)
+            else:
+                taken.append(request)
+                room -= request.params.n
+                background_rows += request.params.n
         with self.thread_lock:
             self.waiting -= len(queued) - len(self.held)
         return taken
@@ -110,7 +136,9 @@ class Batcher:
             with self.served.lock, torch.inference_mode():
                 model, new = self.served.model, []
                 try:
-                    new = self.take_pending(self.max_rows - len(batch))  # under the lock: all that queued meanwhile
+                    background = sum(row.request.background for row in batch.rows)
+                    # under the lock: all that queued meanwhile
+                    new = self.take_pending(self.max_rows - len(batch), background, background < len(batch))
                     if new:
                         self.stats.admitted.append(len(new))
                         batch.admit(model, new)
@@ -130,10 +158,11 @@ class BatchSlot:
 
     batcher: Batcher
     adapter: str | None
+    background: bool = False  # a batch's request: it yields rows to interactive ones
 
     def submit(self, prompt_ids: list[int], params: SamplingParams, usage: Usage,
                out: queue.Queue | LoopQueue | None = None) -> GenerationRequest:
-        return self.batcher.submit(prompt_ids, params, self.adapter, usage, out)
+        return self.batcher.submit(prompt_ids, params, self.adapter, usage, out, self.background)
 
 
 def generate_deltas(prompt_ids: list[int], params: SamplingParams, usage: Usage, slot: BatchSlot) -> Iterator[Delta]:

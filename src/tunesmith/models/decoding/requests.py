@@ -73,6 +73,7 @@ class GenerationRequest:
     cancelled: threading.Event = field(default_factory=threading.Event)
     rows_left: int = 0
     generator: torch.Generator | None = None  # shared by the request's rows when sampling
+    background: bool = False  # a batch's request (/v1/batches): it yields rows to interactive ones (serve/batcher.py)
 
     def __post_init__(self):
         self.rows_left = self.params.n

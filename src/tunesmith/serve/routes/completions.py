@@ -15,7 +15,7 @@ import contextlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar
 
@@ -456,13 +456,14 @@ def completion_object(prepared: Prepared, answers: list[Answer], usage: Usage) -
 async def answer_request(request: Request, key: str, endpoint: str, body: dict) -> dict:
     """A request's answer as its route gives it without streaming, for a caller that is not its HTTP client: a
     batch's runner (serve/batches.py) with the app's request scope, acting for the batch's key. The rows join the
-    running batch as a route's do; a bad body raises pydantic's ValidationError or APIError, as the route would
-    answer 400."""
+    running batch as a route's do, as background rows (serve/batcher.py: they yield to interactive requests); a bad
+    body raises pydantic's ValidationError or APIError, as the route would answer 400."""
     requests = {"/v1/chat/completions": (ChatRequest, prepare_chat, chat_completion_object),
                 "/v1/completions": (CompletionRequest, prepare_completion, completion_object)}
     shape, prepare, answer_object = requests[endpoint]
     parsed = shape.model_validate(body)
     prepared = await run_in_threadpool(prepare, request, key, parsed)
+    prepared.loaded = replace(prepared.loaded, slot=replace(prepared.loaded.slot, background=True))  # yields to chats
     usage = Usage()
     return answer_object(prepared, await joined(answer_deltas(prepared, usage), prepared.params.n), usage)
 
