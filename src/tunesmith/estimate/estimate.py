@@ -228,16 +228,17 @@ def reinforcement_estimate(config: RunConfig, hardware_name: str, price_per_hour
     per_epoch = steps_per_epoch(len(data.train), t.batch_size)
     probed = probe_reinforcement(config, data.train, valid, tokenizer, grader, probe_steps, probe_warmup)
     method = method_of(config, shape)
+    trainable = trainable_params(shape, method)
     validations = count_evaluations(steps, per_epoch, t.eval_every) if valid else 0
     train_seconds = probed.seconds_per_step * steps
-    written = written_bytes(trainable_params(shape, method), shape, method, math.ceil(steps / t.save_every))
+    written = written_bytes(trainable, shape, method, math.ceil(steps / t.save_every))
     total = (train_seconds + probed.validation_seconds * validations + written / DISK_BYTES_PER_S + data_seconds
              + probed.model_load_seconds)
     weights = f"LoRA r={config.lora.r}" if method.name == "lora" else "all weights"
     scenario = Scenario(
         label=f"reinforcement (GRPO), {weights} (config)",
         method=method.name,
-        trainable=trainable_params(shape, method),
+        trainable=trainable,
         steps=steps,
         tokens=probed.real_tokens / probed.steps * steps,
         flops=None,
@@ -328,7 +329,8 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     valid_shapes = eval_shapes(data.valid, config.data.max_length, config.data.packing,
                                share_prefix=config.data.share_prefix, expand=data.expand)
     reference_shapes = [mb for split in (data.train, data.valid)  # train/reference.score_pairs: 16 pairs a batch
-                        for mb in eval_shapes(split, config.data.max_length, config.data.packing, expand=data.expand)]
+                        for mb in eval_shapes(split, config.data.max_length, config.data.packing, expand=data.expand)
+                        ] if "once" in (data.lora_reference, data.full_reference) else []  # a run scoring it first
     is_cpu = hardware_name.lower() == "cpu"
     bf16 = t.bf16 if t.bf16 is not None else (bf16_available() if is_cpu else True)
     method = method_of(config, shape)
