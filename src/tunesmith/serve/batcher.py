@@ -87,28 +87,21 @@ class Batcher:
                 queued.append(self.pending.get_nowait())
             except queue.Empty:
                 break
-        live = [request for request in queued if not request.cancelled.is_set()]
-        interactive = [request for request in live if not request.background]
-        held_before = len(self.held)
-        for request in interactive:
-            fits = request.params.n <= room or (room == self.max_rows and not taken)  # oversized: alone
-            if len(self.held) > held_before or not fits:
-                self.held.append(request)  # keep arrival order: nothing overtakes a request that did not fit
-            else:
-                taken.append(request)
-                room -= request.params.n
-        share = self.max_rows // BACKGROUND_SHARE if interactive or interactive_running else \
-            self.max_rows - max(1, self.max_rows // INTERACTIVE_RESERVE)
-        held_before = len(self.held)
-        for request in (request for request in live if request.background):
-            fits = (request.params.n <= room and background_rows + request.params.n <= share) \
-                or (room == self.max_rows and not taken)
-            if len(self.held) > held_before or not fits:
+        live = sorted((request for request in queued if not request.cancelled.is_set()),
+                      key=lambda request: request.background)  # interactive first, each kind in arrival order
+        share = self.max_rows // BACKGROUND_SHARE if interactive_running or not all(r.background for r in live) \
+            else self.max_rows - max(1, self.max_rows // INTERACTIVE_RESERVE)
+        waiting_kinds = set()  # a kind with a request that did not fit: nothing of that kind overtakes it
+        for request in live:
+            n, kind = request.params.n, request.background
+            within = n <= room and (not kind or background_rows + n <= share)
+            if kind in waiting_kinds or not (within or (room == self.max_rows and not taken)):  # oversized: alone
+                waiting_kinds.add(kind)
                 self.held.append(request)
             else:
                 taken.append(request)
-                room -= request.params.n
-                background_rows += request.params.n
+                room -= n
+                background_rows += n if kind else 0
         with self.thread_lock:
             self.waiting -= len(queued) - len(self.held)
         return taken
