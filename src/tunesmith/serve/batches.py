@@ -15,9 +15,7 @@ outlives its completion window, the two files become the batch's output and erro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import secrets
 import shutil
 import time
@@ -25,78 +23,23 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 
 from tunesmith.data.hashing import file_sha256
 from tunesmith.registry import batches, files
 from tunesmith.registry.batches import Batch
 from tunesmith.registry.db import Database
+from tunesmith.serve.background import BackgroundRunner
 from tunesmith.serve.batch_file import check_batch_input, read_requests
 from tunesmith.serve.errors import APIError, error_body, invalid_value
 from tunesmith.serve.routes.completions import answer_request
 from tunesmith.serve.routes.moderations import ModerationRequest, moderation_object
-from tunesmith.serve.settings import ServeSettings
-
-log = logging.getLogger("tunesmith.batches")
 
 
-class BatchRunner:
-    def __init__(self, app, db: Database, settings: ServeSettings):
-        self.db, self.settings = db, settings
-        # what the routes' code reads from a request: the app (its state); the runner acts for each batch's key
-        self.request = Request({"type": "http", "app": app, "method": "POST", "path": "/v1/batches", "headers": []})
-        self.stopping: set[str] = set()  # batches cancelled while they run
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.wake: asyncio.Event | None = None
-        self.task: asyncio.Task | None = None
+class BatchRunner(BackgroundRunner):
+    kind, path = "batches", "/v1/batches"  # the runner acts for each batch's key
 
-    def start(self) -> None:
-        """On the server's event loop (its lifespan): the runner waits there for batches."""
-        self.loop, self.wake = asyncio.get_running_loop(), asyncio.Event()
-        self.task = asyncio.create_task(self.run_batches())
-
-    async def close(self) -> None:
-        """Stop at once: requests in flight are answered again at the next start."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-    def notify(self, cancelled: str | None = None) -> None:
-        """A batch was created or (`cancelled`) moved to cancelling; safe from any thread."""
-        if self.loop is None:
-            return
-
-        def wake() -> None:
-            if cancelled is not None:
-                self.stopping.add(cancelled)
-            self.wake.set()
-
-        self.loop.call_soon_threadsafe(wake)
-
-    async def run_batches(self) -> None:
-        while True:
-            self.wake.clear()  # before looking, so that a batch created meanwhile wakes the wait below
-            try:
-                pending = await run_in_threadpool(batches.unfinished_batches, self.db)
-            except Exception:  # the registry unreadable for now (a full disk): look again shortly
-                log.exception("could not read the batches to run")
-                await asyncio.sleep(5)
-                continue
-            if not pending:
-                await self.wake.wait()
-            for batch in pending:
-                try:
-                    await self.run(batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:  # a bug must fail this batch, not retry it for ever
-                    log.exception("batch %s failed", batch.id)
-                    try:
-                        await run_in_threadpool(self.fail, batch, error)
-                    except Exception:  # not even recorded (a full disk): tried again shortly
-                        log.exception("batch %s: could not record its failure", batch.id)
-                        await asyncio.sleep(5)
+    def unfinished(self) -> list[Batch]:
+        return batches.unfinished_batches(self.db)
 
     def fail(self, batch: Batch, error: Exception) -> None:
         """Failed by the server's own error: the answers so far still become its output and error files."""
@@ -106,7 +49,7 @@ class BatchRunner:
         try:
             self.finish(batch)
         except Exception:
-            log.exception("batch %s: its answers so far stay in %s", batch.id, self.directory(batch))
+            self.log.exception("batch %s: its answers so far stay in %s", batch.id, self.directory(batch))
 
     def directory(self, batch: Batch) -> Path:
         return self.settings.home / "batches" / batch.id
@@ -190,7 +133,7 @@ class BatchRunner:
         except APIError as error:
             body, status = error_body(error), error.status
         except Exception as error:  # the request's own failure; the batch goes on
-            log.exception("batch %s, request %s", batch.id, row["custom_id"])
+            self.log.exception("batch %s, request %s", batch.id, row["custom_id"])
             body = error_body(APIError(500, f"The server had an error processing the request ({type(error).__name__})."))
             status = 500
         response = {"status_code": status, "request_id": f"req_{secrets.token_hex(12)}", "body": body}
