@@ -57,6 +57,11 @@ class Grader:
         return self.grade_many([sample_text], [item])[0]
 
     def grade_many(self, samples: list[str], items: list[dict]) -> list[Grade]:
+        """Answers as text: each becomes the `sample` namespace OpenAI fills for an answer (output_text, output_json)."""
+        return self.grade_samples([templates.sample_namespace(sample) for sample in samples], items)
+
+    def grade_samples(self, samples: list[dict], items: list[dict]) -> list[Grade]:
+        """Samples as `sample` namespaces: an eval's samples carry more than the text (output_tools, choices)."""
         raise NotImplementedError
 
     def templates(self) -> list[tuple[str, Template]]:
@@ -75,11 +80,11 @@ class ComparingGrader(Grader):
     def templates(self) -> list[tuple[str, Template]]:
         return list(self.fields.items())
 
-    def grade_many(self, samples: list[str], items: list[dict]) -> list[Grade]:
+    def grade_samples(self, samples: list[dict], items: list[dict]) -> list[Grade]:
         return [self.grade_pair(sample, item) for sample, item in zip(samples, items)]
 
-    def grade_pair(self, sample_text: str, item: dict) -> Grade:
-        sample, texts = templates.sample_namespace(sample_text), {}
+    def grade_pair(self, sample: dict, item: dict) -> Grade:
+        texts = {}
         for name, template in self.fields.items():
             try:
                 texts[name] = templates.render(template, sample, item)
@@ -99,9 +104,8 @@ class PythonGrader(Grader):
         super().__init__(spec)
         self.timeout_s = PYTHON_BATCH_TIMEOUT_S  # for the whole batch
 
-    def grade_many(self, samples: list[str], items: list[dict]) -> list[Grade]:
-        namespaces = [templates.sample_namespace(sample) for sample in samples]
-        results = run_python_grader(self.parsed.source, namespaces, items, self.timeout_s)
+    def grade_samples(self, samples: list[dict], items: list[dict]) -> list[Grade]:
+        results = run_python_grader(self.parsed.source, samples, items, self.timeout_s)
         return [Grade(result.reward) if result.error is None else
                 Grade(0.0, error=result.error, error_type=f"python_{result.server_error or 'runtime'}")
                 for result in results]
@@ -122,8 +126,8 @@ class MultiGrader(Grader):
         return [(f"graders.{name}.{inner}", template) for name, grader in self.graders.items()
                 for inner, template in grader.templates()]
 
-    def grade_many(self, samples: list[str], items: list[dict]) -> list[Grade]:
-        graded = {name: grader.grade_many(samples, items) for name, grader in self.graders.items()}
+    def grade_samples(self, samples: list[dict], items: list[dict]) -> list[Grade]:
+        graded = {name: grader.grade_samples(samples, items) for name, grader in self.graders.items()}
         return [self.combine({name: grades[index] for name, grades in graded.items()}) for index in range(len(samples))]
 
     def combine(self, grades: dict[str, Grade]) -> Grade:
