@@ -70,6 +70,21 @@ CREATE TABLE IF NOT EXISTS batches (
     stamps TEXT NOT NULL, output_file_id TEXT, error_file_id TEXT, errors TEXT, total INTEGER NOT NULL DEFAULT 0,
     completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, metadata TEXT
 );
+CREATE TABLE IF NOT EXISTS evals (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, data_source_config TEXT NOT NULL,
+    testing_criteria TEXT NOT NULL, metadata TEXT, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS eval_runs (
+    id TEXT PRIMARY KEY, eval_id TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL, model TEXT NOT NULL,
+    status TEXT NOT NULL, data_source TEXT NOT NULL, metadata TEXT, created_at INTEGER NOT NULL, error TEXT,
+    result_counts TEXT NOT NULL, per_criteria TEXT NOT NULL, per_model_usage TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS eval_output_items (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, eval_id TEXT NOT NULL, owner TEXT NOT NULL, item_index INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, status TEXT NOT NULL, item TEXT NOT NULL, results TEXT NOT NULL, sample TEXT NOT NULL,
+    UNIQUE (run_id, item_index)
+);
+CREATE INDEX IF NOT EXISTS eval_runs_by_eval ON eval_runs (eval_id);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);
 CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner);

@@ -15,11 +15,12 @@ from tunesmith.serve.batches import BatchRunner
 from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.comparisons import Comparisons
 from tunesmith.serve.errors import install_error_handlers
+from tunesmith.serve.evals import EvalRunner
 from tunesmith.serve.file_checks import FileChecks
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.routes import (batches, comparisons, completions, export, files, graders, jobs, lineage,
+from tunesmith.serve.routes import (batches, comparisons, completions, evals, export, files, graders, jobs, lineage,
                                     models, moderations, preflight, ui)
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
@@ -40,10 +41,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         files.remove_staging_files(settings.files_dir)  # left by a server killed mid-upload
         file_checks.resume()  # files whose data check a stopped server did not finish
         app.state.batches.start()  # with the batches a stopped server did not finish
+        app.state.evals.start()  # and the eval runs
         if worker is not None:
             worker.start()
         yield
         await app.state.batches.close()
+        await app.state.evals.close()
         if worker is not None:
             worker.close()
         file_checks.close()
@@ -56,12 +59,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.comparisons = Comparisons(db, settings.home / "comparisons")
     app.state.runtime_bytes = current_rss_bytes()  # no model loaded yet: the cost estimate's runtime memory
     app.state.batches = BatchRunner(app, db, settings)
+    app.state.evals = EvalRunner(app, db, settings)
     app.state.limits = KeyLimits(settings.max_concurrent_requests, settings.tokens_per_minute)
     install_error_handlers(app)
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
     for module in (files, jobs, graders, lineage, export, models, completions, moderations, ui, preflight, comparisons,
-                   batches):  # lineage, export before models' {id:path}
+                   batches, evals):  # lineage, export before models' {id:path}
         app.include_router(module.router)
 
     @app.get("/health")

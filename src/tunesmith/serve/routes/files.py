@@ -21,6 +21,7 @@ from tunesmith.data.pii_policy import PersonalDataRefused, PiiOutcome, apply_pii
 from tunesmith.data.redact import RedactionError
 from tunesmith.registry import audit, files, keys
 from tunesmith.registry.erasure import erase_data
+from tunesmith.evaluate.eval_data import EvalDataError, rows_from_file
 from tunesmith.registry.file_readers import unfinished_readers
 from tunesmith.registry.lineage import registry_names
 from tunesmith.serve.auth import api_key
@@ -31,7 +32,10 @@ from tunesmith.serve.shapes import file_object, list_object
 from tunesmith.serve.training_file import check_training_file
 
 router = APIRouter(prefix="/v1/files")
-PURPOSES = {"fine-tune", "batch"}  # batch: a batch's requests (serve/batch_file.py); batch_output is ours to write
+# batch: a batch's requests (serve/batch_file.py); evals: an eval run's rows (evaluate/eval_data.py); batch_output
+# is ours to write
+PURPOSES = {"fine-tune", "batch", "evals"}
+CHECKED_AT_UPLOAD = ("batch", "evals")  # small work, checked line by line in the request: processed at once
 CHUNK = 1 << 20
 PII_REMEDY = ("redact it (tunesmith data redact IN OUT) and upload the copy, or ask the operator to set this key's "
               "policy to redact or allow (tunesmith keys pii KEY_ID redact)")
@@ -122,6 +126,11 @@ def stored_upload(state, key: str, file_id: str, filename: str, purpose: str, up
     screen_upload(state.settings.max_row_bytes, staging, filename)
     if purpose == "batch" and (errors := check_batch_input(staging).errors):
         raise invalid_file(filename, errors)
+    if purpose == "evals":
+        try:
+            rows_from_file(staging, filename)
+        except EvalDataError as error:
+            raise APIError(400, f"Invalid file {filename}: {error}", param="file", code="invalid_file") from None
     try:
         outcome = apply_key_policy(state.db, key, file_id, filename, staging)
     except RedactionError as error:  # rows the PII scan cannot read (not JSON objects): the full check names them
@@ -137,7 +146,7 @@ def stored_upload(state, key: str, file_id: str, filename: str, purpose: str, up
     os.replace(staging, target)
     try:
         return files.add_file(state.db, file_id, key, filename, purpose, size, {"pii_policy": outcome.summary()},
-                              sha256=digest, status="processed" if purpose == "batch" else "uploaded",
+                              sha256=digest, status="processed" if purpose in CHECKED_AT_UPLOAD else "uploaded",
                               pii_policy=outcome.policy,
                               pii_findings=outcome.findings)
     except BaseException:
@@ -218,9 +227,9 @@ def delete_file(request: Request, file_id: str, delete_models: bool = False, key
     db, files_dir = request.app.state.db, request.app.state.settings.files_dir
     readers = {kind: ids for kind, ids in unfinished_readers(db, key, file_id).items() if ids}
     if users := [id_ for ids in readers.values() for id_ in ids]:
-        audit.append(db, key, "file.deleted", file_id, outcome=f"refused: read by unfinished {' and '.join(readers)}",
+        audit.append(db, key, "file.deleted", file_id, outcome=f"refused: read by unfinished {' and '.join(readers).replace('_', ' ')}",
                      **readers)
-        raise APIError(409, f"File {file_id} is used by unfinished job(s) or batch(es) {', '.join(users)}; cancel them "
+        raise APIError(409, f"File {file_id} is used by unfinished job(s), batch(es) or eval run(s) {', '.join(users)}; cancel them "
                             "first.",
                        param="file_id", code="file_in_use")
     blob = files.blob_path(files_dir, record.id, record.filename)
