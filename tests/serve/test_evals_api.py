@@ -136,6 +136,12 @@ def test_rows_from_an_uploaded_file(served):
     run = finished(client, created.id, run.id)
     assert run.status == "completed" and run.result_counts.total == 3
     assert sum([run.result_counts.passed, run.result_counts.failed, run.result_counts.errored]) == 3
+    erased = client.files.delete(upload.id)  # an erasure reaches the run's output items, which copy the rows
+    assert erased.deleted and erased.model_extra["deleted_eval_runs"] == [run.id]
+    with pytest.raises(openai.NotFoundError):
+        client.evals.runs.retrieve(run.id, eval_id=created.id)
+    audit = client._client.app.state.db.query("SELECT action, detail FROM audit_log WHERE object_id = ?", (run.id,))
+    assert audit[-1]["action"] == "eval.run.deleted" and upload.id in audit[-1]["detail"]
 
 
 def refusal(call, error: str = "BadRequestError") -> tuple[str, str]:

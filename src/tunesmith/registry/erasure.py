@@ -4,7 +4,7 @@ Run as: tunesmith erase --data FILE_OR_HASH [--delete-models] [--runs runs] [--h
         (or DELETE /v1/files/{id}?delete_models=true through the API)
 
 A person's erasure request reaches the data, the copies derived from it (the redacted copy a
-`data.pii: redact` run trained on) and the models trained on it directly or through a parent: their
+`data.pii: redact` run trained on, the output items of eval runs over its rows) and the models trained on it directly or through a parent: their
 weights hold what they learned from it. Without `delete_models` the models are only listed, so they can
 be retrained without the data; with it their run directories (weights, adapter, checkpoints) go too,
 and a registry model stops being served. Every deletion in a registry is audited with its digest.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.data.hashing import file_sha256
-from tunesmith.registry import files, jobs, models
+from tunesmith.registry import evals, files, jobs, models
 from tunesmith.registry.db import Database
 from tunesmith.registry.lineage import RunNode, TrainedOn, lineage, trained_on
 
@@ -31,10 +31,12 @@ class ErasureReport:
     trained: list[TrainedOn]  # every model made from the data, directly or through a parent
     deleted_files: list[str] = field(default_factory=list)  # paths removed from disk, and registry file ids
     deleted_models: list[str] = field(default_factory=list)  # model ids, or run directories without one
+    deleted_eval_runs: list[str] = field(default_factory=list)  # eval runs over the file's rows (they copy them)
 
     def to_json(self) -> dict:
         return {"sha256": self.sha256, "trained_models": [t.to_json() for t in self.trained],
-                "deleted_files": self.deleted_files, "deleted_models": self.deleted_models}
+                "deleted_files": self.deleted_files, "deleted_models": self.deleted_models,
+                "deleted_eval_runs": self.deleted_eval_runs}
 
 
 def erase_data(digest: str, run_dirs: list[Path], *, actor: str, names: dict[Path, str] | None = None,
@@ -63,6 +65,7 @@ def erase_data(digest: str, run_dirs: list[Path], *, actor: str, names: dict[Pat
         if files.delete_file(db, record.owner, record.id, actor=actor, sha256=record.sha256, trained_models=trained_ids):
             files.blob_path(files_dir, record.id, record.filename).unlink(missing_ok=True)
             report.deleted_files.append(record.id)
+        report.deleted_eval_runs += evals.delete_runs_reading(db, record.owner, record.id, record.sha256)
     if delete_models:
         for item in trained:
             report.deleted_models.append(delete_model_files(item.node, db, actor, reason=f"erasure of sha256 {digest}"))

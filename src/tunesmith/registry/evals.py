@@ -180,11 +180,20 @@ def move_run(db: Database, run: EvalRun, status: str, *, only_from: tuple[str, .
     return bool(changed)
 
 
-def delete_run(db: Database, run: EvalRun) -> None:
+def delete_run(db: Database, run: EvalRun, **why) -> None:
     with db.transaction() as tx:
         tx.execute("DELETE FROM eval_output_items WHERE run_id = ?", (run.id,))
         tx.execute("DELETE FROM eval_runs WHERE id = ?", (run.id,))
-        audit.record(tx, run.owner, "eval.run.deleted", run.id, eval_id=run.eval_id)
+        audit.record(tx, run.owner, "eval.run.deleted", run.id, eval_id=run.eval_id, **why)
+
+
+def delete_runs_reading(db: Database, owner: str, file_id: str, sha256: str | None) -> list[str]:
+    """Erasure of a file: the runs whose rows came from it, with their output items (which copy the rows)."""
+    rows = db.query("SELECT * FROM eval_runs WHERE owner = ?", (owner,))
+    reading = [_run(r) for r in rows if _run(r).data_source.get("source", {}).get("id") == file_id]
+    for run in reading:
+        delete_run(db, run, reason=f"erasure of file {file_id}", sha256=sha256)
+    return [run.id for run in reading]
 
 
 def record_item(db: Database, run: EvalRun, item_index: int, status: str, item: dict, results: list[dict],

@@ -222,7 +222,8 @@ def file_content(request: Request, file_id: str, key: str = Depends(api_key)):
 @router.delete("/{file_id}")
 def delete_file(request: Request, file_id: str, delete_models: bool = False, key: str = Depends(api_key)):
     """Erase the file; the answer adds (extension fields) the models trained on its content, directly or
-    through a parent, and those deleted with `?delete_models=true`."""
+    through a parent, those deleted with `?delete_models=true`, and the eval runs over its rows (deleted with it:
+    their output items copy the rows)."""
     record = owned_file(request, key, file_id)
     db, files_dir = request.app.state.db, request.app.state.settings.files_dir
     readers = {kind: ids for kind, ids in unfinished_readers(db, key, file_id).items() if ids}
@@ -243,4 +244,5 @@ def delete_file(request: Request, file_id: str, delete_models: bool = False, key
     for model_id in report.deleted_models:
         request.app.state.pool.drop(model_id)
     return {"id": file_id, "object": "file", "deleted": True,
-            "trained_models": [item.to_json() for item in report.trained], "deleted_models": report.deleted_models}
+            "trained_models": [item.to_json() for item in report.trained], "deleted_models": report.deleted_models,
+            "deleted_eval_runs": report.deleted_eval_runs}
