@@ -1,5 +1,7 @@
 """An eval's testing criteria turn grader scores into pass and fail; its rows' messages come from templates or
 from the item itself."""
+import json
+
 import pytest
 
 from tunesmith.evaluate.eval_data import EvalDataError, InputMessages, check_items, rows_from_content
@@ -44,7 +46,7 @@ def test_a_grading_failure_is_an_error_not_a_fail():
        "pass_threshold": 0.5}], "testing_criteria[0].pass_threshold"),
     ([{"type": "python", "name": "p", "source": "def grade(s, i):\n    return 1\n", "pass_threshold": "high"}],
      "testing_criteria[0].pass_threshold"),
-    ([{"type": "score_model", "name": "judge", "model": "m", "input": []}], "testing_criteria[0].type"),
+    ([{"type": "score_model", "name": "judge", "model": "m", "input": []}], "testing_criteria[0].input"),
 ])
 def test_bad_criteria_name_their_field(criteria, path):
     with pytest.raises(GraderError) as refused:
@@ -72,3 +74,71 @@ def test_rows_are_checked_against_the_item_schema():
         check_items(rows, {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}, "rows")
     assert "rows[1].item.n: 'one' is not of type 'integer'" in str(refused.value)
     assert "rows[2].item: 'n' is a required property" in str(refused.value)
+
+
+class FakeJudge:
+    """Answers each conversation by a rule over its text; records what it was asked."""
+
+    def __init__(self, rule):
+        self.rule, self.asked = rule, []
+
+    def ask_many(self, model, conversations, schema, sampling):
+        from tunesmith.train.model_graders import JudgeAnswer
+
+        self.asked.append((model, conversations, schema, sampling))
+        return [JudgeAnswer(**self.rule(" ".join(m["content"] for m in c))) for c in conversations]
+
+
+LABEL = {"type": "label_model", "name": "right", "model": "judge", "labels": ["right", "wrong"],
+         "passing_labels": ["right"], "input": [{"role": "developer", "content": "Is it {{ item.answer }}?"},
+                                                {"role": "user", "content": "{{ sample.output_text }}"}]}
+
+
+def test_a_label_model_passes_on_a_passing_label_from_its_judge():
+    judge = FakeJudge(lambda text: {"text": json.dumps({"label": "right" if "Paris" in text.split("?")[1] else "wrong"}),
+                                    "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
+    (criterion,) = parse_criteria([LABEL], judge=judge)
+    samples = [{"output_text": text} for text in ("Paris.", "Lyon.")]
+    verdicts = criterion.judge_many(samples, [{"answer": "Paris"}] * 2)
+    assert [(v.score, v.passed) for v in verdicts] == [(1.0, True), (0.0, False)]
+    (model, conversations, schema, sampling), = judge.asked
+    assert model == "judge" and conversations[0] == [{"role": "system", "content": "Is it Paris?"},
+                                                     {"role": "user", "content": "Paris."}]
+    assert schema["properties"]["label"]["enum"] == ["right", "wrong"] and sampling["temperature"] == 0.0
+    assert verdicts[1].judge["label"] == "wrong" and verdicts[1].judge["usage"]["total_tokens"] == 8
+
+
+def test_a_score_model_passes_at_its_threshold_and_its_failures_are_errors():
+    spec = {"type": "score_model", "name": "score", "model": "judge", "range": [1, 5],
+            "sampling_params": {"max_completions_tokens": 20, "seed": 3},
+            "input": [{"role": "user", "content": "{{ sample.output_text }}"}]}
+    answers = {"a": {"text": '{"result": 4}'}, "b": {"text": '{"result": 2.5}'}, "c": {"text": '{"result": 9}'},
+               "d": {"text": '{"resu'}, "e": {"error": "no such model"}}
+    judge = FakeJudge(lambda text: answers[text])
+    (criterion,) = parse_criteria([spec], judge=judge)
+    assert criterion.pass_threshold == 3.0  # the middle of the range
+    verdicts = criterion.judge_many([{"output_text": key} for key in answers], [{}] * 5)
+    assert [(v.score, v.passed) for v in verdicts[:2]] == [(4.0, True), (2.5, False)]
+    assert "outside [1.0, 5.0]" in verdicts[2].error and "not the JSON" in verdicts[3].error
+    assert "did not answer: no such model" in verdicts[4].error
+    assert judge.asked[0][2]["properties"]["result"] == {"type": "number", "minimum": 1.0, "maximum": 5.0}
+    assert judge.asked[0][3] == {"temperature": 0.0, "max_completion_tokens": 20, "seed": 3}
+
+
+@pytest.mark.parametrize("change, path", [
+    ({"passing_labels": ["maybe"]}, "testing_criteria[0].passing_labels"),
+    ({"pass_threshold": 0.5}, "testing_criteria[0].pass_threshold"),
+    ({"input": [{"role": "user", "content": "{{ item.x "}]}, "testing_criteria[0].input[0].content"),
+])
+def test_bad_model_graders_name_their_field(change, path):
+    with pytest.raises(GraderError) as refused:
+        parse_criteria([{**LABEL, **change}])
+    assert refused.value.path == path
+
+
+def test_model_graders_are_refused_where_no_judge_runs():
+    from tunesmith.train.graders import parse_grader
+
+    with pytest.raises(GraderError) as refused:
+        parse_grader(LABEL)
+    assert refused.value.path == "grader.type" and "/v1/evals" in str(refused.value)

@@ -156,8 +156,13 @@ def test_bad_evals_and_runs_are_refused_naming_the_field(served):
     client, model = served
     custom = {"type": "custom", "item_schema": ITEM_SCHEMA}
     create = lambda criteria, config=custom: client.evals.create(data_source_config=config, testing_criteria=criteria)
-    label = {"type": "label_model", "name": "judge", "model": model, "input": [], "labels": ["a"], "passing_labels": ["a"]}
-    assert refusal(lambda: create([EXACT, label]))[0] == "testing_criteria[1].type"
+    label = {"type": "label_model", "name": "judge", "model": "no-such-judge", "labels": ["a", "b"],
+             "passing_labels": ["a"], "input": [{"role": "user", "content": "{{ sample.output_text }}"}]}
+    assert refusal(lambda: create([EXACT, label]), "NotFoundError")[0] == "testing_criteria[1].model"
+    assert refusal(lambda: create([{**label, "model": model, "passing_labels": ["c"]}]))[0] == \
+        "testing_criteria[0].passing_labels"
+    assert refusal(lambda: create([{"type": "multi", "name": "m", "graders": {"e": EXACT}, "calculate_output": "e"}]))[0] \
+        == "testing_criteria[0].type"
     assert refusal(lambda: create([{**CLOSE, "pass_threshold": None}]))[0] == "testing_criteria[0].pass_threshold"
     assert refusal(lambda: create([EXACT, {**CLOSE, "name": "exact"}]))[0] == "testing_criteria[1].name"
     assert refusal(lambda: create([{**EXACT, "operation": "equals"}]))[0] == "testing_criteria[0].operation"
@@ -289,3 +294,36 @@ def test_python_criteria_fail_a_run_when_the_server_no_longer_allows_them(tmp_pa
         stopped = finished(client, created.id, left.id)
         assert stopped.status == "failed" and stopped.error.code == "python_graders_disabled"
         assert list(client.evals.runs.output_items.list(left.id, eval_id=created.id)) == []
+
+
+def test_model_graders_ask_a_judge_among_the_keys_models(served):
+    client, model = served
+    label = {"type": "label_model", "name": "on_topic", "model": model, "labels": ["yes", "no"],
+             "passing_labels": ["yes"], "input": [
+                 {"role": "developer", "content": "Does the reply answer {{ item.question }}? Say yes or no."},
+                 {"role": "user", "content": "{{ sample.output_text }}"}]}
+    score = {"type": "score_model", "name": "quality", "model": model, "range": [1, 5],
+             "sampling_params": {"max_completions_tokens": 12},
+             "input": [{"role": "user", "content": "Rate 1-5: {{ sample.output_text }}"}]}
+    created = qa_eval(client, [label, score])
+    assert created.testing_criteria[1].range == [1.0, 5.0]
+    content = [{"item": {"question": f"q{n}", "answer": "a"}} for n in range(4)]
+    run = finished(client, created.id, client.evals.runs.create(created.id, data_source=completions(model, content)).id)
+    assert run.status == "completed", run
+    items = list(client.evals.runs.output_items.list(run.id, eval_id=created.id))
+    assert len(items) == 4
+    for item in items:
+        on_topic, quality = item.results
+        judged = on_topic.sample  # the judge's exchange, as OpenAI's results carry it
+        assert judged["input"][0] == {"role": "system", "content": f"Does the reply answer "
+                                                                   f"{item.datasource_item['question']}? Say yes or no."}
+        assert judged["input"][1]["content"] == item.sample.output[0].content  # it read the run's answer
+        label_chosen = json.loads(judged["output"][0]["content"])["label"]  # always a label: structured outputs
+        assert label_chosen in ("yes", "no") and on_topic.passed == (label_chosen == "yes")
+        assert on_topic.score == (1.0 if label_chosen == "yes" else 0.0)
+        if getattr(quality, "error", None) is None:  # a score cut at its 12 tokens is an error, never a guess
+            assert 1.0 <= quality.score <= 5.0 and quality.passed == (quality.score >= 3.0)
+        else:
+            assert "not the JSON" in quality.error
+    (usage,) = run.per_model_usage  # the run's model and its judges are one model here
+    assert usage.invocation_count == 4 * 3

@@ -10,9 +10,10 @@
 The graders are the fine-tuning graders (train/graders.py), with the rule that turns a score into pass or fail:
 string_check passes when its check holds (score 1.0); text_similarity when its score reaches `pass_threshold`
 (required, as in OpenAI's API); python when its score reaches `pass_threshold`, 0.5 when the criterion gives none
-(OpenAI leaves that default unstated; half marks is ours). multi graders are not testing criteria (OpenAI's
-API has none): give each grader as its own criterion. label_model and score_model ask a judge model, which
-tunesmith does not run: they are refused with the field named, as a reinforcement job's grader is.
+(OpenAI leaves that default unstated; half marks is ours); label_model when the judge's label is a passing label;
+score_model when the judge's score reaches `pass_threshold`, the middle of its range when none is given (ours too).
+multi graders are not testing criteria (OpenAI's API has none): give each grader as its own criterion. Model
+graders grade only once given a judge (parse_criteria's `judge`; train/model_graders.py).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 
 from tunesmith.train.grader_specs import GraderError
 from tunesmith.train.graders import Grader, parse_grader
+from tunesmith.train.model_graders import Judge, ModelGrader
 
-CRITERION_TYPES = ("string_check", "text_similarity", "python")
 DEFAULT_PYTHON_THRESHOLD = 0.5
 
 
@@ -31,6 +32,7 @@ class Verdict:
     score: float
     passed: bool
     error: str | None = None  # why grading failed (the sample then neither passes nor fails: it errored)
+    judge: dict | None = None  # a model grader's exchange with its judge
 
 
 @dataclass(frozen=True)
@@ -50,16 +52,18 @@ class Criterion:
     def judge_many(self, samples: list[dict], items: list[dict]) -> list[Verdict]:
         """One verdict per (sample namespace, item); a python grader grades them all in one subprocess."""
         threshold = 1.0 if self.pass_threshold is None else self.pass_threshold
-        return [Verdict(0.0, False, grade.error) if grade.error is not None else
-                Verdict(grade.reward, grade.reward >= threshold)
+        return [Verdict(0.0, False, grade.error, grade.judge) if grade.error is not None else
+                Verdict(grade.reward, grade.reward >= threshold, judge=grade.judge)
                 for grade in self.grader.grade_samples(samples, items)]
 
 
-def parse_criteria(specs: object, where: str = "testing_criteria") -> list[Criterion]:
-    """The eval's testing criteria, checked: a GraderError names the field (testing_criteria[1].pass_threshold)."""
+def parse_criteria(specs: object, where: str = "testing_criteria", judge: Judge | None = None) -> list[Criterion]:
+    """The eval's testing criteria, checked: a GraderError names the field (testing_criteria[1].pass_threshold).
+    Model graders are given `judge` (without one they are only checked, not able to grade)."""
     if not isinstance(specs, list) or not specs:
-        raise GraderError(where, "give a list of at least one grader (string_check, text_similarity or python)")
-    criteria = [parse_criterion(spec, f"{where}[{index}]") for index, spec in enumerate(specs)]
+        raise GraderError(where, "give a list of at least one grader (string_check, text_similarity, python, "
+                                 "label_model or score_model)")
+    criteria = [parse_criterion(spec, f"{where}[{index}]", judge) for index, spec in enumerate(specs)]
     seen: dict[str, int] = {}
     for index, criterion in enumerate(criteria):
         if criterion.name in seen:
@@ -69,7 +73,7 @@ def parse_criteria(specs: object, where: str = "testing_criteria") -> list[Crite
     return criteria
 
 
-def parse_criterion(spec: object, where: str) -> Criterion:
+def parse_criterion(spec: object, where: str, judge: Judge | None) -> Criterion:
     if not isinstance(spec, dict):
         raise GraderError(where, f"expected a grader object, got {json.dumps(spec, default=str)[:80]}")
     kind = spec.get("type")
@@ -77,15 +81,20 @@ def parse_criterion(spec: object, where: str) -> Criterion:
         raise GraderError(f"{where}.type", "multi graders are not testing criteria in OpenAI's Evals API — give each "
                                            "of its graders as its own criterion")
     grader_spec = {name: value for name, value in spec.items() if name != "pass_threshold"}
-    grader = parse_grader(grader_spec, where)  # refuses model graders and unknown types, naming the field
+    grader = parse_grader(grader_spec, where, allow_models=True)  # unknown types refused, naming the field
+    if isinstance(grader, ModelGrader) and judge is not None:
+        grader = grader.with_judge(judge)
     threshold = spec.get("pass_threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise GraderError(f"{where}.pass_threshold", f"expected a number, got {json.dumps(threshold)[:40]}")
-    if kind == "string_check":
+    if kind in ("string_check", "label_model"):
         if threshold is not None:
-            raise GraderError(f"{where}.pass_threshold", "string_check passes when its check holds — remove "
-                                                         "pass_threshold, or grade with text_similarity")
+            passing = "its check holds" if kind == "string_check" else "the judge's label is a passing label"
+            raise GraderError(f"{where}.pass_threshold", f"{kind} passes when {passing} — remove pass_threshold")
         return Criterion(grader, None)
+    if kind == "score_model" and threshold is None:
+        low, high = grader.score_range
+        return Criterion(grader, (low + high) / 2)
     if kind == "text_similarity" and threshold is None:
         raise GraderError(f"{where}.pass_threshold", "missing — text_similarity needs the score a sample must "
                                                      "reach to pass (0 to 1), e.g. 0.8")

@@ -228,16 +228,19 @@ def tallied_with(run: EvalRun, status: str, results: list[dict], sample: dict) -
             outcome = "passed" if result["passed"] else "failed"
             entry = {**entry, outcome: entry[outcome] + 1}
         per_criteria.append(entry)
-    usage = sample.get("usage") if run.model else None
-    if not usage:
-        return counts, per_criteria, run.per_model_usage
-    totals = run.per_model_usage[0] if run.per_model_usage else {
-        "model_name": run.model, "invocation_count": 0, "prompt_tokens": 0, "completion_tokens": 0,
-        "total_tokens": 0, "cached_tokens": 0}
-    totals = {**totals, "invocation_count": totals["invocation_count"] + 1,
-              **{name: totals[name] + (usage.get(name) or 0)
-                 for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens")}}
-    return counts, per_criteria, [totals]
+    usage = dict((entry["model_name"], entry) for entry in run.per_model_usage)
+    spent = [(run.model, sample.get("usage"))] if run.model else []
+    spent += [(result["sample"].get("model"), result["sample"].get("usage"))  # model graders' judges
+              for result in results if isinstance(result.get("sample"), dict)]
+    for model, tokens in spent:
+        if not tokens:
+            continue
+        totals = usage.get(model) or {"model_name": model, "invocation_count": 0, "prompt_tokens": 0,
+                                      "completion_tokens": 0, "total_tokens": 0, "cached_tokens": 0}
+        usage[model] = {**totals, "invocation_count": totals["invocation_count"] + 1,
+                        **{name: totals[name] + (tokens.get(name) or 0)
+                           for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens")}}
+    return counts, per_criteria, list(usage.values())
 
 
 def graded_indexes(db: Database, run_id: str) -> set[int]:

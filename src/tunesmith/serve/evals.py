@@ -21,6 +21,7 @@ from tunesmith.registry import evals, files
 from tunesmith.registry.evals import EvalRun
 from tunesmith.serve.background import BackgroundRunner
 from tunesmith.serve.errors import APIError, invalid_value
+from tunesmith.serve.judge import ServedJudge
 from tunesmith.serve.routes.completions import answer_request
 from tunesmith.train import grader_templates as templates
 from tunesmith.train.graders import uses_python
@@ -54,7 +55,7 @@ class EvalRunner(BackgroundRunner):
         found = await run_in_threadpool(evals.get_eval, self.db, run.owner, run.eval_id)
         if found is None:
             return  # deleted, with its runs
-        criteria = parse_criteria(found.testing_criteria)
+        criteria = parse_criteria(found.testing_criteria, judge=ServedJudge(self.request, run.owner, self.loop))
         if any(uses_python(c.grader) for c in criteria) and not self.settings.allow_python_graders:
             await run_in_threadpool(evals.move_run, self.db, run, "failed", error={
                 "code": "python_graders_disabled", "message": "The eval's python graders run its code on the server, "
@@ -161,6 +162,6 @@ def judged(criteria: list[Criterion], samples: list[dict], items: list[dict]) ->
     """Each sample's results, one per criterion, as OpenAI's output items show them."""
     verdicts = [criterion.judge_many(samples, items) for criterion in criteria]
     return [[{"name": criterion.name, "type": criterion.grader.type, "passed": verdict.passed, "score": verdict.score,
-              "sample": None, **({"error": verdict.error} if verdict.error else {})}
+              "sample": verdict.judge, **({"error": verdict.error} if verdict.error else {})}
              for criterion, verdict in zip(criteria, [per_criterion[index] for per_criterion in verdicts])]
             for index in range(len(samples))]

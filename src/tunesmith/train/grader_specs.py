@@ -58,20 +58,73 @@ class MultiSpec(BaseModel):
     calculate_output: str = Field(description="Formula over the graders' names, e.g. 0.7 * exact + 0.3 * close.")
 
 
-GraderSpec = Annotated[Union[StringCheckSpec, TextSimilaritySpec, PythonSpec, MultiSpec], Field(discriminator="type")]
+class InputText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["input_text", "output_text"]
+    text: str
+
+
+class JudgeMessage(BaseModel):
+    """One message of a model grader's prompt; its text is a template over `sample` and `item`."""
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | InputText = Field(description="Text or {type: input_text, text}; images and audio are not "
+                                                 "supported.")
+    type: Literal["message"] | None = None
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else self.content.text
+
+
+class JudgeSampling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_completions_tokens: int | None = Field(None, ge=1, description="OpenAI's spelling, as in its grader JSON.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    reasoning_effort: None = Field(None, description="Accepted only as null: tunesmith's judges do not reason.")
+
+
+class LabelModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["label_model"]
+    name: str = Field(description="The grader's name.")
+    model: str = Field(description="The judge: one of the key's models, which answers with one of the labels.")
+    input: list[JudgeMessage] = Field(min_length=1, description="The judge's prompt.")
+    labels: list[str] = Field(min_length=1, description="The labels the judge chooses from.")
+    passing_labels: list[str] = Field(min_length=1, description="The labels that pass: a subset of labels.")
+
+
+class ScoreModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["score_model"]
+    name: str = Field(description="The grader's name.")
+    model: str = Field(description="The judge: one of the key's models, which answers with a score in range.")
+    input: list[JudgeMessage] = Field(min_length=1, description="The judge's prompt.")
+    range: list[float] | None = Field(None, min_length=2, max_length=2, description="[low, high]; [0, 1] if absent.")
+    sampling_params: JudgeSampling | None = None
+
+
+GraderSpec = Annotated[Union[StringCheckSpec, TextSimilaritySpec, PythonSpec, MultiSpec, LabelModelSpec,
+                             ScoreModelSpec], Field(discriminator="type")]
 SPEC_ADAPTER = TypeAdapter(GraderSpec)
-SPECS = dict(zip(GRADER_TYPES, (StringCheckSpec, TextSimilaritySpec, PythonSpec, MultiSpec)))
+SPECS = dict(zip(GRADER_TYPES + MODEL_GRADER_TYPES, (StringCheckSpec, TextSimilaritySpec, PythonSpec, MultiSpec,
+                                                     ScoreModelSpec, LabelModelSpec)))
 
 
-def check_type(spec: dict, where: str) -> None:
-    kind, supported = spec.get("type"), ", ".join(GRADER_TYPES)
-    if kind in MODEL_GRADER_TYPES:
-        raise GraderError(f"{where}.type", f"{kind} graders ask a judge model, which tunesmith does not run — "
-                                           f"tunesmith grades with string_check, text_similarity, python or multi")
+def check_type(spec: dict, where: str, allow_models: bool = False) -> None:
+    """`allow_models`: where a judge model can answer (an eval's testing criteria); elsewhere model graders are
+    refused, naming where they do run."""
+    kinds = GRADER_TYPES + (MODEL_GRADER_TYPES if allow_models else ())
+    kind, supported = spec.get("type"), ", ".join(kinds)
+    if kind in MODEL_GRADER_TYPES and not allow_models:
+        raise GraderError(f"{where}.type", f"{kind} graders ask a judge model, which tunesmith runs for an eval's "
+                                           "testing criteria (/v1/evals) only — grade here with string_check, "
+                                           "text_similarity, python or multi")
     if kind is None:
         raise GraderError(f"{where}.type", f"missing — one of {supported}")
-    if kind not in GRADER_TYPES:
-        near = difflib.get_close_matches(str(kind), GRADER_TYPES, n=1)
+    if kind not in kinds:
+        near = difflib.get_close_matches(str(kind), kinds, n=1)
         hint = f" — did you mean {near[0]!r}?" if near else ""
         raise GraderError(f"{where}.type", f"{json.dumps(kind)} is not one of {supported}{hint}")
     metric = spec.get("evaluation_metric")

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import json
 import keyword
-from dataclasses import dataclass, field
 
-from jinja2 import Template, TemplateSyntaxError
-from pydantic import BaseModel, ValidationError
+from jinja2 import Template
+from pydantic import ValidationError
 
 from tunesmith.data.formats import RowError
 from tunesmith.data.prompts import PromptRow, load_prompt_rows
 from tunesmith.train import grader_templates as templates
+from tunesmith.train.grader_base import Grade, Grader, template_at
 from tunesmith.train.grader_formula import FUNCTIONS, Formula, FormulaError, parse_formula
-from tunesmith.train.grader_specs import (SPEC_ADAPTER, SPECS, GraderError, MultiSpec, PythonSpec, StringCheckSpec,
-                                          TextSimilaritySpec, check_type, translated)
+from tunesmith.train.grader_specs import (SPEC_ADAPTER, SPECS, GraderError, LabelModelSpec, MultiSpec, PythonSpec,
+                                          ScoreModelSpec, StringCheckSpec, TextSimilaritySpec, check_type, translated)
+from tunesmith.train.model_graders import ModelGrader
 from tunesmith.train.python_grader import check_source, run_python_grader
 from tunesmith.train.text_similarity import similarity_function
 
@@ -34,39 +35,6 @@ __all__ = ["Grade", "Grader", "GraderError", "check_templates", "grade_many", "g
            "uses_python"]
 
 PYTHON_BATCH_TIMEOUT_S = 30.0
-
-
-@dataclass
-class Grade:
-    reward: float
-    sub_rewards: dict[str, float] = field(default_factory=dict)  # a multi grader's: each named grader's reward
-    error: str | None = None  # why grading this sample failed (reward 0.0 then)
-    error_type: str | None = None  # "template", "formula", "python_runtime", "python_timeout" or "python_exited"
-
-
-class Grader:
-    """A parsed grader. spec() is its normalized JSON; grade_many scores samples against their items."""
-
-    def __init__(self, spec: BaseModel):
-        self.name, self.type, self.parsed = spec.name, spec.type, spec
-
-    def spec(self) -> dict:
-        return self.parsed.model_dump(exclude_none=True)
-
-    def grade(self, sample_text: str, item: dict) -> Grade:
-        return self.grade_many([sample_text], [item])[0]
-
-    def grade_many(self, samples: list[str], items: list[dict]) -> list[Grade]:
-        """Answers as text: each becomes the `sample` namespace OpenAI fills for an answer (output_text, output_json)."""
-        return self.grade_samples([templates.sample_namespace(sample) for sample in samples], items)
-
-    def grade_samples(self, samples: list[dict], items: list[dict]) -> list[Grade]:
-        """Samples as `sample` namespaces: an eval's samples carry more than the text (output_tools, choices)."""
-        raise NotImplementedError
-
-    def templates(self) -> list[tuple[str, Template]]:
-        """(field, template) pairs whose rendering reads the item."""
-        return []
 
 
 class ComparingGrader(Grader):
@@ -142,11 +110,12 @@ class MultiGrader(Grader):
             return Grade(0.0, rewards, f"calculate_output {exc}", "formula")
 
 
-def parse_grader(spec: dict, where: str = "grader") -> Grader:
-    """Validate OpenAI's grader JSON into a Grader; GraderError names `where` + the field and what to change."""
+def parse_grader(spec: dict, where: str = "grader", allow_models: bool = False) -> Grader:
+    """Validate OpenAI's grader JSON into a Grader; GraderError names `where` + the field and what to change.
+    `allow_models`: score_model and label_model too (a judge must be given to them before they grade)."""
     if not isinstance(spec, dict):
         raise GraderError(where, f"expected a JSON object with a type, got {json.dumps(spec)[:80]}")
-    check_type(spec, where)
+    check_type(spec, where, allow_models)
     try:
         parsed = SPEC_ADAPTER.validate_python(spec)
     except ValidationError as exc:
@@ -158,19 +127,14 @@ def parse_grader(spec: dict, where: str = "grader") -> Grader:
             return ComparingGrader(parsed, where, similarity_function(parsed.evaluation_metric))
         except ImportError as exc:
             raise GraderError(f"{where}.evaluation_metric", str(exc)) from None
+    if isinstance(parsed, (LabelModelSpec, ScoreModelSpec)):
+        return ModelGrader(parsed, where)
     if isinstance(parsed, PythonSpec):
         problem = check_source(parsed.source)
         if problem:
             raise GraderError(f"{where}.source", problem)
         return PythonGrader(parsed)
     return parse_multi(parsed, where)
-
-
-def template_at(text: str, path: str) -> Template:
-    try:
-        return templates.compile_template(text)
-    except TemplateSyntaxError as exc:
-        raise GraderError(path, f"the template does not parse: {exc.message} (line {exc.lineno})") from None
 
 
 def parse_multi(parsed: MultiSpec, where: str) -> MultiGrader:

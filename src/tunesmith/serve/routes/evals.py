@@ -2,8 +2,9 @@
 in the background, and each run's output items — so `client.evals` proves a fine-tune's gain over its base
 through the official client: one eval, a run per model, the two runs' result_counts side by side.
 
-An eval's data source is `custom` (its item_schema); its criteria are string_check, text_similarity and python
-graders (evaluate/testing_criteria.py). A run's data source is `completions` (the key's model asked for each row,
+An eval's data source is `custom` (its item_schema); its criteria are string_check, text_similarity, python,
+label_model and score_model graders (evaluate/testing_criteria.py; a model grader's judge is one of the key's
+models, serve/judge.py). A run's data source is `completions` (the key's model asked for each row,
 serve/evals.py) or `jsonl` (rows that carry their sample); its rows come inline or from a file uploaded with purpose
 `evals`. Everything a run will need is checked when it is created — each row against the item_schema, the
 templates against each row, the model, the sampling parameters — so a bad row is a 400 naming it, not a run that
@@ -30,6 +31,7 @@ from tunesmith.serve.shapes import list_object
 from tunesmith.train import grader_templates as templates
 from tunesmith.train.grader_specs import GraderError
 from tunesmith.train.graders import check_templates, uses_python
+from tunesmith.train.model_graders import uses_models
 
 router = APIRouter(prefix="/v1/evals")
 Metadata = dict[str, str] | None
@@ -83,12 +85,19 @@ def invalid(error: GraderError | EvalDataError) -> APIError:
     return APIError(400, str(error), param=param, code="invalid_value")
 
 
-def checked_criteria(request: Request, specs: list) -> list[Criterion]:
+def checked_criteria(request: Request, key: str, specs: list) -> list[Criterion]:
+    """Parsed; python graders only where the operator allows them; a model grader's judge one of the key's models."""
     try:
         criteria = parse_criteria(specs)
     except GraderError as error:
         raise invalid(error) from None
     for index, criterion in enumerate(criteria):
+        for model in uses_models(criterion.grader):
+            try:
+                served_model_ref(request, key, model)
+            except APIError as error:
+                error.param = f"testing_criteria[{index}].model"
+                raise
         if uses_python(criterion.grader) and not request.app.state.settings.allow_python_graders:
             raise APIError(400, f"testing_criteria[{index}]: python graders run the caller's code on the server, and "
                                 "this server does not allow it — grade with string_check or text_similarity, or ask "
@@ -121,7 +130,7 @@ def checked_config(config: dict) -> dict:
 @router.post("")
 def create_eval(request: Request, body: EvalCreate, key: str = Depends(api_key)):
     config = checked_config(body.data_source_config)
-    criteria = checked_criteria(request, body.testing_criteria)
+    criteria = checked_criteria(request, key, body.testing_criteria)
     found = evals.create_eval(request.app.state.db, key, body.name or "eval", config,
                               [criterion.spec() for criterion in criteria], body.metadata)
     return eval_object(found)
@@ -270,7 +279,7 @@ async def create_run(request: Request, eval_id: str, body: RunCreate, key: str =
 
 def created_run(request: Request, key: str, eval_id: str, body: RunCreate) -> EvalRun:
     found = owned_eval(request, key, eval_id)
-    criteria = checked_criteria(request, found.testing_criteria)
+    criteria = checked_criteria(request, key, found.testing_criteria)
     try:
         source, rows, model = checked_run_source(request, key, found, criteria, body.data_source)
     except EvalDataError as error:
