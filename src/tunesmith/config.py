@@ -114,7 +114,8 @@ class ReinforcementConfig(Strict):
     samples `group_size` answers to each of its prompts from the model being trained, scores them with the grader,
     and raises the log-probability of the answers that score above their group's mean (train/reward_objective.py)."""
 
-    grader: dict[str, Any] | None = Field(None, description="The grader, in OpenAI's grader JSON (string_check, text_similarity, python or multi; train/graders.py): reads the answer as {{ sample.output_text }} and the prompt row's fields as {{ item.<key> }}; required.")
+    grader: dict[str, Any] | None = Field(None, description="The grader, in OpenAI's grader JSON (string_check, text_similarity, python, score_model, label_model or multi; train/graders.py): reads the answer as {{ sample.output_text }} and the prompt row's fields as {{ item.<key> }}; required.")
+    judges: dict[str, str] = Field(default_factory=dict, description="What loads each model grader's judge: its `model` name → a base name, a model or run directory, or a hub id (train/local_judge.py); a name not listed loads as given. The judge answers under the grader's JSON schema, frozen, in this process.")
     group_size: int = Field(8, ge=2, description="Answers sampled per prompt (TRL's num_generations, default 8); each answer's advantage is its reward against its group's.")
     max_new_tokens: int = Field(256, ge=1, description="Longest sampled answer (TRL's max_completion_length); a longer one is cut there and trained as it stands, unless mask_truncated_answers.")
     mask_truncated_answers: bool = Field(False, description="Answers cut at max_new_tokens still count in their group's mean and std but train nothing (TRL's mask_truncated_completions, DAPO's advice): an unfinished answer is not penalised or rewarded for where it was cut.")

@@ -136,9 +136,8 @@ def test_bad_model_graders_name_their_field(change, path):
     assert refused.value.path == path
 
 
-def test_model_graders_are_refused_where_no_judge_runs():
+def test_a_model_grader_without_its_judge_cannot_grade():
     from tunesmith.train.graders import parse_grader
 
-    with pytest.raises(GraderError) as refused:
-        parse_grader(LABEL)
-    assert refused.value.path == "grader.type" and "/v1/evals" in str(refused.value)
+    with pytest.raises(RuntimeError, match="needs a judge"):
+        parse_grader(LABEL).grade("Paris", {"answer": "Paris"})

@@ -51,8 +51,30 @@ def test_validate_answers_the_normalized_grader_and_400s_name_the_field(client):
     with pytest.raises(openai.BadRequestError) as refused:
         client.validate(grader={**multi, "calculate_output": "exact.__class__"})
     assert refused.value.body["param"] == "grader.calculate_output"
-    with pytest.raises(openai.BadRequestError, match="judge model"):
-        client.validate(grader={"type": "score_model", "name": "s", "model": "gpt-4o", "input": []})
+    with pytest.raises(openai.NotFoundError) as refused:  # a judge must be one of the key's models
+        client.validate(grader={"type": "score_model", "name": "s", "model": "gpt-4o",
+                                "input": [{"role": "user", "content": "{{ sample.output_text }}"}]})
+    assert refused.value.body["param"] == "grader.model"
+
+
+def test_run_asks_a_model_graders_judge(tmp_path, tiny_model_dir):
+    http, client = client_for(tmp_path, tiny_model_dir)
+    label = {"type": "label_model", "name": "tone", "model": tiny_model_dir.name, "labels": ["kind", "rude"],
+             "passing_labels": ["kind"], "input": [{"role": "user", "content": "Label: {{ sample.output_text }}"}]}
+    answer = client.fine_tuning.alpha.graders.run(grader=label, model_sample="thanks!", item={})
+    chosen = 1.0 if answer.reward == 1.0 else 0.0
+    assert answer.reward == chosen and answer.metadata.sampled_model_name == tiny_model_dir.name
+    usage = answer.model_grader_token_usage_per_model[tiny_model_dir.name]
+    assert usage["completion_tokens"] > 0 and answer.metadata.token_usage == usage["total_tokens"]
+    direct = client.chat.completions.create(model=tiny_model_dir.name, temperature=0, max_completion_tokens=128,
+                                            messages=[{"role": "user", "content": "Label: thanks!"}],
+                                            response_format={"type": "json_schema", "json_schema": {
+                                                "name": "grade", "strict": True, "schema": {
+                                                    "type": "object", "additionalProperties": False,
+                                                    "properties": {"label": {"type": "string", "enum": ["kind", "rude"]}},
+                                                    "required": ["label"]}}})
+    assert answer.reward == (1.0 if '"kind"' in direct.choices[0].message.content else 0.0)  # the judge's own answer
+    http.__exit__(None, None, None)
 
 
 def test_run_answers_openais_shape(client):

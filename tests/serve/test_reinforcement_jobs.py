@@ -144,3 +144,17 @@ def test_openai_client_runs_a_reinforcement_job_to_a_model(tmp_path, tiny_model_
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_model_graders_judge_is_one_of_the_keys_models_loaded_by_the_job(api, tmp_path, tiny_model_dir):
+    judge = {"type": "score_model", "name": "judge", "model": tiny_model_dir.name, "range": [0, 10],
+             "input": [{"role": "user", "content": "Rate {{ sample.output_text }} for {{ item.symbol }}"}]}
+    train = upload_file(api, write_prompt_file(tmp_path / "prompts.jsonl"))
+    job = create(api, model=tiny_model_dir.name, training_file=train, method=reinforcement(judge)).json()
+    record = jobs.get_job(api.app_state.db, job["id"])
+    worker = JobWorker(api.app_state.db, api.app_state.settings)
+    config = worker.run_config(record, worker.resolved_hyperparameters(record), tmp_path / "job")
+    assert config.reinforcement.judges == {tiny_model_dir.name: str(tiny_model_dir.resolve())}
+    elsewhere = create(api, model=tiny_model_dir.name, training_file=train,
+                       method=reinforcement({**judge, "model": "gpt-4o"}))
+    assert elsewhere.status_code == 404 and elsewhere.json()["error"]["param"] == "method.reinforcement.grader.model"

@@ -261,3 +261,39 @@ def test_grader_failures_are_counted_and_a_grader_that_fails_on_everything_stops
     config = rl_config(tmp_path / "broken", tiny_model_dir, **{"train.max_steps": 2, "reinforcement.grader": broken})
     with pytest.raises(GraderFailed, match="failed on all 12 answers of a batch, e.g.: ValueError: no"):
         train_run(config)
+
+
+def test_a_model_grader_is_judged_by_a_model_loaded_beside_the_trained_one(tmp_path, tiny_model_dir, monkeypatch):
+    from tunesmith.train import local_judge
+
+    loads, load_model = [], local_judge.load_model
+
+    def counted(ref, dtype=torch.float32):
+        loads.append(ref)
+        return load_model(ref, dtype)
+
+    monkeypatch.setattr(local_judge, "load_model", counted)
+    judge = {"type": "label_model", "name": "judge", "model": "the-judge", "labels": ["good", "bad"],
+             "passing_labels": ["good"], "input": [{"role": "user", "content": "Grade: {{ sample.output_text }}"}]}
+    config = rl_config(tmp_path, tiny_model_dir, **{"train.max_steps": 3, "reinforcement.grader": judge,
+                                                    "reinforcement.judges": {"the-judge": str(tiny_model_dir)}})
+    result = train_run(config)
+    rewards = [r["reward"] for r in metrics(result.run_dir) if "reward" in r]
+    assert len(rewards) == 3 and all(r * 12 == round(r * 12) for r in rewards)  # each answer judged 0 or 1
+    assert loads == [str(tiny_model_dir)]  # loaded once, by the name's mapping
+
+
+def test_the_local_judge_answers_under_the_schema_whatever_shares_its_batch(tiny_model_dir):
+    from tunesmith.train.local_judge import LocalJudge
+
+    judge = LocalJudge({})
+    schema = {"type": "object", "properties": {"label": {"type": "string", "enum": ["yes", "no"]}},
+              "required": ["label"], "additionalProperties": False}
+    sampling = {"temperature": 1.0, "max_completion_tokens": 32, "seed": 5}
+    conversations = [[{"role": "user", "content": f"Is {q} right?"}] for q in QUESTIONS[:4]]
+    together = judge.ask_many(str(tiny_model_dir), conversations, schema, sampling)
+    assert [json.loads(a.text)["label"] in ("yes", "no") for a in together] == [True] * 4
+    alone = [judge.ask_many(str(tiny_model_dir), conversations[i:i + 1], schema, {**sampling, "seed": 5 + i})[0]
+             for i in range(4)]
+    assert [a.text for a in alone] == [a.text for a in together]
+    assert all(a.usage["completion_tokens"] > 0 for a in together)

@@ -81,7 +81,7 @@ def parse_criterion(spec: object, where: str, judge: Judge | None) -> Criterion:
         raise GraderError(f"{where}.type", "multi graders are not testing criteria in OpenAI's Evals API — give each "
                                            "of its graders as its own criterion")
     grader_spec = {name: value for name, value in spec.items() if name != "pass_threshold"}
-    grader = parse_grader(grader_spec, where, allow_models=True)  # unknown types refused, naming the field
+    grader = parse_grader(grader_spec, where)  # unknown types refused, naming the field
     if isinstance(grader, ModelGrader) and judge is not None:
         grader = grader.with_judge(judge)
     threshold = spec.get("pass_threshold")

@@ -12,7 +12,10 @@ from tunesmith.registry import models
 from tunesmith.registry.db import Database
 from tunesmith.serve.hyperparameters import group_size
 from tunesmith.serve.settings import ServeSettings
+from tunesmith.serve.routes.models import served_entry
 from tunesmith.serve.training_file import is_classification_file
+from tunesmith.train.graders import parse_grader
+from tunesmith.train.model_graders import uses_models
 
 TRACKERS = ("tensorboard", "mlflow")  # job integrations this server runs itself (train.report_to)
 KEEP_CHECKPOINTS = 3  # like OpenAI, a job offers its last three checkpoints
@@ -33,6 +36,7 @@ def job_run_config(settings: ServeSettings, db: Database, *, owner: str, model: 
     chosen = {"train.method": "dpo", "dpo.beta": hyperparameters["beta"]} if method == "dpo" else {}
     if method == "reinforcement":
         chosen = {"train.method": "reinforcement", "reinforcement.grader": grader,
+                  "reinforcement.judges": judge_refs(settings, db, owner, grader),
                   "reinforcement.group_size": group_size(hyperparameters["compute_multiplier"]),
                   "reinforcement.valid_samples": hyperparameters["eval_samples"],
                   "train.eval_every": hyperparameters["eval_interval"] if valid_path is not None else None}
@@ -47,3 +51,14 @@ def job_run_config(settings: ServeSettings, db: Database, *, owner: str, model: 
         "train.save_every": settings.checkpoint_every, "train.log_every": 1,
         "train.keep_checkpoints": KEEP_CHECKPOINTS, "eval.suite": suite, **chosen,
     })
+
+
+def judge_refs(settings: ServeSettings, db: Database, owner: str, grader: dict) -> dict[str, str]:
+    """What loads each judge of the grader's model graders: the key's bases, fine-tunes and versions by name."""
+    refs = {}
+    for name in uses_models(parse_grader(grader)):
+        entry = served_entry(settings, db, owner, name)
+        if entry is None:
+            raise ValueError(f"the grader's judge {name} is neither a served base nor a model of this key")
+        refs[name] = str(entry[1])
+    return refs

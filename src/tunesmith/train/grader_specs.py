@@ -112,15 +112,9 @@ SPECS = dict(zip(GRADER_TYPES + MODEL_GRADER_TYPES, (StringCheckSpec, TextSimila
                                                      ScoreModelSpec, LabelModelSpec)))
 
 
-def check_type(spec: dict, where: str, allow_models: bool = False) -> None:
-    """`allow_models`: where a judge model can answer (an eval's testing criteria); elsewhere model graders are
-    refused, naming where they do run."""
-    kinds = GRADER_TYPES + (MODEL_GRADER_TYPES if allow_models else ())
+def check_type(spec: dict, where: str) -> None:
+    kinds = GRADER_TYPES + MODEL_GRADER_TYPES
     kind, supported = spec.get("type"), ", ".join(kinds)
-    if kind in MODEL_GRADER_TYPES and not allow_models:
-        raise GraderError(f"{where}.type", f"{kind} graders ask a judge model, which tunesmith runs for an eval's "
-                                           "testing criteria (/v1/evals) only — grade here with string_check, "
-                                           "text_similarity, python or multi")
     if kind is None:
         raise GraderError(f"{where}.type", f"missing — one of {supported}")
     if kind not in kinds:

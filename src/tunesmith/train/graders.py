@@ -6,8 +6,8 @@
 
 Types: string_check (eq, ne; like / ilike: the input contains the reference, case-sensitive / not; 1.0 or 0.0),
 text_similarity (metrics in text_similarity.py), python (the user's grade(sample, item), run by python_grader.py
-in a subprocess, one per batch), multi (named graders combined by a formula, grader_formula.py). Model graders
-(score_model, label_model) are refused: tunesmith runs no judge model. Templates: grader_templates.py.
+in a subprocess, one per batch), multi (named graders combined by a formula, grader_formula.py), score_model and
+label_model (a judge model's answer, model_graders.py: the caller gives the judge). Templates: grader_templates.py.
 
 A sample whose grading fails (a template reads a field its item lacks, the python grader raises) gets reward 0.0
 and its `error`; the batch goes on. A bad grader fails at parse_grader with a GraderError naming the field path.
@@ -110,12 +110,12 @@ class MultiGrader(Grader):
             return Grade(0.0, rewards, f"calculate_output {exc}", "formula")
 
 
-def parse_grader(spec: dict, where: str = "grader", allow_models: bool = False) -> Grader:
-    """Validate OpenAI's grader JSON into a Grader; GraderError names `where` + the field and what to change.
-    `allow_models`: score_model and label_model too (a judge must be given to them before they grade)."""
+def parse_grader(spec: dict, where: str = "grader") -> Grader:
+    """Validate OpenAI's grader JSON into a Grader; GraderError names `where` + the field and what to change. A
+    score_model or label_model grader grades once given its judge (model_graders.with_judge)."""
     if not isinstance(spec, dict):
         raise GraderError(where, f"expected a JSON object with a type, got {json.dumps(spec)[:80]}")
-    check_type(spec, where, allow_models)
+    check_type(spec, where)
     try:
         parsed = SPEC_ADAPTER.validate_python(spec)
     except ValidationError as exc:

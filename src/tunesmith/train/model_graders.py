@@ -3,7 +3,7 @@
     grader = parse_grader({"type": "label_model", "name": "tone", "model": "ft:judge", "labels": ["polite", "rude"],
                            "passing_labels": ["polite"], "input": [
                                {"role": "system", "content": "Label the reply's tone."},
-                               {"role": "user", "content": "{{ sample.output_text }}"}]}, allow_models=True)
+                               {"role": "user", "content": "{{ sample.output_text }}"}]})
     grader.with_judge(judge).grade_samples(samples, items)
 
 The prompt's messages are templates over `sample` and `item` (grader_templates.py). The judge answers under
@@ -125,6 +125,18 @@ class ModelGrader(Grader):
             return Grade(0.0, error=f"the judge's score {value!r} is outside [{low}, {high}]", error_type="model_parse",
                          judge=judged)
         return Grade(float(value), judge=judged)
+
+
+def with_judge(grader: Grader, judge: Judge) -> Grader:
+    """The grader with every model grader in it (inside a multi grader too) asking `judge`."""
+    if isinstance(grader, ModelGrader):
+        return grader.with_judge(judge)
+    inner = getattr(grader, "graders", None)
+    if not inner:
+        return grader
+    bound = copy.copy(grader)
+    bound.graders = {name: with_judge(each, judge) for name, each in inner.items()}
+    return bound
 
 
 def uses_models(grader: Grader) -> list[str]:

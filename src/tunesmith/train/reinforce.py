@@ -18,15 +18,17 @@ from rich.console import Console
 from tunesmith.config import ConfigError, DataConfig, RunConfig
 from tunesmith.data.formats import RowError
 from tunesmith.models.chat import render_prompts, stop_token_ids
-from tunesmith.models.load import load_tokenizer
+from tunesmith.models.load import inference_dtype, load_tokenizer
 from tunesmith.train.base_anchor import parent_adapter_weights
 from tunesmith.train.checkpoint import TrainState, latest_checkpoint, load_checkpoint
 from tunesmith.train.distributed import init_world
 from tunesmith.train.export import export_model
 from tunesmith.train.frozen_weights import frozen_weights_in_bf16
 from tunesmith.train.graders import GraderError, graded_prompt_rows, parse_grader
+from tunesmith.train.local_judge import LocalJudge
 from tunesmith.train.loop import fit, run_outcome
 from tunesmith.train.metrics import METRICS_FILE, logged_so_far
+from tunesmith.train.model_graders import uses_models, with_judge
 from tunesmith.train.parent import parent_record, stacked_parent_adapter
 from tunesmith.train.reward_objective import GroupRewardObjective, PromptExample
 from tunesmith.train.run_record import guard_personal_data, utc_now, write_run_record
@@ -129,9 +131,12 @@ def checked_grader(config: RunConfig):
         raise ConfigError("reinforcement.beta needs LoRA weights (the base model is the adapters switched off): set "
                           "train.weights: lora, or beta: 0")
     try:
-        return parse_grader(config.reinforcement.grader, where="reinforcement.grader")
+        grader = parse_grader(config.reinforcement.grader, where="reinforcement.grader")
     except GraderError as error:
         raise ConfigError(str(error)) from None
+    if not uses_models(grader):
+        return grader
+    return with_judge(grader, LocalJudge(config.reinforcement.judges, inference_dtype(config.train.bf16)))
 
 
 def reward_objective(config: RunConfig, grader, tokenizer) -> GroupRewardObjective:

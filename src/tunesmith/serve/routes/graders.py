@@ -9,6 +9,8 @@ exited), other_error (calculate_output failed for these rewards: a division by z
 
 A python grader runs the caller's code on this host (train/python_grader.py: a subprocess, not a sandbox), so
 /run refuses it unless the operator started the server with --allow-python-graders; validate only compiles it.
+A score_model or label_model grader's judge is one of the key's models: /run asks it through the chat route
+(serve/judge.py), a reinforcement job loads it beside the model it trains (train/local_judge.py).
 """
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ from pydantic import BaseModel, Field
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import calling_key
 from tunesmith.serve.errors import APIError
+from tunesmith.serve.judge import ServedJudge
+from tunesmith.serve.routes.models import served_model_ref
 from tunesmith.train.graders import Grade, Grader, GraderError, parse_grader, uses_python
+from tunesmith.train.model_graders import ModelGrader, uses_models, with_judge
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders")
 
@@ -31,7 +36,8 @@ ERROR_FLAGS = ("formula_parse_error", "invalid_variable_error", "model_grader_pa
                "unresponsive_reward_error")
 FLAG_OF_ERROR = {"template": "invalid_variable_error", "formula": "other_error",
                  "python_runtime": "python_grader_runtime_error", "python_timeout": "python_grader_server_error",
-                 "python_exited": "python_grader_server_error"}
+                 "python_exited": "python_grader_server_error", "model_server": "model_grader_server_error",
+                 "model_parse": "model_grader_parse_error"}
 
 
 class ValidateRequest(BaseModel):
@@ -44,14 +50,21 @@ class RunRequest(BaseModel):
     item: dict[str, Any] = Field(default_factory=dict, description="The dataset row: the `item` namespace.")
 
 
-def api_grader(spec: dict, where: str, allow_python: bool) -> Grader:
+def api_grader(spec: dict, where: str, allow_python: bool, request: Request, key: str) -> Grader:
     """A grader from a request body, parsed: a bad one is a 400 whose `param` is the field path. A python grader runs
     the caller's code on this host, so it is a 400 too unless `allow_python` (the operator's
-    --allow-python-graders, for what will run it: /run, a reinforcement job)."""
+    --allow-python-graders, for what will run it: /run, a reinforcement job). A model grader's judge must be one of
+    the key's models (404 otherwise)."""
     try:
         grader = parse_grader(spec, where)
     except GraderError as exc:
         raise APIError(400, str(exc), param=exc.path, code="invalid_value") from None
+    for model in uses_models(grader):
+        try:
+            served_model_ref(request, key, model)
+        except APIError as error:
+            error.param = f"{where}.model" if isinstance(grader, ModelGrader) else where
+            raise
     if uses_python(grader) and not allow_python:
         raise APIError(400, f"{where}: python graders run the caller's code on the server, and this server does not "
                             "allow it — grade with string_check, text_similarity or multi, or ask the operator to start "
@@ -61,14 +74,16 @@ def api_grader(spec: dict, where: str, allow_python: bool) -> Grader:
 
 
 @router.post("/validate")
-def validate_grader(body: ValidateRequest, calling: ApiKey = Depends(calling_key)) -> dict:
-    return {"grader": api_grader(body.grader, "grader", allow_python=True).spec()}  # compiled, never run
+def validate_grader(request: Request, body: ValidateRequest, calling: ApiKey = Depends(calling_key)) -> dict:
+    return {"grader": api_grader(body.grader, "grader", True, request, calling.id).spec()}  # compiled, never run
 
 
 @router.post("/run")
 def run_grader(request: Request, body: RunRequest, calling: ApiKey = Depends(calling_key)) -> dict:
-    """Counts against the key's requests in flight (serve/limits.py), like a moderation."""
-    grader = api_grader(body.grader, "grader", request.app.state.settings.allow_python_graders)
+    """Counts against the key's requests in flight (serve/limits.py), like a moderation. A model grader's judge
+    answers through the chat route (serve/judge.py), from this worker thread."""
+    grader = api_grader(body.grader, "grader", request.app.state.settings.allow_python_graders, request, calling.id)
+    grader = with_judge(grader, ServedJudge(request, calling.id, request.app.state.evals.loop))
     reservation = request.app.state.limits.admit(calling, 0)
     try:
         started = time.perf_counter()
@@ -90,7 +105,12 @@ def run_response(grader: Grader, grade: Grade, execution_time: float) -> dict:
             errors["python_grader_runtime_error_details"] = grade.error
         elif grade.error_type in ("python_timeout", "python_exited"):
             errors["python_grader_server_error_type"] = grade.error_type.removeprefix("python_")
+        elif grade.error_type == "model_server":
+            errors["model_grader_server_error_details"] = grade.error
+    judge = grade.judge or {}
     metadata = {"name": grader.name, "type": grader.type, "errors": errors, "execution_time": execution_time,
-                "scores": dict(grade.sub_rewards), "token_usage": None, "sampled_model_name": None}
+                "scores": dict(grade.sub_rewards), "token_usage": (judge.get("usage") or {}).get("total_tokens"),
+                "sampled_model_name": judge.get("model")}
+    usage = {judge["model"]: judge["usage"]} if judge.get("usage") else {}
     return {"reward": grade.reward, "sub_rewards": dict(grade.sub_rewards), "metadata": metadata,
-            "model_grader_token_usage_per_model": {}}
+            "model_grader_token_usage_per_model": usage}

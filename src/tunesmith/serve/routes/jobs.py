@@ -149,13 +149,13 @@ def method_and_hyperparameters(body: CreateJob) -> tuple[str, dict]:
     return method, requested_hyperparameters(method, values)
 
 
-def job_grader(request: Request, body: CreateJob):
+def job_grader(request: Request, body: CreateJob, key: str):
     """A reinforcement job's grader, checked as /v1/fine_tuning/alpha/graders/run checks one (a python grader runs in
     every training step, so only where the operator allows python graders); None for other methods."""
     if body.method is None or body.method.type != "reinforcement" or body.method.reinforcement is None:
         return None
     return api_grader(body.method.reinforcement.grader, "method.reinforcement.grader",
-                      request.app.state.settings.allow_python_graders)
+                      request.app.state.settings.allow_python_graders, request, key)
 
 
 def stored_file(request: Request, key: str, file_id: str | None, param: str) -> files.FileRecord | None:
@@ -236,7 +236,7 @@ def create_job(request: Request, body: CreateJob, calling: ApiKey = Depends(call
                             f"(served: {', '.join(bases)}) nor one of your fine-tuned models (ft:...).",
                        param="model", code="model_not_found")
     method, hyperparameters = method_and_hyperparameters(body)
-    grader = job_grader(request, body)
+    grader = job_grader(request, body, key)
     for file_id, param in ((body.training_file, "training_file"), (body.validation_file, "validation_file")):
         check_method_data(request, method, stored_file(request, key, file_id, param), param, grader)
     suites = available_suites(request.app.state.settings)

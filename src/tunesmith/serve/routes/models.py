@@ -50,19 +50,29 @@ def with_adapter(request: Request, served: ServedRef, base_ref: str) -> ServedRe
     return served
 
 
-def resolve_served(request: Request, key: str, model_id: str) -> ServedRef:
-    """A base, one of this key's fine-tunes, or one of its versions (NAME:N, NAME:latest); 404 otherwise."""
-    bases, db = request.app.state.settings.base_models(), request.app.state.db
+def served_entry(settings, db, key: str, model_id: str) -> tuple[str, str, str | None] | None:
+    """(the id the pool caches it under, what load_model takes, the base its run trained on — None for a base) for a
+    base, one of this key's fine-tunes or one of its versions (NAME:N, NAME:latest); None otherwise."""
+    bases = settings.base_models()
     if model_id in bases:
-        return ServedRef(model_id, bases[model_id])
+        return model_id, bases[model_id], None
     tuned = models.get_model(db, key, model_id)
     if tuned is not None:
-        return with_adapter(request, ServedRef(model_id, tuned.run_dir), tuned.base)
+        return model_id, tuned.run_dir, tuned.base
     version = versions.resolve(db, key, model_id)
     if version is not None:
-        return with_adapter(request, ServedRef(version.id, version.run_dir), version.base)
-    raise APIError(404, f"The model {model_id} does not exist or you do not have access to it.",
-                   param="model", code="model_not_found")
+        return version.id, version.run_dir, version.base
+    return None
+
+
+def resolve_served(request: Request, key: str, model_id: str) -> ServedRef:
+    """A base, one of this key's fine-tunes, or one of its versions; 404 otherwise."""
+    entry = served_entry(request.app.state.settings, request.app.state.db, key, model_id)
+    if entry is None:
+        raise APIError(404, f"The model {model_id} does not exist or you do not have access to it.",
+                       param="model", code="model_not_found")
+    cached_id, ref, base = entry
+    return ServedRef(cached_id, ref) if base is None else with_adapter(request, ServedRef(cached_id, ref), base)
 
 
 def served_model_ref(request: Request, key: str, model_id: str) -> str:

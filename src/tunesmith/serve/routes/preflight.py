@@ -124,7 +124,7 @@ async def estimate_job(request: Request, body: CreateJob, key: str = Depends(api
     settings, db = request.app.state.settings, request.app.state.db
     base_ref(request, key, body.model)  # 404 for a model the key may not train
     method, requested = method_and_hyperparameters(body)
-    grader = job_grader(request, body)
+    grader = job_grader(request, body, key)
     train = await run_in_threadpool(stored_file, request, key, body.training_file, "training_file")  # waits for its check
     valid = await run_in_threadpool(stored_file, request, key, body.validation_file, "validation_file")
     for record, param in ((train, "training_file"), (valid, "validation_file")):
