@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS eval_output_items (
     created_at INTEGER NOT NULL, status TEXT NOT NULL, item TEXT NOT NULL, results TEXT NOT NULL, sample TEXT NOT NULL,
     UNIQUE (run_id, item_index)
 );
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL, input_items TEXT NOT NULL,
+    conversation TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS eval_runs_by_eval ON eval_runs (eval_id);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);

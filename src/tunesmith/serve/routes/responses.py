@@ -1,0 +1,188 @@
+"""/v1/responses (OpenAI's Responses API): `client.responses.create(model=..., input=...)`, streamed or not, with
+instructions, function tools, `text.format` (JSON mode and schemas), `previous_response_id` and stored responses
+(retrieve, delete, input_items).
+
+A request is answered by the chat route's own code (serve/routes/completions.py prepare_chat: the model's running
+batch, its guard, its sampling and grammars), translated both ways by serve/responses.py. Parameters that ask for
+what this server does not do (background mode, built-in tools, reasoning effort, truncation "auto", logprobs) are
+OpenAI's 400 `unsupported_parameter` naming them, never an answer that ignored them.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, AsyncIterator, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from tunesmith.models.decoding.requests import Usage
+from tunesmith.models.tool_calls import AnswerSplitter
+from tunesmith.registry import responses
+from tunesmith.registry.keys import ApiKey
+from tunesmith.serve.auth import api_key, calling_key
+from tunesmith.serve.errors import APIError, not_found
+from tunesmith.serve.responses import (EventStream, chat_messages, chat_response_format, chat_tool_choice, chat_tools,
+                                       conversation_after, input_items, output_items, response_object)
+from tunesmith.serve.routes.completions import (Answer, ChatRequest, admit, answer_deltas, answered,
+                                                chat_completion_object, client_gone, event_stream, prepare_chat)
+from tunesmith.serve.shapes import list_object
+
+router = APIRouter(prefix="/v1/responses")
+# parameters this server does not implement, and the values that ask nothing of it
+INERT = {"background": (None, False), "conversation": (None,), "prompt": (None,), "max_tool_calls": (None,),
+         "top_logprobs": (None, 0), "include": (None, []), "truncation": (None, "disabled"),
+         "context_management": (None, []), "moderation": (None,)}
+
+
+class ResponseCreate(BaseModel):
+    model: str
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None
+    stream: bool = False
+    store: bool | None = None  # OpenAI's default: stored
+    previous_response_id: str | None = None
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+    reasoning: dict[str, Any] | None = None
+    # accepted, and asking nothing of the answer: who asks, routing and caching hints
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    service_tier: str | None = None
+    stream_options: dict[str, Any] | None = None
+    # refused unless inert (INERT)
+    background: bool | None = None
+    conversation: Any = None
+    prompt: Any = None
+    max_tool_calls: int | None = None
+    top_logprobs: int | None = None
+    include: list[str] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    context_management: Any = None
+    moderation: Any = None
+
+    def refuse_unsupported(self) -> None:
+        for name, inert in INERT.items():
+            if getattr(self, name) not in inert:
+                raise APIError(400, f"Unsupported parameter: '{name}' is not supported by this server (tunesmith "
+                                    "serve); leave it out of the request.", param=name, code="unsupported_parameter")
+        if (self.reasoning or {}).get("effort") not in (None, "none"):
+            raise APIError(400, "Unsupported parameter: 'reasoning.effort' — tunesmith's models do not reason before "
+                                "answering; leave it out.", param="reasoning.effort", code="unsupported_parameter")
+
+
+def previous_conversation(request: Request, key: str, previous_id: str | None) -> list[dict]:
+    if previous_id is None:
+        return []
+    stored = responses.get_response(request.app.state.db, key, previous_id)
+    if stored is None:
+        raise not_found("response", previous_id, param="previous_response_id")
+    return stored.conversation
+
+
+def prepared_response(request: Request, key: str, body: ResponseCreate):
+    """(the chat request's preparation, the response's echoed head, its input items, the conversation so far)."""
+    body.refuse_unsupported()
+    items = input_items(body.input)
+    conversation = previous_conversation(request, key, body.previous_response_id) + chat_messages(items)
+    instructions = [{"role": "system", "content": body.instructions}] if body.instructions else []
+    chat = ChatRequest.model_validate({
+        "model": body.model, "messages": instructions + conversation, "max_completion_tokens": body.max_output_tokens,
+        "temperature": body.temperature, "top_p": body.top_p, "tools": chat_tools(body.tools),
+        "tool_choice": chat_tool_choice(body.tool_choice), "response_format": chat_response_format(body.text),
+        "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls})
+    prepared = prepare_chat(request, key, chat)
+    head = {"id": f"resp_{secrets.token_hex(24)}", "object": "response", "created_at": int(time.time()),
+            "model": body.model, "instructions": body.instructions, "max_output_tokens": body.max_output_tokens,
+            "temperature": 1.0 if body.temperature is None else body.temperature,
+            "top_p": 1.0 if body.top_p is None else body.top_p, "tools": body.tools or [],
+            "tool_choice": body.tool_choice or "auto", "parallel_tool_calls": chat.parallel_tool_calls,
+            "text": body.text or {"format": {"type": "text"}}, "previous_response_id": body.previous_response_id,
+            "store": body.store is not False, "metadata": body.metadata or {}, "reasoning": {"effort": None,
+            "summary": None}, "truncation": "disabled", "user": body.user, "error": None, "background": False}
+    return prepared, head, items, conversation
+
+
+@router.post("")
+async def create_response(request: Request, body: ResponseCreate, key: ApiKey = Depends(calling_key)):
+    prepared, head, items, conversation = await run_in_threadpool(prepared_response, request, key.id, body)
+    reservation, usage = admit(request, key, prepared), Usage()
+
+    def finished(text: str, finish_reason: str) -> tuple[list[dict], str, dict]:
+        chat = chat_completion_object(prepared, [Answer(text, finish_reason)], usage)
+        output, finish = output_items(chat)
+        if head["store"]:
+            responses.store_response(request.app.state.db, key.id, response_object(head, output, finish, chat["usage"]),
+                                     items, conversation_after(conversation, output))
+        return output, finish, chat["usage"]
+
+    if body.stream:
+        raw = {"text": "", "finish_reason": "length"}
+
+        async def deltas() -> AsyncIterator[tuple[str, str | None]]:
+            splitter = AnswerSplitter() if prepared.tool_calls else None  # calls come whole, at the end
+            async for delta in answer_deltas(prepared, usage):
+                raw["text"] += delta.text
+                raw["finish_reason"] = delta.finish_reason or raw["finish_reason"]
+                yield (delta.text if splitter is None else splitter.feed(delta.text)), delta.finish_reason
+            if splitter is not None:
+                yield splitter.finish()[0], None
+
+        async def whole() -> tuple[list[dict], str, dict]:  # the registry's write off the event loop
+            return await run_in_threadpool(finished, raw["text"], raw["finish_reason"])
+
+        stream = EventStream(head).events(deltas(), whole)
+        return await event_stream(stream, usage, reservation)
+    answers = await answered(request, prepared, usage, reservation)
+    if answers is None:
+        return client_gone()
+    output, finish, chat_usage = await run_in_threadpool(finished, answers[0].text, answers[0].finish_reason)
+    return response_object(head, output, finish, chat_usage)
+
+
+def owned_response(request: Request, key: str, response_id: str) -> responses.StoredResponse:
+    stored = responses.get_response(request.app.state.db, key, response_id)
+    if stored is None:
+        raise not_found("response", response_id, param="response_id")
+    return stored
+
+
+@router.get("/{response_id}")
+def retrieve_response(request: Request, response_id: str, key: str = Depends(api_key)):
+    return owned_response(request, key, response_id).body
+
+
+@router.delete("/{response_id}")
+def delete_response(request: Request, response_id: str, key: str = Depends(api_key)):
+    if not responses.delete_response(request.app.state.db, key, response_id):
+        raise not_found("response", response_id, param="response_id")
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+@router.get("/{response_id}/input_items")
+def list_input_items(request: Request, response_id: str, after: str | None = None, limit: int = 20,
+                     order: Literal["asc", "desc"] = "desc", key: str = Depends(api_key)):
+    """OpenAI lists them newest first by default."""
+    items = owned_response(request, key, response_id).input_items
+    items = list(reversed(items)) if order == "desc" else items
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    limit = max(1, min(limit, 100))
+    return list_object(items[:limit], len(items) > limit)
+
+
+@router.post("/{response_id}/cancel")
+def cancel_response(request: Request, response_id: str, key: str = Depends(api_key)):
+    owned_response(request, key, response_id)
+    raise APIError(400, "Only a response created with background=true can be cancelled, and this server answers every "
+                        "response in the request.", param="response_id", code="invalid_state")
