@@ -97,6 +97,12 @@ def test_a_run_grades_the_models_chat_answers(served):
     one = client.evals.runs.output_items.retrieve(items[0].id, eval_id=created.id, run_id=run.id)
     assert one.results[0].score == 1.0 and one.sample.usage.completion_tokens == direct[0].usage.completion_tokens
     assert [r.id for r in client.evals.runs.list(created.id)] == [run.id]
+    from tunesmith.serve.retention import expire
+
+    state = client._client.app.state
+    settings = state.settings.model_copy(update={"retention_days": 1})
+    assert expire(state.db, settings, time.time() + 2 * 86400) == [run.id]  # its items copy the rows: expired too
+    assert list(client.evals.runs.list(created.id)) == []
 
 
 def test_a_jsonl_run_grades_the_answers_its_rows_carry(served):

@@ -170,3 +170,21 @@ def test_another_keys_responses_are_not_found(served):
         other.responses.retrieve(response.id)
     with pytest.raises(openai.NotFoundError):
         other.responses.create(model=model, input="x", previous_response_id=response.id)
+
+
+def test_retention_expires_stored_responses(served, tmp_path):
+    import time
+
+    from tunesmith.registry import audit
+    from tunesmith.serve.retention import expire
+
+    client, model = served
+    response = client.responses.create(model=model, input="hi", max_output_tokens=2)
+    state = client._client.app.state
+    settings = state.settings.model_copy(update={"retention_days": 1})
+    assert expire(state.db, settings, time.time()) == []
+    assert expire(state.db, settings, time.time() + 2 * 86400) == [response.id]
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+    assert [(e["actor"], e["action"]) for e in audit.entries(state.db) if e["object_id"] == response.id] == [
+        ("retention", "response.expired")]

@@ -180,11 +180,18 @@ def move_run(db: Database, run: EvalRun, status: str, *, only_from: tuple[str, .
     return bool(changed)
 
 
-def delete_run(db: Database, run: EvalRun, **why) -> None:
+def delete_run(db: Database, run: EvalRun, actor: str | None = None, action: str = "eval.run.deleted", **why) -> None:
     with db.transaction() as tx:
         tx.execute("DELETE FROM eval_output_items WHERE run_id = ?", (run.id,))
         tx.execute("DELETE FROM eval_runs WHERE id = ?", (run.id,))
-        audit.record(tx, run.owner, "eval.run.deleted", run.id, eval_id=run.eval_id, **why)
+        audit.record(tx, actor or run.owner, action, run.id, eval_id=run.eval_id, **why)
+
+
+def finished_runs_before(db: Database, cutoff: int) -> list[EvalRun]:
+    """Every key's finished runs created before `cutoff` (retention: their output items copy the rows)."""
+    marks = ", ".join("?" * len(UNFINISHED))
+    return [_run(r) for r in db.query(f"SELECT * FROM eval_runs WHERE created_at < ? AND status NOT IN ({marks})",
+                                      (cutoff, *UNFINISHED))]
 
 
 def delete_runs_reading(db: Database, owner: str, file_id: str, sha256: str | None) -> list[str]:

@@ -38,9 +38,15 @@ def get_response(db: Database, owner: str, response_id: str) -> StoredResponse |
     return _stored(row) if row else None
 
 
-def delete_response(db: Database, owner: str, response_id: str) -> bool:
+def delete_response(db: Database, owner: str, response_id: str, actor: str | None = None,
+                    action: str = "response.deleted", **detail) -> bool:
     with db.transaction() as tx:
         deleted = tx.execute("DELETE FROM responses WHERE id = ? AND owner = ?", (response_id, owner)).rowcount
         if deleted:
-            audit.record(tx, owner, "response.deleted", response_id)
+            audit.record(tx, actor or owner, action, response_id, **detail)
     return bool(deleted)
+
+
+def responses_before(db: Database, cutoff: int) -> list[tuple[str, str]]:
+    """(owner, id) of every key's responses stored before `cutoff` (retention)."""
+    return [(r["owner"], r["id"]) for r in db.query("SELECT owner, id FROM responses WHERE created_at < ?", (cutoff,))]
