@@ -333,3 +333,25 @@ def test_model_graders_ask_a_judge_among_the_keys_models(served):
             assert "not the JSON" in quality.error
     (usage,) = run.per_model_usage  # the run's model and its judges are one model here
     assert usage.invocation_count == 4 * 3
+
+
+@pytest.mark.timeout(90)  # a regression waits for ever: fail it instead
+def test_more_judged_rows_than_server_threads_finish(served):
+    """64 rows answered at once, each graded by a judge whose answer needs a server worker thread: the graders wait
+    in their own pool, so the server's worker threads (40; 4 here, to make the wait certain) stay free for the
+    judges' requests."""
+    import anyio.to_thread
+
+    client, model = served
+
+    def few_threads():
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 4
+
+    client._client.portal.call(few_threads)
+    label = {"type": "label_model", "name": "judge", "model": model, "labels": ["a", "b"], "passing_labels": ["a"],
+             "input": [{"role": "user", "content": "{{ sample.output_text }}"}]}
+    created = qa_eval(client, [label])
+    content = [{"item": {"question": f"q{n}", "answer": "a"}} for n in range(64)]
+    run = finished(client, created.id, client.evals.runs.create(created.id, data_source=completions(model, content)).id,
+                   timeout=120)
+    assert run.status == "completed" and run.result_counts.passed + run.result_counts.failed == 64

@@ -21,7 +21,7 @@ from tunesmith.registry import evals, files
 from tunesmith.registry.evals import EvalRun
 from tunesmith.serve.background import BackgroundRunner
 from tunesmith.serve.errors import APIError, invalid_value
-from tunesmith.serve.judge import ServedJudge
+from tunesmith.serve.judge import ServedJudge, graded
 from tunesmith.serve.routes.completions import answer_request
 from tunesmith.train import grader_templates as templates
 from tunesmith.train.graders import uses_python
@@ -94,7 +94,7 @@ class EvalRunner(BackgroundRunner):
                 return
             chunk = rows[start:start + JSONL_CHUNK]
             samples = [given_sample(row.sample or {}) for row in chunk]
-            verdicts = await run_in_threadpool(judged, criteria, samples, [row.item for row in chunk])
+            verdicts = await graded(judged, criteria, samples, [row.item for row in chunk])
             for row, sample, results in zip(chunk, samples, verdicts):
                 if not await run_in_threadpool(self.record, run, row, results, sample):
                     return  # deleted
@@ -114,7 +114,7 @@ class EvalRunner(BackgroundRunner):
                     results = [{"name": c.name, "type": c.grader.type, "passed": False, "score": 0.0, "sample": None,
                                 "error": "no sample to grade"} for c in criteria]
                 else:
-                    results = (await run_in_threadpool(judged, criteria, [sampled.namespace], [row.item]))[0]
+                    results = (await graded(judged, criteria, [sampled.namespace], [row.item]))[0]
                 if not await run_in_threadpool(self.record, run, row, results, sampled.shown):
                     self.stopping.add(run.id)  # deleted
                     return

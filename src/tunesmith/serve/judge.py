@@ -2,13 +2,17 @@
 route's own code (serve/routes/completions.py answer_request) with the grader's JSON schema as its response_format,
 so a judge's answers decode in the running batch beside everything else, as background rows.
 
-Graders grade in worker threads; ask_many hands its conversations to the server's event loop at once (they decode
-together) and waits for all of them. A judge that cannot answer (its model deleted, a bad sampling parameter) gives
-each sample an error, never an exception that would stop the run.
+Graders grade in threads of their own (`graded`: the GRADING pool, not the server's worker threads): ask_many hands
+its conversations to the server's event loop at once (they decode together) and waits for all of them, and each
+answer's preparation needs a server worker thread; graders waiting in those same threads could take every one of
+them (40) and wait for ever. A judge that cannot answer (its model deleted, a bad sampling parameter) gives each
+sample an error, never an exception that would stop the run.
 """
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -16,6 +20,14 @@ from starlette.requests import Request
 from tunesmith.serve.errors import APIError
 from tunesmith.serve.routes.completions import answer_request
 from tunesmith.train.model_graders import JudgeAnswer
+
+GRADING = ThreadPoolExecutor(max_workers=16, thread_name_prefix="grading")
+T = TypeVar("T")
+
+
+async def graded(grade: Callable[..., T], *args) -> T:
+    """Run a grading call (it may wait on judges, or on a python grader's subprocess) in the GRADING pool."""
+    return await asyncio.get_running_loop().run_in_executor(GRADING, grade, *args)
 
 
 class ServedJudge:

@@ -14,16 +14,18 @@ A score_model or label_model grader's judge is one of the key's models: /run ask
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import calling_key
 from tunesmith.serve.errors import APIError
-from tunesmith.serve.judge import ServedJudge
+from tunesmith.serve.judge import ServedJudge, graded
 from tunesmith.serve.routes.models import served_model_ref
 from tunesmith.train.graders import Grade, Grader, GraderError, parse_grader, uses_python
 from tunesmith.train.model_graders import ModelGrader, uses_models, with_judge
@@ -79,15 +81,16 @@ def validate_grader(request: Request, body: ValidateRequest, calling: ApiKey = D
 
 
 @router.post("/run")
-def run_grader(request: Request, body: RunRequest, calling: ApiKey = Depends(calling_key)) -> dict:
-    """Counts against the key's requests in flight (serve/limits.py), like a moderation. A model grader's judge
-    answers through the chat route (serve/judge.py), from this worker thread."""
-    grader = api_grader(body.grader, "grader", request.app.state.settings.allow_python_graders, request, calling.id)
-    grader = with_judge(grader, ServedJudge(request, calling.id, request.app.state.evals.loop))
+async def run_grader(request: Request, body: RunRequest, calling: ApiKey = Depends(calling_key)) -> dict:
+    """Counts against the key's requests in flight (serve/limits.py), like a moderation. Grades in the grading pool
+    (serve/judge.py): a model grader's judge answers through the chat route."""
+    grader = await run_in_threadpool(api_grader, body.grader, "grader", request.app.state.settings.allow_python_graders,
+                                     request, calling.id)
+    grader = with_judge(grader, ServedJudge(request, calling.id, asyncio.get_running_loop()))
     reservation = request.app.state.limits.admit(calling, 0)
     try:
         started = time.perf_counter()
-        grade = grader.grade(body.model_sample, body.item)
+        grade = await graded(grader.grade, body.model_sample, body.item)
         elapsed = time.perf_counter() - started
     finally:
         reservation.release()
