@@ -215,8 +215,14 @@ def test_update_list_delete_and_other_keys(served, tmp_path):
     assert client.evals.runs.delete(run.id, eval_id=second.id).deleted
     with pytest.raises(openai.NotFoundError):
         client.evals.runs.retrieve(run.id, eval_id=second.id)
+    db = client._client.app.state.db
+    owner = evals.get_eval(db, keys.list_keys(db)[0].id, first.id).owner
+    queued = evals.create_run(db, evals.get_eval(db, owner, first.id), "waiting", model,
+                              completions(model, [{"item": {"question": "q", "answer": "a"}}]), None, 1)
+    stopping = client._client.app.state.evals.stopping
     assert client.evals.delete(first.id).deleted
     assert [e.id for e in client.evals.list()] == [second.id]
+    assert evals.get_run(db, owner, first.id, queued.id) is None and queued.id in stopping  # told to stop
 
 
 def test_a_stopped_servers_run_resumes_without_grading_twice_and_a_cancel_stops_it(tmp_path, tiny_model_dir,

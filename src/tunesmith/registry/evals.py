@@ -119,13 +119,18 @@ def update_eval(db: Database, found: Eval, name: str | None, metadata: dict | No
     return get_eval(db, found.owner, found.id)
 
 
-def delete_eval(db: Database, found: Eval) -> None:
-    """The eval, its runs and their output items (a run still going stops at its next row)."""
+def delete_eval(db: Database, found: Eval) -> list[str]:
+    """The eval, its runs and their output items; returns the runs that were unfinished (each stops at its next
+    row)."""
+    marks = ", ".join("?" * len(UNFINISHED))
     with db.transaction() as tx:
+        unfinished = [row["id"] for row in tx.execute(
+            f"SELECT id FROM eval_runs WHERE eval_id = ? AND status IN ({marks})", (found.id, *UNFINISHED))]
         tx.execute("DELETE FROM eval_output_items WHERE eval_id = ?", (found.id,))
         runs = tx.execute("DELETE FROM eval_runs WHERE eval_id = ?", (found.id,)).rowcount
         tx.execute("DELETE FROM evals WHERE id = ?", (found.id,))
         audit.record(tx, found.owner, "eval.deleted", found.id, runs=runs)
+    return unfinished
 
 
 def create_run(db: Database, found: Eval, name: str, model: str, data_source: dict, metadata: dict | None,

@@ -165,11 +165,8 @@ def update_eval(request: Request, eval_id: str, body: EvalUpdate, key: str = Dep
 @router.delete("/{eval_id}")
 def delete_eval(request: Request, eval_id: str, key: str = Depends(api_key)):
     found = owned_eval(request, key, eval_id)
-    running = evals.list_runs(request.app.state.db, key, eval_id, None, None, 1000, False)[0]
-    evals.delete_eval(request.app.state.db, found)
-    for run in running:
-        if run.status in UNFINISHED:
-            request.app.state.evals.notify(cancelled=run.id)
+    for run_id in evals.delete_eval(request.app.state.db, found):
+        request.app.state.evals.notify(cancelled=run_id)  # stops at its next row
     return {"object": "eval.deleted", "deleted": True, "eval_id": eval_id}
 
 
