@@ -188,3 +188,17 @@ def test_retention_expires_stored_responses(served, tmp_path):
         client.responses.retrieve(response.id)
     assert [(e["actor"], e["action"]) for e in audit.entries(state.db) if e["object_id"] == response.id] == [
         ("retention", "response.expired")]
+
+
+def test_an_inference_key_answers_and_deletes_its_responses_a_read_only_key_cannot(served):
+    client, model = served
+    http = client._client
+    db = http.app.state.db
+    inference = openai.OpenAI(base_url="http://testserver/v1", http_client=http, max_retries=0,
+                              api_key=keys.create_key(db, scope="inference-only")[1])
+    response = inference.responses.create(model=model, input="hi", max_output_tokens=2)
+    inference.responses.delete(response.id)
+    reader = openai.OpenAI(base_url="http://testserver/v1", http_client=http, max_retries=0,
+                           api_key=keys.create_key(db, scope="read-only")[1])
+    with pytest.raises(openai.PermissionDeniedError):
+        reader.responses.create(model=model, input="hi", max_output_tokens=2)

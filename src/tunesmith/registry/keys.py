@@ -20,7 +20,7 @@ from tunesmith.registry.db import Database, new_id, now
 SECRET_PREFIX = "ts-"
 SCOPES = {
     "fine-tune": "everything: uploads, fine-tuning jobs, models, inference, reads",
-    "inference-only": "completions, chat completions and moderations, and reads",
+    "inference-only": "completions, chat completions, responses and moderations, and reads",
     "read-only": "reads (GET) only",
 }
 LIMITS = ("max_concurrent", "tokens_per_minute", "max_queued_jobs")

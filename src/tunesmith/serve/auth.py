@@ -13,7 +13,9 @@ from tunesmith.registry.keys import SCOPES, ApiKey, find_key
 from tunesmith.serve.errors import APIError
 
 KEYED_PREFIXES = ("/v1/", "/ui/api/", "/openapi.json")  # everything else: /health and the UI's static pages
-INFERENCE_ROUTES = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/v1/moderations")}
+INFERENCE_ROUTES = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/v1/moderations"),
+                    ("POST", "/v1/responses")}
+OWN_RESPONSES = "/v1/responses/"  # an inference key deletes the responses it stored
 READS = ("GET", "HEAD")
 
 
@@ -32,7 +34,7 @@ def key_from_header(db: Database, header: str) -> ApiKey:
 def check_scope(key: ApiKey, method: str, path: str) -> None:
     """403 unless the key's scope allows the request: fine-tune everything, inference-only generation and
     reads, read-only reads."""
-    inference = (method, path) in INFERENCE_ROUTES
+    inference = (method, path) in INFERENCE_ROUTES or (method == "DELETE" and path.startswith(OWN_RESPONSES))
     if key.scope == "fine-tune" or method in READS or (key.scope == "inference-only" and inference):
         return
     needed = "inference-only or fine-tune" if inference else "fine-tune"

@@ -1,13 +1,15 @@
 // tunesmith web UI: plain JS modules over the JSON API; the key lives in localStorage and goes out as a Bearer
-// header. Views are chosen by the URL hash: #files, #new[/MODEL], #jobs[/ID], #models, #playground[/MODEL[/MODEL]].
+// header. Views are chosen by the URL hash: #files, #new[/MODEL], #jobs[/ID], #models, #evals[/ID],
+// #playground[/MODEL[/MODEL]].
 import { $, key } from "./api.js";
+import { refreshEvals, setUpEvals } from "./evals.js";
 import { refreshFiles, setUpFiles } from "./files.js";
 import { openJob, refreshJobs, selectedJob, setUpJobs } from "./jobs.js";
 import { refreshModels, setUpModels } from "./models.js";
 import { loadJobForm, setUpJobForm } from "./newjob.js";
 import { refreshPlayground, setUpPlayground } from "./playground.js";
 
-const VIEWS = ["files", "new", "jobs", "models", "playground"];
+const VIEWS = ["files", "new", "jobs", "models", "evals", "playground"];
 
 function parts() { return (location.hash || "#jobs").slice(1).split("/").map(decodeURIComponent); }
 
@@ -15,6 +17,7 @@ async function load(view, args) {
   if (view === "files") return refreshFiles();
   if (view === "new") return loadJobForm(args[0]);
   if (view === "models") return refreshModels();
+  if (view === "evals") return refreshEvals(args[0]);
   if (view === "playground") return refreshPlayground(args[0], args[1]);
   if (args[0] && args[0] !== selectedJob()) openJob(args[0]);
   return refreshJobs();
@@ -41,6 +44,7 @@ setUpFiles();
 setUpJobForm();
 setUpJobs();
 setUpModels();
+setUpEvals();
 setUpPlayground();
 window.addEventListener("hashchange", route);
 if (key()) $("key-state").textContent = "key saved";
