@@ -208,9 +208,11 @@ def reinforcement_config(tmp_path, tiny_model_dir):
 
 def test_a_reinforcement_run_is_timed_on_this_machine_not_modelled(tmp_path, tiny_model_dir):
     config = reinforcement_config(tmp_path, tiny_model_dir)
-    for hardware, probe in (("cpu", False), ("h100", True)):
+    for hardware in ("cpu", "h100"):
         with pytest.raises(ValueError, match="timed, not modelled: .* --probe` on the machine that will train"):
-            estimate_config(config, hardware, probe=probe)
+            estimate_config(config, hardware)
+    with pytest.raises(ValueError, match="--probe measures this machine; use it with --hardware cpu"):
+        estimate_config(config, "h100", probe=True)  # the same rule as for every other method
     estimate = estimate_config(config, "cpu", probe=True, probe_steps=2, probe_warmup=1, price_per_hour=1.0)
     [scenario] = estimate.scenarios
     assert scenario.label == "reinforcement (GRPO), LoRA r=4 (config)" and scenario.flops is None

@@ -215,7 +215,7 @@ def reinforcement_estimate(config: RunConfig, hardware_name: str, price_per_hour
     from tunesmith.estimate.reinforcement import probe_reinforcement, refuse_unprobed
     from tunesmith.train.reinforce import checked_grader, load_prompt_data
 
-    refuse_unprobed(probe, hardware_name)
+    refuse_unprobed(probe)
     grader = checked_grader(config)
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model.base)
@@ -308,10 +308,10 @@ def estimate_config(config: RunConfig, hardware_name: str = "cpu", price_per_hou
     """`runtime_bytes`: the memory a training process holds besides the model (python, torch, libraries, data);
     None = this process's now. A server passes what it measured before loading any model."""
     lookup_hardware(hardware_name, mfu)  # fail on an unknown name before any slow work
-    if config.train.method == "reinforcement":
-        return reinforcement_estimate(config, hardware_name, price_per_hour, probe, probe_steps, probe_warmup)
     if probe and hardware_name.lower() != "cpu":
         raise HardwareError("--probe measures this machine; use it with --hardware cpu")
+    if config.train.method == "reinforcement":
+        return reinforcement_estimate(config, hardware_name, price_per_hour, probe, probe_steps, probe_warmup)
     started = time.perf_counter()
     tokenizer = load_tokenizer(config.model.base)
     data = load_workload(config, tokenizer)

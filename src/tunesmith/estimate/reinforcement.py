@@ -38,8 +38,9 @@ class ReinforcementProbe:
         return self.real_tokens / self.seconds
 
 
-def refuse_unprobed(probe: bool, hardware_name: str) -> None:
-    if not probe or hardware_name.lower() != "cpu":
+def refuse_unprobed(probe: bool) -> None:
+    """Only a probe times a reinforcement run (estimate_config refuses a probe of another machine's hardware)."""
+    if not probe:
         raise ConfigError("a reinforcement run is timed, not modelled: its steps are mostly sampling, and how long the "
                           "answers run is the model's to choose — run `tunesmith estimate CONFIG --probe` on the "
                           "machine that will train (--hardware cpu)")
