@@ -10,12 +10,11 @@ steps and validations. Answers change length as the model learns: the figure is 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 
 from tunesmith.config import ConfigError, RunConfig
-from tunesmith.train.loop import peak_rss_mb, train_step, validation_metrics
-from tunesmith.train.schedule import build_scheduler, step_example_indices
+from tunesmith.estimate.probe import timed_steps
+from tunesmith.train.loop import peak_rss_mb, validation_metrics
 
 
 @dataclass
@@ -49,41 +48,16 @@ def refuse_unprobed(probe: bool) -> None:
 def probe_reinforcement(config: RunConfig, train: list, valid: list, tokenizer, grader, steps: int,
                         warmup: int) -> ReinforcementProbe:
     """Train `warmup` steps, then time `steps` steps of the run's own order and one validation pass."""
-    from tunesmith.train.frozen_weights import frozen_weights_in_bf16
     from tunesmith.train.reinforce import reward_objective
-    from tunesmith.train.setup import build_model, build_optimizer, loop_settings, seed_everything
+    from tunesmith.train.setup import loop_settings
 
-    seed_everything(config.train.seed)
-    started = time.perf_counter()
-    model = build_model(config)
-    model_load_seconds = time.perf_counter() - started
     settings = replace(loop_settings(config, len(train), tokenizer.pad_token_id),
                        objective=reward_objective(config, grader, tokenizer))
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, settings.total_steps)
-    model.train()
     order = range(max(settings.total_steps, warmup + steps))
-
-    def examples_of(step: int) -> list:
-        return [train[i] for i in step_example_indices(step, len(train), settings.batch_size, settings.seed)[1]]
-
-    with frozen_weights_in_bf16(model, settings.bf16 and config.train.uses_lora):
-        for step in order[:warmup]:
-            train_step(model, optimizer, scheduler, examples_of(step), settings)
-        seconds, real, answers = 0.0, 0, 0
-        timed = order[warmup: warmup + steps] or order[:1]
-        for step in timed:
-            examples = examples_of(step)
-            begun = time.perf_counter()
-            result = train_step(model, optimizer, scheduler, examples, settings)
-            seconds += time.perf_counter() - begun
-            real += result.real_tokens
-            answers += len(examples) * config.reinforcement.group_size
-        validation_seconds = 0.0
-        if valid:
-            begun = time.perf_counter()
-            validation_metrics(model, valid, settings)
-            validation_seconds = time.perf_counter() - begun
-    return ReinforcementProbe(steps=len(timed), warmup_steps=warmup, seconds=seconds, real_tokens=real,
-                              answers=answers, validation_seconds=validation_seconds,
-                              peak_rss_bytes=peak_rss_mb() * 2**20, model_load_seconds=model_load_seconds)
+    measured = order[warmup: warmup + steps] or order[:1]
+    timed = timed_steps(config, train, settings, order[:warmup], measured,
+                        after=lambda model: validation_metrics(model, valid, settings) if valid else None)
+    return ReinforcementProbe(steps=len(measured), warmup_steps=warmup, seconds=timed.seconds,
+                              real_tokens=timed.real_tokens, answers=timed.examples * config.reinforcement.group_size,
+                              validation_seconds=timed.after_seconds if valid else 0.0,
+                              peak_rss_bytes=peak_rss_mb() * 2**20, model_load_seconds=timed.model_load_seconds)
