@@ -30,11 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "tunesmith.cli"]
 
 
-def run_child(command: list[str], log: Path) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in bytes, stdout of one child process."""
+def run_child(command: list[str], log: Path, compile_cache: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in bytes, stdout of one child process. Each child gets its own empty inductor cache:
+    the probe's warm-up compiles the layers (train.compile), and a training run reading what the probe compiled
+    would skip a cost the estimate rightly predicts for a run on its own."""
     started = time.perf_counter()
     with open(log, "w") as stderr:
-        child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                 env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(compile_cache)})
         stdout = child.stdout.read()
         _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
@@ -59,10 +62,12 @@ def main() -> None:
         config_path = work / "config.yaml"
         config_path.write_text(yaml.safe_dump(config))
 
-        _, _, printed = run_child(CLI + ["estimate", str(config_path), "--probe", "--json"], work / "estimate.log")
+        _, _, printed = run_child(CLI + ["estimate", str(config_path), "--probe", "--json"], work / "estimate.log",
+                                  work / "inductor-estimate")
         estimate = json.loads(printed)
         predicted = estimate["scenarios"][0]  # the configured method
-        measured_s, measured_rss, _ = run_child(CLI + ["train", str(config_path)], work / "train.log")
+        measured_s, measured_rss, _ = run_child(CLI + ["train", str(config_path)], work / "train.log",
+                                                work / "inductor-train")
         steps = json.loads((work / "run" / "run.json").read_text())["steps"]
 
     result = {
