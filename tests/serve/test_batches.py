@@ -254,3 +254,20 @@ def test_a_moderation_batch_labels_texts_as_the_route_does(tmp_path, tiny_model_
         (failure,) = by_custom_id(client.files.content(batch.error_file_id).text).values()
         assert failure["custom_id"] == "t2" and failure["response"]["status_code"] == 400
         assert failure["response"]["body"]["error"]["code"] == "unsupported_input"  # the route's own refusal
+
+
+def test_a_responses_batch_answers_as_the_route_does(served):
+    client, model = served
+    rows = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/responses",
+             "body": {"model": model, "input": f"Question {i}?", "instructions": "Be brief.", "max_output_tokens": 5,
+                      "temperature": 0, "store": False}} for i in range(3)]
+    upload = client.files.create(file=("responses.jsonl", jsonl(rows)), purpose="batch")
+    batch = finished(client, client.batches.create(input_file_id=upload.id, endpoint="/v1/responses",
+                                                   completion_window="24h").id)
+    assert batch.status == "completed" and batch.request_counts.completed == 3
+    answers = by_custom_id(client.files.content(batch.output_file_id).text)
+    for row in rows:
+        direct = client.responses.create(**row["body"])
+        body = answers[row["custom_id"]]["response"]["body"]
+        assert body["object"] == "response" and body["output"][0]["content"][0]["text"] == direct.output_text
+        assert body["usage"]["output_tokens"] == direct.usage.output_tokens

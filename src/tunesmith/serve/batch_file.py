@@ -1,6 +1,6 @@
 """The input file of a batch (OpenAI's Batch API): one request per line, checked line by line before it is stored.
 
-Endpoints: chat completions, text completions and moderations (a moderation model labelling a dataset).
+Endpoints: chat completions, text completions, responses and moderations (a moderation model labelling a dataset).
 
 Each line is `{"custom_id": "...", "method": "POST", "url": "/v1/chat/completions", "body": {...}}`: custom_id
 names the request's answer in the output file (unique in the file), url is the endpoint every line of the file
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tunesmith.serve.moderation import ALIASES
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/moderations")
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/moderations", "/v1/responses")
 DEFAULT_MODELS = {"/v1/moderations": ALIASES[0]}  # a body that names no model gets OpenAI's default there
 MAX_REQUESTS = 50_000  # OpenAI's limit per batch
 LINE_KEYS = {"custom_id", "method", "url", "body"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 import secrets
 import shutil
 import time
@@ -23,16 +24,33 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from tunesmith.data.hashing import file_sha256
 from tunesmith.registry import batches, files
 from tunesmith.registry.batches import Batch
-from tunesmith.registry.db import Database
 from tunesmith.serve.background import BackgroundRunner
-from tunesmith.serve.batch_file import check_batch_input, read_requests
+from tunesmith.serve.batch_file import ENDPOINTS, check_batch_input, read_requests
 from tunesmith.serve.errors import APIError, error_body, invalid_value
 from tunesmith.serve.routes.completions import answer_request
 from tunesmith.serve.routes.moderations import ModerationRequest, moderation_object
+from tunesmith.serve.routes.responses import answer_response
+
+
+async def answer_moderation(request: Request, owner: str, body: dict) -> dict:
+    """A classifier pass: in a worker thread, batched with its others."""
+    parsed = ModerationRequest.model_validate(body)
+    return await run_in_threadpool(moderation_object, request.app.state, owner, parsed)
+
+
+# each endpoint's answer, by the routes' own code for a caller that is not their HTTP client
+ANSWERS: dict[str, Callable[[Request, str, dict], Awaitable[dict]]] = {
+    "/v1/chat/completions": lambda request, owner, body: answer_request(request, owner, "/v1/chat/completions", body),
+    "/v1/completions": lambda request, owner, body: answer_request(request, owner, "/v1/completions", body),
+    "/v1/moderations": answer_moderation,
+    "/v1/responses": answer_response,
+}
+assert set(ANSWERS) == set(ENDPOINTS), "batch_file.ENDPOINTS checks the files these answer"
 
 
 class BatchRunner(BackgroundRunner):
@@ -121,11 +139,7 @@ class BatchRunner(BackgroundRunner):
         """OpenAI's output line for one request: its response (status, body as the route answers), and whether
         it succeeded."""
         try:
-            if batch.endpoint == "/v1/moderations":  # a classifier pass: in a worker thread, batched with its others
-                request = ModerationRequest.model_validate(row["body"])
-                body = await run_in_threadpool(moderation_object, self.request.app.state, batch.owner, request)
-            else:
-                body = await answer_request(self.request, batch.owner, batch.endpoint, row["body"])
+            body = await ANSWERS[batch.endpoint](self.request, batch.owner, row["body"])
             status = 200
         except ValidationError as error:
             failure = invalid_value(error.errors())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import replace
 from typing import Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -26,7 +27,8 @@ from tunesmith.serve.errors import APIError, not_found
 from tunesmith.serve.responses import (EventStream, chat_messages, chat_response_format, chat_tool_choice, chat_tools,
                                        conversation_after, input_items, output_items, response_object)
 from tunesmith.serve.routes.completions import (Answer, ChatRequest, admit, answer_deltas, answered,
-                                                chat_completion_object, client_gone, event_stream, prepare_chat)
+                                                chat_completion_object, client_gone, event_stream, joined,
+                                                prepare_chat)
 from tunesmith.serve.shapes import list_object
 
 router = APIRouter(prefix="/v1/responses")
@@ -112,18 +114,26 @@ def prepared_response(request: Request, key: str, body: ResponseCreate):
     return prepared, head, items, conversation
 
 
-@router.post("")
-async def create_response(request: Request, body: ResponseCreate, key: ApiKey = Depends(calling_key)):
-    prepared, head, items, conversation = await run_in_threadpool(prepared_response, request, key.id, body)
-    reservation, usage = admit(request, key, prepared), Usage()
+def finishing(request: Request, key: str, prepared, head: dict, items: list[dict], conversation: list[dict],
+              usage: Usage):
+    """(text, finish_reason) of the whole answer → (output items, finish reason, usage), the response stored."""
 
     def finished(text: str, finish_reason: str) -> tuple[list[dict], str, dict]:
         chat = chat_completion_object(prepared, [Answer(text, finish_reason)], usage)
         output, finish = output_items(chat)
         if head["store"]:
-            responses.store_response(request.app.state.db, key.id, response_object(head, output, finish, chat["usage"]),
+            responses.store_response(request.app.state.db, key, response_object(head, output, finish, chat["usage"]),
                                      items, conversation_after(conversation, output))
         return output, finish, chat["usage"]
+
+    return finished
+
+
+@router.post("")
+async def create_response(request: Request, body: ResponseCreate, key: ApiKey = Depends(calling_key)):
+    prepared, head, items, conversation = await run_in_threadpool(prepared_response, request, key.id, body)
+    reservation, usage = admit(request, key, prepared), Usage()
+    finished = finishing(request, key.id, prepared, head, items, conversation, usage)
 
     if body.stream:
         raw = {"text": "", "finish_reason": "length"}
@@ -146,6 +156,19 @@ async def create_response(request: Request, body: ResponseCreate, key: ApiKey = 
     if answers is None:
         return client_gone()
     output, finish, chat_usage = await run_in_threadpool(finished, answers[0].text, answers[0].finish_reason)
+    return response_object(head, output, finish, chat_usage)
+
+
+async def answer_response(request: Request, key: str, body: dict) -> dict:
+    """A response as the route answers it without streaming, for a batch's runner (serve/batches.py): its rows are
+    background rows (they yield to interactive requests); a bad body raises ValidationError or APIError."""
+    parsed = ResponseCreate.model_validate(body)
+    prepared, head, items, conversation = await run_in_threadpool(prepared_response, request, key, parsed)
+    prepared.loaded = replace(prepared.loaded, slot=replace(prepared.loaded.slot, background=True))
+    usage = Usage()
+    (answer,) = await joined(answer_deltas(prepared, usage), 1)
+    finished = finishing(request, key, prepared, head, items, conversation, usage)
+    output, finish, chat_usage = await run_in_threadpool(finished, answer.text, answer.finish_reason)
     return response_object(head, output, finish, chat_usage)
 
 
