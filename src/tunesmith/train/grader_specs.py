@@ -85,22 +85,22 @@ class JudgeSampling(BaseModel):
     reasoning_effort: None = Field(None, description="Accepted only as null: tunesmith's judges do not reason.")
 
 
-class LabelModelSpec(BaseModel):
+class ModelGraderSpec(BaseModel):
+    """What label_model and score_model share: a judge among the key's models and its prompt."""
     model_config = ConfigDict(extra="forbid")
-    type: Literal["label_model"]
     name: str = Field(description="The grader's name.")
-    model: str = Field(description="The judge: one of the key's models, which answers with one of the labels.")
+    model: str = Field(description="The judge: one of the key's models, which answers under the grader's schema.")
     input: list[JudgeMessage] = Field(min_length=1, description="The judge's prompt.")
+
+
+class LabelModelSpec(ModelGraderSpec):
+    type: Literal["label_model"]
     labels: list[str] = Field(min_length=1, description="The labels the judge chooses from.")
     passing_labels: list[str] = Field(min_length=1, description="The labels that pass: a subset of labels.")
 
 
-class ScoreModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScoreModelSpec(ModelGraderSpec):
     type: Literal["score_model"]
-    name: str = Field(description="The grader's name.")
-    model: str = Field(description="The judge: one of the key's models, which answers with a score in range.")
-    input: list[JudgeMessage] = Field(min_length=1, description="The judge's prompt.")
     range: list[float] | None = Field(None, min_length=2, max_length=2, description="[low, high]; [0, 1] if absent.")
     sampling_params: JudgeSampling | None = None
 
