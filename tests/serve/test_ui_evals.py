@@ -5,7 +5,7 @@ import time
 import httpx
 from playwright.sync_api import sync_playwright
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import signed_in_page
 from tests.serve.server import create_key
 
 EXACT = {"type": "string_check", "name": "exact", "operation": "eq", "input": "{{ sample.output_text }}",
@@ -34,11 +34,7 @@ def test_runs_side_by_side_a_rerun_from_the_page_and_the_rows_that_failed(server
         time.sleep(0.1)
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(f"{url}/ui#evals")
-        page.fill("#api-key", key)
-        page.click("#save-key")
+        browser, page = signed_in_page(p, url, key, "evals")
         page.locator(f"tr[data-eval='{created['id']}']").click()
         first = page.locator(f"#eval-runs tr[data-run='{run['id']}']")
         first.wait_for()
