@@ -131,7 +131,7 @@ def test_the_workflow_by_keyboard_at_two_widths_with_errors_beside_their_control
 
         # the key, by keyboard: skip link, the five sections, the key field; Enter saves it
         order = [name for name in focus_order(page, "api-key") if name != "BODY"]  # headless starts on the body
-        assert order == ["#main", "#files", "#new", "#jobs", "#models", "#playground", "api-key"], order
+        assert order == ["#main", "#files", "#new", "#jobs", "#models", "#evals", "#playground", "api-key"], order
         page.keyboard.type(key)
         page.keyboard.press("Enter")
         expect(page.locator("#key-state")).to_have_text("key saved")

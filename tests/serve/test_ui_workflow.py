@@ -180,7 +180,7 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
 
         # a narrow window: nothing wider than the screen, the form still usable
         page.set_viewport_size({"width": 400, "height": 800})
-        for view in ("new", f"jobs/{job_id}", "files", "models", "playground"):
+        for view in ("new", f"jobs/{job_id}", "files", "models", "evals", "playground"):
             page.goto(f"{url}/ui#{view}")
             page.wait_for_timeout(300)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
