@@ -151,6 +151,7 @@ def test_a_json_schema_holds_the_answer(served):
     ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"reasoning": {"effort": "high"}}, "reasoning.effort"),
     ({"truncation": "auto"}, "truncation"),
+    ({"tools": [{"type": "function", "name": "bad name!", "parameters": {}}]}, "tools[0].name"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x"}]}]}, "input[0].content[0]"),
 ])
 def test_unsupported_parameters_are_refused_by_name(served, extra, param):

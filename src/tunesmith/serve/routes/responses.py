@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from tunesmith.models.decoding.requests import Usage
@@ -23,7 +23,7 @@ from tunesmith.models.tool_calls import AnswerSplitter
 from tunesmith.registry import responses
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import api_key, calling_key
-from tunesmith.serve.errors import APIError, not_found
+from tunesmith.serve.errors import APIError, invalid_value, not_found
 from tunesmith.serve.responses import (EventStream, chat_messages, chat_response_format, chat_tool_choice, chat_tools,
                                        conversation_after, input_items, output_items, response_object)
 from tunesmith.serve.routes.completions import (Answer, ChatRequest, admit, answer_deltas, answered,
@@ -82,6 +82,17 @@ class ResponseCreate(BaseModel):
                                 "answering; leave it out.", param="reasoning.effort", code="unsupported_parameter")
 
 
+def responses_param(chat_param: str | None) -> str | None:
+    """A chat request's field path as the Responses request names it (tools.0.function.name → tools[0].name)."""
+    if chat_param is None:
+        return None
+    parts = chat_param.split(".")
+    if parts[0] == "tools" and len(parts) > 1:
+        return f"tools[{parts[1]}]" + "".join(f".{part}" for part in parts[2:] if part != "function")
+    renamed = {"messages": "input", "response_format": "text.format", "max_completion_tokens": "max_output_tokens"}
+    return ".".join([renamed.get(parts[0], parts[0]), *parts[1:]])
+
+
 def previous_conversation(request: Request, key: str, previous_id: str | None) -> list[dict]:
     if previous_id is None:
         return []
@@ -97,11 +108,17 @@ def prepared_response(request: Request, key: str, body: ResponseCreate):
     items = input_items(body.input)
     conversation = previous_conversation(request, key, body.previous_response_id) + chat_messages(items)
     instructions = [{"role": "system", "content": body.instructions}] if body.instructions else []
-    chat = ChatRequest.model_validate({
-        "model": body.model, "messages": instructions + conversation, "max_completion_tokens": body.max_output_tokens,
-        "temperature": body.temperature, "top_p": body.top_p, "tools": chat_tools(body.tools),
-        "tool_choice": chat_tool_choice(body.tool_choice), "response_format": chat_response_format(body.text),
-        "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls})
+    try:
+        chat = ChatRequest.model_validate({
+            "model": body.model, "messages": instructions + conversation, "max_completion_tokens": body.max_output_tokens,
+            "temperature": body.temperature, "top_p": body.top_p, "tools": chat_tools(body.tools),
+            "tool_choice": chat_tool_choice(body.tool_choice), "response_format": chat_response_format(body.text),
+            "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls})
+    except ValidationError as error:  # named as this request names the field
+        failure = invalid_value(error.errors())
+        failure.param = responses_param(failure.param)
+        failure.message = f"Invalid value for {failure.param}: {error.errors()[0]['msg']}"
+        raise failure from None
     prepared = prepare_chat(request, key, chat)
     head = {"id": f"resp_{secrets.token_hex(24)}", "object": "response", "created_at": int(time.time()),
             "model": body.model, "instructions": body.instructions, "max_output_tokens": body.max_output_tokens,
