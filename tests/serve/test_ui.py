@@ -35,8 +35,8 @@ def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, 
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.on("request", lambda r: requests.append(r.url))
-        chats = []  # the playground's completion requests: it must ask for a streamed answer
-        page.on("request", lambda r: chats.append(json.loads(r.post_data)) if r.url.endswith("/v1/chat/completions") else None)
+        chats = []  # the playground's requests (the Responses API): it must ask for a streamed answer
+        page.on("request", lambda r: chats.append(json.loads(r.post_data)) if r.url.endswith("/v1/responses") else None)
         page.goto(f"{url}/ui")
         page.fill("#api-key", key)
         page.click("#save-key")
@@ -69,6 +69,26 @@ def test_jobs_loss_curve_evaluation_data_check_and_playground(server, tmp_path, 
             text = page.text_content(side)
             assert text and text == expected["choices"][0]["message"]["content"], text
         assert len(chats) == 2 and all(chat["stream"] for chat in chats), chats
+        assert all("previous_response_id" not in chat for chat in chats)  # a new conversation on each side
+        # the next prompt continues each side's conversation: the answer the API gives to the whole exchange
+        page.fill("#prompt", "And silver?")
+        page.click("#send")
+        page.locator("#history-tuned .turn", has_text="And silver?").wait_for()
+        page.locator("#history-base .turn", has_text="And silver?").wait_for()
+        follow_ups = chats[2:]
+        assert len(follow_ups) == 2 and all(chat["previous_response_id"].startswith("resp_") for chat in follow_ups)
+        for chat in follow_ups:
+            first = http.get(f"/v1/responses/{chat['previous_response_id']}").json()
+            expected = http.post("/v1/chat/completions", json={
+                "model": chat["model"], "temperature": 0, "max_tokens": 32, "messages": [
+                    {"role": "user", "content": "What is the symbol for gold?"},
+                    {"role": "assistant", "content": first["output"][0]["content"][0]["text"]},
+                    {"role": "user", "content": "And silver?"}]}).json()
+            side = "#answer-base" if chat["model"] == tiny_model_dir.name else "#answer-tuned"
+            assert page.text_content(side) == expected["choices"][0]["message"]["content"]
+        assert page.locator("#history-base .turn").count() == 4  # two prompts, two answers
+        page.click("#new-chat")
+        assert page.locator("#history-base .turn").count() == 0
         page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
         browser.close()
     assert all(u.startswith(url) for u in requests), [u for u in requests if not u.startswith(url)]

@@ -242,7 +242,7 @@ def test_the_workflow_by_keyboard_at_two_widths_with_errors_beside_their_control
         page.fill("#max-tokens", "0")
         page.locator("#send").focus()
         page.keyboard.press("Enter")
-        assert_described_error(page, "max-tokens", "max_tokens")
+        assert_described_error(page, "max-tokens", "max_output_tokens")
         for width in (400, 1280):
             page.set_viewport_size({"width": width, "height": 900})
             assert_fits(page, f"playground at {width}")

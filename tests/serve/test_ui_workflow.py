@@ -46,7 +46,7 @@ def test_from_a_jsonl_file_to_a_chat_with_the_fine_tuned_model(server, tmp_path,
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("request", lambda r: requests.append(r.url))
-        page.on("request", lambda r: chats.append(json.loads(r.post_data)) if r.url.endswith("/v1/chat/completions") else None)
+        page.on("request", lambda r: chats.append(json.loads(r.post_data)) if r.url.endswith("/v1/responses") else None)
         page.goto(f"{url}/ui#files")
         page.fill("#api-key", key)
         page.click("#save-key")
