@@ -192,7 +192,10 @@ def test_bad_evals_and_runs_are_refused_naming_the_field(served):
     assert param == "data_source.input_messages" and "item.context" in message
     param, _ = refusal(lambda: run(completions(model, [good], sampling_params={"temperature": 9})))
     assert param == "data_source.sampling_params.temperature"
-    assert refusal(lambda: run({**completions(model, [good]), "type": "responses"}))[0] == "data_source.type"
+    assert refusal(lambda: run({**completions(model, [good]), "type": "logs"}))[0] == "data_source.type"
+    param, message = refusal(lambda: run({**completions(model, [good], sampling_params={"seed": 1}),
+                                          "type": "responses"}))
+    assert param == "data_source.sampling_params" and "takes no seed" in message
     assert client.evals.runs.list(created.id).data == []  # nothing was created by the refusals
 
 
@@ -361,3 +364,21 @@ def test_more_judged_rows_than_server_threads_finish(served):
     run = finished(client, created.id, client.evals.runs.create(created.id, data_source=completions(model, content)).id,
                    timeout=120)
     assert run.status == "completed" and run.result_counts.passed + run.result_counts.failed == 64
+
+
+def test_a_responses_run_asks_through_the_responses_api_and_grades_alike(served):
+    client, model = served
+    created = qa_eval(client, [EXACT])
+    content = [{"item": {"question": f"what is {n}?", "answer": "x"}} for n in range(3)]
+    by_chat = finished(client, created.id, client.evals.runs.create(
+        created.id, data_source=completions(model, content)).id)
+    by_responses = finished(client, created.id, client.evals.runs.create(
+        created.id, data_source={**completions(model, content), "type": "responses"}).id)
+    assert by_responses.status == "completed" and by_responses.data_source.type == "responses"
+
+    def answers(run):
+        items = client.evals.runs.output_items.list(run.id, eval_id=created.id)
+        return sorted((i.datasource_item_id, i.sample.output[0].content, i.status) for i in items)
+
+    assert answers(by_responses) == answers(by_chat)  # the same greedy answers, graded the same
+    assert by_responses.per_model_usage[0].completion_tokens == by_chat.per_model_usage[0].completion_tokens

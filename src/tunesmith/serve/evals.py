@@ -1,7 +1,8 @@
 """The eval runner: each eval run's rows graded in the background (OpenAI's Evals API), one run at a time.
 
 A `completions` run asks its model for each row through the routes' own code (serve/routes/completions.py
-answer_request: the model's running batch, its guard, its sampling, as background rows that yield to chats),
+answer_request: the model's running batch, its guard, its sampling, as background rows that yield to chats; a
+`responses` run through the Responses API's, serve/routes/responses.py answer_response),
 `settings.batch_concurrency` rows at a time, then grades the answer with the eval's testing criteria. A `jsonl`
 run grades the answers its rows carry, 64 rows to a grading call (a python grader's subprocess serves them all).
 Each graded row is recorded at once (registry/evals.py), so a run stopped with the server resumes at its next start
@@ -23,6 +24,7 @@ from tunesmith.serve.background import BackgroundRunner
 from tunesmith.serve.errors import APIError, invalid_value
 from tunesmith.serve.judge import ServedJudge, graded
 from tunesmith.serve.routes.completions import answer_request
+from tunesmith.serve.routes.responses import answer_response
 from tunesmith.train import grader_templates as templates
 from tunesmith.train.graders import uses_python
 
@@ -130,6 +132,8 @@ class EvalRunner(BackgroundRunner):
         try:
             asked = messages.messages(row.item)
             shown["input"] = [{"role": m.get("role"), "content": m.get("content")} for m in asked]
+            if run.data_source["type"] == "responses":
+                return await self.sample_response(run, asked, params, shown)
             body = {"model": run.model, "messages": asked, **params}
             answer = await answer_request(self.request, run.owner, "/v1/chat/completions", body)
         except templates.MissingField as error:
@@ -148,6 +152,21 @@ class EvalRunner(BackgroundRunner):
                      usage={**answer["usage"], "cached_tokens": 0})
         namespace = {"model": answer["model"], "choices": answer["choices"], "output_text": text,
                      "output_json": templates.parsed_json(text), "output_tools": message.get("tool_calls") or []}
+        return Sampled(namespace, shown)
+
+    async def sample_response(self, run: EvalRun, asked: list[dict], params: dict, shown: dict) -> Sampled:
+        """A responses run's row: the Responses API's answer (serve/routes/responses.py), not stored."""
+        body = {"model": run.model, "input": asked, "store": False, "max_output_tokens": params.get("max_completion_tokens"),
+                **{name: params[name] for name in ("temperature", "top_p", "text", "tools") if name in params}}
+        answer = await answer_response(self.request, run.owner, body)
+        text = "".join(part["text"] for item in answer["output"] if item["type"] == "message" for part in item["content"])
+        usage = answer["usage"]
+        shown.update(output=[{"role": "assistant", "content": text}], usage={
+            "prompt_tokens": usage["input_tokens"], "completion_tokens": usage["output_tokens"],
+            "total_tokens": usage["total_tokens"], "cached_tokens": 0},
+            finish_reason="length" if answer["status"] == "incomplete" else "stop")
+        namespace = {"model": answer["model"], "output_text": text, "output_json": templates.parsed_json(text),
+                     "output_tools": [item for item in answer["output"] if item["type"] == "function_call"]}
         return Sampled(namespace, shown)
 
     def record(self, run: EvalRun, row: EvalRow, results: list[dict], sample: dict) -> bool:

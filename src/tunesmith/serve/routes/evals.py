@@ -4,8 +4,8 @@ through the official client: one eval, a run per model, the two runs' result_cou
 
 An eval's data source is `custom` (its item_schema); its criteria are string_check, text_similarity, python,
 label_model and score_model graders (evaluate/testing_criteria.py; a model grader's judge is one of the key's
-models, serve/judge.py). A run's data source is `completions` (the key's model asked for each row,
-serve/evals.py) or `jsonl` (rows that carry their sample); its rows come inline or from a file uploaded with purpose
+models, serve/judge.py). A run's data source is `completions` or `responses` (the key's model asked for each row
+through that API, serve/evals.py) or `jsonl` (rows that carry their sample); its rows come inline or from a file uploaded with purpose
 `evals`. Everything a run will need is checked when it is created — each row against the item_schema, the
 templates against each row, the model, the sampling parameters — so a bad row is a 400 naming it, not a run that
 fails half way.
@@ -25,6 +25,7 @@ from tunesmith.registry import evals, files
 from tunesmith.registry.evals import RUN_STATUSES, UNFINISHED, Eval, EvalRun, OutputItem
 from tunesmith.serve.auth import api_key
 from tunesmith.serve.errors import APIError, invalid_value, not_found
+from tunesmith.serve.responses import chat_response_format, chat_tools
 from tunesmith.serve.routes.completions import ChatRequest
 from tunesmith.serve.routes.models import served_model_ref
 from tunesmith.serve.shapes import list_object
@@ -194,8 +195,20 @@ def source_rows(request: Request, key: str, source: dict) -> list[EvalRow]:
                    code="invalid_value")
 
 
-def check_sampling(model: str, params: object) -> dict:
-    """The sampling parameters as a chat completion takes them, checked by the route's own model."""
+COMPLETIONS_SAMPLING = {"max_completion_tokens", "temperature", "top_p", "seed", "response_format", "tools"}
+RESPONSES_SAMPLING = {"max_completion_tokens", "temperature", "top_p", "text", "tools"}
+
+
+def as_chat_sampling(kind: str, params: dict) -> dict:
+    """A run's sampling parameters as a chat request takes them (a responses run's `text` and flat tools)."""
+    if kind == "completions":
+        return params
+    chat = {name: params[name] for name in ("max_completion_tokens", "temperature", "top_p") if name in params}
+    return {**chat, "tools": chat_tools(params.get("tools")), "response_format": chat_response_format(params.get("text"))}
+
+
+def check_sampling(kind: str, model: str, params: object) -> dict:
+    """The sampling parameters, checked by the chat route's own request model."""
     if not isinstance(params, dict):
         raise APIError(400, "data_source.sampling_params: an object", param="data_source.sampling_params",
                        code="invalid_value")
@@ -204,12 +217,15 @@ def check_sampling(model: str, params: object) -> dict:
                             "answering — leave it out", param="data_source.sampling_params.reasoning_effort",
                        code="invalid_value")
     params = {name: value for name, value in params.items() if name != "reasoning_effort"}
-    known = {"max_completion_tokens", "temperature", "top_p", "seed", "response_format", "tools"}
+    known = COMPLETIONS_SAMPLING if kind == "completions" else RESPONSES_SAMPLING
     if unknown := set(params) - known:
+        hint = " (a responses run takes no seed: run completions for seeded sampling)" if "seed" in unknown else ""
         raise APIError(400, f"data_source.sampling_params: unknown {', '.join(sorted(unknown))} — the parameters are "
-                            f"{', '.join(sorted(known))}", param="data_source.sampling_params", code="invalid_value")
+                            f"{', '.join(sorted(known))}{hint}", param="data_source.sampling_params",
+                       code="invalid_value")
     try:
-        ChatRequest.model_validate({"model": model, "messages": [{"role": "user", "content": "."}], **params})
+        ChatRequest.model_validate({"model": model, "messages": [{"role": "user", "content": "."}],
+                                    **as_chat_sampling(kind, params)})
     except ValidationError as error:
         failure = invalid_value(error.errors())
         failure.param = f"data_source.sampling_params.{failure.param}" if failure.param else "data_source.sampling_params"
@@ -220,13 +236,9 @@ def check_sampling(model: str, params: object) -> dict:
 def checked_run_source(request: Request, key: str, found: Eval, criteria: list[Criterion], source: dict) -> tuple[dict, list[EvalRow], str]:
     """The run's data source as it will run, its rows, and the model it asks ("" for given answers)."""
     kind = source.get("type")
-    if kind == "responses":
-        raise APIError(400, "data_source.type: tunesmith answers chat completions, not the Responses API — use "
-                            "{\"type\": \"completions\", \"model\": ..., \"input_messages\": ..., \"source\": ...}",
-                       param="data_source.type", code="invalid_value")
-    if kind not in ("jsonl", "completions"):
-        raise APIError(400, "data_source.type: jsonl (rows with their samples) or completions (a model asked for each "
-                            "row)", param="data_source.type", code="invalid_value")
+    if kind not in ("jsonl", "completions", "responses"):
+        raise APIError(400, "data_source.type: jsonl (rows with their samples), completions or responses (a model "
+                            "asked for each row through that API)", param="data_source.type", code="invalid_value")
     rows = source_rows(request, key, source.get("source") or {})
     where = "data_source.source.content" if source["source"]["type"] == "file_content" else "rows"
     check_items(rows, found.data_source_config["item_schema"], where)
@@ -258,7 +270,7 @@ def checked_run_source(request: Request, key: str, found: Eval, criteria: list[C
         if problems:
             raise EvalDataError("data_source.input_messages", "; ".join(problems[:10]))
         checked.update(model=model, input_messages=messages_spec,
-                       sampling_params=check_sampling(model, source.get("sampling_params") or {}))
+                       sampling_params=check_sampling(kind, model, source.get("sampling_params") or {}))
     for criterion in criteria:
         for row in rows:
             if (missing := check_templates(criterion.grader, row.item)) is not None:
