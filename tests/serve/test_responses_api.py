@@ -203,3 +203,23 @@ def test_an_inference_key_answers_and_deletes_its_responses_a_read_only_key_cann
                            api_key=keys.create_key(db, scope="read-only")[1])
     with pytest.raises(openai.PermissionDeniedError):
         reader.responses.create(model=model, input="hi", max_output_tokens=2)
+
+
+def test_logprobs_are_included_as_chat_gives_them_streamed_or_not(served):
+    client, model = served
+    asked = {"model": model, "input": "Name a metal.", "max_output_tokens": 5, "temperature": 0,
+             "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    response = client.responses.create(**asked)
+    chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Name a metal."}],
+                                          max_completion_tokens=5, temperature=0, logprobs=True, top_logprobs=2)
+    part = response.output[0].content[0]
+    expected = chat.choices[0].logprobs.content
+    assert [(p.token, p.logprob) for p in part.logprobs] == [(e.token, e.logprob) for e in expected]
+    assert [[t.token for t in p.top_logprobs] for p in part.logprobs] == [[t.token for t in e.top_logprobs] for e in expected]
+    events = list(client.responses.create(**asked, stream=True))
+    streamed = [p for e in events if e.type == "response.output_text.delta" for p in e.logprobs]
+    assert [(p.token, p.logprob) for p in streamed] == [(e.token, e.logprob) for e in expected]
+    assert client.responses.create(model=model, input="x", max_output_tokens=2).output[0].content[0].logprobs == []
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=model, input="x", include=["file_search_call.results"])
+    assert refused.value.body["param"] == "include"

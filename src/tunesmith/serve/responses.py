@@ -134,7 +134,10 @@ def output_items(chat_answer: dict) -> tuple[list[dict], str]:
     choice = chat_answer["choices"][0]
     message, items = choice["message"], []
     if message.get("content") or not message.get("tool_calls"):
-        items.append(message_item(new_item_id("msg"), message.get("content") or "", "completed"))
+        item = message_item(new_item_id("msg"), message.get("content") or "", "completed")
+        if choice.get("logprobs") and not message.get("tool_calls"):
+            item["content"][0]["logprobs"] = choice["logprobs"]["content"]
+        items.append(item)
     for call in message.get("tool_calls") or []:
         items.append({"id": new_item_id("fc"), "type": "function_call", "status": "completed", "call_id": call["id"],
                       "name": call["function"]["name"], "arguments": call["function"]["arguments"]})
@@ -176,14 +179,14 @@ class EventStream:
         self.sequence += 1
         return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
 
-    async def events(self, deltas: AsyncIterator[tuple[str, str | None]], finish) -> AsyncIterator[str]:
-        """`deltas`: (text, finish_reason) as the chat stream produces them; `await finish()` → (output items,
+    async def events(self, deltas: AsyncIterator[tuple[str, list[dict]]], finish) -> AsyncIterator[str]:
+        """`deltas`: (text, its tokens' logprobs) as the chat stream produces them; `await finish()` → (output items,
         finish reason, usage) once the answer is whole: the text message streams, function calls come whole at the
         end."""
         yield self.event("response.created", response=response_object(self.head, [], None, None))
         yield self.event("response.in_progress", response=response_object(self.head, [], None, None))
         message_id, started = new_item_id("msg"), False
-        async for delta, _ in deltas:
+        async for delta, logprobs in deltas:
             if not delta:
                 continue
             if not started:
@@ -193,7 +196,7 @@ class EventStream:
                 yield self.event("response.content_part.added", item_id=message_id, output_index=0, content_index=0,
                                  part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
             yield self.event("response.output_text.delta", item_id=message_id, output_index=0, content_index=0,
-                             delta=delta, logprobs=[])
+                             delta=delta, logprobs=logprobs)
         output, finish_reason, usage = await finish()
         if started:
             output[0]["id"] = message_id if output and output[0]["type"] == "message" else output[0]["id"]
@@ -206,7 +209,7 @@ class EventStream:
                     yield self.event("response.content_part.added", item_id=item["id"], output_index=index,
                                      content_index=0, part={**part, "text": ""})
                 yield self.event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
-                                 text=part["text"], logprobs=[])
+                                 text=part["text"], logprobs=part["logprobs"])
                 yield self.event("response.content_part.done", item_id=item["id"], output_index=index,
                                  content_index=0, part=part)
             else:

@@ -5,7 +5,9 @@ instructions, function tools, `text.format` (JSON mode and schemas), `previous_r
 A request is answered by the chat route's own code (serve/routes/completions.py prepare_chat: the model's running
 batch, its guard, its sampling and grammars), translated both ways by serve/responses.py. Parameters that ask for
 what this server does not do (background mode, built-in tools, reasoning effort, truncation "auto", logprobs) are
-OpenAI's 400 `unsupported_parameter` naming them, never an answer that ignored them.
+OpenAI's 400 `unsupported_parameter` naming them, never an answer that ignored them. `include:
+["message.output_text.logprobs"]` (with `top_logprobs` alternatives) gives each output token's log-probability,
+as chat's `logprobs` does.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from tunesmith.registry import responses
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import api_key, calling_key
 from tunesmith.serve.errors import APIError, invalid_value, not_found
+from tunesmith.serve.logprobs import chat_logprobs
 from tunesmith.serve.responses import (EventStream, chat_messages, chat_response_format, chat_tool_choice, chat_tools,
                                        conversation_after, input_items, output_items, response_object)
 from tunesmith.serve.routes.completions import (Answer, ChatRequest, admit, answer_deltas, answered,
@@ -32,9 +35,10 @@ from tunesmith.serve.routes.completions import (Answer, ChatRequest, admit, answ
 from tunesmith.serve.shapes import list_object
 
 router = APIRouter(prefix="/v1/responses")
+LOGPROBS = "message.output_text.logprobs"  # the one `include` this server answers: each output token's log-probability
 # parameters this server does not implement, and the values that ask nothing of it
 INERT = {"background": (None, False), "conversation": (None,), "prompt": (None,), "max_tool_calls": (None,),
-         "top_logprobs": (None, 0), "include": (None, []), "truncation": (None, "disabled"),
+         "truncation": (None, "disabled"),
          "context_management": (None, []), "moderation": (None,)}
 
 
@@ -66,7 +70,7 @@ class ResponseCreate(BaseModel):
     conversation: Any = None
     prompt: Any = None
     max_tool_calls: int | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token, with include's logprobs
     include: list[str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     context_management: Any = None
@@ -77,6 +81,9 @@ class ResponseCreate(BaseModel):
             if getattr(self, name) not in inert:
                 raise APIError(400, f"Unsupported parameter: '{name}' is not supported by this server (tunesmith "
                                     "serve); leave it out of the request.", param=name, code="unsupported_parameter")
+        if unknown := [name for name in self.include or [] if name != LOGPROBS]:
+            raise APIError(400, f"Unsupported parameter: include {unknown[0]!r} — this server includes only "
+                                f"{LOGPROBS!r}.", param="include", code="unsupported_parameter")
         if (self.reasoning or {}).get("effort") not in (None, "none"):
             raise APIError(400, "Unsupported parameter: 'reasoning.effort' — tunesmith's models do not reason before "
                                 "answering; leave it out.", param="reasoning.effort", code="unsupported_parameter")
@@ -89,7 +96,8 @@ def responses_param(chat_param: str | None) -> str | None:
     parts = chat_param.split(".")
     if parts[0] == "tools" and len(parts) > 1:
         return f"tools[{parts[1]}]" + "".join(f".{part}" for part in parts[2:] if part != "function")
-    renamed = {"messages": "input", "response_format": "text.format", "max_completion_tokens": "max_output_tokens"}
+    renamed = {"messages": "input", "response_format": "text.format", "max_completion_tokens": "max_output_tokens",
+               "logprobs": "include"}
     return ".".join([renamed.get(parts[0], parts[0]), *parts[1:]])
 
 
@@ -113,13 +121,18 @@ def prepared_response(request: Request, key: str, body: ResponseCreate):
             "model": body.model, "messages": instructions + conversation, "max_completion_tokens": body.max_output_tokens,
             "temperature": body.temperature, "top_p": body.top_p, "tools": chat_tools(body.tools),
             "tool_choice": chat_tool_choice(body.tool_choice), "response_format": chat_response_format(body.text),
-            "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls})
+            "parallel_tool_calls": True if body.parallel_tool_calls is None else body.parallel_tool_calls,
+            **({"logprobs": True, "top_logprobs": body.top_logprobs or 0} if LOGPROBS in (body.include or []) else {})})
     except ValidationError as error:  # named as this request names the field
         failure = invalid_value(error.errors())
         failure.param = responses_param(failure.param)
         failure.message = f"Invalid value for {failure.param}: {error.errors()[0]['msg']}"
         raise failure from None
-    prepared = prepare_chat(request, key, chat)
+    try:
+        prepared = prepare_chat(request, key, chat)
+    except APIError as error:  # a context too long names `messages`: here it is `input`
+        error.param = responses_param(error.param)
+        raise
     head = {"id": f"resp_{secrets.token_hex(24)}", "object": "response", "created_at": int(time.time()),
             "model": body.model, "instructions": body.instructions, "max_output_tokens": body.max_output_tokens,
             "temperature": 1.0 if body.temperature is None else body.temperature,
@@ -135,8 +148,8 @@ def finishing(request: Request, key: str, prepared, head: dict, items: list[dict
               usage: Usage):
     """(text, finish_reason) of the whole answer → (output items, finish reason, usage), the response stored."""
 
-    def finished(text: str, finish_reason: str) -> tuple[list[dict], str, dict]:
-        chat = chat_completion_object(prepared, [Answer(text, finish_reason)], usage)
+    def finished(text: str, finish_reason: str, logprobs: list | None = None) -> tuple[list[dict], str, dict]:
+        chat = chat_completion_object(prepared, [Answer(text, finish_reason, logprobs)], usage)
         output, finish = output_items(chat)
         if head["store"]:
             responses.store_response(request.app.state.db, key, response_object(head, output, finish, chat["usage"]),
@@ -153,26 +166,32 @@ async def create_response(request: Request, body: ResponseCreate, key: ApiKey = 
     finished = finishing(request, key.id, prepared, head, items, conversation, usage)
 
     if body.stream:
-        raw = {"text": "", "finish_reason": "length"}
+        raw = {"text": "", "finish_reason": "length", "logprobs": None}
+        tokenizer = prepared.loaded.tokenizer
 
-        async def deltas() -> AsyncIterator[tuple[str, str | None]]:
+        async def deltas() -> AsyncIterator[tuple[str, list[dict]]]:
             splitter = AnswerSplitter() if prepared.tool_calls else None  # calls come whole, at the end
             async for delta in answer_deltas(prepared, usage):
                 raw["text"] += delta.text
                 raw["finish_reason"] = delta.finish_reason or raw["finish_reason"]
-                yield (delta.text if splitter is None else splitter.feed(delta.text)), delta.finish_reason
+                logprobs = []
+                if delta.logprobs is not None:
+                    raw["logprobs"] = (raw["logprobs"] or []) + delta.logprobs
+                    logprobs = chat_logprobs(tokenizer, delta.logprobs)["content"]
+                yield (delta.text if splitter is None else splitter.feed(delta.text)), logprobs
             if splitter is not None:
-                yield splitter.finish()[0], None
+                yield splitter.finish()[0], []
 
         async def whole() -> tuple[list[dict], str, dict]:  # the registry's write off the event loop
-            return await run_in_threadpool(finished, raw["text"], raw["finish_reason"])
+            return await run_in_threadpool(finished, raw["text"], raw["finish_reason"], raw["logprobs"])
 
         stream = EventStream(head).events(deltas(), whole)
         return await event_stream(stream, usage, reservation)
     answers = await answered(request, prepared, usage, reservation)
     if answers is None:
         return client_gone()
-    output, finish, chat_usage = await run_in_threadpool(finished, answers[0].text, answers[0].finish_reason)
+    output, finish, chat_usage = await run_in_threadpool(finished, answers[0].text, answers[0].finish_reason,
+                                                         answers[0].logprobs)
     return response_object(head, output, finish, chat_usage)
 
 
@@ -185,7 +204,7 @@ async def answer_response(request: Request, key: str, body: dict) -> dict:
     usage = Usage()
     (answer,) = await joined(answer_deltas(prepared, usage), 1)
     finished = finishing(request, key, prepared, head, items, conversation, usage)
-    output, finish, chat_usage = await run_in_threadpool(finished, answer.text, answer.finish_reason)
+    output, finish, chat_usage = await run_in_threadpool(finished, answer.text, answer.finish_reason, answer.logprobs)
     return response_object(head, output, finish, chat_usage)
 
 
