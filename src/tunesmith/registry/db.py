@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL, input_items TEXT NOT NULL,
     conversation TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL, metadata TEXT
+);
+CREATE TABLE IF NOT EXISTS conversation_items (
+    id TEXT NOT NULL, conversation_id TEXT NOT NULL, owner TEXT NOT NULL, item TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, id)
+);
 CREATE INDEX IF NOT EXISTS eval_runs_by_eval ON eval_runs (eval_id);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner);

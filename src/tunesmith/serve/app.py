@@ -20,8 +20,8 @@ from tunesmith.serve.file_checks import FileChecks
 from tunesmith.serve.gate import RequestGate
 from tunesmith.serve.limits import KeyLimits
 from tunesmith.serve.model_pool import ModelPool
-from tunesmith.serve.routes import (batches, comparisons, completions, evals, export, files, graders, jobs, lineage,
-                                    models, moderations, preflight, responses, ui)
+from tunesmith.serve.routes import (batches, comparisons, completions, conversations, evals, export, files, graders,
+                                    jobs, lineage, models, moderations, preflight, responses, ui)
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.worker import JobWorker
 
@@ -65,7 +65,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(RequestGate, max_request_bytes=settings.max_request_bytes,
                        max_upload_bytes=settings.max_upload_bytes)
     for module in (files, jobs, graders, lineage, export, models, completions, moderations, ui, preflight, comparisons,
-                   batches, evals, responses):  # lineage, export before models' {id:path}
+                   batches, evals, responses, conversations):  # lineage, export before models' {id:path}
         app.include_router(module.router)
 
     @app.get("/health")

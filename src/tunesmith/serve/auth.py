@@ -15,7 +15,7 @@ from tunesmith.serve.errors import APIError
 KEYED_PREFIXES = ("/v1/", "/ui/api/", "/openapi.json")  # everything else: /health and the UI's static pages
 INFERENCE_ROUTES = {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("POST", "/v1/moderations"),
                     ("POST", "/v1/responses")}
-OWN_RESPONSES = "/v1/responses/"  # an inference key deletes the responses it stored
+OWN_STATE = ("/v1/responses/", "/v1/conversations")  # an inference key keeps its responses and conversations
 READS = ("GET", "HEAD")
 
 
@@ -34,7 +34,7 @@ def key_from_header(db: Database, header: str) -> ApiKey:
 def check_scope(key: ApiKey, method: str, path: str) -> None:
     """403 unless the key's scope allows the request: fine-tune everything, inference-only generation and
     reads, read-only reads."""
-    inference = (method, path) in INFERENCE_ROUTES or (method == "DELETE" and path.startswith(OWN_RESPONSES))
+    inference = (method, path) in INFERENCE_ROUTES or (method in ("POST", "DELETE") and path.startswith(OWN_STATE))
     if key.scope == "fine-tune" or method in READS or (key.scope == "inference-only" and inference):
         return
     needed = "inference-only or fine-tune" if inference else "fine-tune"

@@ -5,7 +5,7 @@ Run as: tunesmith serve --home DIR --retention-days 30   (the job worker applies
 Old uploads go (a file an unfinished job, batch or eval run still reads waits for it), then old fine-tuned models
 (their run directory: weights, adapter, checkpoints; the model stops being served), then the directories of old jobs
 that produced no model (failed or cancelled runs keep checkpoints trained on the data), then stored responses
-(their conversations) and finished eval runs (their output items copy the rows and answers). Each deletion is an
+and conversations (what was said) and finished eval runs (their output items copy the rows and answers). Each deletion is an
 audit entry by the actor `retention`, with the age limit that caused it.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from tunesmith.registry import audit, evals, files, jobs, models, responses
+from tunesmith.registry import audit, conversations, evals, files, jobs, models, responses
 from tunesmith.registry.db import Database
 from tunesmith.registry.file_readers import unfinished_readers
 from tunesmith.serve.settings import ServeSettings
@@ -58,6 +58,9 @@ def expire(db: Database, settings: ServeSettings, now: float) -> list[str]:
     for owner, response_id in responses.responses_before(db, cutoff):
         if responses.delete_response(db, owner, response_id, actor=ACTOR, action="response.expired", **detail):
             deleted.append(response_id)
+    for conversation in conversations.conversations_before(db, cutoff):
+        conversations.delete_conversation(db, conversation, actor=ACTOR, action="conversation.expired", **detail)
+        deleted.append(conversation.id)
     for run in evals.finished_runs_before(db, cutoff):
         evals.delete_run(db, run, actor=ACTOR, action="eval.run.expired", **detail)
         deleted.append(run.id)

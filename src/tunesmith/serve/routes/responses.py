@@ -4,7 +4,7 @@ instructions, function tools, `text.format` (JSON mode and schemas), `previous_r
 
 A request is answered by the chat route's own code (serve/routes/completions.py prepare_chat: the model's running
 batch, its guard, its sampling and grammars), translated both ways by serve/responses.py. Parameters that ask for
-what this server does not do (background mode, built-in tools, reasoning effort, truncation "auto", logprobs) are
+what this server does not do (background mode, built-in tools, reasoning effort, truncation "auto") are
 OpenAI's 400 `unsupported_parameter` naming them, never an answer that ignored them. `include:
 ["message.output_text.logprobs"]` (with `top_logprobs` alternatives) gives each output token's log-probability,
 as chat's `logprobs` does.
@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tunesmith.models.decoding.requests import Usage
 from tunesmith.models.tool_calls import AnswerSplitter
-from tunesmith.registry import responses
+from tunesmith.registry import conversations, responses
 from tunesmith.registry.keys import ApiKey
 from tunesmith.serve.auth import api_key, calling_key
 from tunesmith.serve.errors import APIError, invalid_value, not_found
@@ -37,7 +37,7 @@ from tunesmith.serve.shapes import list_object
 router = APIRouter(prefix="/v1/responses")
 LOGPROBS = "message.output_text.logprobs"  # the one `include` this server answers: each output token's log-probability
 # parameters this server does not implement, and the values that ask nothing of it
-INERT = {"background": (None, False), "conversation": (None,), "prompt": (None,), "max_tool_calls": (None,),
+INERT = {"background": (None, False), "prompt": (None,), "max_tool_calls": (None,),
          "truncation": (None, "disabled"),
          "context_management": (None, []), "moderation": (None,)}
 
@@ -66,8 +66,8 @@ class ResponseCreate(BaseModel):
     service_tier: str | None = None
     stream_options: dict[str, Any] | None = None
     # refused unless inert (INERT)
+    conversation: str | dict[str, Any] | None = None  # a conversation's id (or {"id": ...}): context and record
     background: bool | None = None
-    conversation: Any = None
     prompt: Any = None
     max_tool_calls: int | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token, with include's logprobs
@@ -101,6 +101,20 @@ def responses_param(chat_param: str | None) -> str | None:
     return ".".join([renamed.get(parts[0], parts[0]), *parts[1:]])
 
 
+def kept_conversation(request: Request, key: str, body: ResponseCreate) -> conversations.Conversation | None:
+    """The conversation the response continues and is recorded in (`conversation`), or None."""
+    if body.conversation is None:
+        return None
+    if body.previous_response_id is not None:
+        raise APIError(400, "conversation and previous_response_id cannot both be given: a conversation keeps its own "
+                            "items — send one of them", param="conversation", code="invalid_value")
+    conversation_id = body.conversation if isinstance(body.conversation, str) else body.conversation.get("id")
+    found = conversations.get_conversation(request.app.state.db, key, str(conversation_id))
+    if found is None:
+        raise not_found("conversation", str(conversation_id), param="conversation")
+    return found
+
+
 def previous_conversation(request: Request, key: str, previous_id: str | None) -> list[dict]:
     if previous_id is None:
         return []
@@ -114,7 +128,10 @@ def prepared_response(request: Request, key: str, body: ResponseCreate):
     """(the chat request's preparation, the response's echoed head, its input items, the conversation so far)."""
     body.refuse_unsupported()
     items = input_items(body.input)
-    conversation = previous_conversation(request, key, body.previous_response_id) + chat_messages(items)
+    kept = kept_conversation(request, key, body)
+    earlier = chat_messages(conversations.all_items(request.app.state.db, kept)) if kept else \
+        previous_conversation(request, key, body.previous_response_id)
+    conversation = earlier + chat_messages(items)
     instructions = [{"role": "system", "content": body.instructions}] if body.instructions else []
     try:
         chat = ChatRequest.model_validate({
@@ -139,7 +156,8 @@ def prepared_response(request: Request, key: str, body: ResponseCreate):
             "top_p": 1.0 if body.top_p is None else body.top_p, "tools": body.tools or [],
             "tool_choice": body.tool_choice or "auto", "parallel_tool_calls": chat.parallel_tool_calls,
             "text": body.text or {"format": {"type": "text"}}, "previous_response_id": body.previous_response_id,
-            "store": body.store is not False, "metadata": body.metadata or {}, "reasoning": {"effort": None,
+            "store": body.store is not False, "conversation": {"id": kept.id} if kept else None,
+            "metadata": body.metadata or {}, "reasoning": {"effort": None,
             "summary": None}, "truncation": "disabled", "user": body.user, "error": None, "background": False}
     return prepared, head, items, conversation
 
@@ -154,6 +172,10 @@ def finishing(request: Request, key: str, prepared, head: dict, items: list[dict
         if head["store"]:
             responses.store_response(request.app.state.db, key, response_object(head, output, finish, chat["usage"]),
                                      items, conversation_after(conversation, output))
+        if head["conversation"] is not None:  # the exchange joins the conversation (unless it was deleted meanwhile)
+            kept = conversations.get_conversation(request.app.state.db, key, head["conversation"]["id"])
+            if kept is not None:
+                conversations.add_items(request.app.state.db, kept, items + output)
         return output, finish, chat["usage"]
 
     return finished
