@@ -223,3 +223,10 @@ def test_logprobs_are_included_as_chat_gives_them_streamed_or_not(served):
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model=model, input="x", include=["file_search_call.results"])
     assert refused.value.body["param"] == "include"
+
+
+def test_input_tokens_are_counted_as_the_answer_reads_them(served):
+    client, model = served
+    asked = {"model": model, "input": "Name a metal.", "instructions": "Be brief."}
+    counted = client.responses.input_tokens.count(**asked)
+    assert counted.input_tokens == client.responses.create(**asked, max_output_tokens=2).usage.input_tokens

@@ -217,6 +217,15 @@ async def create_response(request: Request, body: ResponseCreate, key: ApiKey = 
     return response_object(head, output, finish, chat_usage)
 
 
+@router.post("/input_tokens")
+async def count_input_tokens(request: Request, body: ResponseCreate, key: str = Depends(api_key)):
+    """The tokens the model would read for this request (instructions, conversation, tools in its chat template),
+    without answering it."""
+    body = body.model_copy(update={"max_output_tokens": 1, "stream": False})
+    prepared, *_ = await run_in_threadpool(prepared_response, request, key, body)
+    return {"object": "response.input_tokens", "input_tokens": len(prepared.prompt_ids)}
+
+
 async def answer_response(request: Request, key: str, body: dict) -> dict:
     """A response as the route answers it without streaming, for a batch's runner (serve/batches.py): its rows are
     background rows (they yield to interactive requests); a bad body raises ValidationError or APIError."""
