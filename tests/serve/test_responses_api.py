@@ -152,12 +152,14 @@ def test_a_json_schema_holds_the_answer(served):
     ({"reasoning": {"effort": "high"}}, "reasoning.effort"),
     ({"truncation": "auto"}, "truncation"),
     ({"tools": [{"type": "function", "name": "bad name!", "parameters": {}}]}, "tools[0].name"),
+    ({"personality": "cheerful"}, "personality"),  # a field this server does not know: refused, not ignored
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x"}]}]}, "input[0].content[0]"),
 ])
 def test_unsupported_parameters_are_refused_by_name(served, extra, param):
     client, model = served
     with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(**{"model": model, "input": "hi", **extra})
+        client.responses.create(**{"model": model, "input": "hi", **{k: v for k, v in extra.items() if k != "personality"}},
+                                extra_body={k: v for k, v in extra.items() if k == "personality"})
     assert refused.value.body["param"] == param
 
 

@@ -1,6 +1,6 @@
 """/v1/responses (OpenAI's Responses API): `client.responses.create(model=..., input=...)`, streamed or not, with
-instructions, function tools, `text.format` (JSON mode and schemas), `previous_response_id` and stored responses
-(retrieve, delete, input_items).
+instructions, function tools, `text.format` (JSON mode and schemas), `previous_response_id` or a `conversation`
+(serve/routes/conversations.py), stored responses (retrieve, delete, input_items) and input_tokens counts.
 
 A request is answered by the chat route's own code (serve/routes/completions.py prepare_chat: the model's running
 batch, its guard, its sampling and grammars), translated both ways by serve/responses.py. Parameters that ask for
@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from tunesmith.models.decoding.requests import Usage
@@ -43,6 +43,7 @@ INERT = {"background": (None, False), "prompt": (None,), "max_tool_calls": (None
 
 
 class ResponseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     model: str
     input: str | list[dict[str, Any]]
     instructions: str | None = None
@@ -65,13 +66,13 @@ class ResponseCreate(BaseModel):
     prompt_cache_retention: str | None = None
     service_tier: str | None = None
     stream_options: dict[str, Any] | None = None
-    # refused unless inert (INERT)
     conversation: str | dict[str, Any] | None = None  # a conversation's id (or {"id": ...}): context and record
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token, with include's logprobs
+    include: list[str] | None = None
+    # refused unless inert (INERT); any other field is refused by name (extra="forbid")
     background: bool | None = None
     prompt: Any = None
     max_tool_calls: int | None = None
-    top_logprobs: int | None = Field(None, ge=0, le=20)  # alternatives per token, with include's logprobs
-    include: list[str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     context_management: Any = None
     moderation: Any = None
