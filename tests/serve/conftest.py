@@ -23,3 +23,15 @@ def api(tmp_path, tiny_model_dir):
         client.headers["Authorization"] = f"Bearer {keys.create_key(app.state.db)[1]}"
         client.app_state = app.state
         yield client
+
+
+@pytest.fixture
+def served_openai(tmp_path, tiny_model_dir):
+    """The app in-process (no job worker) and the official openai client over it with a new key: (client, model)."""
+    import openai
+
+    app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False))
+    with TestClient(app) as http:
+        secret = keys.create_key(app.state.db)[1]
+        yield openai.OpenAI(base_url="http://testserver/v1", api_key=secret, http_client=http, max_retries=0), \
+            tiny_model_dir.name

@@ -5,21 +5,14 @@ import time
 
 import openai
 import pytest
-from fastapi.testclient import TestClient
 
 from tunesmith.registry import audit, keys
-from tunesmith.serve.app import create_app
 from tunesmith.serve.retention import expire
-from tunesmith.serve.settings import ServeSettings
 
 
 @pytest.fixture
-def served(tmp_path, tiny_model_dir):
-    app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False))
-    with TestClient(app) as http:
-        secret = keys.create_key(app.state.db)[1]
-        yield openai.OpenAI(base_url="http://testserver/v1", api_key=secret, http_client=http, max_retries=0), \
-            tiny_model_dir.name
+def served(served_openai):
+    return served_openai
 
 
 def test_a_response_continues_a_conversation_and_joins_it(served):

@@ -20,12 +20,8 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "The weathe
 
 
 @pytest.fixture
-def served(tmp_path, tiny_model_dir):
-    app = create_app(ServeSettings(home=tmp_path / "home", bases=[str(tiny_model_dir)], run_jobs=False))
-    with TestClient(app) as http:
-        secret = keys.create_key(app.state.db)[1]
-        yield openai.OpenAI(base_url="http://testserver/v1", api_key=secret, http_client=http, max_retries=0), \
-            tiny_model_dir.name
+def served(served_openai):
+    return served_openai
 
 
 def chat_text(client, model, messages, tokens, **extra):

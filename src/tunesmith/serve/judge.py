@@ -1,6 +1,7 @@
-"""The judge of an eval's model graders (train/model_graders.py): one of the key's models, asked through the chat
-route's own code (serve/routes/completions.py answer_request) with the grader's JSON schema as its response_format,
-so a judge's answers decode in the running batch beside everything else, as background rows.
+"""The judge of model graders on the server (train/model_graders.py; an eval's criteria, /graders/run): one of the
+key's models, asked through the chat route's own code (serve/routes/completions.py answer_request) with the grader's
+JSON schema as its response_format, so a judge's answers decode in the running batch beside everything else, as
+background rows.
 
 Graders grade in threads of their own (`graded`: the GRADING pool, not the server's worker threads): ask_many hands
 its conversations to the server's event loop at once (they decode together) and waits for all of them, and each
