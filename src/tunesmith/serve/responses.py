@@ -23,37 +23,38 @@ def new_item_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
 
-def input_items(given: str | list) -> list[dict]:
-    """The request's input as OpenAI's input item objects, each with an id (what /input_items lists)."""
+def input_items(given: str | list, where: str = "input") -> list[dict]:
+    """The request's input as OpenAI's input item objects, each with an id (what /input_items lists); errors name
+    `where` (a conversation's items are `items`)."""
     if isinstance(given, str):
         given = [{"role": "user", "content": given}]
     items = []
     for index, item in enumerate(given):
         if not isinstance(item, dict):
-            raise APIError(400, f"input[{index}]: expected an item object", param=f"input[{index}]")
+            raise APIError(400, f"{where}[{index}]: expected an item object", param=f"{where}[{index}]")
         kind = item.get("type", "message")
         if kind == "message":
             role, content = item.get("role"), item.get("content")
             if role not in INPUT_ROLES:
-                raise APIError(400, f"input[{index}].role: one of {', '.join(INPUT_ROLES)}", param=f"input[{index}].role")
+                raise APIError(400, f"{where}[{index}].role: one of {', '.join(INPUT_ROLES)}", param=f"{where}[{index}].role")
             items.append({"id": item.get("id") or new_item_id("msg"), "type": "message", "role": role,
-                          "status": "completed", "content": content_parts(content, f"input[{index}].content")})
+                          "status": "completed", "content": content_parts(content, f"{where}[{index}].content")})
         elif kind == "function_call":
             missing = [name for name in ("call_id", "name", "arguments") if not isinstance(item.get(name), str)]
             if missing:
-                raise APIError(400, f"input[{index}]: a function_call item needs {', '.join(missing)}",
-                               param=f"input[{index}]")
+                raise APIError(400, f"{where}[{index}]: a function_call item needs {', '.join(missing)}",
+                               param=f"{where}[{index}]")
             items.append({"id": item.get("id") or new_item_id("fc"), "type": "function_call", "status": "completed",
                           "call_id": item["call_id"], "name": item["name"], "arguments": item["arguments"]})
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str) or not isinstance(item.get("output"), str):
-                raise APIError(400, f"input[{index}]: a function_call_output item needs call_id and output (a string)",
-                               param=f"input[{index}]")
+                raise APIError(400, f"{where}[{index}]: a function_call_output item needs call_id and output (a string)",
+                               param=f"{where}[{index}]")
             items.append({"id": item.get("id") or new_item_id("fco"), "type": "function_call_output",
                           "status": "completed", "call_id": item["call_id"], "output": item["output"]})
         else:
-            raise APIError(400, f"input[{index}].type: {kind!r} is not supported — messages, function_call and "
-                                "function_call_output items are", param=f"input[{index}].type",
+            raise APIError(400, f"{where}[{index}].type: {kind!r} is not supported — messages, function_call and "
+                                "function_call_output items are", param=f"{where}[{index}].type",
                            code="unsupported_parameter")
     return items
 

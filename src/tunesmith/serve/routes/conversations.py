@@ -46,12 +46,7 @@ def checked_items(items: list[dict] | None) -> list[dict]:
     if items and len(items) > MAX_ITEMS_PER_REQUEST:
         raise APIError(400, f"items: at most {MAX_ITEMS_PER_REQUEST} at a time — add the rest with "
                             "client.conversations.items.create", param="items", code="invalid_value")
-    try:
-        return input_items(items or [])
-    except APIError as error:  # named as this request names the field
-        error.param = error.param.replace("input", "items", 1) if error.param else "items"
-        error.message = error.message.replace("input[", "items[")
-        raise
+    return input_items(items or [], where="items")
 
 
 def owned(request: Request, key: str, conversation_id: str) -> Conversation:
