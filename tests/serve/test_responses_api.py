@@ -57,6 +57,8 @@ def test_a_streamed_answer_is_the_same_answer_in_typed_events(served):
     assert [event.sequence_number for event in events] == list(range(len(events)))
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == whole.output_text
     assert events[-1].response.output_text == whole.output_text and events[-1].response.status == whole.status
+    (added,) = [e.item.id for e in events if e.type == "response.output_item.added"]
+    assert client.responses.retrieve(events[-1].response.id).output[0].id == added  # stored as it was streamed
     # the client's own accumulator (it needs response.completed: an answer the schema ends, not one cut at its limit)
     shaped = {"text": {"format": {"type": "json_schema", "name": "answer", "schema": SCHEMA, "strict": True}},
               "model": model, "input": "Is iron a metal?", "max_output_tokens": 20, **GREEDY}

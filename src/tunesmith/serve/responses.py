@@ -130,12 +130,13 @@ def chat_response_format(text: dict | None) -> dict | None:
                    param="text.format.type")
 
 
-def output_items(chat_answer: dict) -> tuple[list[dict], str]:
-    """A chat completion's first choice as output items, and its finish reason."""
+def output_items(chat_answer: dict, message_id: str | None = None) -> tuple[list[dict], str]:
+    """A chat completion's first choice as output items, and its finish reason; `message_id`: the id a stream has
+    already given the message."""
     choice = chat_answer["choices"][0]
     message, items = choice["message"], []
     if message.get("content") or not message.get("tool_calls"):
-        item = message_item(new_item_id("msg"), message.get("content") or "", "completed")
+        item = message_item(message_id or new_item_id("msg"), message.get("content") or "", "completed")
         if choice.get("logprobs") and not message.get("tool_calls"):
             item["content"][0]["logprobs"] = choice["logprobs"]["content"]
         items.append(item)
@@ -181,9 +182,9 @@ class EventStream:
         return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
 
     async def events(self, deltas: AsyncIterator[tuple[str, list[dict]]], finish) -> AsyncIterator[str]:
-        """`deltas`: (text, its tokens' logprobs) as the chat stream produces them; `await finish()` → (output items,
-        finish reason, usage) once the answer is whole: the text message streams, function calls come whole at the
-        end."""
+        """`deltas`: (text, its tokens' logprobs) as the chat stream produces them; `await finish(message_id)` →
+        (output items, finish reason, usage) once the answer is whole, the message under the id its events named:
+        the text message streams, function calls come whole at the end."""
         yield self.event("response.created", response=response_object(self.head, [], None, None))
         yield self.event("response.in_progress", response=response_object(self.head, [], None, None))
         message_id, started = new_item_id("msg"), False
@@ -198,9 +199,7 @@ class EventStream:
                                  part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
             yield self.event("response.output_text.delta", item_id=message_id, output_index=0, content_index=0,
                              delta=delta, logprobs=logprobs)
-        output, finish_reason, usage = await finish()
-        if started:
-            output[0]["id"] = message_id if output and output[0]["type"] == "message" else output[0]["id"]
+        output, finish_reason, usage = await finish(message_id)
         for index, item in enumerate(output):
             if item["type"] == "message":
                 part = item["content"][0]

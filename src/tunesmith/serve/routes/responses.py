@@ -167,9 +167,10 @@ def finishing(request: Request, key: str, prepared, head: dict, items: list[dict
               usage: Usage):
     """(text, finish_reason) of the whole answer → (output items, finish reason, usage), the response stored."""
 
-    def finished(text: str, finish_reason: str, logprobs: list | None = None) -> tuple[list[dict], str, dict]:
+    def finished(text: str, finish_reason: str, logprobs: list | None = None,
+                 message_id: str | None = None) -> tuple[list[dict], str, dict]:
         chat = chat_completion_object(prepared, [Answer(text, finish_reason, logprobs)], usage)
-        output, finish = output_items(chat)
+        output, finish = output_items(chat, message_id)
         if head["store"]:
             responses.store_response(request.app.state.db, key, response_object(head, output, finish, chat["usage"]),
                                      items, conversation_after(conversation, output))
@@ -205,8 +206,8 @@ async def create_response(request: Request, body: ResponseCreate, key: ApiKey = 
             if splitter is not None:
                 yield splitter.finish()[0], []
 
-        async def whole() -> tuple[list[dict], str, dict]:  # the registry's write off the event loop
-            return await run_in_threadpool(finished, raw["text"], raw["finish_reason"], raw["logprobs"])
+        async def whole(message_id: str) -> tuple[list[dict], str, dict]:  # the registry's write off the event loop
+            return await run_in_threadpool(finished, raw["text"], raw["finish_reason"], raw["logprobs"], message_id)
 
         stream = EventStream(head).events(deltas(), whole)
         return await event_stream(stream, usage, reservation)
