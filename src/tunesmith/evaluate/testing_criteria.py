@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from tunesmith.train.grader_specs import GraderError
 from tunesmith.train.graders import Grader, parse_grader
-from tunesmith.train.model_graders import Judge, ModelGrader
+from tunesmith.train.model_graders import Judge, with_judge
 
 DEFAULT_PYTHON_THRESHOLD = 0.5
 
@@ -82,8 +82,8 @@ def parse_criterion(spec: object, where: str, judge: Judge | None) -> Criterion:
                                            "of its graders as its own criterion")
     grader_spec = {name: value for name, value in spec.items() if name != "pass_threshold"}
     grader = parse_grader(grader_spec, where)  # unknown types refused, naming the field
-    if isinstance(grader, ModelGrader) and judge is not None:
-        grader = grader.with_judge(judge)
+    if judge is not None:
+        grader = with_judge(grader, judge)
     threshold = spec.get("pass_threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise GraderError(f"{where}.pass_threshold", f"expected a number, got {json.dumps(threshold)[:40]}")

@@ -165,9 +165,14 @@ def unfinished_runs(db: Database) -> list[EvalRun]:
     return [_run(r) for r in db.query("SELECT * FROM eval_runs WHERE status IN (?, ?) ORDER BY rowid", UNFINISHED)]
 
 
+def runs_reading(db: Database, owner: str, file_id: str) -> list[EvalRun]:
+    """The key's runs whose rows come from the uploaded file `file_id`."""
+    runs = [_run(row) for row in db.query("SELECT * FROM eval_runs WHERE owner = ?", (owner,))]
+    return [run for run in runs if run.data_source.get("source", {}).get("id") == file_id]
+
+
 def unfinished_runs_using(db: Database, owner: str, file_id: str) -> list[str]:
-    rows = db.query("SELECT id, data_source FROM eval_runs WHERE owner = ? AND status IN (?, ?)", (owner, *UNFINISHED))
-    return [r["id"] for r in rows if json.loads(r["data_source"]).get("source", {}).get("id") == file_id]
+    return [run.id for run in runs_reading(db, owner, file_id) if run.status in UNFINISHED]
 
 
 def move_run(db: Database, run: EvalRun, status: str, *, only_from: tuple[str, ...] = UNFINISHED,
@@ -201,8 +206,7 @@ def finished_runs_before(db: Database, cutoff: int) -> list[EvalRun]:
 
 def delete_runs_reading(db: Database, owner: str, file_id: str, sha256: str | None) -> list[str]:
     """Erasure of a file: the runs whose rows came from it, with their output items (which copy the rows)."""
-    rows = db.query("SELECT * FROM eval_runs WHERE owner = ?", (owner,))
-    reading = [_run(r) for r in rows if _run(r).data_source.get("source", {}).get("id") == file_id]
+    reading = runs_reading(db, owner, file_id)
     for run in reading:
         delete_run(db, run, reason=f"erasure of file {file_id}", sha256=sha256)
     return [run.id for run in reading]

@@ -179,8 +179,8 @@ class EvalRunner(BackgroundRunner):
 
 def judged(criteria: list[Criterion], samples: list[dict], items: list[dict]) -> list[list[dict]]:
     """Each sample's results, one per criterion, as OpenAI's output items show them."""
-    verdicts = [criterion.judge_many(samples, items) for criterion in criteria]
+    by_criterion = [criterion.judge_many(samples, items) for criterion in criteria]
     return [[{"name": criterion.name, "type": criterion.grader.type, "passed": verdict.passed, "score": verdict.score,
               "sample": verdict.judge, **({"error": verdict.error} if verdict.error else {})}
-             for criterion, verdict in zip(criteria, [per_criterion[index] for per_criterion in verdicts])]
-            for index in range(len(samples))]
+             for criterion, verdict in zip(criteria, per_sample)]
+            for per_sample in zip(*by_criterion)]
