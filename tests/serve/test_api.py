@@ -108,17 +108,27 @@ def test_bad_sampling_parameters_are_400_and_base_models_cannot_be_deleted(api, 
 def test_parameters_the_server_does_not_implement_are_refused_unless_they_ask_for_nothing(api, tiny_model_dir):
     headers = api.key()
     chat = {"model": tiny_model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-    for name, value in [("functions", [{"name": "f", "parameters": {}}]), ("function_call", "auto")]:
+    asking = [("functions", [{"name": "f", "parameters": {}}]), ("function_call", "auto"), ("store", True),
+              ("audio", {"voice": "alloy", "format": "wav"}), ("modalities", ["text", "audio"]),
+              ("prediction", {"type": "content", "content": "hi"}), ("reasoning_effort", "high"),
+              ("verbosity", "low"), ("web_search_options", {})]
+    for name, value in asking:
         error = assert_error(api.post("/v1/chat/completions", headers=headers, json={**chat, name: value}), 400, name)
         assert error["code"] == "unsupported_parameter" and f"'{name}'" in error["message"]
     inert = {"logprobs": False, "functions": [], "function_call": "none", "tools": [], "tool_choice": "none",
-             "response_format": {"type": "text"}, "user": "someone"}
+             "response_format": {"type": "text"}, "user": "someone", "store": False, "metadata": {"team": "support"},
+             "modalities": ["text"], "reasoning_effort": "none", "verbosity": "medium", "service_tier": "auto",
+             "prompt_cache_key": "k", "prompt_cache_retention": "24h", "safety_identifier": "u1"}
     assert api.post("/v1/chat/completions", headers=headers, json={**chat, **inert}).status_code == 200
     prompt = {"model": tiny_model_dir.name, "prompt": "hi", "max_tokens": 2}
     for name, value in [("echo", True), ("best_of", 2), ("suffix", "end")]:
         assert_error(api.post("/v1/completions", headers=headers, json={**prompt, name: value}), 400, name)
-    inert = {"echo": False, "best_of": 1, "suffix": None}
+    inert = {"echo": False, "best_of": 1, "suffix": None, "user": "someone"}
     assert api.post("/v1/completions", headers=headers, json={**prompt, **inert}).status_code == 200
+    # a field OpenAI's API does not have asks for something this server cannot know: refused by name, not ignored
+    for path, body in [("/v1/chat/completions", chat), ("/v1/completions", prompt)]:
+        error = assert_error(api.post(path, headers=headers, json={**body, "temprature": 0}), 400, "temprature")
+        assert error["code"] == "unknown_parameter" and error["message"] == "Unknown parameter: 'temprature'."
 
 
 def test_chat_logprobs_through_the_official_client_streamed_or_not(api, tiny_model_dir):

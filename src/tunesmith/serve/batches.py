@@ -32,7 +32,7 @@ from tunesmith.registry.batches import Batch
 from tunesmith.serve.background import BackgroundRunner
 from tunesmith.serve.batch_file import ENDPOINTS, check_batch_input, read_requests
 from tunesmith.serve.errors import APIError, error_body, invalid_value
-from tunesmith.serve.routes.completions import answer_request
+from tunesmith.serve.routes.completions import answer_chat, answer_completion
 from tunesmith.serve.routes.moderations import ModerationRequest, moderation_object
 from tunesmith.serve.routes.responses import answer_response
 
@@ -45,8 +45,8 @@ async def answer_moderation(request: Request, owner: str, body: dict) -> dict:
 
 # each endpoint's answer, by the routes' own code for a caller that is not their HTTP client
 ANSWERS: dict[str, Callable[[Request, str, dict], Awaitable[dict]]] = {
-    "/v1/chat/completions": lambda request, owner, body: answer_request(request, owner, "/v1/chat/completions", body),
-    "/v1/completions": lambda request, owner, body: answer_request(request, owner, "/v1/completions", body),
+    "/v1/chat/completions": answer_chat,
+    "/v1/completions": answer_completion,
     "/v1/moderations": answer_moderation,
     "/v1/responses": answer_response,
 }

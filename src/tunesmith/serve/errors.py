@@ -69,6 +69,8 @@ def invalid_value(errors: list[dict]) -> APIError:
     first = errors[0]
     location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
     param = ".".join(location) or None
+    if first["type"] == "extra_forbidden":  # OpenAI's answer to a field it does not know
+        return APIError(400, f"Unknown parameter: '{param}'.", param, "unknown_parameter")
     return APIError(400, f"Invalid value for {param or 'request'}: {first['msg']}", param, "invalid_value")
 
 

@@ -1,7 +1,7 @@
 """The eval runner: each eval run's rows graded in the background (OpenAI's Evals API), one run at a time.
 
 A `completions` run asks its model for each row through the routes' own code (serve/routes/completions.py
-answer_request: the model's running batch, its guard, its sampling, as background rows that yield to chats; a
+answer_chat: the model's running batch, its guard, its sampling, as background rows that yield to chats; a
 `responses` run through the Responses API's, serve/routes/responses.py answer_response),
 `settings.batch_concurrency` rows at a time, then grades the answer with the eval's testing criteria. A `jsonl`
 run grades the answers its rows carry, 64 rows to a grading call (a python grader's subprocess serves them all).
@@ -23,7 +23,7 @@ from tunesmith.registry.evals import EvalRun
 from tunesmith.serve.background import BackgroundRunner
 from tunesmith.serve.errors import APIError, invalid_value
 from tunesmith.serve.judge import ServedJudge, graded
-from tunesmith.serve.routes.completions import answer_request
+from tunesmith.serve.routes.completions import answer_chat
 from tunesmith.serve.routes.responses import answer_response
 from tunesmith.train import grader_templates as templates
 from tunesmith.train.graders import uses_python
@@ -135,7 +135,7 @@ class EvalRunner(BackgroundRunner):
             if run.data_source["type"] == "responses":
                 return await self.sample_response(run, asked, params, shown)
             body = {"model": run.model, "messages": asked, **params}
-            answer = await answer_request(self.request, run.owner, "/v1/chat/completions", body)
+            answer = await answer_chat(self.request, run.owner, body)
         except templates.MissingField as error:
             return Sampled(None, shown | {"error": {"code": "invalid_item",
                                                     "message": f"input_messages read {error.path}, which this row lacks"}})

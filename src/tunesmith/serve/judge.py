@@ -1,5 +1,5 @@
 """The judge of model graders on the server (train/model_graders.py; an eval's criteria, /graders/run): one of the
-key's models, asked through the chat route's own code (serve/routes/completions.py answer_request) with the grader's
+key's models, asked through the chat route's own code (serve/routes/completions.py answer_chat) with the grader's
 JSON schema as its response_format, so a judge's answers decode in the running batch beside everything else, as
 background rows.
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from tunesmith.serve.errors import APIError
-from tunesmith.serve.routes.completions import answer_request
+from tunesmith.serve.routes.completions import answer_chat
 from tunesmith.train.model_graders import JudgeAnswer
 
 GRADING = ThreadPoolExecutor(max_workers=16, thread_name_prefix="grading")
@@ -44,7 +44,7 @@ class ServedJudge:
     async def ask(self, model: str, messages: list[dict], response_format: dict, sampling: dict) -> JudgeAnswer:
         body = {"model": model, "messages": messages, "response_format": response_format, **sampling}
         try:
-            answer = await answer_request(self.request, self.owner, "/v1/chat/completions", body)
+            answer = await answer_chat(self.request, self.owner, body)
         except (APIError, ValidationError) as error:
             return JudgeAnswer(error=str(error).splitlines()[0])
         return JudgeAnswer(answer["choices"][0]["message"].get("content") or "", answer["usage"])

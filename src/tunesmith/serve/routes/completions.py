@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, ClassVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -68,11 +68,15 @@ class StreamOptions(BaseModel):
 
 
 # OpenAI parameters this server does not implement, and the values they may be sent as: values that ask for nothing
-UNSUPPORTED_IN_CHAT = {"functions": (None, []), "function_call": (None, "none")}  # deprecated for `tools`
+UNSUPPORTED_IN_CHAT = {"functions": (None, []), "function_call": (None, "none"),  # deprecated for `tools`
+                       "audio": (None,), "modalities": (None, ["text"]), "prediction": (None,),
+                       "reasoning_effort": (None, "none"), "verbosity": (None, "medium"), "web_search_options": (None,),
+                       "store": (None, False)}  # stored chat completions (retrieve, list, evals' `logs` source): not here
 UNSUPPORTED_IN_COMPLETIONS = {"echo": (None, False), "best_of": (None, 1), "suffix": (None, "")}
 
 
 class Sampling(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a field OpenAI's API does not have is refused by name
     model: str
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -85,6 +89,7 @@ class Sampling(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)  # OpenAI's range
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None  # token id (as a string, JSON's keys) -> -100 ... 100
+    user: str | None = None  # who asks: accepted, asks nothing of the answer
     # OpenAI parameters this server does not implement: accepted at values that ask for nothing, refused otherwise
     # (an answer that silently ignored them would not be the answer asked for); see `refuse_unsupported`
     unsupported: ClassVar[dict] = {}
@@ -150,6 +155,20 @@ class ChatRequest(Sampling):
     functions: Any = None
     function_call: Any = None
     response_format: ResponseFormat | None = None  # text, JSON mode or a JSON schema (serve/response_format.py)
+    # accepted, and asking nothing of the answer: who asks, routing and caching hints, metadata of an unstored answer
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
+    # refused unless inert (UNSUPPORTED_IN_CHAT)
+    audio: Any = None
+    modalities: list[str] | None = None
+    prediction: Any = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    web_search_options: Any = None
+    store: bool | None = None
     unsupported: ClassVar[dict] = UNSUPPORTED_IN_CHAT
 
     def logprobs_asked(self) -> int | None:
@@ -453,15 +472,22 @@ def completion_object(prepared: Prepared, answers: list[Answer], usage: Usage) -
     return {**prepared.head, "choices": choices, "usage": usage_object(usage)}
 
 
-async def answer_request(request: Request, key: str, endpoint: str, body: dict) -> dict:
-    """A request's answer as its route gives it without streaming, for a caller that is not its HTTP client: a
-    batch's runner (serve/batches.py) with the app's request scope, acting for the batch's key. The rows join the
-    running batch as a route's do, as background rows (serve/batcher.py: they yield to interactive requests); a bad
-    body raises pydantic's ValidationError or APIError, as the route would answer 400."""
-    requests = {"/v1/chat/completions": (ChatRequest, prepare_chat, chat_completion_object),
-                "/v1/completions": (CompletionRequest, prepare_completion, completion_object)}
-    shape, prepare, answer_object = requests[endpoint]
-    parsed = shape.model_validate(body)
+async def answer_chat(request: Request, key: str, body: dict) -> dict:
+    """A chat completion as the route gives it without streaming, for a caller that is not its HTTP client (a
+    batch's runner, an eval run, a judge), acting for `key`; see in_background."""
+    return await in_background(request, key, ChatRequest.model_validate(body), prepare_chat, chat_completion_object)
+
+
+async def answer_completion(request: Request, key: str, body: dict) -> dict:
+    """A text completion likewise (answer_chat)."""
+    return await in_background(request, key, CompletionRequest.model_validate(body), prepare_completion,
+                               completion_object)
+
+
+async def in_background(request: Request, key: str, parsed: Sampling, prepare, answer_object) -> dict:
+    """The parsed request answered with the app's request scope: its rows join the running batch as a route's do,
+    as background rows (serve/batcher.py: they yield to interactive requests). A bad body raises pydantic's
+    ValidationError (at model_validate) or APIError, as the route would answer 400."""
     prepared = await run_in_threadpool(prepare, request, key, parsed)
     prepared.loaded = replace(prepared.loaded, slot=replace(prepared.loaded.slot, background=True))  # yields to chats
     usage = Usage()
