@@ -176,7 +176,7 @@ def run_serve(prompts: list[str], levels: list[int], max_tokens: int, response_f
             with httpx.Client() as client:
                 # loads the model into the pool (and, with a schema, builds llguidance's view of the tokenizer: 0.5 s
                 # once per model, which the first schema request pays; not timed, as for the model's load)
-                stream_chat(client, url, secret, "Hello!", 4, response_format)
+                stream_chat(client, url, secret, "Hello!", 4)
             client_process.submit(time.sleep, 0).result()  # the client process is up before the clock starts
             batcher = app.state.pool.loaded[BASE].batcher
             for level in levels:
@@ -429,9 +429,7 @@ def run_batch_api(prompts: list[str], max_tokens: int, batch_concurrency: int | 
         headers = {"Authorization": f"Bearer {secret}"}
         try:
             with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
-                # loads the model into the pool (and, with a schema, builds llguidance's view of the tokenizer: 0.5 s
-                # once per model, which the first schema request pays; not timed, as for the model's load)
-                stream_chat(client, url, secret, "Hello!", 4, response_format)
+                stream_chat(client, url, secret, "Hello!", 4)  # loads the model into the pool: not timed
                 rows = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
                          "body": {"model": BASE, "messages": [{"role": "user", "content": prompt}], "temperature": 0,
                                   "max_tokens": max_tokens}} for i, prompt in enumerate(prompts)]
