@@ -88,6 +88,11 @@ def test_a_guarded_model_refuses_a_flagged_prompt_for_the_guarded_key_only(api):
     legacy = {**prompt, "prompt": QUESTION[0]["content"], "logprobs": 1}
     assert assert_error(api.post("/v1/completions", headers=alice_headers, json=legacy), 400, "logprobs")["code"] == "unsupported_parameter"
 
+    # counting a flagged input's tokens generates nothing: counted, not screened, nothing flagged
+    counted = api.post("/v1/responses/input_tokens", headers=alice_headers,
+                       json={"model": api.model, "input": harmful[1]["content"], "instructions": "Be brief."})
+    assert counted.status_code == 200 and counted.json()["input_tokens"] > 5
+
     [first, second] = flags(api.db)
     assert first["actor"] == alice and first["object_id"] == api.model and first["outcome"] == "flagged"
     assert first["detail"]["stage"] == "input" and first["detail"]["index"] == 1

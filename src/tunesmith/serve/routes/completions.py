@@ -234,19 +234,25 @@ def refuse_logprobs_when_guarded(screen: Screen | None, params: SamplingParams, 
                        param="logprobs", code="unsupported_parameter")
 
 
+def chat_prompt(request: Request, key: str, body: ChatRequest) -> tuple[LoadedModel, list[int], list]:
+    """(the model, the prompt's tokens as its chat template writes the messages and tools, the tools' specs): what
+    the model reads, without the answer's grammar or the guard's screen (serve/routes/responses.py counts it)."""
+    body.refuse_unsupported()
+    loaded = load(request, key, body.model)
+    tools = tool_specs(body.tools, body.tool_choice)
+    messages = as_plain_messages([m.as_dict() for m in body.messages], tools)
+    return loaded, render_prompts(loaded.tokenizer, [messages])[0], tools
+
+
 def prepare_chat(request: Request, key: str, body: ChatRequest) -> Prepared:
     """Everything before generation; in a worker thread (it may load a model, tokenize, screen the prompt)."""
-    body.refuse_unsupported()
+    loaded, prompt_ids, tools = chat_prompt(request, key, body)
     body.max_tokens = body.max_completion_tokens or body.max_tokens
-    loaded = load(request, key, body.model)
     params = body.params(request.app.state.settings.default_max_tokens, vocab_size(loaded), body.logprobs_asked())
     schema = answer_schema(body.response_format, [m.text() for m in body.messages], loaded.tokenizer,
                            vocab_size(loaded))
-    tools = tool_specs(body.tools, body.tool_choice)
     params.grammar = answer_grammar(schema, tools, body.tool_choice, body.parallel_tool_calls, loaded.tokenizer,
                                     vocab_size(loaded))
-    messages = as_plain_messages([m.as_dict() for m in body.messages], tools)
-    prompt_ids = render_prompts(loaded.tokenizer, [messages])[0]
     check_context(loaded, prompt_ids, params)
     head = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time()), "model": body.model,
             "system_fingerprint": None}

@@ -30,7 +30,7 @@ from tunesmith.serve.logprobs import chat_logprobs
 from tunesmith.serve.responses import (EventStream, chat_messages, chat_response_format, chat_tool_choice, chat_tools,
                                        conversation_after, input_items, output_items, response_object)
 from tunesmith.serve.routes.completions import (Answer, ChatRequest, admit, answer_deltas, answered,
-                                                chat_completion_object, client_gone, event_stream, joined,
+                                                chat_completion_object, chat_prompt, client_gone, event_stream, joined,
                                                 prepare_chat)
 from tunesmith.serve.shapes import list_object
 
@@ -125,8 +125,8 @@ def previous_conversation(request: Request, key: str, previous_id: str | None) -
     return stored.conversation
 
 
-def prepared_response(request: Request, key: str, body: ResponseCreate):
-    """(the chat request's preparation, the response's echoed head, its input items, the conversation so far)."""
+def as_chat_request(request: Request, key: str, body: ResponseCreate):
+    """(the chat request that answers it, its input items, its kept conversation or None, the conversation so far)."""
     body.refuse_unsupported()
     items = input_items(body.input)
     kept = kept_conversation(request, key, body)
@@ -146,11 +146,23 @@ def prepared_response(request: Request, key: str, body: ResponseCreate):
         failure.param = responses_param(failure.param)
         failure.message = f"Invalid value for {failure.param}: {error.errors()[0]['msg']}"
         raise failure from None
+    return chat, items, kept, conversation
+
+
+def in_responses_terms(prepare, request: Request, key: str, chat: ChatRequest):
+    """prepare(request, key, chat), its errors naming fields as the Responses request does (a context too long
+    names `messages`: here it is `input`)."""
     try:
-        prepared = prepare_chat(request, key, chat)
-    except APIError as error:  # a context too long names `messages`: here it is `input`
+        return prepare(request, key, chat)
+    except APIError as error:
         error.param = responses_param(error.param)
         raise
+
+
+def prepared_response(request: Request, key: str, body: ResponseCreate):
+    """(the chat request's preparation, the response's echoed head, its input items, the conversation so far)."""
+    chat, items, kept, conversation = as_chat_request(request, key, body)
+    prepared = in_responses_terms(prepare_chat, request, key, chat)
     head = {"id": f"resp_{secrets.token_hex(24)}", "object": "response", "created_at": int(time.time()),
             "model": body.model, "instructions": body.instructions, "max_output_tokens": body.max_output_tokens,
             "temperature": 1.0 if body.temperature is None else body.temperature,
@@ -222,10 +234,13 @@ async def create_response(request: Request, body: ResponseCreate, key: ApiKey = 
 @router.post("/input_tokens")
 async def count_input_tokens(request: Request, body: ResponseCreate, key: str = Depends(api_key)):
     """The tokens the model would read for this request (instructions, conversation, tools in its chat template),
-    without answering it."""
-    body = body.model_copy(update={"max_output_tokens": 1, "stream": False})
-    prepared, *_ = await run_in_threadpool(prepared_response, request, key, body)
-    return {"object": "response.input_tokens", "input_tokens": len(prepared.prompt_ids)}
+    without answering it: no answer grammar is built and no guard screens the input (nothing is generated)."""
+
+    def counted() -> int:
+        chat, *_ = as_chat_request(request, key, body)
+        return len(in_responses_terms(chat_prompt, request, key, chat)[1])
+
+    return {"object": "response.input_tokens", "input_tokens": await run_in_threadpool(counted)}
 
 
 async def answer_response(request: Request, key: str, body: dict) -> dict:
