@@ -1,5 +1,6 @@
-"""The web UI's evals page in headless Debian chromium: an eval's runs side by side with their pass rates, the same
+"""The web UI's evals page in headless Debian chromium: a new eval from a file, run at once; an eval's runs side by side with their pass rates, the same
 rows run again with a model from the page, and a run's rows that did not pass with the answer and each verdict."""
+import json
 import time
 
 import httpx
@@ -54,3 +55,43 @@ def test_runs_side_by_side_a_rerun_from_the_page_and_the_rows_that_failed(server
         browser.close()
     runs = http.get(f"/v1/evals/{created['id']}/runs").json()["data"]
     assert len(runs) == 2 and runs[1]["name"] == model and runs[1]["data_source"]["source"] == run["data_source"]["source"]
+
+
+def test_a_new_eval_from_a_file_runs_at_once_and_a_bad_file_leaves_nothing_behind(server, tmp_path, tiny_model_dir):
+    url, home = server
+    key, model = create_key(home), tiny_model_dir.name
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    said = http.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "Q: q0"}],
+                                                   "temperature": 0, "max_completion_tokens": 4}).json()
+    said = said["choices"][0]["message"]["content"]
+    good, bad = tmp_path / "qa.jsonl", tmp_path / "bad.jsonl"
+    good.write_text("".join(json.dumps({"item": {"question": f"q{n}", "answer": said if n == 0 else "never said"}}) + "\n"
+                            for n in range(3)))
+    bad.write_text(json.dumps({"item": {"question": "q0", "answer": "a"}}) + "\n" + json.dumps({"item": {"asked": "q1"}}) + "\n")
+
+    with sync_playwright() as p:
+        browser, page = signed_in_page(p, url, key, "evals")
+        page.click("#new-eval summary")
+
+        def create(name: str, rows) -> None:
+            page.fill("#new-eval-name", name)
+            page.set_input_files("#new-eval-file", str(rows))
+            page.fill("#new-eval-prompt", "Q: {{ item.question }}")
+            page.select_option("#new-eval-model", model)
+            page.fill("#new-eval-max-tokens", "4")
+            page.click("#new-eval-create")
+
+        create("broken rows", bad)  # row 1 lacks the question its template reads: refused before anything runs
+        # the template that reads the missing field is named, with the row
+        page.locator("#new-eval-prompt-error", has_text="rows[1]: input_messages read item.question").wait_for()
+        assert http.get("/v1/evals").json()["data"] == []
+        assert [f for f in http.get("/v1/files").json()["data"] if f["purpose"] == "evals"] == []
+
+        create("element QA", good)
+        page.locator("#eval-runs tbody tr", has_text="completed").wait_for(timeout=60000)
+        row = page.locator("#eval-runs tbody tr", has_text="completed")
+        assert [c.inner_text() for c in row.locator("td").all()][1:7] == [model, "completed", "1", "2", "0", "33.3%"]
+        assert page.locator("#eval-title").inner_text().startswith("element QA")
+        browser.close()
+    [made] = http.get("/v1/evals").json()["data"]
+    assert made["testing_criteria"][0]["operation"] == "eq" and made["testing_criteria"][0]["reference"] == "{{ item.answer }}"

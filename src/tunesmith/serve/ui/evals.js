@@ -1,7 +1,8 @@
 // Evals page (OpenAI's Evals API): the key's evals; an eval's runs side by side (one per model: the gain is the
 // difference in pass rate), a run repeated with another model in one step, and a run's rows with the answer and
-// each criterion's verdict (failing and erroring rows first).
-import { $, activateRows, api, esc, showError, when } from "./api.js";
+// each criterion's verdict (failing and erroring rows first); a new eval from an uploaded JSONL file of items, run
+// at once with a model (a string check of its answer against a template over each item).
+import { $, activateRows, api, clearErrors, esc, showError, upload, when } from "./api.js";
 
 let current = null;  // the eval shown
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -13,9 +14,11 @@ export async function refreshEvals(evalId) {
   $("evals").querySelector("tbody").innerHTML = page.data.length ? page.data.map((e) => `<tr class="clickable"
     tabindex="0" data-eval="${esc(e.id)}"><td>${esc(e.name)}</td><td>${esc(e.id)}</td><td>${esc(criteria(e))}</td>
     <td>${esc(when(e.created_at))}</td></tr>`).join("")
-    : '<tr><td colspan="4">none yet: create one with client.evals.create(...)</td></tr>';
+    : '<tr><td colspan="4">none yet: create one below, or with client.evals.create(...)</td></tr>';
   const models = (await api("/v1/models")).data;
-  $("eval-model").innerHTML = models.map((m) => `<option value="${esc(m.id)}">${esc(m.id)}</option>`).join("");
+  const options = models.map((m) => `<option value="${esc(m.id)}">${esc(m.id)}</option>`).join("");
+  $("eval-model").innerHTML = options;
+  $("new-eval-model").innerHTML = options;
   if (evalId) await showEval(evalId);
 }
 
@@ -58,19 +61,71 @@ async function showItems(runId) {
     }</tbody></table></div>` : "<p>Every row passed.</p>");
 }
 
+async function untilFinished(run) {
+  while (run.status === "queued" || run.status === "in_progress") {
+    await sleep(1000);
+    run = await api(`/v1/evals/${current.id}/runs/${run.id}`);
+    await refreshRuns();
+  }
+}
+
+// The request field each step's 400 names → the control that sets it
+const FIELDS = { name: "new-eval-name", "testing_criteria.0.input": "new-eval-reference",
+  "testing_criteria.0.reference": "new-eval-reference", "data_source.input_messages": "new-eval-prompt",
+  "data_source.model": "new-eval-model", model: "new-eval-model", "data_source.sampling_params.max_completion_tokens": "new-eval-max-tokens" };
+const controlFor = (param) => FIELDS[param] || Object.entries(FIELDS).find(([p]) => param && param.startsWith(p))?.[1]
+  || "new-eval-file";
+
+async function createEval(event) {
+  event.preventDefault();
+  const form = $("new-eval-form");
+  clearErrors(form);
+  const name = $("new-eval-name").value.trim(), file = $("new-eval-file").files[0];
+  const maxTokens = Number($("new-eval-max-tokens").value);
+  if (!name) { showError("new-eval-name", "Name the eval."); $("new-eval-name").focus(); return; }
+  if (!file) { showError("new-eval-file", "Choose a JSONL file of rows."); $("new-eval-file").focus(); return; }
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+    showError("new-eval-max-tokens", "A whole number of tokens, at least 1."); $("new-eval-max-tokens").focus(); return;
+  }
+  const status = $("new-eval-status"), model = $("new-eval-model").value;
+  let stored = null, created = null, run = null;
+  try {
+    status.textContent = `uploading ${file.name}…`;
+    const rows = new FormData(); rows.append("purpose", "evals"); rows.append("file", file);
+    stored = await upload("/v1/files", rows, () => {});
+    status.textContent = "creating the eval…";
+    created = await api("/v1/evals", { json: { name, data_source_config: { type: "custom", item_schema: { type: "object" } },
+      testing_criteria: [{ type: "string_check", name: "answer", operation: $("new-eval-check").value,
+        input: "{{ sample.output_text }}", reference: $("new-eval-reference").value }] } });
+    run = await api(`/v1/evals/${created.id}/runs`, { json: { name: model, data_source: {
+      type: "completions", model, source: { type: "file_id", id: stored.id },
+      input_messages: { type: "template", template: [{ role: "user", content: $("new-eval-prompt").value }] },
+      sampling_params: { temperature: 0, max_completion_tokens: maxTokens } } } });
+  } catch (err) {  // nothing half made stays behind (an eval without its run, a file no eval reads): a retry starts clean
+    if (created) await api(`/v1/evals/${created.id}`, { method: "DELETE" }).catch(() => {});
+    if (stored) await api(`/v1/files/${stored.id}`, { method: "DELETE" }).catch(() => {});
+    status.textContent = "";
+    const control = controlFor(err.param);
+    showError(control, err.message);
+    $(control).focus();
+    return;
+  }
+  status.textContent = `created ${created.id}; running it with ${model}`;
+  form.reset();
+  location.hash = `#evals/${encodeURIComponent(created.id)}`;
+  await refreshEvals(created.id);
+  try { await untilFinished(run); } catch (err) { status.textContent = `following the run: ${err.message}`; }
+}
+
 async function rerun(event) {
   event.preventDefault();
   showError("eval-model", "");
   const model = $("eval-model").value, source = $("eval-rerun").dataset.run;
   try {
     const earlier = await api(`/v1/evals/${current.id}/runs/${encodeURIComponent(source)}`);
-    let run = await api(`/v1/evals/${current.id}/runs`, { json: { name: model, data_source: { ...earlier.data_source, model } } });
+    const run = await api(`/v1/evals/${current.id}/runs`, { json: { name: model, data_source: { ...earlier.data_source, model } } });
     await refreshRuns();
-    while (run.status === "queued" || run.status === "in_progress") {
-      await sleep(1000);
-      run = await api(`/v1/evals/${current.id}/runs/${run.id}`);
-      await refreshRuns();
-    }
+    await untilFinished(run);
   } catch (err) { showError("eval-model", err.message); $("eval-model").focus(); }
 }
 
@@ -78,4 +133,5 @@ export function setUpEvals() {
   activateRows($("evals"), "tr[data-eval]", (row) => { location.hash = `#evals/${encodeURIComponent(row.dataset.eval)}`; });
   activateRows($("eval-runs"), "tr[data-run]", (row) => showItems(row.dataset.run));
   $("eval-form").addEventListener("submit", rerun);
+  $("new-eval-form").addEventListener("submit", createEval);
 }
