@@ -1,5 +1,6 @@
-"""The web UI's evals page in headless Debian chromium: a new eval from a file, run at once; an eval's runs side by side with their pass rates, the same
-rows run again with a model from the page, and a run's rows that did not pass with the answer and each verdict."""
+"""The web UI's evals page in headless Debian chromium: a new eval from a file, run at once; an eval's runs side by
+side with their pass rates, the same rows run again with a model from the page, and a run's rows that did not pass
+with the answer and each verdict."""
 import json
 import time
 
