@@ -382,3 +382,26 @@ def test_a_responses_run_asks_through_the_responses_api_and_grades_alike(served)
 
     assert answers(by_responses) == answers(by_chat)  # the same greedy answers, graded the same
     assert by_responses.per_model_usage[0].completion_tokens == by_chat.per_model_usage[0].completion_tokens
+
+
+def test_a_completions_runs_answers_are_graded_together_as_they_come(tmp_path, tiny_model_dir, monkeypatch):
+    """A python criterion starts a subprocess per grading call: the rows answered together share one call instead
+    of one each (24 rows took 24 subprocesses before)."""
+    from tunesmith.train import graders
+
+    calls = []
+    real = graders.run_python_grader
+    monkeypatch.setattr(graders, "run_python_grader",
+                        lambda source, samples, items, timeout_s: calls.append(len(samples)) or real(source, samples, items, timeout_s))
+    python = {"type": "python", "name": "short", "pass_threshold": 0.5,
+              "source": "def grade(sample, item):\n    return 1.0 if len(sample['output_text']) < 100 else 0.0\n"}
+    content = [{"item": {"question": f"q{n}", "answer": "a"}} for n in range(24)]
+    with serving(tmp_path / "home", tiny_model_dir, allow_python_graders=True) as api:
+        client = official_client(api, keys.create_key(api.app.state.db)[1])
+        created = qa_eval(client, [python, EXACT])
+        run = finished(client, created.id, client.evals.runs.create(created.id, data_source=completions(
+            tiny_model_dir.name, content)).id)
+        items = list(client.evals.runs.output_items.list(run.id, eval_id=created.id, limit=100))
+    assert run.status == "completed" and run.result_counts.total == 24 and len(items) == 24
+    assert sum(calls) == 24 and len(calls) < 24 / 2, calls  # every row graded once, most of them together
+    assert all(item.results[0].passed and item.results[0].score == 1.0 for item in items)

@@ -3,8 +3,8 @@
 A `completions` run asks its model for each row through the routes' own code (serve/routes/completions.py
 answer_chat: the model's running batch, its guard, its sampling, as background rows that yield to chats; a
 `responses` run through the Responses API's, serve/routes/responses.py answer_response),
-`settings.batch_concurrency` rows at a time, then grades the answer with the eval's testing criteria. A `jsonl`
-run grades the answers its rows carry, 64 rows to a grading call (a python grader's subprocess serves them all).
+`settings.batch_concurrency` rows at a time, and grades the answers as they come, up to 64 to a grading call (a
+python grader's subprocess serves them all). A `jsonl` run grades the answers its rows carry, 64 rows to a call.
 Each graded row is recorded at once (registry/evals.py), so a run stopped with the server resumes at its next start
 with the rows not yet graded, and a run cancelled or deleted stops at its next row.
 """
@@ -105,23 +105,47 @@ class EvalRunner(BackgroundRunner):
         source = run.data_source
         messages = InputMessages(source.get("input_messages") or {"type": "item_reference",
                                                                  "item_reference": "item.input"})
-        waiting = iter(rows)
+        waiting, answered, grading_failed = iter(rows), asyncio.Queue(), asyncio.Event()
 
-        async def grade_in_turn() -> None:
+        async def ask_in_turn() -> None:
             for row in waiting:  # the workers share one iterator: each row is taken once
-                if run.id in self.stopping:
-                    return
-                sampled = await self.sample(run, messages, row)
-                if sampled.namespace is None:
-                    results = [{"name": c.name, "type": c.grader.type, "passed": False, "score": 0.0, "sample": None,
-                                "error": "no sample to grade"} for c in criteria]
-                else:
-                    results = (await graded(judged, criteria, [sampled.namespace], [row.item]))[0]
-                if not await run_in_threadpool(self.record, run, row, results, sampled.shown):
-                    self.stopping.add(run.id)  # deleted
-                    return
+                if run.id in self.stopping or grading_failed.is_set():
+                    break
+                await answered.put((row, await self.sample(run, messages, row)))
+            await answered.put(None)  # this worker is done
 
-        await asyncio.gather(*(grade_in_turn() for _ in range(self.settings.batch_concurrency)))
+        async def grade_as_answered(workers: int) -> None:
+            """The rows answered so far, up to JSONL_CHUNK to one grading call (a python grader's subprocess serves
+            them all), while the workers ask for the next ones."""
+            while workers:
+                ready = [await answered.get()]
+                while len(ready) < JSONL_CHUNK and not answered.empty():
+                    ready.append(answered.get_nowait())
+                workers -= ready.count(None)
+                ready = [entry for entry in ready if entry is not None]
+                if run.id in self.stopping:
+                    continue  # cancelled or deleted: what the workers still answer is dropped ungraded
+                sampled = [(row, answer) for row, answer in ready if answer.namespace is not None]
+                verdicts = await graded(judged, criteria, [answer.namespace for _, answer in sampled],
+                                        [row.item for row, _ in sampled]) if sampled else []
+                by_row = {row.index: results for (row, _), results in zip(sampled, verdicts)}
+                for row, answer in ready:
+                    results = by_row.get(row.index) or [
+                        {"name": c.name, "type": c.grader.type, "passed": False, "score": 0.0, "sample": None,
+                         "error": "no sample to grade"} for c in criteria]
+                    if run.id in self.stopping or not await run_in_threadpool(self.record, run, row, results, answer.shown):
+                        self.stopping.add(run.id)  # cancelled, or deleted (the record found no run): workers stop
+                        break
+
+        async def grade_until_done(workers: int) -> None:
+            try:
+                await grade_as_answered(workers)
+            except BaseException:
+                grading_failed.set()  # the workers stop asking; the run fails (BackgroundRunner)
+                raise
+
+        workers = self.settings.batch_concurrency
+        await asyncio.gather(grade_until_done(workers), *(ask_in_turn() for _ in range(workers)))
 
     async def sample(self, run: EvalRun, messages: InputMessages, row: EvalRow) -> Sampled:
         """Ask the run's model for one row, as a client's chat completion would be answered."""
