@@ -405,3 +405,35 @@ def test_a_completions_runs_answers_are_graded_together_as_they_come(tmp_path, t
     assert run.status == "completed" and run.result_counts.total == 24 and len(items) == 24
     assert sum(calls) == 24 and len(calls) < 24 / 2, calls  # every row graded once, most of them together
     assert all(item.results[0].passed and item.results[0].score == 1.0 for item in items)
+
+
+def test_one_keys_long_run_does_not_hold_another_keys_back(tmp_path, tiny_model_dir, monkeypatch):
+    """Each key's runs go one at a time, different keys' side by side: key B's run completes while key A's is still
+    answering (A's rows wait here until B's run is done; one piece at a time for everyone, B would wait on A)."""
+    import asyncio
+    import threading
+
+    from tunesmith.serve.evals import EvalRunner
+
+    release, real = threading.Event(), EvalRunner.sample
+    with serving(tmp_path / "home", tiny_model_dir) as api:
+        (slow_key, slow_secret), (_, quick_secret) = keys.create_key(api.app.state.db), keys.create_key(api.app.state.db)
+
+        async def sample(self, run, messages, row):
+            if run.owner == slow_key:
+                await asyncio.to_thread(release.wait, 30)
+            return await real(self, run, messages, row)
+
+        monkeypatch.setattr(EvalRunner, "sample", sample)
+        slow, quick = official_client(api, slow_secret), official_client(api, quick_secret)
+        rows = [{"item": {"question": f"q{n}", "answer": "a"}} for n in range(3)]
+        slow_eval, quick_eval = qa_eval(slow), qa_eval(quick)
+        slow_run = slow.evals.runs.create(slow_eval.id, data_source=completions(tiny_model_dir.name, rows))
+        quick_run = finished(quick, quick_eval.id, quick.evals.runs.create(
+            quick_eval.id, data_source=completions(tiny_model_dir.name, rows[:2])).id, timeout=20)
+        try:
+            assert quick_run.status == "completed" and quick_run.result_counts.total == 2
+            assert slow.evals.runs.retrieve(slow_run.id, eval_id=slow_eval.id).status == "in_progress"
+        finally:
+            release.set()
+        assert finished(slow, slow_eval.id, slow_run.id).result_counts.total == 3

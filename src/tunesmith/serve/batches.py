@@ -4,7 +4,7 @@ A batch is a file of chat or text completion requests (serve/batch_file.py) that
 runner sends up to `settings.batch_concurrency` of them at a time through the routes' own code (the model's
 running batch, its guard, its sampling), so they decode together as concurrent clients' would, and an offline job
 (an evaluation set, a dataset to label) gets the engine's throughput at many rows without a client holding
-connections. Batches run one at a time, oldest first.
+connections. Each key's batches run one at a time, oldest first; other keys' run beside them (serve/background.py).
 
 Each answer is appended as one JSON line to HOME/batches/BATCH_ID/output.jsonl (status 200) or errors.jsonl (any
 other status: the request's own error, as its route would have answered it) as soon as it is done. A server
@@ -126,7 +126,8 @@ class BatchRunner(BackgroundRunner):
             for row in waiting:  # the workers share one iterator: each request is taken once
                 if batch.id in self.stopping or time.time() >= batch.expires_at:
                     return
-                line, ok = await self.answer_one(batch, row)
+                async with self.slot():  # shared with other keys' batches running beside this one
+                    line, ok = await self.answer_one(batch, row)
                 with open(outputs if ok else errors, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(line) + "\n")
                 counts["completed" if ok else "failed"] += 1

@@ -1,4 +1,4 @@
-"""The eval runner: each eval run's rows graded in the background (OpenAI's Evals API), one run at a time.
+"""The eval runner: each eval run's rows graded in the background (OpenAI's Evals API), one run of a key at a time.
 
 A `completions` run asks its model for each row through the routes' own code (serve/routes/completions.py
 answer_chat: the model's running batch, its guard, its sampling, as background rows that yield to chats; a
@@ -111,7 +111,9 @@ class EvalRunner(BackgroundRunner):
             for row in waiting:  # the workers share one iterator: each row is taken once
                 if run.id in self.stopping or grading_failed.is_set():
                     break
-                await answered.put((row, await self.sample(run, messages, row)))
+                async with self.slot():  # shared with other keys' runs beside this one
+                    sampled = await self.sample(run, messages, row)
+                await answered.put((row, sampled))
             await answered.put(None)  # this worker is done
 
         async def grade_as_answered(workers: int) -> None:

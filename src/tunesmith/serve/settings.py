@@ -40,8 +40,9 @@ class ServeSettings(BaseModel):
                                           "this (since it last started) is stopped and failed (time_limit_exceeded). "
                                           "None = no limit.")
     checkpoint_every: int = Field(50, ge=1, description="Optimizer steps between a job's checkpoints (and at the end).")
-    batch_concurrency: int = Field(64, ge=1, description="Requests of a batch (/v1/batches) generating at once: "
-                                   "they decode in the same running batch as the API's other requests.")
+    batch_concurrency: int = Field(64, ge=1, description="Requests of batches (/v1/batches) generating at once, "
+                                   "every key's running batch together (likewise the rows of eval runs): they decode "
+                                   "in the same running batch as the API's other requests.")
     default_max_tokens: int = Field(256, ge=1, description="Completion length when a request sets none.")
     bf16: bool | None = Field(None, description="Generation models' weights in bf16, cast once at load (half the "
                               "bytes each decoding step reads); None = where the hardware has bf16 matmuls "
