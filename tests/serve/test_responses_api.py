@@ -79,11 +79,22 @@ def test_previous_response_id_continues_the_stored_conversation(served):
     assert client.responses.retrieve(second.id).output_text == second.output_text
     (item,) = client.responses.input_items.list(second.id).data
     assert item.type == "message" and item.content[0].text == "And a metal?"
+    db = client._client.app.state.db
+    stored = lambda response_id: json.loads(db.query_one("SELECT conversation FROM responses WHERE id = ?",
+                                                         (response_id,))["conversation"])
+    assert len(stored(second.id)) == 2  # its own exchange, linked to the first: a chain stores no conversation twice
     client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(first.id)
+    assert len(stored(second.id)) == 4  # it took the deleted first's messages into its own
     third = client.responses.create(model=model, input="More?", previous_response_id=second.id, max_output_tokens=3,
-                                    store=False, **GREEDY)  # the second kept its own copy of the conversation
+                                    store=False, **GREEDY)
+    choice, _ = chat_text(client, model, [{"role": "user", "content": "Name a gas."},
+                                          {"role": "assistant", "content": first.output_text},
+                                          {"role": "user", "content": "And a metal?"},
+                                          {"role": "assistant", "content": second.output_text},
+                                          {"role": "user", "content": "More?"}], 3)
+    assert third.output_text == choice.message.content  # the whole conversation, read back along the links
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(third.id)  # store=False: not kept
     with pytest.raises(openai.NotFoundError) as missing:

@@ -117,6 +117,7 @@ class Database:
             self.connection.executescript(SCHEMA)
             migrate_audit_log(self.connection)  # databases made before the audit log was hash-chained
             add_missing_columns(self.connection)
+            self.connection.executescript(INDEXES_ON_ADDED_COLUMNS)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -167,7 +168,11 @@ ADDED_COLUMNS = {  # (table, column) → declaration: columns added after the fi
     # files stored before the check left the request were checked before they were recorded
     ("files", "status"): "TEXT NOT NULL DEFAULT 'processed'",
     ("files", "status_details"): "TEXT",
+    # the stored response it continues (registry/responses.py); NULL: its row holds the whole conversation, as every
+    # response stored before the column did
+    ("responses", "previous_id"): "TEXT",
 }
+INDEXES_ON_ADDED_COLUMNS = "CREATE INDEX IF NOT EXISTS responses_by_previous ON responses (previous_id);"
 
 
 def add_missing_columns(connection: sqlite3.Connection) -> None:

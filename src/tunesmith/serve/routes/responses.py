@@ -119,10 +119,10 @@ def kept_conversation(request: Request, key: str, body: ResponseCreate) -> conve
 def previous_conversation(request: Request, key: str, previous_id: str | None) -> list[dict]:
     if previous_id is None:
         return []
-    stored = responses.get_response(request.app.state.db, key, previous_id)
-    if stored is None:
+    earlier = responses.conversation_of(request.app.state.db, key, previous_id)
+    if earlier is None:
         raise not_found("response", previous_id, param="previous_response_id")
-    return stored.conversation
+    return earlier
 
 
 def as_chat_request(request: Request, key: str, body: ResponseCreate):
@@ -184,8 +184,10 @@ def finishing(request: Request, key: str, prepared, head: dict, items: list[dict
         chat = chat_completion_object(prepared, [Answer(text, finish_reason, logprobs)], usage)
         output, finish = output_items(chat, message_id)
         if head["store"]:
+            whole = conversation_after(conversation, output)  # its own messages last: its input items, its answer
             responses.store_response(request.app.state.db, key, response_object(head, output, finish, chat["usage"]),
-                                     items, conversation_after(conversation, output))
+                                     items, whole, head["previous_response_id"],
+                                     added=len(conversation_after(chat_messages(items), output)))
         if head["conversation"] is not None:  # the exchange joins the conversation (unless it was deleted meanwhile)
             kept = conversations.get_conversation(request.app.state.db, key, head["conversation"]["id"])
             if kept is not None:
