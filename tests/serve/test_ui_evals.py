@@ -88,6 +88,12 @@ def test_a_new_eval_from_a_file_runs_at_once_and_a_bad_file_leaves_nothing_behin
         assert http.get("/v1/evals").json()["data"] == []
         assert [f for f in http.get("/v1/files").json()["data"] if f["purpose"] == "evals"] == []
 
+        page.fill("#new-eval-reference", "{{ item.answer")  # a template that does not parse: named beside it
+        create("broken reference", good)
+        page.locator("#new-eval-reference-error").filter(has_text="testing_criteria").wait_for()
+        assert http.get("/v1/evals").json()["data"] == []
+        page.fill("#new-eval-reference", "{{ item.answer }}")
+
         create("element QA", good)
         page.locator("#eval-runs tbody tr", has_text="completed").wait_for(timeout=60000)
         row = page.locator("#eval-runs tbody tr", has_text="completed")

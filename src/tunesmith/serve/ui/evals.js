@@ -69,12 +69,12 @@ async function untilFinished(run) {
   }
 }
 
-// The request field each step's 400 names → the control that sets it
-const FIELDS = { name: "new-eval-name", "testing_criteria.0.input": "new-eval-reference",
-  "testing_criteria.0.reference": "new-eval-reference", "data_source.input_messages": "new-eval-prompt",
-  "data_source.model": "new-eval-model", model: "new-eval-model", "data_source.sampling_params.max_completion_tokens": "new-eval-max-tokens" };
-const controlFor = (param) => FIELDS[param] || Object.entries(FIELDS).find(([p]) => param && param.startsWith(p))?.[1]
-  || "new-eval-file";
+// The request field (or its beginning) each step's 400 names → the control that sets it; anything else is the file's
+const FIELDS = [["name", "new-eval-name"], ["testing_criteria", "new-eval-reference"],
+  ["data_source.input_messages", "new-eval-prompt"], ["data_source.model", "new-eval-model"], ["model", "new-eval-model"],
+  ["data_source.sampling_params", "new-eval-max-tokens"]];
+const controlFor = (param) => (FIELDS.find(([field]) => param && (param === field || param.startsWith(field + ".")
+  || param.startsWith(field + "[")))?.[1]) || "new-eval-file";
 
 async function createEval(event) {
   event.preventDefault();
