@@ -3,6 +3,7 @@ leaves batch-mates alone, and the API takes OpenAI's shapes, the official client
 from typing import Literal
 
 import pytest
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
@@ -85,6 +86,27 @@ def test_max_tokens_cuts_a_constrained_answer_with_length(model, tokenizer, prom
     (text, finish), = answers(model, tokenizer, prompt,
                               SamplingParams(max_new_tokens=3, temperature=0, grammar=verdict_grammar(model, tokenizer)))
     assert finish == "length" and text.startswith("{")
+
+
+def test_penalties_and_a_grammar_share_one_copy_and_leave_the_models_logits_alone(model, tokenizer):
+    """choose_for_rows' penalties make a float32 copy and the grammar masks that copy in place (one copy, not two);
+    the model's own logits, which log-probabilities read, are never written."""
+    from collections import Counter
+
+    from tunesmith.models.decoding.constraints import constrained
+    from tunesmith.models.decoding.penalties import penalized
+
+    grammar = verdict_grammar(model, tokenizer)
+    logits = torch.randn(2, model.config.vocab_size).to(torch.bfloat16)
+    before = logits.clone()
+    params = SamplingParams(max_new_tokens=4, temperature=0, frequency_penalty=1.0)
+    adjusted = penalized(logits, [(0, params, Counter({5: 2}))])
+    masked = constrained(adjusted, [(0, grammar.start())], owned=adjusted is not logits)
+    assert masked is adjusted and masked.dtype == torch.float32  # masked in place: no second copy
+    assert torch.isinf(masked[0]).sum() > 0 and not torch.isinf(masked[1]).any()
+    assert torch.equal(logits, before)
+    alone = constrained(logits, [(1, grammar.start())])  # without penalties: a copy of its own
+    assert alone is not logits and torch.equal(logits, before) and torch.isinf(alone[1]).sum() > 0
 
 
 def test_a_schema_the_compiler_cannot_follow_says_why(model, tokenizer):

@@ -84,9 +84,10 @@ def compiled(text: str, tokenizer, vocab_size: int) -> Grammar:
     return Grammar(matcher)
 
 
-def constrained(logits: torch.Tensor, asking: Sequence[tuple[int, llguidance.LLMatcher]]) -> torch.Tensor:
+def constrained(logits: torch.Tensor, asking: Sequence[tuple[int, llguidance.LLMatcher]], owned: bool = False) -> torch.Tensor:
     """logits (B, V) with each asking row's disallowed tokens at -inf: `asking` holds (row index, its matcher). A
-    float32 copy when a row asks, else `logits` itself."""
+    float32 copy when a row asks, else `logits` itself; `owned`: logits is already the caller's own float32 copy (the
+    penalties' one), masked in place."""
     if not asking:
         return logits
     global _executor
@@ -98,6 +99,6 @@ def constrained(logits: torch.Tensor, asking: Sequence[tuple[int, llguidance.LLM
                                                  bitmask)
     allowed = np.unpackbits(bitmask.view(np.uint8), axis=1, bitorder="little")[:, :vocab].astype(bool)  # (k, V)
     rows = torch.tensor([row for row, _ in asking])
-    adjusted = logits.to(torch.float32, copy=True)
+    adjusted = logits if owned and logits.dtype == torch.float32 else logits.to(torch.float32, copy=True)
     adjusted[rows] = adjusted[rows].masked_fill(~torch.from_numpy(allowed), float("-inf"))
     return adjusted

@@ -113,9 +113,10 @@ def choose_for_rows(logits: torch.Tensor, rows: list[Row]) -> list[int]:
     The rows of one sampling request draw from its generator in choice order, wherever they sit in the batch; a
     request's penalties and logit bias (models/decoding/penalties.py) apply to its rows first, then its grammar's
     mask (models/decoding/constraints.py)."""
-    logits = penalized(logits, [(i, row.request.params, row.counts) for i, row in enumerate(rows)
-                                if row.counts is not None])
-    logits = constrained(logits, [(i, row.matcher) for i, row in enumerate(rows) if row.matcher is not None])
+    adjusted = penalized(logits, [(i, row.request.params, row.counts) for i, row in enumerate(rows)
+                                  if row.counts is not None])
+    logits = constrained(adjusted, [(i, row.matcher) for i, row in enumerate(rows) if row.matcher is not None],
+                         owned=adjusted is not logits)  # the penalties' copy is masked in place: one copy, not two
     groups: dict[int, tuple[torch.Generator, list[int]]] = {}
     for i, row in enumerate(rows):
         if row.request.generator is not None:
