@@ -153,11 +153,17 @@ def get_run(db: Database, owner: str, eval_id: str, run_id: str) -> EvalRun | No
 
 def list_runs(db: Database, owner: str, eval_id: str, status: str | None, after: str | None, limit: int,
               newest_first: bool) -> tuple[list[EvalRun], bool]:
-    where, params = "owner = ? AND eval_id = ?", (owner, eval_id)
+    rows, more = status_page(db, "eval_runs", "owner = ? AND eval_id = ?", (owner, eval_id), status, after, limit,
+                             newest_first)
+    return [_run(r) for r in rows], more
+
+
+def status_page(db: Database, table: str, where: str, params: tuple, status: str | None, after: str | None, limit: int,
+                newest_first: bool):
+    """registry.db.page, of the rows with `status` only when one is given (runs' and output items' list filter)."""
     if status is not None:
         where, params = where + " AND status = ?", params + (status,)
-    rows, more = page(db, "eval_runs", where, params, after, limit, newest_first)
-    return [_run(r) for r in rows], more
+    return page(db, table, where, params, after, limit, newest_first)
 
 
 def unfinished_runs(db: Database) -> list[EvalRun]:
@@ -271,8 +277,6 @@ def get_item(db: Database, owner: str, run_id: str, item_id: str) -> OutputItem 
 
 def list_items(db: Database, owner: str, run_id: str, status: str | None, after: str | None, limit: int,
                newest_first: bool) -> tuple[list[OutputItem], bool]:
-    where, params = "owner = ? AND run_id = ?", (owner, run_id)
-    if status is not None:
-        where, params = where + " AND status = ?", params + (status,)
-    rows, more = page(db, "eval_output_items", where, params, after, limit, newest_first)
+    rows, more = status_page(db, "eval_output_items", "owner = ? AND run_id = ?", (owner, run_id), status, after, limit,
+                             newest_first)
     return [_item(r) for r in rows], more
