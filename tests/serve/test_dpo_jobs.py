@@ -103,3 +103,31 @@ def test_an_invalid_preference_upload_fails_its_check_and_a_job_on_it_is_a_400_n
                  method={"type": "dpo"})
     assert "line 3, non_preferred_output[0].role: role 'user'" in error_of(job, "training_file")
     assert api.get(f"/v1/files/{file_id}").json()["status"] == "error"
+
+
+def test_a_simpo_job_through_the_api_trains_with_simpos_loss_margin_and_beta(api, tmp_path, tiny_model_dir):
+    """tunesmith's extension of OpenAI's dpo hyperparameters: loss (sigmoid, ipo, simpo) and simpo_gamma, shown on
+    the job only where asked; "auto" beta becomes SimPO's 2.0 under its loss."""
+    asked = {"n_epochs": 1, "batch_size": AUTO, "learning_rate_multiplier": AUTO, "beta": AUTO, "loss": "simpo"}
+    assert resolve_hyperparameters(asked, 354)["beta"] == 2.0
+    assert resolve_hyperparameters({**asked, "loss": AUTO}, 354) == {**asked, "batch_size": 16,
+                                                                        "learning_rate_multiplier": 1.0, "beta": 0.1,
+                                                                        "loss": "sigmoid"}
+    train = upload_file(api, write_preference_file(tmp_path / "pairs.jsonl"))
+    method = {"type": "dpo", "dpo": {"hyperparameters": {"loss": "simpo", "simpo_gamma": 1.5}}}
+    job = create(api, model=tiny_model_dir.name, training_file=train, method=method).json()
+    assert job["method"]["dpo"]["hyperparameters"] == {"n_epochs": AUTO, "batch_size": AUTO,
+                                                       "learning_rate_multiplier": AUTO, "beta": AUTO,
+                                                       "loss": "simpo", "simpo_gamma": 1.5}
+    worker = JobWorker(api.app_state.db, api.app_state.settings)
+    record = jobs.get_job(api.app_state.db, job["id"])
+    config = worker.run_config(record, worker.resolved_hyperparameters(record), tmp_path / "job")
+    assert (config.train.method, config.dpo.loss, config.dpo.simpo_gamma, config.dpo.beta) == ("dpo", "simpo", 1.5, 2.0)
+
+    base = tiny_model_dir.name
+    margin_alone = {"type": "dpo", "dpo": {"hyperparameters": {"simpo_gamma": 1.0}}}
+    message = error_of(create(api, model=base, training_file=train, method=margin_alone),
+                       "method.dpo.hyperparameters.simpo_gamma")
+    assert 'loss "simpo" only' in message
+    other = {"type": "dpo", "dpo": {"hyperparameters": {"loss": "orpo"}}}
+    error_of(create(api, model=base, training_file=train, method=other), "method.dpo.hyperparameters.loss")

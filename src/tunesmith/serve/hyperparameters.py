@@ -10,7 +10,11 @@ OpenAI documents no formula for "auto". Ours:
 - batch_size: about 16 optimizer steps an epoch at least: the largest power of two <= examples / 16,
   between 1 and 16 (the example brand-voice run, 354 pairs, uses 16).
 - learning_rate_multiplier: 1, times the LoRA learning rate the worker starts from.
-- beta (DPO): 0.1, OpenAI's and the DPO paper's usual value and tunesmith's dpo.beta default.
+- beta (DPO): 0.1, OpenAI's and the DPO paper's usual value and tunesmith's dpo.beta default; 2.0 where the job asks
+  for SimPO's loss (the SimPO paper's β is 2 to 2.5).
+- loss and simpo_gamma (DPO, tunesmith's extension): the preference loss ("auto": sigmoid, OpenAI's; ipo; simpo,
+  reference-free) and SimPO's target margin γ ("auto": 0.5, config.py's `dpo.simpo_gamma` and TRL's default); a job
+  shows them only where it asked for them.
 - reinforcement: compute_multiplier 1 (8 answers sampled per prompt: reinforcement.group_size is 8 × it, at least
   2), eval_interval the steps of one epoch at the auto batch size, eval_samples 64 validation prompts (each
   answered once, greedily, and graded), reasoning_effort "default" (the models served here do not reason: any
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from tunesmith.config import ReinforcementConfig
+from tunesmith.config import DpoConfig, ReinforcementConfig
 
 AUTO = "auto"
 METHOD_HYPERPARAMETERS = {
@@ -29,10 +33,12 @@ METHOD_HYPERPARAMETERS = {
     "reinforcement": ("n_epochs", "batch_size", "learning_rate_multiplier", "compute_multiplier", "eval_interval",
                       "eval_samples", "reasoning_effort"),
 }
+EXTENSIONS = {"dpo": ("loss", "simpo_gamma")}  # tunesmith's own, kept where given: the job shows what it asked
 SUPERVISED_KEYS = METHOD_HYPERPARAMETERS["supervised"]  # what the job object's deprecated top-level field shows
 TARGET_EPOCHS, MIN_EXAMPLES, MAX_EXAMPLES, MAX_EPOCHS = 3, 100, 25_000, 25
 STEPS_PER_EPOCH, MAX_BATCH = 16, 16
 DEFAULT_BETA = 0.1
+SIMPO_BETA = 2.0
 GROUP_SIZE = ReinforcementConfig().group_size  # answers sampled per prompt at compute_multiplier 1 (TRL's default 8)
 EVAL_SAMPLES = ReinforcementConfig().valid_samples
 
@@ -40,7 +46,8 @@ EVAL_SAMPLES = ReinforcementConfig().valid_samples
 def requested_hyperparameters(method: str, given: dict | None) -> dict:
     """Every hyperparameter of `method`, as given or "auto" (an absent or null value is "auto", as at OpenAI)."""
     given = given or {}
-    return {name: AUTO if given.get(name) is None else given[name] for name in METHOD_HYPERPARAMETERS[method]}
+    asked = {name: AUTO if given.get(name) is None else given[name] for name in METHOD_HYPERPARAMETERS[method]}
+    return asked | {name: given[name] for name in EXTENSIONS.get(method, ()) if given.get(name) is not None}
 
 
 def auto_n_epochs(examples: int) -> int:
@@ -62,6 +69,8 @@ AUTO_RULES = {
     "batch_size": auto_batch_size,
     "learning_rate_multiplier": lambda examples: 1.0,
     "beta": lambda examples: DEFAULT_BETA,
+    "loss": lambda examples: "sigmoid",
+    "simpo_gamma": lambda examples: DpoConfig().simpo_gamma,
     "compute_multiplier": lambda examples: 1.0,
     "eval_interval": lambda examples: max(1, examples // auto_batch_size(examples)),
     "eval_samples": lambda examples: EVAL_SAMPLES,
@@ -76,4 +85,7 @@ def group_size(compute_multiplier: float) -> int:
 
 def resolve_hyperparameters(hyperparameters: dict, examples: int) -> dict:
     """Each "auto" replaced by its rule's value for a training file of `examples` rows (pairs for DPO)."""
-    return {name: AUTO_RULES[name](examples) if value == AUTO else value for name, value in hyperparameters.items()}
+    resolved = {name: AUTO_RULES[name](examples) if value == AUTO else value for name, value in hyperparameters.items()}
+    if hyperparameters.get("loss") == "simpo" and hyperparameters.get("beta") == AUTO:
+        resolved["beta"] = SIMPO_BETA
+    return resolved

@@ -33,7 +33,10 @@ def job_run_config(settings: ServeSettings, db: Database, *, owner: str, model: 
         raise ValueError(f"model {model} is neither a served base (start the server with --base) nor a "
                          "fine-tuned model of this key")
     start = {"model.parent.run": parent.run_dir} if parent else {"model.base": bases[model]}
-    chosen = {"train.method": "dpo", "dpo.beta": hyperparameters["beta"]} if method == "dpo" else {}
+    chosen = {}
+    if method == "dpo":
+        chosen = {"train.method": "dpo", "dpo.beta": hyperparameters["beta"],
+                  **{f"dpo.{name}": hyperparameters[name] for name in ("loss", "simpo_gamma") if name in hyperparameters}}
     if method == "reinforcement":
         chosen = {"train.method": "reinforcement", "reinforcement.grader": grader,
                   "reinforcement.judges": judge_refs(settings, db, owner, grader),

@@ -57,6 +57,9 @@ class Hyperparameters(Strict):
 
 class DpoHyperparameters(Hyperparameters):
     beta: Annotated[float | Literal["auto"] | None, within(0, 2, low_included=False)] = None
+    # tunesmith's extension (serve/hyperparameters.py): the preference loss, and SimPO's target margin
+    loss: Literal["sigmoid", "ipo", "simpo", "auto"] | None = None
+    simpo_gamma: Annotated[float | Literal["auto"] | None, within(0, 10)] = None
 
 
 class ReinforcementHyperparameters(Hyperparameters):
@@ -139,6 +142,10 @@ def method_and_hyperparameters(body: CreateJob) -> tuple[str, dict]:
     if given is not None and getattr(given, "reasoning_effort", None) not in (None, "default"):
         raise APIError(400, f"reasoning_effort {given.reasoning_effort!r}: the models this server trains do not reason "
                             "— leave it out or use \"default\"", param="method.reinforcement.hyperparameters.reasoning_effort",
+                       code="invalid_value")
+    if given is not None and getattr(given, "simpo_gamma", None) is not None and given.loss != "simpo":
+        raise APIError(400, "simpo_gamma is SimPO's target margin: it applies with loss \"simpo\" only — set loss to "
+                            "\"simpo\" or leave simpo_gamma out", param="method.dpo.hyperparameters.simpo_gamma",
                        code="invalid_value")
     if body.hyperparameters is not None:
         if method != "supervised":
