@@ -84,7 +84,8 @@ def compiled(text: str, tokenizer, vocab_size: int) -> Grammar:
     return Grammar(matcher)
 
 
-def constrained(logits: torch.Tensor, asking: Sequence[tuple[int, llguidance.LLMatcher]], owned: bool = False) -> torch.Tensor:
+def constrained(logits: torch.Tensor, asking: Sequence[tuple[int, llguidance.LLMatcher]],
+                owned: bool = False) -> torch.Tensor:
     """logits (B, V) with each asking row's disallowed tokens at -inf: `asking` holds (row index, its matcher). A
     float32 copy when a row asks, else `logits` itself; `owned`: logits is already the caller's own float32 copy (the
     penalties' one), masked in place."""
