@@ -28,7 +28,8 @@ class StoredResponse:
 
 
 def _stored(row) -> StoredResponse:
-    return StoredResponse(row["id"], row["owner"], row["created_at"], json.loads(row["body"]), json.loads(row["input_items"]))
+    return StoredResponse(row["id"], row["owner"], row["created_at"], json.loads(row["body"]),
+                          json.loads(row["input_items"]))
 
 
 def store_response(db: Database, owner: str, body: dict, input_items: list[dict], conversation: list[dict],

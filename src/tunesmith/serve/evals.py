@@ -135,8 +135,10 @@ class EvalRunner(BackgroundRunner):
                     results = by_row.get(row.index) or [
                         {"name": c.name, "type": c.grader.type, "passed": False, "score": 0.0, "sample": None,
                          "error": "no sample to grade"} for c in criteria]
-                    if run.id in self.stopping or not await run_in_threadpool(self.record, run, row, results, answer.shown):
-                        self.stopping.add(run.id)  # cancelled, or deleted (the record found no run): workers stop
+                    recorded = run.id not in self.stopping and await run_in_threadpool(
+                        self.record, run, row, results, answer.shown)
+                    if not recorded:  # cancelled, or deleted (the record found no run): the workers stop
+                        self.stopping.add(run.id)
                         break
 
         async def grade_until_done(workers: int) -> None:

@@ -35,8 +35,8 @@ def job_run_config(settings: ServeSettings, db: Database, *, owner: str, model: 
     start = {"model.parent.run": parent.run_dir} if parent else {"model.base": bases[model]}
     chosen = {}
     if method == "dpo":
-        chosen = {"train.method": "dpo", "dpo.beta": hyperparameters["beta"],
-                  **{f"dpo.{name}": hyperparameters[name] for name in ("loss", "simpo_gamma") if name in hyperparameters}}
+        extensions = {f"dpo.{name}": value for name, value in hyperparameters.items() if name in ("loss", "simpo_gamma")}
+        chosen = {"train.method": "dpo", "dpo.beta": hyperparameters["beta"], **extensions}
     if method == "reinforcement":
         chosen = {"train.method": "reinforcement", "reinforcement.grader": grader,
                   "reinforcement.judges": judge_refs(settings, db, owner, grader),

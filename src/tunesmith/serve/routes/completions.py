@@ -71,7 +71,7 @@ class StreamOptions(BaseModel):
 UNSUPPORTED_IN_CHAT = {"functions": (None, []), "function_call": (None, "none"),  # deprecated for `tools`
                        "audio": (None,), "modalities": (None, ["text"]), "prediction": (None,),
                        "reasoning_effort": (None, "none"), "verbosity": (None, "medium"), "web_search_options": (None,),
-                       "store": (None, False)}  # stored chat completions (retrieve, list, evals' `logs` source): not here
+                       "store": (None, False)}  # stored chat completions (retrieve, list, evals' logs source): none
 UNSUPPORTED_IN_COMPLETIONS = {"echo": (None, False), "best_of": (None, 1), "suffix": (None, "")}
 
 

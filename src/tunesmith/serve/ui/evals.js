@@ -71,8 +71,8 @@ async function untilFinished(run) {
 
 // The request field (or its beginning) each step's 400 names → the control that sets it; anything else is the file's
 const FIELDS = [["name", "new-eval-name"], ["testing_criteria", "new-eval-reference"],
-  ["data_source.input_messages", "new-eval-prompt"], ["data_source.model", "new-eval-model"], ["model", "new-eval-model"],
-  ["data_source.sampling_params", "new-eval-max-tokens"]];
+  ["data_source.input_messages", "new-eval-prompt"], ["data_source.model", "new-eval-model"],
+  ["model", "new-eval-model"], ["data_source.sampling_params", "new-eval-max-tokens"]];
 const controlFor = (param) => (FIELDS.find(([field]) => param && (param === field || param.startsWith(field + ".")
   || param.startsWith(field + "[")))?.[1]) || "new-eval-file";
 
@@ -94,14 +94,15 @@ async function createEval(event) {
     const rows = new FormData(); rows.append("purpose", "evals"); rows.append("file", file);
     stored = await upload("/v1/files", rows, () => {});
     status.textContent = "creating the eval…";
-    created = await api("/v1/evals", { json: { name, data_source_config: { type: "custom", item_schema: { type: "object" } },
+    created = await api("/v1/evals", { json: { name,
+      data_source_config: { type: "custom", item_schema: { type: "object" } },
       testing_criteria: [{ type: "string_check", name: "answer", operation: $("new-eval-check").value,
         input: "{{ sample.output_text }}", reference: $("new-eval-reference").value }] } });
     run = await api(`/v1/evals/${created.id}/runs`, { json: { name: model, data_source: {
       type: "completions", model, source: { type: "file_id", id: stored.id },
       input_messages: { type: "template", template: [{ role: "user", content: $("new-eval-prompt").value }] },
       sampling_params: { temperature: 0, max_completion_tokens: maxTokens } } } });
-  } catch (err) {  // nothing half made stays behind (an eval without its run, a file no eval reads): a retry starts clean
+  } catch (err) {  // nothing half made stays behind (an eval without its run, a file no eval reads)
     if (created) await api(`/v1/evals/${created.id}`, { method: "DELETE" }).catch(() => {});
     if (stored) await api(`/v1/files/${stored.id}`, { method: "DELETE" }).catch(() => {});
     status.textContent = "";
