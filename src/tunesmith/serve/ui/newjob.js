@@ -3,10 +3,11 @@
 // machine before the job starts.
 import { $, api, bytes, clearErrors, duration, esc, showError } from "./api.js";
 
-const HYPER = ["n_epochs", "batch_size", "learning_rate_multiplier", "beta", "compute_multiplier", "eval_interval",
-  "eval_samples"];
-const METHOD_ONLY = { beta: "dpo", compute_multiplier: "reinforcement", eval_interval: "reinforcement",
-  eval_samples: "reinforcement" };  // the other hyperparameters belong to every method
+const HYPER = ["n_epochs", "batch_size", "learning_rate_multiplier", "beta", "loss", "simpo_gamma",
+  "compute_multiplier", "eval_interval", "eval_samples"];
+const CHOSEN = ["loss"];  // chosen from a list (its value sent as text); the others are numbers
+const METHOD_ONLY = { beta: "dpo", loss: "dpo", simpo_gamma: "dpo", compute_multiplier: "reinforcement",
+  eval_interval: "reinforcement", eval_samples: "reinforcement" };  // the other hyperparameters belong to every method
 const FIELDS = { model: "job-model", training_file: "job-training-file", validation_file: "job-validation-file",
   suite: "job-suite", suffix: "job-suffix", method: "job-method" };
 // What the grader field starts with: rewards an answer that contains the row's `answer`, in any case
@@ -55,6 +56,7 @@ function hyperparameters() {  // {name: number} for the filled fields; a field t
     const input = $(`hp-${name}`), text = input.value.trim();
     if (METHOD_ONLY[name] && METHOD_ONLY[name] !== $("job-method").value) continue;
     if (!text || text === "auto") continue;
+    if (CHOSEN.includes(name)) { values[name] = text; continue; }
     const value = Number(text);
     if (!isFinite(value)) throw Object.assign(new Error(`${text} is not a number: write one, or leave it empty for auto`), { control: input.id });
     values[name] = value;
@@ -148,7 +150,7 @@ async function checkGrader() {
   } catch (err) { showError("job-grader", err.message); }
 }
 
-function showMethodFields() {  // each method's own fields: DPO's beta, reinforcement's grader and its hyperparameters
+function showMethodFields() {  // each method's own: DPO's beta and loss, reinforcement's grader and hyperparameters
   const method = $("job-method").value;
   for (const field of $("job-form").querySelectorAll("[data-method]")) field.hidden = field.dataset.method !== method;
 }
