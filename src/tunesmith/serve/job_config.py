@@ -10,7 +10,7 @@ from pathlib import Path
 from tunesmith.config import RunConfig, load_config
 from tunesmith.registry import models
 from tunesmith.registry.db import Database
-from tunesmith.serve.hyperparameters import group_size
+from tunesmith.serve.hyperparameters import EXTENSIONS, group_size
 from tunesmith.serve.settings import ServeSettings
 from tunesmith.serve.routes.models import served_entry
 from tunesmith.serve.training_file import is_classification_file
@@ -35,7 +35,7 @@ def job_run_config(settings: ServeSettings, db: Database, *, owner: str, model: 
     start = {"model.parent.run": parent.run_dir} if parent else {"model.base": bases[model]}
     chosen = {}
     if method == "dpo":
-        extensions = {f"dpo.{name}": value for name, value in hyperparameters.items() if name in ("loss", "simpo_gamma")}
+        extensions = {f"dpo.{name}": value for name, value in hyperparameters.items() if name in EXTENSIONS["dpo"]}
         chosen = {"train.method": "dpo", "dpo.beta": hyperparameters["beta"], **extensions}
     if method == "reinforcement":
         chosen = {"train.method": "reinforcement", "reinforcement.grader": grader,

@@ -151,11 +151,6 @@ def message_item(item_id: str, text: str, status: str) -> dict:
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
 
 
-def conversation_after(messages: list[dict], items: list[dict]) -> list[dict]:
-    """The chat messages of a conversation with this response's output added (what a continuation starts from)."""
-    return messages + chat_messages(items)
-
-
 def response_object(head: dict, output: list[dict], finish_reason: str | None, usage: dict | None) -> dict:
     """The response object: `head` holds the request's echoed settings (model, instructions, tools, ...)."""
     incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(finish_reason or "")

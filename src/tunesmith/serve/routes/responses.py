@@ -28,7 +28,7 @@ from tunesmith.serve.auth import api_key, calling_key
 from tunesmith.serve.errors import APIError, invalid_value, not_found
 from tunesmith.serve.logprobs import chat_logprobs
 from tunesmith.serve.responses import (EventStream, chat_messages, chat_response_format, chat_tool_choice, chat_tools,
-                                       conversation_after, input_items, output_items, response_object)
+                                       input_items, output_items, response_object)
 from tunesmith.serve.routes.completions import (Answer, ChatRequest, admit, answer_deltas, answered,
                                                 chat_completion_object, chat_prompt, client_gone, event_stream, joined,
                                                 prepare_chat)
@@ -183,11 +183,11 @@ def finishing(request: Request, key: str, prepared, head: dict, items: list[dict
                  message_id: str | None = None) -> tuple[list[dict], str, dict]:
         chat = chat_completion_object(prepared, [Answer(text, finish_reason, logprobs)], usage)
         output, finish = output_items(chat, message_id)
-        if head["store"]:
-            whole = conversation_after(conversation, output)  # its own messages last: its input items, its answer
+        if head["store"]:  # the conversation with its answer; its own messages (input items, answer) last
+            answer = chat_messages(output)
             responses.store_response(request.app.state.db, key, response_object(head, output, finish, chat["usage"]),
-                                     items, whole, head["previous_response_id"],
-                                     added=len(conversation_after(chat_messages(items), output)))
+                                     items, conversation + answer, head["previous_response_id"],
+                                     added=len(chat_messages(items)) + len(answer))
         if head["conversation"] is not None:  # the exchange joins the conversation (unless it was deleted meanwhile)
             kept = conversations.get_conversation(request.app.state.db, key, head["conversation"]["id"])
             if kept is not None:

@@ -50,7 +50,7 @@ export async function loadJobForm(startFrom) {  // startFrom: a model to presele
   scheduleEstimate();
 }
 
-function hyperparameters() {  // {name: number} for the filled fields; a field that is not a number is an error
+function hyperparameters() {  // {name: value} for the filled fields; a number field that is not a number is an error
   const values = {};
   for (const name of HYPER) {
     const input = $(`hp-${name}`), text = input.value.trim();
