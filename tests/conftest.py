@@ -6,6 +6,7 @@ import tempfile
 import pytest
 import torch
 
+from tunesmith.models.packed_linear import bf16_kernels
 from tests.tiny import save_tiny_pair, tiny_model, tiny_tokenizer
 
 # Tiny models gain nothing from threads, and OpenMP threads thrash when another process holds the cores.
@@ -24,6 +25,13 @@ def tokenizer():
 @pytest.fixture
 def model(tokenizer):
     return tiny_model(tokenizer)
+
+
+@pytest.fixture(params=[pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not bf16_kernels(), reason="no bf16 kernels in oneDNN here")),
+                        torch.float32], ids=["bf16", "float32"])
+def packed_dtype(request):
+    """Each dtype whose weights models/packed_linear.py packs: bf16 (where oneDNN has its kernels) and float32."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

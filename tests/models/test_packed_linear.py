@@ -1,21 +1,35 @@
-"""oneDNN-packed linears (models/packed_linear.py) on the tiny model in bf16: the same logits as plain
-`F.linear`, a repack when a weight changes in place, plain linears where gradients are wanted, and mixed LoRA
-rows (models/decoding/stacked_lora.py, whose fused matrix is packed too) answering as on the unpacked model."""
+"""oneDNN-packed linears (models/packed_linear.py) on the tiny model in bf16 and in float32: the same logits as plain
+`F.linear` (bit-identical in bf16; in float32 within summation-order rounding, MKL and oneDNN summing in other
+orders), a repack when a weight changes in place, plain linears where gradients are wanted, and mixed LoRA rows
+(models/decoding/stacked_lora.py, whose fused matrix is packed too) answering as on the unpacked model."""
 import copy
 
 import pytest
 import torch
 
-from tunesmith.models.packed_linear import bf16_kernels, pack_linears, packing_supported
+from tunesmith.models.packed_linear import bf16_kernels, pack_linears, packed_dtypes, packing_supported
 from tunesmith.models.decoding.slot_cache import SlotCache
 from tunesmith.models.decoding.stacked_lora import stacked_lora
 from tests.tiny import lora_model, redrawn, tiny_model
 
-pytestmark = pytest.mark.skipif(not bf16_kernels(), reason="this CPU's oneDNN has no bf16 kernels")
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
 
 
-def bf16_model(tokenizer):
-    return redrawn(tiny_model(tokenizer).to(torch.bfloat16))
+@pytest.fixture
+def dtype(packed_dtype):  # tests/conftest.py: bf16 and float32
+    return packed_dtype
+
+
+def model_in(tokenizer, dtype):
+    return redrawn(tiny_model(tokenizer).to(dtype))
+
+
+def assert_same(packed: torch.Tensor, plain: torch.Tensor) -> None:
+    """Bit-identical in bf16; in float32 within what summing in another order moves (~1e-6 relative)."""
+    if packed.dtype == torch.bfloat16:
+        assert torch.equal(packed, plain)
+    else:
+        torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
 
 
 @torch.inference_mode()
@@ -31,38 +45,46 @@ def decode_logits(model, adapters=None):
         mask = cache.start_decode([4, 4, 4])
         step = model(input_ids=torch.tensor([[1], [2], [3]]), attention_mask=mask, position_ids=torch.tensor([[4]] * 3),
                      cache=cache, use_cache=True).logits
-    return torch.cat([first, step], dim=1).float()
+    return torch.cat([first, step], dim=1)
 
 
-def test_packed_logits_equal_plain_linear_logits(tokenizer):
-    plain = bf16_model(tokenizer)
+def test_packed_logits_equal_plain_linear_logits(tokenizer, dtype):
+    plain = model_in(tokenizer, dtype)
     packed = copy.deepcopy(plain)
-    assert packing_supported(packed) and pack_linears(packed) == 2 * 7 + 1  # every projection and the lm_head
-    assert torch.equal(decode_logits(packed), decode_logits(plain))
+    assert pack_linears(packed) == 2 * 7 + 1  # every projection and the lm_head
+    assert_same(decode_logits(packed), decode_logits(plain))
 
 
-def test_a_weight_changed_in_place_is_repacked(tokenizer):
-    model = bf16_model(tokenizer)
+def test_float32_is_packed_by_default_only_where_the_cpu_lacks_bf16_matmuls(tokenizer):
+    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert packing_supported(model_in(tokenizer, torch.float32)) == (not native_bf16)
+    assert (torch.float32 in packed_dtypes()) == (not native_bf16)
+    assert packing_supported(model_in(tokenizer, torch.bfloat16)) == bf16_kernels()
+
+
+def test_a_weight_changed_in_place_is_repacked(tokenizer, dtype):
+    model = model_in(tokenizer, dtype)
     pack_linears(model)
     layer = model.model.layers[0].mlp.down_proj
-    x = torch.randn(3, layer.in_features, dtype=torch.bfloat16)
+    x = torch.randn(3, layer.in_features, dtype=dtype)
     with torch.inference_mode():
         before = layer(x)
     with torch.no_grad():
         layer.weight.mul_(-1)  # same tensor, new values
     with torch.inference_mode():
         after = layer(x)
-        assert torch.equal(after, torch.nn.functional.linear(x, layer.weight)) and torch.equal(after, -before)
+        assert_same(after, torch.nn.functional.linear(x, layer.weight))
+        assert torch.equal(after, -before)
 
 
-def test_siblings_that_read_one_input_share_one_packed_product(tokenizer):
-    model = bf16_model(tokenizer)
+def test_siblings_that_read_one_input_share_one_packed_product(tokenizer, dtype):
+    model = model_in(tokenizer, dtype)
     pack_linears(model)
     attention, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
     group, _ = attention.q_proj.packed_group
     assert [layer.packed_group for layer in (attention.k_proj, attention.v_proj)] == [(group, 1), (group, 2)]
     assert mlp.up_proj.packed_group[0] is mlp.gate_proj.packed_group[0] and "packed_group" not in vars(mlp.down_proj)
-    x, other = (torch.randn(3, attention.q_proj.in_features, dtype=torch.bfloat16) for _ in range(2))
+    x, other = (torch.randn(3, attention.q_proj.in_features, dtype=dtype) for _ in range(2))
     plain = lambda layer, x: torch.nn.functional.linear(x, layer.weight)
     with torch.inference_mode():
         q = attention.q_proj(x)
@@ -72,7 +94,7 @@ def test_siblings_that_read_one_input_share_one_packed_product(tokenizer):
         k_other = attention.k_proj(other)  # another input: computed afresh
         for layer, out, inp in ((attention.q_proj, q, x), (attention.k_proj, k, x), (attention.v_proj, v, x),
                                 (attention.k_proj, k_other, other)):
-            assert torch.equal(out, plain(layer, inp))
+            assert_same(out, plain(layer, inp))
     with torch.no_grad():
         attention.v_proj.weight.mul_(-1)  # one sibling's weight changes in place: the group repacks
     with torch.inference_mode():
@@ -80,38 +102,38 @@ def test_siblings_that_read_one_input_share_one_packed_product(tokenizer):
         assert torch.equal(attention.v_proj(x), -v)
 
 
-def test_with_gradients_the_plain_linear_runs(tokenizer):
-    model = bf16_model(tokenizer)
+def test_with_gradients_the_plain_linear_runs(tokenizer, dtype):
+    model = model_in(tokenizer, dtype)
     pack_linears(model)
     layer = model.model.layers[0].self_attn.q_proj
-    out = layer(torch.randn(2, layer.in_features, dtype=torch.bfloat16, requires_grad=True))
+    out = layer(torch.randn(2, layer.in_features, dtype=dtype, requires_grad=True))
     assert out.requires_grad  # the packed op has no backward; training a packed model still works
 
 
-def plain_and_packed_lora(tokenizer, **lora):
-    """The same LoRA model twice (adapters a and b), on a plain and on a packed bf16 base."""
+def plain_and_packed_lora(tokenizer, dtype, **lora):
+    """The same LoRA model twice (adapters a and b), on a plain and on a packed base."""
     models = []
     for pack in (False, True):
-        base = bf16_model(tokenizer)
+        base = model_in(tokenizer, dtype)
         if pack:
             pack_linears(base)
         models.append(lora_model(base, **lora))
     return models
 
 
-def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer):
-    models = plain_and_packed_lora(tokenizer)
+def test_mixed_lora_rows_on_a_packed_base_equal_the_unpacked_base(tokenizer, dtype):
+    models = plain_and_packed_lora(tokenizer, dtype)
     adapters = ["a", None, "b"]
     plain, packed = (decode_logits(model, adapters) for model in models)
     stack = next(iter(stacked_lora(models[1]).stacks.values()))
     assert stack.packed is not None and stacked_lora(models[0]).stacks and \
         next(iter(stacked_lora(models[0]).stacks.values())).packed is None
     assert not torch.equal(plain[0], plain[1])  # the adapters change the logits
-    torch.testing.assert_close(packed, plain, rtol=0, atol=0)
+    assert_same(packed, plain)
 
 
-def test_mixed_lora_on_packed_siblings_runs_one_pass_per_group_and_answers_as_the_unpacked_base(tokenizer):
-    models = plain_and_packed_lora(tokenizer, targets="all-linear")
+def test_mixed_lora_on_packed_siblings_runs_one_pass_per_group_and_answers_as_the_unpacked_base(tokenizer, dtype):
+    models = plain_and_packed_lora(tokenizer, dtype, targets="all-linear")
     adapters = ["a", None, "b"]
     plain, packed = (decode_logits(model, adapters) for model in models)
     lora = stacked_lora(models[1])
@@ -119,4 +141,4 @@ def test_mixed_lora_on_packed_siblings_runs_one_pass_per_group_and_answers_as_th
     assert len(lora.sibling_stacks) == 2 * 5 and len(joints) == 2 * 2  # q/k/v and gate/up of both layers
     assert not stacked_lora(models[0]).sibling_stacks  # unpacked: no packed groups to follow
     assert not torch.equal(plain[0], plain[1])
-    torch.testing.assert_close(packed, plain, rtol=0, atol=0)
+    assert_same(packed, plain)

@@ -1,11 +1,11 @@
-"""The written-out decoding step (models/decoding/decode_step.py) on the tiny llama in bf16, packed: logits bit-identical to
-transformers' forward over the same slot cache, with and without mixed LoRA rows; the engine takes it where it
+"""The written-out decoding step (models/decoding/decode_step.py) on the tiny llama packed, in bf16 and in float32: logits
+bit-identical to transformers' forward over the same slot cache, with and without mixed LoRA rows; the engine takes it where it
 applies and transformers' forward elsewhere."""
 import pytest
 import torch
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
-from tunesmith.models.packed_linear import bf16_kernels, pack_linears
+from tunesmith.models.packed_linear import pack_linears
 from tunesmith.models.decoding.decode_step import llama_decoder
 from tunesmith.models.decoding.engine import RunningBatch
 from tunesmith.models.decoding.slot_cache import SlotCache
@@ -13,11 +13,16 @@ from tunesmith.models.decoding.stacked_lora import adapters_key, stacked_lora
 from tests.serve.test_slot_cache import generated, request
 from tests.tiny import lora_model, redrawn, tiny_model
 
-pytestmark = pytest.mark.skipif(not bf16_kernels(), reason="this CPU's oneDNN has no bf16 kernels")
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
 
 
-def packed_bf16(tokenizer):
-    model = redrawn(tiny_model(tokenizer).to(torch.bfloat16))
+@pytest.fixture
+def dtype(packed_dtype):  # tests/conftest.py: bf16 and float32
+    return packed_dtype
+
+
+def packed(tokenizer, dtype=torch.float32):
+    model = redrawn(tiny_model(tokenizer).to(dtype))
     pack_linears(model)
     return model
 
@@ -55,8 +60,8 @@ def decoder_step(causal_lm, key=None):
     return step
 
 
-def sibling(tokenizer, family: str):
-    """The tiny llama's shape as a Qwen2 (q/k/v biases) or Mistral model, bf16, packed."""
+def sibling(tokenizer, family: str, dtype):
+    """The tiny llama's shape as a Qwen2 (q/k/v biases) or Mistral model, packed."""
     from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     config_class, model_class = {"qwen2": (Qwen2Config, Qwen2ForCausalLM), "mistral": (MistralConfig, MistralForCausalLM)}[family]
@@ -65,7 +70,7 @@ def sibling(tokenizer, family: str):
             "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings")
     torch.manual_seed(0)
     model = model_class(config_class(**{key: shape[key] for key in keys}, sliding_window=None)).eval()
-    model = redrawn(model.to(torch.bfloat16))
+    model = redrawn(model.to(dtype))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("proj.bias"):
@@ -75,8 +80,8 @@ def sibling(tokenizer, family: str):
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
-def test_the_decoders_logits_equal_transformers_forward(tokenizer, family):
-    model = packed_bf16(tokenizer) if family == "llama" else sibling(tokenizer, family)
+def test_the_decoders_logits_equal_transformers_forward(tokenizer, family, dtype):
+    model = packed(tokenizer, dtype) if family == "llama" else sibling(tokenizer, family, dtype)
     assert llama_decoder(model) is not None
     expected = two_steps(model, transformers_step(model))
     assert torch.equal(two_steps(model, decoder_step(model)), expected)
@@ -84,8 +89,8 @@ def test_the_decoders_logits_equal_transformers_forward(tokenizer, family):
 
 
 @pytest.mark.parametrize("targets", [("q_proj", "v_proj", "down_proj"), "all-linear"])
-def test_mixed_lora_rows_through_the_decoder_equal_transformers_forward(tokenizer, targets):
-    model = lora_model(packed_bf16(tokenizer), targets=targets)
+def test_mixed_lora_rows_through_the_decoder_equal_transformers_forward(tokenizer, targets, dtype):
+    model = lora_model(packed(tokenizer, dtype), targets=targets)
     adapters = ["a", None, "b"]
     expected = two_steps(model, transformers_step(model), adapters)
     got = two_steps(model, decoder_step(model.get_base_model(), adapters_key(model)), adapters)
@@ -97,7 +102,7 @@ def test_mixed_lora_rows_through_the_decoder_equal_transformers_forward(tokenize
 
 
 def test_the_decoder_is_built_again_when_adapters_wrap_its_linears(tokenizer):
-    base = packed_bf16(tokenizer)
+    base = packed(tokenizer)
     before = llama_decoder(base)
     assert before is not None and not before.layers[0].qkv.lora
     model = lora_model(base)
@@ -106,15 +111,15 @@ def test_the_decoder_is_built_again_when_adapters_wrap_its_linears(tokenizer):
 
 
 def test_models_it_does_not_cover_keep_transformers_forward(tokenizer):
-    assert llama_decoder(tiny_model(tokenizer)) is None  # float32: not packed
-    windowed = tiny_model(tokenizer).to(torch.bfloat16)
+    assert llama_decoder(tiny_model(tokenizer)) is None  # not packed
+    windowed = tiny_model(tokenizer)
     windowed.config.sliding_window = 4
     pack_linears(windowed)
     assert llama_decoder(windowed) is None
 
 
-def test_the_engine_decodes_through_it_and_answers_as_through_transformers(tokenizer, monkeypatch):
-    model = packed_bf16(tokenizer)
+def test_the_engine_decodes_through_it_and_answers_as_through_transformers(tokenizer, monkeypatch, dtype):
+    model = packed(tokenizer, dtype)
     prompts = render_prompts(tokenizer, [[{"role": "user", "content": q}] for q in ["Gold?", "The symbol of iron is what?"]])
 
     @torch.inference_mode()
@@ -139,7 +144,7 @@ def test_a_model_let_go_is_freed_with_its_decoder_and_stacked_adapters(tokenizer
     import gc
     import weakref
 
-    plain, wrapped = packed_bf16(tokenizer), lora_model(packed_bf16(tokenizer))
+    plain, wrapped = packed(tokenizer), lora_model(packed(tokenizer))
     assert llama_decoder(plain) is not None and stacked_lora(wrapped) is not None
     assert llama_decoder(wrapped.get_base_model(), adapters_key(wrapped)) is not None
     gone = [weakref.ref(plain), weakref.ref(wrapped)]

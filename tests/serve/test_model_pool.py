@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tunesmith.config import LoraConfig
 from tunesmith.models.chat import render_prompts
-from tunesmith.models.packed_linear import bf16_kernels
+from tunesmith.models.packed_linear import packed_dtypes
 from tunesmith.serve.batcher import complete
 from tunesmith.serve.model_pool import ModelPool
 from tunesmith.models.decoding.requests import SamplingParams
@@ -48,7 +48,8 @@ def test_adapters_share_one_base_and_match_their_merged_models(tiny_model_dir, t
     assert not [w for w in recwarn if PEFT_DEPRECATION in str(w.message)]  # peft's FutureWarning, nothing to act on
 
 
-def test_models_load_in_a_thread_that_is_gone_afterwards(tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "float32"])
+def test_models_load_in_a_thread_that_is_gone_afterwards(tiny_model_dir, monkeypatch, dtype):
     """The route's thread must not keep an OpenMP pool beside the batcher's (serve/passing_thread.py)."""
     import tunesmith.serve.model_pool as model_pool
 
@@ -60,11 +61,11 @@ def test_models_load_in_a_thread_that_is_gone_afterwards(tiny_model_dir, monkeyp
         return real_load(ref, dtype=dtype)
 
     monkeypatch.setattr(model_pool, "load_model", recording_load)
-    pool = ModelPool(max_loaded=1, dtype=torch.bfloat16)
+    pool = ModelPool(max_loaded=1, dtype=dtype)
     loaded = pool.get("base", str(tiny_model_dir))
     assert loaders and loaders[0] is not threading.current_thread() and not loaders[0].is_alive()
     packed = [m for m in loaded.model.modules() if hasattr(m, "packed_weight")]
-    assert len(packed) == (2 * 7 + 1 if bf16_kernels() else 0)  # bf16 serving packs every linear where oneDNN can
+    assert len(packed) == (2 * 7 + 1 if dtype in packed_dtypes() else 0)  # every linear, in the dtypes packed here
 
 
 def test_a_load_error_reaches_the_caller(tmp_path):

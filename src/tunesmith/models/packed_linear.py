@@ -1,4 +1,4 @@
-"""Inference-only linear layers whose bf16 weights oneDNN has reordered once into its blocked layout.
+"""Inference-only linear layers whose weights (bf16, or float32) oneDNN has reordered once into its blocked layout.
 
 A plain `F.linear` on a CPU hands oneDNN a row-major weight at every call, and oneDNN works from that layout;
 `torch.ops.mkldnn._reorder_linear_weight` lays the weight out the way its kernel reads it, once, and
@@ -39,10 +39,26 @@ def bf16_kernels() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def packed_dtypes() -> tuple[torch.dtype, ...]:
+    """The weight dtypes packed by default on this CPU: bf16 where oneDNN has bf16 kernels; float32 where the CPU has
+    no bf16 matmuls in hardware (AVX512-BF16 or AMX), so that float32 is what it serves and evaluates
+    (models/load.py's inference_dtype).
+
+    float32 measured on such a CPU only (Intel Xeon with AVX-512, 2 threads, benchmarks/README.md "float32 packed
+    linears"): oneDNN's packed product against `F.linear` (MKL's sgemm, slow at a few rows there) at 16 rows:
+    q/k/v 204 against 538 us, gate/up 410 against 1650 us, the output head 12.0 against 30.7 ms. In float32 it is
+    not bit-identical to `F.linear` (MKL and oneDNN sum in other orders: differences of ~1e-4 in outputs of ~10),
+    as it is in bf16; `pack_linears` packs float32 models anywhere when asked."""
+    if not torch.backends.mkldnn.is_available():
+        return ()
+    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return ((torch.bfloat16,) if bf16_kernels() else ()) + (() if native_bf16 else (torch.float32,))
+
+
 def packing_supported(model: torch.nn.Module) -> bool:
-    """bf16 weights on a CPU whose oneDNN has bf16 kernels."""
+    """Weights of a packed dtype (packed_dtypes) on the CPU."""
     weight = next(model.parameters())
-    return weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and bf16_kernels()
+    return weight.device.type == "cpu" and weight.dtype in packed_dtypes()
 
 
 class PackedWeight:
@@ -126,26 +142,28 @@ def packed_linear(x: torch.Tensor, weight: PackedWeight, bias: torch.Tensor | No
 
 
 def packed_for_inference(model: torch.nn.Module) -> torch.nn.Module:
-    """The model with its linears packed where that applies (bf16 weights on a CPU with oneDNN's bf16 kernels)."""
+    """The model with its linears packed where that applies (packing_supported)."""
     if packing_supported(model):
         pack_linears(model)
     return model
 
 
-def packable(module: torch.nn.Module) -> bool:
-    return type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16 and "forward" not in module.__dict__
+def packable(module: torch.nn.Module, dtype: torch.dtype) -> bool:
+    return type(module) is torch.nn.Linear and module.weight.dtype == dtype and "forward" not in module.__dict__
 
 
 def pack_linears(model: torch.nn.Module) -> int:
-    """Every bf16 nn.Linear of the model runs through a packed copy of its weight, siblings that read the same
-    input (SHARED_INPUT) through one packed group; returns how many linears.
+    """Every nn.Linear of the model in its weights' dtype runs through a packed copy of its weight, siblings that
+    read the same input (SHARED_INPUT) through one packed group; returns how many linears.
 
-    Layers of other dtypes (peft's float32 LoRA matrices) keep their own forward."""
+    Layers of other dtypes (peft's float32 LoRA matrices on a bf16 model) keep their own forward."""
+    dtype = next(model.parameters()).dtype
+    packable_here = lambda module: packable(module, dtype)
     count = 0
     for parent in list(model.modules()):
         for names in SHARED_INPUT:
             siblings = [getattr(parent, name, None) for name in names]
-            if all(packable(layer) for layer in siblings) and len({layer.in_features for layer in siblings}) == 1 \
+            if all(packable_here(layer) for layer in siblings) and len({layer.in_features for layer in siblings}) == 1 \
                     and len({layer.bias is None for layer in siblings}) == 1:
                 group = PackedGroup(siblings)
                 for index, layer in enumerate(siblings):
@@ -153,7 +171,7 @@ def pack_linears(model: torch.nn.Module) -> int:
                     layer.forward = _packed_forward.__get__(layer)
                     count += 1
     for module in model.modules():
-        if packable(module):
+        if packable_here(module):
             module.packed_weight = PackedWeight(module.weight)
             module.forward = _packed_forward.__get__(module)
             count += 1
@@ -161,7 +179,7 @@ def pack_linears(model: torch.nn.Module) -> int:
 
 
 def _packed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    if x.dtype != torch.bfloat16 or torch.is_grad_enabled() or self.packed_weight.weight is not self.weight:
+    if x.dtype != self.weight.dtype or torch.is_grad_enabled() or self.packed_weight.weight is not self.weight:
         return torch.nn.functional.linear(x, self.weight, self.bias)
     if (grouped := self.__dict__.get("packed_group")) is not None:
         group, index = grouped

@@ -161,7 +161,7 @@ class LlamaDecoder:
             and all(type(layer).__name__ == family[1] for layer in inner.layers)
 
     def usable(self) -> bool:
-        """Every linear packed as the decoder reads it (bf16 on a CPU with oneDNN's bf16 kernels)."""
+        """Every linear packed as the decoder reads it (models/packed_linear.py: bf16 or float32 weights)."""
         projections = [self.head] + [p for layer in self.layers for p in (layer.qkv, layer.o, layer.gate_up, layer.down)]
         return all(projection.usable() for projection in projections)
 
