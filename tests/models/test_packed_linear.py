@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from tunesmith.models.packed_linear import bf16_kernels, pack_linears, packed_dtypes, packing_supported
+from tunesmith.models.packed_linear import FLOAT32_PACKED_ROWS, bf16_kernels, pack_linears, packed_dtypes, packing_supported
 from tunesmith.models.decoding.slot_cache import SlotCache
 from tunesmith.models.decoding.stacked_lora import stacked_lora
 from tests.tiny import lora_model, redrawn, tiny_model
@@ -142,3 +142,31 @@ def test_mixed_lora_on_packed_siblings_runs_one_pass_per_group_and_answers_as_th
     assert not stacked_lora(models[0]).sibling_stacks  # unpacked: no packed groups to follow
     assert not torch.equal(plain[0], plain[1])
     assert_same(packed, plain)
+
+
+def test_float32_takes_the_packed_product_only_for_the_row_counts_where_it_is_faster(tokenizer):
+    model = model_in(tokenizer, torch.float32)
+    pack_linears(model)
+    attention, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+    group, _ = attention.q_proj.packed_group
+    low, high = FLOAT32_PACKED_ROWS
+    with torch.inference_mode():
+        for rows, packed in ((1, False), (low - 1, False), (low, True), (16, True), (high, True), (high + 1, False), (600, False)):
+            x = torch.randn(rows, attention.q_proj.in_features)
+            out = attention.q_proj(x)
+            assert (group.product.output is not None) == packed, rows  # k and v would take their columns of it
+            group.product.output = group.product.input = None
+            if not packed:
+                assert torch.equal(out, torch.nn.functional.linear(x, attention.q_proj.weight))
+                wide = torch.randn(rows, mlp.down_proj.in_features)  # a linear of its own: the same rule
+                assert torch.equal(mlp.down_proj(wide), torch.nn.functional.linear(wide, mlp.down_proj.weight))
+        x = torch.randn(2, 5, attention.q_proj.in_features)  # (batch, tokens, in): 10 rows in all
+        attention.q_proj(x)
+        assert group.product.output is not None
+    if bf16_kernels():
+        bf16 = model_in(tokenizer, torch.bfloat16)
+        pack_linears(bf16)
+        bf16_q = bf16.model.layers[0].self_attn.q_proj
+        with torch.inference_mode():
+            bf16_q(torch.randn(1, bf16_q.in_features, dtype=torch.bfloat16))
+        assert bf16_q.packed_group[0].product.output is not None  # bf16: one row packed too

@@ -55,6 +55,20 @@ def packed_dtypes() -> tuple[torch.dtype, ...]:
     return ((torch.bfloat16,) if bf16_kernels() else ()) + (() if native_bf16 else (torch.float32,))
 
 
+# float32 inputs of this many rows (inclusive) multiply through the packed weight; fewer or more take `F.linear`
+# (MKL's sgemm), which measured faster there (benchmarks/README.md "float32 packed linears": a model's linears at 1 row
+# 27.5 ms plain against 40.0 packed, 16 rows 113.9 against 49.4, 64 rows within 10% either way, 600 rows 0.96x
+# packed; the demo's evaluation, whose generation decodes 128 rows, 128.6 s plain against 145.9 s all packed).
+# bf16 inputs always take the packed weight.
+FLOAT32_PACKED_ROWS = (3, 48)
+
+
+def packed_is_faster(x: torch.Tensor) -> bool:
+    """Whether x (..., in) multiplies faster through a packed weight than through `F.linear`."""
+    low, high = FLOAT32_PACKED_ROWS
+    return x.dtype != torch.float32 or low <= x.numel() // x.shape[-1] <= high
+
+
 def packing_supported(model: torch.nn.Module) -> bool:
     """Weights of a packed dtype (packed_dtypes) on the CPU."""
     weight = next(model.parameters())
@@ -179,7 +193,8 @@ def pack_linears(model: torch.nn.Module) -> int:
 
 
 def _packed_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    if x.dtype != self.weight.dtype or torch.is_grad_enabled() or self.packed_weight.weight is not self.weight:
+    if x.dtype != self.weight.dtype or torch.is_grad_enabled() or self.packed_weight.weight is not self.weight \
+            or not packed_is_faster(x):
         return torch.nn.functional.linear(x, self.weight, self.bias)
     if (grouped := self.__dict__.get("packed_group")) is not None:
         group, index = grouped

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from peft.tuners.lora import LoraLayer
 
 from tunesmith.models.decoding.slot_cache import SlotCache
+from tunesmith.models.packed_linear import packed_is_faster
 
 FAMILIES = {  # causal LM class → (its model class, its decoder layer class): the layers this step writes out
     "LlamaForCausalLM": ("LlamaModel", "LlamaDecoderLayer"),
@@ -92,6 +93,9 @@ class Projection:
             mask = lora.direct_mask(direct.mask_key)
             if mask is not None:
                 return direct(x, mask)
+        if not packed_is_faster(x):  # float32 with few or many rows: the plain products (models/packed_linear.py)
+            outputs = [F.linear(x, base.weight, base.bias) for base in self.bases]
+            return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
         if self.group is not None:
             return packed_product(x, *self.group.current())
         base = self.bases[0]
