@@ -38,12 +38,20 @@ LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"}
 
 # --- shared settings and data -------------------------------------------------------------------------------------
 
+def hardware_bf16() -> bool:
+    """bf16 matmuls in this CPU (AVX512-BF16 or AMX): where they are emulated, float32 is both sides' faster setting
+    (and what `tunesmith train` chooses by default)."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def bench_settings(args: argparse.Namespace) -> dict:
-    """The one run configuration both sides are given."""
+    """The one run configuration both sides are given: bf16 autocast where the CPU has bf16 matmuls, else float32."""
     return {
         "base_model": BASE,
         "lora": LORA,
-        "bf16": True,
+        "bf16": hardware_bf16(),
         "rows": args.rows,
         "valid_rows": args.valid_rows,
         "epochs": args.epochs,
@@ -386,7 +394,7 @@ def machine_state() -> dict:
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "cpu_bf16": bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()),
+        "cpu_bf16": hardware_bf16(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -517,7 +525,8 @@ def notes(results: dict, machine: dict, work: Path, settings: dict) -> list[str]
         "'trl_eager' (and 'trl_eager_no_gradient_checkpointing') load the model with attn_implementation='eager' "
         "(matmul + softmax attention, as tunesmith's math kernel on short rows) instead of sdpa. ratios_vs_fastest_trl "
         "compares with whichever TRL side ran fastest.",
-        "Both: fp32 weights, bf16 CPU autocast, AdamW (betas 0.9/0.999, wd 0), clip 1.0, cosine with "
+        "Both: fp32 weights, " + ("bf16 CPU autocast" if settings["bf16"] else "float32 (this CPU has no bf16 matmuls; "
+        "before 2026-12-07 both sides ran emulated bf16 here)") + ", AdamW (betas 0.9/0.999, wd 0), clip 1.0, cosine with "
         f"int(0.03 × steps) warm-up steps, batch 16 without accumulation, seed {settings['seed']}; example order: "
         + ("TRL draws tunesmith's (the same batches at every step; valid loss moves by ~0.03 with the order alone)."
            if settings["trl_order"] == "tunesmith" else "each side's own shuffling, so the order differs."),
@@ -530,7 +539,7 @@ def notes(results: dict, machine: dict, work: Path, settings: dict) -> list[str]
         "wall_s includes everything each command does: tunesmith train also writes a checkpoint and exports the merged "
         "model (safetensors); TRL runs trainer.evaluate() on the valid rows and saves the adapter.",
         "valid_loss: both adapters scored in the parent process by assistant_token_loss (fp32, token-weighted mean over "
-        "answer + <|im_end|>); in_run_valid_loss is each tool's own figure under bf16.",
+        "answer + <|im_end|>); in_run_valid_loss is each tool's own figure in the run's dtype.",
         f"Work directory (logs, runs): {work}",
     ]
     worst = max(machine["load_avg_before"][0], machine.get("load_avg_after_tunesmith", [0])[0], machine.get("load_avg_after_trl", [0])[0])
