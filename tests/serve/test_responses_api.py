@@ -225,11 +225,18 @@ def test_logprobs_are_included_as_chat_gives_them_streamed_or_not(served):
                                           max_completion_tokens=5, temperature=0, logprobs=True, top_logprobs=2)
     part = response.output[0].content[0]
     expected = chat.choices[0].logprobs.content
-    assert [(p.token, p.logprob) for p in part.logprobs] == [(e.token, e.logprob) for e in expected]
+
+    def same_logprobs(got) -> bool:
+        """The same tokens, log-probabilities equal to float rounding: the second request reuses the first's prefilled
+        prompt and prefills fewer rows, and in float32 the packed product serves only 3-48 rows
+        (models/packed_linear.py), so its sums may run through another kernel."""
+        return [p.token for p in got] == [e.token for e in expected] and \
+            all(abs(p.logprob - e.logprob) < 1e-5 for p, e in zip(got, expected))
+
+    assert expected and same_logprobs(part.logprobs)
     assert [[t.token for t in p.top_logprobs] for p in part.logprobs] == [[t.token for t in e.top_logprobs] for e in expected]
     events = list(client.responses.create(**asked, stream=True))
-    streamed = [p for e in events if e.type == "response.output_text.delta" for p in e.logprobs]
-    assert [(p.token, p.logprob) for p in streamed] == [(e.token, e.logprob) for e in expected]
+    assert same_logprobs([p for e in events if e.type == "response.output_text.delta" for p in e.logprobs])
     assert client.responses.create(model=model, input="x", max_output_tokens=2).output[0].content[0].logprobs == []
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model=model, input="x", include=["file_search_call.results"])
