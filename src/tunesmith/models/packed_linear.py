@@ -59,7 +59,9 @@ def packed_dtypes() -> tuple[torch.dtype, ...]:
 # (MKL's sgemm), which measured faster there (benchmarks/README.md "float32 packed linears": a model's linears at 1 row
 # 27.5 ms plain against 40.0 packed, 16 rows 113.9 against 49.4, 64 rows within 10% either way, 600 rows 0.96x
 # packed; the demo's evaluation, whose generation decodes 128 rows, 128.6 s plain against 145.9 s all packed).
-# bf16 inputs always take the packed weight.
+# bf16 inputs always take the packed weight. So in float32 a row's logits can differ at rounding level (~1e-7) with
+# the rows it is multiplied beside (a prefill after a stored prefix, a batch that shrinks to 2 rows): greedy answers
+# matched sequential float32's 16/16 in the serving benchmark.
 FLOAT32_PACKED_ROWS = (3, 48)
 
 
