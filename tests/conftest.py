@@ -27,7 +27,7 @@ def model(tokenizer):
     return tiny_model(tokenizer)
 
 
-@pytest.fixture(params=[pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not bf16_kernels(), reason="no bf16 kernels in oneDNN here")),
+@pytest.fixture(params=[pytest.param(torch.bfloat16, marks=pytest.mark.skipif(not bf16_kernels(), reason="no bf16 oneDNN")),
                         torch.float32], ids=["bf16", "float32"])
 def packed_dtype(request):
     """Each dtype whose weights models/packed_linear.py packs: bf16 (where oneDNN has its kernels) and float32."""

@@ -1,6 +1,6 @@
-"""The written-out decoding step (models/decoding/decode_step.py) on the tiny llama packed, in bf16 and in float32: logits
-bit-identical to transformers' forward over the same slot cache, with and without mixed LoRA rows; the engine takes it where it
-applies and transformers' forward elsewhere."""
+"""The written-out decoding step (models/decoding/decode_step.py) on the tiny llama packed, in bf16 and in float32:
+logits bit-identical to transformers' forward over the same slot cache, with and without mixed LoRA rows; the engine
+takes it where it applies and transformers' forward elsewhere."""
 import pytest
 import torch
 
