@@ -69,7 +69,7 @@ def main() -> None:
 
     import torch
 
-    from serve_throughput import BASE, engine_tokens_per_s, machine_state, read_prompts
+    from serve_throughput import BASE, engine_tokens_per_s, figures, machine_state, read_prompts
     from tunesmith.models.chat import render_prompts
     from tunesmith.models.load import inference_dtype, load_model, load_tokenizer
     from tunesmith.models.packed_linear import pack_linears
@@ -96,8 +96,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for side, model in (("plain", plain), ("packed", packed)):
                 runs[side].append(engine_tokens_per_s(model, tokenizer, ids[:requests], [None] * requests, 64, to_the_end=True))
-        engine = {side: {"seconds": round(sum(r["seconds"] for r in rs), 2),
-                         "generated_tokens_per_s": round(sum(r["generated_tokens"] for r in rs) / sum(r["seconds"] for r in rs), 1)}
+        engine = {side: figures(sum(r["seconds"] for r in rs), sum(r["generated_tokens"] for r in rs), requests * args.rounds)
                   for side, rs in runs.items()}
         engine["speedup"] = round(engine["packed"]["generated_tokens_per_s"] / engine["plain"]["generated_tokens_per_s"], 2)
         report[f"engine_{requests}"] = engine

@@ -476,12 +476,11 @@ def run_side(side: str, args) -> dict:
         return {"batch_api": result, "texts": {"batch_api": result.pop("texts")}}
     if side == "mixed_lora":
         return {"mixed_lora": run_mixed_lora(prompts[: args.requests], args.max_tokens, inference_dtype(None))}
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(side.rsplit("_", 1)[-1])  # static_* and sequential_*
     if side.startswith("static_"):
-        dtype = {"static_bf16": torch.bfloat16, "static_fp32": torch.float32}[side]
         return {side: run_static_batch(prompts[: args.requests], args.max_tokens, dtype)}
     if side.startswith("sequential_"):
-        result = run_sequential(prompts[: args.requests], args.max_tokens, {"sequential_bf16": torch.bfloat16,
-                                                                            "sequential_fp32": torch.float32}[side])
+        result = run_sequential(prompts[: args.requests], args.max_tokens, dtype)
         return {side: result, "texts": {side: result.pop("texts")}}
     return {"llama_cpp": run_llama_cpp(prompts[: args.requests], args.max_tokens, args.threads,
                                        extra_buffers=not args.llama_without_extra_buffers)}

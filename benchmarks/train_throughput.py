@@ -43,7 +43,9 @@ def hardware_bf16() -> bool:
     (and what `tunesmith train` chooses by default)."""
     import torch
 
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    from tunesmith.models.classifier import bf16_supported
+
+    return bf16_supported(torch.device("cpu"))
 
 
 def bench_settings(args: argparse.Namespace) -> dict:

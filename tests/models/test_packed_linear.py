@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from tunesmith.models.classifier import bf16_supported
 from tunesmith.models.packed_linear import FLOAT32_PACKED_ROWS, bf16_kernels, pack_linears, packed_dtypes, packing_supported
 from tunesmith.models.decoding.slot_cache import SlotCache
 from tunesmith.models.decoding.stacked_lora import stacked_lora
@@ -56,7 +57,7 @@ def test_packed_logits_equal_plain_linear_logits(tokenizer, dtype):
 
 
 def test_float32_is_packed_by_default_only_where_the_cpu_lacks_bf16_matmuls(tokenizer):
-    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    native_bf16 = bf16_supported(torch.device("cpu"))
     assert packing_supported(model_in(tokenizer, torch.float32)) == (not native_bf16)
     assert (torch.float32 in packed_dtypes()) == (not native_bf16)
     assert packing_supported(model_in(tokenizer, torch.bfloat16)) == bf16_kernels()

@@ -30,6 +30,8 @@ from collections.abc import Callable
 
 import torch
 
+from tunesmith.models.classifier import bf16_supported
+
 PACK_ROWS_HINT = 16  # oneDNN picks its blocking for this many input rows; measured fastest from 1 to 600 rows
 SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # siblings' names (Llama, Qwen2, Mistral, Gemma)
 
@@ -51,7 +53,7 @@ def packed_dtypes() -> tuple[torch.dtype, ...]:
     as it is in bf16; `pack_linears` packs float32 models anywhere when asked."""
     if not torch.backends.mkldnn.is_available():
         return ()
-    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    native_bf16 = bf16_supported(torch.device("cpu"))
     return ((torch.bfloat16,) if bf16_kernels() else ()) + (() if native_bf16 else (torch.float32,))
 
 

@@ -11,6 +11,7 @@ import torch
 from tunesmith.config import DataConfig, RunConfig
 from tunesmith.data.formats import LoadedFile, RowError, load_file
 from tunesmith.data.render import TokenizedExample, records_to_examples
+from tunesmith.models.classifier import bf16_supported
 from tunesmith.models.load import load_model
 from tunesmith.train.base_anchor import replay_objective
 from tunesmith.train.data_parallel import DataParallelStrategy
@@ -60,9 +61,7 @@ def seed_everything(seed: int) -> None:
 
 
 def bf16_available() -> bool:
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return bf16_supported(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def load_split(path: Path, tokenizer, config: DataConfig) -> tuple[LoadedFile, list[TokenizedExample]]:

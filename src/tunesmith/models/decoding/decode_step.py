@@ -93,14 +93,13 @@ class Projection:
             mask = lora.direct_mask(direct.mask_key)
             if mask is not None:
                 return direct(x, mask)
-        if not packed_is_faster(x):  # float32 with few or many rows: the plain products (models/packed_linear.py)
-            outputs = [F.linear(x, base.weight, base.bias) for base in self.bases]
+        base = self.bases[0]
+        # the plain products: float32 with few or many rows (models/packed_linear.py), or a lone linear's weight replaced
+        if not packed_is_faster(x) or (self.group is None and base.packed_weight.weight is not base.weight):
+            outputs = [F.linear(x, plain.weight, plain.bias) for plain in self.bases]
             return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
         if self.group is not None:
             return packed_product(x, *self.group.current())
-        base = self.bases[0]
-        if base.packed_weight.weight is not base.weight:  # its weight was replaced: the plain product
-            return F.linear(x, base.weight, base.bias)
         return packed_product(x, base.packed_weight.current(), base.bias)
 
     def split(self, both: torch.Tensor) -> list[torch.Tensor]:
