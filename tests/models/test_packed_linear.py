@@ -7,8 +7,9 @@ import copy
 import pytest
 import torch
 
-from tunesmith.models.classifier import bf16_supported
-from tunesmith.models.packed_linear import FLOAT32_PACKED_ROWS, bf16_kernels, pack_linears, packed_dtypes, packing_supported
+from tunesmith.models import packed_linear
+from tunesmith.models.packed_linear import (FLOAT32_PACKED_ROWS, bf16_kernels, cpu_vendor, pack_linears, packed_dtypes,
+                                             packing_supported)
 from tunesmith.models.decoding.slot_cache import SlotCache
 from tunesmith.models.decoding.stacked_lora import stacked_lora
 from tests.tiny import lora_model, redrawn, tiny_model
@@ -56,11 +57,23 @@ def test_packed_logits_equal_plain_linear_logits(tokenizer, dtype):
     assert_same(decode_logits(packed), decode_logits(plain))
 
 
-def test_float32_is_packed_by_default_only_where_the_cpu_lacks_bf16_matmuls(tokenizer):
-    native_bf16 = bf16_supported(torch.device("cpu"))
-    assert packing_supported(model_in(tokenizer, torch.float32)) == (not native_bf16)
-    assert (torch.float32 in packed_dtypes()) == (not native_bf16)
-    assert packing_supported(model_in(tokenizer, torch.bfloat16)) == bf16_kernels()
+def test_float32_is_packed_by_default_where_the_cpu_lacks_bf16_matmuls_or_is_amd(tokenizer, monkeypatch):
+    for native_bf16, amd, float32_packed in ((False, False, True), (True, False, False), (True, True, True), (False, True, True)):
+        monkeypatch.setattr(packed_linear, "bf16_supported", lambda device, native=native_bf16: native)
+        monkeypatch.setattr(packed_linear, "amd_cpu", lambda amd=amd: amd)
+        assert (torch.float32 in packed_dtypes()) == float32_packed, (native_bf16, amd)
+        assert packing_supported(model_in(tokenizer, torch.float32)) == float32_packed
+        assert packing_supported(model_in(tokenizer, torch.bfloat16)) == bf16_kernels()
+
+
+def test_cpu_vendor_is_read_from_cpuinfo(tmp_path):
+    amd = tmp_path / "amd"
+    amd.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    intel = tmp_path / "intel"
+    intel.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n")
+    none = tmp_path / "arm"
+    none.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")
+    assert [cpu_vendor(str(path)) for path in (amd, intel, none, tmp_path / "missing")] == ["AuthenticAMD", "GenuineIntel", "", ""]
 
 
 def test_a_weight_changed_in_place_is_repacked(tokenizer, dtype):
@@ -152,7 +165,8 @@ def test_float32_takes_the_packed_product_only_for_the_row_counts_where_it_is_fa
     group, _ = attention.q_proj.packed_group
     low, high = FLOAT32_PACKED_ROWS
     with torch.inference_mode():
-        for rows, packed in ((1, False), (low - 1, False), (low, True), (16, True), (high, True), (high + 1, False), (600, False)):
+        for rows in sorted({1, 2, max(1, low - 1), low, 16, high, high + 1, 600}):
+            packed = low <= rows <= high  # 3-48 rows; 1-48 on an AMD CPU
             x = torch.randn(rows, attention.q_proj.in_features)
             out = attention.q_proj(x)
             assert (group.product.output is not None) == packed, rows  # k and v would take their columns of it

@@ -25,6 +25,7 @@ Measured (SmolLM2-135M's 30 layers of q/k/v + gate/up, packed, 2 threads): 1 row
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 
@@ -41,30 +42,52 @@ def bf16_kernels() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def amd_cpu() -> bool:
+    """An AMD CPU (Linux's /proc/cpuinfo says so; False elsewhere or where it cannot be read)."""
+    return cpu_vendor() == "AuthenticAMD"
+
+
+@functools.cache
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's vendor_id ("GenuineIntel", "AuthenticAMD"), or "" where the file has none or cannot be read."""
+    try:
+        with open(cpuinfo) as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
 def packed_dtypes() -> tuple[torch.dtype, ...]:
     """The weight dtypes packed by default on this CPU: bf16 where oneDNN has bf16 kernels; float32 where the CPU has
     no bf16 matmuls in hardware (AVX512-BF16 or AMX), so that float32 is what it serves and evaluates
-    (models/load.py's inference_dtype).
+    (models/load.py's inference_dtype), and on AMD CPUs, where float32 is served when asked.
 
-    float32 measured on such a CPU only (Intel Xeon with AVX-512, 2 threads, benchmarks/README.md "float32 packed
-    linears"): oneDNN's packed product against `F.linear` (MKL's sgemm, slow at a few rows there) at 16 rows:
-    q/k/v 204 against 538 us, gate/up 410 against 1650 us, the output head 12.0 against 30.7 ms. In float32 it is
-    not bit-identical to `F.linear` (MKL and oneDNN sum in other orders: differences of ~1e-4 in outputs of ~10),
-    as it is in bf16; `pack_linears` packs float32 models anywhere when asked."""
+    float32 measured (benchmarks/README.md "float32 packed linears", 2 threads): oneDNN's packed product against
+    `F.linear`, which multiplies float32 through MKL's sgemm. On an Intel Xeon with AVX-512 and no bf16 matmuls, at 16
+    rows: q/k/v 204 against 538 us, gate/up 410 against 1650 us, the output head 12.0 against 30.7 ms; at one row MKL
+    was the faster. On an AMD EPYC (AVX512-BF16), every linear of the model at 1 / 4 / 16 rows 1.46x / 3.05x / 1.98x
+    faster packed, 64 and 600 rows equal, the engine's 16 prompts 104.5 -> 187.4 tokens/s and one prompt 15.3 -> 20.3.
+    Not measured on the Intel Xeon with AMX, so not packed there by default. In float32 it is not bit-identical to `F.linear` (MKL and oneDNN sum in other orders:
+    differences of ~1e-4 in outputs of ~10), as it is in bf16; `pack_linears` packs float32 models anywhere when asked."""
     if not torch.backends.mkldnn.is_available():
         return ()
-    native_bf16 = bf16_supported(torch.device("cpu"))
-    return ((torch.bfloat16,) if bf16_kernels() else ()) + (() if native_bf16 else (torch.float32,))
+    float32 = not bf16_supported(torch.device("cpu")) or amd_cpu()
+    return ((torch.bfloat16,) if bf16_kernels() else ()) + ((torch.float32,) if float32 else ())
 
 
 # float32 inputs of this many rows (inclusive) multiply through the packed weight; fewer or more take `F.linear`
-# (MKL's sgemm), which measured faster there (benchmarks/README.md "float32 packed linears": a model's linears at 1 row
-# 27.5 ms plain against 40.0 packed, 16 rows 113.9 against 49.4, 64 rows within 10% either way, 600 rows 0.96x
-# packed; the demo's evaluation, whose generation decodes 128 rows, 128.6 s plain against 145.9 s all packed).
+# (MKL's sgemm), which measured faster there (benchmarks/README.md "float32 packed linears", the Intel Xeon without
+# bf16 matmuls: a model's linears at 1 row 27.5 ms plain against 40.0 packed, 16 rows 113.9 against 49.4, 64 rows
+# within 10% either way, 600 rows 0.96x packed; the demo's evaluation, whose generation decodes 128 rows, 128.6 s
+# plain against 145.9 s all packed). On AMD CPUs from one row: packed was the faster there at 1 row too (above).
 # bf16 inputs always take the packed weight. So in float32 a row's logits can differ at rounding level (~1e-7) with
 # the rows it is multiplied beside (a prefill after a stored prefix, a batch that shrinks to 2 rows): greedy answers
 # matched sequential float32's 16/16 in the serving benchmark.
-FLOAT32_PACKED_ROWS = (3, 48)
+FLOAT32_PACKED_ROWS = (1 if amd_cpu() else 3, 48)
 
 
 def packed_is_faster(x: torch.Tensor) -> bool:
