@@ -165,39 +165,47 @@ def concurrent_chats(url: str, secret: str, prompts: list[str], max_tokens: int,
 
 def run_serve(prompts: list[str], levels: list[int], max_tokens: int, response_format: dict | None = None,
               name: str = "serve") -> dict:
-    """{name}_N for each concurrency level N, one server (the model loads once), the clients in another process."""
+    """{name}_N for each concurrency level N, the clients in another process. Each level has a server of its own,
+    started the same way (the model loaded, one short request answered), so no level finds the prompts of the
+    levels before it in the server's prefix store (models/decoding/prefix_store.py): in one server, serve_32 found
+    serve_16's 16 prompts stored whole and prefilled only the rest (its TTFT p50 0.19-0.30 s against 0.74 s from a
+    fresh server, benchmarks/README.md). Within a level the prompts are the file's 24, cycled."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    results = {}
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as client_process:
+        client_process.submit(time.sleep, 0).result()  # the client process is up before the clock starts
+        for level in levels:
+            with tempfile.TemporaryDirectory(prefix="tunesmith-serve-bench-") as home:
+                url, secret, app, server = start_server(Path(home), max(levels))
+                try:
+                    results[f"{name}_{level}"] = serve_level(client_process, url, secret, app, prompts[:level],
+                                                             max_tokens, response_format)
+                    results["serving_dtype"] = str(app.state.pool.dtype).removeprefix("torch.")
+                finally:
+                    server.should_exit = True
+    return results
+
+
+def serve_level(client_process, url: str, secret: str, app, prompts: list[str], max_tokens: int,
+                response_format: dict | None) -> dict:
+    """The prompts streamed at once against a started server: figures, TTFT, how the batcher admitted them, texts."""
     import httpx
 
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="tunesmith-serve-bench-") as home, \
-            ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as client_process:
-        url, secret, app, server = start_server(Path(home), max(levels))
-        try:
-            with httpx.Client() as client:
-                # loads the model into the pool (and, with a schema, builds llguidance's view of the tokenizer: 0.5 s
-                # once per model, which the first schema request pays; not timed, as for the model's load)
-                stream_chat(client, url, secret, "Hello!", 4)
-            client_process.submit(time.sleep, 0).result()  # the client process is up before the clock starts
-            batcher = app.state.pool.loaded[BASE].batcher
-            for level in levels:
-                batcher.stats.largest_batch, steps_before, admitted_before = 0, batcher.stats.steps, len(batcher.stats.admitted)
-                seconds, answers = client_process.submit(concurrent_chats, url, secret, prompts[:level], max_tokens,
-                                                         response_format).result()
-                ttfts = [a["ttft"] for a in answers]
-                tokens = sum(a["tokens"] for a in answers)
-                results[f"{name}_{level}"] = {
-                    **figures(seconds, tokens, level), "ttft_p50_s": round(percentile(ttfts, 0.5), 3),
-                    "ttft_p99_s": round(percentile(ttfts, 0.99), 3), "ttft_max_s": round(max(ttfts), 3),
-                    "decode_steps": batcher.stats.steps - steps_before, "largest_batch": batcher.stats.largest_batch,
-                    "admissions": list(batcher.stats.admitted)[admitted_before:],
-                    "texts": [a["text"] for a in answers]}
-            results["serving_dtype"] = str(app.state.pool.dtype).removeprefix("torch.")
-        finally:
-            server.should_exit = True
-    return results
+    with httpx.Client() as client:
+        # loads the model into the pool (and, with a schema, builds llguidance's view of the tokenizer: 0.5 s
+        # once per model, which the first schema request pays; not timed, as for the model's load)
+        stream_chat(client, url, secret, "Hello!", 4)
+    batcher = app.state.pool.loaded[BASE].batcher
+    steps_before, admitted_before = batcher.stats.steps, len(batcher.stats.admitted)
+    seconds, answers = client_process.submit(concurrent_chats, url, secret, prompts, max_tokens, response_format).result()
+    ttfts = [a["ttft"] for a in answers]
+    return {**figures(seconds, sum(a["tokens"] for a in answers), len(prompts)),
+            "ttft_p50_s": round(percentile(ttfts, 0.5), 3), "ttft_p99_s": round(percentile(ttfts, 0.99), 3),
+            "ttft_max_s": round(max(ttfts), 3), "decode_steps": batcher.stats.steps - steps_before,
+            "largest_batch": batcher.stats.largest_batch, "admissions": list(batcher.stats.admitted)[admitted_before:],
+            "texts": [a["text"] for a in answers]}
 
 
 def engine_tokens_per_s(model, tokenizer, prompt_ids: list[list[int]], adapters: list[str | None], max_tokens: int,
