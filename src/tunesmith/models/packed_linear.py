@@ -69,8 +69,8 @@ def packed_dtypes() -> tuple[torch.dtype, ...]:
     float32 measured (benchmarks/README.md "float32 packed linears", 2 threads): oneDNN's packed product against
     `F.linear`, which multiplies float32 through MKL's sgemm. On an Intel Xeon with AVX-512 and no bf16 matmuls, at 16
     rows: q/k/v 204 against 538 us, gate/up 410 against 1650 us, the output head 12.0 against 30.7 ms; at one row MKL
-    was the faster. On an AMD EPYC (AVX512-BF16), every linear of the model at 1 / 4 / 16 rows 1.46x / 3.05x / 1.98x
-    faster packed, 64 and 600 rows equal, the engine's 16 prompts 104.5 -> 187.4 tokens/s and one prompt 15.3 -> 20.3
+    was the faster. On an AMD EPYC (AVX512-BF16), every linear of the model at 1 / 4 / 16 rows 1.66x / 2.77x / 1.92x
+    faster packed, 64 and 600 rows equal, the engine's 16 prompts 100.0 -> 183.5 tokens/s and one prompt 15.5 -> 21.4
     (a Zen 4 EPYC; AMD CPUs without AVX-512 are not measured). Not measured on the Intel Xeon with AMX, so not packed
     there by default. In float32 it is not bit-identical to `F.linear` (MKL and oneDNN sum in other orders:
     differences of ~1e-4 in outputs of ~10), as it is in bf16; `pack_linears` packs float32 models anywhere when asked."""
