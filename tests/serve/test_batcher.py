@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tunesmith.models.chat import render_prompts, stop_token_ids
-from tunesmith.serve.batcher import BACKGROUND_SHARE, INTERACTIVE_RESERVE, BatchSlot, complete, generate_deltas
+from tunesmith.serve.batcher import BatchShares, BatchSlot, complete, generate_deltas
 from tunesmith.serve.model_pool import ServedModel
 from tunesmith.models.decoding.requests import GenerationRequest, SamplingParams, Usage
 from tests.tiny import lora_model, redrawn, tiny_model
@@ -234,9 +234,9 @@ def queued(batcher, kinds: str, n: int = 1) -> list:
 
 
 def test_interactive_requests_go_first_and_background_ones_keep_to_their_share_beside_them(shared):
-    assert (BACKGROUND_SHARE, INTERACTIVE_RESERVE) == (4, 8)  # the figures below
     batcher = shared.batcher
-    batcher.max_rows = 8  # background share beside interactive requests: 8 // BACKGROUND_SHARE = 2 rows
+    assert batcher.shares == BatchShares(beside_chats=0.25, reserve=0.125)  # the defaults: the figures below
+    batcher.max_rows = 8  # background share beside interactive requests: a quarter of 8 = 2 rows
     requests = queued(batcher, "bbbbiib")
     taken = batcher.take_pending(room=8)
     assert taken == [requests[4], requests[5], requests[0], requests[1]]  # both chats, then 2 of the batch's rows
@@ -254,6 +254,26 @@ def test_interactive_requests_go_first_and_background_ones_keep_to_their_share_b
     assert batcher.take_pending(room=8) == [later[1]] and batcher.held == [later[0]]  # 3 rows: over the share
 
 
+def test_the_shares_of_rows_for_background_requests_are_settings(shared):
+    batcher = shared.batcher
+    batcher.max_rows, batcher.shares = 8, BatchShares(beside_chats=0.5, reserve=0.25)
+    requests = queued(batcher, "bbbbbbib")
+    assert batcher.take_pending(room=8) == [requests[6], *requests[:4]]  # the chat, then half of 8 for the batch
+    batcher.held = []
+    alone_ones = queued(batcher, "bbbbbbbb")
+    assert batcher.take_pending(room=8) == alone_ones[:6]  # no chat: all but a quarter of the rows (2)
+
+
+def test_the_server_settings_reach_each_models_batcher(tmp_path, tiny_model_dir):
+    from tunesmith.serve.app import create_app
+    from tunesmith.serve.settings import ServeSettings
+
+    app = create_app(ServeSettings(home=tmp_path, bases=[str(tiny_model_dir)], run_jobs=False,
+                                   batch_share_beside_chats=0.5, chat_reserve=0.25))
+    loaded = app.state.pool.get("tiny", str(tiny_model_dir))
+    assert loaded.slot.batcher.shares == BatchShares(beside_chats=0.5, reserve=0.25)
+
+
 def test_background_and_interactive_rows_answer_as_if_alone(shared, prompts):
     params = SamplingParams(max_new_tokens=6, temperature=0)
     shared.batcher.max_rows = 4
@@ -261,7 +281,7 @@ def test_background_and_interactive_rows_answer_as_if_alone(shared, prompts):
         requests = [shared.batcher.submit(p, params, None, Usage(), background=True) for p in prompts] + \
                    [shared.batcher.submit(prompts[1], params, None, Usage())]
     answers = [collect(request)[0] for request in requests]
-    assert shared.batcher.stats.admitted[0] == 2  # the chat and one background row (4 // BACKGROUND_SHARE)
+    assert shared.batcher.stats.admitted[0] == 2  # the chat and one background row (a quarter of 4)
     for prompt, answer in zip([*prompts, prompts[1]], answers):
         assert answer == alone(shared, prompt, params)[0]
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from tunesmith.estimate.estimate import current_rss_bytes
 from tunesmith.models.load import inference_dtype
 from tunesmith.registry.db import Database
+from tunesmith.serve.batcher import BatchShares
 from tunesmith.serve.batches import BatchRunner
 from tunesmith.serve.classifier_pool import ClassifierPool
 from tunesmith.serve.comparisons import Comparisons
@@ -53,7 +54,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     # the OpenAPI schema is served to keys only (the gate checks /openapi.json); no public /docs pages
     app = FastAPI(title="tunesmith", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.settings, app.state.db, app.state.pool = settings, db, ModelPool(settings.max_loaded_models, inference_dtype(settings.bf16))
+    shares = BatchShares(settings.batch_share_beside_chats, settings.chat_reserve)
+    app.state.settings, app.state.db = settings, db
+    app.state.pool = ModelPool(settings.max_loaded_models, inference_dtype(settings.bf16), shares)
     app.state.file_checks = file_checks
     app.state.classifiers = ClassifierPool(settings.max_loaded_models)
     app.state.comparisons = Comparisons(db, settings.home / "comparisons")

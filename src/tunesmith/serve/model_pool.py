@@ -17,7 +17,7 @@ from peft import PeftModel
 
 from tunesmith.models.load import load_model, load_tokenizer
 from tunesmith.models.packed_linear import packed_for_inference
-from tunesmith.serve.batcher import Batcher, BatchSlot
+from tunesmith.serve.batcher import Batcher, BatchShares, BatchSlot
 from tunesmith.serve.passing_thread import in_passing_thread
 from tunesmith.train.lora import ignore_peft_deprecation
 
@@ -28,11 +28,12 @@ class ServedModel:
 
     model: object
     tokenizer: object
+    shares: BatchShares = BatchShares()  # how much of the rows batches and eval runs may hold (serve/batcher.py)
     lock: threading.Lock = field(default_factory=threading.Lock)  # held by the batcher for each step
     batcher: Batcher = field(init=False)
 
     def __post_init__(self):
-        self.batcher = Batcher(self)
+        self.batcher = Batcher(self, shares=self.shares)
 
 
 @dataclass
@@ -45,9 +46,10 @@ class LoadedModel:
 
 
 class ModelPool:
-    def __init__(self, max_loaded: int, dtype: torch.dtype = torch.float32):
-        """dtype: the generation models' weights (models/load.py inference_dtype); LoRA adapters keep peft's float32."""
-        self.max_loaded, self.dtype = max_loaded, dtype
+    def __init__(self, max_loaded: int, dtype: torch.dtype = torch.float32, shares: BatchShares = BatchShares()):
+        """dtype: the generation models' weights (models/load.py inference_dtype); LoRA adapters keep peft's float32.
+        shares: each model's batcher's shares of rows for background requests (serve/batcher.py)."""
+        self.max_loaded, self.dtype, self.shares = max_loaded, dtype, shares
         ignore_peft_deprecation()  # adapters load in passing threads (get_adapter): a filter for good, set once
         self.loaded: OrderedDict[str, ServedModel] = OrderedDict()
         self.lock = threading.Lock()
@@ -56,7 +58,7 @@ class ModelPool:
         """Load under the pool lock, so two requests never load the same model twice."""
         if model_id not in self.loaded:
             model = in_passing_thread(lambda: self.load(ref))  # serve/passing_thread.py: why not in this thread
-            self.loaded[model_id] = ServedModel(model, load_tokenizer(ref))
+            self.loaded[model_id] = ServedModel(model, load_tokenizer(ref), self.shares)
             while len(self.loaded) > self.max_loaded:
                 self.loaded.popitem(last=False)
         self.loaded.move_to_end(model_id)

@@ -43,6 +43,12 @@ class ServeSettings(BaseModel):
     batch_concurrency: int = Field(64, ge=1, description="Requests of batches (/v1/batches) generating at once, "
                                    "every key's running batch together (likewise the rows of eval runs): they decode "
                                    "in the same running batch as the API's other requests.")
+    batch_share_beside_chats: float = Field(0.25, gt=0, le=1, description="While chats (interactive requests) run or "
+                                            "wait, requests of batches and eval runs hold at most this share of a "
+                                            "model's rows; rows already decoding finish (serve/batcher.py).")
+    chat_reserve: float = Field(0.125, gt=0, lt=1, description="Share of a model's rows (one at least) that requests "
+                                "of batches and eval runs never take, so a chat arriving during a batch starts at the "
+                                "next decoding step.")
     default_max_tokens: int = Field(256, ge=1, description="Completion length when a request sets none.")
     bf16: bool | None = Field(None, description="Generation models' weights in bf16, cast once at load (half the "
                               "bytes each decoding step reads); None = where the hardware has bf16 matmuls "
