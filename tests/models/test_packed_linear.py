@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from tunesmith.models import packed_linear
-from tunesmith.models.packed_linear import (FLOAT32_PACKED_ROWS, bf16_kernels, cpu_vendor, pack_linears, packed_dtypes,
-                                             packing_supported)
+from tunesmith.models.packed_linear import FLOAT32_PACKED_ROWS, bf16_kernels, pack_linears, packed_dtypes, packing_supported
 from tunesmith.models.decoding.slot_cache import SlotCache
 from tunesmith.models.decoding.stacked_lora import stacked_lora
 from tests.tiny import lora_model, redrawn, tiny_model
@@ -64,16 +63,6 @@ def test_float32_is_packed_by_default_where_the_cpu_lacks_bf16_matmuls_or_is_amd
         assert (torch.float32 in packed_dtypes()) == float32_packed, (native_bf16, amd)
         assert packing_supported(model_in(tokenizer, torch.float32)) == float32_packed
         assert packing_supported(model_in(tokenizer, torch.bfloat16)) == bf16_kernels()
-
-
-def test_cpu_vendor_is_read_from_cpuinfo(tmp_path):
-    amd = tmp_path / "amd"
-    amd.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
-    intel = tmp_path / "intel"
-    intel.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n")
-    none = tmp_path / "arm"
-    none.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")
-    assert [cpu_vendor(str(path)) for path in (amd, intel, none, tmp_path / "missing")] == ["AuthenticAMD", "GenuineIntel", "", ""]
 
 
 def test_a_weight_changed_in_place_is_repacked(tokenizer, dtype):

@@ -25,13 +25,13 @@ Measured (SmolLM2-135M's 30 layers of q/k/v + gate/up, packed, 2 threads): 1 row
 """
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 
 import torch
 
 from tunesmith.models.classifier import bf16_supported
+from tunesmith.models.cpu import amd_cpu
 
 PACK_ROWS_HINT = 16  # oneDNN picks its blocking for this many input rows; measured fastest from 1 to 600 rows
 SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # siblings' names (Llama, Qwen2, Mistral, Gemma)
@@ -40,25 +40,6 @@ SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # sib
 def bf16_kernels() -> bool:
     """This CPU's oneDNN has bf16 kernels."""
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def amd_cpu() -> bool:
-    """An AMD CPU (Linux's /proc/cpuinfo says so; False elsewhere or where it cannot be read)."""
-    return cpu_vendor() == "AuthenticAMD"
-
-
-@functools.cache
-def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The CPU's vendor_id ("GenuineIntel", "AuthenticAMD"), or "" where the file has none or cannot be read."""
-    try:
-        with open(cpuinfo) as lines:
-            for line in lines:
-                key, _, value = line.partition(":")
-                if key.strip() == "vendor_id":
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
 
 
 def packed_dtypes() -> tuple[torch.dtype, ...]:

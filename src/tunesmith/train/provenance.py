@@ -21,6 +21,7 @@ import torch
 
 import tunesmith
 from tunesmith.data.hashing import file_sha256
+from tunesmith.models.cpu import cpuinfo_field
 from tunesmith.models.resolve import cache_root, resolve_model_dir
 
 DIGEST_CACHE = "weights_sha256.json"
@@ -76,13 +77,7 @@ def machine(world_size: int) -> dict:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def os_user() -> str:
