@@ -228,8 +228,8 @@ def test_logprobs_are_included_as_chat_gives_them_streamed_or_not(served):
 
     def same_logprobs(got) -> bool:
         """The same tokens, log-probabilities equal to float rounding: the second request reuses the first's prefilled
-        prompt and prefills fewer rows, and in float32 the packed product serves only 3-48 rows
-        (models/packed_linear.py), so its sums may run through another kernel."""
+        prompt and prefills fewer rows, and in float32 the packed product serves only some row counts
+        (FLOAT32_PACKED_ROWS, models/packed_linear.py), so its sums may run through another kernel."""
         return [p.token for p in got] == [e.token for e in expected] and \
             all(abs(p.logprob - e.logprob) < 1e-5 for p, e in zip(got, expected))
 
