@@ -28,8 +28,10 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tunesmith.train.provenance import cpu_model
+
 from json_report import emit
-from train_throughput import cpu_name, run_child  # the supervised benchmark's child-process accounting
+from train_throughput import run_child  # the supervised benchmark's child-process accounting
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 8 * 60
@@ -83,7 +85,7 @@ def run_figures(run: Path) -> dict:
 def machine_state() -> dict:
     import torch
 
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "load_avg_before": [round(x, 2) for x in os.getloadavg()]}
 

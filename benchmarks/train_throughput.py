@@ -380,20 +380,15 @@ def score_adapters(adapters: dict[str, str], valid: Path) -> dict[str, float]:
 
 # --- the benchmark ---------------------------------------------------------------------------------------------------
 
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor() or platform.machine())
-
-
 def machine_state() -> dict:
     import torch
     import transformers
     import trl
 
+    from tunesmith.train.provenance import cpu_model
+
     return {
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": hardware_bf16(),
